@@ -1,0 +1,23 @@
+/** Tensor names of the dense checkpoint: transformers' Qwen2-MoE layout (see docs/design.md §2). */
+export const names = {
+  embed: 'model.embed_tokens.weight',
+  finalNorm: 'model.norm.weight',
+  lmHead: 'lm_head.weight',
+  inputNorm: (l: number) => `model.layers.${l}.input_layernorm.weight`,
+  postAttentionNorm: (l: number) => `model.layers.${l}.post_attention_layernorm.weight`,
+  q: (l: number) => `model.layers.${l}.self_attn.q_proj.weight`,
+  k: (l: number) => `model.layers.${l}.self_attn.k_proj.weight`,
+  v: (l: number) => `model.layers.${l}.self_attn.v_proj.weight`,
+  qBias: (l: number) => `model.layers.${l}.self_attn.q_proj.bias`,
+  kBias: (l: number) => `model.layers.${l}.self_attn.k_proj.bias`,
+  vBias: (l: number) => `model.layers.${l}.self_attn.v_proj.bias`,
+  o: (l: number) => `model.layers.${l}.self_attn.o_proj.weight`,
+  router: (l: number) => `model.layers.${l}.mlp.gate.weight`,
+  expertGate: (l: number, e: number) => `model.layers.${l}.mlp.experts.${e}.gate_proj.weight`,
+  expertUp: (l: number, e: number) => `model.layers.${l}.mlp.experts.${e}.up_proj.weight`,
+  expertDown: (l: number, e: number) => `model.layers.${l}.mlp.experts.${e}.down_proj.weight`,
+  sharedGate: (l: number) => `model.layers.${l}.mlp.shared_expert.gate_proj.weight`,
+  sharedUp: (l: number) => `model.layers.${l}.mlp.shared_expert.up_proj.weight`,
+  sharedDown: (l: number) => `model.layers.${l}.mlp.shared_expert.down_proj.weight`,
+  sharedExpertGate: (l: number) => `model.layers.${l}.mlp.shared_expert_gate.weight`,
+};

@@ -1,0 +1,22 @@
+import type { CommandModule } from 'yargs';
+import { trainCommand } from './train';
+import { evalCommand } from './eval';
+import { tokenizeCommand } from './tokenize';
+import { sampleCommand } from './sample';
+import { convertCommand } from './convert';
+import { generateCommand } from './generate';
+import { reportCommand } from './report';
+import { demoCommand } from './demo';
+
+/** Every `dsmoe` command, in the order `--help` lists them. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [
+  trainCommand,
+  evalCommand,
+  tokenizeCommand,
+  sampleCommand,
+  convertCommand,
+  generateCommand,
+  reportCommand,
+  demoCommand,
+];

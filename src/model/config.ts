@@ -1,0 +1,144 @@
+/**
+ * The model's shape: one typed description shared by the trainer, the reference forward, the converter and the
+ * runtime. Field names are those of transformers' Qwen2-MoE `config.json`, so a checkpoint's config is this object
+ * plus Hugging Face boilerplate (see `toHfConfig`).
+ */
+export interface ModelConfig {
+  vocab_size: number;
+  hidden_size: number; // d
+  num_hidden_layers: number; // L
+  num_attention_heads: number; // H
+  num_key_value_heads: number; // KV (grouped-query attention: H % KV == 0)
+  num_experts: number; // E
+  moe_intermediate_size: number; // I, hidden width of one expert
+  shared_expert_intermediate_size: number; // 0 = no shared expert
+  num_experts_per_tok: number; // top-k written to config.json for exporters (DS-MoE trains densely)
+  max_position_embeddings: number;
+  rope_theta: number;
+  rms_norm_eps: number;
+  tie_word_embeddings: boolean;
+}
+
+export function headDim(config: ModelConfig): number {
+  return config.hidden_size / config.num_attention_heads;
+}
+
+/** Returns a list of problems with a config's internal consistency (empty when it is usable). */
+export function configProblems(config: ModelConfig): string[] {
+  const problems: string[] = [];
+  const positiveInts: (keyof ModelConfig)[] = [
+    'vocab_size',
+    'hidden_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'num_key_value_heads',
+    'num_experts',
+    'moe_intermediate_size',
+    'num_experts_per_tok',
+    'max_position_embeddings',
+  ];
+  for (const key of positiveInts) {
+    const value = config[key];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+      problems.push(`${key} must be a positive integer, got ${JSON.stringify(value)}`);
+    }
+  }
+  const s = config.shared_expert_intermediate_size;
+  if (typeof s !== 'number' || !Number.isInteger(s) || s < 0) {
+    problems.push(`shared_expert_intermediate_size must be a non-negative integer, got ${JSON.stringify(s)}`);
+  }
+  if (!(config.rope_theta > 0)) problems.push(`rope_theta must be > 0, got ${JSON.stringify(config.rope_theta)}`);
+  if (!(config.rms_norm_eps > 0)) problems.push(`rms_norm_eps must be > 0, got ${JSON.stringify(config.rms_norm_eps)}`);
+  if (typeof config.tie_word_embeddings !== 'boolean') problems.push('tie_word_embeddings must be true or false');
+  if (problems.length) return problems;
+  if (config.hidden_size % config.num_attention_heads !== 0) {
+    problems.push(`hidden_size (${config.hidden_size}) must be divisible by num_attention_heads (${config.num_attention_heads})`);
+  } else if (headDim(config) % 2 !== 0) {
+    problems.push(`head dimension hidden_size/num_attention_heads = ${headDim(config)} must be even for RoPE`);
+  }
+  if (config.num_attention_heads % config.num_key_value_heads !== 0) {
+    problems.push(`num_attention_heads (${config.num_attention_heads}) must be a multiple of num_key_value_heads (${config.num_key_value_heads})`);
+  }
+  if (config.num_experts_per_tok > config.num_experts) {
+    problems.push(`num_experts_per_tok (${config.num_experts_per_tok}) must be at most num_experts (${config.num_experts})`);
+  }
+  return problems;
+}
+
+/** Parameter counts, for reports and for the recipe's `params` variable. */
+export function parameterCounts(config: ModelConfig): {
+  total: number;
+  embedding: number;
+  attentionPerLayer: number;
+  expertPerExpert: number;
+  sharedPerLayer: number;
+  routerPerLayer: number;
+  /** Parameters touched per token with k experts per layer (embedding row lookups excluded, LM head included). */
+  activePerToken: (k: number) => number;
+} {
+  const d = config.hidden_size;
+  const hd = headDim(config);
+  const qkv = (config.num_attention_heads + 2 * config.num_key_value_heads) * hd;
+  const attentionPerLayer = qkv * d + qkv + config.num_attention_heads * hd * d;
+  const expertPerExpert = 3 * d * config.moe_intermediate_size;
+  const sharedPerLayer = config.shared_expert_intermediate_size > 0 ? 3 * d * config.shared_expert_intermediate_size + d : 0;
+  const routerPerLayer = config.num_experts * d;
+  const normsPerLayer = 2 * d;
+  const embedding = config.vocab_size * d;
+  const lmHead = config.tie_word_embeddings ? 0 : config.vocab_size * d;
+  const perLayerFixed = attentionPerLayer + sharedPerLayer + routerPerLayer + normsPerLayer;
+  const total =
+    embedding + lmHead + d + config.num_hidden_layers * (perLayerFixed + config.num_experts * expertPerExpert);
+  const activePerToken = (k: number) =>
+    config.vocab_size * d + d + config.num_hidden_layers * (perLayerFixed + k * expertPerExpert);
+  return { total, embedding, attentionPerLayer, expertPerExpert, sharedPerLayer, routerPerLayer, activePerToken };
+}
+
+/** The Hugging Face `config.json` for a model of this shape (transformers' Qwen2MoeForCausalLM). */
+export function toHfConfig(config: ModelConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    architectures: ['Qwen2MoeForCausalLM'],
+    model_type: 'qwen2_moe',
+    ...config,
+    head_dim: headDim(config),
+    hidden_act: 'silu',
+    intermediate_size: config.num_experts * config.moe_intermediate_size,
+    norm_topk_prob: false,
+    decoder_sparse_step: 1,
+    mlp_only_layers: [],
+    use_sliding_window: false,
+    sliding_window: null,
+    max_window_layers: config.num_hidden_layers,
+    attention_dropout: 0,
+    qkv_bias: true,
+    initializer_range: 0.02,
+    output_router_logits: false,
+    router_aux_loss_coef: 0,
+    use_cache: true,
+    torch_dtype: 'float32',
+    ...extra,
+  };
+}
+
+/** Reads the ModelConfig fields out of a Hugging Face config object; callers validate with `configProblems`. */
+export function fromHfConfig(hf: Record<string, unknown>): ModelConfig {
+  const num = (key: string, fallback?: number): number => {
+    const value = hf[key];
+    return typeof value === 'number' ? value : (fallback as number);
+  };
+  return {
+    vocab_size: num('vocab_size'),
+    hidden_size: num('hidden_size'),
+    num_hidden_layers: num('num_hidden_layers'),
+    num_attention_heads: num('num_attention_heads'),
+    num_key_value_heads: num('num_key_value_heads', num('num_attention_heads')),
+    num_experts: num('num_experts'),
+    moe_intermediate_size: num('moe_intermediate_size'),
+    shared_expert_intermediate_size: num('shared_expert_intermediate_size', 0),
+    num_experts_per_tok: num('num_experts_per_tok', 2),
+    max_position_embeddings: num('max_position_embeddings'),
+    rope_theta: num('rope_theta', 10000),
+    rms_norm_eps: num('rms_norm_eps', 1e-6),
+    tie_word_embeddings: hf.tie_word_embeddings === true,
+  };
+}
