@@ -1,1 +1,131 @@
-process.exit(0)
+#!/usr/bin/env node
+/**
+ * Builds the native runtime (native/) offline with CMake: run by `npm install` and `npm run build:native`.
+ *
+ *   node scripts/build-native.js              addon → native/build/Release/dsmoe_native.node
+ *   node scripts/build-native.js --test       + C++ kernel tests and measurements (ctest, no Node)
+ *   node scripts/build-native.js --sanitize   ASan + UBSan build of the C++ tests in native/build-sanitize, run them
+ *
+ * Node-API headers come from the node-api-headers package (or the system's Node headers); nothing is downloaded.
+ * When a tool is missing the script says which and how to install it, and exits non-zero.
+ */
+'use strict';
+const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const root = path.resolve(__dirname, '..');
+const nativeDir = path.join(root, 'native');
+const args = new Set(process.argv.slice(2));
+const jobs = String(Math.max(1, os.cpus().length));
+
+function fail(message) {
+  process.stderr.write(`dsmoe native build: ${message}\n`);
+  process.exit(1);
+}
+
+function have(cmd, versionArg = '--version') {
+  const r = spawnSync(cmd, [versionArg], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.split('\n')[0] : null;
+}
+
+function run(cmd, argv, opts = {}) {
+  process.stdout.write(`> ${cmd} ${argv.join(' ')}\n`);
+  const r = spawnSync(cmd, argv, { stdio: 'inherit', cwd: root, ...opts });
+  if (r.error) fail(`could not run ${cmd}: ${r.error.message}`);
+  if (r.status !== 0) fail(`${cmd} ${argv[0] ?? ''} failed (exit ${r.status}); see the output above`);
+}
+
+/** Directory holding node_api.h: the node-api-headers package, else the headers of the running Node. */
+function nodeApiInclude() {
+  const candidates = [];
+  try {
+    candidates.push(require('node-api-headers').include_dir);
+  } catch {
+    /* package absent: fall back to the system's headers */
+  }
+  candidates.push(path.join(path.dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node', '/usr/local/include/node');
+  const dir = candidates.find((d) => d && fs.existsSync(path.join(d, 'node_api.h')));
+  if (!dir) {
+    fail(
+      'Node-API headers (node_api.h) not found. Run `npm install` so that the node-api-headers package is present, ' +
+        'or install your distribution\'s Node development headers (e.g. `apt-get install libnode-dev`).',
+    );
+  }
+  return dir;
+}
+
+function nodeAddonApiInclude() {
+  try {
+    const dir = require('node-addon-api').include_dir;
+    const abs = path.isAbsolute(dir) ? dir : path.join(root, dir);
+    if (fs.existsSync(path.join(abs, 'napi.h'))) return abs;
+  } catch {
+    /* reported below */
+  }
+  fail('node-addon-api (napi.h) not found: run `npm install` in ' + root + ' first.');
+}
+
+function checkTools() {
+  if (!have('cmake')) {
+    fail(
+      'CMake is not installed or not on PATH. Install CMake ≥ 3.16 (Debian/Ubuntu: `sudo apt-get install cmake`, ' +
+        'macOS: `brew install cmake`, or `pip install cmake`) and run `npm run build:native`.',
+    );
+  }
+  const cxx = process.env.CXX || 'c++';
+  if (!have(cxx)) {
+    fail(
+      `no C++17 compiler found (${cxx}). Install g++ ≥ 9 or clang ≥ 10 (Debian/Ubuntu: \`sudo apt-get install build-essential\`, ` +
+        'macOS: `xcode-select --install`) and run `npm run build:native`.',
+    );
+  }
+}
+
+function configure(buildDir, extra) {
+  const generator = have('ninja') ? ['-G', 'Ninja'] : [];
+  const cache = path.join(buildDir, 'CMakeCache.txt');
+  // A cache from another generator (or a moved checkout) cannot be reused: start that build folder over.
+  if (fs.existsSync(cache)) {
+    const text = fs.readFileSync(cache, 'utf8');
+    const wantNinja = generator.length > 0;
+    const isNinja = /CMAKE_GENERATOR:INTERNAL=Ninja/.test(text);
+    if (wantNinja !== isNinja || !text.includes(`CMAKE_HOME_DIRECTORY:INTERNAL=${nativeDir}`)) {
+      fs.rmSync(buildDir, { recursive: true, force: true });
+    }
+  }
+  run('cmake', ['-S', nativeDir, '-B', buildDir, ...generator, '-DCMAKE_BUILD_TYPE=Release', ...extra]);
+}
+
+function main() {
+  checkTools();
+  const buildDir = path.join(nativeDir, 'build');
+  if (args.has('--sanitize')) {
+    const sanDir = path.join(nativeDir, 'build-sanitize');
+    configure(sanDir, ['-DDSMOE_ADDON=OFF', '-DDSMOE_TESTS=ON', '-DDSMOE_SANITIZE=ON']);
+    run('cmake', ['--build', sanDir, '-j', jobs]);
+    run('ctest', ['--test-dir', sanDir, '--output-on-failure', '-R', 'kernels'], {
+      env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1' },
+    });
+    return;
+  }
+  const withTests = args.has('--test');
+  configure(buildDir, [
+    `-DNODE_API_INCLUDE=${nodeApiInclude()}`,
+    `-DNODE_ADDON_API_INCLUDE=${nodeAddonApiInclude()}`,
+    `-DDSMOE_TESTS=${withTests ? 'ON' : 'OFF'}`,
+  ]);
+  run('cmake', ['--build', buildDir, '-j', jobs]);
+  const addon = path.join(buildDir, 'Release', 'dsmoe_native.node');
+  if (!fs.existsSync(addon)) fail(`the build finished but ${addon} is missing`);
+  // Load the new binary in a child process first: a broken build must not crash the caller.
+  const probe = spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(addon)}).cpuInfo()))`], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0) fail(`the addon was built but does not load:\n${probe.stderr}`);
+  process.stdout.write(`dsmoe native: built ${path.relative(root, addon)} (${probe.stdout.trim()})\n`);
+  if (withTests) run('ctest', ['--test-dir', buildDir, '--output-on-failure']);
+}
+
+main();

@@ -1,11 +1,93 @@
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors';
+import { calibrationTokens } from '../../convert/calibrationTokens';
+import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convertCheckpoint';
+import { readDenseCheckpoint } from '../../convert/readDense';
+import { PLAN_DTYPES } from '../../convert/dtype';
+import type { PlanDtype, StrategyName } from '../../convert/plan';
 
-// Placeholder until the owning stage lands; replaced by the real command module.
-export const convertCommand: CommandModule = {
-  command: 'convert',
-  describe: '(being built)',
-  handler: () => {
-    throw new UserError('the convert command is not available yet');
+interface ConvertArgs {
+  dense: string;
+  out: string;
+  strategy: StrategyName;
+  k?: number;
+  epsilon: number;
+  dtype: PlanDtype;
+  'calib-tokens': number;
+  'calib-context'?: number;
+  'calib-text'?: string;
+  recipe?: string;
+  'prune-below'?: number;
+  renormalize: boolean;
+  quiet: boolean;
+}
+
+/** `dsmoe convert <dense-dir> --out DIR`: a dense checkpoint → a sparse plan folder (docs/design.md §4). */
+export const convertCommand: CommandModule<object, ConvertArgs> = {
+  command: 'convert <dense>',
+  describe: 'Convert a dense checkpoint into a sparse plan: calibrated routing, packed weights, cost figures',
+  builder: (yargs) =>
+    yargs
+      .positional('dense', { type: 'string', demandOption: true, describe: 'dense checkpoint folder (config.json + model.safetensors)' })
+      .option('out', { type: 'string', demandOption: true, describe: 'plan folder to write' })
+      .option('strategy', {
+        choices: ['topk', 'threshold', 'threshold-topk'] as const,
+        default: 'threshold-topk' as const,
+        describe: 'topk: fixed k; threshold: keep e iff E·p_e > ε (k varies per token); threshold-topk: k per layer = ceil(mean threshold count) on calibration tokens, then fixed top-k',
+      })
+      .option('k', { type: 'number', describe: 'topk: experts per token (default num_experts_per_tok); threshold: the most experts per token; threshold-topk: the largest k allowed (default E)' })
+      .option('epsilon', { type: 'number', default: DEFAULT_EPSILON, describe: 'threshold ε on E·p_e (the paper: 0.48)' })
+      .option('dtype', {
+        choices: PLAN_DTYPES,
+        default: 'f32' as const,
+        describe: 'storage of matrices: f32 reproduces the dense model exactly; bf16 halves the bytes each token reads (use it for speed)',
+      })
+      .option('calib-tokens', { type: 'number', default: 4096, describe: 'held-out tokens for calibration (0: none; topk and threshold only)' })
+      .option('calib-context', { type: 'number', describe: 'tokens per calibration window (default: the trained seq_len)' })
+      .option('calib-text', { type: 'string', describe: 'calibrate on this UTF-8 text file instead of the training corpus validation split' })
+      .option('recipe', { type: 'string', describe: 'recipe the checkpoint was trained with (default: recipes/<name>.yaml from config.json)' })
+      .option('prune-below', { type: 'number', describe: 'drop experts selected by fewer than this share of calibration tokens (e.g. 0.01); reports the loss after' })
+      .option('renormalize', { type: 'boolean', default: false, describe: 'divide the selected probabilities by their sum (Mixtral-style); DS-MoE does not' })
+      .option('quiet', { type: 'boolean', default: false, describe: 'print only the table' }),
+  handler: (args) => {
+    const started = Date.now();
+    const log = (line: string) => {
+      if (!args.quiet) process.stderr.write(`convert: ${line}\n`);
+    };
+    const dense = readDenseCheckpoint(args.dense);
+    const c = dense.config;
+    const dsmoe = (dense.hfConfig.dsmoe ?? {}) as Record<string, unknown>;
+    const trainedContext = typeof dsmoe.seq_len === 'number' ? dsmoe.seq_len : Math.min(c.max_position_embeddings, 256);
+    const context = args['calib-context'] ?? trainedContext;
+    if (!Number.isInteger(context) || context < 2 || context > c.max_position_embeddings) {
+      throw new UserError(`--calib-context must be an integer in 2..${c.max_position_embeddings} (max_position_embeddings), got ${context}`);
+    }
+    const calibTokens = args['calib-tokens'];
+    if (!Number.isInteger(calibTokens) || calibTokens < 0) throw new UserError(`--calib-tokens must be a non-negative integer, got ${calibTokens}`);
+    if (calibTokens > 0 && calibTokens < context) throw new UserError(`--calib-tokens ${calibTokens} is less than one window of ${context} tokens`);
+    const calibration = calibrationTokens({
+      denseDir: args.dense,
+      hfConfig: dense.hfConfig,
+      vocabSize: c.vocab_size,
+      context,
+      maxTokens: calibTokens,
+      textFile: args['calib-text'],
+      recipeFile: args.recipe,
+    });
+    if (calibration.windows.length) log(`calibration text: ${calibration.source}`);
+    const result = convertCheckpoint(dense, {
+      outDir: args.out,
+      strategy: args.strategy,
+      k: args.k,
+      epsilon: args.epsilon,
+      dtype: args.dtype,
+      calibWindows: calibration.windows,
+      calibSource: calibration.source,
+      pruneBelow: args['prune-below'],
+      renormalize: args.renormalize,
+      log,
+    });
+    process.stdout.write(result.table + '\n');
+    log(`wrote ${args.out} (plan.json, weights.safetensors${result.calibration ? ', calibration.json' : ''}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   },
 };

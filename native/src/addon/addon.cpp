@@ -1,0 +1,68 @@
+// Module entry: cpuInfo, the measurement functions, kernels.*, NativeModel and NativeContext (design.md §5).
+#include <napi.h>
+
+#include "../common/cpu.h"
+#include "../kernels/kernels.h"
+#include "args.h"
+#include "bindings.h"
+#include "native_context.h"
+#include "native_model.h"
+
+namespace dsmoe {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports);
+
+namespace {
+
+int threads_option(const Napi::CallbackInfo& info, size_t i) {
+  if (i < info.Length() && info[i].IsNumber()) return std::max(1, info[i].As<Napi::Number>().Int32Value());
+  return int(hardware_threads());
+}
+
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("simd", simd_name(simd_level()));
+  o.Set("detected", simd_name(simd_detected()));
+  o.Set("threads", Napi::Number::New(env, hardware_threads()));
+  o.Set("cuda", Napi::Boolean::New(env, false));  // the CUDA backend is a separate build; CPU only here
+  return o;
+}
+
+// setSimd('scalar' | 'avx2' | 'avx512') → the level now in use (clamped to the CPU). For tests.
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  std::string s = info[0].ToString().Utf8Value();
+  set_simd(s == "avx512" ? Simd::Avx512 : s == "avx2" ? Simd::Avx2 : s == "neon" ? Simd::Neon : Simd::Scalar);
+  return Napi::String::New(info.Env(), simd_name(simd_level()));
+}
+
+// memoryBandwidthGBs(bytesPerArray?, threads?)
+Napi::Value Bandwidth(const Napi::CallbackInfo& info) {
+  double bytes = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 256.0 * (1 << 20);
+  if (!(bytes > 0) || bytes > 16e9) throw Napi::RangeError::New(info.Env(), "bytes must be in (0, 16e9]");
+  return Napi::Number::New(info.Env(), triad_gbs(shared_pool(threads_option(info, 1)), size_t(bytes)));
+}
+
+// peakGflops(threads?)
+Napi::Value Peak(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), fma_peak_gflops(shared_pool(threads_option(info, 0))));
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd));
+  exports.Set("memoryBandwidthGBs", Napi::Function::New(env, Bandwidth));
+  exports.Set("peakGflops", Napi::Function::New(env, Peak));
+  exports.Set("kernels", kernel_bindings(env));
+  exports.Set("NativeContext", NativeContext::Init(env));
+  exports.Set("NativeModel", NativeModel::Init(env));
+  return exports;
+}
+
+}  // namespace dsmoe
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return dsmoe::Init(env, exports); }
+
+NODE_API_MODULE(dsmoe_native, InitModule)

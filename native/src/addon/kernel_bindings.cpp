@@ -1,0 +1,312 @@
+// `kernels.*`: every kernel callable on TypedArrays, each with an `impl` option selecting the reference twin
+// ('ref') or the fast path ('fast', or for linear 'gemv' / 'gemm'), and `threads` for the pool size.
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "../common/cpu.h"
+#include "../common/threadpool.h"
+#include "../kernels/kernels.h"
+#include "args.h"
+#include "bindings.h"
+
+namespace dsmoe {
+
+namespace {
+
+struct Options {
+  std::string impl = "fast";
+  int threads = 1;
+};
+
+Options options_arg(const Napi::CallbackInfo& info, size_t i) {
+  Options o;
+  if (i < info.Length() && info[i].IsObject()) {
+    Napi::Object obj = info[i].As<Napi::Object>();
+    if (obj.Has("impl")) o.impl = obj.Get("impl").ToString().Utf8Value();
+    if (obj.Has("threads")) o.threads = obj.Get("threads").ToNumber().Int32Value();
+  }
+  if (o.threads < 1 || o.threads > 256) throw Napi::RangeError::New(info.Env(), "threads must be in [1, 256]");
+  return o;
+}
+
+// Pools are kept per size: tests call kernels thousands of times.
+ThreadPool* pool_for(int threads) {
+  static std::mutex m;
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  if (threads <= 1) return nullptr;
+  std::lock_guard<std::mutex> lock(m);
+  auto& p = pools[threads];
+  if (!p) p = std::make_unique<ThreadPool>(threads);
+  return p.get();
+}
+
+bool is_ref(const Options& o) { return o.impl == "ref"; }
+
+size_t sz(int a, int b) { return size_t(a) * size_t(b); }
+
+// linear(X, M, K, W, dtype, N, { bias?, impl, threads }) → Y [M, N]
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int M = int_arg(info, 1, "M", 1), K = int_arg(info, 2, "K", 1);
+  float* X = f32_arg(info, 0, sz(M, K), "X");
+  if (!info[4].IsString()) throw Napi::TypeError::New(env, "dtype must be a string");
+  DType t = dtype_from(env, info[4].ToString().Utf8Value());
+  int N = int_arg(info, 5, "N", 1);
+  const void* W = weights_arg(info, 3, t, sz(N, K), "W");
+  Options o = options_arg(info, 6);
+  Epilogue ep;
+  if (info.Length() > 6 && info[6].IsObject() && info[6].As<Napi::Object>().Has("bias")) {
+    Napi::Value b = info[6].As<Napi::Object>().Get("bias");
+    if (!b.IsTypedArray() || b.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        b.As<Napi::TypedArray>().ElementLength() < size_t(N))
+      throw Napi::TypeError::New(env, "bias must be a Float32Array of length N");
+    Napi::Float32Array ba = b.As<Napi::Float32Array>();
+    ep.bias = ba.Data();
+  }
+  Napi::Float32Array Y = new_f32(env, sz(M, N));
+  ThreadPool* pool = pool_for(o.threads);
+  if (is_ref(o)) linear_ref(X, M, K, W, t, N, Y.Data(), N, ep);
+  else if (o.impl == "gemv") linear_gemv(pool, X, M, K, W, t, N, Y.Data(), N, ep);
+  else if (o.impl == "gemm") linear_gemm(pool, X, M, K, W, t, N, Y.Data(), N, ep);
+  else linear(pool, X, M, K, W, t, N, Y.Data(), N, ep);
+  return Y;
+}
+
+// gemm(A, B, M, N, K, transA, transB, opts) → C [M, N]
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int M = int_arg(info, 2, "M", 1), N = int_arg(info, 3, "N", 1), K = int_arg(info, 4, "K", 1);
+  float* A = f32_arg(info, 0, sz(M, K), "A");
+  float* B = f32_arg(info, 1, sz(K, N), "B");
+  bool ta = info[5].ToBoolean(), tb = info[6].ToBoolean();
+  Options o = options_arg(info, 7);
+  Napi::Float32Array C = new_f32(env, sz(M, N));
+  if (is_ref(o)) gemm_ref(A, B, C.Data(), M, N, K, ta, tb);
+  else gemm(pool_for(o.threads), A, B, C.Data(), M, N, K, ta, tb);
+  return C;
+}
+
+// embedding(table, dtype, V, d, ids, opts) → [T, d]
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  DType t = dtype_from(env, info[1].ToString().Utf8Value());
+  int V = int_arg(info, 2, "V", 1), d = int_arg(info, 3, "d", 1);
+  const void* table = weights_arg(info, 0, t, sz(V, d), "table");
+  int32_t* idp = i32_arg(info, 4, 0, "ids");
+  int T = int(info[4].As<Napi::TypedArray>().ElementLength());
+  Napi::Int32Array ids = info[4].As<Napi::Int32Array>();
+  for (int i = 0; i < T; ++i)
+    if (ids[i] < 0 || ids[i] >= V) throw Napi::RangeError::New(env, "token id " + std::to_string(ids[i]) + " out of range");
+  Options o = options_arg(info, 5);
+  Napi::Float32Array out = new_f32(env, sz(T, d));
+  if (is_ref(o)) embedding_ref(table, t, d, idp, T, out.Data());
+  else embedding(pool_for(o.threads), table, t, d, idp, T, out.Data());
+  return out;
+}
+
+// rmsnorm(x, w, T, d, eps, opts) → [T, d]
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  int T = int_arg(info, 2, "T", 1), d = int_arg(info, 3, "d", 1);
+  float* x = f32_arg(info, 0, sz(T, d), "x");
+  float* w = f32_arg(info, 1, size_t(d), "w");
+  float eps = float(num_arg(info, 4, "eps"));
+  Options o = options_arg(info, 5);
+  Napi::Float32Array out = new_f32(info.Env(), sz(T, d));
+  if (is_ref(o)) rmsnorm_ref(x, w, T, d, eps, out.Data());
+  else rmsnorm(pool_for(o.threads), x, w, T, d, eps, out.Data());
+  return out;
+}
+
+// rope(x, T, heads, hd, pos, theta, opts) → rotated copy of x [T, heads·hd]
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int T = int_arg(info, 1, "T", 1), heads = int_arg(info, 2, "heads", 1), hd = int_arg(info, 3, "hd", 2);
+  if (hd % 2) throw Napi::RangeError::New(env, "hd must be even");
+  float* x = f32_arg(info, 0, sz(T, heads * hd), "x");
+  int32_t* pos = i32_arg(info, 4, size_t(T), "pos");
+  float theta = float(num_arg(info, 5, "theta"));
+  Options o = options_arg(info, 6);
+  Napi::Float32Array out = new_f32(env, sz(T, heads * hd));
+  std::copy_n(x, sz(T, heads * hd), out.Data());
+  if (is_ref(o)) rope_ref(out.Data(), T, heads, hd, pos, theta);
+  else rope(pool_for(o.threads), out.Data(), T, heads, hd, pos, theta);
+  return out;
+}
+
+// attention(q, kcache, vcache, slots, pos, T, H, KV, hd, nSlots, maxContext, opts) → [T, H·hd]
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int T = int_arg(info, 5, "T", 1), H = int_arg(info, 6, "H", 1), KV = int_arg(info, 7, "KV", 1);
+  int hd = int_arg(info, 8, "hd", 1), S = int_arg(info, 9, "slots", 1), C = int_arg(info, 10, "maxContext", 1);
+  if (H % KV) throw Napi::RangeError::New(env, "H must be a multiple of KV");
+  float* q = f32_arg(info, 0, sz(T, H * hd), "q");
+  size_t cache = size_t(S) * C * KV * hd;
+  float* kc = f32_arg(info, 1, cache, "kcache");
+  float* vc = f32_arg(info, 2, cache, "vcache");
+  int32_t* slot = i32_arg(info, 3, size_t(T), "slots");
+  int32_t* pos = i32_arg(info, 4, size_t(T), "positions");
+  for (int t = 0; t < T; ++t)
+    if (slot[t] < 0 || slot[t] >= S || pos[t] < 0 || pos[t] >= C) throw Napi::RangeError::New(env, "slot or position out of range");
+  Options o = options_arg(info, 11);
+  AttentionShape s{H, KV, hd, size_t(C) * KV * hd};
+  Napi::Float32Array out = new_f32(env, sz(T, H * hd));
+  if (is_ref(o)) attention_ref(q, kc, vc, slot, pos, T, s, out.Data());
+  else attention(pool_for(o.threads), q, kc, vc, slot, pos, T, s, out.Data());
+  return out;
+}
+
+// softmax(x, T, E) → [T, E]
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  int T = int_arg(info, 1, "T", 1), E = int_arg(info, 2, "E", 1);
+  float* x = f32_arg(info, 0, sz(T, E), "x");
+  Napi::Float32Array out = new_f32(info.Env(), sz(T, E));
+  std::copy_n(x, sz(T, E), out.Data());
+  softmax_rows(out.Data(), T, E);
+  return out;
+}
+
+SelectRule rule_arg(const Napi::CallbackInfo& info, size_t i, int E, std::vector<uint8_t>* allowed) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsObject()) throw Napi::TypeError::New(env, "rule must be an object");
+  Napi::Object r = info[i].As<Napi::Object>();
+  SelectRule rule;
+  std::string mode = r.Get("mode").ToString().Utf8Value();
+  if (mode == "dense") rule.mode = SelectMode::Dense;
+  else if (mode == "topk") rule.mode = SelectMode::TopK;
+  else if (mode == "threshold") rule.mode = SelectMode::Threshold;
+  else throw Napi::TypeError::New(env, "mode must be dense, topk or threshold");
+  if (r.Has("k")) rule.k = r.Get("k").ToNumber().Int32Value();
+  if (r.Has("epsilon")) rule.epsilon = r.Get("epsilon").ToNumber().FloatValue();
+  if (r.Has("kMax")) rule.k_max = r.Get("kMax").ToNumber().Int32Value();
+  if (r.Has("renormalize")) rule.renormalize = r.Get("renormalize").ToBoolean();
+  if (r.Has("allowed")) {
+    Napi::Value a = r.Get("allowed");
+    if (!a.IsTypedArray() || a.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        a.As<Napi::TypedArray>().ElementLength() < size_t(E))
+      throw Napi::TypeError::New(env, "allowed must be a Uint8Array of length E");
+    Napi::Uint8Array u = a.As<Napi::Uint8Array>();
+    allowed->assign(u.Data(), u.Data() + E);
+    rule.allowed = allowed->data();
+  }
+  return rule;
+}
+
+// select(p, T, E, rule) → { ids [T, E], weights [T, E], count [T] }
+Napi::Value Select(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int T = int_arg(info, 1, "T", 1), E = int_arg(info, 2, "E", 1);
+  float* p = f32_arg(info, 0, sz(T, E), "p");
+  std::vector<uint8_t> allowed;
+  SelectRule rule = rule_arg(info, 3, E, &allowed);
+  Napi::Int32Array ids = Napi::Int32Array::New(env, sz(T, E));
+  Napi::Float32Array w = new_f32(env, sz(T, E));
+  Napi::Int32Array count = Napi::Int32Array::New(env, size_t(T));
+  select_experts(p, T, E, rule, E, ids.Data(), w.Data(), count.Data());
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ids", ids);
+  out.Set("weights", w);
+  out.Set("count", count);
+  return out;
+}
+
+// groupByExpert(ids [T, cap], weights [T, cap], count [T], T, cap, E) → { counts, offsets, rows, rowWeight }
+Napi::Value GroupByExpert(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int T = int_arg(info, 3, "T", 1), cap = int_arg(info, 4, "cap", 1), E = int_arg(info, 5, "E", 1);
+  int32_t* ids = i32_arg(info, 0, sz(T, cap), "ids");
+  float* w = f32_arg(info, 1, sz(T, cap), "weights");
+  int32_t* count = i32_arg(info, 2, size_t(T), "count");
+  size_t total = 0;
+  for (int t = 0; t < T; ++t) {
+    if (count[t] < 0 || count[t] > cap) throw Napi::RangeError::New(env, "count out of range");
+    for (int i = 0; i < count[t]; ++i)
+      if (ids[size_t(t) * cap + i] < 0 || ids[size_t(t) * cap + i] >= E) throw Napi::RangeError::New(env, "expert id out of range");
+    total += size_t(count[t]);
+  }
+  Napi::Int32Array counts = Napi::Int32Array::New(env, size_t(E));
+  Napi::Int32Array offsets = Napi::Int32Array::New(env, size_t(E) + 1);
+  Napi::Int32Array rows = Napi::Int32Array::New(env, total);
+  Napi::Float32Array rw = new_f32(env, total);
+  group_by_expert(ids, w, count, T, cap, E, counts.Data(), offsets.Data(), rows.Data(), rw.Data());
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("counts", counts);
+  out.Set("offsets", offsets);
+  out.Set("rows", rows);
+  out.Set("rowWeight", rw);
+  return out;
+}
+
+// swiglu(gu [n, 2I], n, I, opts) → [n, I]
+Napi::Value Swiglu(const Napi::CallbackInfo& info) {
+  int n = int_arg(info, 1, "n", 1), I = int_arg(info, 2, "I", 1);
+  float* gu = f32_arg(info, 0, sz(n, 2 * I), "gu");
+  Options o = options_arg(info, 3);
+  Napi::Float32Array out = new_f32(info.Env(), sz(n, I));
+  if (is_ref(o)) swiglu_ref(gu, n, I, out.Data());
+  else swiglu(gu, n, I, out.Data());
+  return out;
+}
+
+// moeFfn(x [T, d], T, d, I, gateUp [K, 2I, d], down [K, d, I], dtype, E, slotOfExpert [E], offsets [E+1],
+//        rows, rowWeight, opts) → y [T, d] (zeros + Σ routed expert outputs)
+Napi::Value MoeFfn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int T = int_arg(info, 1, "T", 1), d = int_arg(info, 2, "d", 1), I = int_arg(info, 3, "I", 1);
+  float* x = f32_arg(info, 0, sz(T, d), "x");
+  DType t = dtype_from(env, info[6].ToString().Utf8Value());
+  int E = int_arg(info, 7, "E", 1);
+  int32_t* slot_of = i32_arg(info, 8, size_t(E), "slotOfExpert");
+  int K = 0;
+  for (int e = 0; e < E; ++e) K = std::max(K, slot_of[e] + 1);
+  const void* gu = weights_arg(info, 4, t, size_t(K) * 2 * I * d, "gateUp");
+  const void* dn = weights_arg(info, 5, t, size_t(K) * d * I, "down");
+  int32_t* offsets = i32_arg(info, 9, size_t(E) + 1, "offsets");
+  if (offsets[0] != 0) throw Napi::RangeError::New(env, "offsets[0] must be 0");
+  for (int e = 0; e < E; ++e)
+    if (offsets[e + 1] < offsets[e]) throw Napi::RangeError::New(env, "offsets must be non-decreasing");
+  size_t total = size_t(offsets[E]);
+  int32_t* rows = i32_arg(info, 10, total, "rows");
+  float* rw = f32_arg(info, 11, total, "rowWeight");
+  for (size_t i = 0; i < total; ++i)
+    if (rows[i] < 0 || rows[i] >= T) throw Napi::RangeError::New(env, "row out of range");
+  Options o = options_arg(info, 12);
+  ExpertWeights w{gu, dn, t, d, I, slot_of};
+  Napi::Float32Array y = new_f32(env, sz(T, d));
+  if (is_ref(o)) moe_ffn_ref(x, T, w, E, offsets, rows, rw, y.Data());
+  else moe_ffn(pool_for(o.threads), x, T, w, E, offsets, rows, rw, y.Data());
+  return y;
+}
+
+// sample(logits, temperature, topP, u) → token id
+Napi::Value Sample(const Napi::CallbackInfo& info) {
+  Napi::TypedArray a = typed_array(info, 0, napi_float32_array, "Float32Array", 1, "logits");
+  float* logits = f32_arg(info, 0, 1, "logits");
+  double temp = num_arg(info, 1, "temperature"), top_p = num_arg(info, 2, "topP"), u = num_arg(info, 3, "u");
+  if (!(u >= 0 && u < 1)) throw Napi::RangeError::New(info.Env(), "u must be in [0, 1)");
+  return Napi::Number::New(info.Env(), sample_token(logits, int(a.ElementLength()), float(temp), float(top_p), u));
+}
+
+}  // namespace
+
+Napi::Object kernel_bindings(Napi::Env env) {
+  Napi::Object k = Napi::Object::New(env);
+  k.Set("linear", Napi::Function::New(env, Linear));
+  k.Set("gemm", Napi::Function::New(env, Gemm));
+  k.Set("embedding", Napi::Function::New(env, Embedding));
+  k.Set("rmsnorm", Napi::Function::New(env, RmsNorm));
+  k.Set("rope", Napi::Function::New(env, Rope));
+  k.Set("attention", Napi::Function::New(env, Attention));
+  k.Set("softmax", Napi::Function::New(env, Softmax));
+  k.Set("select", Napi::Function::New(env, Select));
+  k.Set("groupByExpert", Napi::Function::New(env, GroupByExpert));
+  k.Set("swiglu", Napi::Function::New(env, Swiglu));
+  k.Set("moeFfn", Napi::Function::New(env, MoeFfn));
+  k.Set("sample", Napi::Function::New(env, Sample));
+  return k;
+}
+
+ThreadPool* shared_pool(int threads) { return pool_for(threads); }
+
+}  // namespace dsmoe

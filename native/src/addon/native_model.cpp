@@ -1,0 +1,180 @@
+#include "native_model.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "args.h"
+#include "native_context.h"
+
+namespace dsmoe {
+
+namespace {
+
+// Property readers that turn a malformed spec into a TypeError naming the field.
+Napi::Object obj_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsObject()) throw Napi::TypeError::New(env, where + "." + key + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+double num_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, where + "." + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int int_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where) {
+  double v = num_field(env, o, key, where);
+  if (v != double(int64_t(v)) || v < -2147483648.0 || v > 2147483647.0)
+    throw Napi::TypeError::New(env, where + "." + key + " must be an integer");
+  return int(v);
+}
+
+std::string str_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) throw Napi::TypeError::New(env, where + "." + key + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+TensorRef tensor_field(Napi::Env env, const Napi::Object& o, const char* key, const std::string& where) {
+  Napi::Object t = obj_field(env, o, key, where);
+  std::string at = where + "." + key;
+  TensorRef r;
+  r.name = t.Get("name").IsString() ? t.Get("name").As<Napi::String>().Utf8Value() : at;
+  double off = num_field(env, t, "offset", at);
+  if (!(off >= 0) || off > 9007199254740991.0 || off != double(uint64_t(off)))
+    throw Napi::TypeError::New(env, at + ".offset must be a non-negative integer");
+  r.offset = uint64_t(off);
+  r.dtype = dtype_from(env, str_field(env, t, "dtype", at));
+  Napi::Value shape = t.Get("shape");
+  if (!shape.IsArray()) throw Napi::TypeError::New(env, at + ".shape must be an array");
+  Napi::Array a = shape.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, at + ".shape must hold numbers");
+    r.shape.push_back(int64_t(v.As<Napi::Number>().DoubleValue()));
+  }
+  return r;
+}
+
+SelectMode mode_from(Napi::Env env, const std::string& m) {
+  if (m == "dense") return SelectMode::Dense;
+  if (m == "topk") return SelectMode::TopK;
+  if (m == "threshold") return SelectMode::Threshold;
+  throw Napi::TypeError::New(env, "select mode must be dense, topk or threshold, got " + m);
+}
+
+ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
+  ModelSpec s;
+  s.weights_path = str_field(env, js, "weightsPath", "spec");
+  s.dtype = dtype_from(env, str_field(env, js, "dtype", "spec"));
+  Napi::Object c = obj_field(env, js, "config", "spec");
+  s.vocab = int_field(env, c, "vocab", "spec.config");
+  s.d = int_field(env, c, "hidden", "spec.config");
+  s.layers = int_field(env, c, "layers", "spec.config");
+  s.heads = int_field(env, c, "heads", "spec.config");
+  s.kv_heads = int_field(env, c, "kvHeads", "spec.config");
+  s.experts = int_field(env, c, "experts", "spec.config");
+  s.rms_eps = float(num_field(env, c, "rmsEps", "spec.config"));
+  s.rope_theta = float(num_field(env, c, "ropeTheta", "spec.config"));
+  s.threads = js.Get("threads").IsNumber() ? int_field(env, js, "threads", "spec") : 0;
+  if (s.threads < 0 || s.threads > 256) throw Napi::RangeError::New(env, "spec.threads must be in [0, 256]");
+  s.embed = tensor_field(env, js, "embed", "spec");
+  s.norm = tensor_field(env, js, "norm", "spec");
+  s.lm_head = tensor_field(env, js, "lmHead", "spec");
+  Napi::Value layers = js.Get("layers");
+  if (!layers.IsArray()) throw Napi::TypeError::New(env, "spec.layers must be an array");
+  Napi::Array la = layers.As<Napi::Array>();
+  for (uint32_t l = 0; l < la.Length(); ++l) {
+    std::string at = "spec.layers[" + std::to_string(l) + "]";
+    if (!la.Get(l).IsObject()) throw Napi::TypeError::New(env, at + " must be an object");
+    Napi::Object L = la.Get(l).As<Napi::Object>();
+    LayerSpec ls;
+    ls.attn_norm = tensor_field(env, L, "attnNorm", at);
+    ls.qkv = tensor_field(env, L, "qkv", at);
+    ls.qkv_bias = tensor_field(env, L, "qkvBias", at);
+    ls.o = tensor_field(env, L, "o", at);
+    ls.mlp_norm = tensor_field(env, L, "mlpNorm", at);
+    ls.router = tensor_field(env, L, "router", at);
+    ls.gate_up = tensor_field(env, L, "gateUp", at);
+    ls.down = tensor_field(env, L, "down", at);
+    ls.intermediate = int_field(env, L, "intermediate", at);
+    Napi::Object sel = obj_field(env, L, "select", at);
+    ls.select.mode = mode_from(env, str_field(env, sel, "mode", at + ".select"));
+    ls.select.k = sel.Get("k").IsNumber() ? int_field(env, sel, "k", at + ".select") : 1;
+    ls.select.epsilon = sel.Get("epsilon").IsNumber() ? float(num_field(env, sel, "epsilon", at + ".select")) : 0.f;
+    ls.select.k_max = sel.Get("kMax").IsNumber() ? int_field(env, sel, "kMax", at + ".select") : 0;
+    ls.select.renormalize = sel.Get("renormalize").ToBoolean();
+    Napi::Value kept = L.Get("kept");
+    if (!kept.IsArray()) throw Napi::TypeError::New(env, at + ".kept must be an array");
+    Napi::Array ka = kept.As<Napi::Array>();
+    for (uint32_t i = 0; i < ka.Length(); ++i) {
+      if (!ka.Get(i).IsNumber()) throw Napi::TypeError::New(env, at + ".kept must hold numbers");
+      ls.kept.push_back(ka.Get(i).As<Napi::Number>().Int32Value());
+    }
+    if (L.Get("shared").IsObject()) {
+      Napi::Object sh = L.Get("shared").As<Napi::Object>();
+      ls.shared_intermediate = int_field(env, sh, "intermediate", at + ".shared");
+      if (ls.shared_intermediate > 0) {
+        ls.shared_gate_up = tensor_field(env, sh, "gateUp", at + ".shared");
+        ls.shared_down = tensor_field(env, sh, "down", at + ".shared");
+        ls.shared_gate = tensor_field(env, sh, "gate", at + ".shared");
+      }
+    }
+    s.layer.push_back(std::move(ls));
+  }
+  return s;
+}
+
+}  // namespace
+
+Napi::Function NativeModel::Init(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {InstanceMethod("newContext", &NativeModel::NewContext),
+                      InstanceMethod("dispose", &NativeModel::Dispose), InstanceMethod("info", &NativeModel::Info)});
+}
+
+NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "NativeModel needs a spec object");
+  ModelSpec spec = parse_spec(env, info[0].As<Napi::Object>());
+  try {
+    model_ = std::make_shared<Model>(std::move(spec));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+std::shared_ptr<Model> NativeModel::model(Napi::Env env) const {
+  if (!model_) throw Napi::Error::New(env, "the model was disposed");
+  return model_;
+}
+
+Napi::Value NativeModel::NewContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Model> m = model(env);
+  int slots = int_arg(info, 0, "slots", 1), max_context = int_arg(info, 1, "maxContext", 1);
+  Napi::Object ctx = NativeContext::constructor.New({});
+  try {
+    NativeContext::Unwrap(ctx)->attach(m, slots, max_context);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return ctx;
+}
+
+Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
+  model_.reset();  // contexts still holding the model keep the mapping until they are collected
+  return info.Env().Undefined();
+}
+
+Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Model> m = model(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("threads", m->threads());
+  o.Set("dtype", dtype_name(m->spec().dtype));
+  return o;
+}
+
+}  // namespace dsmoe

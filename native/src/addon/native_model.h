@@ -1,0 +1,25 @@
+// NativeModel (JS class): owns the mapped weights and the thread pool; creates NativeContexts.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+
+#include "../model/model.h"
+
+namespace dsmoe {
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  explicit NativeModel(const Napi::CallbackInfo& info);
+  std::shared_ptr<Model> model(Napi::Env env) const;  // throws when disposed
+
+ private:
+  Napi::Value NewContext(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<Model> model_;  // contexts share ownership, so dispose never frees weights under a running call
+};
+
+}  // namespace dsmoe

@@ -1,0 +1,118 @@
+// The CPU kernel set of the sparse runtime. Every fast kernel has a plain `_ref` twin beside it in its .cpp file;
+// native/test compares them. Matrices are row-major; weights W are [out, in] (y = x·Wᵀ) as in design.md §4.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "../common/dtype.h"
+
+namespace dsmoe {
+
+class ThreadPool;
+
+// ---------------------------------------------------------------------------------------------------------------
+// linear.cpp: Y = X·Wᵀ with W in f32/bf16/f16 (widened in registers), f32 accumulation, and an epilogue.
+
+struct Epilogue {
+  const float* bias = nullptr;       // [N] added to every row
+  const float* row_scale = nullptr;  // [M] multiplies row m after the bias (routing weight of a token)
+  const int32_t* scatter = nullptr;  // [M] row m is written to Y row scatter[m] (combine), else to row m
+  bool accumulate = false;           // Y += v instead of Y = v
+};
+
+// X [M, K], W [N, K], Y rows of stride ldy.
+void linear_ref(const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy, const Epilogue& ep);
+// Picks GEMV (M ≤ 4: weights streamed once, memory-bound) or the packed GEMM (M > 4: register-blocked micro-kernel).
+void linear(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
+            const Epilogue& ep);
+// The two paths, callable directly so tests hit both at every M.
+void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
+                 const Epilogue& ep);
+void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
+                 const Epilogue& ep);
+
+// ---------------------------------------------------------------------------------------------------------------
+// gemm.cpp: generic f32 C[M,N] = op(A)·op(B), op = transpose when the flag is set (A is [K,M] when transA,
+// B is [N,K] when transB). Shared with the tfjs training kernels.
+void gemm_ref(const float* A, const float* B, float* C, int M, int N, int K, bool transA, bool transB);
+void gemm(ThreadPool* pool, const float* A, const float* B, float* C, int M, int N, int K, bool transA, bool transB);
+
+// ---------------------------------------------------------------------------------------------------------------
+// embedding.cpp: out[t] = table[ids[t]] widened; table [V, d].
+void embedding_ref(const void* table, DType t, int d, const int32_t* ids, int T, float* out);
+void embedding(ThreadPool* pool, const void* table, DType t, int d, const int32_t* ids, int T, float* out);
+
+// ---------------------------------------------------------------------------------------------------------------
+// rmsnorm.cpp: out[t] = x[t] / sqrt(mean(x[t]²) + eps) ⊙ w; x, out [T, d] (may alias).
+void rmsnorm_ref(const float* x, const float* w, int T, int d, float eps, float* out);
+void rmsnorm(ThreadPool* pool, const float* x, const float* w, int T, int d, float eps, float* out);
+
+// ---------------------------------------------------------------------------------------------------------------
+// rope.cpp: rotate_half RoPE in place on x [T, heads·hd] at positions pos [T].
+void rope_ref(float* x, int T, int heads, int hd, const int32_t* pos, float theta);
+void rope(ThreadPool* pool, float* x, int T, int heads, int hd, const int32_t* pos, float theta);
+
+// ---------------------------------------------------------------------------------------------------------------
+// attention.cpp: grouped-query attention of T query tokens over a per-slot KV cache.
+struct AttentionShape {
+  int H, KV, hd;            // query heads, kv heads, head dim
+  size_t slot_stride;       // floats between slots in kcache/vcache (= maxContext · KV · hd)
+};
+// q, out [T, H·hd]; kcache, vcache [slots, maxContext, KV·hd]; token t reads positions 0..pos[t] of slot[t].
+void attention_ref(const float* q, const float* kcache, const float* vcache, const int32_t* slot, const int32_t* pos,
+                   int T, const AttentionShape& s, float* out);
+void attention(ThreadPool* pool, const float* q, const float* kcache, const float* vcache, const int32_t* slot,
+               const int32_t* pos, int T, const AttentionShape& s, float* out);
+
+// ---------------------------------------------------------------------------------------------------------------
+// router.cpp: softmax over all E experts, then the selection rule of design.md §1.
+enum class SelectMode : int { Dense = 0, TopK = 1, Threshold = 2 };
+struct SelectRule {
+  SelectMode mode = SelectMode::Dense;
+  int k = 1;                        // topk
+  float epsilon = 0;                // threshold: keep e iff E·p_e > ε
+  int k_max = 0;                    // threshold: at most this many (0 = E)
+  bool renormalize = false;         // weights divided by their sum (Mixtral-style imports)
+  const uint8_t* allowed = nullptr; // [E] 0 = pruned (never selected); null = all allowed
+};
+void softmax_rows(float* x, int T, int E);  // in place, [T, E]
+// p [T, E] → for each token up to `cap` selected experts, ordered by probability (ties: lower index first):
+// ids/weights [T, cap], count [T]. Returns the total number of selections.
+int select_experts(const float* p, int T, int E, const SelectRule& rule, int cap, int32_t* ids, float* weights,
+                   int32_t* count);
+
+// ---------------------------------------------------------------------------------------------------------------
+// moe_align.cpp: token→expert grouping (ggml mul_mat_id / vLLM moe_align): counts per expert, prefix sums, and the
+// permutation listing (token, weight) pairs expert by expert, tokens ascending within an expert.
+void group_by_expert(const int32_t* ids, const float* weights, const int32_t* count, int T, int cap, int E,
+                     int32_t* expert_count /*[E]*/, int32_t* offsets /*[E+1]*/, int32_t* rows /*[total]*/,
+                     float* row_weight /*[total]*/);
+
+// ---------------------------------------------------------------------------------------------------------------
+// expert.cpp: the routed expert block. y[t] += Σ_sel w · down_e(silu(gate_e(x_t)) ⊙ up_e(x_t)).
+struct ExpertWeights {
+  const void* gate_up;  // [K, 2I, d]: rows 0..I−1 gate, I..2I−1 up
+  const void* down;     // [K, d, I]
+  DType dtype;
+  int d, I;
+  const int32_t* slot_of_expert;  // [E] packed index in gate_up/down, −1 when the expert was pruned
+};
+void swiglu_ref(const float* gu /*[n, 2I]*/, int n, int I, float* h /*[n, I]*/);
+void swiglu(const float* gu, int n, int I, float* h);
+// Grouping as produced by group_by_expert (over original expert ids, E of them).
+void moe_ffn_ref(const float* x /*[T, d]*/, int T, const ExpertWeights& w, int E, const int32_t* offsets,
+                 const int32_t* rows, const float* row_weight, float* y /*[T, d]*/);
+void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,
+             const int32_t* rows, const float* row_weight, float* y);
+
+// ---------------------------------------------------------------------------------------------------------------
+// sampling.cpp: temperature ≤ 0 → arg-max (ties: lower id); else softmax(logits / T), nucleus of mass top_p
+// (probabilities sorted descending, ties by lower id), and the token whose cumulative mass passes u ∈ [0, 1).
+int sample_token(const float* logits, int V, float temperature, float top_p, double u);
+
+// ---------------------------------------------------------------------------------------------------------------
+// measure.cpp: what the benchmark compares against.
+double triad_gbs(ThreadPool* pool, size_t bytes_per_array);  // a = b + s·c, 3 arrays moved per pass
+double fma_peak_gflops(ThreadPool* pool);                    // independent FMA chains on every thread
+
+}  // namespace dsmoe

@@ -1,0 +1,234 @@
+#include "model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "../common/cpu.h"
+
+namespace dsmoe {
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool matrix) {
+  if (t.shape != want)
+    throw std::runtime_error("tensor " + t.name + " has shape " + shape_str(t.shape) + ", expected " + shape_str(want));
+  DType expect = matrix ? spec_.dtype : DType::F32;
+  if (t.dtype != expect)
+    throw std::runtime_error("tensor " + t.name + " has dtype " + dtype_name(t.dtype) + ", expected " + dtype_name(expect));
+  uint64_t elems = 1;
+  for (int64_t v : t.shape) {
+    if (v <= 0) throw std::runtime_error("tensor " + t.name + " has a non-positive dimension");
+    elems *= uint64_t(v);
+  }
+  uint64_t bytes = elems * dtype_size(t.dtype);
+  if (t.offset > file_->size() || bytes > file_->size() - t.offset)
+    throw std::runtime_error("tensor " + t.name + " needs bytes [" + std::to_string(t.offset) + ", " +
+                             std::to_string(t.offset + bytes) + ") but " + file_->path() + " has only " +
+                             std::to_string(file_->size()) + " bytes (truncated or inconsistent weights file)");
+  if (t.offset % dtype_size(t.dtype) != 0)
+    throw std::runtime_error("tensor " + t.name + " starts at a misaligned offset " + std::to_string(t.offset));
+  t.data = file_->data() + t.offset;
+}
+
+Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ? spec_.threads : int(hardware_threads())) {
+  const ModelSpec& s = spec_;
+  if (s.vocab <= 0 || s.d <= 0 || s.layers <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.experts <= 0)
+    throw std::runtime_error("model dimensions must be positive");
+  if (s.d % s.heads != 0 || (s.d / s.heads) % 2 != 0 || s.heads % s.kv_heads != 0)
+    throw std::runtime_error("inconsistent attention shape: hidden " + std::to_string(s.d) + ", heads " +
+                             std::to_string(s.heads) + ", kv heads " + std::to_string(s.kv_heads));
+  if (int(s.layer.size()) != s.layers)
+    throw std::runtime_error("spec lists " + std::to_string(s.layer.size()) + " layers, config says " +
+                             std::to_string(s.layers));
+  file_ = std::make_unique<MappedFile>(s.weights_path);
+  const int64_t d = s.d, hd = s.d / s.heads, E = s.experts;
+  const int64_t qkv = (s.heads + 2 * s.kv_heads) * hd;
+  check_tensor(spec_.embed, {s.vocab, d}, true);
+  check_tensor(spec_.norm, {d}, false);
+  check_tensor(spec_.lm_head, {s.vocab, d}, true);
+  allowed_.assign(s.layers, std::vector<uint8_t>(E, 0));
+  slot_of_.assign(s.layers, std::vector<int32_t>(E, -1));
+  for (int l = 0; l < s.layers; ++l) {
+    LayerSpec& L = spec_.layer[l];
+    const int64_t I = L.intermediate, K = int64_t(L.kept.size());
+    if (I <= 0) throw std::runtime_error("layer " + std::to_string(l) + ": intermediate size must be positive");
+    if (K <= 0) throw std::runtime_error("layer " + std::to_string(l) + ": no experts kept");
+    for (int32_t i = 0; i < int32_t(K); ++i) {
+      int32_t e = L.kept[i];
+      if (e < 0 || e >= E || allowed_[l][e])
+        throw std::runtime_error("layer " + std::to_string(l) + ": kept expert list has a bad or repeated id " +
+                                 std::to_string(e));
+      allowed_[l][e] = 1;
+      slot_of_[l][e] = i;
+    }
+    check_tensor(L.attn_norm, {d}, false);
+    check_tensor(L.qkv, {qkv, d}, true);
+    check_tensor(L.qkv_bias, {qkv}, false);
+    check_tensor(L.o, {d, s.heads * hd}, true);
+    check_tensor(L.mlp_norm, {d}, false);
+    check_tensor(L.router, {E, d}, false);
+    check_tensor(L.gate_up, {K, 2 * I, d}, true);
+    check_tensor(L.down, {K, d, I}, true);
+    if (L.shared_intermediate > 0) {
+      check_tensor(L.shared_gate_up, {2 * int64_t(L.shared_intermediate), d}, true);
+      check_tensor(L.shared_down, {d, int64_t(L.shared_intermediate)}, true);
+      check_tensor(L.shared_gate, {d}, false);
+    }
+    if (L.select.mode == SelectMode::TopK && L.select.k <= 0)
+      throw std::runtime_error("layer " + std::to_string(l) + ": top-k needs k ≥ 1");
+  }
+  counts_.assign(s.layers, std::vector<int64_t>(E, 0));
+}
+
+void Model::stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  *counts = counts_;
+  *tokens = tokens_;
+}
+
+void Model::reset_stats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& c : counts_) std::fill(c.begin(), c.end(), 0);
+  tokens_ = 0;
+}
+
+KvCache::KvCache(const Model& model, int slots, int max_context) : slots_(slots), max_context_(max_context) {
+  const ModelSpec& s = model.spec();
+  if (slots <= 0 || max_context <= 0) throw std::runtime_error("slots and maxContext must be positive");
+  row_ = size_t(s.kv_heads) * model.head_dim();
+  size_t n = size_t(s.layers) * slots * max_context * row_;
+  if (n / row_ / s.layers / slots != size_t(max_context) || n > (size_t(1) << 36))
+    throw std::runtime_error("KV cache of " + std::to_string(slots) + " slots × " + std::to_string(max_context) +
+                             " positions is too large");
+  k_.assign(n, 0.f);
+  v_.assign(n, 0.f);
+  length_.assign(slots, 0);
+}
+
+std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                                  const std::vector<int32_t>& positions, const std::vector<int32_t>& output_rows,
+                                  const RoutingOverride& routing) {
+  const ModelSpec& s = spec_;
+  const int T = int(tokens.size());
+  // --- the addon re-checks what TypeScript already validated: nothing below may index out of bounds.
+  if (T == 0) throw std::runtime_error("evaluate needs at least one token");
+  if (slots.size() != tokens.size() || positions.size() != tokens.size())
+    throw std::runtime_error("tokens, slots and positions must have the same length");
+  std::map<int, int> next;  // slot → next position expected in this batch
+  for (int t = 0; t < T; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= s.vocab)
+      throw std::runtime_error("token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
+                               " is outside the vocabulary [0, " + std::to_string(s.vocab) + ")");
+    if (slots[t] < 0 || slots[t] >= cache.slots())
+      throw std::runtime_error("slot " + std::to_string(slots[t]) + " is outside [0, " + std::to_string(cache.slots()) + ")");
+    if (positions[t] < 0 || positions[t] >= cache.max_context())
+      throw std::runtime_error("position " + std::to_string(positions[t]) + " is outside the context of " +
+                               std::to_string(cache.max_context()) + " tokens");
+    auto it = next.find(slots[t]);
+    int expect = it == next.end() ? -1 : it->second;
+    bool ok = expect < 0 ? positions[t] <= cache.length(slots[t]) : positions[t] == expect;
+    if (!ok)
+      throw std::runtime_error("token " + std::to_string(t) + " of slot " + std::to_string(slots[t]) + " is at position " +
+                               std::to_string(positions[t]) + " but the slot holds " +
+                               std::to_string(expect < 0 ? cache.length(slots[t]) : expect) +
+                               " positions: a slot's tokens must continue its sequence without gaps");
+    next[slots[t]] = positions[t] + 1;
+  }
+  for (int32_t r : output_rows)
+    if (r < 0 || r >= T) throw std::runtime_error("output row " + std::to_string(r) + " is outside [0, " + std::to_string(T) + ")");
+
+  std::lock_guard<std::mutex> lock(mutex_);
+  ThreadPool* pool = &pool_;
+  const int d = s.d, H = s.heads, KV = s.kv_heads, hd = head_dim(), E = s.experts;
+  const int qn = H * hd, kvn = KV * hd, qkvn = qn + 2 * kvn;
+  std::vector<float> h(size_t(T) * d);       // [T, d] residual stream
+  std::vector<float> a(size_t(T) * d);       // [T, d] normed
+  std::vector<float> qkv(size_t(T) * qkvn);  // [T, (H+2KV)·hd]
+  std::vector<float> q(size_t(T) * qn);      // [T, H·hd]
+  std::vector<float> kv(size_t(T) * kvn);    // [T, KV·hd] scratch for k before rope
+  std::vector<float> att(size_t(T) * qn);    // [T, H·hd]
+  std::vector<float> probs(size_t(T) * E);   // [T, E]
+  std::vector<int32_t> sel_ids(size_t(T) * E), sel_count(T), expert_count(E), offsets(E + 1), rows(size_t(T) * E);
+  std::vector<float> sel_w(size_t(T) * E), row_w(size_t(T) * E);
+
+  embedding(pool, s.embed.data, s.embed.dtype, d, tokens.data(), T, h.data());
+  AttentionShape shape{H, KV, hd, size_t(cache.max_context()) * kvn};
+  for (int l = 0; l < s.layers; ++l) {
+    const LayerSpec& L = s.layer[l];
+    // --- attention block
+    rmsnorm(pool, h.data(), static_cast<const float*>(L.attn_norm.data), T, d, s.rms_eps, a.data());
+    Epilogue with_bias;
+    with_bias.bias = static_cast<const float*>(L.qkv_bias.data);
+    linear(pool, a.data(), T, d, L.qkv.data, s.dtype, qkvn, qkv.data(), qkvn, with_bias);
+    for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn, qn, q.data() + size_t(t) * qn);
+    rope(pool, q.data(), T, H, hd, positions.data(), s.rope_theta);
+    for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn + qn, kvn, kv.data() + size_t(t) * kvn);
+    rope(pool, kv.data(), T, KV, hd, positions.data(), s.rope_theta);
+    float* kc = cache.k(l);
+    float* vc = cache.v(l);
+    for (int t = 0; t < T; ++t) {
+      size_t at = size_t(slots[t]) * shape.slot_stride + size_t(positions[t]) * kvn;
+      std::copy_n(kv.data() + size_t(t) * kvn, kvn, kc + at);
+      std::copy_n(qkv.data() + size_t(t) * qkvn + qn + kvn, kvn, vc + at);
+    }
+    attention(pool, q.data(), kc, vc, slots.data(), positions.data(), T, shape, att.data());
+    Epilogue residual;
+    residual.accumulate = true;  // h += o·Woᵀ
+    linear(pool, att.data(), T, qn, L.o.data, s.dtype, d, h.data(), d, residual);
+
+    // --- MoE block: router over all E experts, selection, grouped experts added straight into h
+    rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());
+    linear(pool, a.data(), T, d, L.router.data, DType::F32, E, probs.data(), E, Epilogue{});
+    softmax_rows(probs.data(), T, E);
+    SelectRule rule = L.select;
+    rule.allowed = allowed_[l].data();
+    if (routing.active) {
+      rule.mode = routing.mode;
+      if (routing.mode == SelectMode::TopK) rule.k = routing.k;
+      if (routing.mode == SelectMode::Threshold) rule.epsilon = routing.epsilon;
+    }
+    select_experts(probs.data(), T, E, rule, E, sel_ids.data(), sel_w.data(), sel_count.data());
+    group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),
+                    rows.data(), row_w.data());
+    for (int e = 0; e < E; ++e) counts_[l][e] += expert_count[e];
+    ExpertWeights ew{L.gate_up.data, L.down.data, s.dtype, d, L.intermediate, slot_of_[l].data()};
+    moe_ffn(pool, a.data(), T, ew, E, offsets.data(), rows.data(), row_w.data(), h.data());
+    if (L.shared_intermediate > 0) {
+      const int Is = L.shared_intermediate;
+      std::vector<float> gu(size_t(T) * 2 * Is), hs(size_t(T) * Is), gate(T);
+      const float* wsg = static_cast<const float*>(L.shared_gate.data);
+      for (int t = 0; t < T; ++t) {  // sigmoid(m·w_sg)
+        double z = 0;
+        for (int j = 0; j < d; ++j) z += double(a[size_t(t) * d + j]) * wsg[j];
+        gate[t] = float(1.0 / (1.0 + std::exp(-z)));
+      }
+      linear(pool, a.data(), T, d, L.shared_gate_up.data, s.dtype, 2 * Is, gu.data(), 2 * Is, Epilogue{});
+      swiglu(gu.data(), T, Is, hs.data());
+      Epilogue ep;
+      ep.row_scale = gate.data();
+      ep.accumulate = true;
+      linear(pool, hs.data(), T, Is, L.shared_down.data, s.dtype, d, h.data(), d, ep);
+    }
+  }
+  tokens_ += T;
+  for (auto& [slot, n] : next) cache.set_length(slot, n);
+
+  // --- final norm and LM head on the requested rows only
+  const int R = int(output_rows.size());
+  std::vector<float> logits(size_t(R) * s.vocab);  // [R, V]
+  if (R == 0) return logits;
+  std::vector<float> hr(size_t(R) * d);  // [R, d]
+  for (int r = 0; r < R; ++r) std::copy_n(h.data() + size_t(output_rows[r]) * d, d, hr.data() + size_t(r) * d);
+  rmsnorm(pool, hr.data(), static_cast<const float*>(s.norm.data), R, d, s.rms_eps, hr.data());
+  linear(pool, hr.data(), R, d, s.lm_head.data, s.lm_head.dtype, s.vocab, logits.data(), s.vocab, Epilogue{});
+  return logits;
+}
+
+}  // namespace dsmoe

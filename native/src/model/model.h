@@ -1,0 +1,104 @@
+// The sparse model: weights mapped from the plan's weights.safetensors, the forward pass of design.md §1 over a
+// batch of tokens from any number of sequences (slots) at any positions, and per-layer routing statistics.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "../common/dtype.h"
+#include "../common/threadpool.h"
+#include "../kernels/kernels.h"
+#include "mapped_file.h"
+
+namespace dsmoe {
+
+struct TensorRef {
+  std::string name;            // for error messages
+  uint64_t offset = 0;         // absolute byte offset in the weights file
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;  // as the header says; checked against the config
+  const void* data = nullptr;  // set by Model once checked
+};
+
+struct LayerSpec {
+  TensorRef attn_norm, qkv, qkv_bias, o, mlp_norm, router, gate_up, down;
+  SelectRule select;              // the plan's select op (allowed is filled by the model from `kept`)
+  std::vector<int32_t> kept;      // original expert ids in packed order
+  int intermediate = 0;           // I
+  int shared_intermediate = 0;    // Is, 0 = no shared expert
+  TensorRef shared_gate_up, shared_down, shared_gate;
+};
+
+struct ModelSpec {
+  std::string weights_path;
+  int vocab = 0, d = 0, layers = 0, heads = 0, kv_heads = 0, experts = 0;
+  float rms_eps = 1e-6f, rope_theta = 10000.f;
+  DType dtype = DType::F32;       // of every 2-D matrix
+  TensorRef embed, norm, lm_head; // lm_head may be the embed tensor (tied)
+  std::vector<LayerSpec> layer;
+  int threads = 0;                // 0 = hardware threads
+};
+
+// Per-call routing override (design.md §5): dense = every kept expert with its full probability.
+struct RoutingOverride {
+  bool active = false;
+  SelectMode mode = SelectMode::Dense;
+  int k = 0;
+  float epsilon = 0;
+};
+
+class KvCache;
+
+class Model {
+ public:
+  explicit Model(ModelSpec spec);  // maps and checks every tensor; throws std::runtime_error
+
+  const ModelSpec& spec() const { return spec_; }
+  int head_dim() const { return spec_.d / spec_.heads; }
+  int threads() const { return pool_.size(); }
+
+  // tokens/slots/positions [T]; returns logits [R, V] for the rows in output_rows. Throws on any bad input.
+  std::vector<float> forward(KvCache& cache, const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                             const std::vector<int32_t>& positions, const std::vector<int32_t>& output_rows,
+                             const RoutingOverride& routing);
+
+  // Routing statistics since the last reset: selections per layer per expert, tokens seen.
+  void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const;
+  void reset_stats();
+
+ private:
+  void check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool matrix);
+
+  ModelSpec spec_;
+  std::unique_ptr<MappedFile> file_;
+  ThreadPool pool_;
+  std::vector<std::vector<uint8_t>> allowed_;  // [L][E] 1 when the expert is kept
+  std::vector<std::vector<int32_t>> slot_of_;  // [L][E] packed index or −1
+  mutable std::mutex mutex_;                   // one forward at a time per model (the pool is not re-entrant)
+  std::vector<std::vector<int64_t>> counts_;   // [L][E]
+  int64_t tokens_ = 0;
+};
+
+// KV cache of one context: `slots` sequences × `max_context` positions, per layer, f32.
+class KvCache {
+ public:
+  KvCache(const Model& model, int slots, int max_context);
+  int slots() const { return slots_; }
+  int max_context() const { return max_context_; }
+  size_t row() const { return row_; }
+  float* k(int layer) { return k_.data() + size_t(layer) * slots_ * max_context_ * row_; }
+  float* v(int layer) { return v_.data() + size_t(layer) * slots_ * max_context_ * row_; }
+  int length(int slot) const { return length_[slot]; }
+  void set_length(int slot, int n) { length_[slot] = n; }
+  void clear(int slot) { length_[slot] = 0; }
+
+ private:
+  int slots_, max_context_;
+  size_t row_;  // KV·hd floats per position
+  std::vector<float> k_, v_;  // [L, slots, max_context, KV·hd]
+  std::vector<int> length_;   // filled positions per slot
+};
+
+}  // namespace dsmoe

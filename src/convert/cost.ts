@@ -1,0 +1,66 @@
+/**
+ * Per-token cost of a plan, the figures the report's "ideal speedup" is built from.
+ *
+ * - params: `total_params` counts what the plan stores (pruned experts excluded). Per-token params count every
+ *   weight a token's forward touches, the LM head included and the embedding row lookup excluded (so
+ *   `dense_active_params_per_token` equals `parameterCounts(config).activePerToken(E)`).
+ * - FLOPs: 2 per multiply-add of every matrix-vector product (q/k/v/o, router, experts, shared expert and its
+ *   gate, LM head). Norms, bias adds, activations and softmaxes are left out, and so is attention over the
+ *   context, which grows with position: add `attention_flops_per_context_token` × (context length).
+ * - weight bytes: the bytes of weights a batch-1 decode step reads: matrices at the plan dtype, norms, biases,
+ *   routers and the shared gate at F32, plus one embedding row. This is what bounds decode speed by bandwidth.
+ * - "active" uses the expected experts per token of each layer (k for top-k, the calibrated mean for threshold);
+ *   "dense" uses all E experts of the source model.
+ */
+import type { ModelConfig } from '../model/config';
+import { headDim } from '../model/config';
+import type { PlanCost, PlanDtype } from './plan';
+import { bytesPerElement } from './dtype';
+
+export function planCost(
+  config: ModelConfig,
+  dtype: PlanDtype,
+  keptPerLayer: number[], // [L] experts stored per layer
+  activePerLayer: number[], // [L] expected experts per token per layer
+): PlanCost {
+  const d = config.hidden_size;
+  const V = config.vocab_size;
+  const E = config.num_experts;
+  const I = config.moe_intermediate_size;
+  const Is = config.shared_expert_intermediate_size;
+  const hd = headDim(config);
+  const qkvRows = (config.num_attention_heads + 2 * config.num_key_value_heads) * hd;
+  const b = bytesPerElement(dtype);
+
+  const layerMatrixParams = qkvRows * d + config.num_attention_heads * hd * d + (Is > 0 ? 3 * Is * d : 0); // at dtype
+  const layerF32Params = 2 * d + qkvRows + E * d + (Is > 0 ? d : 0); // norms, qkv bias, router, shared gate
+  const layerMacs = qkvRows * d + config.num_attention_heads * hd * d + E * d + (Is > 0 ? 3 * Is * d + d : 0);
+  const expertParams = 3 * I * d;
+  const lmHeadParams = V * d;
+
+  const perToken = (experts: number[]) => {
+    let params = d + lmHeadParams; // final norm + LM head
+    let macs = lmHeadParams;
+    let bytes = d * 4 + lmHeadParams * b + d * b; // final norm, LM head, one embedding row
+    for (const a of experts) {
+      params += layerMatrixParams + layerF32Params + a * expertParams;
+      macs += layerMacs + a * expertParams;
+      bytes += (layerMatrixParams + a * expertParams) * b + layerF32Params * 4;
+    }
+    return { params, flops: 2 * macs, bytes };
+  };
+  const active = perToken(activePerLayer);
+  const dense = perToken(keptPerLayer.map(() => E));
+  let total = V * d + d + (config.tie_word_embeddings ? 0 : lmHeadParams);
+  for (const K of keptPerLayer) total += layerMatrixParams + layerF32Params + K * expertParams;
+  return {
+    total_params: total,
+    active_params_per_token: active.params,
+    dense_active_params_per_token: dense.params,
+    active_flops_per_token: active.flops,
+    dense_flops_per_token: dense.flops,
+    active_weight_bytes_per_token: active.bytes,
+    dense_weight_bytes_per_token: dense.bytes,
+    attention_flops_per_context_token: 4 * config.num_hidden_layers * config.num_attention_heads * hd,
+  };
+}

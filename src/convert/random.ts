@@ -1,0 +1,157 @@
+/**
+ * Random-init plan folders, for speed benchmarks at realistic sizes (the paper's DS-MoE-1B/3B/6B shapes) without
+ * training. The weights file is streamed out in chunks, so writing several GB holds a few MB in memory.
+ *
+ * Values: matrices, routers and the shared gate ~ N(0, 0.02) (the trainer's init scale), norms 1, biases 0.
+ * To write GBs quickly, normal samples come from a seeded table of 65,536 draws indexed by a seeded 32-bit
+ * xorshift stream (two 16-bit indices per draw): the same seed gives the same file, and each dtype's table is
+ * encoded once, so no per-element conversion runs.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import type { ModelConfig } from '../model/config';
+import { configProblems } from '../model/config';
+import type { LoadedPlan, Plan, PlanDtype } from './plan';
+import { expectedTensors, readPlan } from './plan';
+import { buildPlan, WEIGHTS_FILE } from './buildPlan';
+import { encodeTensor } from './dtype';
+import { StreamingSafetensorsWriter } from './streamingSafetensorsWriter';
+import { writeByteTokenizer } from './byteTokenizer';
+import { packedNames } from './packedNames';
+import { writeJsonAtomic } from './writeJsonAtomic';
+
+export const RANDOM_INIT_STD = 0.02;
+const CHUNK_ELEMENTS = 1 << 20; // 1 Mi values per write: 2–4 MB
+
+export interface RandomPlanOptions {
+  dtype: PlanDtype;
+  seed: number;
+  k: number; // experts per token (topk), or the sizing k of threshold mode
+  strategy?: 'topk' | 'threshold'; // default topk
+  epsilon?: number; // threshold mode, default 0.48
+  kMax?: number; // threshold mode, default E
+}
+
+/** Writes a complete plan folder (plan.json, weights.safetensors, byte tokenizer) and returns it read back. */
+export function writeRandomPlan(dir: string, config: ModelConfig, options: RandomPlanOptions): LoadedPlan {
+  const problems = configProblems(config);
+  if (problems.length) throw new Error(`writeRandomPlan: invalid config: ${problems.join('; ')}`);
+  const E = config.num_experts;
+  if (!Number.isInteger(options.k) || options.k < 1 || options.k > E) {
+    throw new Error(`writeRandomPlan: k must be an integer in 1..${E}, got ${options.k}`);
+  }
+  const mode = options.strategy ?? 'topk';
+  const epsilon = options.epsilon ?? 0.48;
+  const kMax = mode === 'topk' ? options.k : options.kMax ?? E;
+  const L = config.num_hidden_layers;
+  const allExperts = Array.from({ length: E }, (_, e) => e);
+  const plan = buildPlan({
+    config,
+    dtype: options.dtype,
+    source: {
+      dir: null,
+      model_sha256: null,
+      model_type: 'qwen2_moe',
+      routing_rule: 'softmax-unnormalized',
+      random_init: { seed: options.seed, std: RANDOM_INIT_STD },
+    },
+    strategy: { name: mode, k: mode === 'topk' ? options.k : null, epsilon, calib_tokens: 0 },
+    kept: Array.from({ length: L }, () => allExperts),
+    select: Array.from({ length: L }, () => ({ mode, k: options.k, epsilon, k_max: Math.max(kMax, options.k), renormalize: false })),
+    expectedExperts: Array.from({ length: L }, () => options.k),
+    calibration: null,
+  });
+
+  fs.mkdirSync(dir, { recursive: true });
+  writeRandomWeights(path.join(dir, WEIGHTS_FILE), plan, options.seed);
+  writeByteTokenizer(dir, config.max_position_embeddings);
+  writeJsonAtomic(path.join(dir, 'plan.json'), plan);
+  return readPlan(dir);
+}
+
+/** What a random tensor is filled with, from its role. */
+function fillOf(name: string, plan: Plan): 'ones' | 'zeros' | 'normal' {
+  const isNorm = name === plan.final.norm || /^layers\.\d+\.(attn_norm|mlp_norm)$/.test(name);
+  if (isNorm) return 'ones';
+  if (/^layers\.\d+\.attn\.qkv_bias$/.test(name)) return 'zeros';
+  return 'normal';
+}
+
+function writeRandomWeights(file: string, plan: Plan, seed: number): void {
+  const specs = expectedTensors(plan).map(({ name, shape, dtype }) => ({ name, shape, dtype }));
+  const writer = new StreamingSafetensorsWriter(file, specs, {
+    format: 'pt',
+    producer: 'dsmoe random-init',
+    seed: String(seed),
+    embedding: packedNames.embed,
+  });
+  try {
+    const rng = xorshift32(seed);
+    const table = normalTable(rng, RANDOM_INIT_STD); // [65536] f32
+    const encoded = { F32: encodeTensor(table, 'F32'), BF16: encodeTensor(table, 'BF16'), F16: encodeTensor(table, 'F16') };
+    for (const spec of specs) {
+      const count = spec.shape.reduce((a, b) => a * b, 1);
+      const fill = fillOf(spec.name, plan);
+      const bytesPer = spec.dtype === 'F32' ? 4 : 2;
+      for (let start = 0; start < count; start += CHUNK_ELEMENTS) {
+        const n = Math.min(CHUNK_ELEMENTS, count - start);
+        if (fill === 'normal') {
+          writer.write(sampleChunk(rng, encoded[spec.dtype], n, bytesPer));
+        } else {
+          writer.write(encodeTensor(new Float32Array(n).fill(fill === 'ones' ? 1 : 0), spec.dtype));
+        }
+      }
+    }
+    writer.finish();
+  } catch (error) {
+    writer.abort();
+    throw error;
+  }
+}
+
+/** n values drawn from the encoded table (element size `bytesPer`), as bytes. */
+function sampleChunk(rng: () => number, table: Buffer, n: number, bytesPer: number): Buffer {
+  const out = Buffer.allocUnsafe(n * bytesPer);
+  if (bytesPer === 4) {
+    const src = new Uint32Array(table.buffer, table.byteOffset, 65536);
+    const dst = new Uint32Array(out.buffer, out.byteOffset, n);
+    for (let i = 0; i < n; i += 2) {
+      const r = rng();
+      dst[i] = src[r & 0xffff];
+      if (i + 1 < n) dst[i + 1] = src[r >>> 16];
+    }
+  } else {
+    const src = new Uint16Array(table.buffer, table.byteOffset, 65536);
+    const dst = new Uint16Array(out.buffer, out.byteOffset, n);
+    for (let i = 0; i < n; i += 2) {
+      const r = rng();
+      dst[i] = src[r & 0xffff];
+      if (i + 1 < n) dst[i + 1] = src[r >>> 16];
+    }
+  }
+  return out;
+}
+
+/** 65,536 draws of N(0, std²) by Box–Muller from `rng`. */
+function normalTable(rng: () => number, std: number): Float32Array {
+  const table = new Float32Array(65536);
+  for (let i = 0; i < table.length; i += 2) {
+    const u1 = (rng() + 1) / 4294967297; // (0, 1): log(u1) finite
+    const u2 = rng() / 4294967296;
+    const radius = Math.sqrt(-2 * Math.log(u1)) * std;
+    table[i] = radius * Math.cos(2 * Math.PI * u2);
+    table[i + 1] = radius * Math.sin(2 * Math.PI * u2);
+  }
+  return table;
+}
+
+/** Marsaglia's xorshift32, returning unsigned 32-bit integers; seed 0 is mapped to a fixed non-zero state. */
+function xorshift32(seed: number): () => number {
+  let state = (seed >>> 0) ^ 0x9e3779b9 || 0x6d2b79f5;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return state >>> 0;
+  };
+}

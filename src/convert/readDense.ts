@@ -1,0 +1,159 @@
+/**
+ * Opens a dense checkpoint folder (docs/design.md §2) for conversion and validates it completely first: config.json
+ * parses and describes a usable Qwen2-MoE model, model.safetensors parses, every tensor the model needs is there
+ * with its exact shape, and every value is finite. Errors are UserErrors naming the file and what was expected.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { UserError } from '../cli/errors';
+import { names } from '../checkpoint/names';
+import { readSafetensors, type SafetensorsFile } from '../checkpoint/safetensors';
+import { configProblems, fromHfConfig, headDim, type ModelConfig } from '../model/config';
+import type { ReferenceWeights } from '../model/reference';
+
+export interface DenseCheckpoint extends ReferenceWeights {
+  dir: string;
+  modelPath: string;
+  hfConfig: Record<string, unknown>;
+  /** True when config.json asks for renormalised top-k (`norm_topk_prob: true`, Mixtral-style imports). */
+  normTopkProb: boolean;
+  /** sha256 (hex) of model.safetensors. */
+  sha256(): string;
+}
+
+/** Every tensor the forward reads, with its shape: the contract of §2 for this config. */
+export function requiredDenseTensors(config: ModelConfig): [string, number[]][] {
+  const d = config.hidden_size;
+  const hd = headDim(config);
+  const H = config.num_attention_heads;
+  const KV = config.num_key_value_heads;
+  const I = config.moe_intermediate_size;
+  const Is = config.shared_expert_intermediate_size;
+  const out: [string, number[]][] = [[names.embed, [config.vocab_size, d]]];
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    out.push(
+      [names.inputNorm(l), [d]],
+      [names.q(l), [H * hd, d]],
+      [names.qBias(l), [H * hd]],
+      [names.k(l), [KV * hd, d]],
+      [names.kBias(l), [KV * hd]],
+      [names.v(l), [KV * hd, d]],
+      [names.vBias(l), [KV * hd]],
+      [names.o(l), [d, H * hd]],
+      [names.postAttentionNorm(l), [d]],
+      [names.router(l), [config.num_experts, d]],
+    );
+    for (let e = 0; e < config.num_experts; e++) {
+      out.push([names.expertGate(l, e), [I, d]], [names.expertUp(l, e), [I, d]], [names.expertDown(l, e), [d, I]]);
+    }
+    if (Is > 0) {
+      out.push(
+        [names.sharedGate(l), [Is, d]],
+        [names.sharedUp(l), [Is, d]],
+        [names.sharedDown(l), [d, Is]],
+        [names.sharedExpertGate(l), [1, d]],
+      );
+    }
+  }
+  out.push([names.finalNorm, [d]]);
+  if (!config.tie_word_embeddings) out.push([names.lmHead, [config.vocab_size, d]]);
+  return out;
+}
+
+export function readDenseCheckpoint(dir: string): DenseCheckpoint {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    throw new UserError(`${dir}: not a directory (expected a dense checkpoint folder written by dsmoe train)`);
+  }
+  const configPath = path.join(dir, 'config.json');
+  const modelPath = path.join(dir, 'model.safetensors');
+  for (const file of [configPath, modelPath]) {
+    if (!fs.existsSync(file)) throw new UserError(`${file}: missing (a dense checkpoint folder holds config.json and model.safetensors)`);
+  }
+  let hfConfig: Record<string, unknown>;
+  try {
+    hfConfig = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+  } catch (error) {
+    throw new UserError(`${configPath}: not valid JSON (${(error as Error).message})`);
+  }
+  if (typeof hfConfig !== 'object' || hfConfig === null || Array.isArray(hfConfig)) {
+    throw new UserError(`${configPath}: expected a JSON object`);
+  }
+  if (hfConfig.model_type !== 'qwen2_moe') {
+    throw new UserError(`${configPath}: model_type must be "qwen2_moe", got ${JSON.stringify(hfConfig.model_type)}`);
+  }
+  const config = fromHfConfig(hfConfig);
+  const problems = configProblems(config);
+  if (problems.length) throw new UserError(`${configPath}: ${problems.join('; ')}`);
+
+  let file: SafetensorsFile;
+  try {
+    file = readSafetensors(modelPath);
+  } catch (error) {
+    throw new UserError(`${modelPath}: not a valid safetensors file (${(error as Error).message})`);
+  }
+  const missing: string[] = [];
+  for (const [name, shape] of requiredDenseTensors(config)) {
+    const info = file.header.tensors.get(name);
+    if (!info) {
+      missing.push(name);
+      continue;
+    }
+    if (info.shape.length !== shape.length || info.shape.some((n, i) => n !== shape[i])) {
+      throw new UserError(
+        `${modelPath}: tensor ${name} has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}] for the shape in config.json`,
+      );
+    }
+    if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16') {
+      throw new UserError(`${modelPath}: tensor ${name} has dtype ${info.dtype}, expected a float dtype (F32, BF16 or F16)`);
+    }
+  }
+  if (missing.length) {
+    const shown = missing.slice(0, 3).join(', ') + (missing.length > 3 ? ` and ${missing.length - 3} more` : '');
+    throw new UserError(`${modelPath}: missing ${missing.length} tensor(s) the model needs: ${shown}`);
+  }
+
+  // Tensors are read once, checked for non-finite values, and kept: calibration runs many forwards over them.
+  const cache = new Map<string, Float32Array>();
+  const get = (name: string): Float32Array => {
+    let values = cache.get(name);
+    if (!values) {
+      if (!file.header.tensors.has(name)) throw new UserError(`${modelPath}: no tensor ${name}`);
+      values = file.get(name);
+      const bad = values.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw new UserError(`${modelPath}: tensor ${name} holds a non-finite value (${values[bad]}) at element ${bad}`);
+      cache.set(name, values);
+    }
+    return values;
+  };
+  for (const [name] of requiredDenseTensors(config)) get(name);
+
+  let digest: string | undefined;
+  return {
+    dir,
+    modelPath,
+    config,
+    hfConfig,
+    normTopkProb: hfConfig.norm_topk_prob === true,
+    get,
+    sha256: () => (digest ??= sha256File(modelPath)),
+  };
+}
+
+function sha256File(file: string): string {
+  const hash = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  const buffer = Buffer.allocUnsafe(8 << 20);
+  try {
+    let position = 0;
+    for (;;) {
+      const n = fs.readSync(fd, buffer, 0, buffer.length, position);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      position += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
+}

@@ -1,0 +1,69 @@
+/**
+ * Routing statistics of one layer over calibration tokens, from the router probabilities and a selection rule:
+ * how many experts tokens use, how much probability mass the used experts carry, and how load spreads.
+ */
+import { selectExperts, type RoutingRule } from '../model/reference';
+
+export interface LayerRoutingStats {
+  tokens: number;
+  meanSelected: number; // mean experts per token
+  massCovered: number; // mean over tokens of Σ_{selected} p_e (dense probabilities, before any renormalisation)
+  expertLoad: number[]; // [E] share of tokens selecting each expert
+  neverSelected: number[]; // expert ids no token selected
+  selectedHistogram: number[]; // [E+1] tokens by number of experts selected
+}
+
+export function layerRoutingStats(
+  probs: Float32Array, // [N, E] router probabilities of N tokens
+  numExperts: number,
+  rule: RoutingRule,
+): LayerRoutingStats {
+  const E = numExperts;
+  const N = probs.length / E;
+  const counts = new Array<number>(E).fill(0);
+  const histogram = new Array<number>(E + 1).fill(0);
+  let selectedTotal = 0;
+  let mass = 0;
+  for (let t = 0; t < N; t++) {
+    const p = probs.subarray(t * E, (t + 1) * E);
+    const { ids } = selectExperts(p, rule);
+    selectedTotal += ids.length;
+    histogram[ids.length]++;
+    for (const e of ids) {
+      counts[e]++;
+      mass += p[e];
+    }
+  }
+  const expertLoad = counts.map((c) => (N ? c / N : 0));
+  return {
+    tokens: N,
+    meanSelected: N ? selectedTotal / N : 0,
+    massCovered: N ? mass / N : 0,
+    expertLoad,
+    neverSelected: counts.flatMap((c, e) => (c === 0 ? [e] : [])),
+    selectedHistogram: histogram,
+  };
+}
+
+/**
+ * The threshold-topk rule: k for a layer = ceil(mean experts per token under the threshold rule), so the fixed
+ * top-k runs at least as many experts as the threshold does on average; clamped to 1..available.
+ * (A small tolerance keeps a mean of exactly 2.0000000001 from costing a third expert.)
+ */
+export function kFromThresholdMean(meanSelected: number, available: number): number {
+  return Math.min(available, Math.max(1, Math.ceil(meanSelected - 1e-9)));
+}
+
+/**
+ * Experts to keep when pruning those selected by fewer than `share` of tokens: never fewer than `minKept`
+ * (the layer's k), topping up with the most loaded of the pruned ones. Returned ids are increasing.
+ */
+export function keptAfterPruning(expertLoad: number[], share: number, minKept: number): number[] {
+  const byLoad = expertLoad.map((load, e) => ({ load, e })).sort((a, b) => b.load - a.load || a.e - b.e);
+  const kept = byLoad.filter(({ load }) => load >= share).map(({ e }) => e);
+  for (const { e } of byLoad) {
+    if (kept.length >= minKept) break;
+    if (!kept.includes(e)) kept.push(e);
+  }
+  return kept.sort((a, b) => a - b);
+}

@@ -1,0 +1,169 @@
+import * as tf from '@tensorflow/tfjs';
+import { headDim, ModelConfig } from './config';
+import { causalSelfAttention, groupedCausalMask } from './attention';
+import { plainMatMul } from './matmul';
+import { expertsMlp, sharedExpert, topKMask } from './moe';
+import { ParamMap } from './params';
+import { rmsNorm } from './rms_norm';
+import { ropeTables, RopeTables } from './rope';
+import { mutualInformationLoss, switchBalanceLoss } from './routing_losses';
+
+/** How the MoE layers route while training: DS-MoE (all experts + MI loss) or the top-k SMoE baseline. */
+export interface RoutingOptions {
+  mode: 'dense' | 'topk';
+  miAlpha: number;
+  topK: number;
+  balanceAlpha: number;
+}
+
+export interface ForwardOutput {
+  logits: tf.Tensor2D; // [B·T, V]
+  routerProbs: tf.Tensor2D[]; // per layer [B·T, E], softmax over all experts
+  /** per layer 0/1 selection [B·T, E] in top-k mode; empty in dense mode */
+  selections: tf.Tensor2D[];
+}
+
+export interface LossTerms {
+  total: tf.Scalar; // lm + α · aux
+  lm: tf.Scalar; // mean next-token cross-entropy, nats
+  aux: tf.Scalar; // MI loss (dense) or switch balance loss (topk), averaged over layers
+}
+
+/** The decoder of docs/design.md §1 over parameters in the training layout (`params.ts`). */
+export class MoEModel {
+  private readonly ropeCache = new Map<number, RopeTables>();
+  private readonly maskCache = new Map<number, tf.Tensor2D>();
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly params: ParamMap,
+  ) {}
+
+  private param<T extends tf.Tensor>(name: string): T {
+    const value = this.params.get(name);
+    if (!value) throw new Error(`model has no parameter ${name}`);
+    return value as unknown as T;
+  }
+
+  /** RoPE tables and causal mask depend only on T: built once per length and kept outside any tidy. */
+  private constants(seqLen: number): { rope: RopeTables; mask: tf.Tensor2D } {
+    let rope = this.ropeCache.get(seqLen);
+    let mask = this.maskCache.get(seqLen);
+    if (!rope || !mask) {
+      const group = this.config.num_attention_heads / this.config.num_key_value_heads;
+      rope = ropeTables(seqLen, headDim(this.config), this.config.rope_theta);
+      mask = groupedCausalMask(group, seqLen);
+      tf.keep(rope.cos);
+      tf.keep(rope.sin);
+      tf.keep(mask);
+      this.ropeCache.set(seqLen, rope);
+      this.maskCache.set(seqLen, mask);
+    }
+    return { rope, mask };
+  }
+
+  /** Forward pass over B sequences of T tokens, rows of the output ordered (sequence, position). */
+  forward(tokens: Int32Array, batch: number, seqLen: number, routing?: RoutingOptions): ForwardOutput {
+    const c = this.config;
+    const { rope, mask } = this.constants(seqLen);
+    const n = batch * seqLen;
+    const shape = {
+      batch,
+      seqLen,
+      heads: c.num_attention_heads,
+      kvHeads: c.num_key_value_heads,
+      headDim: headDim(c),
+    };
+    const embed = this.param<tf.Tensor2D>('embed'); // [V, d]
+    // One-hot product instead of gather: gather's gradient needs UnsortedSegmentSum, which wasm lacks.
+    const oneHot = tf.oneHot(tf.tensor1d(tokens, 'int32'), c.vocab_size, 1, 0, 'float32') as tf.Tensor2D; // [N, V]
+    let h = plainMatMul(oneHot, embed); // [N, d]
+    const routerProbs: tf.Tensor2D[] = [];
+    const selections: tf.Tensor2D[] = [];
+    for (let l = 0; l < c.num_hidden_layers; l++) {
+      const p = `layers.${l}.`;
+      const a = rmsNorm(h, this.param(p + 'attn_norm'), c.rms_norm_eps); // [N, d]
+      const attn = causalSelfAttention(
+        a,
+        this.param(p + 'attn.qkv'),
+        this.param(p + 'attn.qkv_bias'),
+        this.param(p + 'attn.o'),
+        shape,
+        rope,
+        mask,
+      ); // [N, d]
+      h = tf.add(h, attn) as tf.Tensor2D; // [N, d]
+      const m = rmsNorm(h, this.param(p + 'mlp_norm'), c.rms_norm_eps); // [N, d]
+      const probs = tf.softmax(plainMatMul(m, this.param(p + 'router'))) as tf.Tensor2D; // [N, E]
+      routerProbs.push(probs);
+      let routeWeights = probs; // [N, E]
+      if (routing?.mode === 'topk') {
+        const selected = topKMask(probs, routing.topK); // [N, E]
+        selections.push(selected);
+        routeWeights = tf.mul(probs, selected) as tf.Tensor2D; // [N, E]
+      }
+      let y = expertsMlp(
+        m,
+        this.param(p + 'experts.gate_up'),
+        this.param(p + 'experts.down'),
+        routeWeights,
+        c.num_experts,
+        c.moe_intermediate_size,
+      ); // [N, d]
+      if (c.shared_expert_intermediate_size > 0) {
+        y = tf.add(
+          y,
+          sharedExpert(m, this.param(p + 'shared.gate_up'), this.param(p + 'shared.down'), this.param(p + 'shared.gate')),
+        ) as tf.Tensor2D; // [N, d]
+      }
+      h = tf.add(h, y) as tf.Tensor2D; // [N, d]
+    }
+    const final = rmsNorm(h, this.param('norm'), c.rms_norm_eps); // [N, d]
+    const head = c.tie_word_embeddings ? (tf.transpose(embed) as tf.Tensor2D) : this.param<tf.Tensor2D>('lm_head'); // [d, V]
+    const logits = plainMatMul(final, head); // [N, V]
+    if (logits.shape[0] !== n) throw new Error('internal: logits rows do not match the batch');
+    return { logits, routerProbs, selections };
+  }
+
+  /** Language-model loss plus the routing loss, as scalars (call inside tf.tidy or a gradient function). */
+  loss(inputs: Int32Array, targets: Int32Array, batch: number, seqLen: number, routing: RoutingOptions): LossTerms {
+    const out = this.forward(inputs, batch, seqLen, routing);
+    const lm = crossEntropy(out.logits, targets);
+    const perLayer = out.routerProbs.map((probs, l) =>
+      routing.mode === 'topk' ? switchBalanceLoss(probs, out.selections[l]) : mutualInformationLoss(probs),
+    );
+    const aux = tf.div(tf.addN(perLayer), perLayer.length) as tf.Scalar;
+    const alpha = routing.mode === 'topk' ? routing.balanceAlpha : routing.miAlpha;
+    const total = tf.add(lm, tf.mul(aux, alpha)) as tf.Scalar;
+    return { total, lm, aux };
+  }
+
+  /** Releases the cached constants (parameters belong to the caller). */
+  dispose(): void {
+    for (const rope of this.ropeCache.values()) tf.dispose([rope.cos, rope.sin]);
+    for (const mask of this.maskCache.values()) mask.dispose();
+    this.ropeCache.clear();
+    this.maskCache.clear();
+  }
+}
+
+/** Mean next-token cross-entropy in nats; logits [N, V], targets N ids. */
+export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
+  const [, v] = logits.shape;
+  const logProbs = tf.logSoftmax(logits); // [N, V]
+  const targetMask = tf.oneHot(tf.tensor1d(targets, 'int32'), v, 1, 0, 'float32'); // [N, V]
+  return tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetMask), 1))) as tf.Scalar;
+}
+
+/** Summed next-token cross-entropy in nats per row, for evaluation: logits [N, V] → [N]. */
+export function tokenLosses(logits: tf.Tensor2D, targets: Int32Array): Float32Array {
+  const losses = tf.tidy(() => {
+    const [, v] = logits.shape;
+    const logProbs = tf.logSoftmax(logits); // [N, V]
+    const targetMask = tf.oneHot(tf.tensor1d(targets, 'int32'), v, 1, 0, 'float32'); // [N, V]
+    return tf.neg(tf.sum(tf.mul(logProbs, targetMask), 1)); // [N]
+  });
+  const values = Float32Array.from(losses.dataSync() as Float32Array);
+  losses.dispose();
+  return values;
+}

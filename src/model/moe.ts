@@ -1,0 +1,68 @@
+import * as tf from '@tensorflow/tfjs';
+import { plainMatMul } from './matmul';
+
+/**
+ * The MoE MLP with every expert computed at once.
+ *
+ * Experts sit side by side in two 2-D weights: gate_up [d, 2·E·I] (columns 0..E·I−1 are the gate projections of
+ * experts 0..E−1, I columns each; then the up projections in the same order) and down [E·I, d]. Scaling each
+ * expert's I hidden units by that expert's routing weight before the shared down projection equals
+ * Σ_e w_e · down_e(silu(gate_e(x)) ⊙ up_e(x)), with two plain 2-D products instead of a loop or a batched product
+ * (the only fast path on wasm).
+ */
+export function expertsMlp(
+  x: tf.Tensor2D, // [N, d]
+  gateUp: tf.Tensor2D, // [d, 2·E·I]
+  down: tf.Tensor2D, // [E·I, d]
+  routeWeights: tf.Tensor2D, // [N, E]  p_e, or p_e masked to the selected experts
+  numExperts: number,
+  intermediate: number,
+): tf.Tensor2D {
+  const n = x.shape[0];
+  const width = numExperts * intermediate;
+  const projected = plainMatMul(x, gateUp); // [N, 2·E·I]
+  const gate = tf.slice(projected, [0, 0], [n, width]); // [N, E·I]
+  const up = tf.slice(projected, [0, width], [n, width]); // [N, E·I]
+  const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up); // [N, E·I]  silu(gate) ⊙ up
+  const weighted = tf
+    .mul(hidden.reshape([n, numExperts, intermediate]), routeWeights.reshape([n, numExperts, 1])) // [N, E, I]
+    .reshape([n, width]) as tf.Tensor2D; // [N, E·I]
+  return plainMatMul(weighted, down); // [N, d]
+}
+
+/** The always-on shared expert, scaled by sigmoid(x · w_gate) as in Qwen2-MoE. */
+export function sharedExpert(
+  x: tf.Tensor2D, // [N, d]
+  gateUp: tf.Tensor2D, // [d, 2·Is]
+  down: tf.Tensor2D, // [Is, d]
+  gateWeight: tf.Tensor2D, // [d, 1]
+): tf.Tensor2D {
+  const n = x.shape[0];
+  const width = down.shape[0];
+  const projected = plainMatMul(x, gateUp); // [N, 2·Is]
+  const gate = tf.slice(projected, [0, 0], [n, width]); // [N, Is]
+  const up = tf.slice(projected, [0, width], [n, width]); // [N, Is]
+  const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // [N, Is]
+  const scale = tf.sigmoid(plainMatMul(x, gateWeight)); // [N, 1]
+  return tf.mul(plainMatMul(hidden, down), scale) as tf.Tensor2D; // [N, d]
+}
+
+/**
+ * Routing weights for the SMoE baseline: p kept on the k most probable experts (ties: lower index) and zero
+ * elsewhere, NOT renormalised — the same rule as DS-MoE's sparse inference and Qwen2-MoE's
+ * `norm_topk_prob: false`, so a baseline checkpoint runs unchanged on the sparse runtime with top-k.
+ * Returns the 0/1 selection mask as a constant (selection has no gradient).
+ */
+export function topKMask(probs: tf.Tensor2D, k: number): tf.Tensor2D {
+  const [n, e] = probs.shape;
+  const values = probs.dataSync();
+  const mask = new Float32Array(n * e);
+  const order = Array.from({ length: e }, (_, i) => i);
+  for (let row = 0; row < n; row++) {
+    const base = row * e;
+    // Stable sort: equal probabilities keep index order, so ties go to the lower index.
+    const ranked = order.slice().sort((a, b) => values[base + b] - values[base + a]);
+    for (let j = 0; j < k; j++) mask[base + ranked[j]] = 1;
+  }
+  return tf.tensor2d(mask, [n, e]);
+}

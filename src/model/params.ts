@@ -1,0 +1,119 @@
+import * as tf from '@tensorflow/tfjs';
+import { headDim, ModelConfig } from './config';
+
+/**
+ * Trainable tensors in the layout fastest for training (every matrix [in, out], so y = x · W is a plain product;
+ * experts side by side). `src/model/checkpoint_layout.ts` converts to and from the Qwen2-MoE names on disk.
+ *
+ *   embed                       [V, d]
+ *   lm_head                     [d, V]              only when embeddings are untied
+ *   norm                        [d]
+ *   layers.{l}.attn_norm        [d]
+ *   layers.{l}.attn.qkv         [d, (H+2·KV)·hd]    q heads, then k heads, then v heads
+ *   layers.{l}.attn.qkv_bias    [(H+2·KV)·hd]
+ *   layers.{l}.attn.o           [H·hd, d]
+ *   layers.{l}.mlp_norm         [d]
+ *   layers.{l}.router           [d, E]
+ *   layers.{l}.experts.gate_up  [d, 2·E·I]          gates of experts 0..E−1 (I columns each), then their ups
+ *   layers.{l}.experts.down     [E·I, d]
+ *   layers.{l}.shared.gate_up   [d, 2·Is]           shared expert, only when Is > 0
+ *   layers.{l}.shared.down      [Is, d]
+ *   layers.{l}.shared.gate      [d, 1]
+ */
+export type ParamMap = Map<string, tf.Variable>;
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** normal(0, std) when > 0; `fill` otherwise */
+  std: number;
+  fill: number;
+  /** AdamW weight decay applies to matrices only, never to norms or biases */
+  decay: boolean;
+}
+
+/** Every parameter with its shape and initialisation, in a fixed order (the order the optimizer walks). */
+export function paramSpecs(config: ModelConfig): ParamSpec[] {
+  const d = config.hidden_size;
+  const hd = headDim(config);
+  const H = config.num_attention_heads;
+  const KV = config.num_key_value_heads;
+  const E = config.num_experts;
+  const I = config.moe_intermediate_size;
+  const Is = config.shared_expert_intermediate_size;
+  const V = config.vocab_size;
+  const std = 0.02;
+  // GPT-2's scaled init: each residual branch's output projection is shrunk so the residual stream's variance does
+  // not grow with depth (2 branches per layer).
+  const residualStd = std / Math.sqrt(2 * config.num_hidden_layers);
+  const matrix = (name: string, shape: number[], s = std): ParamSpec => ({ name, shape, std: s, fill: 0, decay: true });
+  const vector = (name: string, size: number, fill: number): ParamSpec => ({ name, shape: [size], std: 0, fill, decay: false });
+
+  const specs: ParamSpec[] = [matrix('embed', [V, d])];
+  if (!config.tie_word_embeddings) specs.push(matrix('lm_head', [d, V]));
+  specs.push(vector('norm', d, 1));
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const p = `layers.${l}.`;
+    specs.push(
+      vector(p + 'attn_norm', d, 1),
+      matrix(p + 'attn.qkv', [d, (H + 2 * KV) * hd]),
+      vector(p + 'attn.qkv_bias', (H + 2 * KV) * hd, 0),
+      matrix(p + 'attn.o', [H * hd, d], residualStd),
+      vector(p + 'mlp_norm', d, 1),
+      matrix(p + 'router', [d, E]),
+      matrix(p + 'experts.gate_up', [d, 2 * E * I]),
+      matrix(p + 'experts.down', [E * I, d], residualStd),
+    );
+    if (Is > 0) {
+      specs.push(
+        matrix(p + 'shared.gate_up', [d, 2 * Is]),
+        matrix(p + 'shared.down', [Is, d], residualStd),
+        matrix(p + 'shared.gate', [d, 1]),
+      );
+    }
+  }
+  return specs;
+}
+
+/**
+ * Fresh parameters: normal(0, 0.02) matrices (output projections scaled by 1/sqrt(2L)), norms 1, biases 0.
+ * tfjs draws normal samples in JavaScript from the seed, so the result is the same on every backend.
+ */
+export function initParams(config: ModelConfig, seed: number): ParamMap {
+  const params: ParamMap = new Map();
+  paramSpecs(config).forEach((spec, index) => {
+    const value = tf.tidy(() =>
+      spec.std > 0
+        ? tf.randomNormal(spec.shape, 0, spec.std, 'float32', seed * 1000 + index)
+        : tf.fill(spec.shape, spec.fill),
+    );
+    // Unnamed: tfjs variable names are global, and tests hold several models at once.
+    params.set(spec.name, tf.variable(value, true));
+    value.dispose();
+  });
+  return params;
+}
+
+/** Parameters from plain arrays (checkpoint load); throws when a name is missing or a size is wrong. */
+export function paramsFromArrays(config: ModelConfig, arrays: Map<string, Float32Array>): ParamMap {
+  const params: ParamMap = new Map();
+  for (const spec of paramSpecs(config)) {
+    const data = arrays.get(spec.name);
+    const size = spec.shape.reduce((a, b) => a * b, 1);
+    if (!data || data.length !== size) throw new Error(`parameter ${spec.name}: expected ${size} values, got ${data ? data.length : 'none'}`);
+    params.set(spec.name, tf.variable(tf.tensor(data, spec.shape), true));
+  }
+  return params;
+}
+
+/** Copies every parameter out of the backend. */
+export function paramsToArrays(params: ParamMap): Map<string, Float32Array> {
+  const arrays = new Map<string, Float32Array>();
+  // A copy: some backends hand out their own storage.
+  for (const [name, variable] of params) arrays.set(name, Float32Array.from(variable.dataSync() as Float32Array));
+  return arrays;
+}
+
+export function disposeParams(params: ParamMap): void {
+  for (const variable of params.values()) variable.dispose();
+}

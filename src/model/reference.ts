@@ -1,0 +1,316 @@
+/**
+ * The reference forward pass of docs/design.md §1 in plain TypeScript: float32 arrays, naive loops, no tricks.
+ * It is the yardstick the tfjs model, the native runtime and calibration are checked against, so it favours being
+ * obviously right over being fast. Accumulation is in float64 (JS numbers), results are stored as float32.
+ *
+ * Weights are looked up by their Hugging Face (Qwen2-MoE) names, `src/checkpoint/names.ts`.
+ */
+import type { ModelConfig } from './config';
+import { headDim } from './config';
+import { names } from '../checkpoint/names';
+
+export interface ReferenceWeights {
+  config: ModelConfig;
+  get(hfName: string): Float32Array;
+}
+
+/**
+ * Which experts a token uses (docs/design.md §1). `kept` restricts selection to those expert ids (pruning):
+ * the others are never selected and the kept ones keep their original probabilities.
+ */
+export type RoutingRule =
+  | { mode: 'dense' }
+  | { mode: 'topk'; k: number; renormalize?: boolean; kept?: number[] }
+  | { mode: 'threshold'; epsilon: number; kMax?: number; renormalize?: boolean; kept?: number[] };
+
+export interface ReferenceOptions {
+  /** One rule per layer, or one rule for every layer; default dense. */
+  routing?: RoutingRule[] | RoutingRule;
+  collectRouterProbs?: boolean;
+  collectSelected?: boolean;
+}
+
+export interface ReferenceResult {
+  logits: Float32Array; // [T, V]
+  routerProbs?: Float32Array[]; // [L] of [T, E], softmax over all experts
+  selected?: number[][][]; // [L][T] expert ids used, in selection order
+}
+
+export interface Selection {
+  ids: number[]; // expert ids, highest probability first (ties: lower id first)
+  weights: number[]; // the weight each selected expert's output is scaled by
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// small pieces
+
+/** rms_norm(x, w) = x / sqrt(mean(x²) + eps) ⊙ w, row by row. */
+export function rmsNorm(
+  x: Float32Array, // [T, d]
+  weight: Float32Array, // [d]
+  eps: number,
+): Float32Array {
+  const d = weight.length;
+  const T = x.length / d;
+  const out = new Float32Array(x.length); // [T, d]
+  for (let t = 0; t < T; t++) {
+    let sumSq = 0;
+    for (let i = 0; i < d; i++) sumSq += x[t * d + i] * x[t * d + i];
+    const scale = 1 / Math.sqrt(sumSq / d + eps);
+    for (let i = 0; i < d; i++) out[t * d + i] = x[t * d + i] * scale * weight[i];
+  }
+  return out;
+}
+
+/** y = x·W^T + b, W stored [out, in] as in PyTorch's Linear. */
+export function linear(
+  x: Float32Array, // [T, in]
+  w: Float32Array, // [out, in]
+  outFeatures: number,
+  bias?: Float32Array, // [out]
+): Float32Array {
+  const inFeatures = w.length / outFeatures;
+  const T = x.length / inFeatures;
+  const y = new Float32Array(T * outFeatures); // [T, out]
+  for (let t = 0; t < T; t++) {
+    const xo = t * inFeatures;
+    for (let o = 0; o < outFeatures; o++) {
+      const wo = o * inFeatures;
+      let acc = bias ? bias[o] : 0;
+      for (let i = 0; i < inFeatures; i++) acc += x[xo + i] * w[wo + i];
+      y[t * outFeatures + o] = acc;
+    }
+  }
+  return y;
+}
+
+/**
+ * Rotary embedding, transformers' rotate_half form, in place on `x` [T, heads·hd]; token t is at `positions[t]`.
+ * inv_freq[i] = theta^(−2i/hd); out[i] = x[i]·cos − x[i+half]·sin, out[i+half] = x[i+half]·cos + x[i]·sin.
+ */
+export function applyRope(x: Float32Array, positions: number[], heads: number, hd: number, theta: number): void {
+  const half = hd / 2;
+  for (let t = 0; t < positions.length; t++) {
+    for (let i = 0; i < half; i++) {
+      const angle = positions[t] * Math.pow(theta, (-2 * i) / hd);
+      const cos = Math.cos(angle);
+      const sin = Math.sin(angle);
+      for (let h = 0; h < heads; h++) {
+        const base = (t * heads + h) * hd;
+        const a = x[base + i];
+        const b = x[base + i + half];
+        x[base + i] = a * cos - b * sin;
+        x[base + i + half] = b * cos + a * sin;
+      }
+    }
+  }
+}
+
+/** Causal grouped-query attention: head h reads kv head floor(h / (H/KV)); scores scaled by 1/sqrt(hd). */
+export function causalAttention(
+  q: Float32Array, // [T, H·hd]
+  k: Float32Array, // [T, KV·hd]
+  v: Float32Array, // [T, KV·hd]
+  heads: number,
+  kvHeads: number,
+  hd: number,
+): Float32Array {
+  const T = q.length / (heads * hd);
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(hd);
+  const out = new Float32Array(T * heads * hd); // [T, H·hd]
+  const scores = new Float64Array(T);
+  for (let h = 0; h < heads; h++) {
+    const kvh = Math.floor(h / group);
+    for (let t = 0; t < T; t++) {
+      let max = -Infinity;
+      for (let s = 0; s <= t; s++) {
+        let dot = 0;
+        for (let i = 0; i < hd; i++) dot += q[(t * heads + h) * hd + i] * k[(s * kvHeads + kvh) * hd + i];
+        scores[s] = dot * scale;
+        if (scores[s] > max) max = scores[s];
+      }
+      let sum = 0;
+      for (let s = 0; s <= t; s++) {
+        scores[s] = Math.exp(scores[s] - max);
+        sum += scores[s];
+      }
+      for (let i = 0; i < hd; i++) {
+        let acc = 0;
+        for (let s = 0; s <= t; s++) acc += scores[s] * v[(s * kvHeads + kvh) * hd + i];
+        out[(t * heads + h) * hd + i] = acc / sum;
+      }
+    }
+  }
+  return out;
+}
+
+/** softmax of each row of `x` [rows, n]. */
+export function softmaxRows(x: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length / n; r++) {
+    let max = -Infinity;
+    for (let i = 0; i < n; i++) max = Math.max(max, x[r * n + i]);
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += Math.exp(x[r * n + i] - max);
+    for (let i = 0; i < n; i++) out[r * n + i] = Math.exp(x[r * n + i] - max) / sum;
+  }
+  return out;
+}
+
+export const silu = (x: number): number => x / (1 + Math.exp(-x));
+export const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+
+/**
+ * The experts one token uses, from its router probabilities p [E] (over all experts):
+ * - dense: every expert (of `kept` where given for pruned rules), weight p_e;
+ * - topk: the k largest p among the candidates, ties to the lower id;
+ * - threshold: candidates with E·p_e > ε, the largest first, at most kMax, and at least the arg-max.
+ * Weights are p_e unless `renormalize`, which divides them by their sum.
+ */
+export function selectExperts(p: ArrayLike<number>, rule: RoutingRule): Selection {
+  const E = p.length;
+  const candidates = rule.mode !== 'dense' && rule.kept ? rule.kept : Array.from({ length: E }, (_, e) => e);
+  const ranked = [...candidates].sort((a, b) => p[b] - p[a] || a - b);
+  let ids: number[];
+  if (rule.mode === 'dense') {
+    ids = ranked;
+  } else if (rule.mode === 'topk') {
+    ids = ranked.slice(0, rule.k);
+  } else {
+    const above = ranked.filter((e) => E * p[e] > rule.epsilon);
+    ids = above.slice(0, rule.kMax ?? E);
+    if (ids.length === 0) ids = ranked.slice(0, 1);
+  }
+  let weights = ids.map((e) => p[e]);
+  if (rule.mode !== 'dense' && rule.renormalize) {
+    const sum = weights.reduce((a, b) => a + b, 0);
+    weights = weights.map((w) => w / sum);
+  }
+  return { ids, weights };
+}
+
+/** One SwiGLU expert on one row: down · (silu(gate·m) ⊙ (up·m)). */
+export function expertForward(
+  m: Float32Array, // [d]
+  gate: Float32Array, // [I, d]
+  up: Float32Array, // [I, d]
+  down: Float32Array, // [d, I]
+): Float32Array {
+  const d = m.length;
+  const I = gate.length / d;
+  const hidden = new Float32Array(I); // [I]
+  const g = linear(m, gate, I);
+  const u = linear(m, up, I);
+  for (let i = 0; i < I; i++) hidden[i] = silu(g[i]) * u[i];
+  return linear(hidden, down, d); // [d]
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// the model
+
+/** Logits of every position of one sequence (positions 0..T−1). */
+export function referenceForward(weights: ReferenceWeights, tokens: number[], options: ReferenceOptions = {}): ReferenceResult {
+  const c = weights.config;
+  const d = c.hidden_size;
+  const T = tokens.length;
+  const H = c.num_attention_heads;
+  const KV = c.num_key_value_heads;
+  const hd = headDim(c);
+  const E = c.num_experts;
+  const V = c.vocab_size;
+  const rules = Array.from({ length: c.num_hidden_layers }, (_, l): RoutingRule => {
+    const routing = options.routing ?? { mode: 'dense' };
+    return Array.isArray(routing) ? routing[l] : routing;
+  });
+  const positions = tokens.map((_, t) => t);
+  const routerProbs: Float32Array[] = [];
+  const selected: number[][][] = [];
+
+  const embed = weights.get(names.embed); // [V, d]
+  let h: Float32Array = new Float32Array(T * d); // [T, d]
+  tokens.forEach((token, t) => {
+    if (!Number.isInteger(token) || token < 0 || token >= V) throw new Error(`referenceForward: token ${token} at ${t} is outside 0..${V - 1}`);
+    h.set(embed.subarray(token * d, (token + 1) * d), t * d);
+  });
+
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    // attention block
+    const a = rmsNorm(h, weights.get(names.inputNorm(l)), c.rms_norm_eps); // [T, d]
+    const q = linear(a, weights.get(names.q(l)), H * hd, weights.get(names.qBias(l))); // [T, H·hd]
+    const k = linear(a, weights.get(names.k(l)), KV * hd, weights.get(names.kBias(l))); // [T, KV·hd]
+    const v = linear(a, weights.get(names.v(l)), KV * hd, weights.get(names.vBias(l))); // [T, KV·hd]
+    applyRope(q, positions, H, hd, c.rope_theta);
+    applyRope(k, positions, KV, hd, c.rope_theta);
+    const o = causalAttention(q, k, v, H, KV, hd); // [T, H·hd]
+    const attnOut = linear(o, weights.get(names.o(l)), d); // [T, d]
+    h = addInto(h, attnOut);
+
+    // MoE block
+    const m = rmsNorm(h, weights.get(names.postAttentionNorm(l)), c.rms_norm_eps); // [T, d]
+    const p = softmaxRows(linear(m, weights.get(names.router(l)), E), E); // [T, E]
+    if (options.collectRouterProbs) routerProbs.push(p);
+    const y = new Float32Array(T * d); // [T, d]
+    const layerSelected: number[][] = [];
+    const expertWeights = new Map<number, [Float32Array, Float32Array, Float32Array]>();
+    const expert = (e: number) => {
+      let w = expertWeights.get(e);
+      if (!w) {
+        w = [weights.get(names.expertGate(l, e)), weights.get(names.expertUp(l, e)), weights.get(names.expertDown(l, e))];
+        expertWeights.set(e, w);
+      }
+      return w;
+    };
+    for (let t = 0; t < T; t++) {
+      const row = m.subarray(t * d, (t + 1) * d); // [d]
+      const selection = selectExperts(p.subarray(t * E, (t + 1) * E), rules[l]);
+      layerSelected.push(selection.ids);
+      selection.ids.forEach((e, j) => {
+        const out = expertForward(row, ...expert(e)); // [d]
+        for (let i = 0; i < d; i++) y[t * d + i] += selection.weights[j] * out[i];
+      });
+    }
+    if (options.collectSelected) selected.push(layerSelected);
+    if (c.shared_expert_intermediate_size > 0) {
+      const gateW = weights.get(names.sharedExpertGate(l)); // [1, d]
+      const sg = weights.get(names.sharedGate(l));
+      const su = weights.get(names.sharedUp(l));
+      const sd = weights.get(names.sharedDown(l));
+      for (let t = 0; t < T; t++) {
+        const row = m.subarray(t * d, (t + 1) * d);
+        const scale = sigmoid(linear(row, gateW, 1)[0]);
+        const out = expertForward(row, sg, su, sd);
+        for (let i = 0; i < d; i++) y[t * d + i] += scale * out[i];
+      }
+    }
+    h = addInto(h, y);
+  }
+
+  const final = rmsNorm(h, weights.get(names.finalNorm), c.rms_norm_eps); // [T, d]
+  const lmHead = c.tie_word_embeddings ? embed : weights.get(names.lmHead); // [V, d]
+  const logits = linear(final, lmHead, V); // [T, V]
+  return {
+    logits,
+    ...(options.collectRouterProbs ? { routerProbs } : {}),
+    ...(options.collectSelected ? { selected } : {}),
+  };
+}
+
+function addInto(h: Float32Array, delta: Float32Array): Float32Array {
+  for (let i = 0; i < h.length; i++) h[i] += delta[i];
+  return h;
+}
+
+/** Mean next-token cross-entropy (nats) of logits [T, V] for targets tokens[1..T−1] (T−1 predictions). */
+export function nextTokenLoss(logits: Float32Array, tokens: number[], vocabSize: number): { sum: number; count: number } {
+  let sum = 0;
+  for (let t = 0; t + 1 < tokens.length; t++) {
+    const row = logits.subarray(t * vocabSize, (t + 1) * vocabSize);
+    let max = -Infinity;
+    for (let i = 0; i < vocabSize; i++) max = Math.max(max, row[i]);
+    let z = 0;
+    for (let i = 0; i < vocabSize; i++) z += Math.exp(row[i] - max);
+    sum += Math.log(z) + max - row[tokens[t + 1]];
+  }
+  return { sum, count: Math.max(tokens.length - 1, 0) };
+}

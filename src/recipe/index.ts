@@ -1,0 +1,3 @@
+export { loadRecipe } from './load';
+export { recipeHash, canonicalJson } from './hash';
+export type { Recipe } from './types';

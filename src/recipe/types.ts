@@ -1,0 +1,39 @@
+import type { ModelConfig } from '../model/config';
+
+/** A recipe after parsing, expression evaluation and validation: every field present, every number final. */
+export interface Recipe {
+  name: string; // run name; default output checkpoints/<name>/dense
+  file: string; // absolute path of the recipe file
+  seed: number; // data split, batch order, initialisation
+  model: ModelConfig; // vocab_size filled from the tokenizer
+  routing: {
+    mode: 'dense' | 'topk'; // dense = DS-MoE (all experts + MI loss); topk = SMoE baseline
+    mi_alpha: number; // weight of the mutual-information loss (dense)
+    top_k: number; // experts per token while training (topk)
+    balance_alpha: number; // switch-transformer load-balancing loss weight (topk)
+  };
+  data: {
+    corpus: 'default' | string[]; // absolute paths of .txt / .jsonl files
+    text_field: string; // field read from .jsonl lines
+    validation_fraction: number;
+    seq_len: number;
+  };
+  tokenizer: { type: 'byte' | 'bpe'; vocab_size: number }; // byte: vocab_size 257
+  train: {
+    batch_size: number; // sequences per micro-batch
+    grad_accum: number; // micro-batches per optimizer step
+    max_steps: number; // optimizer steps
+    lr: number; // peak learning rate
+    min_lr: number; // end of the cosine decay
+    warmup_steps: number;
+    weight_decay: number;
+    beta1: number;
+    beta2: number;
+    adam_eps: number;
+    grad_clip: number; // global-norm clip; 0 = off
+    log_every: number;
+    eval_every: number;
+    eval_tokens: number; // held-out tokens per evaluation
+    checkpoint_every: number;
+  };
+}

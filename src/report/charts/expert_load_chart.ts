@@ -1,0 +1,26 @@
+import type { TopLevelSpec } from 'vega-lite';
+import { CHART_CONFIG, SCHEMA } from './render_svg';
+
+/** Share of tokens that select expert e in layer l. */
+export interface ExpertLoadCell {
+  layer: number;
+  expert: number;
+  share: number;
+}
+
+/** Per-layer expert load as a heatmap: balanced routing is an even colour, dead or hot experts stand out. */
+export function expertLoadChart(cells: readonly ExpertLoadCell[], title: string): TopLevelSpec {
+  return {
+    $schema: SCHEMA,
+    title,
+    config: CHART_CONFIG,
+    data: { values: [...cells] },
+    mark: 'rect',
+    encoding: {
+      x: { field: 'expert', type: 'ordinal', title: 'Expert' },
+      y: { field: 'layer', type: 'ordinal', title: 'Layer' },
+      color: { field: 'share', type: 'quantitative', title: 'Share of tokens', scale: { scheme: 'viridis', domainMin: 0 } },
+      tooltip: [{ field: 'layer' }, { field: 'expert' }, { field: 'share', format: '.3f' }],
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type { ModelConfig } from '../model/config';
+
+/**
+ * The parts of a sparse plan (docs/design.md §4) the report reads. A structural subset of the converter's `Plan`
+ * type, so that the report's arithmetic can be tested on hand-written plans without weights.
+ */
+export interface PlanCost {
+  total_params: number;
+  active_params_per_token: number;
+  dense_active_params_per_token: number;
+  active_flops_per_token: number;
+  dense_flops_per_token: number;
+  active_weight_bytes_per_token: number;
+  dense_weight_bytes_per_token: number;
+  /** Attention score and value FLOPs per token per token of context (when the converter records it). */
+  attention_flops_per_context_token?: number;
+}
+
+export interface PlanView {
+  config: ModelConfig;
+  dtype: string;
+  strategy: { name: string; k?: number | null; epsilon?: number; calib_tokens?: number };
+  layers: { index: number; ops: ReadonlyArray<{ op: string; kept?: number[]; k?: number; mode?: string; epsilon?: number }> }[];
+  calibration?: null | { tokens: number; layers: { k?: number; mass_covered?: number; expert_load?: number[]; never_selected?: number[] }[] };
+  cost: PlanCost;
+}
+
+/** Bytes of one element of a plan matrix. */
+export function dtypeBytes(dtype: string): number {
+  switch (dtype.toLowerCase()) {
+    case 'f32':
+      return 4;
+    case 'bf16':
+    case 'f16':
+      return 2;
+    default:
+      throw new Error(`unknown plan dtype ${dtype}`);
+  }
+}
+
+/** Kept expert ids of each layer, in plan order (all E when a layer has no experts op listing them). */
+export function keptExperts(plan: PlanView): number[][] {
+  return plan.layers.map((layer) => {
+    const experts = layer.ops.find((op) => op.op === 'experts');
+    return experts?.kept ? [...experts.kept] : Array.from({ length: plan.config.num_experts }, (_, e) => e);
+  });
+}
+
+/** Experts each layer's select op keeps per token (its k; for threshold, its k_max bound is not a count). */
+export function planTopK(plan: PlanView): number[] {
+  return plan.layers.map((layer) => {
+    const select = layer.ops.find((op) => op.op === 'select');
+    return select?.k ?? plan.strategy.k ?? plan.config.num_experts_per_tok;
+  });
+}

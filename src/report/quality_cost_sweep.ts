@@ -1,0 +1,63 @@
+import { EvaluationContext, RoutingOverride } from './engine';
+import { Quality, QualityInput, measureQuality } from './quality';
+import { PlanView, keptExperts } from './plan_view';
+import { activeParamsWithExperts } from './cost_model';
+
+/**
+ * The paper's Figure 4: held-out loss against active parameters per token, for fixed top-k (k = 1 … E) and for the
+ * threshold rule over a sweep of ε. Each point is scored with the runtime's routing override on the same windows.
+ */
+
+export interface QualityCostPoint {
+  sweep: 'topk' | 'threshold';
+  k: number | null;
+  epsilon: number | null;
+  mean_active_experts: number;
+  active_params: number;
+  loss: number;
+  perplexity: number;
+  bits_per_byte: number;
+}
+
+/** ε values swept by default: around the paper's 0.48, from nearly dense to nearly top-1. */
+export const DEFAULT_EPSILONS = [0.05, 0.1, 0.2, 0.3, 0.48, 0.7, 1.0, 1.5, 2.0, 3.0];
+
+export function sweepRoutings(plan: PlanView, epsilons: readonly number[]): RoutingOverride[] {
+  const maxKept = Math.max(...keptExperts(plan).map((kept) => kept.length));
+  const routings: RoutingOverride[] = [];
+  for (let k = 1; k <= maxKept; k++) routings.push({ mode: 'topk', k });
+  for (const epsilon of epsilons) routings.push({ mode: 'threshold', epsilon });
+  return routings;
+}
+
+export function toQualityCostPoint(plan: PlanView, routing: RoutingOverride, quality: Quality): QualityCostPoint {
+  // Top-k runs exactly k experts (capped by the kept count); the counters confirm it, and the threshold rule
+  // needs them: its mean expert count is only known after running.
+  const meanExperts = Number.isFinite(quality.mean_active_experts) ? quality.mean_active_experts : (routing.k ?? NaN);
+  return {
+    sweep: routing.mode === 'threshold' ? 'threshold' : 'topk',
+    k: routing.mode === 'topk' ? (routing.k ?? null) : null,
+    epsilon: routing.mode === 'threshold' ? (routing.epsilon ?? null) : null,
+    mean_active_experts: meanExperts,
+    active_params: activeParamsWithExperts(plan, meanExperts),
+    loss: quality.loss,
+    perplexity: quality.perplexity,
+    bits_per_byte: quality.bits_per_byte,
+  };
+}
+
+export async function sweepQualityCost(
+  context: EvaluationContext,
+  plan: PlanView,
+  input: QualityInput,
+  epsilons: readonly number[],
+  onPoint: (label: string) => void = () => undefined,
+): Promise<QualityCostPoint[]> {
+  const points: QualityCostPoint[] = [];
+  for (const routing of sweepRoutings(plan, epsilons)) {
+    const quality = await measureQuality(context, input, routing);
+    points.push(toQualityCostPoint(plan, routing, quality));
+    onPoint(routing.mode === 'topk' ? `top-${routing.k}` : `ε=${routing.epsilon}`);
+  }
+  return points;
+}

@@ -1,0 +1,63 @@
+import type { Analysis, BandwidthFigure, ComputeFigure, ModeCost, SpeedupFigure } from './analysis';
+import type { MachineReport } from './machine';
+import type { ThroughputRow } from './throughput';
+import type { Quality } from './quality';
+import type { QualityCostPoint } from './quality_cost_sweep';
+import type { ExpertLoadCell } from './charts/expert_load_chart';
+import type { PeerReport } from './peer_pytorch';
+import type { ReportMode } from './engine';
+import type { ModelConfig } from '../model/config';
+
+/**
+ * `report.json` (SPEC §7 plus `ideal_speedup`, `measured_speedup`, `memory_bandwidth_gbs`). Every figure in
+ * report.md is read from this object, so the two cannot disagree.
+ */
+export interface ReportJson {
+  format: 'dsmoe-report';
+  version: 1;
+  created: string;
+  kind: 'trained' | 'random-init';
+  sources: { dense: string | null; sparse: string; shape: string | null };
+  model: {
+    config: ModelConfig;
+    dtype: string;
+    strategy: { name: string; k: number | null; epsilon: number | null };
+    experts_per_token: number[]; // per layer, the plan's k (threshold: its calibrated sizing k)
+    layers_note: string | null; // set when --layers shrank a paper shape
+  };
+  machine: MachineReport;
+  settings: { batches: number[]; prompt_len: number; decode_steps: number; repeats: number; warmup_rounds: number; threads: number };
+  /** Per mode: dense = the same plan with every kept expert (routing override), sparse = the plan's own routing. */
+  quality: Record<ReportMode, Quality> | null;
+  /** The dense checkpoint through the JS reference forward on a subset of windows, with the plan's dense mode on the same subset. */
+  reference_check: { windows: number; tokens: number; reference_loss: number; plan_dense_loss: number; plan_sparse_loss: number } | null;
+  params: Record<ReportMode, { total: number; active_per_token: number }>;
+  cost: Record<ReportMode, ModeCost>;
+  throughput: ThroughputRow[];
+  ideal_speedup: number;
+  measured_speedup: number;
+  speedup_batch: number;
+  speedup_efficiency: number;
+  speedups: SpeedupFigure[];
+  memory_bandwidth_gbs: number;
+  peak_gflops: number;
+  bandwidth: BandwidthFigure[];
+  compute: ComputeFigure[];
+  roofline: Analysis['roofline'];
+  quality_cost: QualityCostPoint[];
+  expert_load: { source: string; cells: ExpertLoadCell[] } | null;
+  peer: PeerReport;
+  figures: string[];
+  notes: string[];
+}
+
+/** Fields a consumer may rely on; tests check them. */
+export const REQUIRED_REPORT_FIELDS = [
+  'machine',
+  'quality',
+  'throughput',
+  'params',
+  'ideal_speedup',
+  'measured_speedup',
+  'memory_bandwidth_gbs',
+] as const;

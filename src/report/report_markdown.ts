@@ -1,0 +1,186 @@
+import type { ReportJson } from './report_json';
+import { fixed, formatBytes, formatCount, markdownTable, percent } from './format';
+
+/** The one-line summary the demo prints and report.md opens with. */
+export function headline(report: ReportJson): string {
+  const share = report.params.sparse.active_per_token / report.params.dense.active_per_token;
+  const parts = [
+    `${percent(share)} of parameters active per token (${formatCount(report.params.sparse.active_per_token)} of ${formatCount(report.params.dense.active_per_token)})`,
+    `decode speedup ${fixed(report.measured_speedup)}× at batch ${report.speedup_batch} (ideal ${fixed(report.ideal_speedup)}×)`,
+  ];
+  if (report.quality) {
+    const change = report.quality.sparse.perplexity / report.quality.dense.perplexity - 1;
+    parts.push(
+      `perplexity ${fixed(report.quality.dense.perplexity, 3)} → ${fixed(report.quality.sparse.perplexity, 3)} (${change >= 0 ? '+' : ''}${percent(change, 2)})`,
+    );
+  }
+  return parts.join(', ');
+}
+
+export function reportMarkdown(report: ReportJson): string {
+  const m = report.machine;
+  const out: string[] = [];
+  const title = report.kind === 'random-init' ? `Speed report: ${report.sources.shape} (random init)` : 'Speedup report: dense vs sparse';
+  out.push(`# ${title}`, '', `**${headline(report)}.**`, '');
+  out.push(
+    `Machine: ${m.cpu}, ${m.cores} logical CPUs (${m.simd}), ${report.settings.threads} runtime threads, ` +
+      `${fixed(m.total_memory_gb, 1)} GiB RAM; measured in this run: memory bandwidth ${fixed(m.memory_bandwidth_gbs, 1)} GB/s ` +
+      `(triad), FMA peak ${fixed(m.peak_gflops, 1)} GFLOP/s. Node ${m.node}, ${m.platform}. ${report.created}.`,
+    '',
+  );
+  const c = report.model.config;
+  out.push(
+    `Model: d=${c.hidden_size}, ${c.num_hidden_layers} layers, ${c.num_attention_heads} heads (${c.num_key_value_heads} KV), ` +
+      `${c.num_experts} experts × ${c.moe_intermediate_size}` +
+      (c.shared_expert_intermediate_size ? ` + shared ${c.shared_expert_intermediate_size}` : '') +
+      `, vocab ${c.vocab_size}; plan dtype ${report.model.dtype}; strategy ${report.model.strategy.name}` +
+      ` (experts per token by layer: ${report.model.experts_per_token.join(', ')}).` +
+      (report.sources.dense ? ` Dense: \`${report.sources.dense}\`.` : '') +
+      ` Sparse plan: \`${report.sources.sparse}\`.`,
+    '',
+  );
+  if (report.model.layers_note) out.push(`> ${report.model.layers_note}`, '');
+
+  if (report.quality) {
+    out.push('## Quality (held-out tokens)', '');
+    const q = report.quality;
+    out.push(
+      markdownTable(
+        ['mode', 'loss (nats)', 'perplexity', 'bits/byte', 'experts/token/layer', 'tokens'],
+        (['dense', 'sparse'] as const).map((mode) => [
+          mode === 'dense' ? 'dense (plan, every expert)' : 'sparse (plan routing)',
+          fixed(q[mode].loss, 4),
+          fixed(q[mode].perplexity, 3),
+          fixed(q[mode].bits_per_byte, 4),
+          fixed(q[mode].mean_active_experts, 2),
+          String(q[mode].tokens),
+        ]),
+      ),
+      '',
+      'Both rows are the same plan on the same runtime and tokens; "dense" overrides routing to run every kept expert ' +
+        'with its full probability, which is the dense-trained model (exactly, for an f32 plan without pruning).',
+      '',
+    );
+    const r = report.reference_check;
+    if (r) {
+      out.push(
+        `Cross-check against the dense checkpoint itself (JS reference forward, f32, first ${r.windows} windows, ${r.tokens} tokens): ` +
+          `reference loss ${fixed(r.reference_loss, 4)}, plan dense mode ${fixed(r.plan_dense_loss, 4)}, plan sparse ${fixed(r.plan_sparse_loss, 4)}.`,
+        '',
+      );
+    }
+  }
+
+  out.push('## Cost per token', '');
+  out.push(
+    markdownTable(
+      ['mode', 'total params', 'active params / token', 'FLOPs / token', 'weight bytes / token'],
+      (['dense', 'sparse'] as const).map((mode) => [
+        mode,
+        formatCount(report.params[mode].total),
+        formatCount(report.params[mode].active_per_token),
+        formatCount(report.cost[mode].flops_per_token),
+        formatBytes(report.cost[mode].weight_bytes_per_token),
+      ]),
+    ),
+    '',
+    `Ideal speedup at batch 1 = dense weight bytes per token ÷ sparse = **${fixed(report.ideal_speedup)}×**; ` +
+      `measured (decode, batch ${report.speedup_batch}, median of paired repeats) **${fixed(report.measured_speedup)}×**, ` +
+      `${percent(report.speedup_efficiency)} of ideal.`,
+    '',
+  );
+
+  out.push('## Throughput and latency', '');
+  out.push(
+    markdownTable(
+      ['mode', 'phase', 'batch', 'tokens/s', 'p50 ms', 'p95 ms', 'calls timed'],
+      report.throughput.map((r) => [r.mode, r.phase, String(r.batch), fixed(r.tokens_per_s, 1), fixed(r.p50_ms, 2), fixed(r.p95_ms, 2), String(r.samples)]),
+    ),
+    '',
+    `Prefill: batch × ${report.settings.prompt_len} prompt tokens per call (latency = time to first token of the batch). ` +
+      `Decode: one token per sequence per call, ${report.settings.decode_steps} steps after the prompt (latency = time per step). ` +
+      `${report.settings.repeats} repeats after ${report.settings.warmup_rounds} warm-up round; dense and sparse alternate (ABBA) in one process.`,
+    '',
+    markdownTable(
+      ['phase', ...report.settings.batches.map((b) => `batch ${b}`)],
+      (['prefill', 'decode'] as const).map((phase) => [
+        `${phase} speedup`,
+        ...report.settings.batches.map((b) => `${fixed(report.speedups.find((s) => s.phase === phase && s.batch === b)?.speedup)}×`),
+      ]),
+    ),
+    '',
+  );
+
+  out.push('## Against the machine', '');
+  out.push(
+    markdownTable(
+      ['mode', 'decode batch', 'weight bytes / token', 'achieved GB/s', `of measured ${fixed(report.memory_bandwidth_gbs, 1)} GB/s`],
+      report.bandwidth.map((b) => [b.mode, String(b.batch), formatBytes(b.weight_bytes_per_token), fixed(b.achieved_gbs, 2), percent(b.fraction_of_measured)]),
+    ),
+    '',
+    markdownTable(
+      ['mode', 'phase', 'batch', 'achieved GFLOP/s', `of measured peak ${fixed(report.peak_gflops, 1)}`],
+      report.compute.map((c) => [c.mode, c.phase, String(c.batch), fixed(c.achieved_gflops, 2), percent(c.fraction_of_peak)]),
+    ),
+    '',
+    'Weight FLOPs are 2 per multiply-add of every matrix (plan.cost) plus attention over the context; bytes are the ' +
+      'weights a call reads, each expert once per call (distinct experts expected from the routing load).',
+    '',
+  );
+
+  if (report.quality_cost.length) {
+    out.push('## Quality–cost curve', '');
+    out.push(
+      markdownTable(
+        ['routing', 'experts/token/layer', 'active params', 'loss', 'perplexity'],
+        report.quality_cost.map((p) => [
+          p.sweep === 'topk' ? `top-${p.k}` : `threshold ε=${p.epsilon}`,
+          fixed(p.mean_active_experts, 2),
+          formatCount(p.active_params),
+          fixed(p.loss, 4),
+          fixed(p.perplexity, 3),
+        ]),
+      ),
+      '',
+    );
+  }
+
+  out.push('## Peer: PyTorch eager (transformers-style Qwen2-MoE layer)', '');
+  const peer = report.peer;
+  if (!peer.available) {
+    out.push(`${peer.reason}.`, '');
+  } else {
+    out.push(
+      `torch ${peer.torch_version}, BLAS: ${peer.blas}, ${peer.threads} threads; one MoE layer d=${peer.shape.hidden}, ` +
+        `${peer.shape.experts} experts × ${peer.shape.intermediate}, top-${peer.shape.k}.`,
+      '',
+      markdownTable(
+        ['dtype', 'tokens', 'PyTorch ms (mean)', 'PyTorch p50 / p95 ms', 'tokens/s'],
+        peer.results.map((r) => [r.dtype, String(r.batch), fixed(r.mean_ms, 2), `${fixed(r.p50_ms, 2)} / ${fixed(r.p95_ms, 2)}`, fixed(r.tokens_per_s, 1)]),
+      ),
+      '',
+    );
+    if (peer.comparison.length) {
+      out.push(
+        markdownTable(
+          ['dtype', 'tokens', 'PyTorch ms', 'dsmoe ms', 'dsmoe speedup'],
+          peer.comparison.map((c) => [c.dtype, String(c.batch), fixed(c.torch_ms, 2), fixed(c.ours_ms, 2), `${fixed(c.speedup)}×`]),
+        ),
+        '',
+        `dsmoe layer time: ${peer.ours[0]?.method ?? ''}`,
+        '',
+      );
+    }
+  }
+
+  if (report.figures.length) {
+    out.push('## Figures', '');
+    for (const figure of report.figures) out.push(`![${figure}](${figure})`, '');
+  }
+  if (report.notes.length) {
+    out.push('## Notes', '');
+    for (const note of report.notes) out.push(`- ${note}`);
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,221 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import type { ReportRuntime } from './report_runtime';
+import type { PlanView } from './plan_view';
+import { planTopK } from './plan_view';
+import type { ReportJson } from './report_json';
+import type { Quality, QualityInput } from './quality';
+import { measureQuality } from './quality';
+import type { QualityCostPoint } from './quality_cost_sweep';
+import { sweepQualityCost, sweepRoutings } from './quality_cost_sweep';
+import { measureThroughput, throughputUnits, ThroughputSettings } from './throughput';
+import { measureMachine, remeasureBandwidth } from './machine';
+import { analyse } from './analysis';
+import { uniformSelection } from './cost_model';
+import { expertLoadFromCalibration, expertLoadFromCounts } from './expert_load';
+import type { ExpertLoadCell } from './charts/expert_load_chart';
+import { PeerReport, runPeer, withOurTimings } from './peer_pytorch';
+import { ReportProgress } from './progress';
+import { writeFigures } from './write_figures';
+import { reportMarkdown } from './report_markdown';
+
+/**
+ * `dsmoe report`: the measurement sequence and the files it writes. Order matters for honesty: the machine's
+ * limits are measured in the same process before (and bandwidth again after) the timed runs; quality runs before
+ * timing so that the page cache holds the weights for both modes alike.
+ */
+
+export interface ReferenceCheckInput {
+  /** Loss of the dense checkpoint (reference forward) on each of these windows, computed by the caller. */
+  windows: Int32Array[];
+  referenceLoss: () => { loss: number; tokens: number };
+}
+
+export interface ReportOptions {
+  kind: 'trained' | 'random-init';
+  sparseDir: string;
+  denseDir: string | null;
+  shapeName: string | null;
+  layersNote: string | null;
+  plan: PlanView;
+  outDir: string;
+  threads?: number;
+  throughput: Omit<ThroughputSettings, 'vocabSize'>;
+  quality: QualityInput | null;
+  epsilons: number[];
+  referenceCheck: ReferenceCheckInput | null;
+  peer: { enabled: boolean; batches: number[]; dtypes: ('f32' | 'bf16')[]; repeats: number; timeoutMs: number };
+  notes: string[];
+  progress?: boolean;
+}
+
+export async function runReport(runtime: ReportRuntime, options: ReportOptions): Promise<ReportJson> {
+  const { plan } = options;
+  const settings: ThroughputSettings = { ...options.throughput, vocabSize: plan.config.vocab_size };
+  const maxBatch = Math.max(...settings.batches);
+  const windowLength = options.quality ? Math.max(...options.quality.windows.map((w) => w.length)) : 0;
+  const qualitySlots = options.quality ? options.quality.slots : 0;
+  const sweepCount = options.quality ? sweepRoutings(plan, options.epsilons).length : 0;
+  const progress = new ReportProgress(
+    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 3,
+    options.progress,
+  );
+  const notes = [...options.notes];
+  try {
+    progress.note('loading the plan');
+    const opened = await runtime.openPlan(options.sparseDir, {
+      threads: options.threads,
+      slots: Math.max(maxBatch, qualitySlots),
+      maxContext: Math.max(settings.promptLen + settings.decodeSteps, windowLength),
+    });
+    try {
+      const { context } = opened;
+      progress.note('measuring memory bandwidth and FMA peak');
+      let machine = measureMachine(runtime.probe, opened.threads);
+      progress.step('machine measured');
+
+      let quality: Record<'dense' | 'sparse', Quality> | null = null;
+      let qualityCost: QualityCostPoint[] = [];
+      let expertLoad: ReportJson['expert_load'] = null;
+      let referenceCheck: ReportJson['reference_check'] = null;
+      if (options.quality) {
+        progress.note('held-out quality, dense');
+        const dense = await measureQuality(context, options.quality, { mode: 'dense' });
+        progress.step('quality dense');
+        const sparse = await measureQuality(context, options.quality, undefined);
+        const stats = context.routingStats();
+        expertLoad = { source: `runtime counters, plan routing on ${stats.tokens} held-out tokens`, cells: expertLoadFromCounts(stats.expertCounts, stats.tokens) };
+        progress.step('quality sparse');
+        quality = { dense, sparse };
+        qualityCost = await sweepQualityCost(context, plan, options.quality, options.epsilons, (label) => progress.step(`quality–cost ${label}`));
+        if (options.referenceCheck) {
+          const subset: QualityInput = { ...options.quality, windows: options.referenceCheck.windows };
+          const reference = options.referenceCheck.referenceLoss();
+          const planDense = await measureQuality(context, subset, { mode: 'dense' });
+          const planSparse = await measureQuality(context, subset, undefined);
+          referenceCheck = {
+            windows: subset.windows.length,
+            tokens: reference.tokens,
+            reference_loss: reference.loss,
+            plan_dense_loss: planDense.loss,
+            plan_sparse_loss: planSparse.loss,
+          };
+          progress.step('reference cross-check');
+        }
+      } else if (plan.calibration) {
+        expertLoad = { source: `calibration, ${plan.calibration.tokens} tokens`, cells: expertLoadFromCalibration(plan.calibration.layers) };
+      }
+
+      progress.note('timing prefill and decode');
+      context.resetStats();
+      const rows = await measureThroughput(context, settings, (label) => progress.step(label));
+      const stats = context.routingStats();
+      machine = remeasureBandwidth(runtime.probe, machine);
+      progress.step('bandwidth re-measured');
+      if (!expertLoad && stats.tokens > 0) {
+        // Random-init plans: the counters saw both modes; dense selects every expert for every token, so
+        // subtracting the dense tokens' share leaves the plan routing's load on the benchmark tokens.
+        expertLoad = { source: 'runtime counters on benchmark tokens (dense-mode selections removed)', cells: sparseLoadFromMixedCounts(stats.expertCounts, stats.tokens) };
+      }
+
+      // Selection probabilities per expert for the roofline's bytes-per-call: measured load when there is one,
+      // a balanced router otherwise.
+      const sparseSelection = expertLoad ? groupCells(expertLoad.cells) : uniformSelection(plan, planTopK(plan));
+      const analysis = analyse(plan, machine, rows, settings, sparseSelection);
+
+      progress.note('PyTorch peer');
+      let peer: PeerReport = { available: false, reason: 'peer column not requested (--no-peer)' };
+      if (options.peer.enabled) {
+        const shape = { hidden: plan.config.hidden_size, experts: plan.config.num_experts, intermediate: plan.config.moe_intermediate_size, k: Math.round(Math.max(...planTopK(plan))) };
+        peer = runPeer({ shape, batches: options.peer.batches, dtypes: options.peer.dtypes, threads: opened.threads, repeats: options.peer.repeats, timeoutMs: options.peer.timeoutMs });
+        if (peer.available && runtime.timeMoeLayer) {
+          const ours = await runtime.timeMoeLayer(shape, { dtype: plan.dtype, batches: options.peer.batches, threads: opened.threads, repeats: options.peer.repeats });
+          peer = withOurTimings(peer, ours);
+        }
+      }
+      progress.step('peer');
+
+      const report: ReportJson = {
+        format: 'dsmoe-report',
+        version: 1,
+        created: new Date().toISOString(),
+        kind: options.kind,
+        sources: { dense: options.denseDir, sparse: options.sparseDir, shape: options.shapeName },
+        model: {
+          config: plan.config,
+          dtype: plan.dtype,
+          strategy: { name: plan.strategy.name, k: plan.strategy.k ?? null, epsilon: plan.strategy.epsilon ?? null },
+          experts_per_token: planTopK(plan),
+          layers_note: options.layersNote,
+        },
+        machine,
+        settings: {
+          batches: settings.batches, prompt_len: settings.promptLen, decode_steps: settings.decodeSteps,
+          repeats: settings.repeats, warmup_rounds: 1, threads: opened.threads,
+        },
+        quality,
+        reference_check: referenceCheck,
+        params: {
+          dense: { total: analysis.per_mode.dense.total_params, active_per_token: analysis.per_mode.dense.active_params_per_token },
+          sparse: { total: analysis.per_mode.sparse.total_params, active_per_token: analysis.per_mode.sparse.active_params_per_token },
+        },
+        cost: analysis.per_mode,
+        throughput: rows,
+        ideal_speedup: analysis.ideal_speedup,
+        measured_speedup: analysis.measured_speedup,
+        speedup_batch: analysis.speedup_batch,
+        speedup_efficiency: analysis.speedup_efficiency,
+        speedups: analysis.speedups,
+        memory_bandwidth_gbs: machine.memory_bandwidth_gbs,
+        peak_gflops: machine.peak_gflops,
+        bandwidth: analysis.bandwidth,
+        compute: analysis.compute,
+        roofline: analysis.roofline,
+        quality_cost: qualityCost,
+        expert_load: expertLoad,
+        peer,
+        figures: [],
+        notes,
+      };
+      if (plan.layers.some((layer) => (layer.ops.find((op) => op.op === 'experts')?.kept?.length ?? plan.config.num_experts) < plan.config.num_experts)) {
+        notes.push('The plan prunes experts: "dense" mode runs every kept expert, while the ideal speedup counts all E experts of the source model.');
+      }
+      progress.note('rendering figures');
+      fs.mkdirSync(options.outDir, { recursive: true });
+      report.figures = await writeFigures(report, options.outDir);
+      writeAtomic(path.join(options.outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+      writeAtomic(path.join(options.outDir, 'report.md'), reportMarkdown(report));
+      progress.step('written');
+      return report;
+    } finally {
+      opened.dispose();
+    }
+  } finally {
+    progress.stop();
+  }
+}
+
+/** Cells → [layer][expert] shares. */
+function groupCells(cells: readonly ExpertLoadCell[]): number[][] {
+  const layers: number[][] = [];
+  for (const cell of cells) (layers[cell.layer] ??= [])[cell.expert] = cell.share;
+  return layers.map((layer) => Array.from(layer, (share) => share ?? 0));
+}
+
+/**
+ * The throughput loop ran the same number of tokens in each mode; dense mode counted one selection per kept
+ * expert per token. Removing that leaves the plan's own selections over half the tokens.
+ */
+function sparseLoadFromMixedCounts(expertCounts: readonly Int32Array[], tokens: number): ExpertLoadCell[] {
+  const perMode = tokens / 2;
+  return expertLoadFromCounts(
+    expertCounts.map((layer) => Int32Array.from(layer, (count) => Math.max(0, count - perMode))),
+    perMode,
+  );
+}
+
+function writeAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}

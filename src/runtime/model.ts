@@ -1,0 +1,207 @@
+/**
+ * SparseModel: the user API over the native runtime (docs/design.md §5). It validates every input in TypeScript
+ * (plan via readPlan, token ids, lengths) before any native call, and serialises calls on its context (the addon
+ * runs one evaluation per context at a time, on a worker thread, without blocking the event loop).
+ */
+import { UserError } from '../cli/errors';
+import { readPlan, type LoadedPlan, type Plan } from '../convert/plan';
+import { selectBackend, type Device } from './backend';
+import type { NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
+import { loadNative } from './native';
+import { Sampler, type SamplingOptions } from './sampling';
+import { nativeSpec } from './spec';
+
+export type RuntimeMode = 'plan' | 'dense';
+
+export interface LoadOptions {
+  threads?: number; // default: all hardware threads
+  device?: Device; // default 'auto' (CPU until a CUDA backend exists)
+  maxContext?: number; // KV cache positions; default config.max_position_embeddings
+}
+
+export interface ScoreOptions {
+  context?: number; // window length (tokens per window); default maxContext
+}
+
+export interface ScoreResult {
+  loss: number; // mean next-token cross-entropy, nats
+  tokens: number; // predictions scored
+  lossSum: number; // Σ over predictions, nats
+  targets: Int32Array; // the predicted tokens, in order (for bytes-per-token)
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens?: number; // default 64
+  stopAtEos?: number; // stop when this id is produced (it is returned but not fed back)
+  onToken?: (id: number) => void; // called as each token is produced
+}
+
+export class SparseModel {
+  private modeValue: RuntimeMode = 'plan';
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  private constructor(
+    readonly plan: Plan,
+    readonly dir: string,
+    readonly maxContext: number,
+    readonly threads: number,
+    private readonly model: NativeModel,
+    private readonly context: NativeContext,
+  ) {}
+
+  /** Reads and validates the plan folder, maps its weights and allocates a one-sequence KV cache. */
+  static load(dir: string, options: LoadOptions = {}): SparseModel {
+    const threads = options.threads ?? 0;
+    if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new UserError(`threads must be an integer in 0..256, got ${options.threads}`);
+    const loaded: LoadedPlan = readPlan(dir); // throws UserError naming file, field and expectation
+    const config = loaded.plan.config;
+    const maxContext = options.maxContext ?? config.max_position_embeddings;
+    if (!Number.isInteger(maxContext) || maxContext < 1) throw new UserError(`maxContext must be a positive integer, got ${options.maxContext}`);
+    const backend = selectBackend(options.device);
+    let model: NativeModel;
+    try {
+      model = backend.createModel(nativeSpec(loaded, threads));
+    } catch (error) {
+      if (error instanceof UserError) throw error;
+      throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);
+    }
+    let context: NativeContext;
+    try {
+      context = model.newContext(1, maxContext);
+    } catch (error) {
+      model.dispose();
+      throw new UserError(`${dir}: cannot allocate a KV cache of ${maxContext} positions: ${(error as Error).message}`);
+    }
+    return new SparseModel(loaded.plan, dir, maxContext, model.info().threads, model, context);
+  }
+
+  get vocabSize(): number {
+    return this.plan.config.vocab_size;
+  }
+
+  get mode(): RuntimeMode {
+    return this.modeValue;
+  }
+
+  /** 'plan': the plan's select ops; 'dense': every kept expert with its full probability (the baseline). */
+  setMode(mode: RuntimeMode): void {
+    if (mode !== 'plan' && mode !== 'dense') throw new UserError(`mode must be "plan" or "dense", got ${JSON.stringify(mode)}`);
+    this.modeValue = mode;
+  }
+
+  private routing(): RoutingOverride | undefined {
+    return this.modeValue === 'dense' ? { mode: 'dense' } : undefined;
+  }
+
+  /** Checks token ids and length before they reach native code. */
+  private checkTokens(tokens: ArrayLike<number>, what: string, limit = this.maxContext): Int32Array {
+    if (this.disposed) throw new UserError('the model was disposed');
+    if (tokens.length === 0) throw new UserError(`${what}: no tokens`);
+    if (tokens.length > limit) throw new UserError(`${what}: ${tokens.length} tokens exceed the context of ${limit}`);
+    const V = this.vocabSize;
+    const out = new Int32Array(tokens.length);
+    for (let i = 0; i < tokens.length; i++) {
+      const id = tokens[i];
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new UserError(`${what}: token id ${id} at index ${i} is outside the vocabulary 0..${V - 1}`);
+      out[i] = id;
+    }
+    return out;
+  }
+
+  /** Runs fn after every earlier call on this model has settled (one evaluation at a time per context). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** One sequence from position 0: logits of the listed rows (default: every position), [rows, V]. */
+  private async forward(ids: Int32Array, rows?: Int32Array): Promise<Float32Array> {
+    const T = ids.length;
+    this.context.clearSlot(0);
+    const positions = new Int32Array(T).map((_, i) => i);
+    const outputRows = rows ?? new Int32Array(T).map((_, i) => i);
+    return this.context.evaluate(ids, new Int32Array(T), positions, outputRows, this.routing());
+  }
+
+  /** Logits of every position of one sequence (at most maxContext tokens): [T, V]. */
+  logits(tokens: ArrayLike<number>): Promise<Float32Array> {
+    const ids = this.checkTokens(tokens, 'logits');
+    return this.serial(() => this.forward(ids));
+  }
+
+  /**
+   * Mean next-token cross-entropy over non-overlapping windows: window i feeds tokens [i·C, i·C + C) and predicts
+   * tokens [i·C + 1, i·C + C + 1), so every token after the first is predicted exactly once (a shorter last window
+   * takes the rest).
+   */
+  score(tokens: ArrayLike<number>, options: ScoreOptions = {}): Promise<ScoreResult> {
+    const context = options.context ?? this.maxContext;
+    if (!Number.isInteger(context) || context < 1) throw new UserError(`context must be a positive integer, got ${options.context}`);
+    if (context > this.maxContext) throw new UserError(`context ${context} exceeds the runtime's maxContext ${this.maxContext}`);
+    if (tokens.length < 2) throw new UserError(`score: need at least 2 tokens, got ${tokens.length}`);
+    const ids = this.checkTokens(tokens, 'score', Number.MAX_SAFE_INTEGER);
+    const V = this.vocabSize;
+    return this.serial(async () => {
+      let lossSum = 0;
+      let count = 0;
+      for (let start = 0; start + 1 < ids.length; start += context) {
+        const n = Math.min(context, ids.length - 1 - start); // inputs in this window
+        const logits = await this.forward(ids.subarray(start, start + n)); // [n, V]
+        for (let t = 0; t < n; t++) {
+          const row = logits.subarray(t * V, (t + 1) * V);
+          let max = -Infinity;
+          for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
+          let z = 0;
+          for (let i = 0; i < V; i++) z += Math.exp(row[i] - max);
+          lossSum += Math.log(z) + max - row[ids[start + t + 1]];
+        }
+        count += n;
+      }
+      return { loss: lossSum / count, tokens: count, lossSum, targets: ids.slice(1) };
+    });
+  }
+
+  /** Samples up to maxNewTokens after the prompt, streaming each id to onToken; returns the new ids. */
+  generate(promptIds: ArrayLike<number>, options: GenerateOptions = {}): Promise<number[]> {
+    const maxNew = options.maxNewTokens ?? 64;
+    if (!Number.isInteger(maxNew) || maxNew < 0) throw new UserError(`maxNewTokens must be a non-negative integer, got ${options.maxNewTokens}`);
+    const prompt = this.checkTokens(promptIds, 'prompt');
+    let sampler: Sampler;
+    try {
+      sampler = new Sampler(loadNative().kernels, options);
+    } catch (error) {
+      throw new UserError((error as Error).message);
+    }
+    return this.serial(async () => {
+      const out: number[] = [];
+      if (maxNew === 0) return out;
+      let logits = await this.forward(prompt, new Int32Array([prompt.length - 1])); // [1, V]
+      for (let pos = prompt.length; ; pos++) {
+        const id = sampler.sample(logits);
+        out.push(id);
+        options.onToken?.(id);
+        if (out.length >= maxNew || id === options.stopAtEos || pos >= this.maxContext) break;
+        logits = await this.context.evaluate(new Int32Array([id]), new Int32Array([0]), new Int32Array([pos]), new Int32Array([0]), this.routing());
+      }
+      return out;
+    });
+  }
+
+  routingStats(): RoutingStats {
+    return this.context.routingStats();
+  }
+
+  resetStats(): void {
+    this.context.resetStats();
+  }
+
+  /** Frees the weights mapping and the KV cache once pending calls have settled. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue;
+    this.model.dispose();
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The native addon's exports (docs/design.md §5), as a hand-written interface, and its loader. The addon is built
+ * by `npm install` (scripts/build-native.js); when it is missing or does not load, the error says how to build it.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { UserError } from '../cli/errors';
+
+export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
+export type WeightDtype = 'f32' | 'bf16' | 'f16';
+export type TensorDtype = 'F32' | 'BF16' | 'F16';
+
+/** Where one tensor lives in the weights file: absolute byte offset, as the safetensors header says. */
+export interface NativeTensorRef {
+  name: string;
+  offset: number;
+  dtype: TensorDtype;
+  shape: number[];
+}
+
+export interface NativeSelectSpec {
+  mode: 'dense' | 'topk' | 'threshold';
+  k: number;
+  epsilon: number;
+  kMax: number;
+  renormalize: boolean;
+}
+
+export interface NativeLayerSpec {
+  attnNorm: NativeTensorRef; // [d] F32
+  qkv: NativeTensorRef; // [(H+2KV)·hd, d]
+  qkvBias: NativeTensorRef; // [(H+2KV)·hd] F32
+  o: NativeTensorRef; // [d, H·hd]
+  mlpNorm: NativeTensorRef; // [d] F32
+  router: NativeTensorRef; // [E, d] F32
+  gateUp: NativeTensorRef; // [K, 2I, d]
+  down: NativeTensorRef; // [K, d, I]
+  intermediate: number; // I
+  kept: number[]; // original expert ids of the K packed experts
+  select: NativeSelectSpec;
+  shared?: { gateUp: NativeTensorRef; down: NativeTensorRef; gate: NativeTensorRef; intermediate: number };
+}
+
+/** Everything the addon needs to map and run a plan; built and validated by src/runtime/spec.ts. */
+export interface NativeModelSpec {
+  weightsPath: string;
+  dtype: WeightDtype;
+  config: { vocab: number; hidden: number; layers: number; heads: number; kvHeads: number; experts: number; rmsEps: number; ropeTheta: number };
+  embed: NativeTensorRef; // [V, d]
+  norm: NativeTensorRef; // [d] F32
+  lmHead: NativeTensorRef; // [V, d] (the embed tensor when tied)
+  layers: NativeLayerSpec[];
+  threads: number; // 0 = all hardware threads
+}
+
+export interface RoutingOverride {
+  mode: 'dense' | 'topk' | 'threshold';
+  k?: number;
+  epsilon?: number;
+}
+
+export interface RoutingStats {
+  tokens: number;
+  expertCounts: Int32Array[]; // per layer [E]: selections since the last reset
+  activeExperts: number; // mean experts per token per layer
+}
+
+export interface NativeContext {
+  /** Token i belongs to slots[i] at positions[i]; resolves with logits [outputRows.length, V]. */
+  evaluate(tokens: Int32Array, slots: Int32Array, positions: Int32Array, outputRows: Int32Array, routing?: RoutingOverride): Promise<Float32Array>;
+  clearSlot(slot: number): void;
+  slotLength(slot: number): number;
+  routingStats(): RoutingStats;
+  resetStats(): void;
+}
+
+export interface NativeModel {
+  newContext(slots: number, maxContext: number): NativeContext;
+  info(): { threads: number; dtype: TensorDtype };
+  dispose(): void;
+}
+
+export interface KernelOptions {
+  impl?: 'ref' | 'fast' | 'gemv' | 'gemm';
+  threads?: number;
+}
+
+export interface SelectRuleSpec {
+  mode: 'dense' | 'topk' | 'threshold';
+  k?: number;
+  epsilon?: number;
+  kMax?: number;
+  renormalize?: boolean;
+  allowed?: Uint8Array; // [E] 0 = pruned
+}
+
+/** Bf16/f16 weights are passed as their raw bits (Uint16Array). */
+export type KernelWeights = Float32Array | Uint16Array;
+
+export interface NativeKernels {
+  linear(X: Float32Array, M: number, K: number, W: KernelWeights, dtype: WeightDtype, N: number, opts?: KernelOptions & { bias?: Float32Array }): Float32Array;
+  gemm(A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, opts?: KernelOptions): Float32Array;
+  embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;
+  rmsnorm(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions): Float32Array;
+  rope(x: Float32Array, T: number, heads: number, hd: number, pos: Int32Array, theta: number, opts?: KernelOptions): Float32Array;
+  attention(
+    q: Float32Array, kcache: Float32Array, vcache: Float32Array, slots: Int32Array, positions: Int32Array,
+    T: number, H: number, KV: number, hd: number, nSlots: number, maxContext: number, opts?: KernelOptions,
+  ): Float32Array;
+  softmax(x: Float32Array, T: number, E: number): Float32Array;
+  select(p: Float32Array, T: number, E: number, rule: SelectRuleSpec): { ids: Int32Array; weights: Float32Array; count: Int32Array };
+  groupByExpert(ids: Int32Array, weights: Float32Array, count: Int32Array, T: number, cap: number, E: number): { counts: Int32Array; offsets: Int32Array; rows: Int32Array; rowWeight: Float32Array };
+  swiglu(gu: Float32Array, n: number, I: number, opts?: KernelOptions): Float32Array;
+  moeFfn(
+    x: Float32Array, T: number, d: number, I: number, gateUp: KernelWeights, down: KernelWeights, dtype: WeightDtype,
+    E: number, slotOfExpert: Int32Array, offsets: Int32Array, rows: Int32Array, rowWeight: Float32Array, opts?: KernelOptions,
+  ): Float32Array;
+  sample(logits: Float32Array, temperature: number, topP: number, u: number): number;
+}
+
+export interface NativeAddon {
+  cpuInfo(): { simd: Simd; detected: Simd; threads: number; cuda: boolean };
+  setSimd(level: Simd): Simd;
+  memoryBandwidthGBs(bytes?: number, threads?: number): number;
+  peakGflops(threads?: number): number;
+  kernels: NativeKernels;
+  NativeModel: new (spec: NativeModelSpec) => NativeModel;
+}
+
+/** Where the build puts the addon (scripts/build-native.js). */
+export const ADDON_PATH = path.resolve(__dirname, '..', '..', 'native', 'build', 'Release', 'dsmoe_native.node');
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon once; throws a UserError that says how to build it when it is missing or broken. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  if (!fs.existsSync(ADDON_PATH)) {
+    throw new UserError(
+      `the native runtime is not built (${ADDON_PATH} is missing): run \`npm run build:native\` ` +
+        '(needs CMake ≥ 3.16 and a C++17 compiler; `node scripts/build-native.js` prints what is missing)',
+    );
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = require(ADDON_PATH) as NativeAddon;
+  } catch (error) {
+    throw new UserError(
+      `the native runtime at ${ADDON_PATH} does not load (${(error as Error).message}); rebuild it with \`npm run build:native\``,
+    );
+  }
+  return cached;
+}

@@ -1,0 +1,38 @@
+/**
+ * What the scheduler needs from a runtime: one llama.cpp-style batch call (docs/design.md §5) and a way to free a
+ * slot's KV cache. `NativeContext` satisfies it; tests use a deterministic fake so the scheduler can be checked
+ * without the native addon.
+ */
+export interface BatchEvaluator {
+  /**
+   * Runs one batch: token i belongs to sequence slot `slots[i]` at position `positions[i]`.
+   * Returns logits for the rows listed in `outputRows`, row-major: [outputRows.length, vocabSize].
+   */
+  evaluate(tokens: Int32Array, slots: Int32Array, positions: Int32Array, outputRows: Int32Array): Promise<Float32Array>;
+  /** Forgets everything cached for a slot, so a new sequence can start there at position 0. */
+  clearSlot(slot: number): void;
+}
+
+/** The text side of a served model: the subset of `src/data/tokenizer.ts` the server uses. */
+export interface ServeTokenizer {
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+  eosId: number;
+  vocabSize: number;
+}
+
+/** A model ready to serve: an evaluator with `slots` sequences of at most `maxContext` tokens each. */
+export interface ServeModel {
+  /** Name clients pass as `model` and see in `GET /v1/models`. */
+  id: string;
+  evaluator: BatchEvaluator;
+  tokenizer: ServeTokenizer;
+  /** Logits per output row (the model's vocabulary, which may exceed the tokenizer's). */
+  vocabSize: number;
+  /** Sequences the evaluator holds at once: the largest decode batch. */
+  slots: number;
+  /** Positions per sequence: prompt plus generated tokens must fit. */
+  maxContext: number;
+  /** Frees native memory; called once when the server has drained. */
+  dispose(): void;
+}

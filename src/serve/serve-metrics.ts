@@ -1,0 +1,67 @@
+import type { StepReport } from './scheduler';
+
+/** Seconds over which the tokens-per-second gauge averages. */
+const RATE_WINDOW_S = 10;
+
+/** Counters behind `GET /metrics`, written in Prometheus' text exposition format (version 0.0.4). */
+export class ServeMetrics {
+  private readonly requestsByStatus = new Map<number, number>();
+  private promptTokens = 0;
+  private generatedTokens = 0;
+  private steps = 0;
+  private stepSeconds = 0;
+  /** (time in ms, tokens generated) per step inside the rate window. */
+  private recent: [number, number][] = [];
+
+  countRequest(status: number): void {
+    this.requestsByStatus.set(status, (this.requestsByStatus.get(status) ?? 0) + 1);
+  }
+
+  countPrompt(tokens: number): void {
+    this.promptTokens += tokens;
+  }
+
+  countStep(report: StepReport): void {
+    this.steps++;
+    this.stepSeconds += report.seconds;
+    this.generatedTokens += report.generatedTokens;
+    const now = Date.now();
+    this.recent.push([now, report.generatedTokens]);
+    this.trim(now);
+  }
+
+  tokensPerSecond(): number {
+    const now = Date.now();
+    this.trim(now);
+    return this.recent.reduce((sum, [, n]) => sum + n, 0) / RATE_WINDOW_S;
+  }
+
+  render(live: { queueDepth: number; decodeBatch: number; activeSequences: number; maxBatch: number }): string {
+    const lines: string[] = [];
+    const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, value] of samples) lines.push(`${name}${labels} ${value}`);
+    };
+    const statuses = [...this.requestsByStatus.entries()].sort(([a], [b]) => a - b);
+    metric('dsmoe_requests_total', 'counter', 'HTTP requests answered, by status code.',
+      statuses.map(([status, n]) => [`{status="${status}"}`, n]));
+    metric('dsmoe_prompt_tokens_total', 'counter', 'Prompt tokens of accepted completion requests.', [['', this.promptTokens]]);
+    metric('dsmoe_generated_tokens_total', 'counter', 'Tokens sampled by the scheduler.', [['', this.generatedTokens]]);
+    metric('dsmoe_generated_tokens_per_second', 'gauge', `Tokens sampled per second over the last ${RATE_WINDOW_S} s.`,
+      [['', this.tokensPerSecond()]]);
+    metric('dsmoe_queue_depth', 'gauge', 'Requests waiting for a slot.', [['', live.queueDepth]]);
+    metric('dsmoe_decode_batch_size', 'gauge', 'Sequences decoded in the latest scheduler step.', [['', live.decodeBatch]]);
+    metric('dsmoe_active_sequences', 'gauge', 'Sequences holding a slot (prefilling or decoding).', [['', live.activeSequences]]);
+    metric('dsmoe_max_batch', 'gauge', 'Slots available to the scheduler.', [['', live.maxBatch]]);
+    metric('dsmoe_scheduler_steps_total', 'counter', 'Evaluate calls made by the scheduler.', [['', this.steps]]);
+    metric('dsmoe_scheduler_step_seconds_total', 'counter', 'Time spent in scheduler steps.', [['', this.stepSeconds]]);
+    return lines.join('\n') + '\n';
+  }
+
+  private trim(now: number): void {
+    const cutoff = now - RATE_WINDOW_S * 1000;
+    let drop = 0;
+    while (drop < this.recent.length && this.recent[drop][0] < cutoff) drop++;
+    if (drop) this.recent = this.recent.slice(drop);
+  }
+}

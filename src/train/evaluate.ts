@@ -1,0 +1,84 @@
+import * as tf from '@tensorflow/tfjs';
+import { MoEModel, tokenLosses } from '../model/model';
+import { LayerRoutingStats, RoutingStatsAccumulator } from './routing_stats';
+
+/** `count` windows of equal length, concatenated: targets[i] is the token after inputs[i]. */
+export interface TokenWindows {
+  inputs: Int32Array; // [count·T]
+  targets: Int32Array; // [count·T]
+  count: number;
+}
+
+export interface EvalResult {
+  loss: number; // mean next-token cross-entropy, nats
+  perplexity: number;
+  bits_per_byte: number; // loss / ln 2 / (bytes per token): comparable across tokenizers
+  tokens: number; // predicted positions scored
+  layers: LayerRoutingStats[];
+}
+
+/**
+ * Scores groups of windows (each group of one length) with the dense model (all experts, as trained),
+ * `batchSize` windows per forward. `bytesPerToken`: UTF-8 bytes of the scored text per token.
+ */
+export function evaluateWindows(
+  model: MoEModel,
+  groups: TokenWindows | TokenWindows[],
+  bytesPerToken: number,
+  batchSize: number,
+): EvalResult {
+  const config = model.config;
+  const stats = new RoutingStatsAccumulator(config.num_hidden_layers, config.num_experts);
+  let lossSum = 0;
+  let tokens = 0;
+  for (const windows of Array.isArray(groups) ? groups : [groups]) {
+    if (windows.count === 0) continue;
+    const seqLen = windows.inputs.length / windows.count;
+    for (let start = 0; start < windows.count; start += batchSize) {
+      const rows = Math.min(batchSize, windows.count - start);
+      const inputs = windows.inputs.subarray(start * seqLen, (start + rows) * seqLen); // [rows·T]
+      const targets = windows.targets.subarray(start * seqLen, (start + rows) * seqLen); // [rows·T]
+      const { losses, probs } = tf.tidy(() => {
+        const out = model.forward(inputs, rows, seqLen);
+        return { losses: tf.keep(tf.tensor1d(tokenLosses(out.logits, targets))), probs: out.routerProbs.map((p) => tf.keep(p)) };
+      });
+      const values = losses.dataSync();
+      for (let i = 0; i < values.length; i++) lossSum += values[i];
+      tokens += values.length;
+      stats.add(probs.map((p) => p.dataSync() as Float32Array));
+      tf.dispose([losses, ...probs]);
+    }
+  }
+  const loss = lossSum / Math.max(1, tokens);
+  return {
+    loss,
+    perplexity: Math.exp(loss),
+    bits_per_byte: loss / Math.LN2 / bytesPerToken,
+    tokens,
+    layers: stats.result(),
+  };
+}
+
+/**
+ * One token sequence cut into non-overlapping windows of `context` tokens; each window is scored on its own from
+ * position 0 (token t+1 predicted from tokens 0..t, so context−1 predictions per window), like the sparse runtime's
+ * evaluation. A shorter last window (at least 2 tokens) is scored too.
+ */
+export function sequenceWindows(tokens: ArrayLike<number>, context: number): TokenWindows[] {
+  const full = Math.floor(tokens.length / context);
+  const make = (starts: number[], length: number): TokenWindows => {
+    const inputs = new Int32Array(starts.length * (length - 1)); // [count·(length−1)]
+    const targets = new Int32Array(starts.length * (length - 1)); // [count·(length−1)]
+    starts.forEach((start, i) => {
+      for (let t = 0; t < length - 1; t++) {
+        inputs[i * (length - 1) + t] = tokens[start + t];
+        targets[i * (length - 1) + t] = tokens[start + t + 1];
+      }
+    });
+    return { inputs, targets, count: starts.length };
+  };
+  const groups = [make(Array.from({ length: full }, (_, i) => i * context), context)];
+  const rest = tokens.length - full * context;
+  if (rest >= 2) groups.push(make([full * context], rest));
+  return groups;
+}

@@ -1,0 +1,315 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../cli/errors';
+import { DenseCheckpointInput, loadDenseCheckpoint, saveDenseCheckpoint, TrainerState } from '../checkpoint/dense';
+import { fromCheckpointTensors, toCheckpointTensors } from '../model/checkpoint_layout';
+import { ModelConfig, parameterCounts } from '../model/config';
+import { MoEModel, RoutingOptions } from '../model/model';
+import { disposeParams, initParams, ParamMap, paramsFromArrays, paramSpecs, paramsToArrays } from '../model/params';
+import { Recipe, recipeHash } from '../recipe';
+import { AdamW, clipByGlobalNorm } from './adamw';
+import { TrainingDataset, TrainingTokenizer } from './data_source';
+import { EvalResult, evaluateWindows, TokenWindows } from './evaluate';
+import { formatDuration, TrainingProgress } from './progress';
+import { formatRoutingStats } from './routing_stats';
+import { learningRate } from './schedule';
+
+export interface TrainOptions {
+  recipe: Recipe;
+  tokenizer: TrainingTokenizer;
+  dataset: TrainingDataset;
+  outDir: string;
+  resume: boolean;
+  /** total optimizer steps (and length of the cosine schedule); default: the recipe's, or the resumed run's */
+  maxSteps?: number;
+  /** end this run segment after this many more steps, with a checkpoint, as an interruption would */
+  stopAfterSteps?: number;
+  backendName: string;
+  /** progress bar and info lines on stderr (default true) */
+  verbose?: boolean;
+}
+
+export interface TrainResult {
+  step: number; // optimizer steps completed
+  maxSteps: number;
+  interrupted: boolean;
+  finalEval: EvalResult | null; // held-out evaluation at the end of a finished run
+  firstLoss: number | null; // loss of the first step trained in this segment
+  lastLoss: number | null;
+  wallSeconds: number; // this segment
+  outDir: string;
+}
+
+export const logFiles = { train: 'train_log.jsonl', eval: 'eval_log.jsonl' };
+
+/** Training routing options from the recipe. */
+export function routingOptions(recipe: Recipe): RoutingOptions {
+  return {
+    mode: recipe.routing.mode,
+    miAlpha: recipe.routing.mi_alpha,
+    topK: recipe.routing.top_k,
+    balanceAlpha: recipe.routing.balance_alpha,
+  };
+}
+
+/** The recipe's model shape; its vocab_size (filled from the tokenizer) is at least the tokenizer's. */
+export function modelConfigFor(recipe: Recipe, tokenizer: TrainingTokenizer): ModelConfig {
+  if (tokenizer.vocabSize > recipe.model.vocab_size) {
+    throw new UserError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${recipe.model.vocab_size}`);
+  }
+  return { ...recipe.model };
+}
+
+/** Keeps log lines up to `step` (a resumed run rewrites what came after its checkpoint). */
+function truncateLog(file: string, step: number): void {
+  if (!fs.existsSync(file)) return;
+  const kept = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      if (!line.trim()) return false;
+      try {
+        return (JSON.parse(line) as { step: number }).step <= step;
+      } catch {
+        return false;
+      }
+    });
+  fs.writeFileSync(file, kept.map((l) => l + '\n').join(''));
+}
+
+/**
+ * Trains (or resumes) a run and writes the dense checkpoint folder. Batches are a pure function of
+ * (seed, batch index), with batch index = step · grad_accum + micro-batch, and training draws no other random
+ * numbers, so a resumed run ends with the same weights as an uninterrupted one.
+ */
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const { recipe, tokenizer, dataset, outDir } = options;
+  const verbose = options.verbose ?? true;
+  const info = (line: string) => verbose && process.stderr.write(line + '\n');
+  const t = recipe.train;
+  const config = modelConfigFor(recipe, tokenizer);
+  const hash = recipeHash(recipe);
+  const routing = routingOptions(recipe);
+  const seqLen = recipe.data.seq_len;
+  const trainLogFile = path.join(outDir, logFiles.train);
+  const evalLogFile = path.join(outDir, logFiles.eval);
+
+  // --- state: fresh or resumed -------------------------------------------------------------------------------
+  let params: ParamMap;
+  const decayed = new Set(paramSpecs(config).filter((s) => s.decay).map((s) => s.name));
+  const optimizerSettings = { beta1: t.beta1, beta2: t.beta2, eps: t.adam_eps, weightDecay: t.weight_decay };
+  let optimizer: AdamW;
+  let startStep = 0;
+  let maxSteps = options.maxSteps ?? t.max_steps;
+  let elapsedBefore = 0;
+  let tokensSeen = 0;
+  if (options.resume) {
+    if (!fs.existsSync(path.join(outDir, 'trainer_state.json'))) {
+      throw new UserError(`${outDir}: no checkpoint to resume (trainer_state.json is missing)`);
+    }
+    const checkpoint = loadDenseCheckpoint(outDir, { forResume: true });
+    const state = checkpoint.trainerState as TrainerState;
+    if (state.recipe_hash !== hash) {
+      throw new UserError(
+        `${outDir}: checkpoint was trained with a different recipe (hash ${state.recipe_hash.slice(0, 12)}…, ` +
+          `${recipe.file} has ${hash.slice(0, 12)}…); resume with the original recipe or train into a new --out`,
+      );
+    }
+    const saved = JSON.stringify(checkpoint.config);
+    if (saved !== JSON.stringify(config)) throw new UserError(`${outDir}/config.json: model shape differs from the recipe's`);
+    params = paramsFromArrays(config, fromCheckpointTensors(config, (n) => checkpoint.tensors.get(n) as Float32Array));
+    optimizer = new AdamW(params, decayed, optimizerSettings);
+    const moments = checkpoint.optimizer as NonNullable<typeof checkpoint.optimizer>;
+    optimizer.restore(
+      fromCheckpointTensors(config, (n) => moments.expAvg.get(n) as Float32Array),
+      fromCheckpointTensors(config, (n) => moments.expAvgSq.get(n) as Float32Array),
+      state.step,
+    );
+    startStep = state.step;
+    maxSteps = options.maxSteps ?? state.max_steps;
+    elapsedBefore = state.elapsed_s;
+    tokensSeen = state.tokens_seen;
+    truncateLog(trainLogFile, startStep);
+    truncateLog(evalLogFile, startStep);
+    info(`resuming ${outDir} at step ${startStep}/${maxSteps}`);
+  } else {
+    params = initParams(config, recipe.seed);
+    optimizer = new AdamW(params, decayed, optimizerSettings);
+    fs.mkdirSync(outDir, { recursive: true });
+    fs.writeFileSync(trainLogFile, '');
+    fs.writeFileSync(evalLogFile, '');
+  }
+  const model = new MoEModel(config, params);
+  const counts = parameterCounts(config);
+  const tokensPerStep = t.batch_size * t.grad_accum * seqLen;
+  info(
+    `${recipe.name}: ${(counts.total / 1e6).toFixed(2)} M parameters, ${config.num_experts} experts × ${config.num_hidden_layers} layers, ` +
+      `routing ${routing.mode}, ${tokensPerStep} tokens/step, ${maxSteps} steps, backend ${options.backendName}`,
+  );
+
+  // --- helpers ------------------------------------------------------------------------------------------------
+  const validation: TokenWindows = dataset.validationWindows(t.eval_tokens, seqLen);
+  const evaluate = (): EvalResult => evaluateWindows(model, validation, dataset.validationBytesPerToken, t.batch_size);
+  const segmentStart = performance.now();
+  let step = startStep;
+  let lastLr = learningRate(Math.max(0, step - 1), { lr: t.lr, minLr: t.min_lr, warmup: t.warmup_steps, maxSteps });
+  const saveCheckpoint = () => {
+    const toTensors = (map: Map<string, tf.Variable>) => toCheckpointTensors(config, paramsToArrays(map));
+    const input: DenseCheckpointInput = {
+      config,
+      tensors: toTensors(params),
+      tokenizer,
+      optimizerState: { expAvg: toTensors(optimizer.expAvg), expAvgSq: toTensors(optimizer.expAvgSq) },
+      trainerState: {
+        step,
+        max_steps: maxSteps,
+        recipe_hash: hash,
+        recipe_name: recipe.name,
+        seed: recipe.seed,
+        tokens_seen: tokensSeen,
+        elapsed_s: elapsedBefore + (performance.now() - segmentStart) / 1000,
+        lr: lastLr,
+        rng_state: { seed: recipe.seed, batch_index: step * t.grad_accum },
+        backend: options.backendName,
+      },
+      configExtra: {
+        dsmoe: {
+          recipe: recipe.name,
+          recipe_hash: hash,
+          routing: routing.mode,
+          mi_alpha: routing.miAlpha,
+          top_k: routing.topK,
+          balance_alpha: routing.balanceAlpha,
+          seq_len: seqLen,
+          tokenizer: recipe.tokenizer.type,
+          steps: step,
+        },
+      },
+    };
+    saveDenseCheckpoint(outDir, input);
+  };
+  const variables = [...params.values()];
+  const paramNameOf = new Map([...params].map(([name, v]) => [v.name, name]));
+
+  // --- Ctrl-C: finish the current step, save, exit ------------------------------------------------------------
+  const progress = new TrainingProgress(maxSteps, startStep, t.log_every, verbose);
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130); // second Ctrl-C: give up on saving
+    stopRequested = true;
+    progress.note('interrupt: saving a checkpoint after this step (Ctrl-C again to quit without saving)');
+  };
+  process.on('SIGINT', onSigint);
+
+  let firstLoss: number | null = null;
+  let lastLoss: number | null = null;
+  let interrupted = false;
+  let finalEval: EvalResult | null = null;
+  let interval = { loss: 0, lm: 0, aux: 0, steps: 0, start: performance.now() };
+  const stopAt = options.stopAfterSteps !== undefined ? Math.min(maxSteps, startStep + options.stopAfterSteps) : maxSteps;
+  try {
+    while (step < stopAt) {
+      const lr = learningRate(step, { lr: t.lr, minLr: t.min_lr, warmup: t.warmup_steps, maxSteps });
+      // --- forward + backward over the micro-batches, gradients summed then averaged
+      let gradSum: Map<string, tf.Tensor> | null = null;
+      let stepLoss = 0;
+      let stepLm = 0;
+      let stepAux = 0;
+      for (let micro = 0; micro < t.grad_accum; micro++) {
+        const batch = dataset.trainBatch(step * t.grad_accum + micro, t.batch_size, seqLen);
+        let lmTensor: tf.Tensor | null = null;
+        let auxTensor: tf.Tensor | null = null;
+        const { value, grads } = tf.variableGrads(() => {
+          const terms = model.loss(batch.inputs, batch.targets, t.batch_size, seqLen, routing);
+          lmTensor = tf.keep(terms.lm);
+          auxTensor = tf.keep(terms.aux);
+          return terms.total;
+        }, variables);
+        stepLoss += value.dataSync()[0] / t.grad_accum;
+        stepLm += (lmTensor as unknown as tf.Tensor).dataSync()[0] / t.grad_accum;
+        stepAux += (auxTensor as unknown as tf.Tensor).dataSync()[0] / t.grad_accum;
+        tf.dispose([value, lmTensor as unknown as tf.Tensor, auxTensor as unknown as tf.Tensor]);
+        if (!gradSum) {
+          gradSum = new Map(Object.entries(grads).map(([varName, g]) => [paramNameOf.get(varName) as string, g]));
+        } else {
+          for (const [varName, g] of Object.entries(grads)) {
+            const name = paramNameOf.get(varName) as string;
+            const previous = gradSum.get(name) as tf.Tensor;
+            gradSum.set(name, tf.add(previous, g));
+            tf.dispose([previous, g]);
+          }
+        }
+      }
+      const grads = gradSum as Map<string, tf.Tensor>;
+      if (t.grad_accum > 1) {
+        for (const [name, g] of grads) {
+          grads.set(name, tf.div(g, t.grad_accum));
+          g.dispose();
+        }
+      }
+      if (!Number.isFinite(stepLoss)) throw new UserError(`loss became ${stepLoss} at step ${step + 1}; lower the learning rate`);
+      const gradNorm = clipByGlobalNorm(grads, t.grad_clip);
+      optimizer.apply(params, grads, lr);
+      tf.dispose([...grads.values()]);
+      step += 1;
+      lastLr = lr;
+      tokensSeen += tokensPerStep;
+      firstLoss ??= stepLoss;
+      lastLoss = stepLoss;
+      interval.loss += stepLoss;
+      interval.lm += stepLm;
+      interval.aux += stepAux;
+      interval.steps += 1;
+
+      // --- log, evaluate, checkpoint
+      const segmentSeconds = (performance.now() - segmentStart) / 1000;
+      const secondsPerStep = segmentSeconds / (step - startStep);
+      if (step % t.log_every === 0 || step === startStep + 1 || step === maxSteps) {
+        const seconds = (performance.now() - interval.start) / 1000;
+        const record = {
+          step,
+          loss: interval.loss / interval.steps,
+          lm_loss: interval.lm / interval.steps,
+          [routing.mode === 'topk' ? 'balance_loss' : 'mi_loss']: interval.aux / interval.steps,
+          lr,
+          grad_norm: gradNorm,
+          tokens_per_s: (interval.steps * tokensPerStep) / seconds,
+          elapsed_s: elapsedBefore + segmentSeconds,
+        };
+        fs.appendFileSync(trainLogFile, JSON.stringify(record) + '\n');
+        progress.update(step, record.loss, record.tokens_per_s, (maxSteps - step) * secondsPerStep);
+        interval = { loss: 0, lm: 0, aux: 0, steps: 0, start: performance.now() };
+      }
+      if (step % t.eval_every === 0 || step === maxSteps) {
+        const result = evaluate();
+        fs.appendFileSync(evalLogFile, JSON.stringify({ step, ...result }) + '\n');
+        progress.note(
+          `eval @ ${step}: loss ${result.loss.toFixed(4)}, perplexity ${result.perplexity.toFixed(2)}, ` +
+            `${result.bits_per_byte.toFixed(3)} bits/byte`,
+        );
+        if (step === maxSteps) finalEval = result;
+      }
+      if (step % t.checkpoint_every === 0 || step === maxSteps || step === stopAt) saveCheckpoint();
+      // Let signal handlers run between steps.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (stopRequested) {
+        if (step % t.checkpoint_every !== 0 && step !== maxSteps) saveCheckpoint();
+        interrupted = true;
+        break;
+      }
+    }
+    if (step === startStep && step >= maxSteps) info(`${outDir}: already trained for ${maxSteps} steps; nothing to do`);
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    progress.stop();
+  }
+  const wallSeconds = (performance.now() - segmentStart) / 1000;
+  if (interrupted) info(`interrupted: checkpoint saved at step ${step} in ${outDir}; continue with --resume`);
+  else info(`trained to step ${step}/${maxSteps} in ${formatDuration(wallSeconds)}; checkpoint in ${outDir}`);
+  if (finalEval && verbose) for (const line of formatRoutingStats(finalEval.layers)) info(line);
+  model.dispose();
+  optimizer.dispose();
+  disposeParams(params);
+  return { step, maxSteps, interrupted, finalEval, firstLoss, lastLoss, wallSeconds, outDir };
+}
