@@ -5,7 +5,7 @@ import * as path from 'path';
 import { names } from '../src/checkpoint/names';
 import { writeSafetensors } from '../src/checkpoint/safetensors';
 import { headDim, toHfConfig, type ModelConfig } from '../src/model/config';
-import { byteTokenizerJson } from '../src/convert/byteTokenizer';
+import { buildTokenizer } from '../src/data/tokenizer';
 
 export const tinyConfig: ModelConfig = {
   vocab_size: 260,
@@ -108,6 +108,5 @@ export function writeDenseFolder(dir: string, config: ModelConfig, weights: Map<
   const tensors = denseShapes(config).map(([name, shape]) => ({ name, dtype: 'F32' as const, shape, data: weights.get(name)! }));
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(toHfConfig(config, { dsmoe: { routing: 'dense' } }), null, 2));
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(byteTokenizerJson()));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|endoftext|>', model_max_length: 64 }));
+  buildTokenizer({ type: 'byte', vocab_size: 257 }, '').save(dir, { modelMaxLength: config.max_position_embeddings });
 }

@@ -10,9 +10,9 @@ import { runReport } from '../src/report/run_report';
 import { REQUIRED_REPORT_FIELDS, ReportJson } from '../src/report/report_json';
 
 /**
- * The whole report over a scripted runtime: a context whose call time is proportional to the weights it would read
- * (fixed part + distinct experts, like a bandwidth-bound decode) and whose logits get better with more experts.
- * Checks that report.json is complete and self-consistent and that every file is written.
+ * The whole report over a scripted runtime: a context whose call time, on a virtual clock, is proportional to the
+ * weights it would read (fixed part + distinct experts, like a bandwidth-bound decode) and whose logits get better
+ * with more experts. Checks that report.json is complete and self-consistent and that every file is written.
  */
 
 const E = 4;
@@ -33,11 +33,8 @@ const plan: PlanView = {
 };
 
 const UNIT_MS = 0.25;
-
-function busyWait(ms: number): void {
-  const end = process.hrtime.bigint() + BigInt(Math.round(ms * 1e6));
-  while (process.hrtime.bigint() < end);
-}
+let virtualMs = 0;
+const clock = () => virtualMs;
 
 class ScriptedContext implements EvaluationContext {
   counts = [new Int32Array(E), new Int32Array(E)];
@@ -61,7 +58,7 @@ class ScriptedContext implements EvaluationContext {
       }
     }
     this.tokens += tokens.length;
-    busyWait(UNIT_MS * (1 + distinct.size));
+    virtualMs += UNIT_MS * (1 + distinct.size);
     // The true next token is token+1; more experts put more logit mass on it.
     const logits = new Float32Array(outputRows.length * V);
     outputRows.forEach((row, r) => (logits[r * V + ((tokens[row] + 1) % V)] = n));
@@ -91,8 +88,9 @@ describe('report pipeline over a scripted runtime', () => {
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-report-'));
     report = await runReport(runtime, {
       kind: 'trained', sparseDir: 'S', denseDir: 'D', shapeName: null, layersNote: null, plan, outDir: out,
-      throughput: { batches: [1, 2], promptLen: 4, decodeSteps: 3, repeats: 3, seed: 1 },
+      throughput: { batches: [1, 2], promptLen: 4, decodeSteps: 3, repeats: 3, seed: 1, clock },
       quality: { windows, vocabSize: V, tokenBytes: () => 1, slots: 4 },
+      sweep: true,
       epsilons: [0.5, 1.0],
       referenceCheck: null,
       peer: { enabled: false, batches: [1], dtypes: ['f32'], repeats: 1, timeoutMs: 1000 },
@@ -129,8 +127,10 @@ describe('report pipeline over a scripted runtime', () => {
       expect(row.samples).toBe(row.phase === 'prefill' ? 3 : 9);
     }
     // scripted decode at batch 1: dense reads 1 + 4 units, sparse 1 + 1 → 2.5×
-    expect(report.measured_speedup).toBeGreaterThan(1.5);
-    expect(report.measured_speedup).toBeLessThan(4);
+    expect(report.measured_speedup).toBeCloseTo(2.5, 12);
+    const decode1 = report.throughput.find((r) => r.mode === 'sparse' && r.phase === 'decode' && r.batch === 1)!;
+    expect(decode1.p50_ms).toBeCloseTo(2 * UNIT_MS, 12);
+    expect(decode1.tokens_per_s).toBeCloseTo(1000 / (2 * UNIT_MS), 9);
     expect(report.speedup_efficiency).toBeCloseTo(report.measured_speedup / report.ideal_speedup, 12);
     const bw = report.bandwidth.find((b) => b.mode === 'sparse')!;
     expect(bw.fraction_of_measured).toBeCloseTo(bw.achieved_gbs / 10, 12);

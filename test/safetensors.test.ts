@@ -57,11 +57,12 @@ describe('bf16', () => {
   test('every bf16 value survives widening and narrowing', () => {
     const all = new Uint16Array(65536).map((_, i) => i);
     const back = f32ToBf16(bf16ToF32(all));
+    const wrong: number[] = []; // collected and asserted once: 65536 separate expects are slow
     for (let i = 0; i < 65536; i++) {
       const isNaN = (i & 0x7f80) === 0x7f80 && (i & 0x7f) !== 0;
-      if (isNaN) expect(back[i] & 0x7fc0).toBe(0x7fc0);
-      else expect(back[i]).toBe(i);
+      if (isNaN ? (back[i] & 0x7fc0) !== 0x7fc0 : back[i] !== i) wrong.push(i);
     }
+    expect(wrong).toEqual([]);
   });
 });
 
@@ -109,14 +110,37 @@ describe('f16', () => {
   test('every half value survives widening and narrowing; scalar helpers agree with the bulk ones', () => {
     const all = new Uint16Array(65536).map((_, i) => i);
     const back = f32ToF16(f16ToF32(all));
+    const wrong: number[] = [];
     for (let i = 0; i < 65536; i++) {
       const isNaN = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
-      if (isNaN) expect(back[i] & 0x7e00).toBe(0x7e00);
-      else expect(back[i]).toBe(i);
+      if (isNaN ? (back[i] & 0x7e00) !== 0x7e00 : back[i] !== i) wrong.push(i);
     }
+    expect(wrong).toEqual([]);
     expect(roundToF16(0.1)).toBe(0.0999755859375);
     expect(f32Bits(roundToBf16(Math.PI))).toBe(0x40490000); // pi = 0x40490fdb → 0x4049 (remainder < half)
   });
+});
+
+describe('rounding is to the nearest representable value (property check on random inputs)', () => {
+  // For positive x, the neighbours of code h are h − 1 and h + 1; the chosen code must be at least as close as both,
+  // and on an exact tie it must be even. Inputs span the subnormal and normal ranges of each format.
+  const check = (narrow: (x: Float32Array) => Uint16Array, widen: (h: Uint16Array) => Float32Array, minExp: number, maxExp: number) => {
+    let state = 12345;
+    const random = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const values = Float32Array.from({ length: 20000 }, () => 2 ** (minExp + random() * (maxExp - minExp)));
+    const codes = narrow(values);
+    const problems: string[] = [];
+    values.forEach((x, i) => {
+      const h = codes[i];
+      const [below, at, above] = widen(Uint16Array.of(h - 1, h, h + 1));
+      const error = Math.abs(at - x);
+      const best = Math.min(Math.abs(below - x), Math.abs(above - x));
+      if (error > best || (error === best && (h & 1) === 1)) problems.push(`${x} -> 0x${h.toString(16)}`);
+    });
+    expect(problems).toEqual([]);
+  };
+  test('f16', () => check(f32ToF16, f16ToF32, -25, 15.99));
+  test('bf16', () => check(f32ToBf16, bf16ToF32, -133, 127.9));
 });
 
 // --- round trip ----------------------------------------------------------------------------------------------------

@@ -90,7 +90,8 @@ enum { DSMOE_SELECT_TOPK = 0, DSMOE_SELECT_THRESHOLD = 1 };
  *   threshold  keep e iff E * p_e > epsilon, at most k (= k_max), the arg-max always
  * Outputs per token, in descending p: sel_ids [T, k] kept-order slots (-1 pads unused entries), sel_w [T, k] the dense
  * probability (divided by the sum of the selected ones when renormalize != 0; 0 on pads), sel_count [T] (optional),
- * probs [T, E] (optional, for routing statistics).
+ * probs [T, E] (required: it holds the logits between the two kernels of the prefill path, then the probabilities,
+ * which routing statistics read).
  */
 int dsmoe_cuda_router_select(const float* x, const float* router, const int* expert_slot, int T, int d, int E,
                              int mode, int k, float epsilon, int renormalize, float* probs, int* sel_ids,

@@ -11,6 +11,7 @@ namespace {
 struct MoeWorkspace {
   int* sel_ids;        // (T, k)
   float* sel_w;        // (T, k)
+  float* probs;        // (T, E)
   float* h_f32;        // (T * k, I)      mat-vec path
   uint16_t* x_bf16;    // (T, d)          GEMM path
   int* counts;         // (K)
@@ -34,6 +35,7 @@ MoeWorkspace carve(char* base, int T, const dsmoe_cuda_moe_weights* w, const dsm
   const size_t n = (size_t)T * s->k;
   ws.sel_ids = (int*)take(n * sizeof(int));
   ws.sel_w = (float*)take(n * sizeof(float));
+  ws.probs = (float*)take((size_t)T * w->E * sizeof(float));
   // the mat-vec path's h shares the space of the GEMM path's buffers (a call uses one path)
   const size_t shared_begin = off;
   ws.h_f32 = (float*)(base ? base + off : nullptr);
@@ -68,7 +70,7 @@ int dsmoe_cuda_moe_forward(const dsmoe_cuda_moe_weights* w, const dsmoe_cuda_moe
   float* wts = sel_w ? sel_w : ws.sel_w;
   const int k = s->k;
   int st = dsmoe_cuda_router_select(m, w->router, w->expert_slot, T, w->d, w->E, s->mode, k, s->epsilon,
-                                    s->renormalize, probs, ids, wts, nullptr, stream);
+                                    s->renormalize, probs ? probs : ws.probs, ids, wts, nullptr, stream);
   if (st) return st;
   if (path == DSMOE_PATH_AUTO) path = (size_t)T * k <= MOE_GEMV_MAX_SEL ? DSMOE_PATH_GEMV : DSMOE_PATH_GEMM;
   if (path == DSMOE_PATH_GEMV) {

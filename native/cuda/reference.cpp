@@ -218,4 +218,35 @@ void sample(const float* logits, int R, int V, float temperature, float top_p, u
   }
 }
 
+bool sample_within(const float* l, int V, float temperature, float top_p, uint64_t seed, int64_t counter, int token,
+                   double tol) {
+  if (token < 0 || token >= V) return false;
+  std::vector<double> q(V);
+  const double mx = *std::max_element(l, l + V);
+  double z = 0;
+  for (int i = 0; i < V; ++i) z += (q[i] = exp((l[i] - mx) / temperature));
+  double tau = 0;
+  if (top_p < 1.f) {
+    std::vector<int> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return q[a] > q[b]; });
+    double cum = 0;
+    for (int i : order) {
+      cum += q[i];
+      tau = q[i];
+      if (cum >= top_p * z) break;
+    }
+  }
+  if (q[token] < tau * (1 - 1e-4)) return false;
+  double kept = 0, before = 0;
+  for (int i = 0; i < V; ++i)
+    if (q[i] >= tau) {
+      if (i < token) before += q[i];
+      kept += q[i];
+    }
+  const double u = (double)dsmoe_uniform(seed, (uint64_t)counter) * kept;
+  const double slack = tol * kept;
+  return u >= before - slack && u < before + q[token] + slack;
+}
+
 }  // namespace ref

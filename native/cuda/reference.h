@@ -28,5 +28,9 @@ void moe_down(const float* h, const uint16_t* down, const int* ids, const float*
               float* out);
 void sample(const float* logits, int R, int V, float temperature, float top_p, uint64_t seed, int64_t step,
             int* out_tokens);
+// would `token` be the draw if the running sums were off by up to tol * kept mass? (float vs double summation can
+// move a draw that lands next to a boundary to the neighbouring token; anything farther is a real error)
+bool sample_within(const float* logits_row, int V, float temperature, float top_p, uint64_t seed, int64_t counter,
+                   int token, double tol);
 
 }  // namespace ref

@@ -7,22 +7,20 @@
 
 #define SAMPLE_THREADS 1024
 
-// block-wide reductions through shared memory (s has 32 slots); every thread gets the result
+// block-wide reductions through shared memory (s has 32 slots, one per warp of the 1024-thread block)
 __device__ float block_sum(float v, float* s) {
   v = warp_sum(v);
   __syncthreads();
   if ((threadIdx.x & 31) == 0) s[threadIdx.x >> 5] = v;
   __syncthreads();
-  v = threadIdx.x < 32 ? s[threadIdx.x] : 0.f;
-  return warp_sum(v);
+  return warp_sum(s[threadIdx.x & 31]);  // every warp reduces the 32 partials, so every thread holds the total
 }
 __device__ float block_max(float v, float* s) {
   v = warp_max(v);
   __syncthreads();
   if ((threadIdx.x & 31) == 0) s[threadIdx.x >> 5] = v;
   __syncthreads();
-  v = threadIdx.x < 32 ? s[threadIdx.x] : -INFINITY;
-  return warp_max(v);
+  return warp_max(s[threadIdx.x & 31]);
 }
 
 __global__ void __launch_bounds__(SAMPLE_THREADS)

@@ -271,8 +271,17 @@ static void test_sampling() {
         std::vector<int> ro(R);
         ref::sample(l.data(), R, V, c.temp, c.top_p, seed, 5, ro.data());
         const auto got = dout.down();
-        const bool ok = got == ro && dout.guards_ok();
-        std::string d;
+        bool ok = dout.guards_ok();
+        int boundary = 0;
+        for (int r = 0; r < R; ++r) {
+          if (got[r] == ro[r]) continue;
+          // a draw next to an interval boundary may go to the neighbour under float summation; farther is an error
+          const bool near = c.temp > 0.f && ref::sample_within(&l[(size_t)r * V], V, c.temp, c.top_p, seed, 5 + r,
+                                                                got[r], 5e-6);
+          boundary += near;
+          ok = ok && near;
+        }
+        std::string d = fmt("boundary_draws=%d gpu/ref ", boundary);
         for (int r = 0; r < R; ++r) d += fmt("%d/%d ", got[r], ro[r]);
         report(ok, fmt("sample V=%d temp=%.1f top_p=%.3f seed=%llu", V, c.temp, c.top_p, (unsigned long long)seed),
                "gpu/ref " + d);

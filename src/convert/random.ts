@@ -2,6 +2,7 @@
  * Random-init plan folders, for speed benchmarks at realistic sizes (the paper's DS-MoE-1B/3B/6B shapes) without
  * training. The weights file is streamed out in chunks, so writing several GB holds a few MB in memory.
  *
+ * The tokenizer is the byte tokenizer (ids 0..255 bytes, 256 <|endoftext|>); the model's vocab_size may be larger.
  * Values: matrices, routers and the shared gate ~ N(0, 0.02) (the trainer's init scale), norms 1, biases 0.
  * To write GBs quickly, normal samples come from a seeded table of 65,536 draws indexed by a seeded 32-bit
  * xorshift stream (two 16-bit indices per draw): the same seed gives the same file, and each dtype's table is
@@ -16,12 +17,13 @@ import { expectedTensors, readPlan } from './plan';
 import { buildPlan, WEIGHTS_FILE } from './buildPlan';
 import { encodeTensor } from './dtype';
 import { StreamingSafetensorsWriter } from './streamingSafetensorsWriter';
-import { writeByteTokenizer } from './byteTokenizer';
+import { buildTokenizer } from '../data/tokenizer';
 import { packedNames } from './packedNames';
 import { writeJsonAtomic } from './writeJsonAtomic';
 
 export const RANDOM_INIT_STD = 0.02;
 const CHUNK_ELEMENTS = 1 << 20; // 1 Mi values per write: 2–4 MB
+const BYTE_VOCAB = 257; // 256 bytes + <|endoftext|>
 
 export interface RandomPlanOptions {
   dtype: PlanDtype;
@@ -36,6 +38,9 @@ export interface RandomPlanOptions {
 export function writeRandomPlan(dir: string, config: ModelConfig, options: RandomPlanOptions): LoadedPlan {
   const problems = configProblems(config);
   if (problems.length) throw new Error(`writeRandomPlan: invalid config: ${problems.join('; ')}`);
+  if (config.vocab_size < BYTE_VOCAB) {
+    throw new Error(`writeRandomPlan: vocab_size ${config.vocab_size} is below the byte tokenizer's ${BYTE_VOCAB} tokens`);
+  }
   const E = config.num_experts;
   if (!Number.isInteger(options.k) || options.k < 1 || options.k > E) {
     throw new Error(`writeRandomPlan: k must be an integer in 1..${E}, got ${options.k}`);
@@ -64,7 +69,7 @@ export function writeRandomPlan(dir: string, config: ModelConfig, options: Rando
 
   fs.mkdirSync(dir, { recursive: true });
   writeRandomWeights(path.join(dir, WEIGHTS_FILE), plan, options.seed);
-  writeByteTokenizer(dir, config.max_position_embeddings);
+  buildTokenizer({ type: 'byte', vocab_size: BYTE_VOCAB }, '').save(dir, { modelMaxLength: config.max_position_embeddings });
   writeJsonAtomic(path.join(dir, 'plan.json'), plan);
   return readPlan(dir);
 }

@@ -118,9 +118,11 @@ export class StreamingSafetensorsWriter {
     const last = this.slots[this.slots.length - 1];
     const complete = this.slots.length === 0 || (this.current === this.slots.length - 1 && this.writtenOfCurrent === last.bytes);
     if (!complete) {
-      const slot = this.slots[Math.max(this.current, 0)];
+      const currentDone = this.current < 0 || this.writtenOfCurrent === this.slots[this.current].bytes;
+      const slot = this.slots[currentDone ? this.current + 1 : this.current];
+      const written = currentDone ? 0 : this.writtenOfCurrent;
       this.abort();
-      throw new Error(`safetensors writer: ${this.path} incomplete at tensor ${slot.spec.name} (${this.writtenOfCurrent} of ${slot.bytes} bytes)`);
+      throw new Error(`safetensors writer: ${this.path} incomplete at tensor ${slot.spec.name} (${written} of ${slot.bytes} bytes)`);
     }
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);

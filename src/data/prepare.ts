@@ -18,10 +18,11 @@ export function cutTextBlocks(text: string, blocks = SPLIT_BLOCKS): string[] {
   const nominal = text.length / blocks;
   for (let i = 1; i < blocks; i++) {
     let cut = Math.max(cuts[cuts.length - 1], Math.floor(i * nominal));
-    const newline = text.indexOf('\n', cut);
-    if (newline >= 0 && newline - cut < nominal / 4) cut = newline + 1;
-    const eos = text.lastIndexOf(EOS_TOKEN, cut - 1);
-    if (eos >= 0 && eos + EOS_TOKEN.length > cut) cut = eos + EOS_TOKEN.length;
+    const newline = text.slice(cut, cut + Math.ceil(nominal / 4)).indexOf('\n'); // look only a little ahead
+    if (newline >= 0) cut += newline + 1;
+    for (let at = Math.max(0, cut - EOS_TOKEN.length + 1); at < cut; at++) {
+      if (text.startsWith(EOS_TOKEN, at)) cut = at + EOS_TOKEN.length; // the cut fell inside an EOS token
+    }
     const code = text.charCodeAt(cut - 1);
     if (code >= 0xd800 && code <= 0xdbff) cut++; // keep a surrogate pair together
     cuts.push(Math.min(cut, text.length));

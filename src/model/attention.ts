@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { plainMatMul } from './matmul';
+import { plainBatchMatMul, plainMatMul } from './matmul';
 import { applyRope, RopeTables } from './rope';
 
 /** Shape of one attention block: H query heads sharing KV key/value heads, each of width hd. */
@@ -57,21 +57,11 @@ export function causalSelfAttention(
   const kTransposed = kRot.transpose([0, 2, 3, 1]).reshape([B * KV, hd, T]) as tf.Tensor3D; // [B·KV, hd, T]
   const vGrouped = v.transpose([0, 2, 1, 3]).reshape([B * KV, T, hd]) as tf.Tensor3D; // [B·KV, T, hd]
 
-  const scores = tf.add(tf.mul(batchMatMul(qGrouped, kTransposed), 1 / Math.sqrt(hd)), mask); // [B·KV, group·T, T]
+  const scores = tf.add(tf.mul(plainBatchMatMul(qGrouped, kTransposed), 1 / Math.sqrt(hd)), mask); // [B·KV, group·T, T]
   const weights = tf.softmax(scores) as tf.Tensor3D; // [B·KV, group·T, T]
-  const heads = batchMatMul(weights, vGrouped) // [B·KV, group·T, hd]
+  const heads = plainBatchMatMul(weights, vGrouped) // [B·KV, group·T, hd]
     .reshape([B, KV, group, T, hd])
     .transpose([0, 3, 1, 2, 4]) // [B, T, KV, group, hd]  head index = kv·group + g
     .reshape([B * T, H * hd]) as tf.Tensor2D; // [N, H·hd]
   return plainMatMul(heads, outWeight); // [N, d]
-}
-
-/**
- * Batched `a · b` as one plain 2-D product per batch entry. On wasm a batched matMul runs at ≈ 2 GFLOP/s while
- * plain 2-D products run ≈ 10× faster even at these small sizes, which outweighs the per-op overhead of the loop.
- */
-function batchMatMul(a: tf.Tensor3D /* [G, M, K] */, b: tf.Tensor3D /* [G, K, N] */): tf.Tensor3D {
-  const left = tf.unstack(a) as tf.Tensor2D[]; // G × [M, K]
-  const right = tf.unstack(b) as tf.Tensor2D[]; // G × [K, N]
-  return tf.stack(left.map((x, g) => plainMatMul(x, right[g]))) as tf.Tensor3D; // [G, M, N]
 }

@@ -48,18 +48,18 @@ export function checkpointPieces(config: ModelConfig): Piece[] {
     );
     for (let e = 0; e < E; e++) {
       pieces.push(
-        { name: names.expertGate(l, e), shape: [I, d], source: p + 'experts.gate_up', kind: 'columns', offset: e * I },
-        { name: names.expertUp(l, e), shape: [I, d], source: p + 'experts.gate_up', kind: 'columns', offset: (E + e) * I },
-        { name: names.expertDown(l, e), shape: [d, I], source: p + 'experts.down', kind: 'rows', offset: e * I },
+        { name: names.expertGate(l, e), shape: [I, d], source: p + 'experts.gate_proj', kind: 'columns', offset: e * I },
+        { name: names.expertUp(l, e), shape: [I, d], source: p + 'experts.up_proj', kind: 'columns', offset: e * I },
+        { name: names.expertDown(l, e), shape: [d, I], source: p + 'experts.down_proj', kind: 'rows', offset: e * I },
       );
     }
     if (Is > 0) {
       pieces.push(
-        { name: names.sharedGate(l), shape: [Is, d], source: p + 'shared.gate_up', kind: 'columns', offset: 0 },
-        { name: names.sharedUp(l), shape: [Is, d], source: p + 'shared.gate_up', kind: 'columns', offset: Is },
-        { name: names.sharedDown(l), shape: [d, Is], source: p + 'shared.down', kind: 'rows', offset: 0 },
+        { name: names.sharedGate(l), shape: [Is, d], source: p + 'shared.gate_proj', kind: 'columns', offset: 0 },
+        { name: names.sharedUp(l), shape: [Is, d], source: p + 'shared.up_proj', kind: 'columns', offset: 0 },
+        { name: names.sharedDown(l), shape: [d, Is], source: p + 'shared.down_proj', kind: 'rows', offset: 0 },
         // [d, 1] and [1, d] hold the same values in the same order.
-        { name: names.sharedExpertGate(l), shape: [1, d], source: p + 'shared.gate', kind: 'contiguous', offset: 0 },
+        { name: names.sharedExpertGate(l), shape: [1, d], source: p + 'shared.expert_gate', kind: 'contiguous', offset: 0 },
       );
     } else {
       // vLLM always builds mlp.shared_expert_gate; a zero one is inert (design §2).

@@ -55,6 +55,7 @@ export class MoEModel {
       mask = groupedCausalMask(group, seqLen);
       tf.keep(rope.cos);
       tf.keep(rope.sin);
+      tf.keep(rope.rotation);
       tf.keep(mask);
       this.ropeCache.set(seqLen, rope);
       this.maskCache.set(seqLen, mask);
@@ -76,7 +77,7 @@ export class MoEModel {
     };
     const embed = this.param<tf.Tensor2D>('embed'); // [V, d]
     // One-hot product instead of gather: gather's gradient needs UnsortedSegmentSum, which wasm lacks.
-    const oneHot = tf.oneHot(tf.tensor1d(tokens, 'int32'), c.vocab_size, 1, 0, 'float32') as tf.Tensor2D; // [N, V]
+    const oneHot = oneHotRows(tokens, c.vocab_size); // [N, V]
     let h = plainMatMul(oneHot, embed); // [N, d]
     const routerProbs: tf.Tensor2D[] = [];
     const selections: tf.Tensor2D[] = [];
@@ -104,8 +105,9 @@ export class MoEModel {
       }
       let y = expertsMlp(
         m,
-        this.param(p + 'experts.gate_up'),
-        this.param(p + 'experts.down'),
+        this.param(p + 'experts.gate_proj'),
+        this.param(p + 'experts.up_proj'),
+        this.param(p + 'experts.down_proj'),
         routeWeights,
         c.num_experts,
         c.moe_intermediate_size,
@@ -113,7 +115,13 @@ export class MoEModel {
       if (c.shared_expert_intermediate_size > 0) {
         y = tf.add(
           y,
-          sharedExpert(m, this.param(p + 'shared.gate_up'), this.param(p + 'shared.down'), this.param(p + 'shared.gate')),
+          sharedExpert(
+            m,
+            this.param(p + 'shared.gate_proj'),
+            this.param(p + 'shared.up_proj'),
+            this.param(p + 'shared.down_proj'),
+            this.param(p + 'shared.expert_gate'),
+          ),
         ) as tf.Tensor2D; // [N, d]
       }
       h = tf.add(h, y) as tf.Tensor2D; // [N, d]
@@ -140,7 +148,7 @@ export class MoEModel {
 
   /** Releases the cached constants (parameters belong to the caller). */
   dispose(): void {
-    for (const rope of this.ropeCache.values()) tf.dispose([rope.cos, rope.sin]);
+    for (const rope of this.ropeCache.values()) tf.dispose([rope.cos, rope.sin, rope.rotation]);
     for (const mask of this.maskCache.values()) mask.dispose();
     this.ropeCache.clear();
     this.maskCache.clear();
@@ -151,7 +159,7 @@ export class MoEModel {
 export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   const [, v] = logits.shape;
   const logProbs = tf.logSoftmax(logits); // [N, V]
-  const targetMask = tf.oneHot(tf.tensor1d(targets, 'int32'), v, 1, 0, 'float32'); // [N, V]
+  const targetMask = oneHotRows(targets, v); // [N, V]
   return tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetMask), 1))) as tf.Scalar;
 }
 
@@ -160,10 +168,24 @@ export function tokenLosses(logits: tf.Tensor2D, targets: Int32Array): Float32Ar
   const losses = tf.tidy(() => {
     const [, v] = logits.shape;
     const logProbs = tf.logSoftmax(logits); // [N, V]
-    const targetMask = tf.oneHot(tf.tensor1d(targets, 'int32'), v, 1, 0, 'float32'); // [N, V]
+    const targetMask = oneHotRows(targets, v); // [N, V]
     return tf.neg(tf.sum(tf.mul(logProbs, targetMask), 1)); // [N]
   });
   const values = Float32Array.from(losses.dataSync() as Float32Array);
   losses.dispose();
   return values;
+}
+
+/**
+ * Float one-hot rows built in JavaScript: tfjs 4.22's wasm OneHot kernel writes int32 bit patterns even when
+ * asked for float32 (ones come out as 1.4e-45), and a cast would add a pass over [N, V].
+ */
+export function oneHotRows(ids: Int32Array, depth: number): tf.Tensor2D {
+  const values = new Float32Array(ids.length * depth);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < depth)) throw new Error(`token id ${id} is outside the vocabulary (0..${depth - 1})`);
+    values[i * depth + id] = 1;
+  }
+  return tf.tensor2d(values, [ids.length, depth]);
 }

@@ -4,15 +4,17 @@ import { plainMatMul } from './matmul';
 /**
  * The MoE MLP with every expert computed at once.
  *
- * Experts sit side by side in two 2-D weights: gate_up [d, 2·E·I] (columns 0..E·I−1 are the gate projections of
- * experts 0..E−1, I columns each; then the up projections in the same order) and down [E·I, d]. Scaling each
+ * Experts sit side by side in 2-D weights: gate and up [d, E·I] (columns e·I..(e+1)·I−1 belong to expert e) and
+ * down [E·I, d]. (Separate gate and up products rather than one fused [d, 2·E·I]: splitting a product's columns
+ * copies the whole tensor on wasm, costing more than the second product's call.) Scaling each
  * expert's I hidden units by that expert's routing weight before the shared down projection equals
  * Σ_e w_e · down_e(silu(gate_e(x)) ⊙ up_e(x)), with two plain 2-D products instead of a loop or a batched product
  * (the only fast path on wasm).
  */
 export function expertsMlp(
   x: tf.Tensor2D, // [N, d]
-  gateUp: tf.Tensor2D, // [d, 2·E·I]
+  gateWeight: tf.Tensor2D, // [d, E·I]
+  upWeight: tf.Tensor2D, // [d, E·I]
   down: tf.Tensor2D, // [E·I, d]
   routeWeights: tf.Tensor2D, // [N, E]  p_e, or p_e masked to the selected experts
   numExperts: number,
@@ -20,9 +22,8 @@ export function expertsMlp(
 ): tf.Tensor2D {
   const n = x.shape[0];
   const width = numExperts * intermediate;
-  const projected = plainMatMul(x, gateUp); // [N, 2·E·I]
-  const gate = tf.slice(projected, [0, 0], [n, width]); // [N, E·I]
-  const up = tf.slice(projected, [0, width], [n, width]); // [N, E·I]
+  const gate = plainMatMul(x, gateWeight); // [N, E·I]
+  const up = plainMatMul(x, upWeight); // [N, E·I]
   const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up); // [N, E·I]  silu(gate) ⊙ up
   const weighted = tf
     .mul(hidden.reshape([n, numExperts, intermediate]), routeWeights.reshape([n, numExperts, 1])) // [N, E, I]
@@ -33,17 +34,15 @@ export function expertsMlp(
 /** The always-on shared expert, scaled by sigmoid(x · w_gate) as in Qwen2-MoE. */
 export function sharedExpert(
   x: tf.Tensor2D, // [N, d]
-  gateUp: tf.Tensor2D, // [d, 2·Is]
+  gateWeight: tf.Tensor2D, // [d, Is]
+  upWeight: tf.Tensor2D, // [d, Is]
   down: tf.Tensor2D, // [Is, d]
-  gateWeight: tf.Tensor2D, // [d, 1]
+  expertGate: tf.Tensor2D, // [d, 1]
 ): tf.Tensor2D {
-  const n = x.shape[0];
-  const width = down.shape[0];
-  const projected = plainMatMul(x, gateUp); // [N, 2·Is]
-  const gate = tf.slice(projected, [0, 0], [n, width]); // [N, Is]
-  const up = tf.slice(projected, [0, width], [n, width]); // [N, Is]
+  const gate = plainMatMul(x, gateWeight); // [N, Is]
+  const up = plainMatMul(x, upWeight); // [N, Is]
   const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // [N, Is]
-  const scale = tf.sigmoid(plainMatMul(x, gateWeight)); // [N, 1]
+  const scale = tf.sigmoid(plainMatMul(x, expertGate)); // [N, 1]
   return tf.mul(plainMatMul(hidden, down), scale) as tf.Tensor2D; // [N, d]
 }
 

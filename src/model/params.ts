@@ -14,11 +14,13 @@ import { headDim, ModelConfig } from './config';
  *   layers.{l}.attn.o           [H·hd, d]
  *   layers.{l}.mlp_norm         [d]
  *   layers.{l}.router           [d, E]
- *   layers.{l}.experts.gate_up  [d, 2·E·I]          gates of experts 0..E−1 (I columns each), then their ups
- *   layers.{l}.experts.down     [E·I, d]
- *   layers.{l}.shared.gate_up   [d, 2·Is]           shared expert, only when Is > 0
- *   layers.{l}.shared.down      [Is, d]
- *   layers.{l}.shared.gate      [d, 1]
+ *   layers.{l}.experts.gate_proj [d, E·I]           experts 0..E−1 side by side, I columns each
+ *   layers.{l}.experts.up_proj   [d, E·I]
+ *   layers.{l}.experts.down_proj [E·I, d]           rows e·I..(e+1)·I−1 belong to expert e
+ *   layers.{l}.shared.gate_proj  [d, Is]            shared expert, only when Is > 0
+ *   layers.{l}.shared.up_proj    [d, Is]
+ *   layers.{l}.shared.down_proj  [Is, d]
+ *   layers.{l}.shared.expert_gate [d, 1]
  */
 export type ParamMap = Map<string, tf.Variable>;
 
@@ -61,14 +63,16 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
       matrix(p + 'attn.o', [H * hd, d], residualStd),
       vector(p + 'mlp_norm', d, 1),
       matrix(p + 'router', [d, E]),
-      matrix(p + 'experts.gate_up', [d, 2 * E * I]),
-      matrix(p + 'experts.down', [E * I, d], residualStd),
+      matrix(p + 'experts.gate_proj', [d, E * I]),
+      matrix(p + 'experts.up_proj', [d, E * I]),
+      matrix(p + 'experts.down_proj', [E * I, d], residualStd),
     );
     if (Is > 0) {
       specs.push(
-        matrix(p + 'shared.gate_up', [d, 2 * Is]),
-        matrix(p + 'shared.down', [Is, d], residualStd),
-        matrix(p + 'shared.gate', [d, 1]),
+        matrix(p + 'shared.gate_proj', [d, Is]),
+        matrix(p + 'shared.up_proj', [d, Is]),
+        matrix(p + 'shared.down_proj', [Is, d], residualStd),
+        matrix(p + 'shared.expert_gate', [d, 1]),
       );
     }
   }

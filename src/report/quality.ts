@@ -3,7 +3,7 @@ import { EvaluationContext, RoutingOverride } from './engine';
 /**
  * Held-out quality under one routing rule, computed from the runtime's logits so that every point of the report
  * (dense, the plan, each k and ε of the quality–cost sweep) is scored by the same code on the same tokens.
- * Each window is scored independently from position 0; target i+1 is predicted from tokens 0..i.
+ * Each window is scored independently from position 0; token i+1 is predicted from tokens 0..i.
  */
 
 export interface Quality {
@@ -45,32 +45,30 @@ export async function measureQuality(
   context.resetStats();
   for (let first = 0; first < input.windows.length; first += input.slots) {
     const group = input.windows.slice(first, first + input.slots);
-    const total = group.reduce((n, w) => n + w.length, 0);
-    const ids = new Int32Array(total); // [Σ n_w]
+    // A window of n tokens feeds tokens 0..n−2 and predicts tokens 1..n−1 (every fed row is an output row).
+    const total = group.reduce((sum, w) => sum + w.length - 1, 0);
+    const ids = new Int32Array(total); // [Σ (n_w − 1)]
     const slots = new Int32Array(total);
     const positions = new Int32Array(total);
-    const rows: number[] = [];
-    const targets: number[] = [];
+    const targets = new Int32Array(total);
     let at = 0;
     group.forEach((window, slot) => {
       context.clearSlot(slot);
-      for (let t = 0; t < window.length; t++) {
-        ids[at + t] = window[t];
-        slots[at + t] = slot;
-        positions[at + t] = t;
-        if (t + 1 < window.length) {
-          rows.push(at + t);
-          targets.push(window[t + 1]);
-        }
+      for (let t = 0; t + 1 < window.length; t++) {
+        ids[at] = window[t];
+        slots[at] = slot;
+        positions[at] = t;
+        targets[at] = window[t + 1];
+        at++;
       }
-      at += window.length;
     });
-    const logits = await context.evaluate(ids, slots, positions, Int32Array.from(rows), routing); // [rows, V]
-    for (let r = 0; r < rows.length; r++) {
+    const rows = Int32Array.from({ length: total }, (_, r) => r);
+    const logits = await context.evaluate(ids, slots, positions, rows, routing); // [total, V]
+    for (let r = 0; r < total; r++) {
       nats += crossEntropy(logits, r * input.vocabSize, input.vocabSize, targets[r]);
       bytes += input.tokenBytes(targets[r]);
     }
-    tokens += rows.length;
+    tokens += total;
     onBatch();
   }
   const stats = context.routingStats();

@@ -30,7 +30,7 @@ export function reportMarkdown(report: ReportJson): string {
   );
   const c = report.model.config;
   out.push(
-    `Model: d=${c.hidden_size}, ${c.num_hidden_layers} layers, ${c.num_attention_heads} heads (${c.num_key_value_heads} KV), ` +
+    `Model: d=${c.hidden_size}, ${c.num_hidden_layers} layer${c.num_hidden_layers === 1 ? '' : 's'}, ${c.num_attention_heads} heads (${c.num_key_value_heads} KV), ` +
       `${c.num_experts} experts × ${c.moe_intermediate_size}` +
       (c.shared_expert_intermediate_size ? ` + shared ${c.shared_expert_intermediate_size}` : '') +
       `, vocab ${c.vocab_size}; plan dtype ${report.model.dtype}; strategy ${report.model.strategy.name}` +

@@ -42,6 +42,8 @@ export interface ReportOptions {
   threads?: number;
   throughput: Omit<ThroughputSettings, 'vocabSize'>;
   quality: QualityInput | null;
+  /** Run the quality–cost sweep (top-k for k = 1 … E, then each ε of `epsilons`). */
+  sweep: boolean;
   epsilons: number[];
   referenceCheck: ReferenceCheckInput | null;
   peer: { enabled: boolean; batches: number[]; dtypes: ('f32' | 'bf16')[]; repeats: number; timeoutMs: number };
@@ -55,7 +57,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
   const maxBatch = Math.max(...settings.batches);
   const windowLength = options.quality ? Math.max(...options.quality.windows.map((w) => w.length)) : 0;
   const qualitySlots = options.quality ? options.quality.slots : 0;
-  const sweepCount = options.quality ? sweepRoutings(plan, options.epsilons).length : 0;
+  const sweepCount = options.quality && options.sweep ? sweepRoutings(plan, options.epsilons).length : 0;
   const progress = new ReportProgress(
     (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 3,
     options.progress,
@@ -87,7 +89,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         expertLoad = { source: `runtime counters, plan routing on ${stats.tokens} held-out tokens`, cells: expertLoadFromCounts(stats.expertCounts, stats.tokens) };
         progress.step('quality sparse');
         quality = { dense, sparse };
-        qualityCost = await sweepQualityCost(context, plan, options.quality, options.epsilons, (label) => progress.step(`quality–cost ${label}`));
+        if (options.sweep) qualityCost = await sweepQualityCost(context, plan, options.quality, options.epsilons, (label) => progress.step(`quality–cost ${label}`));
         if (options.referenceCheck) {
           const subset: QualityInput = { ...options.quality, windows: options.referenceCheck.windows };
           const reference = options.referenceCheck.referenceLoss();

@@ -149,17 +149,33 @@ export class SparseModel {
       for (let start = 0; start + 1 < ids.length; start += context) {
         const n = Math.min(context, ids.length - 1 - start); // inputs in this window
         const logits = await this.forward(ids.subarray(start, start + n)); // [n, V]
-        for (let t = 0; t < n; t++) {
-          const row = logits.subarray(t * V, (t + 1) * V);
-          let max = -Infinity;
-          for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
-          let z = 0;
-          for (let i = 0; i < V; i++) z += Math.exp(row[i] - max);
-          lossSum += Math.log(z) + max - row[ids[start + t + 1]];
-        }
+        for (let t = 0; t < n; t++) lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), ids[start + t + 1]);
         count += n;
       }
       return { loss: lossSum / count, tokens: count, lossSum, targets: ids.slice(1) };
+    });
+  }
+
+  /**
+   * Scores `count` windows of equal length T given as inputs/targets [count·T] (src/data TokenDataset's held-out
+   * windows): mean cross-entropy of targets[i] given inputs up to i within each window.
+   */
+  scoreWindows(inputs: Int32Array, targets: Int32Array, count: number): Promise<ScoreResult> {
+    if (!Number.isInteger(count) || count < 1 || inputs.length !== targets.length || inputs.length % count !== 0) {
+      throw new UserError('scoreWindows: inputs and targets must be count equal windows');
+    }
+    const T = inputs.length / count;
+    const ids = this.checkTokens(inputs, 'scoreWindows', Number.MAX_SAFE_INTEGER);
+    const want = this.checkTokens(targets, 'scoreWindows targets', Number.MAX_SAFE_INTEGER);
+    if (T > this.maxContext) throw new UserError(`scoreWindows: windows of ${T} tokens exceed the context of ${this.maxContext}`);
+    const V = this.vocabSize;
+    return this.serial(async () => {
+      let lossSum = 0;
+      for (let w = 0; w < count; w++) {
+        const logits = await this.forward(ids.subarray(w * T, (w + 1) * T)); // [T, V]
+        for (let t = 0; t < T; t++) lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), want[w * T + t]);
+      }
+      return { loss: lossSum / (count * T), tokens: count * T, lossSum, targets: want };
     });
   }
 
@@ -204,4 +220,13 @@ export class SparseModel {
     await this.queue;
     this.model.dispose();
   }
+}
+
+/** −log softmax(row)[target], in nats, accumulated in float64. */
+export function crossEntropy(row: Float32Array, target: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
+  let z = 0;
+  for (let i = 0; i < row.length; i++) z += Math.exp(row[i] - max);
+  return Math.log(z) + max - row[target];
 }

@@ -21,6 +21,18 @@ export interface ServeTokenizer {
   vocabSize: number;
 }
 
+/** Chooses one request's tokens; each request owns one, seeded by its own seed. */
+export interface RequestSampler {
+  /** One token from one logits row [V]. */
+  sample(logits: Float32Array): number;
+}
+
+export interface RequestSamplingOptions {
+  temperature: number; // 0 = greedy
+  topP: number; // (0, 1]
+  seed: number;
+}
+
 /** A model ready to serve: an evaluator with `slots` sequences of at most `maxContext` tokens each. */
 export interface ServeModel {
   /** Name clients pass as `model` and see in `GET /v1/models`. */
@@ -33,6 +45,8 @@ export interface ServeModel {
   slots: number;
   /** Positions per sequence: prompt plus generated tokens must fit. */
   maxContext: number;
+  /** A fresh sampler for one request (the runtime's own, so serve and `dsmoe generate` agree for a seed). */
+  createSampler(options: RequestSamplingOptions): RequestSampler;
   /** Frees native memory; called once when the server has drained. */
   dispose(): void;
 }

@@ -1,5 +1,6 @@
 import type { ServeModel, ServeTokenizer } from './batch-evaluator';
 import { FakeBatchEvaluator } from './fake-batch-evaluator';
+import { TokenSampler } from './token-sampler';
 
 /** Bytes 0–255 plus end-of-text 256: the same layout as the project's byte tokenizer. */
 const byteTokenizer: ServeTokenizer = {
@@ -22,6 +23,7 @@ export function createFakeServeModel(options: { slots?: number; maxContext?: num
     vocabSize: byteTokenizer.vocabSize,
     slots,
     maxContext: options.maxContext ?? 512,
+    createSampler: (sampling) => new TokenSampler(sampling),
     dispose: () => {},
   };
 }

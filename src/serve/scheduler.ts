@@ -68,7 +68,7 @@ export class Scheduler {
     if (this.queueDepth >= this.options.maxQueue) {
       throw new ApiError(429, `the request queue is full (${this.options.maxQueue} waiting); retry later`, 'rate_limit_error', null, 'queue_full');
     }
-    const sequence = new Sequence(params, listener, this.model.tokenizer, this.model.maxContext);
+    const sequence = new Sequence(params, listener, this.model);
     this.waiting.push(sequence);
     this.kick();
     return {

@@ -1,7 +1,6 @@
-import type { ServeTokenizer } from './batch-evaluator';
+import type { RequestSampler, ServeModel } from './batch-evaluator';
 import { CompletionText } from './completion-text';
 import type { FinishReason, GenerationListener, GenerationParams } from './generation';
-import { TokenSampler } from './token-sampler';
 
 /** A request's state inside the scheduler: its slot, its tokens, how many of them the KV cache holds. */
 export class Sequence {
@@ -13,18 +12,17 @@ export class Sequence {
   generated = 0;
   finished = false;
   cancelled = false;
-  private readonly sampler: TokenSampler;
+  private readonly sampler: RequestSampler;
   private readonly text: CompletionText;
 
   constructor(
     readonly params: GenerationParams,
     private readonly listener: GenerationListener,
-    private readonly tokenizer: ServeTokenizer,
-    private readonly maxContext: number,
+    private readonly model: ServeModel,
   ) {
     this.tokens = [...params.promptTokens];
-    this.sampler = new TokenSampler(params);
-    this.text = new CompletionText(tokenizer, params.stop);
+    this.sampler = model.createSampler({ temperature: params.temperature, topP: params.topP, seed: params.seed });
+    this.text = new CompletionText(model.tokenizer, params.stop);
   }
 
   /** Still holds a slot that the scheduler must feed or free. */
@@ -40,7 +38,7 @@ export class Sequence {
   acceptLogits(row: Float32Array): void {
     const token = this.sampler.sample(row);
     this.generated++;
-    if (token === this.tokenizer.eosId) {
+    if (token === this.model.tokenizer.eosId) {
       this.finish('stop');
       return;
     }
@@ -48,7 +46,7 @@ export class Sequence {
     const { delta, stopped } = this.text.push(token);
     if (delta) this.listener.onText(delta);
     if (stopped) this.finish('stop');
-    else if (this.generated >= this.params.maxTokens || this.tokens.length >= this.maxContext) this.finish('length');
+    else if (this.generated >= this.params.maxTokens || this.tokens.length >= this.model.maxContext) this.finish('length');
   }
 
   fail(error: Error): void {

@@ -15,6 +15,13 @@ namespace dsmoe {
 
 namespace {
 
+// A property that is set to something (undefined and null count as absent, as in JavaScript option bags).
+bool present(const Napi::Object& o, const char* key) {
+  if (!o.Has(key)) return false;
+  Napi::Value v = o.Get(key);
+  return !v.IsUndefined() && !v.IsNull();
+}
+
 struct Options {
   std::string impl = "fast";
   int threads = 1;
@@ -24,8 +31,8 @@ Options options_arg(const Napi::CallbackInfo& info, size_t i) {
   Options o;
   if (i < info.Length() && info[i].IsObject()) {
     Napi::Object obj = info[i].As<Napi::Object>();
-    if (obj.Has("impl")) o.impl = obj.Get("impl").ToString().Utf8Value();
-    if (obj.Has("threads")) o.threads = obj.Get("threads").ToNumber().Int32Value();
+    if (present(obj, "impl")) o.impl = obj.Get("impl").ToString().Utf8Value();
+    if (present(obj, "threads")) o.threads = obj.Get("threads").ToNumber().Int32Value();
   }
   if (o.threads < 1 || o.threads > 256) throw Napi::RangeError::New(info.Env(), "threads must be in [1, 256]");
   return o;
@@ -57,7 +64,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   const void* W = weights_arg(info, 3, t, sz(N, K), "W");
   Options o = options_arg(info, 6);
   Epilogue ep;
-  if (info.Length() > 6 && info[6].IsObject() && info[6].As<Napi::Object>().Has("bias")) {
+  if (info.Length() > 6 && info[6].IsObject() && present(info[6].As<Napi::Object>(), "bias")) {
     Napi::Value b = info[6].As<Napi::Object>().Get("bias");
     if (!b.IsTypedArray() || b.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
         b.As<Napi::TypedArray>().ElementLength() < size_t(N))
@@ -177,11 +184,11 @@ SelectRule rule_arg(const Napi::CallbackInfo& info, size_t i, int E, std::vector
   else if (mode == "topk") rule.mode = SelectMode::TopK;
   else if (mode == "threshold") rule.mode = SelectMode::Threshold;
   else throw Napi::TypeError::New(env, "mode must be dense, topk or threshold");
-  if (r.Has("k")) rule.k = r.Get("k").ToNumber().Int32Value();
-  if (r.Has("epsilon")) rule.epsilon = r.Get("epsilon").ToNumber().FloatValue();
-  if (r.Has("kMax")) rule.k_max = r.Get("kMax").ToNumber().Int32Value();
-  if (r.Has("renormalize")) rule.renormalize = r.Get("renormalize").ToBoolean();
-  if (r.Has("allowed")) {
+  if (present(r, "k")) rule.k = r.Get("k").ToNumber().Int32Value();
+  if (present(r, "epsilon")) rule.epsilon = r.Get("epsilon").ToNumber().FloatValue();
+  if (present(r, "kMax")) rule.k_max = r.Get("kMax").ToNumber().Int32Value();
+  if (present(r, "renormalize")) rule.renormalize = r.Get("renormalize").ToBoolean();
+  if (present(r, "allowed")) {
     Napi::Value a = r.Get("allowed");
     if (!a.IsTypedArray() || a.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
         a.As<Napi::TypedArray>().ElementLength() < size_t(E))

@@ -2,17 +2,16 @@
 
 #include <algorithm>
 
-namespace dsmoe {
+#if defined(__x86_64__)
+#include <immintrin.h>
+static inline void cpu_relax() { _mm_pause(); }
+#elif defined(__aarch64__)
+static inline void cpu_relax() { asm volatile("yield"); }
+#else
+static inline void cpu_relax() {}
+#endif
 
-// Range r of `parts` ranges over [0, n), each a multiple of grain.
-static void split(size_t n, size_t grain, int parts, int r, size_t* begin, size_t* end) {
-  size_t blocks = (n + grain - 1) / grain;
-  size_t per = blocks / parts, extra = blocks % parts;
-  size_t b0 = r * per + std::min<size_t>(r, extra);
-  size_t b1 = b0 + per + (size_t(r) < extra ? 1 : 0);
-  *begin = std::min(n, b0 * grain);
-  *end = std::min(n, b1 * grain);
-}
+namespace dsmoe {
 
 ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
   for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -28,65 +27,67 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+void ThreadPool::run_chunks(Job& job, int worker) {
+  for (;;) {
+    size_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (c >= job.chunks) return;
+    size_t b = c * job.grain, e = std::min(job.n, b + job.grain);
+    (*job.fn)(b, e, worker);
+    job.done.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
 void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t, int)>& fn) {
-  grain = std::max<size_t>(1, grain);
-  size_t blocks = (n + grain - 1) / grain;
-  int parts = int(std::min<size_t>(blocks, size_t(threads_)));
-  if (parts <= 1) {
+  Job job;
+  job.fn = &fn;
+  job.n = n;
+  job.grain = std::max<size_t>(1, grain);
+  job.chunks = (n + job.grain - 1) / job.grain;
+  if (job.chunks <= 1) {
     fn(0, n, 0);
     return;
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    n_ = n;
-    grain_ = grain;
-    active_ = parts;
-    pending_.store(parts - 1);
-    generation_.fetch_add(1);
+    job_ = &job;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  size_t b, e;
-  split(n, grain, parts, 0, &b, &e);
-  fn(b, e, 0);
-  // Workers finish within microseconds for decode-sized jobs: spin briefly before sleeping.
-  for (int spin = 0; spin < 20000 && pending_.load(std::memory_order_acquire) > 0; ++spin) std::this_thread::yield();
-  if (pending_.load(std::memory_order_acquire) > 0) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [this] { return pending_.load() == 0; });
+  run_chunks(job, 0);
+  // Chunks other threads are still running: short spin, then yield the core.
+  for (int spin = 0; job.done.load(std::memory_order_acquire) < job.chunks; ++spin) {
+    if (spin < 2000) cpu_relax();
+    else std::this_thread::yield();
   }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    job_ = nullptr;  // late workers no longer join
+  }
+  // Workers that joined may still hold &job (they find no chunk left and leave at once).
+  while (inside_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
 }
 
 void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    // Spin a little on the generation counter (low decode latency), then block.
+    // Spin briefly on the generation counter (decode issues many short jobs back to back), then sleep.
     uint64_t g = generation_.load(std::memory_order_acquire);
     for (int spin = 0; spin < 4000 && g == seen; ++spin) {
-      std::this_thread::yield();
+      cpu_relax();
       g = generation_.load(std::memory_order_acquire);
     }
-    const std::function<void(size_t, size_t, int)>* job;
-    size_t n, grain;
-    int parts;
+    Job* job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
       if (stop_) return;
       seen = generation_.load();
       job = job_;
-      n = n_;
-      grain = grain_;
-      parts = active_;
+      if (job) inside_.fetch_add(1, std::memory_order_acq_rel);
     }
-    if (index < parts) {
-      size_t b, e;
-      split(n, grain, parts, index, &b, &e);
-      (*job)(b, e, index);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_cv_.notify_one();
-      }
+    if (job) {
+      run_chunks(*job, index);
+      inside_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 }

@@ -1,11 +1,12 @@
-// The routed experts of one layer, run expert by expert over the grouped rows (moe_align.cpp):
-//   gather x rows → [n, d];  fused gate+up (one [2I, d] weight) → [n, 2I];  SwiGLU → [n, I];
-//   down [d, I] with the routing weight and the scatter-add to each token's row in the epilogue (the combine).
+// The routed experts of one layer over the grouped rows (moe_align.cpp):
+//   gather x rows → [R, d];  fused gate+up (one [2I, d] weight per expert) → [R, 2I];  SwiGLU → [R, I];
+//   down [d, I] with the routing weight applied in the epilogue → [R, d];  combine: scatter-add into each token.
 // linear() takes the GEMV path for an expert with ≤ 4 tokens and the packed GEMM otherwise.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "../common/threadpool.h"
 #include "kernels.h"
 
 namespace dsmoe {
@@ -53,32 +54,77 @@ void moe_ffn_ref(const float* x, int T, const ExpertWeights& w, int E, const int
   }
 }
 
+// Combine: y[rows[r]] += out[r] for every grouped row (the routing weight is already in out).
+void combine_ref(const float* out, const int32_t* rows, int R, int d, float* y) {
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < d; ++j) y[size_t(rows[r]) * d + j] += out[size_t(r) * d + j];
+}
+
+void combine(ThreadPool* pool, const float* out, const int32_t* rows, int R, int d, float* y) {
+  // Split by columns: a token selected by several experts gets all its rows added by one thread, no races.
+  parallel_for(pool, size_t(d), 64, [&](size_t c0, size_t c1, int) {
+    for (int r = 0; r < R; ++r) {
+      const float* src = out + size_t(r) * d;
+      float* dst = y + size_t(rows[r]) * d;
+      for (size_t j = c0; j < c1; ++j) dst[j] += src[j];
+    }
+  });
+}
+
+// The whole layer's experts in four pool jobs, however many experts are active: work items are (expert, block of
+// output columns), so a decode step over 32 experts costs as few synchronisations as one over 2.
 void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,
              const int32_t* rows, const float* row_weight, float* y) {
   (void)T;
   const int d = w.d, I = w.I;
   const size_t esz = dtype_size(w.dtype);
-  int most = 0;
-  for (int e = 0; e < E; ++e) most = std::max(most, offsets[e + 1] - offsets[e]);
-  std::vector<float> xs(size_t(most) * d);      // [n, d]   gathered rows
-  std::vector<float> gu(size_t(most) * 2 * I);  // [n, 2I]
-  std::vector<float> h(size_t(most) * I);       // [n, I]
-  for (int e = 0; e < E; ++e) {
-    int n = offsets[e + 1] - offsets[e];
-    int slot = w.slot_of_expert[e];
-    if (n == 0 || slot < 0) continue;
-    const char* Wgu = static_cast<const char*>(w.gate_up) + size_t(slot) * 2 * I * d * esz;
-    const char* Wd = static_cast<const char*>(w.down) + size_t(slot) * d * I * esz;
-    const int32_t* r = rows + offsets[e];
-    for (int i = 0; i < n; ++i) std::copy(x + size_t(r[i]) * d, x + size_t(r[i] + 1) * d, xs.begin() + size_t(i) * d);
-    linear(pool, xs.data(), n, d, Wgu, w.dtype, 2 * I, gu.data(), 2 * I, Epilogue{});
-    swiglu(gu.data(), n, I, h.data());
-    Epilogue ep;
-    ep.row_scale = row_weight + offsets[e];
-    ep.scatter = r;
-    ep.accumulate = true;  // each token appears once per expert, threads split columns: no write conflicts
-    linear(pool, h.data(), n, I, Wd, w.dtype, d, y, d, ep);
-  }
+  const int R = offsets[E];
+  if (R == 0) return;
+  constexpr int kBlock = 64;  // output columns per work item (a multiple of every GEMM panel width)
+  std::vector<float> xs(size_t(R) * d);      // [R, d]   gathered rows, expert by expert
+  std::vector<float> gu(size_t(R) * 2 * I);  // [R, 2I]
+  std::vector<float> h(size_t(R) * I);       // [R, I]
+  std::vector<float> out(size_t(R) * d);     // [R, d]   weighted expert outputs
+  parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) {
+    for (size_t r = b; r < e; ++r) std::copy(x + size_t(rows[r]) * d, x + size_t(rows[r] + 1) * d, xs.begin() + r * d);
+  });
+  struct Item { int expert, n0, n1; };
+  auto items_for = [&](int N) {
+    std::vector<Item> items;
+    for (int e = 0; e < E; ++e)
+      if (offsets[e + 1] > offsets[e] && w.slot_of_expert[e] >= 0)
+        for (int n0 = 0; n0 < N; n0 += kBlock) items.push_back({e, n0, std::min(N, n0 + kBlock)});
+    return items;
+  };
+  // gate+up: [n_e, d] · [2I, d]ᵀ, one block of weight rows per item.
+  std::vector<Item> items = items_for(2 * I);
+  parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) {
+      const Item& it = items[i];
+      int off = offsets[it.expert], n = offsets[it.expert + 1] - off;
+      const char* W = static_cast<const char*>(w.gate_up) + (size_t(w.slot_of_expert[it.expert]) * 2 * I + it.n0) * d * esz;
+      linear(nullptr, xs.data() + size_t(off) * d, n, d, W, w.dtype, it.n1 - it.n0, gu.data() + size_t(off) * 2 * I + it.n0,
+             2 * I, Epilogue{});
+    }
+  });
+  parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) {
+    swiglu(gu.data() + b * 2 * I, int(e - b), I, h.data() + b * I);
+  });
+  // down with the routing weight in the epilogue: [n_e, I] · [d, I]ᵀ · w.
+  items = items_for(d);
+  parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
+    for (size_t i = b; i < e; ++i) {
+      const Item& it = items[i];
+      int off = offsets[it.expert], n = offsets[it.expert + 1] - off;
+      const char* W = static_cast<const char*>(w.down) + (size_t(w.slot_of_expert[it.expert]) * d + it.n0) * I * esz;
+      Epilogue ep;
+      ep.row_scale = row_weight + off;
+      linear(nullptr, h.data() + size_t(off) * I, n, I, W, w.dtype, it.n1 - it.n0, out.data() + size_t(off) * d + it.n0, d, ep);
+    }
+  });
+  for (int e = 0; e < E; ++e)  // rows routed to a pruned expert contribute nothing
+    if (w.slot_of_expert[e] < 0) std::fill(out.begin() + size_t(offsets[e]) * d, out.begin() + size_t(offsets[e + 1]) * d, 0.f);
+  combine(pool, out.data(), rows, R, d, y);
 }
 
 }  // namespace dsmoe

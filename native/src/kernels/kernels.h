@@ -100,6 +100,9 @@ struct ExpertWeights {
 void swiglu_ref(const float* gu /*[n, 2I]*/, int n, int I, float* h /*[n, I]*/);
 void swiglu(const float* gu, int n, int I, float* h);
 // Grouping as produced by group_by_expert (over original expert ids, E of them).
+// out [R, d] (weighted expert rows), rows [R] token of each row → y [T, d] += per-token sums.
+void combine_ref(const float* out, const int32_t* rows, int R, int d, float* y);
+void combine(ThreadPool* pool, const float* out, const int32_t* rows, int R, int d, float* y);
 void moe_ffn_ref(const float* x /*[T, d]*/, int T, const ExpertWeights& w, int E, const int32_t* offsets,
                  const int32_t* rows, const float* row_weight, float* y /*[T, d]*/);
 void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,

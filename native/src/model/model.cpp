@@ -25,6 +25,10 @@ void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool ma
   uint64_t elems = 1;
   for (int64_t v : t.shape) {
     if (v <= 0) throw std::runtime_error("tensor " + t.name + " has a non-positive dimension");
+    // Checked before multiplying: no shape can wrap around 2^64 and pass the size test below.
+    if (uint64_t(v) > file_->size() || elems > file_->size() / uint64_t(v))
+      throw std::runtime_error("tensor " + t.name + " of shape " + shape_str(t.shape) + " is larger than " +
+                               file_->path() + " (" + std::to_string(file_->size()) + " bytes)");
     elems *= uint64_t(v);
   }
   uint64_t bytes = elems * dtype_size(t.dtype);
@@ -192,7 +196,11 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     if (routing.active) {
       rule.mode = routing.mode;
       if (routing.mode == SelectMode::TopK) rule.k = routing.k;
-      if (routing.mode == SelectMode::Threshold) rule.epsilon = routing.epsilon;
+      if (routing.mode == SelectMode::Threshold) {
+        // A plan converted for top-k caps k_max at its k; an explicit threshold override may use every expert.
+        if (L.select.mode != SelectMode::Threshold) rule.k_max = 0;
+        rule.epsilon = routing.epsilon;
+      }
     }
     select_experts(probs.data(), T, E, rule, E, sel_ids.data(), sel_w.data(), sel_count.data());
     group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),

@@ -1,11 +1,57 @@
 import type { CommandModule } from 'yargs';
 import { UserError } from '../errors';
+import { loadTokenizer } from '../../data';
+import { SparseModel } from '../../runtime/model';
 
-// Placeholder until the owning stage lands; replaced by the real command module.
-export const generateCommand: CommandModule = {
-  command: 'generate',
-  describe: '(being built)',
-  handler: () => {
-    throw new UserError('the generate command is not available yet');
+interface GenerateArgs {
+  model: string;
+  prompt: string;
+  'max-new-tokens': number;
+  temperature: number;
+  'top-p': number;
+  seed: number;
+  threads?: number;
+  dense: boolean;
+}
+
+/** `dsmoe generate <plan-dir> --prompt TEXT`: samples a continuation on the native runtime, streaming it to stdout. */
+export const generateCommand: CommandModule<object, GenerateArgs> = {
+  command: 'generate <model>',
+  describe: 'Generate text from a sparse plan folder on the native runtime (streams to stdout)',
+  builder: (yargs) =>
+    yargs
+      .positional('model', { type: 'string', demandOption: true, describe: 'sparse plan folder (dsmoe convert output)' })
+      .option('prompt', { type: 'string', demandOption: true, describe: 'text to continue' })
+      .option('max-new-tokens', { type: 'number', default: 128, describe: 'tokens to generate at most' })
+      .option('temperature', { type: 'number', default: 0.8, describe: 'softmax temperature; 0 = greedy' })
+      .option('top-p', { type: 'number', default: 0.95, describe: 'nucleus sampling mass in (0, 1]' })
+      .option('seed', { type: 'number', default: 0, describe: 'sampling seed: the same seed gives the same text' })
+      .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
+      .option('dense', { type: 'boolean', default: false, describe: 'use every kept expert (the dense baseline) instead of the plan' }),
+  handler: async (args) => {
+    const tokenizer = loadTokenizer(args.model);
+    const model = SparseModel.load(args.model, { threads: args.threads });
+    try {
+      if (args.dense) model.setMode('dense');
+      const prompt = tokenizer.encode(args.prompt);
+      if (prompt.length === 0) throw new UserError('--prompt is empty');
+      if (prompt.length >= model.maxContext) {
+        throw new UserError(`the prompt is ${prompt.length} tokens; the model's context is ${model.maxContext}`);
+      }
+      // Tokens are written as their bytes, so characters split across byte-level tokens come out whole.
+      await model.generate(prompt, {
+        maxNewTokens: args['max-new-tokens'],
+        temperature: args.temperature,
+        topP: args['top-p'],
+        seed: args.seed,
+        stopAtEos: tokenizer.eosId,
+        onToken: (id) => {
+          if (id !== tokenizer.eosId && id < tokenizer.vocabSize) process.stdout.write(Buffer.from(tokenizer.tokenBytes(id)));
+        },
+      });
+      process.stdout.write('\n');
+    } finally {
+      await model.dispose();
+    }
   },
 };

@@ -1,11 +1,120 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../errors';
+import { nativeReportRuntime } from '../../report/native_report_runtime';
+import { reportFromFolders } from '../../report/report_from_folders';
+import { reportFromShape } from '../../report/report_from_shape';
+import { DEFAULT_EPSILONS } from '../../report/quality_cost_sweep';
+import { parseIntegerList, parseNumberList } from '../../report/parse_list';
+import { headline } from '../../report/report_markdown';
+import type { PlanDtype } from '../../convert/plan';
 
-// Placeholder until the owning stage lands; replaced by the real command module.
-export const reportCommand: CommandModule = {
+interface ReportArgs {
+  dense?: string;
+  sparse?: string;
+  out: string;
+  batch: string;
+  threads?: number;
+  repeats: number;
+  'prompt-len'?: number;
+  'decode-steps'?: number;
+  'eval-tokens': number;
+  recipe?: string;
+  epsilons: string;
+  sweep: boolean;
+  'reference-windows': number;
+  shape?: string;
+  'random-init': boolean;
+  layers?: number;
+  dtype: string;
+  k?: number;
+  seed: number;
+  'plan-dir'?: string;
+  peer: boolean;
+  'peer-repeats': number;
+  json: boolean;
+}
+
+/** `dsmoe report`: dense vs sparse on the same tokens and machine (SPEC §5, §7). */
+export const reportCommand: CommandModule<object, ReportArgs> = {
   command: 'report',
-  describe: '(being built)',
-  handler: () => {
-    throw new UserError('the report command is not available yet');
+  describe: 'Speedup report: quality, throughput and latency of dense vs sparse, against the machine\'s measured limits',
+  builder: (yargs: Argv) =>
+    yargs
+      .usage(
+        '$0 report --dense <dense-dir> --sparse <sparse-dir> --out DIR [--batch 1,4,16,64]\n' +
+          '$0 report --shape <ds-moe-1b|ds-moe-3b|ds-moe-6b|config.json> --random-init --out DIR [--layers N]',
+      )
+      .option('dense', { type: 'string', describe: 'dense checkpoint folder (default: the plan\'s source)' })
+      .option('sparse', { type: 'string', describe: 'sparse plan folder (dsmoe convert output)' })
+      .option('out', { type: 'string', demandOption: true, describe: 'output folder: report.md, report.json, *.svg' })
+      .option('batch', { type: 'string', default: '1,4,16,64', describe: 'batch sizes (sequences per call)' })
+      .option('threads', { type: 'number', describe: 'runtime threads (default: all hardware threads)' })
+      .option('repeats', { type: 'number', default: 3, describe: 'timed repeats per mode and batch (after one warm-up)' })
+      .option('prompt-len', { type: 'number', describe: 'prompt tokens per sequence for prefill (default 32 trained, 16 random-init)' })
+      .option('decode-steps', { type: 'number', describe: 'decode steps timed after each prefill (default 16 trained, 8 random-init)' })
+      .option('eval-tokens', { type: 'number', default: 8192, describe: 'held-out tokens scored per quality point' })
+      .option('recipe', { type: 'string', describe: 'recipe the dense model was trained with (default: recipes/<name>.yaml from its config.json)' })
+      .option('epsilons', { type: 'string', default: DEFAULT_EPSILONS.join(','), describe: 'threshold ε values of the quality–cost sweep' })
+      .option('sweep', { type: 'boolean', default: true, describe: 'run the quality–cost sweep (--no-sweep to skip)' })
+      .option('reference-windows', { type: 'number', default: 4, describe: 'held-out windows also scored with the dense checkpoint\'s reference forward (0 = off)' })
+      .option('shape', { type: 'string', describe: 'paper shape or config.json, with --random-init' })
+      .option('random-init', { type: 'boolean', default: false, describe: 'random weights of --shape: speed only' })
+      .option('layers', { type: 'number', describe: 'with --shape: keep only this many layers (to fit a small machine)' })
+      .option('dtype', { type: 'string', default: 'bf16', choices: ['f32', 'bf16', 'f16'], describe: 'with --shape: weight dtype' })
+      .option('k', { type: 'number', describe: 'with --shape: experts per token (default: the paper\'s active share)' })
+      .option('seed', { type: 'number', default: 1, describe: 'with --shape: random-init seed' })
+      .option('plan-dir', { type: 'string', describe: 'with --shape: where the random plan is written or reused (default OUT/random-plan)' })
+      .option('peer', { type: 'boolean', default: true, describe: 'time the same MoE layer in PyTorch when available (--no-peer to skip)' })
+      .option('peer-repeats', { type: 'number', default: 5, describe: 'timed calls per PyTorch configuration' })
+      .option('json', { type: 'boolean', default: false, describe: 'print report.json on stdout instead of the headline' }) as unknown as Argv<ReportArgs>,
+  handler: async (args) => {
+    const positive = (flag: string, value: number | undefined) => {
+      if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new UserError(`--${flag} must be a positive integer, got ${value}`);
+    };
+    positive('threads', args.threads);
+    positive('repeats', args.repeats);
+    positive('prompt-len', args['prompt-len']);
+    positive('decode-steps', args['decode-steps']);
+    positive('eval-tokens', args['eval-tokens']);
+    positive('peer-repeats', args['peer-repeats']);
+    if (!Number.isInteger(args['reference-windows']) || args['reference-windows'] < 0) {
+      throw new UserError(`--reference-windows must be a non-negative integer, got ${args['reference-windows']}`);
+    }
+    const speed = {
+      outDir: args.out,
+      batches: parseIntegerList('--batch', args.batch),
+      threads: args.threads,
+      repeats: args.repeats,
+      promptLen: args['prompt-len'],
+      decodeSteps: args['decode-steps'],
+      peer: args.peer,
+      peerRepeats: args['peer-repeats'],
+    };
+    let report;
+    if (args.shape !== undefined || args['random-init']) {
+      if (!args.shape || !args['random-init']) throw new UserError('--shape and --random-init go together (speed at a shape, random weights)');
+      if (args.dense || args.sparse) throw new UserError('--shape --random-init builds its own plan; drop --dense/--sparse');
+      positive('layers', args.layers);
+      positive('k', args.k);
+      const runtime = nativeReportRuntime(args.threads);
+      report = await reportFromShape(runtime, {
+        ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
+      });
+    } else {
+      if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
+      const runtime = nativeReportRuntime(args.threads);
+      report = await reportFromFolders(runtime, {
+        ...speed,
+        denseDir: args.dense ?? null,
+        sparseDir: args.sparse,
+        recipe: args.recipe,
+        evalTokens: args['eval-tokens'],
+        epsilons: parseNumberList('--epsilons', args.epsilons),
+        sweep: args.sweep,
+        referenceWindows: args['reference-windows'],
+      });
+    }
+    if (args.json) process.stdout.write(JSON.stringify(report) + '\n');
+    else process.stdout.write(`${headline(report)}\nreport: ${args.out}/report.md\n`);
   },
 };

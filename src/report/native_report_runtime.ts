@@ -1,0 +1,100 @@
+import { readPlan } from '../convert/plan';
+import { loadNative, type KernelWeights, type NativeAddon } from '../runtime/native';
+import { selectBackend } from '../runtime/backend';
+import { nativeSpec } from '../runtime/spec';
+import { f32ToBf16 } from '../checkpoint/safetensors';
+import type { OpenedPlan, ReportRuntime } from './report_runtime';
+import type { OurLayerTiming, PeerShape } from './peer_pytorch';
+import { mean } from './statistics';
+
+/**
+ * The report's runtime over the native addon. The report needs several sequences at once (batch b = b slots), so
+ * it opens the plan at the NativeModel / NativeContext level (docs/design.md §5) rather than through SparseModel,
+ * whose context holds one sequence.
+ */
+export function nativeReportRuntime(threads?: number): ReportRuntime {
+  const addon = loadNative();
+  const useThreads = threads && threads > 0 ? threads : addon.cpuInfo().threads;
+  return {
+    probe: {
+      cpuInfo: () => addon.cpuInfo(),
+      memoryBandwidthGBs: (bytes?: number) => addon.memoryBandwidthGBs(bytes, useThreads),
+      peakGflops: () => addon.peakGflops(useThreads),
+    },
+    async openPlan(dir, options): Promise<OpenedPlan> {
+      const loaded = readPlan(dir);
+      const model = selectBackend('auto').createModel(nativeSpec(loaded, options.threads ?? useThreads));
+      try {
+        const context = model.newContext(options.slots, options.maxContext);
+        return { context, threads: model.info().threads, dispose: () => model.dispose() };
+      } catch (error) {
+        model.dispose();
+        throw error;
+      }
+    },
+    timeMoeLayer: (shape, options) => timeMoeLayer(addon, shape, { ...options, threads: options.threads ?? useThreads }),
+  };
+}
+
+function normal(n: number, std: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let state = seed >>> 0 || 1;
+  const uniform = () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return (state + 0.5) / 4294967296;
+  };
+  for (let i = 0; i < n; i++) out[i] = std * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+  return out;
+}
+
+/**
+ * Our time for one MoE layer, isolated the same way the PyTorch peer times its block: router matmul, softmax,
+ * top-k, token→expert grouping and the grouped expert FFN with the weighted combine, called kernel by kernel from
+ * TypeScript (kernels.* of the addon; each call copies its small activations across the boundary, which the
+ * in-model path does not, so this is if anything a slight overestimate of our layer time).
+ */
+export async function timeMoeLayer(
+  addon: NativeAddon,
+  shape: PeerShape,
+  options: { dtype: string; batches: number[]; threads: number; repeats: number },
+): Promise<OurLayerTiming[]> {
+  const { hidden: d, experts: E, intermediate: I, k } = shape;
+  const dtype = options.dtype === 'f32' ? 'f32' : options.dtype === 'f16' ? 'f16' : 'bf16';
+  const widen = (x: Float32Array): KernelWeights => (dtype === 'f32' ? x : f32ToBf16(x));
+  if (dtype === 'f16') throw new Error('MoE layer timing supports f32 and bf16 plans');
+  const router = normal(E * d, 0.02, 1); // [E, d] F32
+  const gateUp = widen(normal(E * 2 * I * d, 0.02, 2)); // [E, 2I, d]
+  const down = widen(normal(E * d * I, 0.02, 3)); // [E, d, I]
+  const slotOfExpert = Int32Array.from({ length: E }, (_, e) => e);
+  const kernels = addon.kernels;
+  const opts = { threads: options.threads };
+  const layer = (x: Float32Array, T: number): Float32Array => {
+    const logits = kernels.linear(x, T, d, router, 'f32', E, opts); // [T, E]
+    const p = kernels.softmax(logits, T, E); // [T, E]
+    const sel = kernels.select(p, T, E, { mode: 'topk', k }); // ids/weights [T, E], count [T]
+    const g = kernels.groupByExpert(sel.ids, sel.weights, sel.count, T, E, E);
+    return kernels.moeFfn(x, T, d, I, gateUp, down, dtype, E, slotOfExpert, g.offsets, g.rows, g.rowWeight, opts); // [T, d]
+  };
+  const timings: OurLayerTiming[] = [];
+  for (const T of options.batches) {
+    const x = normal(T * d, 0.5, 7 + T); // [T, d]
+    for (let i = 0; i < 3; i++) layer(x, T);
+    const samples: number[] = [];
+    for (let r = 0; r < options.repeats; r++) {
+      const start = process.hrtime.bigint();
+      layer(x, T);
+      samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+    timings.push({
+      dtype,
+      batch: T,
+      mean_ms: mean(samples),
+      method: 'one MoE layer (router, softmax, top-k, grouping, grouped expert FFN with combine) timed kernel by kernel through the addon, same shape, threads and random N(0, 0.02) weights as the PyTorch block',
+    });
+  }
+  return timings;
+}

@@ -1,0 +1,75 @@
+import * as path from 'path';
+import { UserError } from '../cli/errors';
+import { readPlan } from '../convert/plan';
+import type { ReportRuntime } from './report_runtime';
+import type { ReportJson } from './report_json';
+import { runReport, type ReportOptions } from './run_report';
+import { loadHeldOut } from './heldout';
+import { referenceLoss } from './reference_check';
+
+/** Settings shared by both kinds of report (flags of `dsmoe report`). */
+export interface SpeedSettings {
+  outDir: string;
+  batches: number[];
+  threads?: number;
+  repeats: number;
+  promptLen?: number;
+  decodeSteps?: number;
+  peer: boolean;
+  peerRepeats: number;
+  progress?: boolean;
+}
+
+export interface FolderReportRequest extends SpeedSettings {
+  denseDir: string | null;
+  sparseDir: string;
+  recipe?: string;
+  evalTokens: number;
+  epsilons: number[];
+  sweep: boolean;
+  referenceWindows: number;
+}
+
+/**
+ * A trained model's report: the plan against its own dense mode on the held-out split of the recipe it was
+ * trained on, plus (on a few windows) the dense checkpoint through the reference forward.
+ */
+export async function reportFromFolders(runtime: ReportRuntime, request: FolderReportRequest): Promise<ReportJson> {
+  const { plan } = readPlan(request.sparseDir);
+  const denseDir = request.denseDir ?? plan.source.dir;
+  if (!denseDir) throw new UserError(`${request.sparseDir} records no dense source folder; pass --dense DIR`);
+  const notes: string[] = [];
+  const heldOut = loadHeldOut(denseDir, { recipe: request.recipe, maxTokens: request.evalTokens });
+  if (!heldOut.hashMatches) {
+    notes.push(`The recipe ${heldOut.recipeFile} does not hash to the one recorded in ${path.join(denseDir, 'config.json')}: it was edited after training, so the held-out split may differ from the trainer's.`);
+  }
+  const maxPositions = plan.config.max_position_embeddings;
+  const promptLen = request.promptLen ?? Math.max(1, Math.min(32, Math.floor(maxPositions / 2)));
+  const decodeSteps = request.decodeSteps ?? Math.max(1, Math.min(16, maxPositions - promptLen));
+  if (promptLen + decodeSteps > maxPositions) {
+    throw new UserError(`--prompt-len ${promptLen} + --decode-steps ${decodeSteps} exceed the model's ${maxPositions} positions`);
+  }
+  const referenceWindows = heldOut.windows.slice(0, request.referenceWindows);
+  const options: ReportOptions = {
+    kind: 'trained',
+    sparseDir: request.sparseDir,
+    denseDir,
+    shapeName: null,
+    layersNote: null,
+    plan,
+    outDir: request.outDir,
+    threads: request.threads,
+    throughput: { batches: request.batches, promptLen, decodeSteps, repeats: request.repeats, seed: 1 },
+    quality: { windows: heldOut.windows, vocabSize: plan.config.vocab_size, tokenBytes: heldOut.tokenBytes, slots: Math.min(64, heldOut.windows.length) },
+    epsilons: request.sweep ? request.epsilons : [],
+    sweep: request.sweep,
+    referenceCheck: referenceWindows.length ? { windows: referenceWindows, referenceLoss: () => referenceLoss(denseDir, referenceWindows) } : null,
+    peer: { enabled: request.peer, batches: [1, 64], dtypes: ['f32', 'bf16'], repeats: request.peerRepeats, timeoutMs: 300_000 },
+    notes: [
+      ...notes,
+      `Quality: ${heldOut.windows.length} held-out windows of ${heldOut.windows[0]?.length - 1} predictions from ${path.basename(heldOut.recipeFile)}'s validation split.`,
+    ],
+    progress: request.progress,
+  };
+  return runReport(runtime, options);
+}
