@@ -79,7 +79,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def find(bench, **kw):
     return [r for r in rows if r.get("bench") == bench and all(r.get(a) == b for a, b in kw.items())]
 for r in find("decode_b1"):
-    print(f"decode b1 k={r['k']}: {r['ms_per_token']:.3f} ms/token, {r['weight_gbs']:.0f} GB/s weights = "
+    print(f"decode b1 k={r['k']} pdl={r.get('pdl')}: {r['ms_per_token']:.3f} ms/token, {r['weight_gbs']:.0f} GB/s weights = "
           f"{100 * r['fraction_of_d2d']:.1f}% of d2d {r['d2d_gbs']:.0f} GB/s on {r['card']} (target >= 70% for k=13)")
 for r in find("decode_b1_speedup"):
     print(f"decode dense/sparse speedup {r['speedup']:.2f}x (ideal {r['ideal']:.2f}x) on {r['card']}")

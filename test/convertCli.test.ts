@@ -4,7 +4,9 @@ import yargs from 'yargs';
 import { convertCommand } from '../src/cli/commands/convert';
 import { readPlan, layerOps } from '../src/convert/plan';
 import { cutWindows } from '../src/convert/calibrationTokens';
-import { randomDenseWeights, tempDir, tinyConfig, writeDenseFolder } from './convertFixtures';
+import { randomDenseWeights, tempDir, tinyConfig, writeDenseFolder, removeTempDirs } from './convertFixtures';
+
+afterAll(removeTempDirs);
 
 async function runConvert(argv: string[]): Promise<string> {
   let stdout = '';

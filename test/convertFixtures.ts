@@ -98,8 +98,17 @@ export function weightsSource(config: ModelConfig, weights: Map<string, Float32A
   };
 }
 
+const created: string[] = [];
+
+/** A fresh temporary folder, removed by `removeTempDirs` (each test file calls it in afterAll). */
 export function tempDir(label: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `dsmoe-${label}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `dsmoe-${label}-`));
+  created.push(dir);
+  return dir;
+}
+
+export function removeTempDirs(): void {
+  for (const dir of created.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
 /** A dense checkpoint folder (docs/design.md §2) holding `weights`, with a byte tokenizer. */

@@ -1,11 +1,13 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { writeRandomPlan } from '../src/convert/random';
 import { readPlan, layerOps } from '../src/convert/plan';
 import { readSafetensors } from '../src/checkpoint/safetensors';
 import { TENSOR_ALIGNMENT } from '../src/convert/streamingSafetensorsWriter';
 import { parameterCounts, type ModelConfig } from '../src/model/config';
+import { removeTempDirs, tempDir as fixtureTempDir } from './convertFixtures';
+
+afterAll(removeTempDirs);
 
 const tiny: ModelConfig = {
   vocab_size: 300,
@@ -23,9 +25,7 @@ const tiny: ModelConfig = {
   tie_word_embeddings: false,
 };
 
-function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-random-plan-'));
-}
+const tempDir = () => fixtureTempDir('random-plan');
 
 describe('writeRandomPlan', () => {
   test.each(['f32', 'bf16', 'f16'] as const)('writes a plan that readPlan accepts (%s)', (dtype) => {

@@ -5,7 +5,9 @@ import { readPlan } from '../src/convert/plan';
 import { writeRandomPlan } from '../src/convert/random';
 import { UserError } from '../src/cli/errors';
 import type { ModelConfig } from '../src/model/config';
-import { tempDir } from './convertFixtures';
+import { tempDir, removeTempDirs } from './convertFixtures';
+
+afterAll(removeTempDirs);
 
 const config: ModelConfig = {
   vocab_size: 270,

@@ -2,7 +2,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { readSafetensors } from '../src/checkpoint/safetensors';
 import { StreamingSafetensorsWriter, TENSOR_ALIGNMENT } from '../src/convert/streamingSafetensorsWriter';
-import { tempDir } from './convertFixtures';
+import { tempDir, removeTempDirs } from './convertFixtures';
+
+afterAll(removeTempDirs);
 
 const specs = [
   { name: 'a', dtype: 'F32' as const, shape: [3] }, // 12 bytes: the next tensor needs padding

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ModelConfig } from '../src/model/config';
 import { toCheckpointTensors, fromCheckpointTensors } from '../src/model/checkpoint_layout';
-import { plainBatchMatMul, plainMatMul } from '../src/model/matmul';
+import { plainMatMul } from '../src/model/matmul';
 import { MoEModel, oneHotRows } from '../src/model/model';
 import { expertsMlp, topKMask } from '../src/model/moe';
 import { initParams, paramsToArrays, disposeParams } from '../src/model/params';
@@ -105,18 +105,6 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       const w = tf.tensor2d(randomArray(6 * 3, 3), [6, 3]);
       const ours = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(plainMatMul(x as tf.Tensor2D, y as tf.Tensor2D), w)))([a, b]);
       const theirs = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), w)))([a, b]);
-      expect(nmse(theirs[0].dataSync(), ours[0].dataSync())).toBeLessThan(1e-12);
-      expect(nmse(theirs[1].dataSync(), ours[1].dataSync())).toBeLessThan(1e-12);
-    });
-    test('batched: value and gradients equal tf.matMul', () => {
-      const a = tf.tensor3d(randomArray(3 * 6 * 5, 4), [3, 6, 5]);
-      const b = tf.tensor3d(randomArray(3 * 5 * 2, 5), [3, 5, 2]);
-      const w = tf.tensor3d(randomArray(3 * 6 * 2, 6), [3, 6, 2]);
-      const loss = (mm: (x: tf.Tensor3D, y: tf.Tensor3D) => tf.Tensor) => (x: tf.Tensor, y: tf.Tensor) =>
-        tf.sum(tf.mul(mm(x as tf.Tensor3D, y as tf.Tensor3D), w));
-      const ours = tf.grads(loss(plainBatchMatMul))([a, b]);
-      const theirs = tf.grads(loss((x, y) => tf.matMul(x, y)))([a, b]);
-      expect(nmse(plainBatchMatMul(a, b).dataSync(), tf.matMul(a, b).dataSync())).toBeLessThan(1e-12);
       expect(nmse(theirs[0].dataSync(), ours[0].dataSync())).toBeLessThan(1e-12);
       expect(nmse(theirs[1].dataSync(), ours[1].dataSync())).toBeLessThan(1e-12);
     });

@@ -207,6 +207,18 @@ describe.each(levels)('kernels at SIMD level %s', (level) => {
     expect(nmse(k.swiglu(gu, 3, 11), want)).toBeLessThan(1e-10);
   });
 
+  test('combine (scatter-add of weighted expert rows into their tokens)', () => {
+    const rows = new Int32Array([2, 0, 2, 1, 0, 2, 3]);
+    const d = 19;
+    const out = randn(rows.length * d);
+    const want = new Float32Array(4 * d);
+    rows.forEach((t, r) => {
+      for (let j = 0; j < d; j++) want[t * d + j] += out[r * d + j];
+    });
+    expect(nmse(k.combine(out, rows, 4, d, { threads: 3 }), want)).toBeLessThan(1e-12);
+    expect(nmse(k.combine(out, rows, 4, d, { impl: 'ref' }), want)).toBeLessThan(1e-12);
+  });
+
   test.each([1, 4, 5, 17, 33])('routed experts (grouped, fused gate+up, weighted down, combine) with %i tokens', (T) => {
     for (const dtype of ['f32', 'bf16'] as WeightDtype[]) {
       const E = 5;

@@ -17,7 +17,7 @@ import { loadNative } from '../src/runtime/native';
 import { nativeSpec } from '../src/runtime/spec';
 
 const config: ModelConfig = {
-  vocab_size: 97,
+  vocab_size: 300,
   hidden_size: 40, // not a multiple of 16: vector tails everywhere
   num_hidden_layers: 2,
   num_attention_heads: 4,

@@ -17,7 +17,7 @@ import { nativeSpec } from '../src/runtime/spec';
 import { UserError } from '../src/cli/errors';
 
 const config: ModelConfig = {
-  vocab_size: 61,
+  vocab_size: 260,
   hidden_size: 24,
   num_hidden_layers: 2,
   num_attention_heads: 2,
@@ -110,7 +110,7 @@ describe('the addon re-checks everything itself and throws', () => {
     const model = new addon.NativeModel(nativeSpec(loaded, 2));
     const ctx = model.newContext(2, 8);
     const i32 = (...v: number[]) => new Int32Array(v);
-    await expect(ctx.evaluate(i32(61), i32(0), i32(0), i32(0))).rejects.toThrow(/token id 61 at index 0 is outside the vocabulary \[0, 61\)/);
+    await expect(ctx.evaluate(i32(260), i32(0), i32(0), i32(0))).rejects.toThrow(/token id 260 at index 0 is outside the vocabulary \[0, 260\)/);
     await expect(ctx.evaluate(i32(-1), i32(0), i32(0), i32(0))).rejects.toThrow(/outside the vocabulary/);
     await expect(ctx.evaluate(i32(1), i32(2), i32(0), i32(0))).rejects.toThrow(/slot 2 is outside \[0, 2\)/);
     await expect(ctx.evaluate(i32(1), i32(0), i32(8), i32(0))).rejects.toThrow(/position 8 is outside the context of 8 tokens/);
@@ -134,7 +134,7 @@ describe('SparseModel validates before calling native code', () => {
   test('token ids out of range, empty input and contexts longer than the cache', async () => {
     const { dir } = freshPlan();
     const model = SparseModel.load(dir, { threads: 1 });
-    expect(() => model.logits([1, 61])).toThrow(/token id 61 at index 1 is outside the vocabulary 0\.\.60/);
+    expect(() => model.logits([1, 260])).toThrow(/token id 260 at index 1 is outside the vocabulary 0\.\.259/);
     expect(() => model.logits([1, 2.5])).toThrow(/token id 2\.5/);
     expect(() => model.logits([])).toThrow(/no tokens/);
     expect(() => model.logits(new Array(17).fill(1))).toThrow(/17 tokens exceed the context of 16/);

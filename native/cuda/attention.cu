@@ -34,6 +34,7 @@ attention_kernel(const float* __restrict__ qkv,      // (T, (H + 2KV) * hd)
                  int max_ctx, int chunk, int nsplit,
                  float* __restrict__ out,            // (T, H * hd)              when nsplit == 1
                  float* __restrict__ part) {         // (T, H, nsplit, hd + 2)   when nsplit > 1
+  pdl_entry();
   constexpr int hd = 32 * NPL;
   extern __shared__ float sh[];  // (ATT_WARPS, G, hd + 2)
   const int t = blockIdx.x, g = blockIdx.y, split = blockIdx.z;
@@ -116,6 +117,7 @@ attention_kernel(const float* __restrict__ qkv,      // (T, (H + 2KV) * hd)
 // merge the live key chunks of (token, head): grid (T, H), block hd threads
 __global__ void attention_merge_kernel(const float* __restrict__ part, const int* __restrict__ positions, int H, int hd,
                                        int chunk, int nsplit, float* __restrict__ out) {
+  pdl_entry();
   const int t = blockIdx.x, head = blockIdx.y, i = threadIdx.x;
   const int live = (positions[t] + 1 + chunk - 1) / chunk;  // chunks with at least one key
   const float* pp = part + ((size_t)t * H + head) * nsplit * (hd + 2);
@@ -152,14 +154,14 @@ int dsmoe_cuda_attention(const float* qkv, int T, int H, int KV, int hd, const i
   const size_t smem = (size_t)ATT_WARPS * (H / KV) * (hd + 2) * sizeof(float);
   float* part = (float*)workspace;
   switch (hd) {
-    case 32: attention_kernel<1><<<grid, 32 * ATT_WARPS, smem, s>>>(qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-    case 64: attention_kernel<2><<<grid, 32 * ATT_WARPS, smem, s>>>(qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-    case 128: attention_kernel<4><<<grid, 32 * ATT_WARPS, smem, s>>>(qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-    default: attention_kernel<8><<<grid, 32 * ATT_WARPS, smem, s>>>(qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
+    case 32: launch_k(attention_kernel<1>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
+    case 64: launch_k(attention_kernel<2>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
+    case 128: launch_k(attention_kernel<4>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
+    default: launch_k(attention_kernel<8>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
   }
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || ns == 1) return (int)e;
-  attention_merge_kernel<<<dim3(T, H), hd, 0, s>>>(part, positions, H, hd, chunk, ns, out);
+  launch_k(attention_merge_kernel, dim3(T, H), hd, 0, s, part, positions, H, hd, chunk, ns, out);
   DSMOE_LAUNCH_STATUS();
 }
 

@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <utility>
+
 #include "dsmoe_cuda.h"
 
 #define DSMOE_RETURN_IF(cond) \
@@ -61,3 +63,41 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
+
+// ------------------------------------------------------------------------------------------------------------------
+// Programmatic dependent launch (sm_90+). Every kernel is launched with programmatic stream serialisation, so the next
+// kernel's blocks are scheduled while the previous one drains instead of after it: at batch 1 the ~10 kernels per layer
+// are a few microseconds each and the gaps would otherwise cost as much as the weight streaming. Correctness rests on
+// every kernel calling pdl_entry() before it touches anything a previous kernel wrote (and before any early exit, so
+// "kernel done" keeps implying "its predecessor done"). Reading constant weights before it is allowed (linear.cu).
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_entry() {
+  pdl_wait();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+// runtime.cu: true when the current device is sm_90+ and DSMOE_CUDA_PDL is not "0" / dsmoe_cuda_set_pdl(0) not called
+bool dsmoe_pdl_enabled();
+
+template <typename... KArgs, typename... Args>
+static inline int launch_k(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                           Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = dsmoe_pdl_enabled() ? 1 : 0;
+  return (int)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}

@@ -42,6 +42,9 @@ int dsmoe_cuda_memset(void* dst, int value, size_t bytes, void* stream);
 int dsmoe_cuda_stream_create(void** stream);
 int dsmoe_cuda_stream_destroy(void* stream);
 int dsmoe_cuda_stream_synchronize(void* stream);
+/* programmatic dependent launch between consecutive kernels (sm_90+ only; on by default, DSMOE_CUDA_PDL=0 turns it
+ * off at start-up); exists for A/B timing, results are identical either way */
+void dsmoe_cuda_set_pdl(int enable);
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* elementwise and norms (norm.cu)                                                                                   */
@@ -72,6 +75,10 @@ int dsmoe_cuda_rope(float* x, int T, int n_heads, int hd, int row_stride, const 
 /* qkv [T, (H + 2KV) * hd] (q rows, then k, then v; k already rotated); caches [slots, max_ctx, KV, hd] f32 */
 int dsmoe_cuda_kv_append(const float* qkv, int T, int H, int KV, int hd, const int* slots, const int* positions,
                          float* k_cache, float* v_cache, int max_ctx, void* stream);
+/* both of the above in one launch (the per-layer decode form): rope on q and k heads of qkv in place, then k and v of
+ * token t stored at position positions[t] of slot slots[t] */
+int dsmoe_cuda_rope_kv_append(float* qkv, int T, int H, int KV, int hd, const int* slots, const int* positions,
+                              float theta, float* k_cache, float* v_cache, int max_ctx, void* stream);
 /* scratch bytes for dsmoe_cuda_attention (split-K partials for decode) */
 size_t dsmoe_cuda_attention_workspace_size(int T, int H, int hd, int max_ctx);
 /* out [T, H * hd]: token t attends to cache positions 0..positions[t] of slot slots[t]; q head h reads kv head h/(H/KV) */
@@ -96,6 +103,11 @@ enum { DSMOE_SELECT_TOPK = 0, DSMOE_SELECT_THRESHOLD = 1 };
 int dsmoe_cuda_router_select(const float* x, const float* router, const int* expert_slot, int T, int d, int E,
                              int mode, int k, float epsilon, int renormalize, float* probs, int* sel_ids,
                              float* sel_w, int* sel_count, void* stream);
+
+/* Shared expert (plans with shared_expert_intermediate_size > 0): sel_ids [T] = 0 and sel_w [T] = sigmoid(x · w_gate),
+ * w_gate [d] f32; the expert kernels below then run it as a one-expert MoE (k = 1, K = 1, its own gate_up / down). */
+int dsmoe_cuda_shared_expert_gate(const float* x, const float* w_gate, int T, int d, int* sel_ids, float* sel_w,
+                                  void* stream);
 
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* token -> expert grouping on the device (grouping.cu)                                                             */

@@ -5,8 +5,15 @@
 
 #define GROUP_MAX_K 1024
 
+// a kernel rather than cudaMemsetAsync, so the chain stays kernel-to-kernel (programmatic launch, common.cuh)
+__global__ void group_zero_kernel(int* __restrict__ counts, int* __restrict__ cursor, int K) {
+  pdl_entry();
+  for (int e = threadIdx.x; e < K; e += blockDim.x) counts[e] = cursor[e] = 0;
+}
+
 // counts[e] = number of selections of expert e; a shared-memory histogram per block keeps global atomics to K per block
 __global__ void group_count_kernel(const int* __restrict__ sel_ids, int n, int K, int* __restrict__ counts) {
+  pdl_entry();
   __shared__ int hist[GROUP_MAX_K];
   for (int e = threadIdx.x; e < K; e += blockDim.x) hist[e] = 0;
   __syncthreads();
@@ -21,6 +28,7 @@ __global__ void group_count_kernel(const int* __restrict__ sel_ids, int n, int K
 
 // offsets = exclusive scan of counts (one block; K <= 1024)
 __global__ void group_scan_kernel(const int* __restrict__ counts, int K, int* __restrict__ offsets) {
+  pdl_entry();
   __shared__ int s[GROUP_MAX_K];
   for (int e = threadIdx.x; e < K; e += blockDim.x) s[e] = counts[e];
   __syncthreads();
@@ -42,6 +50,7 @@ __global__ void group_scatter_kernel(const int* __restrict__ sel_ids, const floa
                                      const int* __restrict__ offsets, int* __restrict__ cursor,
                                      int* __restrict__ row_token, float* __restrict__ row_weight,
                                      int* __restrict__ assign_row) {
+  pdl_entry();
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     const int e = sel_ids[i];
     int r = -1;
@@ -59,15 +68,13 @@ extern "C" int dsmoe_cuda_group_tokens(const int* sel_ids, const float* sel_w, i
                                        void* stream) {
   DSMOE_RETURN_IF(T < 0 || k <= 0 || K <= 0 || K > GROUP_MAX_K);
   cudaStream_t s = as_stream(stream);
-  cudaError_t e = cudaMemsetAsync(counts, 0, sizeof(int) * K, s);
-  if (e == cudaSuccess) e = cudaMemsetAsync(cursor, 0, sizeof(int) * K, s);
-  if (e != cudaSuccess) return (int)e;
+  launch_k(group_zero_kernel, 1, 256, 0, s, counts, cursor, K);
   const int n = T * k;
   unsigned blocks = n ? ceil_div(n, 256) : 1;
   if (blocks > 1024) blocks = 1024;
-  if (n) group_count_kernel<<<blocks, 256, 0, s>>>(sel_ids, n, K, counts);
-  group_scan_kernel<<<1, 256, 0, s>>>(counts, K, offsets);
-  if (n) group_scatter_kernel<<<blocks, 256, 0, s>>>(sel_ids, sel_w, n, k, offsets, cursor, row_token, row_weight,
+  if (n) launch_k(group_count_kernel, blocks, 256, 0, s, sel_ids, n, K, counts);
+  launch_k(group_scan_kernel, 1, 256, 0, s, counts, K, offsets);
+  if (n) launch_k(group_scatter_kernel, blocks, 256, 0, s, sel_ids, sel_w, n, k, offsets, cursor, row_token, row_weight,
                                                     assign_row);
   DSMOE_LAUNCH_STATUS();
 }

@@ -16,11 +16,17 @@ linear_gemv_kernel(const float* __restrict__ x,      // (T, in)
                    int T, int in, int out, int accumulate) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * LIN_WARPS + warp) * LIN_ROWS_PER_WARP;
-  if (n0 >= out) return;
   const uint4* rows[LIN_ROWS_PER_WARP];
 #pragma unroll
   for (int r = 0; r < LIN_ROWS_PER_WARP; ++r)
     rows[r] = reinterpret_cast<const uint4*>(W + (size_t)min(n0 + r, out - 1) * in);
+  // the weights do not depend on the previous kernel: start pulling them into L2 while it finishes
+  if (n0 < out)
+    for (int c = lane; c < in / 8; c += 32)
+#pragma unroll
+      for (int r = 0; r < LIN_ROWS_PER_WARP; ++r) asm volatile("prefetch.global.L2 [%0];" ::"l"(rows[r] + c));
+  pdl_entry();
+  if (n0 >= out) return;
   float acc[LIN_MAX_T][LIN_ROWS_PER_WARP] = {};
 #pragma unroll 2
   for (int c = lane; c < in / 8; c += 32) {
@@ -66,7 +72,7 @@ int dsmoe_cuda_linear(const float* x, const uint16_t* W, const float* bias, floa
   if (T == 0) return 0;
   cudaStream_t s = as_stream(stream);
   if (T <= LIN_MAX_T) {
-    linear_gemv_kernel<<<ceil_div(out, LIN_WARPS * LIN_ROWS_PER_WARP), 32 * LIN_WARPS, 0, s>>>(x, W, bias, y, T, in,
+    launch_k(linear_gemv_kernel, ceil_div(out, LIN_WARPS * LIN_ROWS_PER_WARP), 32 * LIN_WARPS, 0, s, x, W, bias, y, T, in,
                                                                                               out, accumulate);
     DSMOE_LAUNCH_STATUS();
   }

@@ -45,6 +45,7 @@ tc_gemm_kernel(const uint16_t* __restrict__ A,        // GATE_UP: x (T, Kd); DOW
                int K, int max_rows, int Kd, int N, int accumulate,
                uint16_t* __restrict__ h_out,          // GATE_UP: (max_rows, N)
                float* __restrict__ out) {             // DOWN: (T, N); LINEAR: (max_rows, N)
+  pdl_entry();
   __shared__ __align__(128) unsigned char smem_raw[sizeof(GemmSmem)];
   GemmSmem& sm = *reinterpret_cast<GemmSmem*>(smem_raw);
   __shared__ int s_e, s_row0, s_rows;
@@ -200,13 +201,13 @@ int launch_tc_gemm(int epi, const uint16_t* A, const uint16_t* W, const int* off
   const unsigned nt = epi == GEMM_GATE_UP ? ceil_div(N, GM_GROUP) : ceil_div(N, 2 * GM_GROUP);
   dim3 grid(mt, nt);
   if (epi == GEMM_GATE_UP)
-    tc_gemm_kernel<GEMM_GATE_UP><<<grid, GM_THREADS, 0, s>>>(A, W, offsets, row_token, row_weight, bias, K,
+    launch_k(tc_gemm_kernel<GEMM_GATE_UP>, grid, GM_THREADS, 0, s, A, W, offsets, row_token, row_weight, bias, K,
                                                             max_rows, Kd, N, accumulate, h_out, out);
   else if (epi == GEMM_DOWN)
-    tc_gemm_kernel<GEMM_DOWN><<<grid, GM_THREADS, 0, s>>>(A, W, offsets, row_token, row_weight, bias, K, max_rows,
+    launch_k(tc_gemm_kernel<GEMM_DOWN>, grid, GM_THREADS, 0, s, A, W, offsets, row_token, row_weight, bias, K, max_rows,
                                                          Kd, N, accumulate, h_out, out);
   else
-    tc_gemm_kernel<GEMM_LINEAR><<<grid, GM_THREADS, 0, s>>>(A, W, offsets, row_token, row_weight, bias, K,
+    launch_k(tc_gemm_kernel<GEMM_LINEAR>, grid, GM_THREADS, 0, s, A, W, offsets, row_token, row_weight, bias, K,
                                                            max_rows, Kd, N, accumulate, h_out, out);
   return (int)cudaGetLastError();
 }

@@ -17,6 +17,7 @@ moe_gemv_gate_up_kernel(const float* __restrict__ x,         // (T, d)
                         const int* __restrict__ sel_ids,      // (T, k)
                         int k, int d, int I,
                         float* __restrict__ h) {              // (T * k, I)
+  pdl_entry();
   const int a = blockIdx.y;  // selection (t, j) = (a / k, a % k)
   const int e = sel_ids[a];
   if (e < 0) return;  // threshold pad: nothing reads this h row
@@ -63,6 +64,7 @@ moe_gemv_down_kernel(const float* __restrict__ h,          // (T * k, I)
                      const float* __restrict__ sel_w,      // (T, k)
                      int k, int d, int I,
                      float* __restrict__ out) {            // (T, d), accumulated
+  pdl_entry();
   const int t = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * GEMV_WARPS + warp) * DN_ROWS_PER_WARP;
@@ -116,7 +118,7 @@ int dsmoe_cuda_moe_gemv_gate_up(const float* x, const uint16_t* gate_up, const i
   DSMOE_RETURN_IF(T < 0 || k <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32 || (size_t)T * k > 65535);
   if (T == 0) return 0;
   dim3 grid(ceil_div(I, GEMV_WARPS * GU_OUT_PER_WARP), T * k);
-  moe_gemv_gate_up_kernel<<<grid, 32 * GEMV_WARPS, 0, as_stream(stream)>>>(x, gate_up, sel_ids, k, d, I, h);
+  launch_k(moe_gemv_gate_up_kernel, grid, 32 * GEMV_WARPS, 0, as_stream(stream), x, gate_up, sel_ids, k, d, I, h);
   DSMOE_LAUNCH_STATUS();
 }
 
@@ -125,7 +127,7 @@ int dsmoe_cuda_moe_gemv_down(const float* h, const uint16_t* down, const int* se
   DSMOE_RETURN_IF(T < 0 || k <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32 || T > 65535);
   if (T == 0) return 0;
   dim3 grid(ceil_div(d, GEMV_WARPS * DN_ROWS_PER_WARP), T);
-  moe_gemv_down_kernel<<<grid, 32 * GEMV_WARPS, 0, as_stream(stream)>>>(h, down, sel_ids, sel_w, k, d, I, out);
+  launch_k(moe_gemv_down_kernel, grid, 32 * GEMV_WARPS, 0, as_stream(stream), h, down, sel_ids, sel_w, k, d, I, out);
   DSMOE_LAUNCH_STATUS();
 }
 

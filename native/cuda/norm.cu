@@ -8,6 +8,7 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,  // (T, d)
                                 const float* __restrict__ w,  // (d)
                                 float* y,                     // (T, d), may alias x
                                 uint16_t* __restrict__ y_bf16, int d, float eps) {
+  pdl_entry();
   const float* xr = x + (size_t)blockIdx.x * d;
   float ss = 0.f;
   for (int i = threadIdx.x; i < d; i += blockDim.x) ss = fmaf(xr[i], xr[i], ss);
@@ -34,12 +35,14 @@ __global__ void rms_norm_kernel(const float* __restrict__ x,  // (T, d)
 __global__ void embed_kernel(const uint16_t* __restrict__ embed,  // (V, d)
                              const int* __restrict__ tokens,      // (T)
                              float* __restrict__ h, int d) {      // (T, d)
+  pdl_entry();
   const uint16_t* er = embed + (size_t)tokens[blockIdx.x] * d;
   float* hr = h + (size_t)blockIdx.x * d;
   for (int i = threadIdx.x; i < d; i += blockDim.x) hr[i] = bf16_to_f(er[i]);
 }
 
 __global__ void cast_bf16_kernel(const float* __restrict__ x, uint16_t* __restrict__ y, size_t n) {
+  pdl_entry();
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     y[i] = f_to_bf16(x[i]);
 }
@@ -50,14 +53,14 @@ int dsmoe_cuda_rms_norm(const float* x, const float* w, float* y, uint16_t* y_bf
                         void* stream) {
   DSMOE_RETURN_IF(T < 0 || d <= 0);
   if (T == 0) return 0;
-  rms_norm_kernel<<<T, 256, 0, as_stream(stream)>>>(x, w, y, y_bf16, d, eps);
+  launch_k(rms_norm_kernel, T, 256, 0, as_stream(stream), x, w, y, y_bf16, d, eps);
   DSMOE_LAUNCH_STATUS();
 }
 
 int dsmoe_cuda_embed(const uint16_t* embed, const int* tokens, float* h, int T, int d, void* stream) {
   DSMOE_RETURN_IF(T < 0 || d <= 0);
   if (T == 0) return 0;
-  embed_kernel<<<T, 256, 0, as_stream(stream)>>>(embed, tokens, h, d);
+  launch_k(embed_kernel, T, 256, 0, as_stream(stream), embed, tokens, h, d);
   DSMOE_LAUNCH_STATUS();
 }
 
@@ -65,7 +68,7 @@ int dsmoe_cuda_cast_bf16(const float* x, uint16_t* y, size_t n, void* stream) {
   if (n == 0) return 0;
   unsigned blocks = ceil_div(n, 256);
   if (blocks > 4096) blocks = 4096;
-  cast_bf16_kernel<<<blocks, 256, 0, as_stream(stream)>>>(x, y, n);
+  launch_k(cast_bf16_kernel, blocks, 256, 0, as_stream(stream), x, y, n);
   DSMOE_LAUNCH_STATUS();
 }
 

@@ -98,6 +98,7 @@ router_small_kernel(const float* __restrict__ x,       // (T, d)
                     const int* __restrict__ expert_slot, int d, int E, int mode, int k, float epsilon,
                     int renormalize, float* __restrict__ probs, int* __restrict__ sel_ids, float* __restrict__ sel_w,
                     int* __restrict__ sel_count) {
+  pdl_entry();
   __shared__ float logits[ROUTER_MAX_E];
   const int t = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const float4* xv = reinterpret_cast<const float4*>(x + (size_t)t * d);
@@ -129,6 +130,7 @@ router_logits_tiled_kernel(const float* __restrict__ x,       // (T, d)
                            const float* __restrict__ router,  // (E, d)
                            int T, int d, int E,
                            float* __restrict__ logits) {      // (T, E)
+  pdl_entry();
   __shared__ float xs[RT_BT][RT_BK + 1];
   __shared__ float rs[RT_BE][RT_BK + 1];
   const int t0 = blockIdx.x * RT_BT, e0 = blockIdx.y * RT_BE;
@@ -165,10 +167,41 @@ router_logits_tiled_kernel(const float* __restrict__ x,       // (T, d)
 __global__ void router_select_kernel(const int* __restrict__ expert_slot, int T, int E, int mode, int k,
                                      float epsilon, int renormalize, float* probs, int* __restrict__ sel_ids,
                                      float* __restrict__ sel_w, int* __restrict__ sel_count) {
+  pdl_entry();
   const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (t >= T) return;
   select_warp(probs + (size_t)t * E, t, expert_slot, E, mode, k, epsilon, renormalize, probs, sel_ids, sel_w,
               sel_count);
+}
+
+// shared expert as a one-expert MoE (design.md §1: y += sigmoid(m · w_sg) · shared(m)): a warp per token writes
+// slot 0 and the sigmoid gate, so the expert kernels serve it unchanged with k = 1, K = 1
+__global__ void shared_gate_kernel(const float* __restrict__ x,       // (T, d)
+                                   const float* __restrict__ w_gate,  // (d)
+                                   int T, int d, int* __restrict__ sel_ids, float* __restrict__ sel_w) {
+  pdl_entry();
+  const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (t >= T) return;
+  const float4* xv = reinterpret_cast<const float4*>(x + (size_t)t * d);
+  const float4* wv = reinterpret_cast<const float4*>(w_gate);
+  float s = 0.f;
+  for (int i = lane; i < d / 4; i += 32) {
+    const float4 a = xv[i], b = __ldg(wv + i);
+    s += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+  }
+  s = warp_sum(s);
+  if (lane == 0) {
+    sel_ids[t] = 0;
+    sel_w[t] = 1.f / (1.f + expf(-s));
+  }
+}
+
+extern "C" int dsmoe_cuda_shared_expert_gate(const float* x, const float* w_gate, int T, int d, int* sel_ids,
+                                             float* sel_w, void* stream) {
+  DSMOE_RETURN_IF(T < 0 || d <= 0 || d % 4);
+  if (T == 0) return 0;
+  launch_k(shared_gate_kernel, ceil_div(T, 4), 128, 0, as_stream(stream), x, w_gate, T, d, sel_ids, sel_w);
+  DSMOE_LAUNCH_STATUS();
 }
 
 extern "C" int dsmoe_cuda_router_select(const float* x, const float* router, const int* expert_slot, int T, int d,
@@ -179,12 +212,12 @@ extern "C" int dsmoe_cuda_router_select(const float* x, const float* router, con
   if (T == 0) return 0;
   cudaStream_t s = as_stream(stream);
   if (T <= ROUTER_SMALL_T) {
-    router_small_kernel<<<T, 32 * ROUTER_SMALL_WARPS, 0, s>>>(x, router, expert_slot, d, E, mode, k, epsilon,
+    launch_k(router_small_kernel, T, 32 * ROUTER_SMALL_WARPS, 0, s, x, router, expert_slot, d, E, mode, k, epsilon,
                                                                renormalize, probs, sel_ids, sel_w, sel_count);
     DSMOE_LAUNCH_STATUS();
   }
-  router_logits_tiled_kernel<<<dim3(ceil_div(T, RT_BT), ceil_div(E, RT_BE)), 256, 0, s>>>(x, router, T, d, E, probs);
-  router_select_kernel<<<ceil_div(T, 4), 128, 0, s>>>(expert_slot, T, E, mode, k, epsilon, renormalize, probs,
+  launch_k(router_logits_tiled_kernel, dim3(ceil_div(T, RT_BT), ceil_div(E, RT_BE)), 256, 0, s, x, router, T, d, E, probs);
+  launch_k(router_select_kernel, ceil_div(T, 4), 128, 0, s, expert_slot, T, E, mode, k, epsilon, renormalize, probs,
                                                       sel_ids, sel_w, sel_count);
   DSMOE_LAUNCH_STATUS();
 }

@@ -1,9 +1,32 @@
 // runtime.cu — device, memory and stream wrappers of the C API (so the addon links only this static library).
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.cuh"
 
+// -1 = not decided yet; decided once from the environment, overridable through dsmoe_cuda_set_pdl
+static int g_pdl_switch = -1;
+static int g_cc_major[64];  // per device, 0 = not queried
+
+bool dsmoe_pdl_enabled() {
+  if (g_pdl_switch < 0) {
+    const char* v = getenv("DSMOE_CUDA_PDL");
+    g_pdl_switch = v && v[0] == '0' ? 0 : 1;
+  }
+  if (!g_pdl_switch) return false;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return false;
+  if (!g_cc_major[dev]) {
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    g_cc_major[dev] = major > 0 ? major : 1;
+  }
+  return g_cc_major[dev] >= 9;  // griddepcontrol exists from sm_90
+}
+
 extern "C" {
+
+void dsmoe_cuda_set_pdl(int enable) { g_pdl_switch = enable ? 1 : 0; }
 
 int dsmoe_cuda_device_count(void) {
   int n = 0;

@@ -27,6 +27,7 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float* __restrict__ logits,  // (R, V)
               int V, float temperature, float top_p, uint64_t seed, const int64_t* __restrict__ step,
               int* __restrict__ out_tokens) {    // (R)
+  pdl_entry();
   __shared__ float red[32];
   __shared__ int s_pick;
   const int r = blockIdx.x, tid = threadIdx.x;
@@ -138,6 +139,6 @@ extern "C" int dsmoe_cuda_sample(const float* logits, int R, int V, float temper
                                  const int64_t* step, int* out_tokens, void* stream) {
   DSMOE_RETURN_IF(R < 0 || V <= 0);
   if (R == 0) return 0;
-  sample_kernel<<<R, SAMPLE_THREADS, 0, as_stream(stream)>>>(logits, V, temperature, top_p, seed, step, out_tokens);
+  launch_k(sample_kernel, R, SAMPLE_THREADS, 0, as_stream(stream), logits, V, temperature, top_p, seed, step, out_tokens);
   DSMOE_LAUNCH_STATUS();
 }

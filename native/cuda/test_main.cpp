@@ -225,6 +225,26 @@ static void test_kv_append() {
   }
 }
 
+// the fused form must equal rope on q and k heads followed by kv_append
+static void test_rope_kv_append() {
+  const int H = 8, KV = 2, hd = 128, slots = 2, max_ctx = 300;
+  for (int T : token_counts()) {
+    auto qkv = randu((size_t)T * (H + 2 * KV) * hd, 1.f);
+    std::vector<int> sl(T), pos(T);
+    for (int t = 0; t < T; ++t) sl[t] = t % slots, pos[t] = t / slots;
+    const size_t cn = (size_t)slots * max_ctx * KV * hd;
+    auto kc = randu(cn, 1.f), vc = randu(cn, 1.f);
+    Dev<float> dq(qkv), dk(kc), dv(vc);
+    Dev<int> ds(sl), dp(pos);
+    CK(dsmoe_cuda_rope_kv_append(dq.ptr, T, H, KV, hd, ds.ptr, dp.ptr, 1e6f, dk.ptr, dv.ptr, max_ctx, nullptr));
+    ref::rope(qkv.data(), T, H + KV, hd, (H + 2 * KV) * hd, pos.data(), 1e6f);
+    ref::kv_append(qkv.data(), T, H, KV, hd, sl.data(), pos.data(), kc.data(), vc.data(), max_ctx);
+    check(fmt("rope_kv_append.qkv T=%d", T), qkv, dq.down(), dq, TOL_F32);
+    check(fmt("rope_kv_append.k T=%d", T), kc, dk.down(), dk, TOL_F32);
+    check(fmt("rope_kv_append.v T=%d", T), vc, dv.down(), dv, TOL_F32);
+  }
+}
+
 static void attention_case(int T, int H, int KV, int hd, int slots, int max_ctx, bool long_ctx) {
   auto qkv = randu((size_t)T * (H + 2 * KV) * hd, 1.f);
   std::vector<int> sl(T), pos(T);
@@ -405,6 +425,26 @@ static void test_router() {
                  fmt("differing=%d%s", cbad, guards ? "" : " GUARD-OVERWRITTEN"));
         }
       }
+}
+
+static void test_shared_gate() {
+  const int d = 256;
+  for (int T : token_counts()) {
+    auto x = randu((size_t)T * d, 1.f), wg = randu(d, 0.2f);
+    Dev<float> dx(x), dwg(wg), dw(T);
+    Dev<int> did(T);
+    CK(dsmoe_cuda_shared_expert_gate(dx.ptr, dwg.ptr, T, d, did.ptr, dw.ptr, nullptr));
+    std::vector<float> rw(T);
+    for (int t = 0; t < T; ++t) {
+      double s = 0;
+      for (int i = 0; i < d; ++i) s += (double)x[(size_t)t * d + i] * wg[i];
+      rw[t] = (float)(1.0 / (1.0 + exp(-s)));
+    }
+    const auto ids = did.down();
+    const bool ids_ok = std::all_of(ids.begin(), ids.end(), [](int v) { return v == 0; }) && did.guards_ok();
+    report(ids_ok, fmt("shared_gate.ids T=%d", T), "");
+    check(fmt("shared_gate.w T=%d", T), rw, dw.down(), dw, TOL_F32);
+  }
 }
 
 // random selections as the router would emit them: 1..k distinct slots per token, descending weights, -1 pads
@@ -613,8 +653,9 @@ int main(int argc, char** argv) {
 
   const std::vector<std::pair<const char*, std::function<void()>>> tests = {
       {"rms_norm", test_rms_norm},   {"linear", test_linear},     {"rope", test_rope},
-      {"kv_append", test_kv_append}, {"attention", test_attention}, {"sampling", test_sampling},
-      {"router", test_router},       {"grouping", test_grouping}, {"experts", test_experts},
+      {"kv_append", test_kv_append}, {"rope_kv_append", test_rope_kv_append},
+      {"attention", test_attention}, {"sampling", test_sampling},
+      {"router", test_router},       {"shared_gate", test_shared_gate},       {"grouping", test_grouping}, {"experts", test_experts},
       {"moe_forward", test_moe_forward}};
   for (auto& t : tests)
     if (enabled(t.first)) t.second();

@@ -177,6 +177,17 @@ static void test_small_kernels(ThreadPool* pool, const char* level) {
     std::snprintf(name, sizeof name, "attention %s hd=%d", level, hd);
     check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
   }
+  {  // combine: rows hit the same token more than once
+    int R = 11, d = 37, T = 4;
+    std::vector<float> out = randn(size_t(R) * d), init = randn(size_t(T) * d);
+    std::vector<int32_t> rows = {0, 1, 2, 3, 0, 1, 2, 3, 0, 2, 3};
+    Guarded ref(size_t(T) * d), got(size_t(T) * d);
+    std::copy(init.begin(), init.end(), ref.data());
+    std::copy(init.begin(), init.end(), got.data());
+    combine_ref(out.data(), rows.data(), R, d, ref.data());
+    combine(pool, out.data(), rows.data(), R, d, got.data());
+    check(std::string("combine ") + level, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
+  }
   {  // swiglu
     int n = 3, I = 19;
     std::vector<float> gu = randn(size_t(n) * 2 * I);

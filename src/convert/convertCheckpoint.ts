@@ -18,7 +18,7 @@ import type { Plan, PlanDtype, SelectOp, StrategyName } from './plan';
 import { readPlan } from './plan';
 import { buildPlan, WEIGHTS_FILE } from './buildPlan';
 import type { DenseCheckpoint } from './readDense';
-import { kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routingStats';
+import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routingStats';
 import { writePackedWeights } from './packWeights';
 import { writeJsonAtomic } from './writeJsonAtomic';
 
@@ -193,7 +193,7 @@ export function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOption
         context: Math.max(...windows.map((w) => w.length)),
         strategy,
         epsilon,
-        k_rule: 'threshold-topk: k = ceil(mean experts per token under E·p_e > ε), at most --k',
+        k_rule: `threshold-topk: k = ceil(mean experts per token under E·p_e > ε − ${K_RULE_SLACK}), within 1..--k`,
         prune_below: pruneBelow ?? null,
         loss: { dense: denseLoss, plan: planPass.loss, pruned: prunedLoss },
         layers: planStats.map((s, l) => ({

@@ -49,7 +49,7 @@ export function packedTensorBuilders(plan: Plan, dense: ReferenceWeights): Map<s
   return builders;
 }
 
-/** Writes the plan's weights file from dense weights; returns its size in bytes. */
+/** Writes the plan's weights file from dense weights, in the order `expectedTensors` lists them. */
 export function writePackedWeights(file: string, plan: Plan, dense: ReferenceWeights, metadata: Record<string, string>): void {
   const specs = expectedTensors(plan).map(({ name, shape, dtype }) => ({ name, shape, dtype }));
   const builders = packedTensorBuilders(plan, dense);

@@ -115,6 +115,7 @@ export interface NativeKernels {
     x: Float32Array, T: number, d: number, I: number, gateUp: KernelWeights, down: KernelWeights, dtype: WeightDtype,
     E: number, slotOfExpert: Int32Array, offsets: Int32Array, rows: Int32Array, rowWeight: Float32Array, opts?: KernelOptions,
   ): Float32Array;
+  combine(out: Float32Array, rows: Int32Array, T: number, d: number, opts?: KernelOptions): Float32Array;
   sample(logits: Float32Array, temperature: number, topP: number, u: number): number;
 }
 

@@ -51,7 +51,14 @@ export class CompletionServer {
     });
     this.scheduler.onStep = (report) => this.metrics.countStep(report);
     this.maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
-    this.http = http.createServer((req, res) => this.route(req, res));
+    this.http = http.createServer((req, res) => {
+      try {
+        this.route(req, res);
+      } catch (error) {
+        // A handler bug must cost one request, never the process and everyone else's requests.
+        this.fail(res, error);
+      }
+    });
   }
 
   /** Starts listening; port 0 picks a free one (read it from the result). */
@@ -96,6 +103,20 @@ export class CompletionServer {
       '/health': { GET: () => this.health(res) },
       '/metrics': { GET: () => this.sendMetrics(res) },
     };
+    if (path.startsWith('/v1/models/')) {
+      let id: string;
+      try {
+        id = decodeURIComponent(path.slice('/v1/models/'.length));
+      } catch {
+        throw new ApiError(400, `malformed model id in ${path}`, 'invalid_request_error', 'model');
+      }
+      handlers[path] = {
+        GET: () =>
+          id === this.model.id
+            ? this.send(res, 200, this.modelList().data[0])
+            : this.fail(res, new ApiError(404, `model '${id}' is not served here`, 'invalid_request_error', 'model', 'model_not_found')),
+      };
+    }
     const methods = handlers[path];
     if (!methods) return this.fail(res, new ApiError(404, `no route ${req.method} ${path}`, 'invalid_request_error', null, 'not_found'));
     const handler = methods[req.method ?? ''];
@@ -106,7 +127,7 @@ export class CompletionServer {
     handler();
   }
 
-  private modelList(): unknown {
+  private modelList(): { object: 'list'; data: object[] } {
     return {
       object: 'list',
       data: [{ id: this.model.id, object: 'model', created: this.created, owned_by: 'dsmoe', max_model_len: this.model.maxContext }],

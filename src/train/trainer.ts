@@ -176,6 +176,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       configExtra: {
         dsmoe: {
           recipe: recipe.name,
+          recipe_file: recipe.file,
           recipe_hash: hash,
           routing: routing.mode,
           mi_alpha: routing.miAlpha,

@@ -286,6 +286,22 @@ Napi::Value MoeFfn(const Napi::CallbackInfo& info) {
   return y;
 }
 
+// combine(out [R, d], rows [R], T, d, opts) → y [T, d] = per-token sums of the rows
+Napi::Value Combine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int T = int_arg(info, 2, "T", 1), d = int_arg(info, 3, "d", 1);
+  int32_t* rows = i32_arg(info, 1, 0, "rows");
+  int R = int(info[1].As<Napi::TypedArray>().ElementLength());
+  float* out = f32_arg(info, 0, sz(R, d), "out");
+  for (int r = 0; r < R; ++r)
+    if (rows[r] < 0 || rows[r] >= T) throw Napi::RangeError::New(env, "row out of range");
+  Options o = options_arg(info, 4);
+  Napi::Float32Array y = new_f32(env, sz(T, d));
+  if (is_ref(o)) combine_ref(out, rows, R, d, y.Data());
+  else combine(pool_for(o.threads), out, rows, R, d, y.Data());
+  return y;
+}
+
 // sample(logits, temperature, topP, u) → token id
 Napi::Value Sample(const Napi::CallbackInfo& info) {
   Napi::TypedArray a = typed_array(info, 0, napi_float32_array, "Float32Array", 1, "logits");
@@ -310,6 +326,7 @@ Napi::Object kernel_bindings(Napi::Env env) {
   k.Set("groupByExpert", Napi::Function::New(env, GroupByExpert));
   k.Set("swiglu", Napi::Function::New(env, Swiglu));
   k.Set("moeFfn", Napi::Function::New(env, MoeFfn));
+  k.Set("combine", Napi::Function::New(env, Combine));
   k.Set("sample", Napi::Function::New(env, Sample));
   return k;
 }

@@ -28,7 +28,7 @@ void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool ma
     // Checked before multiplying: no shape can wrap around 2^64 and pass the size test below.
     if (uint64_t(v) > file_->size() || elems > file_->size() / uint64_t(v))
       throw std::runtime_error("tensor " + t.name + " of shape " + shape_str(t.shape) + " is larger than " +
-                               file_->path() + " (" + std::to_string(file_->size()) + " bytes)");
+                               file_->path() + " (" + std::to_string(file_->size()) + " bytes: truncated or inconsistent weights file)");
     elems *= uint64_t(v);
   }
   uint64_t bytes = elems * dtype_size(t.dtype);

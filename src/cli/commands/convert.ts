@@ -33,7 +33,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('strategy', {
         choices: ['topk', 'threshold', 'threshold-topk'] as const,
         default: 'threshold-topk' as const,
-        describe: 'topk: fixed k; threshold: keep e iff E·p_e > ε (k varies per token); threshold-topk: k per layer = ceil(mean threshold count) on calibration tokens, then fixed top-k',
+        describe: 'topk: fixed k; threshold: keep e iff E·p_e > ε (k varies per token); threshold-topk: k per layer = ceil(mean threshold count − 0.05) on calibration tokens, then fixed top-k',
       })
       .option('k', { type: 'number', describe: 'topk: experts per token (default num_experts_per_tok); threshold: the most experts per token; threshold-topk: the largest k allowed (default E)' })
       .option('epsilon', { type: 'number', default: DEFAULT_EPSILON, describe: 'threshold ε on E·p_e (the paper: 0.48)' })

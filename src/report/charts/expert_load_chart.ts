@@ -15,6 +15,8 @@ export function expertLoadChart(cells: readonly ExpertLoadCell[], title: string)
     title,
     config: CHART_CONFIG,
     data: { values: [...cells] },
+    width: { step: Math.max(8, Math.min(28, Math.floor(560 / Math.max(1, new Set(cells.map((c) => c.expert)).size)))) },
+    height: { step: Math.max(8, Math.min(28, Math.floor(420 / Math.max(1, new Set(cells.map((c) => c.layer)).size)))) },
     mark: 'rect',
     encoding: {
       x: { field: 'expert', type: 'ordinal', title: 'Expert' },

@@ -1,0 +1,50 @@
+import * as tf from '@tensorflow/tfjs';
+import type { NativeKernels } from '../../runtime/native';
+import { BackendKind, float32Output, float32View } from './backend_tensors';
+import { matMulGeometry } from './matmul_geometry';
+
+/** Which addon kernels the training kernels call, and on how many threads. */
+export interface NativeMatMulContext {
+  kernels: Pick<NativeKernels, 'gemm'>;
+  threads: number;
+}
+
+/**
+ * op(a) · op(b) over broadcast batch dimensions into a new float32 tensor of the backend, one addon gemm per
+ * batch entry (multithreaded, vectorized). Inputs are read in place from the backend's storage; the product is
+ * written once into the output's storage. Returns the output and a view of its values (valid until the backend's
+ * next allocation).
+ */
+export function nativeMatMul(
+  ctx: NativeMatMulContext,
+  kind: BackendKind,
+  backend: tf.KernelBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+): { info: tf.TensorInfo; values: Float32Array } {
+  const g = matMulGeometry(a.shape, b.shape, transposeA, transposeB);
+  const { M, N, K } = g;
+  const out = float32Output(kind, backend, g.outShape); // [...batch, M, N]
+  // Views after the output's allocation: on wasm an allocation may have replaced the heap's ArrayBuffer.
+  const aValues = float32View(kind, backend, a); // [...batchA, M, K] or [..., K, M]
+  const bValues = float32View(kind, backend, b); // [...batchB, K, N] or [..., N, K]
+  const values = float32View(kind, backend, out.info);
+  if (M * N === 0) return { info: out.info, values };
+  if (K === 0) {
+    values.fill(0); // an empty sum
+    return { info: out.info, values };
+  }
+  const aSize = M * K;
+  const bSize = K * N;
+  const cSize = M * N;
+  const opts = { threads: ctx.threads };
+  for (let entry = 0; entry < g.aBatch.length; entry++) {
+    const aEntry = aValues.subarray(g.aBatch[entry] * aSize, (g.aBatch[entry] + 1) * aSize);
+    const bEntry = bValues.subarray(g.bBatch[entry] * bSize, (g.bBatch[entry] + 1) * bSize);
+    const product = ctx.kernels.gemm(aEntry, bEntry, M, N, K, transposeA, transposeB, opts); // [M, N]
+    values.set(product, entry * cSize);
+  }
+  return { info: out.info, values };
+}

@@ -1,0 +1,70 @@
+import * as tf from '@tensorflow/tfjs';
+import { loadNative, NativeAddon } from '../../runtime/native';
+import { isSupportedBackend, supportedBackends } from './backend_tensors';
+import { batchMatMulKernel } from './batch_mat_mul';
+import { fusedMatMulKernel } from './fused_mat_mul';
+import { NativeMatMulContext } from './native_matmul';
+
+export interface NativeKernelOptions {
+  /** addon threads per kernel call; default: every hardware thread the addon sees */
+  threads?: number;
+  /** the addon to use (tests pass a loaded one); default: `loadNative()` */
+  addon?: NativeAddon;
+}
+
+type KernelFactory = (ctx: NativeMatMulContext, kind: 'wasm' | 'cpu', fallback: tf.KernelFunc) => tf.KernelFunc;
+
+/** The tfjs kernels replaced by native ones, by tfjs kernel name. */
+const nativeKernelFactories: [string, KernelFactory][] = [
+  ['BatchMatMul', batchMatMulKernel],
+  ['_FusedMatMul', fusedMatMulKernel],
+];
+
+/** The backend's own kernels that a native one replaced, to restore (`--kernels tfjs`). */
+const replaced = new Map<string, tf.KernelConfig>(); // key `${backend}/${kernel}`
+
+/**
+ * Replaces tfjs's kernels for the matrix products of `backendName` ('wasm' or 'cpu') with the addon's
+ * multithreaded kernels, keeping the originals for `restoreTfjsKernels()`. Call it after the backend is
+ * selected (importing a backend registers its own kernels, which would replace these). Idempotent.
+ * Throws a UserError (from `loadNative`) when the addon is not built.
+ */
+export function registerNativeKernels(backendName: string, options: NativeKernelOptions = {}): { registered: string[] } {
+  if (!isSupportedBackend(backendName)) {
+    throw new Error(`native training kernels support the ${supportedBackends.join(' and ')} backends, not ${backendName}`);
+  }
+  const addon = options.addon ?? loadNative();
+  const threads = options.threads ?? addon.cpuInfo().threads;
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`native kernel threads must be a positive integer, got ${threads}`);
+  const ctx: NativeMatMulContext = { kernels: addon.kernels, threads };
+  const registered: string[] = [];
+  for (const [kernelName, factory] of nativeKernelFactories) {
+    const key = `${backendName}/${kernelName}`;
+    const current = tf.getKernel(kernelName, backendName);
+    if (!current) continue; // the backend has no such kernel: nothing to replace or to fall back on
+    const original = replaced.get(key) ?? current;
+    tf.unregisterKernel(kernelName, backendName);
+    // The original's setupFunc stays: when the backend initialises after this call, the fallback is set up too.
+    tf.registerKernel({ kernelName, backendName, setupFunc: original.setupFunc, kernelFunc: factory(ctx, backendName, original.kernelFunc) });
+    replaced.set(key, original);
+    registered.push(kernelName);
+  }
+  return { registered };
+}
+
+/** Puts back every tfjs kernel that `registerNativeKernels` replaced. Returns the names restored. */
+export function restoreTfjsKernels(): { restored: string[] } {
+  const restored: string[] = [];
+  for (const [key, original] of replaced) {
+    if (tf.getKernel(original.kernelName, original.backendName)) tf.unregisterKernel(original.kernelName, original.backendName);
+    tf.registerKernel(original);
+    restored.push(key);
+  }
+  replaced.clear();
+  return { restored };
+}
+
+/** The kernel names currently served by the addon, per backend (`wasm/BatchMatMul`, …). */
+export function nativeKernelsInUse(): string[] {
+  return [...replaced.keys()];
+}
