@@ -5,6 +5,7 @@
  *   node scripts/build-native.js              addon → native/build/Release/dsmoe_native.node
  *   node scripts/build-native.js --test       + C++ kernel tests and measurements (ctest, no Node)
  *   node scripts/build-native.js --sanitize   ASan + UBSan build of the C++ tests in native/build-sanitize, run them
+ *   node scripts/build-native.js --portable   the C++ tests without any x86 vector code (the ARM build), run them
  *
  * Node-API headers come from the node-api-headers package (or the system's Node headers); nothing is downloaded.
  * When a tool is missing the script says which and how to install it, and exits non-zero.
@@ -108,6 +109,13 @@ function main() {
     run('ctest', ['--test-dir', sanDir, '--output-on-failure', '-R', 'kernels'], {
       env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1', UBSAN_OPTIONS: 'print_stacktrace=1' },
     });
+    return;
+  }
+  if (args.has('--portable')) {
+    const portDir = path.join(nativeDir, 'build-portable');
+    configure(portDir, ['-DDSMOE_ADDON=OFF', '-DDSMOE_TESTS=ON', '-DDSMOE_PORTABLE=ON']);
+    run('cmake', ['--build', portDir, '-j', jobs]);
+    run('ctest', ['--test-dir', portDir, '--output-on-failure']);
     return;
   }
   const withTests = args.has('--test');

@@ -28,9 +28,9 @@ function denseFolder(config: ModelConfig, seed: number, edit?: (w: Map<string, F
   return dir;
 }
 
-function convert(denseDir: string, options: Partial<ConvertOptions>) {
+async function convert(denseDir: string, options: Partial<ConvertOptions>) {
   const outDir = tempDir('sparse');
-  const result = convertCheckpoint(readDenseCheckpoint(denseDir), {
+  const result = await convertCheckpoint(readDenseCheckpoint(denseDir), {
     outDir,
     strategy: 'topk',
     epsilon: 0.48,
@@ -49,9 +49,9 @@ describe('convert round trip', () => {
   test.each([
     ['no shared expert, untied', tinyConfig],
     ['shared expert, tied', withShared],
-  ])('top-k with k = E packs every tensor exactly in f32 (%s)', (_, config) => {
+  ])('top-k with k = E packs every tensor exactly in f32 (%s)', async (_, config) => {
     const denseDir = denseFolder(config, 3);
-    const { outDir, plan } = convert(denseDir, { k: config.num_experts });
+    const { outDir, plan } = await convert(denseDir, { k: config.num_experts });
     const loaded = readPlan(outDir);
     const unpacked = planWeights(loaded);
     const source = readSafetensors(path.join(denseDir, 'model.safetensors'));
@@ -70,9 +70,9 @@ describe('convert round trip', () => {
     expect(Array.from(sparse)).toEqual(Array.from(dense));
   });
 
-  test('bf16 packs every matrix rounded to nearest even, and keeps norms, biases and routers in f32', () => {
+  test('bf16 packs every matrix rounded to nearest even, and keeps norms, biases and routers in f32', async () => {
     const denseDir = denseFolder(tinyConfig, 4);
-    const { outDir } = convert(denseDir, { k: 4, dtype: 'bf16' });
+    const { outDir } = await convert(denseDir, { k: 4, dtype: 'bf16' });
     const loaded = readPlan(outDir);
     expect(loaded.header.tensors.get('layers.0.attn.qkv')!.dtype).toBe('BF16');
     expect(loaded.header.tensors.get('layers.0.router')!.dtype).toBe('F32');
@@ -121,7 +121,7 @@ describe('calibration rules', () => {
 });
 
 describe('convert strategies', () => {
-  test('threshold-topk picks k per layer from the threshold mean', () => {
+  test('threshold-topk picks k per layer from the threshold mean', async () => {
     // Layer 0's router is zero: p uniform, E·p = 1 > 0.48 for every expert, so k = E. Layer 1's router is large:
     // p is peaked, and k is the ceiling of its threshold mean, computed here independently of the converter.
     const denseDir = denseFolder(tinyConfig, 6, (w) => {
@@ -129,7 +129,7 @@ describe('convert strategies', () => {
       w.set(names.router(1), w.get(names.router(1))!.map((x) => x * 30));
     });
     const calib = windows(3, 16, 2);
-    const { plan, calibration, table } = convert(denseDir, { strategy: 'threshold-topk', calibWindows: calib });
+    const { plan, calibration, table } = await convert(denseDir, { strategy: 'threshold-topk', calibWindows: calib });
     expect(layerOps(plan.layers[0]).select).toMatchObject({ mode: 'topk', k: 4 });
     const dense = readDenseCheckpoint(denseDir);
     let count = 0;
@@ -152,9 +152,9 @@ describe('convert strategies', () => {
     expect(Number.isFinite(calibration!.loss.dense!)).toBe(true);
   });
 
-  test('threshold writes threshold select ops, costed at the mean selected count', () => {
+  test('threshold writes threshold select ops, costed at the mean selected count', async () => {
     const denseDir = denseFolder(tinyConfig, 7);
-    const { plan, calibration } = convert(denseDir, { strategy: 'threshold', epsilon: 0.9 });
+    const { plan, calibration } = await convert(denseDir, { strategy: 'threshold', epsilon: 0.9 });
     const select = layerOps(plan.layers[0]).select;
     expect(select).toMatchObject({ mode: 'threshold', epsilon: 0.9, k_max: 4, renormalize: false });
     const means = calibration!.layers.map((l) => l.mean_selected);
@@ -162,10 +162,10 @@ describe('convert strategies', () => {
     expect(plan.cost.active_params_per_token).toBeCloseTo(expected.active_params_per_token, 6);
   });
 
-  test('pruning removes experts no calibration token selects, without changing the loss', () => {
+  test('pruning removes experts no calibration token selects, without changing the loss', async () => {
     // Layer 1's router is zero: all probabilities tie, so top-2 always picks experts 0 and 1 (lower ids win).
     const denseDir = denseFolder(tinyConfig, 8, (w) => w.set(names.router(1), new Float32Array(4 * 8)));
-    const { plan, calibration, outDir } = convert(denseDir, { strategy: 'topk', k: 2, pruneBelow: 0.01 });
+    const { plan, calibration, outDir } = await convert(denseDir, { strategy: 'topk', k: 2, pruneBelow: 0.01 });
     expect(layerOps(plan.layers[1]).experts.kept).toEqual([0, 1]);
     expect(calibration!.layers[1].pruned).toEqual([2, 3]);
     expect(calibration!.layers[1].expert_load).toEqual([1, 1, 0, 0]);
@@ -176,18 +176,18 @@ describe('convert strategies', () => {
     expect(plan.cost.total_params).toBe(parameterCounts(tinyConfig).total - 2 * parameterCounts(tinyConfig).expertPerExpert);
   });
 
-  test('pruning a used expert changes the loss, and the report says so', () => {
+  test('pruning a used expert changes the loss, and the report says so', async () => {
     const denseDir = denseFolder(tinyConfig, 9);
-    const { calibration, plan } = convert(denseDir, { strategy: 'topk', k: 1, pruneBelow: 0.6 });
+    const { calibration, plan } = await convert(denseDir, { strategy: 'topk', k: 1, pruneBelow: 0.6 });
     const kept = plan.layers.map((l) => layerOps(l).experts.kept.length);
     expect(Math.min(...kept)).toBeGreaterThanOrEqual(1);
     expect(kept.some((n) => n < 4)).toBe(true);
     expect(calibration!.loss.pruned).not.toBe(calibration!.loss.plan);
   });
 
-  test('the renormalize option and norm_topk_prob are written into the plan', () => {
+  test('the renormalize option and norm_topk_prob are written into the plan', async () => {
     const denseDir = denseFolder(tinyConfig, 10);
-    const { plan } = convert(denseDir, { strategy: 'topk', k: 2, renormalize: true });
+    const { plan } = await convert(denseDir, { strategy: 'topk', k: 2, renormalize: true });
     expect(layerOps(plan.layers[0]).select.renormalize).toBe(true);
     expect(plan.source.routing_rule).toBe('softmax-renormalized');
   });
@@ -255,10 +255,12 @@ describe('convert refuses', () => {
     expect(() => readDenseCheckpoint(nan)).toThrow(/tensor model\.layers\.1\.self_attn\.o_proj\.weight holds a non-finite value \(NaN\) at element 5/);
   });
 
-  test('k out of range, threshold-topk without calibration tokens, --out equal to the input', () => {
+  test('k out of range, threshold-topk without calibration tokens, --out equal to the input', async () => {
     const dir = denseFolder(tinyConfig, 1);
-    expect(() => convert(dir, { k: 5 })).toThrow(/--k must be an integer in 1\.\.4/);
-    expect(() => convert(dir, { strategy: 'threshold-topk', calibWindows: [] })).toThrow(/needs calibration tokens/);
-    expect(() => convertCheckpoint(readDenseCheckpoint(dir), { outDir: dir, strategy: 'topk', epsilon: 0.48, dtype: 'f32', calibWindows: [], calibSource: '', renormalize: false })).toThrow(/--out must differ/);
+    await expect(convert(dir, { k: 5 })).rejects.toThrow(/--k must be an integer in 1\.\.4/);
+    await expect(convert(dir, { strategy: 'threshold-topk', calibWindows: [] })).rejects.toThrow(/needs calibration tokens/);
+    await expect(
+      convertCheckpoint(readDenseCheckpoint(dir), { outDir: dir, strategy: 'topk', epsilon: 0.48, dtype: 'f32', calibWindows: [], calibSource: '', renormalize: false }),
+    ).rejects.toThrow(/--out must differ/);
   });
 });

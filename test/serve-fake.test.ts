@@ -127,13 +127,14 @@ describe('serve (fake runtime)', () => {
     expect(models.json.data[0].id).toBe('fake-byte-model');
     expect((await request(port, 'GET', '/v1/models/fake-byte-model')).json.id).toBe('fake-byte-model');
     expect((await request(port, 'GET', '/v1/models/other')).status).toBe(404);
+    expect((await request(port, 'GET', '/v1/models/%E0%A4%A')).status).toBe(400);
     expect((await request(port, 'GET', '/health')).json.status).toBe('ok');
     await completion(port, { prompt: 'count me', max_tokens: 5, temperature: 0 });
     await completion(port, { prompt: 'x', max_tokens: -5 });
     const metrics = await request(port, 'GET', '/metrics');
     expect(metrics.headers['content-type']).toMatch(/^text\/plain/);
     expect(metrics.text).toMatch(/^dsmoe_requests_total\{status="200"\} \d+$/m);
-    expect(metrics.text).toMatch(/^dsmoe_requests_total\{status="400"\} 1$/m);
+    expect(metrics.text).toMatch(/^dsmoe_requests_total\{status="400"\} 2$/m); // max_tokens -5 and the malformed model id
     expect(metrics.text).toMatch(/^dsmoe_generated_tokens_total 5$/m);
     for (const name of ['dsmoe_generated_tokens_per_second', 'dsmoe_queue_depth', 'dsmoe_decode_batch_size']) {
       expect(metrics.text).toMatch(new RegExp(`^${name} [0-9.e+-]+$`, 'm'));

@@ -153,12 +153,11 @@ int dsmoe_cuda_attention(const float* qkv, int T, int H, int KV, int hd, const i
   dim3 grid(T, KV, ns);
   const size_t smem = (size_t)ATT_WARPS * (H / KV) * (hd + 2) * sizeof(float);
   float* part = (float*)workspace;
-  switch (hd) {
-    case 32: launch_k(attention_kernel<1>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-    case 64: launch_k(attention_kernel<2>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-    case 128: launch_k(attention_kernel<4>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-    default: launch_k(attention_kernel<8>, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns, out, part); break;
-  }
+  void (*kernel)(const float*, int, int, const int*, const int*, const float*, const float*, int, int, int, float*,
+                 float*) = hd == 32 ? attention_kernel<1> : hd == 64 ? attention_kernel<2>
+                                   : hd == 128 ? attention_kernel<4> : attention_kernel<8>;
+  launch_k(kernel, grid, 32 * ATT_WARPS, smem, s, qkv, H, KV, slots, positions, k_cache, v_cache, max_ctx, chunk, ns,
+           out, part);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || ns == 1) return (int)e;
   launch_k(attention_merge_kernel, dim3(T, H), hd, 0, s, part, positions, H, hd, chunk, ns, out);

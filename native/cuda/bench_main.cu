@@ -4,6 +4,7 @@
 //   2. batch-1 decode of a DS-MoE-1B-shaped random model (d 2048, 24 layers, 32 experts x 256, k 13, 16 query heads /
 //      4 kv heads of 128, bf16 matrices, tied lm_head over 32000 tokens, context 512), one CUDA graph per token:
 //      weight bytes streamed per token / time, sparse (k 13) and dense (k 32), speedup against the ideal byte ratio
+//      plus a per-op line (decode_op) for each kernel of a layer, replayed alone in a graph
 //   3. the MoE layer (router, selection, grouping, grouped GEMMs, combine) at 64 x 512 tokens, k 13 and k 32,
 //      timed with cudaEvents, TFLOP/s and speedup against the ideal FLOP ratio
 // Every figure is printed as one JSON line naming the card (cudaGetDeviceProperties().name).
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -257,9 +259,99 @@ static DecodeTime time_decode(Model& m, int k) {
   return {best / reps, ms_stream / reps};
 }
 
+// per-op view of one decode layer: each op replayed 200 times back to back in a graph, so the figure is its time in
+// the decode stream (launch gaps included); tells the next tuning step where the layer's time goes
+static void bench_decode_ops(Model& m, double d2d) {
+  const Cfg& c = m.c;
+  // each replay i reads layer i % L, so weights come from HBM as in decode, not from L2 (one layer's qkv would fit)
+  const int qkv_rows = (c.H + 2 * c.KV) * c.hd, k = 13;
+  int* ids;
+  float* wts;
+  float* probs;
+  float* hbuf;
+  CUDA_OK(cudaMalloc(&ids, 64 * 4));
+  CUDA_OK(cudaMalloc(&wts, 64 * 4));
+  CUDA_OK(cudaMalloc(&probs, c.E * 4));
+  CUDA_OK(cudaMalloc(&hbuf, (size_t)k * c.I * 4));
+  cudaStream_t s;
+  CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  DS_OK(dsmoe_cuda_rms_norm(m.h, m.layers[0].mlp_norm, m.a, nullptr, 1, c.d, c.eps, s));
+  DS_OK(dsmoe_cuda_router_select(m.a, m.layers[0].router, nullptr, 1, c.d, c.E, DSMOE_SELECT_TOPK, k, 0.f, 0, probs,
+                                 ids, wts, nullptr, s));
+  CUDA_OK(cudaStreamSynchronize(s));
+  const double expert_gu = (double)k * 2 * c.I * c.d * 2, expert_dn = (double)k * c.d * c.I * 2;
+  struct Op {
+    const char* name;
+    double bytes;
+    std::function<void(const LayerW&)> run;
+  };
+  using L = const LayerW&;
+  std::vector<Op> ops = {
+      {"rms_norm", 2.0 * c.d * 4,
+       [&](L w) { DS_OK(dsmoe_cuda_rms_norm(m.h, w.attn_norm, m.a, nullptr, 1, c.d, c.eps, s)); }},
+      {"linear_qkv", (double)qkv_rows * c.d * 2,
+       [&](L w) {
+         DS_OK(dsmoe_cuda_linear(m.a, w.qkv, w.qkv_bias, m.qkv, 1, c.d, qkv_rows, 0, m.ws, m.ws_bytes, s));
+       }},
+      {"rope_kv_append", 0,
+       [&](L w) {
+         DS_OK(dsmoe_cuda_rope_kv_append(m.qkv, 1, c.H, c.KV, c.hd, m.slots, m.positions, c.theta, w.k_cache,
+                                         w.v_cache, c.max_ctx, s));
+       }},
+      {"attention_ctx512", 2.0 * c.ctx * c.KV * c.hd * 4,
+       [&](L w) {
+         DS_OK(dsmoe_cuda_attention(m.qkv, 1, c.H, c.KV, c.hd, m.slots, m.positions, w.k_cache, w.v_cache, c.max_ctx,
+                                    m.att, m.ws, m.ws_bytes, s));
+       }},
+      {"linear_o", (double)c.d * c.H * c.hd * 2,
+       [&](L w) { DS_OK(dsmoe_cuda_linear(m.att, w.o, nullptr, m.h, 1, c.H * c.hd, c.d, 1, m.ws, m.ws_bytes, s)); }},
+      {"router_select", (double)c.E * c.d * 4,
+       [&](L w) {
+         DS_OK(dsmoe_cuda_router_select(m.a, w.router, nullptr, 1, c.d, c.E, DSMOE_SELECT_TOPK, k, 0.f, 0, probs, ids,
+                                        wts, nullptr, s));
+       }},
+      {"moe_gemv_gate_up_k13", expert_gu,
+       [&](L w) { DS_OK(dsmoe_cuda_moe_gemv_gate_up(m.a, w.gate_up, ids, 1, k, c.d, c.I, hbuf, s)); }},
+      {"moe_gemv_down_k13", expert_dn,
+       [&](L w) { DS_OK(dsmoe_cuda_moe_gemv_down(hbuf, w.down, ids, wts, 1, k, c.d, c.I, m.h, s)); }},
+      {"lm_head", (double)c.V * c.d * 2,
+       [&](L) { DS_OK(dsmoe_cuda_linear(m.a, m.embed, nullptr, m.logits, 1, c.d, c.V, 0, m.ws, m.ws_bytes, s)); }},
+      {"sample_greedy", (double)c.V * 4,
+       [&](L) { DS_OK(dsmoe_cuda_sample(m.logits, 1, c.V, 0.f, 1.f, 0, nullptr, m.tokens, s)); }},
+  };
+  cudaEvent_t e0, e1;
+  CUDA_OK(cudaEventCreate(&e0));
+  CUDA_OK(cudaEventCreate(&e1));
+  for (Op& op : ops) {
+    const int reps = 200;
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < reps; ++i) op.run(m.layers[i % c.L]);
+    CUDA_OK(cudaStreamEndCapture(s, &g));
+    CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+    CUDA_OK(cudaGraphLaunch(ge, s));
+    CUDA_OK(cudaEventRecord(e0, s));
+    CUDA_OK(cudaGraphLaunch(ge, s));
+    CUDA_OK(cudaEventRecord(e1, s));
+    CUDA_OK(cudaEventSynchronize(e1));
+    float ms;
+    CUDA_OK(cudaEventElapsedTime(&ms, e0, e1));
+    const double us = ms * 1e3 / reps;
+    printf("{\"bench\":\"decode_op\",\"card\":\"%s\",\"op\":\"%s\",\"us\":%.2f,\"bytes\":%.0f,\"gbs\":%.1f,"
+           "\"fraction_of_d2d\":%.3f}\n",
+           g_card, op.name, us, op.bytes, op.bytes / (us * 1e-6) / 1e9, op.bytes / (us * 1e-6) / 1e9 / d2d);
+    CUDA_OK(cudaGraphExecDestroy(ge));
+    CUDA_OK(cudaGraphDestroy(g));
+  }
+  fflush(stdout);
+  CUDA_OK(cudaStreamDestroy(s));
+}
+
 static void bench_decode(double d2d) {
   Cfg c;
   Model m = build_model(c);
+  bench_decode_ops(m, d2d);
   const double kv_bytes = 2.0 * c.L * c.ctx * c.KV * c.hd * 4;
   double ms_sparse = 0, ms_dense = 0;
   // k 13 without programmatic dependent launch first: the A/B for the launch-gap question (common.cuh)

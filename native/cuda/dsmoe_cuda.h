@@ -69,7 +69,8 @@ int dsmoe_cuda_linear(const float* x, const uint16_t* W, const float* bias, floa
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* rotary embedding, KV cache and attention (rope.cu, attention.cu)                                                 */
 
-/* in place on x[t * row_stride + h * hd + i] for h < n_heads (rotate_half form, angle = positions[t] * theta^(-2i/hd)) */
+/* in place on x[t * row_stride + h * hd + i] for h < n_heads
+ * (rotate_half form, angle = positions[t] * theta^(-2i/hd)) */
 int dsmoe_cuda_rope(float* x, int T, int n_heads, int hd, int row_stride, const int* positions, float theta,
                     void* stream);
 /* qkv [T, (H + 2KV) * hd] (q rows, then k, then v; k already rotated); caches [slots, max_ctx, KV, hd] f32 */
@@ -81,7 +82,8 @@ int dsmoe_cuda_rope_kv_append(float* qkv, int T, int H, int KV, int hd, const in
                               float theta, float* k_cache, float* v_cache, int max_ctx, void* stream);
 /* scratch bytes for dsmoe_cuda_attention (split-K partials for decode) */
 size_t dsmoe_cuda_attention_workspace_size(int T, int H, int hd, int max_ctx);
-/* out [T, H * hd]: token t attends to cache positions 0..positions[t] of slot slots[t]; q head h reads kv head h/(H/KV) */
+/* out [T, H * hd]: token t attends to cache positions 0..positions[t] of slot slots[t];
+ * q head h reads kv head h / (H / KV) */
 int dsmoe_cuda_attention(const float* qkv, int T, int H, int KV, int hd, const int* slots, const int* positions,
                          const float* k_cache, const float* v_cache, int max_ctx, float* out, void* workspace,
                          size_t workspace_bytes, void* stream);
@@ -127,7 +129,8 @@ int dsmoe_cuda_group_tokens(const int* sel_ids, const float* sel_w, int T, int k
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* experts: small-batch mat-vec (moe_gemv.cu) and grouped tensor-core GEMM (moe_gemm.cu)                            */
 
-/* h[t * k + j, :] = silu(gate_e · x[t]) * (up_e · x[t]) with e = sel_ids[t, j] read in the kernel; pads are skipped */
+/* h[t * k + j, :] = silu(gate_e · x[t]) * (up_e · x[t]) with e = sel_ids[t, j] read in the kernel;
+ * pads (-1) are skipped */
 int dsmoe_cuda_moe_gemv_gate_up(const float* x, const uint16_t* gate_up, const int* sel_ids, int T, int k, int d,
                                 int I, float* h, void* stream);
 /* out[t, :] += sum_j sel_w[t, j] * down_e · h[t * k + j, :]   (one writer per output: deterministic, no atomics) */

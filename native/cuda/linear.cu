@@ -72,8 +72,8 @@ int dsmoe_cuda_linear(const float* x, const uint16_t* W, const float* bias, floa
   if (T == 0) return 0;
   cudaStream_t s = as_stream(stream);
   if (T <= LIN_MAX_T) {
-    launch_k(linear_gemv_kernel, ceil_div(out, LIN_WARPS * LIN_ROWS_PER_WARP), 32 * LIN_WARPS, 0, s, x, W, bias, y, T, in,
-                                                                                              out, accumulate);
+    launch_k(linear_gemv_kernel, ceil_div(out, LIN_WARPS * LIN_ROWS_PER_WARP), 32 * LIN_WARPS, 0, s, x, W, bias, y,
+             T, in, out, accumulate);
     DSMOE_LAUNCH_STATUS();
   }
   uint16_t* xb = (uint16_t*)workspace;  // (T, in)

@@ -162,7 +162,7 @@ tc_gemm_kernel(const uint16_t* __restrict__ A,        // GATE_UP: x (T, Kd); DOW
         __syncwarp();
 #pragma unroll
         for (int q = 0; q < 8; ++q) {
-          const int el = lane * 8 + q, rr = el >> 4, cc = el & 15;
+          const int el = q * 32 + lane, rr = el >> 4, cc = el & 15;  // a warp covers 2 rows x 16 columns: coalesced
           const int m = wm * 32 + i * 16 + rr, n = n0 + wn * 32 + j * 16 + cc;
           if (m < rows && n < N) h_out[(size_t)(row0 + m) * N + n] = f_to_bf16(silu(scr[el]) * scr[256 + el]);
         }
@@ -174,7 +174,7 @@ tc_gemm_kernel(const uint16_t* __restrict__ A,        // GATE_UP: x (T, Kd); DOW
           __syncwarp();
 #pragma unroll
           for (int q = 0; q < 8; ++q) {
-            const int el = lane * 8 + q, rr = el >> 4, cc = el & 15;
+            const int el = q * 32 + lane, rr = el >> 4, cc = el & 15;  // a warp covers 2 rows x 16 columns: coalesced
             const int m = wm * 32 + i * 16 + rr, n = n0 + g * GM_GROUP + wn * 32 + j * 16 + cc;
             if (m < rows && n < N) {
               const int r = row0 + m;

@@ -83,8 +83,8 @@ int dsmoe_cuda_rope_kv_append(float* qkv, int T, int H, int KV, int hd, const in
   const size_t n = (size_t)T * (H + 2 * KV) * (hd / 2);
   unsigned blocks = ceil_div(n, 256);
   if (blocks > 8192) blocks = 8192;
-  launch_k(rope_kv_append_kernel, blocks, 256, 0, as_stream(stream), qkv, T, H, KV, hd, slots, positions, theta, k_cache,
-                                                               v_cache, max_ctx);
+  launch_k(rope_kv_append_kernel, blocks, 256, 0, as_stream(stream), qkv, T, H, KV, hd, slots, positions, theta,
+           k_cache, v_cache, max_ctx);
   DSMOE_LAUNCH_STATUS();
 }
 

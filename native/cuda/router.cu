@@ -117,7 +117,8 @@ router_small_kernel(const float* __restrict__ x,       // (T, d)
     if (lane == 0) logits[e] = s;
   }
   __syncthreads();
-  if (warp == 0) select_warp(logits, t, expert_slot, E, mode, k, epsilon, renormalize, probs, sel_ids, sel_w, sel_count);
+  if (warp == 0)
+    select_warp(logits, t, expert_slot, E, mode, k, epsilon, renormalize, probs, sel_ids, sel_w, sel_count);
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -216,7 +217,8 @@ extern "C" int dsmoe_cuda_router_select(const float* x, const float* router, con
                                                                renormalize, probs, sel_ids, sel_w, sel_count);
     DSMOE_LAUNCH_STATUS();
   }
-  launch_k(router_logits_tiled_kernel, dim3(ceil_div(T, RT_BT), ceil_div(E, RT_BE)), 256, 0, s, x, router, T, d, E, probs);
+  launch_k(router_logits_tiled_kernel, dim3(ceil_div(T, RT_BT), ceil_div(E, RT_BE)), 256, 0, s, x, router, T, d, E,
+           probs);
   launch_k(router_select_kernel, ceil_div(T, 4), 128, 0, s, expert_slot, T, E, mode, k, epsilon, renormalize, probs,
                                                       sel_ids, sel_w, sel_count);
   DSMOE_LAUNCH_STATUS();

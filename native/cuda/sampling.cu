@@ -139,6 +139,7 @@ extern "C" int dsmoe_cuda_sample(const float* logits, int R, int V, float temper
                                  const int64_t* step, int* out_tokens, void* stream) {
   DSMOE_RETURN_IF(R < 0 || V <= 0);
   if (R == 0) return 0;
-  launch_k(sample_kernel, R, SAMPLE_THREADS, 0, as_stream(stream), logits, V, temperature, top_p, seed, step, out_tokens);
+  launch_k(sample_kernel, R, SAMPLE_THREADS, 0, as_stream(stream), logits, V, temperature, top_p, seed, step,
+           out_tokens);
   DSMOE_LAUNCH_STATUS();
 }

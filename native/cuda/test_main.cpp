@@ -32,6 +32,7 @@ static int g_pass = 0, g_fail = 0;
 static bool g_quick = false;
 static const char* g_filter = nullptr;
 static std::mt19937 g_rng(1234);
+static void* g_stream = nullptr;  // a created stream, as the addon uses (programmatic launch between kernels)
 
 static const double TOL_BF16 = 5e-4, TOL_F32 = 1e-6;
 
@@ -75,7 +76,7 @@ struct Dev {
   T* ptr = nullptr;
   explicit Dev(size_t n_) : n(n_) {
     CK(dsmoe_cuda_malloc((void**)&base, bytes()));
-    CK(dsmoe_cuda_memset(base, 0xA5, bytes(), nullptr));  // data starts as the pattern too: unwritten reads stand out
+    CK(dsmoe_cuda_memset(base, 0xA5, bytes(), g_stream));  // data starts as the pattern too: unwritten reads stand out
     ptr = (T*)(base + GUARD);
   }
   Dev(const std::vector<T>& v) : Dev(v.size()) { up(v); }
@@ -84,18 +85,18 @@ struct Dev {
   ~Dev() { dsmoe_cuda_free(base); }
   size_t bytes() const { return n * sizeof(T) + 2 * GUARD; }
   void up(const std::vector<T>& v) {
-    if (n) CK(dsmoe_cuda_memcpy_htod(ptr, v.data(), n * sizeof(T), nullptr));
+    if (n) CK(dsmoe_cuda_memcpy_htod(ptr, v.data(), n * sizeof(T), g_stream));
   }
   std::vector<T> down() const {
     std::vector<T> v(n);
-    CK(dsmoe_cuda_stream_synchronize(nullptr));
-    if (n) CK(dsmoe_cuda_memcpy_dtoh(v.data(), ptr, n * sizeof(T), nullptr));
+    CK(dsmoe_cuda_stream_synchronize(g_stream));
+    if (n) CK(dsmoe_cuda_memcpy_dtoh(v.data(), ptr, n * sizeof(T), g_stream));
     return v;
   }
   bool guards_ok() const {
     std::vector<unsigned char> all(bytes());
-    CK(dsmoe_cuda_stream_synchronize(nullptr));
-    CK(dsmoe_cuda_memcpy_dtoh(all.data(), base, bytes(), nullptr));
+    CK(dsmoe_cuda_stream_synchronize(g_stream));
+    CK(dsmoe_cuda_memcpy_dtoh(all.data(), base, bytes(), g_stream));
     for (size_t i = 0; i < GUARD; ++i)
       if (all[i] != 0xA5 || all[GUARD + n * sizeof(T) + i] != 0xA5) return false;
     return true;
@@ -125,7 +126,8 @@ static bool check(const std::string& name, const std::vector<float>& ref, const 
   const double e = nmse(ref, got, &bad);
   const bool guards = buf.guards_ok();
   char d[160];
-  snprintf(d, sizeof d, "nmse=%.3e tol=%.0e%s%s", e, tol, bad ? " NaN/Inf/size" : "", guards ? "" : " GUARD-OVERWRITTEN");
+  snprintf(d, sizeof d, "nmse=%.3e tol=%.0e%s%s", e, tol, bad ? " NaN/Inf/size" : "",
+           guards ? "" : " GUARD-OVERWRITTEN");
   const bool ok = !bad && guards && e <= tol;
   report(ok, name, d);
   return ok;
@@ -164,7 +166,7 @@ static void test_rms_norm() {
       auto x = randu((size_t)T * d, 3.f), w = randu(d, 1.f);
       Dev<float> dx(x), dw(w), dy((size_t)T * d);
       Dev<uint16_t> db((size_t)T * d);
-      CK(dsmoe_cuda_rms_norm(dx.ptr, dw.ptr, dy.ptr, db.ptr, T, d, 1e-6f, nullptr));
+      CK(dsmoe_cuda_rms_norm(dx.ptr, dw.ptr, dy.ptr, db.ptr, T, d, 1e-6f, g_stream));
       std::vector<float> ry((size_t)T * d);
       ref::rms_norm(x.data(), w.data(), ry.data(), T, d, 1e-6f);
       check(fmt("rms_norm T=%d d=%d", T, d), ry, dy.down(), dy, TOL_F32);
@@ -185,7 +187,7 @@ static void test_linear() {
       const size_t wsb = dsmoe_cuda_linear_workspace_size(T, s.in);
       Dev<char> ws(wsb);
       CK(dsmoe_cuda_linear(dx.ptr, dW.ptr, has_bias ? db.ptr : nullptr, dy.ptr, T, s.in, s.out, acc, ws.ptr, wsb,
-                           nullptr));
+                           g_stream));
       std::vector<float> ry = y0;
       ref::linear(x.data(), W.data(), has_bias ? b.data() : nullptr, ry.data(), T, s.in, s.out, acc);
       check(fmt("linear T=%d in=%d out=%d acc=%d bias=%d", T, s.in, s.out, acc, has_bias), ry, dy.down(), dy,
@@ -201,7 +203,7 @@ static void test_rope() {
     for (auto& p : pos) p = randint(0, 8191);
     Dev<float> dx(x);
     Dev<int> dp(pos);
-    CK(dsmoe_cuda_rope(dx.ptr, T, nh, hd, stride, dp.ptr, 10000.f, nullptr));
+    CK(dsmoe_cuda_rope(dx.ptr, T, nh, hd, stride, dp.ptr, 10000.f, g_stream));
     ref::rope(x.data(), T, nh, hd, stride, pos.data(), 10000.f);
     check(fmt("rope T=%d hd=%d", T, hd), x, dx.down(), dx, TOL_F32);
   }
@@ -218,7 +220,7 @@ static void test_kv_append() {
     auto kc = randu(cn, 1.f), vc = randu(cn, 1.f);
     Dev<float> dq(qkv), dk(kc), dv(vc);
     Dev<int> ds(sl), dp(pos);
-    CK(dsmoe_cuda_kv_append(dq.ptr, T, H, KV, hd, ds.ptr, dp.ptr, dk.ptr, dv.ptr, max_ctx, nullptr));
+    CK(dsmoe_cuda_kv_append(dq.ptr, T, H, KV, hd, ds.ptr, dp.ptr, dk.ptr, dv.ptr, max_ctx, g_stream));
     ref::kv_append(qkv.data(), T, H, KV, hd, sl.data(), pos.data(), kc.data(), vc.data(), max_ctx);
     check(fmt("kv_append.k T=%d", T), kc, dk.down(), dk, TOL_F32);
     check(fmt("kv_append.v T=%d", T), vc, dv.down(), dv, TOL_F32);
@@ -236,7 +238,7 @@ static void test_rope_kv_append() {
     auto kc = randu(cn, 1.f), vc = randu(cn, 1.f);
     Dev<float> dq(qkv), dk(kc), dv(vc);
     Dev<int> ds(sl), dp(pos);
-    CK(dsmoe_cuda_rope_kv_append(dq.ptr, T, H, KV, hd, ds.ptr, dp.ptr, 1e6f, dk.ptr, dv.ptr, max_ctx, nullptr));
+    CK(dsmoe_cuda_rope_kv_append(dq.ptr, T, H, KV, hd, ds.ptr, dp.ptr, 1e6f, dk.ptr, dv.ptr, max_ctx, g_stream));
     ref::rope(qkv.data(), T, H + KV, hd, (H + 2 * KV) * hd, pos.data(), 1e6f);
     ref::kv_append(qkv.data(), T, H, KV, hd, sl.data(), pos.data(), kc.data(), vc.data(), max_ctx);
     check(fmt("rope_kv_append.qkv T=%d", T), qkv, dq.down(), dq, TOL_F32);
@@ -260,7 +262,7 @@ static void attention_case(int T, int H, int KV, int hd, int slots, int max_ctx,
   const size_t wsb = dsmoe_cuda_attention_workspace_size(T, H, hd, max_ctx);
   Dev<char> ws(wsb);
   CK(dsmoe_cuda_attention(dq.ptr, T, H, KV, hd, ds.ptr, dp.ptr, dk.ptr, dv.ptr, max_ctx, dout.ptr, ws.ptr, wsb,
-                          nullptr));
+                          g_stream));
   std::vector<float> ro((size_t)T * H * hd);
   ref::attention(qkv.data(), T, H, KV, hd, sl.data(), pos.data(), kc.data(), vc.data(), max_ctx, ro.data());
   check(fmt("attention T=%d H=%d KV=%d hd=%d max_ctx=%d", T, H, KV, hd, max_ctx), ro, dout.down(), dout, TOL_F32);
@@ -287,7 +289,7 @@ static void test_sampling() {
       for (int trial = 0; trial < 4; ++trial) {
         Dev<int> dout(R);
         const uint64_t seed = c.seed + 1000 * trial;
-        CK(dsmoe_cuda_sample(dl.ptr, R, V, c.temp, c.top_p, seed, dstep.ptr, dout.ptr, nullptr));
+        CK(dsmoe_cuda_sample(dl.ptr, R, V, c.temp, c.top_p, seed, dstep.ptr, dout.ptr, g_stream));
         std::vector<int> ro(R);
         ref::sample(l.data(), R, V, c.temp, c.top_p, seed, 5, ro.data());
         const auto got = dout.down();
@@ -406,7 +408,7 @@ static void test_router() {
           Dev<float> dx(x), dR(R), dprobs((size_t)T * E), dw((size_t)T * k);
           Dev<int> dslot(slot), did((size_t)T * k), dcount(T);
           CK(dsmoe_cuda_router_select(dx.ptr, dR.ptr, s.prune ? dslot.ptr : nullptr, T, d, E, s.mode, k, s.epsilon,
-                                      s.renormalize, dprobs.ptr, did.ptr, dw.ptr, dcount.ptr, nullptr));
+                                      s.renormalize, dprobs.ptr, did.ptr, dw.ptr, dcount.ptr, g_stream));
           std::vector<float> rp((size_t)T * E), rw((size_t)T * k);
           std::vector<int> rid((size_t)T * k), rc(T);
           ref::router_select(x.data(), R.data(), s.prune ? slot.data() : nullptr, T, d, E, s.mode, k, s.epsilon,
@@ -433,7 +435,7 @@ static void test_shared_gate() {
     auto x = randu((size_t)T * d, 1.f), wg = randu(d, 0.2f);
     Dev<float> dx(x), dwg(wg), dw(T);
     Dev<int> did(T);
-    CK(dsmoe_cuda_shared_expert_gate(dx.ptr, dwg.ptr, T, d, did.ptr, dw.ptr, nullptr));
+    CK(dsmoe_cuda_shared_expert_gate(dx.ptr, dwg.ptr, T, d, did.ptr, dw.ptr, g_stream));
     std::vector<float> rw(T);
     for (int t = 0; t < T; ++t) {
       double s = 0;
@@ -473,7 +475,7 @@ static void test_grouping() {
         Dev<int> did(ids), dcounts(K), dcursor(K), doff(K + 1), dtok(n), dassign(n);
         Dev<float> dw(w), drw(n);
         CK(dsmoe_cuda_group_tokens(did.ptr, dw.ptr, T, k, K, dcounts.ptr, dcursor.ptr, doff.ptr, dtok.ptr, drw.ptr,
-                                   dassign.ptr, nullptr));
+                                   dassign.ptr, g_stream));
         const auto counts = dcounts.down(), off = doff.down(), tok = dtok.down(), assign = dassign.down();
         const auto rw = drw.down();
         std::vector<int> rc(K, 0);
@@ -542,10 +544,10 @@ static void test_experts() {
         // mat-vec kernels (down fed with the reference h so each kernel is judged alone)
         {
           Dev<float> dh(n * I), dout(out0);
-          CK(dsmoe_cuda_moe_gemv_gate_up(dx.ptr, dgu.ptr, did.ptr, T, k, d, I, dh.ptr, nullptr));
+          CK(dsmoe_cuda_moe_gemv_gate_up(dx.ptr, dgu.ptr, did.ptr, T, k, d, I, dh.ptr, g_stream));
           check("moe_gemv_gate_up " + tag, valid_rows(rh, ids, I), valid_rows(dh.down(), ids, I), dh, TOL_BF16);
           dh.up(rh);
-          CK(dsmoe_cuda_moe_gemv_down(dh.ptr, ddn.ptr, did.ptr, dw.ptr, T, k, d, I, dout.ptr, nullptr));
+          CK(dsmoe_cuda_moe_gemv_down(dh.ptr, ddn.ptr, did.ptr, dw.ptr, T, k, d, I, dout.ptr, g_stream));
           check("moe_gemv_down " + tag, rout, dout.down(), dout, TOL_BF16);
         }
         // grouped GEMM kernels, driven by the device grouping; rows compared through the scatter map
@@ -556,8 +558,8 @@ static void test_experts() {
           Dev<int> dcounts(K), dcursor(K), doff(K + 1), dtok(n), dassign(n);
           Dev<float> drw(n), dout(out0);
           CK(dsmoe_cuda_group_tokens(did.ptr, dw.ptr, T, k, K, dcounts.ptr, dcursor.ptr, doff.ptr, dtok.ptr, drw.ptr,
-                                     dassign.ptr, nullptr));
-          CK(dsmoe_cuda_moe_gemm_gate_up(dxb.ptr, dgu.ptr, doff.ptr, dtok.ptr, (int)n, K, d, I, dhb.ptr, nullptr));
+                                     dassign.ptr, g_stream));
+          CK(dsmoe_cuda_moe_gemm_gate_up(dxb.ptr, dgu.ptr, doff.ptr, dtok.ptr, (int)n, K, d, I, dhb.ptr, g_stream));
           const auto assign = dassign.down();
           const auto hb = widen(dhb.down());
           std::vector<float> got, want;
@@ -573,7 +575,7 @@ static void test_experts() {
               for (int i = 0; i < I; ++i) hin[(size_t)assign[a] * I + i] = ref::f2bf(rh[a * I + i]);
           dhb.up(hin);
           CK(dsmoe_cuda_moe_gemm_down(dhb.ptr, ddn.ptr, doff.ptr, dtok.ptr, drw.ptr, (int)n, K, d, I, dout.ptr,
-                                      nullptr));
+                                      g_stream));
           check("moe_gemm_down " + tag, rout, dout.down(), dout, TOL_BF16);
         }
       }
@@ -601,7 +603,8 @@ static void moe_forward_case(int E, int k, int T, int d, int I, const Selection&
     Dev<float> dout(out0), dw((size_t)T * k), dprobs((size_t)T * E);
     Dev<int> did((size_t)T * k);
     Dev<char> ws(wsb);
-    CK(dsmoe_cuda_moe_forward(&w, &sel, dm.ptr, T, dout.ptr, did.ptr, dw.ptr, dprobs.ptr, path, ws.ptr, wsb, nullptr));
+    CK(dsmoe_cuda_moe_forward(&w, &sel, dm.ptr, T, dout.ptr, did.ptr, dw.ptr, dprobs.ptr, path, ws.ptr, wsb,
+                              g_stream));
     const std::string tag = fmt("E=%d K=%d k=%d T=%d d=%d I=%d %s %s", E, K, k, T, d, I, s.name,
                                 path == DSMOE_PATH_GEMV ? "gemv" : "gemm");
     const auto gid = did.down();
@@ -649,16 +652,25 @@ int main(int argc, char** argv) {
   }
   char name[256];
   CK(dsmoe_cuda_device_name(0, name, sizeof name));
+  CK(dsmoe_cuda_stream_create(&g_stream));
   printf("device: %s%s\n", name, g_quick ? " (quick subset)" : "");
 
   const std::vector<std::pair<const char*, std::function<void()>>> tests = {
-      {"rms_norm", test_rms_norm},   {"linear", test_linear},     {"rope", test_rope},
-      {"kv_append", test_kv_append}, {"rope_kv_append", test_rope_kv_append},
-      {"attention", test_attention}, {"sampling", test_sampling},
-      {"router", test_router},       {"shared_gate", test_shared_gate},       {"grouping", test_grouping}, {"experts", test_experts},
+      {"rms_norm", test_rms_norm},
+      {"linear", test_linear},
+      {"rope", test_rope},
+      {"kv_append", test_kv_append},
+      {"rope_kv_append", test_rope_kv_append},
+      {"attention", test_attention},
+      {"sampling", test_sampling},
+      {"router", test_router},
+      {"shared_gate", test_shared_gate},
+      {"grouping", test_grouping},
+      {"experts", test_experts},
       {"moe_forward", test_moe_forward}};
   for (auto& t : tests)
     if (enabled(t.first)) t.second();
+  CK(dsmoe_cuda_stream_destroy(g_stream));
   printf("dsmoe_cuda_test: %d passed, %d failed on %s\n", g_pass, g_fail, name);
   return g_fail ? 1 : 0;
 }

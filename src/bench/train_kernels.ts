@@ -4,6 +4,7 @@
  *
  *   node dist/bench/train_kernels.js [--recipe tiny|small|FILE ...] [--steps N] [--kernels tfjs,native]
  *                                    [--backend wasm|cpu] [--threads N] [--peer] [--profile] [--json]
+ *                                    [--batch B]
  *
  * Each measurement: one warm-up step (kernel setup, wasm heap growth), then N timed optimizer steps of the trainer's
  * step (forward, backward through tf.variableGrads, global-norm clip, AdamW). Prints tokens/s and achieved
@@ -132,10 +133,12 @@ interface BenchArgs {
   peer: boolean;
   profile: boolean;
   json: boolean;
+  /** sequences per step instead of the recipe's (a quicker profile at the recipe's shapes) */
+  batch: number | undefined;
 }
 
 function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { recipes: [], steps: 3, kernels: ['tfjs', 'native'], backend: 'wasm', threads: undefined, peer: false, profile: false, json: false };
+  const args: BenchArgs = { recipes: [], steps: 3, kernels: ['tfjs', 'native'], backend: 'wasm', threads: undefined, peer: false, profile: false, json: false, batch: undefined };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -151,6 +154,7 @@ function parseArgs(argv: string[]): BenchArgs {
     else if (flag === '--peer') args.peer = true;
     else if (flag === '--profile') args.profile = true;
     else if (flag === '--json') args.json = true;
+    else if (flag === '--batch') args.batch = Number(value());
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!args.recipes.length) args.recipes = ['tiny', 'small'];
@@ -177,7 +181,8 @@ async function main(): Promise<void> {
   say(`machine: ${addon.cpuInfo().simd}, ${threads} threads, measured FMA peak ${peak.toFixed(1)} GFLOP/s (addon peakGflops)`);
   const rows: ThroughputRow[] = [];
   for (const name of args.recipes) {
-    const recipe = loadRecipe(recipePath(name));
+    const loaded = loadRecipe(recipePath(name));
+    const recipe: Recipe = args.batch ? { ...loaded, train: { ...loaded.train, batch_size: args.batch } } : loaded;
     const params = parameterCounts(recipe.model).total;
     const tokensPerStep = recipe.train.batch_size * recipe.data.seq_len;
     for (const kernels of args.kernels) {

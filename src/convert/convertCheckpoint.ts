@@ -13,7 +13,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
-import { nextTokenLoss, referenceForward, type RoutingRule } from '../model/reference';
+import type { RoutingRule } from '../model/reference';
+import { CalibrationRunner, type PassResult } from './calibrationPass';
 import type { Plan, PlanDtype, SelectOp, StrategyName } from './plan';
 import { readPlan } from './plan';
 import { buildPlan, WEIGHTS_FILE } from './buildPlan';
@@ -39,6 +40,8 @@ export interface ConvertOptions {
   /** Prune experts selected by fewer than this share of calibration tokens (0..1); undefined = no pruning. */
   pruneBelow?: number;
   renormalize: boolean;
+  /** Worker threads for calibration (default: the machine's parallelism, at most 8). */
+  threads?: number;
   log?: (line: string) => void;
 }
 
@@ -75,41 +78,15 @@ export interface ConvertResult {
   table: string;
 }
 
-interface PassResult {
-  probs: Float32Array[]; // [L] of [N, E]
-  loss: number;
-}
-
-/** One reference forward over every window under `rules`; router probabilities concatenated over windows. */
-function calibrationPass(dense: DenseCheckpoint, windows: number[][], rules: RoutingRule[]): PassResult {
-  const L = dense.config.num_hidden_layers;
-  const E = dense.config.num_experts;
-  const total = windows.reduce((n, w) => n + w.length, 0);
-  const probs = Array.from({ length: L }, () => new Float32Array(total * E)); // [L][N, E]
-  let offset = 0;
-  let lossSum = 0;
-  let lossCount = 0;
-  for (const window of windows) {
-    const result = referenceForward(dense, window, { routing: rules, collectRouterProbs: true });
-    for (let l = 0; l < L; l++) probs[l].set(result.routerProbs![l], offset * E);
-    const { sum, count } = nextTokenLoss(result.logits, window, dense.config.vocab_size);
-    lossSum += sum;
-    lossCount += count;
-    offset += window.length;
-  }
-  return { probs, loss: lossCount ? lossSum / lossCount : NaN };
-}
-
 function selectRule(select: Omit<SelectOp, 'op'>, kept?: number[]): RoutingRule {
   return select.mode === 'topk'
     ? { mode: 'topk', k: select.k, renormalize: select.renormalize, ...(kept ? { kept } : {}) }
     : { mode: 'threshold', epsilon: select.epsilon, kMax: select.k_max, renormalize: select.renormalize, ...(kept ? { kept } : {}) };
 }
 
-export function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOptions): ConvertResult {
+export async function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOptions): Promise<ConvertResult> {
   const log = options.log ?? (() => undefined);
   const c = dense.config;
-  const L = c.num_hidden_layers;
   const E = c.num_experts;
   const { strategy, epsilon } = options;
   const renormalize = options.renormalize || dense.normTopkProb;
@@ -128,6 +105,31 @@ export function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOption
   }
   if (path.resolve(options.outDir) === path.resolve(dense.dir)) throw new UserError('--out must differ from the dense checkpoint folder');
   const tokenCount = windows.reduce((n, w) => n + w.length, 0);
+  const runner = calibrating ? CalibrationRunner.create(dense, dense.dir, options.threads) : null;
+  try {
+    return await decideAndWrite(dense, options, { windows, tokenCount, runner, k, renormalize, pruneBelow, log });
+  } finally {
+    await runner?.close();
+  }
+}
+
+async function decideAndWrite(
+  dense: DenseCheckpoint,
+  options: ConvertOptions,
+  ctx: { windows: number[][]; tokenCount: number; runner: CalibrationRunner | null; k: number; renormalize: boolean; pruneBelow?: number; log: (line: string) => void },
+): Promise<ConvertResult> {
+  const { windows, tokenCount, runner, k, renormalize, pruneBelow, log } = ctx;
+  const c = dense.config;
+  const L = c.num_hidden_layers;
+  const E = c.num_experts;
+  const { strategy, epsilon } = options;
+  const calibrating = windows.length > 0;
+  const pass = async (label: string, rules: RoutingRule[]): Promise<PassResult> => {
+    const started = Date.now();
+    const result = await runner!.run(windows, rules);
+    log(`  ${label}: loss ${result.loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s on ${runner!.threads} thread(s))`);
+    return result;
+  };
   const thresholdRule: RoutingRule = { mode: 'threshold', epsilon, renormalize };
 
   // --- pass A: the strategy's own rule ------------------------------------------------------------------------
@@ -136,7 +138,7 @@ export function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOption
   if (calibrating) {
     const initial: RoutingRule = strategy === 'topk' ? { mode: 'topk', k, renormalize } : { ...thresholdRule, kMax: k };
     log(`calibrating on ${tokenCount} tokens (${windows.length} windows) under ${strategy === 'topk' ? `top-${k}` : `threshold ε=${epsilon}`}`);
-    passA = calibrationPass(dense, windows, new Array(L).fill(initial));
+    passA = await pass('pass A', new Array(L).fill(initial));
   }
   const thresholdStats = passA ? passA.probs.map((p) => layerRoutingStats(p, E, { ...thresholdRule, kMax: strategy === 'topk' ? undefined : k })) : null;
   for (let l = 0; l < L; l++) {
@@ -154,7 +156,7 @@ export function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOption
   let planPass = passA;
   if (calibrating && strategy === 'threshold-topk') {
     log(`calibrating under the chosen per-layer top-k (${select.map((s) => s.k).join(', ')})`);
-    planPass = calibrationPass(dense, windows, select.map((s) => selectRule(s)));
+    planPass = await pass('pass B', select.map((s) => selectRule(s)));
   }
   const planStats = planPass ? planPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l]))) : null;
 
@@ -171,16 +173,22 @@ export function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOption
     });
     const prunedCount = kept.reduce((n, ids) => n + E - ids.length, 0);
     log(`pruning ${prunedCount} expert(s) selected by fewer than ${(pruneBelow * 100).toFixed(2)}% of tokens; measuring the loss after pruning`);
-    const prunedPass = calibrationPass(dense, windows, select.map((s, l) => selectRule(s, kept[l])));
+    const prunedPass = await pass('pass C (pruned)', select.map((s, l) => selectRule(s, kept[l])));
     prunedStats = prunedPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l], kept[l])));
     prunedLoss = prunedPass.loss;
   }
 
   // --- pass D: dense quality --------------------------------------------------------------------------------------
+  // A top-k plan with k = E (before pruning) is the dense model: its loss is the dense loss, no pass needed.
   let denseLoss: number | null = null;
-  if (calibrating) {
-    log('measuring the dense loss on the same tokens');
-    denseLoss = calibrationPass(dense, windows, new Array(L).fill({ mode: 'dense' })).loss;
+  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize);
+  if (calibrating && planPass) {
+    if (planIsDense) {
+      denseLoss = planPass.loss;
+    } else {
+      log('measuring the dense loss on the same tokens');
+      denseLoss = (await pass('pass D (dense)', new Array(L).fill({ mode: 'dense' }))).loss;
+    }
   }
 
   const finalStats = prunedStats ?? planStats;

@@ -5,7 +5,7 @@ import { nativeSpec } from '../runtime/spec';
 import { f32ToBf16 } from '../checkpoint/safetensors';
 import type { OpenedPlan, ReportRuntime } from './report_runtime';
 import type { OurLayerTiming, PeerShape } from './peer_pytorch';
-import { mean } from './statistics';
+import { mean, percentile } from './statistics';
 
 /**
  * The report's runtime over the native addon. The report needs several sequences at once (batch b = b slots), so
@@ -60,15 +60,24 @@ function normal(n: number, std: number, seed: number): Float32Array {
 export async function timeMoeLayer(
   addon: NativeAddon,
   shape: PeerShape,
-  options: { dtype: string; batches: number[]; threads: number; repeats: number },
+  options: { dtypes: ('f32' | 'bf16')[]; batches: number[]; threads: number; repeats: number },
 ): Promise<OurLayerTiming[]> {
+  const timings: OurLayerTiming[] = [];
+  for (const dtype of options.dtypes) timings.push(...timeMoeLayerAt(addon, shape, dtype, options));
+  return timings;
+}
+
+function timeMoeLayerAt(
+  addon: NativeAddon,
+  shape: PeerShape,
+  dtype: 'f32' | 'bf16',
+  options: { batches: number[]; threads: number; repeats: number },
+): OurLayerTiming[] {
   const { hidden: d, experts: E, intermediate: I, k } = shape;
-  const dtype = options.dtype === 'f32' ? 'f32' : options.dtype === 'f16' ? 'f16' : 'bf16';
-  const widen = (x: Float32Array): KernelWeights => (dtype === 'f32' ? x : f32ToBf16(x));
-  if (dtype === 'f16') throw new Error('MoE layer timing supports f32 and bf16 plans');
+  const narrow = (x: Float32Array): KernelWeights => (dtype === 'f32' ? x : f32ToBf16(x));
   const router = normal(E * d, 0.02, 1); // [E, d] F32
-  const gateUp = widen(normal(E * 2 * I * d, 0.02, 2)); // [E, 2I, d]
-  const down = widen(normal(E * d * I, 0.02, 3)); // [E, d, I]
+  const gateUp = narrow(normal(E * 2 * I * d, 0.02, 2)); // [E, 2I, d]
+  const down = narrow(normal(E * d * I, 0.02, 3)); // [E, d, I]
   const slotOfExpert = Int32Array.from({ length: E }, (_, e) => e);
   const kernels = addon.kernels;
   const opts = { threads: options.threads };
@@ -93,6 +102,7 @@ export async function timeMoeLayer(
       dtype,
       batch: T,
       mean_ms: mean(samples),
+      p50_ms: percentile(samples, 50),
       method: 'one MoE layer (router, softmax, top-k, grouping, grouped expert FFN with combine) timed kernel by kernel through the addon, same shape, threads and random N(0, 0.02) weights as the PyTorch block',
     });
   }

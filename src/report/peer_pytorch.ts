@@ -29,6 +29,7 @@ export interface OurLayerTiming {
   dtype: string;
   batch: number;
   mean_ms: number;
+  p50_ms: number;
   method: string;
 }
 
@@ -43,7 +44,7 @@ export type PeerReport =
       shape: PeerShape;
       results: PeerResult[];
       ours: OurLayerTiming[];
-      /** ours ÷ PyTorch speed per (dtype, batch): > 1 means our runtime is faster on that layer. */
+      /** PyTorch ÷ our median call time per (dtype, batch): > 1 means our runtime is faster on that layer. */
       comparison: { dtype: string; batch: number; torch_ms: number; ours_ms: number; speedup: number }[];
     };
 
@@ -53,8 +54,9 @@ export const PEER_SCRIPT = path.resolve(__dirname, '..', '..', 'scripts', 'peer_
  * The first interpreter that imports torch: $DSMOE_PYTHON, then python3 on PATH, then the system one (Debian's
  * python3-torch installs into /usr/bin/python3, which a pyenv or venv python3 on PATH does not see).
  */
-export function findTorchPython(): { python: string } | { reason: string } {
-  const candidates = [process.env.DSMOE_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c);
+export function findTorchPython(
+  candidates: string[] = [process.env.DSMOE_PYTHON, 'python3', '/usr/bin/python3'].filter((c): c is string => !!c),
+): { python: string } | { reason: string } {
   for (const python of [...new Set(candidates)]) {
     const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
     if (probe.status === 0) return { python };
@@ -69,10 +71,12 @@ export interface PeerOptions {
   threads: number;
   repeats: number;
   timeoutMs: number;
+  /** An interpreter already known to import torch (skips the search). */
+  python?: string;
 }
 
 export function runPeer(options: PeerOptions): PeerReport {
-  const found = findTorchPython();
+  const found = options.python ? { python: options.python } : findTorchPython();
   if ('reason' in found) return { available: false, reason: found.reason };
   const args = [
     PEER_SCRIPT,
@@ -120,14 +124,13 @@ export function parsePeerOutput(stdout: string, python: string): PeerReport {
   };
 }
 
-/** Pairs our layer timings with PyTorch's at the same batch (our dtype against the same torch dtype). */
+/** Pairs our layer timings with PyTorch's at the same dtype and batch. */
 export function withOurTimings(peer: PeerReport, ours: OurLayerTiming[]): PeerReport {
   if (!peer.available) return peer;
-  const comparison = ours.flatMap((o) => {
-    const sameDtype = o.dtype === 'f32' ? 'f32' : 'bf16';
-    return peer.results
-      .filter((r) => r.batch === o.batch && r.dtype === sameDtype)
-      .map((r) => ({ dtype: r.dtype, batch: o.batch, torch_ms: r.mean_ms, ours_ms: o.mean_ms, speedup: r.mean_ms / o.mean_ms }));
-  });
+  const comparison = ours.flatMap((o) =>
+    peer.results
+      .filter((r) => r.batch === o.batch && r.dtype === o.dtype)
+      .map((r) => ({ dtype: r.dtype, batch: o.batch, torch_ms: r.p50_ms, ours_ms: o.p50_ms, speedup: r.p50_ms / o.p50_ms })),
+  );
   return { ...peer, ours, comparison };
 }

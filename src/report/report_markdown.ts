@@ -163,7 +163,7 @@ export function reportMarkdown(report: ReportJson): string {
     if (peer.comparison.length) {
       out.push(
         markdownTable(
-          ['dtype', 'tokens', 'PyTorch ms', 'dsmoe ms', 'dsmoe speedup'],
+          ['dtype', 'tokens', 'PyTorch p50 ms', 'dsmoe p50 ms', 'dsmoe speedup'],
           peer.comparison.map((c) => [c.dtype, String(c.batch), fixed(c.torch_ms, 2), fixed(c.ours_ms, 2), `${fixed(c.speedup)}×`]),
         ),
         '',

@@ -16,5 +16,5 @@ export interface ReportRuntime {
   probe: MachineProbe;
   openPlan(dir: string, options: { threads?: number; slots: number; maxContext: number }): Promise<OpenedPlan>;
   /** Our time for one MoE layer of `shape` at each batch (tokens per call), for the PyTorch peer comparison. */
-  timeMoeLayer?(shape: PeerShape, options: { dtype: string; batches: number[]; threads?: number; repeats: number }): Promise<OurLayerTiming[]>;
+  timeMoeLayer?(shape: PeerShape, options: { dtypes: ('f32' | 'bf16')[]; batches: number[]; threads?: number; repeats: number }): Promise<OurLayerTiming[]>;
 }

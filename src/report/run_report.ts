@@ -131,7 +131,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         const shape = { hidden: plan.config.hidden_size, experts: plan.config.num_experts, intermediate: plan.config.moe_intermediate_size, k: Math.round(Math.max(...planTopK(plan))) };
         peer = runPeer({ shape, batches: options.peer.batches, dtypes: options.peer.dtypes, threads: opened.threads, repeats: options.peer.repeats, timeoutMs: options.peer.timeoutMs });
         if (peer.available && runtime.timeMoeLayer) {
-          const ours = await runtime.timeMoeLayer(shape, { dtype: plan.dtype, batches: options.peer.batches, threads: opened.threads, repeats: options.peer.repeats });
+          const ours = await runtime.timeMoeLayer(shape, { dtypes: options.peer.dtypes, batches: options.peer.batches, threads: opened.threads, repeats: options.peer.repeats });
           peer = withOurTimings(peer, ours);
         }
       }

@@ -8,7 +8,8 @@ import { ModelConfig, parameterCounts } from '../model/config';
 import { MoEModel, RoutingOptions } from '../model/model';
 import { disposeParams, initParams, ParamMap, paramsFromArrays, paramSpecs, paramsToArrays } from '../model/params';
 import { Recipe, recipeHash } from '../recipe';
-import { AdamW, clipByGlobalNorm } from './adamw';
+import { AdamW } from './adamw';
+import { trainStep } from './step';
 import { TrainingDataset, TrainingTokenizer } from './data_source';
 import { EvalResult, evaluateWindows, TokenWindows } from './evaluate';
 import { formatDuration, TrainingProgress } from './progress';
@@ -190,8 +191,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     };
     saveDenseCheckpoint(outDir, input);
   };
-  const variables = [...params.values()];
-  const paramNameOf = new Map([...params].map(([name, v]) => [v.name, name]));
 
   // --- Ctrl-C: finish the current step, save, exit ------------------------------------------------------------
   const progress = new TrainingProgress(maxSteps, startStep, t.log_every, verbose);
@@ -212,55 +211,21 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   try {
     while (step < stopAt) {
       const lr = learningRate(step, { lr: t.lr, minLr: t.min_lr, warmup: t.warmup_steps, maxSteps });
-      // --- forward + backward over the micro-batches, gradients summed then averaged
-      let gradSum: Map<string, tf.Tensor> | null = null;
-      let stepLoss = 0;
-      let stepLm = 0;
-      let stepAux = 0;
-      for (let micro = 0; micro < t.grad_accum; micro++) {
-        const batch = dataset.trainBatch(step * t.grad_accum + micro, t.batch_size, seqLen);
-        let lmTensor: tf.Tensor | null = null;
-        let auxTensor: tf.Tensor | null = null;
-        const { value, grads } = tf.variableGrads(() => {
-          const terms = model.loss(batch.inputs, batch.targets, t.batch_size, seqLen, routing);
-          lmTensor = tf.keep(terms.lm);
-          auxTensor = tf.keep(terms.aux);
-          return terms.total;
-        }, variables);
-        stepLoss += value.dataSync()[0] / t.grad_accum;
-        stepLm += (lmTensor as unknown as tf.Tensor).dataSync()[0] / t.grad_accum;
-        stepAux += (auxTensor as unknown as tf.Tensor).dataSync()[0] / t.grad_accum;
-        tf.dispose([value, lmTensor as unknown as tf.Tensor, auxTensor as unknown as tf.Tensor]);
-        if (!gradSum) {
-          gradSum = new Map(Object.entries(grads).map(([varName, g]) => [paramNameOf.get(varName) as string, g]));
-        } else {
-          for (const [varName, g] of Object.entries(grads)) {
-            const name = paramNameOf.get(varName) as string;
-            const previous = gradSum.get(name) as tf.Tensor;
-            gradSum.set(name, tf.add(previous, g));
-            tf.dispose([previous, g]);
-          }
-        }
-      }
-      const grads = gradSum as Map<string, tf.Tensor>;
-      if (t.grad_accum > 1) {
-        for (const [name, g] of grads) {
-          grads.set(name, tf.div(g, t.grad_accum));
-          g.dispose();
-        }
-      }
+      const microBatches = Array.from({ length: t.grad_accum }, (_, micro) =>
+        dataset.trainBatch(step * t.grad_accum + micro, t.batch_size, seqLen),
+      );
+      const outcome = trainStep(model, params, optimizer, microBatches, t.batch_size, seqLen, routing, lr, t.grad_clip);
+      const stepLoss = outcome.loss;
       if (!Number.isFinite(stepLoss)) throw new UserError(`loss became ${stepLoss} at step ${step + 1}; lower the learning rate`);
-      const gradNorm = clipByGlobalNorm(grads, t.grad_clip);
-      optimizer.apply(params, grads, lr);
-      tf.dispose([...grads.values()]);
+      const gradNorm = outcome.gradNorm;
       step += 1;
       lastLr = lr;
       tokensSeen += tokensPerStep;
       firstLoss ??= stepLoss;
       lastLoss = stepLoss;
       interval.loss += stepLoss;
-      interval.lm += stepLm;
-      interval.aux += stepAux;
+      interval.lm += outcome.lm;
+      interval.aux += outcome.aux;
       interval.steps += 1;
 
       // --- log, evaluate, checkpoint

@@ -5,10 +5,12 @@
 #include <cstring>
 #include <thread>
 
+#include "arch.h"
+
 namespace dsmoe {
 
 Simd simd_detected() {
-#if defined(__x86_64__) || defined(__i386__)
+#if DSMOE_X86
   __builtin_cpu_init();
   // AVX-512 path uses F, BW (16-bit lanes for bf16 widening) and VL; AVX2 path needs FMA and F16C as well.
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))

@@ -3,9 +3,10 @@
 #pragma once
 #include <cstdint>
 
+#include "arch.h"
 #include "dtype.h"
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 #include <immintrin.h>
 
 #define DSMOE_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -34,6 +35,12 @@ DSMOE_AVX512 static inline __m512 load16(const void* p, DType t, size_t i) {
   __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
   if (t == DType::F16) return _mm512_cvtph_ps(h);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Sum of 16 lanes. (Not _mm512_reduce_add_ps: GCC 12's version reads an undefined register and warns.)
+DSMOE_AVX512 static inline float hsum16(__m512 v) {
+  __m512 hi = _mm512_shuffle_f32x4(v, v, 0xEE);  // lanes 8..15 moved to 0..7
+  return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(hi)));
 }
 
 }  // namespace dsmoe

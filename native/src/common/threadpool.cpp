@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
-#if defined(__x86_64__)
+#include "arch.h"
+
+#if DSMOE_X86
 #include <immintrin.h>
 static inline void cpu_relax() { _mm_pause(); }
 #elif defined(__aarch64__)

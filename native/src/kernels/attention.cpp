@@ -54,7 +54,7 @@ static void axpy_scalar(float w, const float* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] += w * x[i];
 }
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 DSMOE_AVX2 static float dot_avx2(const float* a, const float* b, int n) {
   __m256 acc = _mm256_setzero_ps();
   int i = 0;
@@ -88,7 +88,7 @@ void attention(ThreadPool* pool, const float* q, const float* kcache, const floa
       score.resize(n);
       float mx = -INFINITY;
       for (int p = 0; p < n; ++p) {
-#if defined(__x86_64__)
+#if DSMOE_X86
         float d = vec ? dot_avx2(qv, K + p * row, s.hd) : dot_scalar(qv, K + p * row, s.hd);
 #else
         float d = dot_scalar(qv, K + p * row, s.hd);
@@ -102,7 +102,7 @@ void attention(ThreadPool* pool, const float* q, const float* kcache, const floa
       std::fill(o, o + s.hd, 0.f);
       float inv = 1.f / sum;
       for (int p = 0; p < n; ++p) {
-#if defined(__x86_64__)
+#if DSMOE_X86
         if (vec) axpy_avx2(score[p] * inv, V + p * row, o, s.hd);
         else axpy_scalar(score[p] * inv, V + p * row, o, s.hd);
 #else

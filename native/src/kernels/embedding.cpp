@@ -12,7 +12,7 @@ void embedding_ref(const void* table, DType t, int d, const int32_t* ids, int T,
     for (int j = 0; j < d; ++j) out[size_t(i) * d + j] = load_f32(table, t, size_t(ids[i]) * d + j);
 }
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 DSMOE_AVX2 static void widen_row_avx2(const void* table, DType t, size_t base, int d, float* out) {
   int j = 0;
   for (; j + 8 <= d; j += 8) _mm256_storeu_ps(out + j, load8(table, t, base + j));
@@ -24,7 +24,7 @@ void embedding(ThreadPool* pool, const void* table, DType t, int d, const int32_
   bool vec = simd_level() >= Simd::Avx2;
   parallel_for(pool, size_t(T), 8, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
-#if defined(__x86_64__)
+#if DSMOE_X86
       if (vec) {
         widen_row_avx2(table, t, size_t(ids[i]) * d, d, out + i * d);
         continue;

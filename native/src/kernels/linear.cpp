@@ -46,7 +46,7 @@ static void gemv_scalar_rows(const float* X, int M, int K, const void* W, DType 
     }
 }
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 // ---------------------------------------------------------------------------------------------------------------
 // AVX2 GEMV: MT tokens × RN weight rows per tile; each weight vector is loaded (and widened) once for all tokens.
 
@@ -122,7 +122,7 @@ DSMOE_AVX512 static void gemv_tile_avx512(const float* X, int K, const void* W, 
     }
   }
   for (int m = 0; m < MT; ++m)
-    for (int r = 0; r < RN; ++r) out[m * RN + r] = _mm512_reduce_add_ps(acc[m][r]);
+    for (int r = 0; r < RN; ++r) out[m * RN + r] = hsum16(acc[m][r]);
   for (; k < K; ++k)
     for (int r = 0; r < RN; ++r) {
       float w = load_f32(W, WT, size_t(n0 + r) * K + k);
@@ -168,7 +168,7 @@ void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, 
   // Split by output rows: each thread streams its own slice of the weights.
   parallel_for(pool, size_t(N), 16, [&](size_t b, size_t e, int) {
     int n0 = int(b), n1 = int(e);
-#if defined(__x86_64__)
+#if DSMOE_X86
     if (level == Simd::Avx512) {
       if (wt == DType::F32) gemv_avx512<DType::F32>(X, M, K, W, n0, n1, Y, ldy, ep);
       else if (wt == DType::BF16) gemv_avx512<DType::BF16>(X, M, K, W, n0, n1, Y, ldy, ep);
@@ -188,9 +188,11 @@ void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// GEMM: for each block of NR weight rows, widen the rows once into a packed panel Bp [K, NR] (f32), then sweep all
-// M rows of X in strips of MR with a register-blocked micro-kernel (MR×NR accumulators stay in registers for the
-// whole K loop). The panel (K·NR·4 bytes, 64 KiB at K = 1024) stays in L2 while the strips stream past it.
+// GEMM (BLIS-style): X is packed once into strips of MR rows interleaved by k (Ap [strip][K][MR]), so the
+// micro-kernel's broadcasts read consecutive floats. For each block of NR weight rows and each slice of KC
+// columns of K, the weights are widened once into a packed panel Bp [KC, NR] (16 KiB at NR = 16: it stays in L1)
+// and every strip runs the register-blocked micro-kernel over it, accumulating into a C buffer [strips·MR, NR]
+// that the epilogue (bias, routing weight, scatter) empties at the end.
 
 struct AlignedFloats {
   float* p;
@@ -198,13 +200,13 @@ struct AlignedFloats {
   ~AlignedFloats() { std::free(p); }
 };
 
-// Reference-style packing: Bp[k·NR + j] = W[n0 + j, k], zero for rows past N.
-static void pack_scalar(const void* W, DType wt, int K, int N, int n0, int NR, float* Bp) {
+// Reference-style packing of columns [k0, k0 + kc): Bp[k·NR + j] = W[n0 + j, k0 + k], zero for rows past N.
+static void pack_scalar(const void* W, DType wt, int K, int k0, int kc, int N, int n0, int NR, float* Bp) {
   for (int j = 0; j < NR; ++j) {
     if (n0 + j < N) {
-      for (int k = 0; k < K; ++k) Bp[size_t(k) * NR + j] = load_f32(W, wt, size_t(n0 + j) * K + k);
+      for (int k = 0; k < kc; ++k) Bp[size_t(k) * NR + j] = load_f32(W, wt, size_t(n0 + j) * K + k0 + k);
     } else {
-      for (int k = 0; k < K; ++k) Bp[size_t(k) * NR + j] = 0.f;
+      for (int k = 0; k < kc; ++k) Bp[size_t(k) * NR + j] = 0.f;
     }
   }
 }
@@ -219,7 +221,7 @@ static void gemm_scalar_block(const float* X, int M, int K, const float* Bp, int
     }
 }
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 // 8×8 transpose of widened weights: 8 rows × 8 k → 8 panel rows (k) × 8 columns. Keeps packing cheap next to the
 // micro-kernel even for experts with a handful of tokens.
 DSMOE_AVX2 static inline void transpose8(__m256 r[8]) {
@@ -242,96 +244,92 @@ DSMOE_AVX2 static inline void transpose8(__m256 r[8]) {
 }
 
 template <DType WT>
-DSMOE_AVX2 static void pack_avx2(const void* W, int K, int N, int n0, int NR, float* Bp) {
+DSMOE_AVX2 static void pack_avx2(const void* W, int K, int k0, int kc, int N, int n0, int NR, float* Bp) {
   if (n0 + NR > N) {  // edge block: padded with zeros
-    pack_scalar(W, WT, K, N, n0, NR, Bp);
+    pack_scalar(W, WT, K, k0, kc, N, n0, NR, Bp);
     return;
   }
   int k = 0;
-  for (; k + 8 <= K; k += 8)
+  for (; k + 8 <= kc; k += 8)
     for (int j = 0; j < NR; j += 8) {
       __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = load8(W, WT, size_t(n0 + j + i) * K + k);
+      for (int i = 0; i < 8; ++i) r[i] = load8(W, WT, size_t(n0 + j + i) * K + k0 + k);
       transpose8(r);
       for (int i = 0; i < 8; ++i) _mm256_store_ps(Bp + size_t(k + i) * NR + j, r[i]);
     }
-  for (; k < K; ++k)
-    for (int j = 0; j < NR; ++j) Bp[size_t(k) * NR + j] = load_f32(W, WT, size_t(n0 + j) * K + k);
+  for (; k < kc; ++k)
+    for (int j = 0; j < NR; ++j) Bp[size_t(k) * NR + j] = load_f32(W, WT, size_t(n0 + j) * K + k0 + k);
 }
 
-// C[mr, 16] = A[mr, K] (row stride lda) · Bp[K, 16], mr ≤ 6: 12 accumulators in named registers (GCC keeps an
-// accumulator array in memory), 2 panel loads and 6 broadcasts per k. Rows past mr re-read the last row; their
-// results are not stored.
-DSMOE_AVX2 static void ukernel_avx2_any(int mr, int K, const float* A, int lda, const float* Bp, float* C) {
-  const float* a0 = A;
-  const float* a1 = A + size_t(std::min(1, mr - 1)) * lda;
-  const float* a2 = A + size_t(std::min(2, mr - 1)) * lda;
-  const float* a3 = A + size_t(std::min(3, mr - 1)) * lda;
-  const float* a4 = A + size_t(std::min(4, mr - 1)) * lda;
-  const float* a5 = A + size_t(std::min(5, mr - 1)) * lda;
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int k = 0; k < K; ++k) {
-    __m256 b0 = _mm256_load_ps(Bp + size_t(k) * 16), b1 = _mm256_load_ps(Bp + size_t(k) * 16 + 8);
-    __m256 a;
-    a = _mm256_broadcast_ss(a0 + k); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
-    a = _mm256_broadcast_ss(a1 + k); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
-    a = _mm256_broadcast_ss(a2 + k); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
-    a = _mm256_broadcast_ss(a3 + k); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
-    a = _mm256_broadcast_ss(a4 + k); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
-    a = _mm256_broadcast_ss(a5 + k); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+// C[6, 16] (+)= Ap[kc, 6] · Bp[kc, 16]: 12 accumulators in named registers (GCC keeps an accumulator array in
+// memory), per k two panel loads, six broadcasts of consecutive floats and twelve FMAs.
+DSMOE_AVX2 static void ukernel_avx2(int kc, const float* Ap, const float* Bp, float* C /*[6][16]*/, bool accumulate) {
+  __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  if (accumulate) {
+    c00 = _mm256_load_ps(C + 0); c01 = _mm256_load_ps(C + 8); c10 = _mm256_load_ps(C + 16); c11 = _mm256_load_ps(C + 24);
+    c20 = _mm256_load_ps(C + 32); c21 = _mm256_load_ps(C + 40); c30 = _mm256_load_ps(C + 48); c31 = _mm256_load_ps(C + 56);
+    c40 = _mm256_load_ps(C + 64); c41 = _mm256_load_ps(C + 72); c50 = _mm256_load_ps(C + 80); c51 = _mm256_load_ps(C + 88);
+  } else {
+    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
   }
-  _mm256_storeu_ps(C + 0, c00); _mm256_storeu_ps(C + 8, c01);
-  _mm256_storeu_ps(C + 16, c10); _mm256_storeu_ps(C + 24, c11);
-  _mm256_storeu_ps(C + 32, c20); _mm256_storeu_ps(C + 40, c21);
-  _mm256_storeu_ps(C + 48, c30); _mm256_storeu_ps(C + 56, c31);
-  _mm256_storeu_ps(C + 64, c40); _mm256_storeu_ps(C + 72, c41);
-  _mm256_storeu_ps(C + 80, c50); _mm256_storeu_ps(C + 88, c51);
+  for (int k = 0; k < kc; ++k) {
+    const float* a = Ap + size_t(k) * 6;
+    __m256 b0 = _mm256_load_ps(Bp + size_t(k) * 16), b1 = _mm256_load_ps(Bp + size_t(k) * 16 + 8);
+    __m256 x;
+    x = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+  }
+  _mm256_store_ps(C + 0, c00); _mm256_store_ps(C + 8, c01); _mm256_store_ps(C + 16, c10); _mm256_store_ps(C + 24, c11);
+  _mm256_store_ps(C + 32, c20); _mm256_store_ps(C + 40, c21); _mm256_store_ps(C + 48, c30); _mm256_store_ps(C + 56, c31);
+  _mm256_store_ps(C + 64, c40); _mm256_store_ps(C + 72, c41); _mm256_store_ps(C + 80, c50); _mm256_store_ps(C + 88, c51);
 }
 
 template <DType WT>
-DSMOE_AVX512 static void pack_avx512(const void* W, int K, int N, int n0, int NR, float* Bp) {
+DSMOE_AVX512 static void pack_avx512(const void* W, int K, int k0, int kc, int N, int n0, int NR, float* Bp) {
   if (n0 + NR > N) {
-    pack_scalar(W, WT, K, N, n0, NR, Bp);
+    pack_scalar(W, WT, K, k0, kc, N, n0, NR, Bp);
     return;
   }
   // Widen 16 k at a time per row and scatter into the panel: AVX-512 machines have the load/store bandwidth.
   alignas(64) float tmp[16];
   int k = 0;
-  for (; k + 16 <= K; k += 16)
+  for (; k + 16 <= kc; k += 16)
     for (int j = 0; j < NR; ++j) {
-      _mm512_store_ps(tmp, load16(W, WT, size_t(n0 + j) * K + k));
+      _mm512_store_ps(tmp, load16(W, WT, size_t(n0 + j) * K + k0 + k));
       for (int i = 0; i < 16; ++i) Bp[size_t(k + i) * NR + j] = tmp[i];
     }
-  for (; k < K; ++k)
-    for (int j = 0; j < NR; ++j) Bp[size_t(k) * NR + j] = load_f32(W, WT, size_t(n0 + j) * K + k);
+  for (; k < kc; ++k)
+    for (int j = 0; j < NR; ++j) Bp[size_t(k) * NR + j] = load_f32(W, WT, size_t(n0 + j) * K + k0 + k);
 }
 
-// C[mr, 32] = A[mr, K] · Bp[K, 32], mr ≤ 8: 16 zmm accumulators in named registers, 2 panel loads and 8
-// broadcasts per k; rows past mr re-read the last row and are not stored.
-#define DSMOE_ROW512(i)                                   \
-  a = _mm512_set1_ps(a##i[k]);                            \
-  c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);              \
-  c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);
-DSMOE_AVX512 static void ukernel_avx512_any(int mr, int K, const float* A, int lda, const float* Bp, float* C) {
-  const float* a0 = A;
-  const float* a1 = A + size_t(std::min(1, mr - 1)) * lda;
-  const float* a2 = A + size_t(std::min(2, mr - 1)) * lda;
-  const float* a3 = A + size_t(std::min(3, mr - 1)) * lda;
-  const float* a4 = A + size_t(std::min(4, mr - 1)) * lda;
-  const float* a5 = A + size_t(std::min(5, mr - 1)) * lda;
-  const float* a6 = A + size_t(std::min(6, mr - 1)) * lda;
-  const float* a7 = A + size_t(std::min(7, mr - 1)) * lda;
+// C[8, 32] (+)= Ap[kc, 8] · Bp[kc, 32]: 16 zmm accumulators in named registers, per k two panel loads, eight
+// broadcasts of consecutive floats and sixteen FMAs.
+#define DSMOE_ROW512(i)                      \
+  x = _mm512_set1_ps(a[i]);                  \
+  c##i##0 = _mm512_fmadd_ps(x, b0, c##i##0); \
+  c##i##1 = _mm512_fmadd_ps(x, b1, c##i##1);
+DSMOE_AVX512 static void ukernel_avx512(int kc, const float* Ap, const float* Bp, float* C /*[8][32]*/, bool accumulate) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-  for (int k = 0; k < K; ++k) {
+  if (accumulate) {
+    c00 = _mm512_load_ps(C + 0); c01 = _mm512_load_ps(C + 16); c10 = _mm512_load_ps(C + 32); c11 = _mm512_load_ps(C + 48);
+    c20 = _mm512_load_ps(C + 64); c21 = _mm512_load_ps(C + 80); c30 = _mm512_load_ps(C + 96); c31 = _mm512_load_ps(C + 112);
+    c40 = _mm512_load_ps(C + 128); c41 = _mm512_load_ps(C + 144); c50 = _mm512_load_ps(C + 160); c51 = _mm512_load_ps(C + 176);
+    c60 = _mm512_load_ps(C + 192); c61 = _mm512_load_ps(C + 208); c70 = _mm512_load_ps(C + 224); c71 = _mm512_load_ps(C + 240);
+  }
+  for (int k = 0; k < kc; ++k) {
+    const float* a = Ap + size_t(k) * 8;
     __m512 b0 = _mm512_load_ps(Bp + size_t(k) * 32), b1 = _mm512_load_ps(Bp + size_t(k) * 32 + 16);
-    __m512 a;
+    __m512 x;
     DSMOE_ROW512(0) DSMOE_ROW512(1) DSMOE_ROW512(2) DSMOE_ROW512(3)
     DSMOE_ROW512(4) DSMOE_ROW512(5) DSMOE_ROW512(6) DSMOE_ROW512(7)
   }
   __m512 out[16] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71};
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(C + i * 16, out[i]);
+  for (int i = 0; i < 16; ++i) _mm512_store_ps(C + i * 16, out[i]);
 }
 #undef DSMOE_ROW512
 #endif
@@ -339,41 +337,59 @@ DSMOE_AVX512 static void ukernel_avx512_any(int mr, int K, const float* A, int l
 void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep) {
   Simd level = simd_level();
-#if defined(__x86_64__)
-  const int NR = level == Simd::Avx512 ? 32 : 16;
-  const int MR = level == Simd::Avx512 ? 8 : 6;
-#else
-  const int NR = 16, MR = 6;
+#if DSMOE_X86
+  if (level == Simd::Avx2 || level == Simd::Avx512) {
+    const bool z = level == Simd::Avx512;
+    const int NR = z ? 32 : 16, MR = z ? 8 : 6, KC = 256;
+    const int strips = (M + MR - 1) / MR;
+    // Ap [strips][K][MR]; rows past M repeat row M−1 (computed, never stored).
+    AlignedFloats Ap(size_t(strips) * K * MR);
+    parallel_for(pool, size_t(strips), 4, [&](size_t s0, size_t s1, int) {
+      for (size_t st = s0; st < s1; ++st)
+        for (int i = 0; i < MR; ++i) {
+          const float* src = X + size_t(std::min(int(st) * MR + i, M - 1)) * K;
+          float* dst = Ap.p + st * K * MR + i;
+          for (int k = 0; k < K; ++k) dst[size_t(k) * MR] = src[k];
+        }
+    });
+    size_t blocks = (size_t(N) + NR - 1) / NR;
+    parallel_for(pool, blocks, 1, [&](size_t b0, size_t b1, int) {
+      AlignedFloats panel(size_t(KC) * NR);        // [KC, NR]
+      AlignedFloats C(size_t(strips) * MR * NR);   // [strips·MR, NR]
+      for (size_t b = b0; b < b1; ++b) {
+        int n0 = int(b) * NR;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+          int kc = std::min(KC, K - k0);
+          if (z) {
+            if (wt == DType::F32) pack_avx512<DType::F32>(W, K, k0, kc, N, n0, NR, panel.p);
+            else if (wt == DType::BF16) pack_avx512<DType::BF16>(W, K, k0, kc, N, n0, NR, panel.p);
+            else pack_avx512<DType::F16>(W, K, k0, kc, N, n0, NR, panel.p);
+            for (int st = 0; st < strips; ++st)
+              ukernel_avx512(kc, Ap.p + (size_t(st) * K + k0) * MR, panel.p, C.p + size_t(st) * MR * NR, k0 > 0);
+          } else {
+            if (wt == DType::F32) pack_avx2<DType::F32>(W, K, k0, kc, N, n0, NR, panel.p);
+            else if (wt == DType::BF16) pack_avx2<DType::BF16>(W, K, k0, kc, N, n0, NR, panel.p);
+            else pack_avx2<DType::F16>(W, K, k0, kc, N, n0, NR, panel.p);
+            for (int st = 0; st < strips; ++st)
+              ukernel_avx2(kc, Ap.p + (size_t(st) * K + k0) * MR, panel.p, C.p + size_t(st) * MR * NR, k0 > 0);
+          }
+        }
+        int cols = std::min(NR, N - n0);
+        for (int m = 0; m < M; ++m)
+          for (int j = 0; j < cols; ++j) store_out(C.p[size_t(m) * NR + j], m, n0 + j, Y, ldy, ep);
+      }
+    });
+    return;
+  }
 #endif
+  (void)level;
+  const int NR = 16;
   size_t blocks = (size_t(N) + NR - 1) / NR;
   parallel_for(pool, blocks, 1, [&](size_t b0, size_t b1, int) {
     AlignedFloats panel(size_t(K) * NR);  // [K, NR]
-    alignas(64) float tile[8 * 32];       // [MR, NR]
     for (size_t b = b0; b < b1; ++b) {
       int n0 = int(b) * NR;
-#if defined(__x86_64__)
-      if (level == Simd::Avx2 || level == Simd::Avx512) {
-        if (level == Simd::Avx512) {
-          if (wt == DType::F32) pack_avx512<DType::F32>(W, K, N, n0, NR, panel.p);
-          else if (wt == DType::BF16) pack_avx512<DType::BF16>(W, K, N, n0, NR, panel.p);
-          else pack_avx512<DType::F16>(W, K, N, n0, NR, panel.p);
-        } else {
-          if (wt == DType::F32) pack_avx2<DType::F32>(W, K, N, n0, NR, panel.p);
-          else if (wt == DType::BF16) pack_avx2<DType::BF16>(W, K, N, n0, NR, panel.p);
-          else pack_avx2<DType::F16>(W, K, N, n0, NR, panel.p);
-        }
-        int cols = std::min(NR, N - n0);
-        for (int m = 0; m < M; m += MR) {
-          int mr = std::min(MR, M - m);
-          if (level == Simd::Avx512) ukernel_avx512_any(mr, K, X + size_t(m) * K, K, panel.p, tile);
-          else ukernel_avx2_any(mr, K, X + size_t(m) * K, K, panel.p, tile);
-          for (int i = 0; i < mr; ++i)
-            for (int j = 0; j < cols; ++j) store_out(tile[i * NR + j], m + i, n0 + j, Y, ldy, ep);
-        }
-        continue;
-      }
-#endif
-      pack_scalar(W, wt, K, N, n0, NR, panel.p);
+      pack_scalar(W, wt, K, 0, K, N, n0, NR, panel.p);
       gemm_scalar_block(X, M, K, panel.p, NR, n0, N, Y, ldy, ep);
     }
   });

@@ -50,7 +50,7 @@ static double fma_scalar(long iters) {
   return 2.0 * 12 * iters;
 }
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 DSMOE_AVX2 static double fma_avx2(long iters) {
   __m256 a[12];
   __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
@@ -71,7 +71,7 @@ DSMOE_AVX512 static double fma_avx512(long iters) {
     for (int j = 0; j < 16; ++j) a[j] = _mm512_fmadd_ps(a[j], m, c);
   __m512 s = a[0];
   for (int j = 1; j < 16; ++j) s = _mm512_add_ps(s, a[j]);
-  volatile float sink = _mm512_reduce_add_ps(s);
+  volatile float sink = hsum16(s);
   (void)sink;
   return 2.0 * 16 * 16 * iters;
 }
@@ -87,7 +87,7 @@ double fma_peak_gflops(ThreadPool* pool) {
     double t0 = now_s();
     parallel_for(pool, size_t(threads), 1, [&](size_t s, size_t e, int) {
       for (size_t i = s; i < e; ++i) {
-#if defined(__x86_64__)
+#if DSMOE_X86
         if (level == Simd::Avx512) { flops[i] = fma_avx512(iters); continue; }
         if (level == Simd::Avx2) { flops[i] = fma_avx2(iters); continue; }
 #endif

@@ -18,7 +18,7 @@ void rmsnorm_ref(const float* x, const float* w, int T, int d, float eps, float*
   }
 }
 
-#if defined(__x86_64__)
+#if DSMOE_X86
 DSMOE_AVX2 static void rmsnorm_row_avx2(const float* r, const float* w, int d, float eps, float* o) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int j = 0;
@@ -46,7 +46,7 @@ void rmsnorm(ThreadPool* pool, const float* x, const float* w, int T, int d, flo
   bool vec = simd_level() >= Simd::Avx2;
   parallel_for(pool, size_t(T), 4, [&](size_t b, size_t e, int) {
     for (size_t t = b; t < e; ++t) {
-#if defined(__x86_64__)
+#if DSMOE_X86
       if (vec) {
         rmsnorm_row_avx2(x + t * d, w, d, eps, out + t * d);
         continue;

@@ -19,6 +19,7 @@ interface ConvertArgs {
   recipe?: string;
   'prune-below'?: number;
   renormalize: boolean;
+  threads?: number;
   quiet: boolean;
 }
 
@@ -42,14 +43,15 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         default: 'f32' as const,
         describe: 'storage of matrices: f32 reproduces the dense model exactly; bf16 halves the bytes each token reads (use it for speed)',
       })
-      .option('calib-tokens', { type: 'number', default: 4096, describe: 'held-out tokens for calibration (0: none; topk and threshold only)' })
+      .option('calib-tokens', { type: 'number', default: 4096, describe: 'held-out tokens for calibration (0: none; topk and threshold only). Calibration runs the plain TypeScript reference forward 2–3 times: about 20 s for the tiny recipe at 4096 tokens, several minutes for small (use 1024 there)' })
       .option('calib-context', { type: 'number', describe: 'tokens per calibration window (default: the trained seq_len)' })
       .option('calib-text', { type: 'string', describe: 'calibrate on this UTF-8 text file instead of the training corpus validation split' })
       .option('recipe', { type: 'string', describe: 'recipe the checkpoint was trained with (default: recipes/<name>.yaml from config.json)' })
       .option('prune-below', { type: 'number', describe: 'drop experts selected by fewer than this share of calibration tokens (e.g. 0.01); reports the loss after' })
       .option('renormalize', { type: 'boolean', default: false, describe: 'divide the selected probabilities by their sum (Mixtral-style); DS-MoE does not' })
+      .option('threads', { type: 'number', describe: 'worker threads for calibration (default: the cores, at most 8)' })
       .option('quiet', { type: 'boolean', default: false, describe: 'print only the table' }),
-  handler: (args) => {
+  handler: async (args) => {
     const started = Date.now();
     const log = (line: string) => {
       if (!args.quiet) process.stderr.write(`convert: ${line}\n`);
@@ -75,7 +77,9 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       recipeFile: args.recipe,
     });
     if (calibration.windows.length) log(`calibration text: ${calibration.source}`);
-    const result = convertCheckpoint(dense, {
+    const threads = args.threads;
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UserError(`--threads must be a positive integer, got ${threads}`);
+    const result = await convertCheckpoint(dense, {
       outDir: args.out,
       strategy: args.strategy,
       k: args.k,
@@ -85,6 +89,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       calibSource: calibration.source,
       pruneBelow: args['prune-below'],
       renormalize: args.renormalize,
+      threads,
       log,
     });
     process.stdout.write(result.table + '\n');

@@ -86,7 +86,10 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       // Loaded only here: the sparse runtime (and its native addon) is not needed for dense folders.
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       const runtime = require('../../runtime/eval') as {
-        evaluateSparse(dir: string, options: { text?: string; context?: number; threads?: number }): Promise<Omit<EvalReport, 'model_dir' | 'mode'> & { mode?: string }>;
+        evaluateSparse(
+          dir: string,
+          options: { text?: string; context?: number; threads?: number },
+        ): Promise<{ loss: number; perplexity: number; bits_per_byte: number; tokens: number; source: string; mode?: string }>;
       };
       const result = await runtime.evaluateSparse(dir, { text: args.text, context: args.context, threads: args.threads });
       report = { model_dir: dir, ...result, mode: `sparse${result.mode ? ':' + result.mode : ''}` };

@@ -29,11 +29,14 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
       .option('dense', { type: 'boolean', default: false, describe: 'use every kept expert (the dense baseline) instead of the plan' }),
   handler: async (args) => {
-    const tokenizer = loadTokenizer(args.model);
-    const model = SparseModel.load(args.model, { threads: args.threads });
+    const model = SparseModel.load(args.model, { threads: args.threads }); // validates the plan folder first
     try {
+      const tokenizer = loadTokenizer(args.model);
       if (args.dense) model.setMode('dense');
       const prompt = tokenizer.encode(args.prompt);
+      if (tokenizer.vocabSize > model.vocabSize) {
+        throw new UserError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.vocabSize}`);
+      }
       if (prompt.length === 0) throw new UserError('--prompt is empty');
       if (prompt.length >= model.maxContext) {
         throw new UserError(`the prompt is ${prompt.length} tokens; the model's context is ${model.maxContext}`);
