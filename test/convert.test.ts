@@ -9,7 +9,8 @@ import { planRoutingRules, planWeights } from '../src/convert/planReference';
 import { readDenseCheckpoint } from '../src/convert/readDense';
 import { kFromThresholdMean, keptAfterPruning, layerRoutingStats } from '../src/convert/routingStats';
 import { parameterCounts, type ModelConfig } from '../src/model/config';
-import { referenceForward } from '../src/model/reference';
+import { nextTokenLoss, referenceForward } from '../src/model/reference';
+import { CalibrationRunner } from '../src/convert/calibrationPass';
 import { denseShapes, randomDenseWeights, seededUniform, tempDir, tinyConfig, writeDenseFolder, removeTempDirs } from './convertFixtures';
 
 afterAll(removeTempDirs);
@@ -264,3 +265,26 @@ describe('convert refuses', () => {
     ).rejects.toThrow(/--out must differ/);
   });
 });
+
+describe('calibration passes', () => {
+  test('the runner reassembles router probabilities in window order and averages the loss over predictions', async () => {
+    const weights = weightsSourceFor(12);
+    const calib = windows(3, 8, 4);
+    const runner = CalibrationRunner.create(weights, '(in-process)', 1);
+    const rules = [{ mode: 'topk' as const, k: 2 }, { mode: 'dense' as const }];
+    const pass = await runner.run(calib, rules);
+    await runner.close();
+    let sum = 0;
+    calib.forEach((w, j) => {
+      const result = referenceForward(weights, w, { routing: rules, collectRouterProbs: true });
+      expect(Array.from(pass.probs[1].subarray(j * 8 * 4, (j + 1) * 8 * 4))).toEqual(Array.from(result.routerProbs![1]));
+      sum += nextTokenLoss(result.logits, w, tinyConfig.vocab_size).sum;
+    });
+    expect(pass.loss).toBeCloseTo(sum / (3 * 7), 12);
+  });
+});
+
+function weightsSourceFor(seed: number) {
+  const weights = randomDenseWeights(tinyConfig, seed);
+  return { config: tinyConfig, get: (name: string) => weights.get(name)! };
+}

@@ -121,11 +121,14 @@ describeWithAddon('native training kernels', () => {
   test('register and restore', async () => {
     await tf.setBackend('wasm');
     const { registered } = registerNativeKernels('wasm');
-    expect(registered).toEqual(['BatchMatMul', '_FusedMatMul']);
+    expect(registered).toEqual(['BatchMatMul', '_FusedMatMul', 'Identity']);
     expect(registerNativeKernels('wasm').registered).toEqual(registered); // idempotent
-    expect(nativeKernelsInUse()).toEqual(['wasm/BatchMatMul', 'wasm/_FusedMatMul']);
+    expect(nativeKernelsInUse()).toEqual(['wasm/BatchMatMul', 'wasm/_FusedMatMul', 'wasm/Identity']);
     const original = restoreTfjsKernels();
-    expect(original.restored).toHaveLength(2);
+    expect(original.restored).toHaveLength(3);
+    await tf.setBackend('cpu');
+    expect(registerNativeKernels('cpu').registered).toEqual(['BatchMatMul', '_FusedMatMul']); // cpu's Identity shares already
+    restoreTfjsKernels();
     expect(nativeKernelsInUse()).toEqual([]);
     expect(() => registerNativeKernels('webgl')).toThrow(/wasm and cpu/);
   });
@@ -235,6 +238,29 @@ describeWithAddon('native training kernels', () => {
       } finally {
         restoreTfjsKernels();
       }
+    }
+  });
+
+  test('Identity shares storage on wasm and outlives its source', async () => {
+    await tf.setBackend('wasm');
+    registerNativeKernels('wasm');
+    try {
+      const source = tf.tensor1d([1, 2, 3]);
+      const copy = tf.clone(source); // the Identity kernel
+      source.dispose();
+      const reuse = tf.tensor1d([9, 9, 9]); // would land in freed storage if the clone had not kept it
+      expect(Array.from(copy.dataSync())).toEqual([1, 2, 3]);
+      reuse.dispose();
+      const doubled = tf.tidy(() => tf.mul(copy, 2));
+      copy.dispose();
+      expect(Array.from(doubled.dataSync())).toEqual([2, 4, 6]);
+      doubled.dispose();
+      const x = tf.variable(tf.tensor1d([5, 6]));
+      x.assign(tf.tensor1d([7, 8]));
+      expect(Array.from(x.dataSync())).toEqual([7, 8]);
+      x.dispose();
+    } finally {
+      restoreTfjsKernels();
     }
   });
 

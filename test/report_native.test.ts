@@ -14,7 +14,7 @@ import { idealSpeedup } from '../src/report/cost_model';
  * small batches, one repeat, so it stays fast; the checks are about consistency, not speed.
  */
 const config: ModelConfig = {
-  vocab_size: 64, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+  vocab_size: 257, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
   num_experts: 4, moe_intermediate_size: 16, shared_expert_intermediate_size: 0, num_experts_per_tok: 2,
   max_position_embeddings: 64, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
 };
@@ -32,7 +32,7 @@ const config: ModelConfig = {
     const windows = Array.from({ length: 6 }, () =>
       Int32Array.from({ length: 17 }, () => (state = (state * 1103515245 + 12345) % 2147483648) % config.vocab_size),
     );
-    report = await runReport(nativeReportRuntime(1), {
+    report = await runReport(nativeReportRuntime(1, { bandwidthBytesPerArray: 16 << 20 }), {
       kind: 'trained', sparseDir: path.join(dir, 'plan'), denseDir: null, shapeName: null, layersNote: null,
       plan: loaded.plan, outDir: path.join(dir, 'report'), threads: 1,
       throughput: { batches: [1, 2], promptLen: 4, decodeSteps: 2, repeats: 1, seed: 1 },
@@ -58,7 +58,7 @@ const config: ModelConfig = {
     expect(Number.isFinite(report.measured_speedup)).toBe(true);
   });
 
-  test('dense mode, top-E and a very small ε agree exactly; the plan runs k experts', () => {
+  test('dense mode equals top-E and the plan equals top-k; the counters see E and k experts', () => {
     const q = report.quality!;
     expect(q.dense.mean_active_experts).toBeCloseTo(4, 9);
     expect(q.sparse.mean_active_experts).toBeCloseTo(2, 9);

@@ -115,6 +115,8 @@ describe('serve (fake runtime)', () => {
       expect(answer.json.error.param).toBe(param);
       expect(typeof answer.json.error.message).toBe('string');
     }
+    const huge = await completion(port, { prompt: 'x'.repeat(2 << 20) });
+    expect(huge.status).toBe(413);
     const wrongModel = await completion(port, { model: 'gpt-4', prompt: 'x' });
     expect(wrongModel.status).toBe(404);
     expect((await completion(port, { model: 'fake-byte-model', prompt: 'x', max_tokens: 2, n: 1, user: 'u' })).status).toBe(200);
@@ -136,6 +138,8 @@ describe('serve (fake runtime)', () => {
     expect(metrics.text).toMatch(/^dsmoe_requests_total\{status="200"\} \d+$/m);
     expect(metrics.text).toMatch(/^dsmoe_requests_total\{status="400"\} 2$/m); // max_tokens -5 and the malformed model id
     expect(metrics.text).toMatch(/^dsmoe_generated_tokens_total 5$/m);
+    expect(metrics.text).toMatch(/^dsmoe_completion_duration_seconds_count 1$/m);
+    expect(metrics.text).toMatch(/^dsmoe_completion_duration_seconds_bucket\{le="\+Inf"\} 1$/m);
     for (const name of ['dsmoe_generated_tokens_per_second', 'dsmoe_queue_depth', 'dsmoe_decode_batch_size']) {
       expect(metrics.text).toMatch(new RegExp(`^${name} [0-9.e+-]+$`, 'm'));
     }
@@ -162,8 +166,7 @@ describe('serve (fake runtime)', () => {
     const controller = new AbortController();
     const abandoned = request(port, 'POST', '/v1/completions', { prompt: 'long', max_tokens: 400, temperature: 0, stream: true }, { signal: controller.signal });
     abandoned.catch(() => {});
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(server.scheduler.activeSequences).toBe(1);
+    while (server.scheduler.activeSequences === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     controller.abort();
     await server.scheduler.idle();
     expect(server.scheduler.activeSequences).toBe(0);
@@ -193,7 +196,7 @@ describe('serve (fake runtime)', () => {
   test('drain finishes in-flight requests and refuses new ones', async () => {
     const { server, port } = await start({ delayMs: 5 });
     const inFlight = Promise.all(Array.from({ length: 4 }, () => completion(port, { prompt: 'finish me', max_tokens: 30, temperature: 0 })));
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    while (server.scheduler.activeSequences + server.scheduler.queueDepth < 4) await new Promise((resolve) => setTimeout(resolve, 2));
     const drained = server.drain();
     const answers = await inFlight;
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);

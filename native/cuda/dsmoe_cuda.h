@@ -2,7 +2,8 @@
  * dsmoe_cuda.h — C API of the dsmoe CUDA kernels (docs/cuda.md).
  *
  * Every function takes device pointers and a stream (a cudaStream_t passed as void*, NULL = default stream), enqueues
- * work and returns without synchronising, so a whole decode step can be captured in a CUDA graph. Return value:
+ * work and returns without synchronising (dsmoe_cuda_memcpy_dtoh excepted: it waits so the host can read), so a whole
+ * decode step can be captured in a CUDA graph. Return value:
  * 0 on success, otherwise a cudaError_t code (dsmoe_cuda_error_string turns it into text); shape arguments that the
  * kernels cannot serve return cudaErrorInvalidValue (1) before anything is enqueued.
  *

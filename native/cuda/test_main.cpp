@@ -303,10 +303,10 @@ static void test_sampling() {
           boundary += near;
           ok = ok && near;
         }
-        std::string d = fmt("boundary_draws=%d gpu/ref ", boundary);
+        std::string d = fmt("boundary_draws=%d gpu/ref: ", boundary);
         for (int r = 0; r < R; ++r) d += fmt("%d/%d ", got[r], ro[r]);
         report(ok, fmt("sample V=%d temp=%.1f top_p=%.3f seed=%llu", V, c.temp, c.top_p, (unsigned long long)seed),
-               "gpu/ref " + d);
+               d);
       }
     }
   }

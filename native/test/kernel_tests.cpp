@@ -49,7 +49,9 @@ struct Guarded {
   static constexpr size_t G = 32;
   static constexpr float SENTINEL = 12345.678f;
   std::vector<float> buf;
-  explicit Guarded(size_t n) : buf(n + 2 * G, SENTINEL) { std::fill(buf.begin() + G, buf.end() - G, 0.f); }
+  explicit Guarded(size_t n) : buf(n + 2 * G, 0.f) {
+    for (size_t i = 0; i < G; ++i) buf[i] = buf[n + G + i] = SENTINEL;
+  }
   float* data() { return buf.data() + G; }
   size_t n() const { return buf.size() - 2 * G; }
   bool guards_intact() const {

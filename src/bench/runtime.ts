@@ -12,6 +12,7 @@
  *   - prefill of ≥ 512 tokens per call, matrix FLOP/s vs measured FMA peak, target ≥ 50 %.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { readPlan, type LoadedPlan } from '../convert/plan';
 import { writeRandomPlan } from '../convert/random';
@@ -86,6 +87,21 @@ function benchPlan(dir: string, config: ModelConfig): LoadedPlan {
 }
 
 const now = () => performance.now() / 1000;
+const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+
+/**
+ * Runs fn and returns its result with the share of `threads` cores this process actually got meanwhile
+ * (CPU time ÷ wall time ÷ threads). On a shared machine the figures above scale with it; dividing by it gives
+ * what the code does per core-second it ran.
+ */
+async function withCpuShare<T>(threads: number, fn: () => T | Promise<T>): Promise<{ value: T; share: number }> {
+  const cpu0 = process.cpuUsage();
+  const t0 = now();
+  const value = await fn();
+  const cpu = process.cpuUsage(cpu0);
+  const wall = now() - t0;
+  return { value, share: Math.min(1, (cpu.user + cpu.system) / 1e6 / wall / threads) };
+}
 
 let tokenSeed = 7;
 function randomTokens(n: number, V: number): Int32Array {
@@ -103,6 +119,8 @@ interface Row {
   decode_tok_s: number;
   decode_step_ms: number;
   decode_weight_gbs?: number; // batch 1: weight bytes per token ÷ step time
+  prefill_cpu_share: number; // share of the threads' cores the process got during the prefill
+  decode_cpu_share: number;
 }
 
 async function prefill(ctx: NativeContext, V: number, batch: number, seq: number, routing?: RoutingOverride): Promise<number> {
@@ -140,8 +158,12 @@ async function main(): Promise<void> {
   const weightBytes = fs.statSync(loaded.weightsPath).size;
   const threads = args.threads || addon.cpuInfo().threads;
 
-  const bandwidth = [addon.memoryBandwidthGBs(256 << 20, threads)];
-  const peak = [addon.peakGflops(threads)];
+  const bw0 = await withCpuShare(threads, () => addon.memoryBandwidthGBs(256 << 20, threads));
+  const peak0 = await withCpuShare(threads, () => addon.peakGflops(threads));
+  const bandwidth = [bw0.value];
+  const peak = [peak0.value];
+  const peakShares = [peak0.share];
+  const bandwidthShares = [bw0.share];
   const model = new addon.NativeModel(nativeSpec(loaded, threads));
   const maxBatch = Math.max(...args.batches);
   const ctx = model.newContext(maxBatch, Math.max(args.prefillTokens, DECODE_CONTEXT + args.decodeSteps + 2));
@@ -163,11 +185,16 @@ async function main(): Promise<void> {
     for (const batch of args.batches) {
       const seq = Math.max(1, Math.floor(args.prefillTokens / batch));
       const T = batch * seq;
-      let prefillS = await prefill(ctx, V, batch, seq, routing);
-      if (mode === 'sparse') prefillS = Math.min(prefillS, await prefill(ctx, V, batch, seq, routing));
+      const p = await withCpuShare(threads, async () => {
+        let best = await prefill(ctx, V, batch, seq, routing);
+        if (mode === 'sparse') best = Math.min(best, await prefill(ctx, V, batch, seq, routing));
+        return best;
+      });
+      const prefillS = p.value;
       // Attention FLOPs: each token attends to its position + 1 keys.
       const flops = T * flopsPerToken + batch * attnFlops * ((seq * (seq + 1)) / 2);
-      const stepS = await decode(ctx, V, batch, args.decodeSteps, routing);
+      const dec = await withCpuShare(threads, () => decode(ctx, V, batch, args.decodeSteps, routing));
+      const stepS = dec.value;
       const row: Row = {
         mode,
         batch,
@@ -176,18 +203,25 @@ async function main(): Promise<void> {
         prefill_gflops: flops / prefillS / 1e9,
         decode_tok_s: batch / stepS,
         decode_step_ms: stepS * 1e3,
+        prefill_cpu_share: p.share,
+        decode_cpu_share: dec.share,
       };
       if (batch === 1) row.decode_weight_gbs = bytesPerToken / stepS / 1e9;
       rows.push(row);
       process.stderr.write(
         `bench: ${mode} batch ${batch}: prefill ${row.prefill_tok_s.toFixed(0)} tok/s (${row.prefill_gflops.toFixed(1)} GFLOP/s), ` +
-          `decode ${row.decode_tok_s.toFixed(1)} tok/s (${row.decode_step_ms.toFixed(1)} ms/step)\n`,
+          `decode ${row.decode_tok_s.toFixed(1)} tok/s (${row.decode_step_ms.toFixed(1)} ms/step); ` +
+          `CPU share ${pct(p.share)} / ${pct(dec.share)}\n`,
       );
     }
   }
   // Shared machine: the limits are measured again at the end and the higher kept (load can only lower them).
-  bandwidth.push(addon.memoryBandwidthGBs(256 << 20, threads));
-  peak.push(addon.peakGflops(threads));
+  const bw1 = await withCpuShare(threads, () => addon.memoryBandwidthGBs(256 << 20, threads));
+  const peak1 = await withCpuShare(threads, () => addon.peakGflops(threads));
+  bandwidth.push(bw1.value);
+  peak.push(peak1.value);
+  peakShares.push(peak1.share);
+  bandwidthShares.push(bw1.share);
   model.dispose();
 
   const bw = Math.max(...bandwidth);
@@ -214,26 +248,34 @@ async function main(): Promise<void> {
     dense_decode_bandwidth_fraction: d1?.decode_weight_gbs ? d1.decode_weight_gbs / bw : NaN,
     prefill_peak_fraction: bestPrefill / fma,
     dense_prefill_peak_fraction: Math.max(0, ...prefillRows.filter((r) => r.mode === 'dense').map((r) => r.prefill_gflops)) / fma,
+    peak_cpu_shares: peakShares,
+    bandwidth_cpu_shares: bandwidthShares,
+    // Per core-second actually received (load-independent): prefill FLOP rate ÷ its CPU share against the peak
+    // ÷ its CPU share.
+    prefill_peak_fraction_per_cpu: Math.max(0, ...prefillRows.map((r) => r.prefill_gflops / r.prefill_cpu_share)) / Math.max(...peak.map((v, i) => v / peakShares[i])),
   };
 
-  const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
   const lines = [
     `Runtime benchmark: ${summary.weights_gb.toFixed(2)} GB bf16 random-init plan (${config.num_hidden_layers} layers, ` +
       `${config.num_experts} experts of ${config.moe_intermediate_size}, d ${config.hidden_size}, top-${TOP_K}), ${threads} threads, ${info.simd}`,
     `Measured limits: triad bandwidth ${bw.toFixed(1)} GB/s, FMA peak ${fma.toFixed(1)} GFLOP/s`,
     '',
-    '| mode | batch | prefill tokens/call | prefill tok/s | prefill GFLOP/s | % of peak | decode tok/s | ms/step | weight GB/s (b=1) | % of bandwidth |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| mode | batch | prefill tokens/call | prefill tok/s | prefill GFLOP/s | % of peak | decode tok/s | ms/step | weight GB/s (b=1) | % of bandwidth | CPU share prefill / decode |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
         `| ${r.mode} | ${r.batch} | ${r.prefill_tokens} | ${r.prefill_tok_s.toFixed(0)} | ${r.prefill_gflops.toFixed(1)} | ${pct(r.prefill_gflops / fma)} | ` +
-        `${r.decode_tok_s.toFixed(1)} | ${r.decode_step_ms.toFixed(1)} | ${r.decode_weight_gbs?.toFixed(1) ?? ''} | ${r.decode_weight_gbs ? pct(r.decode_weight_gbs / bw) : ''} |`,
+        `${r.decode_tok_s.toFixed(1)} | ${r.decode_step_ms.toFixed(1)} | ${r.decode_weight_gbs?.toFixed(1) ?? ''} | ${r.decode_weight_gbs ? pct(r.decode_weight_gbs / bw) : ''} | ` +
+        `${pct(r.prefill_cpu_share)} / ${pct(r.decode_cpu_share)} |`,
     ),
     '',
     'Targets:',
     `- sparse/dense decode speedup at batch 1: ${speedup.toFixed(2)}× vs ideal ${ideal.toFixed(2)}× = ${pct(summary.speedup_vs_ideal)} of ideal (target ≥ 90%)`,
     `- batch-1 decode weight traffic: sparse ${pct(summary.sparse_decode_bandwidth_fraction)}, dense ${pct(summary.dense_decode_bandwidth_fraction)} of measured bandwidth (target ≥ 80%)`,
-    `- prefill (≥ 512 tokens per call): best ${bestPrefill.toFixed(1)} GFLOP/s = ${pct(summary.prefill_peak_fraction)} of FMA peak (target ≥ 50%)`,
+    `- prefill (≥ 512 tokens per call): best ${bestPrefill.toFixed(1)} GFLOP/s = ${pct(summary.prefill_peak_fraction)} of FMA peak (target ≥ 50%); ` +
+      `per core-second received: ${pct(summary.prefill_peak_fraction_per_cpu)}`,
+    `CPU share this process got (machine load): peak ${peakShares.map(pct).join(', ')}; triad ${bandwidthShares.map(pct).join(', ')}; ` +
+      `load average ${os.loadavg().map((v) => v.toFixed(1)).join(' ')}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   if (args.json) fs.writeFileSync(args.json, JSON.stringify({ summary, rows }, null, 2) + '\n');

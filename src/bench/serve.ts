@@ -5,7 +5,8 @@
  *
  * Prints a Markdown table: requests/s, generated tokens/s, p50/p95 latency, time to first token, and the limit the
  * served throughput is measured against: the same runtime prefilling and decoding the same number of sequences
- * directly (no HTTP, no scheduler), so "served / direct" is the share of the runtime's speed the server delivers.
+ * directly (no HTTP, no scheduler; best of three runs), so "served / direct" is the share of the runtime's speed
+ * the server delivers.
  * The clients share this process (and its cores) with the server: on a small machine their cost shows in the figures.
  *
  *   node dist/bench/serve.js [--model PLAN_DIR] [--clients 1,4,16,64] [--requests N] [--seconds S]
@@ -85,7 +86,10 @@ async function main(): Promise<void> {
     for (const clients of levels) {
       const budget = args.requests ?? Math.max(8, 4 * clients);
       const result = await runLevel(server, port, clients, budget, args.seconds, promptTokens, maxTokens);
-      result.directTokensPerS = await directDecode(model, clients, promptTokens, maxTokens);
+      // The limit is the runtime at its best: the fastest of three direct runs (a busy machine only slows runs down).
+      for (let repeat = 0; repeat < 3; repeat++) {
+        result.directTokensPerS = Math.max(result.directTokensPerS, await directDecode(model, clients, promptTokens, maxTokens));
+      }
       results.push(result);
       if (!args.json) process.stderr.write(`  ${clients} clients: ${result.requests} requests, ${result.tokensPerS.toFixed(1)} tok/s\n`);
     }

@@ -16,8 +16,8 @@ export interface PassResult {
 
 interface PartialPass {
   probs: Float32Array[]; // [L] of [n, E] for this share of the windows
-  lossSum: number;
-  lossCount: number;
+  lossSums: number[]; // per window: Σ next-token cross-entropy (summed in window order later, so results do
+  lossCounts: number[]; // not depend on the thread count)
 }
 
 /** The pass over some windows, in this thread. */
@@ -27,17 +27,17 @@ export function runWindows(weights: ReferenceWeights, windows: number[][], rules
   const total = windows.reduce((n, w) => n + w.length, 0);
   const probs = Array.from({ length: L }, () => new Float32Array(total * E)); // [L][n, E]
   let offset = 0;
-  let lossSum = 0;
-  let lossCount = 0;
+  const lossSums: number[] = [];
+  const lossCounts: number[] = [];
   for (const window of windows) {
     const result = referenceForward(weights, window, { routing: rules, collectRouterProbs: true });
     for (let l = 0; l < L; l++) probs[l].set(result.routerProbs![l], offset * E);
     const { sum, count } = nextTokenLoss(result.logits, window, weights.config.vocab_size);
-    lossSum += sum;
-    lossCount += count;
+    lossSums.push(sum);
+    lossCounts.push(count);
     offset += window.length;
   }
-  return { probs, lossSum, lossCount };
+  return { probs, lossSums, lossCounts };
 }
 
 const WORKER_FILE = path.join(__dirname, 'calibrationWorker.js');
@@ -45,6 +45,7 @@ const WORKER_FILE = path.join(__dirname, 'calibrationWorker.js');
 /** Runs passes on a pool of worker threads that each load the dense checkpoint once. */
 export class CalibrationRunner {
   private nextJob = 0;
+  private readonly failures = new Map<Worker, Error>();
 
   private constructor(
     private readonly weights: ReferenceWeights,
@@ -56,7 +57,13 @@ export class CalibrationRunner {
     const count = Math.max(1, Math.min(threads ?? Math.min(os.availableParallelism(), 8), 64));
     if (count === 1 || !fs.existsSync(WORKER_FILE)) return new CalibrationRunner(weights, []);
     const workers = Array.from({ length: count }, () => new Worker(WORKER_FILE, { workerData: { denseDir } }));
-    return new CalibrationRunner(weights, workers);
+    const runner = new CalibrationRunner(weights, workers);
+    // A worker that fails between passes must not crash the process: remember why, and fail its next job.
+    workers.forEach((worker) => {
+      worker.on('error', (error) => runner.failures.set(worker, error));
+      worker.on('exit', (code) => runner.failures.set(worker, runner.failures.get(worker) ?? new Error(`calibration worker exited (code ${code})`)));
+    });
+    return runner;
   }
 
   get threads(): number {
@@ -76,39 +83,52 @@ export class CalibrationRunner {
     const total = windows.reduce((n, w) => n + w.length, 0);
     const probs = Array.from({ length: L }, () => new Float32Array(total * E)); // [L][N, E]
     const readOffsets = parts.map(() => 0);
+    const windowIndex = parts.map(() => 0);
     let writeOffset = 0;
+    let lossSum = 0;
+    let lossCount = 0;
     windows.forEach((window, j) => {
       const share = parts.length === 1 ? 0 : j % parts.length;
       const size = window.length * E;
       for (let l = 0; l < L; l++) probs[l].set(parts[share].probs[l].subarray(readOffsets[share], readOffsets[share] + size), writeOffset);
+      lossSum += parts[share].lossSums[windowIndex[share]];
+      lossCount += parts[share].lossCounts[windowIndex[share]];
       readOffsets[share] += size;
+      windowIndex[share]++;
       writeOffset += size;
     });
-    const lossSum = parts.reduce((s, p) => s + p.lossSum, 0);
-    const lossCount = parts.reduce((s, p) => s + p.lossCount, 0);
     return { probs, loss: lossCount ? lossSum / lossCount : NaN };
   }
 
   async close(): Promise<void> {
+    for (const worker of this.workers) worker.removeAllListeners('exit');
     await Promise.all(this.workers.map((worker) => worker.terminate()));
   }
 
   private runOn(worker: Worker, windows: number[][], rules: RoutingRule[]): Promise<PartialPass> {
     const id = this.nextJob++;
     return new Promise((resolve, reject) => {
+      const failed = this.failures.get(worker);
+      if (failed) return reject(failed);
+      const done = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onFailure);
+        worker.off('exit', onExit);
+      };
       const onMessage = (message: { id: number; error?: string } & PartialPass) => {
         if (message.id !== id) return;
-        worker.off('message', onMessage);
-        worker.off('error', onError);
+        done();
         if (message.error) reject(new Error(`calibration worker: ${message.error}`));
         else resolve(message);
       };
-      const onError = (error: Error) => {
-        worker.off('message', onMessage);
+      const onFailure = (error: Error) => {
+        done();
         reject(error);
       };
+      const onExit = (code: number) => onFailure(new Error(`calibration worker exited (code ${code})`));
       worker.on('message', onMessage);
-      worker.once('error', onError);
+      worker.on('error', onFailure);
+      worker.on('exit', onExit);
       worker.postMessage({ id, windows, rules });
     });
   }

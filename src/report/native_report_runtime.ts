@@ -12,13 +12,14 @@ import { mean, percentile } from './statistics';
  * it opens the plan at the NativeModel / NativeContext level (docs/design.md §5) rather than through SparseModel,
  * whose context holds one sequence.
  */
-export function nativeReportRuntime(threads?: number): ReportRuntime {
+export function nativeReportRuntime(threads?: number, options: { bandwidthBytesPerArray?: number } = {}): ReportRuntime {
   const addon = loadNative();
   const useThreads = threads && threads > 0 ? threads : addon.cpuInfo().threads;
   return {
     probe: {
       cpuInfo: () => addon.cpuInfo(),
-      memoryBandwidthGBs: (bytes?: number) => addon.memoryBandwidthGBs(bytes, useThreads),
+      // The addon's default arrays (256 MiB each) are far beyond any cache; tests may pass smaller ones.
+      memoryBandwidthGBs: (bytes?: number) => addon.memoryBandwidthGBs(bytes ?? options.bandwidthBytesPerArray, useThreads),
       peakGflops: () => addon.peakGflops(useThreads),
     },
     async openPlan(dir, options): Promise<OpenedPlan> {

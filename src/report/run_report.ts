@@ -17,6 +17,7 @@ import type { ExpertLoadCell } from './charts/expert_load_chart';
 import { PeerReport, runPeer, withOurTimings } from './peer_pytorch';
 import { ReportProgress } from './progress';
 import { writeFigures } from './write_figures';
+import { automaticNotes } from './automatic_notes';
 import { reportMarkdown } from './report_markdown';
 
 /**
@@ -126,7 +127,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
       const analysis = analyse(plan, machine, rows, settings, sparseSelection);
 
       progress.note('PyTorch peer');
-      let peer: PeerReport = { available: false, reason: 'peer column not requested (--no-peer)' };
+      let peer: PeerReport = { available: false, reason: 'PyTorch peer not run (--no-peer)' };
       if (options.peer.enabled) {
         const shape = { hidden: plan.config.hidden_size, experts: plan.config.num_experts, intermediate: plan.config.moe_intermediate_size, k: Math.round(Math.max(...planTopK(plan))) };
         peer = runPeer({ shape, batches: options.peer.batches, dtypes: options.peer.dtypes, threads: opened.threads, repeats: options.peer.repeats, timeoutMs: options.peer.timeoutMs });
@@ -179,6 +180,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         figures: [],
         notes,
       };
+      notes.push(...automaticNotes(analysis, machine, report.settings));
       if (plan.layers.some((layer) => (layer.ops.find((op) => op.op === 'experts')?.kept?.length ?? plan.config.num_experts) < plan.config.num_experts)) {
         notes.push('The plan prunes experts: "dense" mode runs every kept expert, while the ideal speedup counts all E experts of the source model.');
       }

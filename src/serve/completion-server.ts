@@ -175,6 +175,7 @@ export class CompletionServer {
     if (promptTokens.length + request.maxTokens > maxContext) {
       throw new ApiError(400, `prompt (${promptTokens.length} tokens) plus max_tokens (${request.maxTokens}) exceeds the context of ${maxContext} tokens`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
     }
+    const arrived = performance.now();
     const id = `cmpl-${randomUUID().replace(/-/g, '')}`;
     const created = Math.floor(Date.now() / 1000);
     const base = { id, object: 'text_completion', created, model: this.model.id };
@@ -211,6 +212,7 @@ export class CompletionServer {
       res.flushHeaders();
     }
     this.metrics.countPrompt(promptTokens.length);
+    res.once('finish', () => this.metrics.countLatency((performance.now() - arrived) / 1000));
     // A client that goes away before its answer is complete frees its slot at the next step boundary.
     res.once('close', () => {
       if (!res.writableEnded) handle.cancel();
@@ -222,11 +224,15 @@ export class CompletionServer {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
+      let tooLarge = false;
       req.on('data', (chunk: Buffer) => {
+        if (tooLarge) return;
         size += chunk.length;
         if (size > this.maxBodyBytes) {
+          // Answer 413 at once; the rest of the body is read and dropped, and the connection closes after the answer.
+          tooLarge = true;
+          chunks.length = 0;
           reject(new ApiError(413, `the request body exceeds ${this.maxBodyBytes} bytes`));
-          req.destroy();
           return;
         }
         chunks.push(chunk);
@@ -241,6 +247,7 @@ export class CompletionServer {
     this.metrics.countRequest(status);
     const text = JSON.stringify(body);
     if (status === 429) res.setHeader('Retry-After', '1');
+    if (status === 413) res.setHeader('Connection', 'close');
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
     res.end(text);
   }

@@ -2,6 +2,8 @@ import type { StepReport } from './scheduler';
 
 /** Seconds over which the tokens-per-second gauge averages. */
 const RATE_WINDOW_S = 10;
+/** Upper bounds (seconds) of the completion latency histogram's buckets. */
+const LATENCY_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /** Counters behind `GET /metrics`, written in Prometheus' text exposition format (version 0.0.4). */
 export class ServeMetrics {
@@ -12,9 +14,21 @@ export class ServeMetrics {
   private stepSeconds = 0;
   /** (time in ms, tokens generated) per step inside the rate window. */
   private recent: [number, number][] = [];
+  private readonly latencyBuckets = new Array<number>(LATENCY_BUCKETS_S.length).fill(0); // cumulative counts
+  private latencyCount = 0;
+  private latencySum = 0;
 
   countRequest(status: number): void {
     this.requestsByStatus.set(status, (this.requestsByStatus.get(status) ?? 0) + 1);
+  }
+
+  /** A completed completion request, from acceptance to its last byte. */
+  countLatency(seconds: number): void {
+    this.latencyCount++;
+    this.latencySum += seconds;
+    LATENCY_BUCKETS_S.forEach((bound, i) => {
+      if (seconds <= bound) this.latencyBuckets[i]++;
+    });
   }
 
   countPrompt(tokens: number): void {
@@ -49,6 +63,12 @@ export class ServeMetrics {
     metric('dsmoe_generated_tokens_total', 'counter', 'Tokens sampled by the scheduler.', [['', this.generatedTokens]]);
     metric('dsmoe_generated_tokens_per_second', 'gauge', `Tokens sampled per second over the last ${RATE_WINDOW_S} s.`,
       [['', this.tokensPerSecond()]]);
+    metric('dsmoe_completion_duration_seconds', 'histogram', 'Completion requests from acceptance (body parsed) to their last byte.', [
+      ...LATENCY_BUCKETS_S.map((bound, i): [string, number] => [`_bucket{le="${bound}"}`, this.latencyBuckets[i]]),
+      ['_bucket{le="+Inf"}', this.latencyCount],
+      ['_sum', this.latencySum],
+      ['_count', this.latencyCount],
+    ]);
     metric('dsmoe_queue_depth', 'gauge', 'Requests waiting for a slot.', [['', live.queueDepth]]);
     metric('dsmoe_decode_batch_size', 'gauge', 'Sequences decoded in the latest scheduler step.', [['', live.decodeBatch]]);
     metric('dsmoe_active_sequences', 'gauge', 'Sequences holding a slot (prefilling or decoding).', [['', live.activeSequences]]);

@@ -7,6 +7,12 @@
 #include "dtype.h"
 
 #if DSMOE_X86
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics start from an undefined register (`__Y = __Y`) and then warn about it where they
+// are inlined; the warning says nothing about this code.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #define DSMOE_AVX2 __attribute__((target("avx2,fma,f16c")))

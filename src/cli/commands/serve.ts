@@ -27,9 +27,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('threads', { type: 'number', describe: 'runtime threads (default: all cores)' })
       .option('max-batch', { type: 'number', default: 16, describe: 'sequences decoded together (one KV-cache slot each)' })
       .option('max-queue', { type: 'number', default: 256, describe: 'requests waiting for a slot before 429' })
-      .option('max-context', { type: 'number', describe: 'tokens per sequence (default: the model’s max_position_embeddings)' })
+      .option('max-context', { type: 'number', describe: "tokens per sequence (default: the model's max_position_embeddings)" })
       .option('prefill-chunk', { type: 'number', default: 128, describe: 'prompt tokens a sequence feeds per scheduler step' })
-      .option('model-name', { type: 'string', describe: 'id reported by /v1/models (default: the folder name)' })
+      .option('model-name', { type: 'string', describe: "id reported by /v1/models (default: the folder's last two path components, e.g. tiny/sparse)" })
       .example('$0 serve checkpoints/tiny/sparse --port 8000', '')
       .example(`curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' -d '{"prompt":"In the beginning","max_tokens":32,"temperature":0}'`, ''),
   handler: async (args) => {

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadNative, NativeAddon } from '../../runtime/native';
-import { isSupportedBackend, supportedBackends } from './backend_tensors';
+import { BackendKind, isSupportedBackend, supportedBackends } from './backend_tensors';
 import { batchMatMulKernel } from './batch_mat_mul';
 import { fusedMatMulKernel } from './fused_mat_mul';
+import { aliasingIdentityKernel } from './identity';
 import { NativeMatMulContext } from './native_matmul';
 
 export interface NativeKernelOptions {
@@ -12,19 +13,21 @@ export interface NativeKernelOptions {
   addon?: NativeAddon;
 }
 
-type KernelFactory = (ctx: NativeMatMulContext, kind: 'wasm' | 'cpu', fallback: tf.KernelFunc) => tf.KernelFunc;
+type KernelFactory = (ctx: NativeMatMulContext, kind: BackendKind, fallback: tf.KernelFunc) => tf.KernelFunc;
 
-/** The tfjs kernels replaced by native ones, by tfjs kernel name. */
-const nativeKernelFactories: [string, KernelFactory][] = [
-  ['BatchMatMul', batchMatMulKernel],
-  ['_FusedMatMul', fusedMatMulKernel],
+/** The tfjs kernels replaced, by tfjs kernel name, and the backends where replacing them helps. */
+const nativeKernelFactories: { kernelName: string; backends: BackendKind[]; factory: KernelFactory }[] = [
+  { kernelName: 'BatchMatMul', backends: ['wasm', 'cpu'], factory: batchMatMulKernel },
+  { kernelName: '_FusedMatMul', backends: ['wasm', 'cpu'], factory: fusedMatMulKernel },
+  // The cpu backend's Identity already shares storage.
+  { kernelName: 'Identity', backends: ['wasm'], factory: (_ctx, _kind, fallback) => aliasingIdentityKernel(fallback) },
 ];
 
 /** The backend's own kernels that a native one replaced, to restore (`--kernels tfjs`). */
 const replaced = new Map<string, tf.KernelConfig>(); // key `${backend}/${kernel}`
 
 /**
- * Replaces tfjs's kernels for the matrix products of `backendName` ('wasm' or 'cpu') with the addon's
+ * Replaces tfjs's kernels for the matrix products (and wasm's copying Identity) of `backendName` ('wasm' or 'cpu') with the addon's
  * multithreaded kernels, keeping the originals for `restoreTfjsKernels()`. Call it after the backend is
  * selected (importing a backend registers its own kernels, which would replace these). Idempotent.
  * Throws a UserError (from `loadNative`) when the addon is not built.
@@ -38,7 +41,8 @@ export function registerNativeKernels(backendName: string, options: NativeKernel
   if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`native kernel threads must be a positive integer, got ${threads}`);
   const ctx: NativeMatMulContext = { kernels: addon.kernels, threads };
   const registered: string[] = [];
-  for (const [kernelName, factory] of nativeKernelFactories) {
+  for (const { kernelName, backends, factory } of nativeKernelFactories) {
+    if (!backends.includes(backendName)) continue;
     const key = `${backendName}/${kernelName}`;
     const current = tf.getKernel(kernelName, backendName);
     if (!current) continue; // the backend has no such kernel: nothing to replace or to fall back on
