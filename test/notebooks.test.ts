@@ -12,14 +12,14 @@ test('every notebook runs headlessly, in order, and displays its figures', () =>
   try {
     const run = spawnSync(process.execPath, ['scripts/run-notebooks.js'], {
       cwd: ROOT,
-      env: { ...process.env, DSMOE_NOTEBOOK_QUICK: '1', DSMOE_NOTEBOOK_OUT: out },
+      env: { ...process.env, DSMOE_NOTEBOOK_QUICK: '1', DSMOE_NOTEBOOK_OUT: path.join(out, 'displays'), DSMOE_NOTEBOOK_DIR: path.join(out, 'runs') },
       encoding: 'utf8',
       timeout: 170_000,
     });
     if (run.status !== 0) throw new Error(`run-notebooks failed (${run.signal ?? run.status}):\n${run.stdout.slice(-4000)}\n${run.stderr.slice(-4000)}`);
     for (const name of ['01-train-tiny', '02-convert-and-routing', '03-speedup-report']) expect(run.stdout).toContain(`✓ ${name}.ipynb`);
-    const figures = fs.readdirSync(out);
-    const svgs = figures.filter((f) => f.endsWith('.html')).map((f) => fs.readFileSync(path.join(out, f), 'utf8'));
+    const displays = path.join(out, 'displays');
+    const svgs = fs.readdirSync(displays).filter((f) => f.endsWith('.html')).map((f) => fs.readFileSync(path.join(displays, f), 'utf8'));
     expect(svgs.length).toBeGreaterThanOrEqual(6); // loss, entropy, load, mass vs k, throughput, roofline
     for (const svg of svgs) expect(svg).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
   } finally {

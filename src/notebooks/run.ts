@@ -5,6 +5,7 @@
  *   node scripts/run-notebooks.js [NOTEBOOK.ipynb ...]      default: notebooks/*.ipynb, in name order
  *
  * Environment: DSMOE_NOTEBOOK_QUICK=1 asks the notebooks for their smallest settings (the test suite uses it);
+ * DSMOE_NOTEBOOK_DIR=DIR moves their runs (checkpoints, plans, reports) from checkpoints/notebooks to DIR;
  * DSMOE_NOTEBOOK_OUT=DIR keeps their displayed outputs (SVG, Markdown) there.
  */
 import { spawnSync } from 'node:child_process';

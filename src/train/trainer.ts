@@ -117,8 +117,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           `${recipe.file} has ${hash.slice(0, 12)}…); resume with the original recipe or train into a new --out`,
       );
     }
-    const saved = JSON.stringify(checkpoint.config);
-    if (saved !== JSON.stringify(config)) throw new UserError(`${outDir}/config.json: model shape differs from the recipe's`);
+    const differing = (Object.keys(config) as (keyof ModelConfig)[]).find((key) => checkpoint.config[key] !== config[key]);
+    if (differing) {
+      throw new UserError(
+        `${outDir}/config.json: ${differing} is ${JSON.stringify(checkpoint.config[differing])}, the recipe says ${JSON.stringify(config[differing])}`,
+      );
+    }
     params = paramsFromArrays(config, fromCheckpointTensors(config, (n) => checkpoint.tensors.get(n) as Float32Array));
     optimizer = new AdamW(params, decayed, optimizerSettings);
     const moments = checkpoint.optimizer as NonNullable<typeof checkpoint.optimizer>;
