@@ -7,6 +7,7 @@ import { convertCommand } from './convert';
 import { generateCommand } from './generate';
 import { reportCommand } from './report';
 import { demoCommand } from './demo';
+import { serveCommand } from './serve';
 
 /** Every `dsmoe` command, in the order `--help` lists them. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -19,4 +20,5 @@ export const commands: CommandModule<any, any>[] = [
   generateCommand,
   reportCommand,
   demoCommand,
+  serveCommand,
 ];
