@@ -4,7 +4,7 @@
  *
  *   node dist/bench/train_kernels.js [--recipe tiny|small|FILE ...] [--steps N] [--kernels tfjs,native]
  *                                    [--backend wasm|cpu] [--threads N] [--peer] [--profile] [--json]
- *                                    [--batch B]
+ *                                    [--batch B] [--peer-dtypes f32,bf16]
  *
  * Each measurement: one warm-up step (kernel setup, wasm heap growth), then N timed optimizer steps of the trainer's
  * step (forward, backward through tf.variableGrads, global-norm clip, AdamW). Prints tokens/s and achieved
@@ -135,10 +135,12 @@ interface BenchArgs {
   json: boolean;
   /** sequences per step instead of the recipe's (a quicker profile at the recipe's shapes) */
   batch: number | undefined;
+  /** PyTorch peer precisions to run */
+  peerDtypes: ('f32' | 'bf16')[];
 }
 
 function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { recipes: [], steps: 3, kernels: ['tfjs', 'native'], backend: 'wasm', threads: undefined, peer: false, profile: false, json: false, batch: undefined };
+  const args: BenchArgs = { recipes: [], steps: 3, kernels: ['tfjs', 'native'], backend: 'wasm', threads: undefined, peer: false, profile: false, json: false, batch: undefined, peerDtypes: ['f32', 'bf16'] };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -155,11 +157,13 @@ function parseArgs(argv: string[]): BenchArgs {
     else if (flag === '--profile') args.profile = true;
     else if (flag === '--json') args.json = true;
     else if (flag === '--batch') args.batch = Number(value());
+    else if (flag === '--peer-dtypes') args.peerDtypes = value().split(',') as BenchArgs['peerDtypes'];
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!args.recipes.length) args.recipes = ['tiny', 'small'];
   if (!(Number.isInteger(args.steps) && args.steps >= 1)) throw new Error('--steps must be a positive integer');
   for (const k of args.kernels) if (k !== 'tfjs' && k !== 'native') throw new Error(`--kernels: unknown ${k}`);
+  for (const d of args.peerDtypes) if (d !== 'f32' && d !== 'bf16') throw new Error(`--peer-dtypes: unknown ${d}`);
   return args;
 }
 
@@ -218,7 +222,7 @@ async function main(): Promise<void> {
     restoreTfjsKernels();
     if (args.peer) {
       // f32 through the system BLAS, and bf16 autocast (oneDNN): PyTorch at its best on this CPU.
-      for (const dtype of ['f32', 'bf16'] as const) {
+      for (const dtype of args.peerDtypes) {
         const peer: PeerResult = runPytorchPeer(recipe, { steps: args.steps, threads, dtype });
         if (peer.skipped) {
           say(`${recipe.name.padEnd(6)} pytorch  skipped: ${peer.skipped}`);

@@ -19,6 +19,8 @@ export interface PlanDecisions {
   select: Omit<SelectOp, 'op'>[]; // [L]
   expectedExperts: number[]; // [L] experts per token the cost figures assume
   calibration: PlanCalibration | null;
+  /** OLMoE imports: attention applies q/k RMSNorm. */
+  qkNorm?: boolean;
 }
 
 export function buildPlan(decisions: PlanDecisions): Plan {
@@ -28,7 +30,13 @@ export function buildPlan(decisions: PlanDecisions): Plan {
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const ops: PlanOp[] = [
       { op: 'rms_norm', weight: n.attnNorm(l) },
-      { op: 'attention', qkv: n.qkv(l), qkv_bias: n.qkvBias(l), o: n.o(l) },
+      {
+        op: 'attention',
+        qkv: n.qkv(l),
+        qkv_bias: n.qkvBias(l),
+        o: n.o(l),
+        ...(decisions.qkNorm ? { q_norm: n.qNorm(l), k_norm: n.kNorm(l) } : {}),
+      },
       { op: 'residual' },
       { op: 'rms_norm', weight: n.mlpNorm(l) },
       { op: 'router', weight: n.router(l), num_experts: config.num_experts },

@@ -10,7 +10,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
-import { loadTokenizer, type Tokenizer } from '../data/tokenizer';
+import type { Tokenizer } from '../data/tokenizer';
+import { loadAnyTokenizer } from '../interop/hfTokenizer';
 import { loadCorpusText, packageRoot, type CorpusSpec } from '../data/corpus';
 import { cutTextBlocks } from '../data/prepare';
 import { validationBlockMask } from '../data/dataset';
@@ -47,7 +48,7 @@ export function calibrationTokens(options: {
   recipeFile?: string;
 }): CalibrationTokens {
   if (options.maxTokens <= 0) return { windows: [], source: 'none' };
-  const tokenizer = loadTokenizer(options.denseDir);
+  const tokenizer = loadAnyTokenizer(options.denseDir); // imported folders bring their own byte-level BPE
   if (tokenizer.vocabSize > options.vocabSize) {
     throw new UserError(
       `${path.join(options.denseDir, 'tokenizer.json')}: ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${options.vocabSize}`,

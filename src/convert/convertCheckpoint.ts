@@ -105,6 +105,10 @@ export async function convertCheckpoint(dense: DenseCheckpoint, options: Convert
   }
   if (path.resolve(options.outDir) === path.resolve(dense.dir)) throw new UserError('--out must differ from the dense checkpoint folder');
   const tokenCount = windows.reduce((n, w) => n + w.length, 0);
+  if (dense.modelType) {
+    log(`imported ${dense.modelType} checkpoint: routing ${renormalize ? 'softmax-renormalized' : 'softmax-unnormalized'}${dense.qkNorm ? ', q/k RMSNorm' : ''}`);
+    for (const note of dense.importNotes ?? []) log(`  ${note}`);
+  }
   const runner = calibrating ? CalibrationRunner.create(dense, dense.dir, options.threads) : null;
   try {
     return await decideAndWrite(dense, options, { windows, tokenCount, runner, k, renormalize, pruneBelow, log });
@@ -228,9 +232,10 @@ async function decideAndWrite(
     source: {
       dir: path.resolve(dense.dir),
       model_sha256: dense.sha256(),
-      model_type: 'qwen2_moe',
+      model_type: dense.modelType ?? 'qwen2_moe',
       routing_rule: renormalize ? 'softmax-renormalized' : 'softmax-unnormalized',
     },
+    qkNorm: dense.qkNorm === true,
     strategy: { name: strategy, k: strategy === 'topk' ? k : null, epsilon, calib_tokens: tokenCount },
     kept,
     select,
@@ -264,7 +269,7 @@ async function decideAndWrite(
   });
   if (calibration) writeJsonAtomic(path.join(options.outDir, 'calibration.json'), calibration);
   writeJsonAtomic(path.join(options.outDir, 'plan.json'), plan);
-  readPlan(options.outDir); // what the runtime will check, checked now
+  readPlan(options.outDir, { qkNorm: dense.qkNorm === true }); // what the runtime will check, checked now
   return { plan, calibration, table: calibrationTable(plan, calibration) };
 }
 

@@ -3,7 +3,7 @@
  * the plan's weights file, one packed tensor in memory at a time.
  */
 import { names } from '../checkpoint/names';
-import type { ReferenceWeights } from '../model/reference';
+import { qkNormNames, type ReferenceWeights } from '../model/reference';
 import type { Plan } from './plan';
 import { expectedTensors, layerOps } from './plan';
 import { encodeTensor } from './dtype';
@@ -31,6 +31,10 @@ export function packedTensorBuilders(plan: Plan, dense: ReferenceWeights): Map<s
     builders.set(ops.attention.qkv, () => concat([dense.get(names.q(l)), dense.get(names.k(l)), dense.get(names.v(l))])); // [(H+2KV)·hd, d]
     builders.set(ops.attention.qkv_bias, () => concat([dense.get(names.qBias(l)), dense.get(names.kBias(l)), dense.get(names.vBias(l))]));
     builders.set(ops.attention.o, () => dense.get(names.o(l))); // [d, H·hd]
+    if (ops.attention.q_norm !== undefined && ops.attention.k_norm !== undefined) {
+      builders.set(ops.attention.q_norm, () => dense.get(qkNormNames.q(l))); // [H·hd]
+      builders.set(ops.attention.k_norm, () => dense.get(qkNormNames.k(l))); // [KV·hd]
+    }
     builders.set(ops.mlpNorm.weight, () => dense.get(names.postAttentionNorm(l))); // [d]
     builders.set(ops.router.weight, () => dense.get(names.router(l))); // [E, d]
     // [K, 2I, d]: per kept expert, its I gate rows then its I up rows

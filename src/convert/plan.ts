@@ -18,11 +18,13 @@ export const PLAN_VERSION = 1;
 /** Dtype of every 2-D (and 3-D expert) matrix; norms, biases, routers and the shared-expert gate stay F32. */
 export type PlanDtype = 'f32' | 'bf16' | 'f16';
 export type StrategyName = 'topk' | 'threshold' | 'threshold-topk';
+export const PLAN_MODEL_TYPES = ['qwen2_moe', 'olmoe', 'mixtral'] as const;
+export type PlanModelType = (typeof PLAN_MODEL_TYPES)[number];
 
 export interface PlanSource {
   dir: string | null; // the dense folder converted; null for random-init plans
   model_sha256: string | null; // sha256 of the dense model.safetensors; null for random-init plans
-  model_type: 'qwen2_moe';
+  model_type: PlanModelType; // the source architecture (olmoe and mixtral: imported, src/interop)
   routing_rule: string; // 'softmax-unnormalized' (DS-MoE) or 'softmax-renormalized'
   random_init?: { seed: number; std: number }; // present on random-init plans
 }
@@ -46,6 +48,9 @@ export interface AttentionOp {
   qkv: string; // [(H+2·KV)·hd, d]   q rows, then k, then v
   qkv_bias: string; // [(H+2·KV)·hd] F32
   o: string; // [d, H·hd]
+  // OLMoE imports only: RMSNorm of the whole q [H·hd] and k [KV·hd] projections (F32 weights), before RoPE
+  q_norm?: string;
+  k_norm?: string;
 }
 export interface ResidualOp {
   op: 'residual';
@@ -177,7 +182,12 @@ export interface LoadedPlan {
 }
 
 /** Reads and validates a plan folder; throws a UserError naming the file, the field path and what was expected. */
-export function readPlan(dir: string): LoadedPlan {
+export interface ReadPlanOptions {
+  /** The caller applies attention q/k norms (the reference forward does; the native runtime does not yet). */
+  qkNorm?: boolean;
+}
+
+export function readPlan(dir: string, options: ReadPlanOptions = {}): LoadedPlan {
   const planPath = path.join(dir, 'plan.json');
   if (!fs.existsSync(planPath)) throw new UserError(`${planPath}: not found (is ${dir} a sparse plan folder written by dsmoe convert?)`);
   let raw: unknown;
@@ -189,6 +199,12 @@ export function readPlan(dir: string): LoadedPlan {
   const problems: string[] = [];
   const plan = validatePlanJson(raw, problems);
   if (problems.length || !plan) throw new UserError(formatProblems('plan.json', planPath, problems));
+  if (!options.qkNorm && plan.layers.some((layer) => layerOps(layer).attention.q_norm !== undefined)) {
+    // Refused rather than run without the norms: the logits would be silently wrong.
+    throw new UserError(
+      `${planPath}: this ${plan.source.model_type} plan applies q/k RMSNorm in attention, which the native runtime does not implement (see docs/interop.md)`,
+    );
+  }
 
   const weightsPath = path.join(dir, plan.weights);
   if (!fs.existsSync(weightsPath)) throw new UserError(`${weightsPath}: not found (plan.json: weights names it)`);
@@ -292,7 +308,7 @@ function validatePlanJson(raw: unknown, problems: string[]): Plan | undefined {
   check.string(raw, 'embedding', '');
   const source = check.object(raw, 'source', '');
   if (source) {
-    if (source.model_type !== 'qwen2_moe') check.fail('source.model_type', '"qwen2_moe"', source.model_type);
+    check.literal(source, 'model_type', 'source', PLAN_MODEL_TYPES);
     if (source.model_sha256 !== null && !(typeof source.model_sha256 === 'string' && /^[0-9a-f]{64}$/.test(source.model_sha256))) {
       check.fail('source.model_sha256', 'a sha256 in hex, or null', source.model_sha256);
     }
@@ -399,6 +415,10 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
         check.string(op, 'qkv', opAt);
         check.string(op, 'qkv_bias', opAt);
         check.string(op, 'o', opAt);
+        if (op.q_norm !== undefined || op.k_norm !== undefined) {
+          check.string(op, 'q_norm', opAt);
+          check.string(op, 'k_norm', opAt);
+        }
         break;
       case 'router':
         check.string(op, 'weight', opAt);
@@ -455,6 +475,12 @@ export function expectedTensors(plan: Plan): { name: string; shape: number[]; dt
       { name: ops.attention.qkv, shape: [qkvRows, d], dtype: matrix, usedAt: at(1, 'qkv') },
       { name: ops.attention.qkv_bias, shape: [qkvRows], dtype: f32, usedAt: at(1, 'qkv_bias') },
       { name: ops.attention.o, shape: [d, c.num_attention_heads * hd], dtype: matrix, usedAt: at(1, 'o') },
+      ...(ops.attention.q_norm !== undefined && ops.attention.k_norm !== undefined
+        ? [
+            { name: ops.attention.q_norm, shape: [c.num_attention_heads * hd], dtype: f32, usedAt: at(1, 'q_norm') },
+            { name: ops.attention.k_norm, shape: [c.num_key_value_heads * hd], dtype: f32, usedAt: at(1, 'k_norm') },
+          ]
+        : []),
       { name: ops.mlpNorm.weight, shape: [d], dtype: f32, usedAt: at(3, 'weight') },
       { name: ops.router.weight, shape: [c.num_experts, d], dtype: f32, usedAt: at(4, 'weight') },
       { name: ops.experts.gate_up, shape: [K, 2 * I, d], dtype: matrix, usedAt: at(6, 'gate_up') },

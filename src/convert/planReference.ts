@@ -60,6 +60,8 @@ export function planWeights(loaded: LoadedPlan): ReferenceWeights {
       case 'self_attn.v_proj.bias': return rows(bias(), qRows + kvRows, kvRows, 1);
       case 'self_attn.o_proj.weight': return packed(ops.attention.o);
       case 'mlp.gate.weight': return packed(ops.router.weight);
+      case 'self_attn.q_norm.weight': if (ops.attention.q_norm) return packed(ops.attention.q_norm); break;
+      case 'self_attn.k_norm.weight': if (ops.attention.k_norm) return packed(ops.attention.k_norm); break;
     }
     if (ops.shared) {
       switch (rest) {
@@ -78,5 +80,6 @@ export function planWeights(loaded: LoadedPlan): ReferenceWeights {
     }
     throw new Error(`plan: no tensor corresponds to ${hfName}`);
   };
-  return { config: c, get };
+  const qkNorm = plan.layers.some((layer) => layerOps(layer).attention.q_norm !== undefined);
+  return { config: c, get, ...(qkNorm ? { qkNorm } : {}) };
 }

@@ -8,9 +8,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
 import { names } from '../checkpoint/names';
-import { readSafetensors, type SafetensorsFile } from '../checkpoint/safetensors';
+import { readSafetensors, readSafetensorsHeader, type SafetensorsFile } from '../checkpoint/safetensors';
 import { configProblems, fromHfConfig, headDim, type ModelConfig } from '../model/config';
 import type { ReferenceWeights } from '../model/reference';
+import type { ImportedModelType, RoutingRuleName } from '../interop/architecture';
+import { architectureFor } from '../interop/architectures';
+import { hasHfWeights } from '../interop/hfTensors';
+import { readHfCheckpoint } from '../interop/readHfCheckpoint';
 
 export interface DenseCheckpoint extends ReferenceWeights {
   dir: string;
@@ -18,8 +22,12 @@ export interface DenseCheckpoint extends ReferenceWeights {
   hfConfig: Record<string, unknown>;
   /** True when config.json asks for renormalised top-k (`norm_topk_prob: true`, Mixtral-style imports). */
   normTopkProb: boolean;
-  /** sha256 (hex) of model.safetensors. */
+  /** sha256 (hex) of model.safetensors (sharded imports: of the index, then every shard). */
   sha256(): string;
+  /** Imported Hugging Face folders (src/interop): the source architecture and its routing rule. */
+  modelType?: ImportedModelType;
+  routingRule?: RoutingRuleName;
+  importNotes?: string[];
 }
 
 /** Every tensor the forward reads, with its shape: the contract of §2 for this config. */
@@ -67,9 +75,8 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
   }
   const configPath = path.join(dir, 'config.json');
   const modelPath = path.join(dir, 'model.safetensors');
-  for (const file of [configPath, modelPath]) {
-    if (!fs.existsSync(file)) throw new UserError(`${file}: missing (a dense checkpoint folder holds config.json and model.safetensors)`);
-  }
+  if (!fs.existsSync(configPath)) throw new UserError(`${configPath}: missing (a dense checkpoint folder holds config.json and model.safetensors)`);
+  if (!hasHfWeights(dir)) throw new UserError(`${modelPath}: missing (a dense checkpoint folder holds config.json and model.safetensors)`);
   let hfConfig: Record<string, unknown>;
   try {
     hfConfig = JSON.parse(fs.readFileSync(configPath, 'utf8'));
@@ -79,8 +86,11 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
   if (typeof hfConfig !== 'object' || hfConfig === null || Array.isArray(hfConfig)) {
     throw new UserError(`${configPath}: expected a JSON object`);
   }
+  // Hugging Face folders that are not dsmoe's own single-file Qwen2-MoE layout go through an architecture adapter.
+  const architecture = architectureFor(hfConfig.model_type);
+  if (architecture && isForeignLayout(dir, architecture.modelType)) return readHfCheckpoint(dir, hfConfig, architecture);
   if (hfConfig.model_type !== 'qwen2_moe') {
-    throw new UserError(`${configPath}: model_type must be "qwen2_moe", got ${JSON.stringify(hfConfig.model_type)}`);
+    throw new UserError(`${configPath}: model_type must be "qwen2_moe", got ${JSON.stringify(hfConfig.model_type)} (imports also read "olmoe" and "mixtral")`);
   }
   const config = fromHfConfig(hfConfig);
   const problems = configProblems(config);
@@ -138,6 +148,21 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
     get,
     sha256: () => (digest ??= sha256File(modelPath)),
   };
+}
+
+/**
+ * dsmoe's own layout is one model.safetensors with per-expert Qwen2-MoE names; anything else (another
+ * architecture, sharded weights, transformers 5's fused experts) is read through src/interop.
+ */
+function isForeignLayout(dir: string, modelType: ImportedModelType): boolean {
+  if (modelType !== 'qwen2_moe') return true;
+  const single = path.join(dir, 'model.safetensors');
+  if (!fs.existsSync(single)) return true;
+  try {
+    return !readSafetensorsHeader(single).tensors.has(names.expertGate(0, 0));
+  } catch {
+    return false; // let the strict path below report what is wrong with the file
+  }
 }
 
 function sha256File(file: string): string {

@@ -12,7 +12,18 @@ import { names } from '../checkpoint/names';
 export interface ReferenceWeights {
   config: ModelConfig;
   get(hfName: string): Float32Array;
+  /**
+   * OLMoE-style q/k RMSNorm (imported checkpoints): q and k are normalised over the whole projection, weights
+   * `qkNormNames.q(l)` [H·hd] and `qkNormNames.k(l)` [KV·hd], after the bias and before RoPE.
+   */
+  qkNorm?: boolean;
 }
+
+/** Hugging Face names of OLMoE's q/k norm weights (read only when `ReferenceWeights.qkNorm`). */
+export const qkNormNames = {
+  q: (l: number) => `model.layers.${l}.self_attn.q_norm.weight`,
+  k: (l: number) => `model.layers.${l}.self_attn.k_norm.weight`,
+};
 
 /**
  * Which experts a token uses (docs/design.md §1). `kept` restricts selection to those expert ids (pruning):
@@ -251,6 +262,10 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     const q = linear(a, weights.get(names.q(l)), H * hd, weights.get(names.qBias(l))); // [T, H·hd]
     const k = linear(a, weights.get(names.k(l)), KV * hd, weights.get(names.kBias(l))); // [T, KV·hd]
     const v = linear(a, weights.get(names.v(l)), KV * hd, weights.get(names.vBias(l))); // [T, KV·hd]
+    if (weights.qkNorm) {
+      q.set(rmsNorm(q, weights.get(qkNormNames.q(l)), c.rms_norm_eps)); // [T, H·hd], one norm over all heads
+      k.set(rmsNorm(k, weights.get(qkNormNames.k(l)), c.rms_norm_eps)); // [T, KV·hd]
+    }
     applyRope(q, positions, H, hd, c.rope_theta);
     applyRope(k, positions, KV, hd, c.rope_theta);
     const o = causalAttention(q, k, v, H, KV, hd); // [T, H·hd]

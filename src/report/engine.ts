@@ -1,20 +1,12 @@
+import type { RoutingOverride, RoutingStats } from '../runtime/native';
+
+export type { RoutingOverride, RoutingStats };
+
 /**
- * The slice of the native runtime the report drives (docs/design.md §5, `NativeContext`). Kept as an interface so
+ * The slice of the native runtime's `NativeContext` (docs/design.md §5) the report drives. Kept as an interface so
  * the benchmark and quality loops are plain code over it: the CLI passes the runtime's context, tests may pass a
  * scripted one.
  */
-export interface RoutingOverride {
-  mode: 'dense' | 'topk' | 'threshold';
-  k?: number;
-  epsilon?: number;
-}
-
-export interface RoutingStats {
-  tokens: number;
-  expertCounts: Int32Array[]; // per layer [E]
-  activeExperts: number;
-}
-
 export interface EvaluationContext {
   /** Token i belongs to slots[i] at positions[i]; returns logits [outputRows.length, V]. */
   evaluate(

@@ -103,6 +103,7 @@ function timeMoeLayerAt(
       dtype,
       batch: T,
       mean_ms: mean(samples),
+      min_ms: Math.min(...samples),
       p50_ms: percentile(samples, 50),
       method: 'one MoE layer (router, softmax, top-k, grouping, grouped expert FFN with combine) timed kernel by kernel through the addon, same shape, threads and random N(0, 0.02) weights as the PyTorch block',
     });

@@ -17,6 +17,7 @@ export interface PeerResult {
   dtype: 'f32' | 'bf16';
   batch: number;
   k: number;
+  min_ms: number;
   p50_ms: number;
   p95_ms: number;
   mean_ms: number;
@@ -29,6 +30,7 @@ export interface OurLayerTiming {
   dtype: string;
   batch: number;
   mean_ms: number;
+  min_ms: number;
   p50_ms: number;
   method: string;
 }
@@ -44,7 +46,7 @@ export type PeerReport =
       shape: PeerShape;
       results: PeerResult[];
       ours: OurLayerTiming[];
-      /** PyTorch ÷ our median call time per (dtype, batch): > 1 means our runtime is faster on that layer. */
+      /** PyTorch ÷ our best call time per (dtype, batch) over all rounds: > 1 means our runtime is faster. */
       comparison: { dtype: string; batch: number; torch_ms: number; ours_ms: number; speedup: number }[];
     };
 
@@ -130,7 +132,23 @@ export function withOurTimings(peer: PeerReport, ours: OurLayerTiming[]): PeerRe
   const comparison = ours.flatMap((o) =>
     peer.results
       .filter((r) => r.batch === o.batch && r.dtype === o.dtype)
-      .map((r) => ({ dtype: r.dtype, batch: o.batch, torch_ms: r.p50_ms, ours_ms: o.p50_ms, speedup: r.p50_ms / o.p50_ms })),
+      .map((r) => ({ dtype: r.dtype, batch: o.batch, torch_ms: r.min_ms, ours_ms: o.min_ms, speedup: r.min_ms / o.min_ms })),
   );
   return { ...peer, ours, comparison };
+}
+
+/**
+ * Merges timing rounds taken alternately (PyTorch, ours, PyTorch, ours …): per (dtype, batch) the best call of any
+ * round, since load from other processes can only slow a call, and the sample statistics of the round with that call.
+ */
+export function bestOfRounds<T extends { dtype: string; batch: number; min_ms: number }>(rounds: readonly (readonly T[])[]): T[] {
+  const best = new Map<string, T>();
+  for (const round of rounds) {
+    for (const row of round) {
+      const key = `${row.dtype}/${row.batch}`;
+      const current = best.get(key);
+      if (!current || row.min_ms < current.min_ms) best.set(key, row);
+    }
+  }
+  return [...best.values()];
 }

@@ -80,7 +80,7 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
   const size_t esz = dtype_size(w.dtype);
   const int R = offsets[E];
   if (R == 0) return;
-  constexpr int kBlock = 64;  // output columns per work item (a multiple of every GEMM panel width)
+  constexpr int kBlock = 64;  // output-column granularity of work items (a multiple of every GEMM panel width)
   std::vector<float> xs(size_t(R) * d);      // [R, d]   gathered rows, expert by expert
   std::vector<float> gu(size_t(R) * 2 * I);  // [R, 2I]
   std::vector<float> h(size_t(R) * I);       // [R, I]
@@ -89,11 +89,21 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
     for (size_t r = b; r < e; ++r) std::copy(x + size_t(rows[r]) * d, x + size_t(rows[r] + 1) * d, xs.begin() + r * d);
   });
   struct Item { int expert, n0, n1; };
+  int active = 0;
+  for (int e = 0; e < E; ++e) active += offsets[e + 1] > offsets[e] && w.slot_of_expert[e] >= 0;
+  const int threads = pool ? pool->size() : 1;
+  // GEMV experts (≤ 4 rows) are split into kBlock-row items: pure weight streaming, fine-grained balance. A GEMM
+  // expert packs its rows once per item, so it is split only as far as needed to give every thread work.
+  const int split = std::max(1, (4 * threads + active - 1) / std::max(1, active));
   auto items_for = [&](int N) {
     std::vector<Item> items;
-    for (int e = 0; e < E; ++e)
-      if (offsets[e + 1] > offsets[e] && w.slot_of_expert[e] >= 0)
-        for (int n0 = 0; n0 < N; n0 += kBlock) items.push_back({e, n0, std::min(N, n0 + kBlock)});
+    for (int e = 0; e < E; ++e) {
+      int n = offsets[e + 1] - offsets[e];
+      if (n == 0 || w.slot_of_expert[e] < 0) continue;
+      int width = kBlock;
+      if (n > 4) width = std::max(kBlock, ((N + split - 1) / split + kBlock - 1) / kBlock * kBlock);
+      for (int n0 = 0; n0 < N; n0 += width) items.push_back({e, n0, std::min(N, n0 + width)});
+    }
     return items;
   };
   // gate+up: [n_e, d] · [2I, d]ᵀ, one block of weight rows per item.

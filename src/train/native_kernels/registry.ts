@@ -27,9 +27,9 @@ const nativeKernelFactories: { kernelName: string; backends: BackendKind[]; fact
 const replaced = new Map<string, tf.KernelConfig>(); // key `${backend}/${kernel}`
 
 /**
- * Replaces tfjs's kernels for the matrix products (and wasm's copying Identity) of `backendName` ('wasm' or 'cpu') with the addon's
- * multithreaded kernels, keeping the originals for `restoreTfjsKernels()`. Call it after the backend is
- * selected (importing a backend registers its own kernels, which would replace these). Idempotent.
+ * Replaces tfjs's matrix-product kernels of `backendName` ('wasm' or 'cpu') with the addon's multithreaded ones
+ * (and wasm's copying Identity with a sharing one), keeping the originals for `restoreTfjsKernels()`. Call it
+ * after the backend is selected (importing a backend registers its own kernels over these). Idempotent.
  * Throws a UserError (from `loadNative`) when the addon is not built.
  */
 export function registerNativeKernels(backendName: string, options: NativeKernelOptions = {}): { registered: string[] } {
