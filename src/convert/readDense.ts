@@ -88,7 +88,7 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
   }
   // Hugging Face folders that are not dsmoe's own single-file Qwen2-MoE layout go through an architecture adapter.
   const architecture = architectureFor(hfConfig.model_type);
-  if (architecture && isForeignLayout(dir, architecture.modelType)) return readHfCheckpoint(dir, hfConfig, architecture);
+  if (architecture && isForeignLayout(dir, hfConfig)) return readHfCheckpoint(dir, hfConfig, architecture);
   if (hfConfig.model_type !== 'qwen2_moe') {
     throw new UserError(`${configPath}: model_type must be "qwen2_moe", got ${JSON.stringify(hfConfig.model_type)} (imports also read "olmoe" and "mixtral")`);
   }
@@ -151,11 +151,12 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
 }
 
 /**
- * dsmoe's own layout is one model.safetensors with per-expert Qwen2-MoE names; anything else (another
- * architecture, sharded weights, transformers 5's fused experts) is read through src/interop.
+ * dsmoe's own layout is a config.json with a "dsmoe" block and one model.safetensors with per-expert Qwen2-MoE
+ * names; anything else (another architecture, a Qwen2-MoE from the Hub, sharded weights, transformers 5's fused
+ * experts) is read through src/interop, which also reads transformers 5 config spellings.
  */
-function isForeignLayout(dir: string, modelType: ImportedModelType): boolean {
-  if (modelType !== 'qwen2_moe') return true;
+function isForeignLayout(dir: string, hfConfig: Record<string, unknown>): boolean {
+  if (hfConfig.model_type !== 'qwen2_moe' || hfConfig.dsmoe === undefined) return true;
   const single = path.join(dir, 'model.safetensors');
   if (!fs.existsSync(single)) return true;
   try {
