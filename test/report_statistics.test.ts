@@ -38,3 +38,17 @@ describe('latency statistics', () => {
     expect(Number.isNaN(speedupAt(rows, 'prefill', 1))).toBe(true);
   });
 });
+
+describe('report number formatting', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { formatBytes, formatCount, percent } = require('../src/report/format');
+  test('no exponent notation, about three significant digits', () => {
+    expect(formatBytes(1010 * 1024)).toBe('1010 KiB');
+    expect(formatBytes(3.13 * 2 ** 30)).toBe('3.13 GiB');
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatCount(527_616)).toBe('528k');
+    expect(formatCount(1_680_000_000)).toBe('1.68B');
+    expect(formatCount(12_345_678)).toBe('12.3M');
+    expect(percent(0.4876)).toBe('48.8%');
+  });
+});

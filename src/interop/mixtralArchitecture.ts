@@ -15,7 +15,7 @@ export const mixtralArchitecture: HfArchitecture = {
   modelType: 'mixtral',
   readConfig(hf: HfConfig): ImportedConfig {
     const problems = commonProblems(hf);
-    if (hf.attention_bias === true) problems.push('attention_bias true (o_proj bias is not implemented)');
+    if (hf.attention_bias === true) problems.push('attention_bias true (an o_proj bias, which the internal model has no place for)');
     const notes: string[] = [];
     const config: ModelConfig = {
       vocab_size: numberField(hf, 'vocab_size'),

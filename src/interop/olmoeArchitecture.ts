@@ -15,9 +15,9 @@ export const olmoeArchitecture: HfArchitecture = {
   modelType: 'olmoe',
   readConfig(hf: HfConfig): ImportedConfig {
     const problems = commonProblems(hf);
-    if (hf.clip_qkv !== undefined && hf.clip_qkv !== null) problems.push(`clip_qkv ${JSON.stringify(hf.clip_qkv)} (q/k/v clamping is not implemented)`);
+    if (hf.clip_qkv !== undefined && hf.clip_qkv !== null) problems.push(`clip_qkv ${JSON.stringify(hf.clip_qkv)} (dsmoe does not clamp q/k/v)`);
     // attention_bias also gives o_proj a bias, which the internal model has no place for
-    if (hf.attention_bias === true) problems.push('attention_bias true (o_proj bias is not implemented)');
+    if (hf.attention_bias === true) problems.push('attention_bias true (an o_proj bias, which the internal model has no place for)');
     const config: ModelConfig = {
       vocab_size: numberField(hf, 'vocab_size'),
       hidden_size: numberField(hf, 'hidden_size'),

@@ -1,17 +1,24 @@
 /** Number formatting shared by report.md and the CLI headline. */
 
-/** 1234567 → "1.23M"; keeps three significant digits. */
+/** About three significant digits without exponent notation: 1.23, 12.3, 123, 1010. */
+function threeDigits(x: number): string {
+  const a = Math.abs(x);
+  return x.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2);
+}
+
+/** 1234567 → "1.23M". */
 export function formatCount(n: number): string {
   if (!Number.isFinite(n)) return 'n/a';
   const units: [number, string][] = [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'k']];
-  for (const [scale, suffix] of units) if (Math.abs(n) >= scale) return `${(n / scale).toPrecision(3)}${suffix}`;
+  for (const [scale, suffix] of units) if (Math.abs(n) >= scale) return `${threeDigits(n / scale)}${suffix}`;
   return String(Math.round(n));
 }
 
+/** 1058816 → "1010 KiB", 3.36e9 → "3.13 GiB". */
 export function formatBytes(n: number): string {
   if (!Number.isFinite(n)) return 'n/a';
   const units: [number, string][] = [[2 ** 30, 'GiB'], [2 ** 20, 'MiB'], [2 ** 10, 'KiB']];
-  for (const [scale, suffix] of units) if (Math.abs(n) >= scale) return `${(n / scale).toPrecision(3)} ${suffix}`;
+  for (const [scale, suffix] of units) if (Math.abs(n) >= scale) return `${threeDigits(n / scale)} ${suffix}`;
   return `${Math.round(n)} B`;
 }
 

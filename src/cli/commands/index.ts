@@ -8,6 +8,7 @@ import { generateCommand } from './generate';
 import { reportCommand } from './report';
 import { demoCommand } from './demo';
 import { serveCommand } from './serve';
+import { exportCommand } from './export';
 
 /** Every `dsmoe` command, in the order `--help` lists them. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -21,4 +22,5 @@ export const commands: CommandModule<any, any>[] = [
   reportCommand,
   demoCommand,
   serveCommand,
+  exportCommand,
 ];
