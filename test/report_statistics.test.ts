@@ -1,5 +1,6 @@
 import { mean, percentile, summarize } from '../src/report/statistics';
 import { speedupAt, ThroughputRow } from '../src/report/throughput';
+import { formatBytes, formatCount, percent } from '../src/report/format';
 
 describe('latency statistics', () => {
   test('p50 and p95 match hand-computed linear interpolation', () => {
@@ -40,8 +41,6 @@ describe('latency statistics', () => {
 });
 
 describe('report number formatting', () => {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const { formatBytes, formatCount, percent } = require('../src/report/format');
   test('no exponent notation, about three significant digits', () => {
     expect(formatBytes(1010 * 1024)).toBe('1010 KiB');
     expect(formatBytes(3.13 * 2 ** 30)).toBe('3.13 GiB');

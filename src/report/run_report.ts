@@ -63,7 +63,8 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
   const qualitySlots = options.quality ? options.quality.slots : 0;
   const sweepCount = options.quality && options.sweep ? sweepRoutings(plan, options.epsilons).length : 0;
   const progress = new ReportProgress(
-    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 3,
+    // machine, bandwidth again, peer, files: 4 steps besides quality and timing
+    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 4,
     options.progress,
   );
   const notes = [...options.notes];
