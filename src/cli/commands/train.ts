@@ -6,6 +6,7 @@ import { loadRecipe } from '../../recipe';
 import { loadTokenizer, prepareData } from '../../data';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { train } from '../../train/trainer';
+import { applyKernelChoice, describeKernels, kernelChoices, KernelChoice } from '../../train/native_kernels';
 
 interface TrainArgs {
   recipe: string;
@@ -13,6 +14,7 @@ interface TrainArgs {
   resume: boolean;
   'max-steps'?: number;
   backend: BackendChoice;
+  kernels: KernelChoice;
 }
 
 export const trainCommand: CommandModule<object, TrainArgs> = {
@@ -29,6 +31,12 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
         choices: backendChoices,
         default: 'auto',
         describe: 'tfjs backend: auto = node-gpu > node > wasm > cpu, the first that loads',
+      })
+      .option('kernels', {
+        type: 'string',
+        choices: kernelChoices,
+        default: 'auto',
+        describe: "matrix products: native = the addon's multithreaded kernels inside tfjs (wasm/cpu), tfjs = tfjs's own",
       }) as never,
   handler: async (args) => {
     const maxSteps = args['max-steps'];
@@ -42,6 +50,9 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     const { tokenizer, dataset } = prepareData(recipe, { tokenizer: savedTokenizer });
     const backend = await selectBackend(args.backend);
     process.stderr.write(describeBackend(backend) + '\n');
+    // After the backend is set up: importing a backend registers its own kernels over ours.
+    const kernels = applyKernelChoice(args.kernels, backend.tfjsName);
+    process.stderr.write(describeKernels(kernels) + '\n');
     const result = await train({ recipe, tokenizer, dataset, outDir, resume: args.resume, maxSteps, backendName: backend.name });
     const summary = result.finalEval
       ? `held-out loss ${result.finalEval.loss.toFixed(4)}, ${result.finalEval.bits_per_byte.toFixed(3)} bits/byte ` +
