@@ -132,27 +132,29 @@ export class SparseModel {
   }
 
   /**
-   * Mean next-token cross-entropy over non-overlapping windows: window i feeds tokens [i·C, i·C + C) and predicts
-   * tokens [i·C + 1, i·C + C + 1), so every token after the first is predicted exactly once (a shorter last window
-   * takes the rest).
+   * Mean next-token cross-entropy over non-overlapping windows of `context` tokens (SPEC §7, as `dsmoe eval` scores
+   * a dense checkpoint): window i holds tokens [i·C, i·C + C) and predicts each of its tokens after the first from
+   * the ones before it, so a window of n tokens gives n − 1 predictions (a shorter last window takes the rest).
    */
   score(tokens: ArrayLike<number>, options: ScoreOptions = {}): Promise<ScoreResult> {
     const context = options.context ?? this.maxContext;
-    if (!Number.isInteger(context) || context < 1) throw new UserError(`context must be a positive integer, got ${options.context}`);
+    if (!Number.isInteger(context) || context < 2) throw new UserError(`context must be an integer ≥ 2, got ${options.context}`);
     if (context > this.maxContext) throw new UserError(`context ${context} exceeds the runtime's maxContext ${this.maxContext}`);
     if (tokens.length < 2) throw new UserError(`score: need at least 2 tokens, got ${tokens.length}`);
     const ids = this.checkTokens(tokens, 'score', Number.MAX_SAFE_INTEGER);
     const V = this.vocabSize;
     return this.serial(async () => {
       let lossSum = 0;
-      let count = 0;
+      const targets: number[] = [];
       for (let start = 0; start + 1 < ids.length; start += context) {
-        const n = Math.min(context, ids.length - 1 - start); // inputs in this window
+        const n = Math.min(context, ids.length - start); // tokens in this window
         const logits = await this.forward(ids.subarray(start, start + n)); // [n, V]
-        for (let t = 0; t < n; t++) lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), ids[start + t + 1]);
-        count += n;
+        for (let t = 0; t + 1 < n; t++) {
+          lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), ids[start + t + 1]);
+          targets.push(ids[start + t + 1]);
+        }
       }
-      return { loss: lossSum / count, tokens: count, lossSum, targets: ids.slice(1) };
+      return { loss: lossSum / targets.length, tokens: targets.length, lossSum, targets: Int32Array.from(targets) };
     });
   }
 
