@@ -13,8 +13,9 @@ case $size in
   *) echo "compare-baselines: size must be tiny or small, got '$size'" >&2; exit 2 ;;
 esac
 # name  recipe  convert strategy (how the model is served)
-rows=("ds-moe $moe --strategy threshold-topk" "ds-moe-top2 $moe --strategy topk --k 2"
-      "dense $dense --strategy topk --k 1" "smoe $smoe --strategy topk --k 2")
+# ("--k all" stands for every expert: the dense-trained model itself, run densely)
+rows=("ds-moe-all $moe --strategy topk --k all" "ds-moe $moe --strategy threshold-topk"
+      "ds-moe-top2 $moe --strategy topk --k 2" "dense $dense --strategy topk --k 1" "smoe $smoe --strategy topk --k 2")
 declare -A trained
 for row in "${rows[@]}"; do
   read -r name recipe strategy <<<"$row"
@@ -23,7 +24,8 @@ for row in "${rows[@]}"; do
     dsmoe train "$recipe" --out "$out/$run/dense" >&2
     trained[$run]=1
   fi
-  dsmoe convert "$out/$run/dense" --out "$out/$name/sparse" $strategy >&2
+  experts=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).num_experts)' "$out/$run/dense/config.json")
+  dsmoe convert "$out/$run/dense" --out "$out/$name/sparse" ${strategy/--k all/--k $experts} >&2
   dsmoe eval "$out/$name/sparse" --json > "$out/$name/eval.json"
 done
 node -e '
@@ -32,7 +34,7 @@ const out = process.argv[1];
 const plan = (n) => JSON.parse(fs.readFileSync(`${out}/${n}/sparse/plan.json`, "utf8"));
 console.log("| model | served as | total params | active params / token | held-out perplexity | bits/byte |");
 console.log("| --- | --- | ---: | ---: | ---: | ---: |");
-for (const [name, served] of [["ds-moe", "threshold-topk"], ["ds-moe-top2", "top-2"], ["dense", "all (1 expert)"], ["smoe", "top-2"]]) {
+for (const [name, served] of [["ds-moe-all", "all experts"], ["ds-moe", "threshold-topk"], ["ds-moe-top2", "top-2"], ["dense", "all (1 expert)"], ["smoe", "top-2"]]) {
   const e = JSON.parse(fs.readFileSync(`${out}/${name}/eval.json`, "utf8"));
   const c = plan(name).cost;
   const m = (x) => (x / 1e6).toFixed(3) + " M";

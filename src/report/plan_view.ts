@@ -1,21 +1,12 @@
 import type { ModelConfig } from '../model/config';
+import type { PlanCost } from '../convert/plan';
+
+export type { PlanCost };
 
 /**
  * The parts of a sparse plan (docs/design.md §4) the report reads. A structural subset of the converter's `Plan`
  * type, so that the report's arithmetic can be tested on hand-written plans without weights.
  */
-export interface PlanCost {
-  total_params: number;
-  active_params_per_token: number;
-  dense_active_params_per_token: number;
-  active_flops_per_token: number;
-  dense_flops_per_token: number;
-  active_weight_bytes_per_token: number;
-  dense_weight_bytes_per_token: number;
-  /** Attention score and value FLOPs per token per token of context (when the converter records it). */
-  attention_flops_per_context_token?: number;
-}
-
 export interface PlanView {
   config: ModelConfig;
   dtype: string;
