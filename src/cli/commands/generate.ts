@@ -42,7 +42,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
         throw new UserError(`the prompt is ${prompt.length} tokens; the model's context is ${model.maxContext}`);
       }
       // Tokens are written as their bytes, so characters split across byte-level tokens come out whole.
-      await model.generate(prompt, {
+      const generated = await model.generate(prompt, {
         maxNewTokens: args['max-new-tokens'],
         temperature: args.temperature,
         topP: args['top-p'],
@@ -53,6 +53,13 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
         },
       });
       process.stdout.write('\n');
+      const stoppedByContext =
+        generated.length < args['max-new-tokens'] && generated[generated.length - 1] !== tokenizer.eosId;
+      if (stoppedByContext) {
+        process.stderr.write(
+          `generate: stopped after ${generated.length} new tokens at the model's context of ${model.maxContext} tokens\n`,
+        );
+      }
     } finally {
       await model.dispose();
     }
