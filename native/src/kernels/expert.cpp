@@ -62,7 +62,9 @@ void combine_ref(const float* out, const int32_t* rows, int R, int d, float* y) 
 
 void combine(ThreadPool* pool, const float* out, const int32_t* rows, int R, int d, float* y) {
   // Split by columns: a token selected by several experts gets all its rows added by one thread, no races.
-  parallel_for(pool, size_t(d), 64, [&](size_t c0, size_t c1, int) {
+  // A decode step's few rows (R·d of a few thousand adds) cost less than a pool synchronisation: run inline.
+  const size_t grain = std::max<size_t>(64, size_t(16384) / size_t(std::max(1, R)));
+  parallel_for(pool, size_t(d), grain, [&](size_t c0, size_t c1, int) {
     for (int r = 0; r < R; ++r) {
       const float* src = out + size_t(r) * d;
       float* dst = y + size_t(rows[r]) * d;
