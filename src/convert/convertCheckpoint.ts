@@ -21,7 +21,7 @@ import { buildPlan, WEIGHTS_FILE } from './buildPlan';
 import type { DenseCheckpoint } from './readDense';
 import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routingStats';
 import { writePackedWeights } from './packWeights';
-import { writeJsonAtomic } from './writeJsonAtomic';
+import { writeJsonAtomic } from '../checkpoint/atomic';
 
 export const DEFAULT_EPSILON = 0.48;
 /** Files copied from the dense folder when present (tokenizer.json and tokenizer_config.json are required). */

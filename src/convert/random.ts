@@ -19,7 +19,7 @@ import { encodeTensor } from './dtype';
 import { StreamingSafetensorsWriter } from './streamingSafetensorsWriter';
 import { buildTokenizer } from '../data/tokenizer';
 import { packedNames } from './packedNames';
-import { writeJsonAtomic } from './writeJsonAtomic';
+import { writeJsonAtomic } from '../checkpoint/atomic';
 
 export const RANDOM_INIT_STD = 0.02;
 const CHUNK_ELEMENTS = 1 << 20; // 1 Mi values per write: 2–4 MB

@@ -3,7 +3,7 @@
  * parses and describes a usable Qwen2-MoE model, model.safetensors parses, every tensor the model needs is there
  * with its exact shape, and every value is finite. Errors are UserErrors naming the file and what was expected.
  */
-import * as crypto from 'crypto';
+import { sha256Files } from '../checkpoint/files';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
@@ -146,7 +146,7 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
     hfConfig,
     normTopkProb: hfConfig.norm_topk_prob === true,
     get,
-    sha256: () => (digest ??= sha256File(modelPath)),
+    sha256: () => (digest ??= sha256Files([modelPath])),
   };
 }
 
@@ -166,20 +166,3 @@ function isForeignLayout(dir: string, hfConfig: Record<string, unknown>): boolea
   }
 }
 
-function sha256File(file: string): string {
-  const hash = crypto.createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  const buffer = Buffer.allocUnsafe(8 << 20);
-  try {
-    let position = 0;
-    for (;;) {
-      const n = fs.readSync(fd, buffer, 0, buffer.length, position);
-      if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
-      position += n;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}

@@ -6,6 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
+import { writeFileAtomic } from '../checkpoint/atomic';
+import { readJsonFile } from '../checkpoint/files';
 import { BYTE_TO_CHAR, EOS_TOKEN, PRETOKENIZE, bytesToVocabString, splitOnEos, vocabStringToBytes } from './byteLevel';
 import { trainBpe } from './bpeTrainer';
 
@@ -161,9 +163,7 @@ class ByteLevelBpe implements Tokenizer {
 }
 
 function writeJsonAtomic(file: string, value: object): void {
-  const temporary = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(temporary, JSON.stringify(value, null, 1) + '\n');
-  fs.renameSync(temporary, file);
+  writeFileAtomic(file, JSON.stringify(value, null, 1) + '\n'); // indent 1: a BPE vocabulary is long
 }
 
 /** The byte tokenizer, or a BPE trained on `trainingTexts` (the training split only). */
@@ -180,13 +180,7 @@ export function buildTokenizer(spec: TokenizerSpec, trainingTexts: string | stri
 /** Reads `dir/tokenizer.json` (a byte-level BPE in Hugging Face format), validating it. */
 export function loadTokenizer(dir: string): Tokenizer {
   const file = path.join(dir, 'tokenizer.json');
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new UserError(`${file}: ${code ? `cannot read (${code})` : `invalid JSON (${(error as Error).message})`}`);
-  }
+  const json = readJsonFile(file) as Record<string, unknown>;
   const fail = (message: string): never => {
     throw new UserError(`${file}: ${message}`);
   };

@@ -3,7 +3,7 @@
  * (`model.safetensors.index.json` + the shards its `weight_map` names), seen as one name → tensor table.
  * Every shard's header is validated up front; tensors are read one at a time, widened to float32.
  */
-import * as crypto from 'crypto';
+import { sha256Files } from '../checkpoint/files';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
@@ -96,21 +96,3 @@ function shardsFromIndex(dir: string, indexPath: string, fileOf: Map<string, str
   return files;
 }
 
-function sha256Files(files: string[]): string {
-  const hash = crypto.createHash('sha256');
-  const buffer = Buffer.allocUnsafe(8 << 20);
-  for (const file of files) {
-    const fd = fs.openSync(file, 'r');
-    try {
-      for (let position = 0; ; ) {
-        const n = fs.readSync(fd, buffer, 0, buffer.length, position);
-        if (n === 0) break;
-        hash.update(buffer.subarray(0, n));
-        position += n;
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-  return hash.digest('hex');
-}

@@ -8,6 +8,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../cli/errors';
+import { writeFileAtomic } from '../checkpoint/atomic';
+import { readJsonFile } from '../checkpoint/files';
 import { BYTE_TO_CHAR, PRETOKENIZE, bytesToVocabString, vocabStringToBytes } from '../data/byteLevel';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer';
 import { jsRegex } from './hfRegex';
@@ -36,13 +38,7 @@ export function loadAnyTokenizer(dir: string): Tokenizer {
 
 export function loadHfTokenizer(dir: string): Tokenizer {
   const file = path.join(dir, 'tokenizer.json');
-  let json: Json;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new UserError(`${file}: ${code ? `cannot read (${code})` : `invalid JSON (${(error as Error).message})`}`);
-  }
+  const json = readJsonFile(file) as Json;
   const fail = (message: string): never => {
     throw new UserError(`${file}: ${message}`);
   };
@@ -238,7 +234,6 @@ class HfByteLevelBpe implements Tokenizer {
   save(dir: string): void {
     fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, 'tokenizer.json');
-    fs.writeFileSync(`${file}.tmp-${process.pid}`, JSON.stringify(this.json));
-    fs.renameSync(`${file}.tmp-${process.pid}`, file);
+    writeFileAtomic(file, JSON.stringify(this.json));
   }
 }

@@ -1,5 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
+import { writeFileAtomic, writeJsonAtomic } from '../checkpoint/atomic';
 import type { ReportRuntime } from './report_runtime';
 import type { PlanView } from './plan_view';
 import { planTopK } from './plan_view';
@@ -202,8 +203,8 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
       progress.note('rendering figures');
       fs.mkdirSync(options.outDir, { recursive: true });
       report.figures = await writeFigures(report, options.outDir);
-      writeAtomic(path.join(options.outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-      writeAtomic(path.join(options.outDir, 'report.md'), reportMarkdown(report));
+      writeJsonAtomic(path.join(options.outDir, 'report.json'), report);
+      writeFileAtomic(path.join(options.outDir, 'report.md'), reportMarkdown(report));
       progress.step('written');
       return report;
     } finally {
@@ -233,8 +234,3 @@ function sparseLoadFromMixedCounts(expertCounts: readonly Int32Array[], tokens: 
   );
 }
 
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
-}

@@ -1,5 +1,5 @@
-import * as fs from 'fs';
 import * as path from 'path';
+import { writeFileAtomic } from '../checkpoint/atomic';
 import type { ReportJson } from './report_json';
 import { renderSvg } from './charts/render_svg';
 import { throughputChart } from './charts/throughput_chart';
@@ -30,8 +30,7 @@ export async function writeFigures(report: ReportJson, dir: string): Promise<str
   for (const [name, spec] of figures) {
     const svg = await renderSvg(spec);
     const file = path.join(dir, name);
-    fs.writeFileSync(`${file}.tmp-${process.pid}`, svg);
-    fs.renameSync(`${file}.tmp-${process.pid}`, file);
+    writeFileAtomic(file, svg);
     written.push(name);
   }
   return written;
