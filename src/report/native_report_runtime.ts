@@ -1,7 +1,5 @@
-import { readPlan } from '../convert/plan';
 import { loadNative, type KernelWeights, type NativeAddon } from '../runtime/native';
-import { selectBackend } from '../runtime/backend';
-import { nativeSpec } from '../runtime/spec';
+import { openPlan } from '../runtime/open_plan';
 import { f32ToBf16 } from '../checkpoint/safetensors';
 import type { OpenedPlan, ReportRuntime } from './report_runtime';
 import type { OurLayerTiming, PeerShape } from './peer_pytorch';
@@ -23,15 +21,8 @@ export function nativeReportRuntime(threads?: number, options: { bandwidthBytesP
       peakGflops: () => addon.peakGflops(useThreads),
     },
     async openPlan(dir, options): Promise<OpenedPlan> {
-      const loaded = readPlan(dir);
-      const model = selectBackend('auto').createModel(nativeSpec(loaded, options.threads ?? useThreads));
-      try {
-        const context = model.newContext(options.slots, options.maxContext);
-        return { context, threads: model.info().threads, dispose: () => model.dispose() };
-      } catch (error) {
-        model.dispose();
-        throw error;
-      }
+      const { model, context } = openPlan(dir, { threads: options.threads ?? useThreads, slots: options.slots, maxContext: options.maxContext });
+      return { context, threads: model.info().threads, dispose: () => model.dispose() };
     },
     timeMoeLayer: (shape, options) => timeMoeLayer(addon, shape, { ...options, threads: options.threads ?? useThreads }),
   };

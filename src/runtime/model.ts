@@ -4,12 +4,12 @@
  * runs one evaluation per context at a time, on a worker thread, without blocking the event loop).
  */
 import { UserError } from '../cli/errors';
-import { readPlan, type LoadedPlan, type Plan } from '../convert/plan';
-import { selectBackend, type Device } from './backend';
+import type { Plan } from '../convert/plan';
+import type { Device } from './backend';
 import type { NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
 import { loadNative } from './native';
 import { Sampler, type SamplingOptions } from './sampling';
-import { nativeSpec } from './spec';
+import { openPlan } from './open_plan';
 
 export type RuntimeMode = 'plan' | 'dense';
 
@@ -52,27 +52,7 @@ export class SparseModel {
 
   /** Reads and validates the plan folder, maps its weights and allocates a one-sequence KV cache. */
   static load(dir: string, options: LoadOptions = {}): SparseModel {
-    const threads = options.threads ?? 0;
-    if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new UserError(`threads must be an integer in 0..256, got ${options.threads}`);
-    const loaded: LoadedPlan = readPlan(dir); // throws UserError naming file, field and expectation
-    const config = loaded.plan.config;
-    const maxContext = options.maxContext ?? config.max_position_embeddings;
-    if (!Number.isInteger(maxContext) || maxContext < 1) throw new UserError(`maxContext must be a positive integer, got ${options.maxContext}`);
-    const backend = selectBackend(options.device);
-    let model: NativeModel;
-    try {
-      model = backend.createModel(nativeSpec(loaded, threads));
-    } catch (error) {
-      if (error instanceof UserError) throw error;
-      throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);
-    }
-    let context: NativeContext;
-    try {
-      context = model.newContext(1, maxContext);
-    } catch (error) {
-      model.dispose();
-      throw new UserError(`${dir}: cannot allocate a KV cache of ${maxContext} positions: ${(error as Error).message}`);
-    }
+    const { loaded, model, context, maxContext } = openPlan(dir, { ...options, slots: 1 });
     return new SparseModel(loaded.plan, dir, maxContext, model.info().threads, model, context);
   }
 

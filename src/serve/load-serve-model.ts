@@ -1,13 +1,12 @@
 import path from 'node:path';
 import { UserError } from '../cli/errors';
-import { readPlan } from '../convert/plan';
 import { writeRandomPlan } from '../convert/random';
 import { loadTokenizer } from '../data/tokenizer';
 import type { ModelConfig } from '../model/config';
-import { selectBackend, type Device } from '../runtime/backend';
-import { loadNative, type NativeContext, type NativeModel } from '../runtime/native';
+import type { Device } from '../runtime/backend';
+import { loadNative } from '../runtime/native';
+import { openPlan } from '../runtime/open_plan';
 import { Sampler } from '../runtime/sampling';
-import { nativeSpec } from '../runtime/spec';
 import type { ServeModel } from './batch-evaluator';
 
 export interface LoadServeModelOptions {
@@ -24,33 +23,22 @@ export interface LoadServeModelOptions {
 
 /**
  * Opens a sparse plan folder for serving: the native model (weights memory-mapped) with one context of `slots`
- * sequences, the plan's tokenizer, and the runtime's own sampler. SparseModel holds a one-slot context for
- * generate/score; serving needs a many-slot one, so this builds the native model from the same pieces.
+ * sequences (`openPlan`, as SparseModel opens its one-sequence context), the plan's tokenizer, and the runtime's
+ * own sampler.
  */
 export async function loadServeModel(dir: string, options: LoadServeModelOptions): Promise<ServeModel> {
-  const loaded = readPlan(dir); // validates plan.json and the weights before native code sees them
+  const tokenizer = loadTokenizer(dir); // before the native model, so a bad tokenizer leaves nothing allocated
+  const { loaded, model: native, context, maxContext } = openPlan(dir, {
+    threads: options.threads,
+    device: options.device,
+    slots: options.slots,
+    maxContext: options.maxContext,
+    withinTrainedContext: true,
+  });
   const config = loaded.plan.config;
-  const maxContext = options.maxContext ?? config.max_position_embeddings;
-  if (maxContext > config.max_position_embeddings) {
-    throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
-  }
-  const tokenizer = loadTokenizer(dir);
   if (tokenizer.vocabSize > config.vocab_size) {
-    throw new UserError(`${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocab_size}`);
-  }
-  let native: NativeModel;
-  try {
-    native = selectBackend(options.device).createModel(nativeSpec(loaded, options.threads ?? 0));
-  } catch (error) {
-    if (error instanceof UserError) throw error;
-    throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);
-  }
-  let context: NativeContext;
-  try {
-    context = native.newContext(options.slots, maxContext);
-  } catch (error) {
     native.dispose();
-    throw new UserError(`cannot allocate a KV cache of ${options.slots} slots × ${maxContext} positions: ${(error as Error).message}`);
+    throw new UserError(`${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocab_size}`);
   }
   const kernels = loadNative().kernels;
   const absolute = path.resolve(dir);

@@ -1,0 +1,50 @@
+import { UserError } from '../cli/errors';
+import { readPlan, type LoadedPlan } from '../convert/plan';
+import { selectBackend, type Device } from './backend';
+import type { NativeContext, NativeModel } from './native';
+import { nativeSpec } from './spec';
+
+export interface OpenPlanOptions {
+  threads?: number; // 0 or absent: all hardware threads
+  device?: Device; // default 'auto'
+  slots: number; // sequences the KV cache holds at once
+  maxContext?: number; // positions per sequence; default config.max_position_embeddings
+  withinTrainedContext?: boolean; // refuse a maxContext beyond max_position_embeddings (checked before allocating)
+}
+
+export interface OpenedPlan {
+  loaded: LoadedPlan;
+  model: NativeModel;
+  context: NativeContext;
+  maxContext: number;
+}
+
+/**
+ * Validates a plan folder, maps its weights into the native runtime and allocates a KV cache of `slots` sequences:
+ * the one way SparseModel (one sequence), the server and the report (many) open a plan. Every failure is a
+ * UserError naming the folder; nothing native is left allocated when it throws.
+ */
+export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
+  const threads = options.threads ?? 0;
+  if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new UserError(`threads must be an integer in 0..256, got ${options.threads}`);
+  const loaded = readPlan(dir); // throws UserError naming file, field and expectation
+  const config = loaded.plan.config;
+  const maxContext = options.maxContext ?? config.max_position_embeddings;
+  if (!Number.isInteger(maxContext) || maxContext < 1) throw new UserError(`maxContext must be a positive integer, got ${options.maxContext}`);
+  if (options.withinTrainedContext && maxContext > config.max_position_embeddings) {
+    throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
+  }
+  let model: NativeModel;
+  try {
+    model = selectBackend(options.device).createModel(nativeSpec(loaded, threads));
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);
+  }
+  try {
+    return { loaded, model, context: model.newContext(options.slots, maxContext), maxContext };
+  } catch (error) {
+    model.dispose();
+    throw new UserError(`${dir}: cannot allocate a KV cache of ${options.slots} × ${maxContext} positions: ${(error as Error).message}`);
+  }
+}
