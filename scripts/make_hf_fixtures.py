@@ -12,7 +12,7 @@ save_pretrained (safetensors), our byte-level tokenizer, and reference.json hold
 whether this transformers version saves per-expert or fused experts).
 
 Round trip: test/fixtures/hf/dsmoe_export/ is written by `dsmoe export` (committed; the TypeScript test
-test/interopTransformersFixtures.test.ts rewrites it with DSMOE_WRITE_HF_FIXTURES=1). This script loads it with
+test/interop/transformers_parity.test.ts rewrites it with DSMOE_WRITE_HF_FIXTURES=1). This script loads it with
 AutoModelForCausalLM / AutoTokenizer and writes transformers.json: missing / unexpected / mismatched keys, the class
 loaded, the token ids of a fixed text and the logits. The TypeScript tests compare all of it with dsmoe's own.
 """
@@ -34,7 +34,7 @@ MIN_MARGIN = 1e-3  # smallest allowed gap between the k-th and (k+1)-th router p
 
 
 def bytes_to_unicode():
-    """GPT-2's byte ↔ printable character table (the same as src/data/byteLevel.ts)."""
+    """GPT-2's byte ↔ printable character table (the same as src/data/byte_level.ts)."""
     printable = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     table, extra = {}, 256
     for b in range(256):
@@ -228,7 +228,7 @@ def main():
     if args.only != "fixtures":
         export = os.path.join(ROOT, "dsmoe_export")
         if not os.path.exists(os.path.join(export, "config.json")):
-            sys.exit(f"{export}: missing; write it with DSMOE_WRITE_HF_FIXTURES=1 npx jest test/interopTransformersFixtures.test.ts")
+            sys.exit(f"{export}: missing; write it with DSMOE_WRITE_HF_FIXTURES=1 npx jest test/interop/transformers_parity.test.ts")
         check_export(export)
 
 

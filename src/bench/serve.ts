@@ -19,10 +19,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
-import type { ServeModel } from '../serve/batch-evaluator';
-import { CompletionServer } from '../serve/completion-server';
-import { createFakeServeModel } from '../serve/fake-model';
-import { loadServeModel, writeBenchPlan } from '../serve/load-serve-model';
+import type { ServeModel } from '../serve/batch_evaluator';
+import { CompletionServer } from '../serve/completion_server';
+import { createFakeServeModel } from '../serve/fake_model';
+import { loadServeModel, writeBenchPlan } from '../serve/load_serve_model';
 import { percentile } from '../serve/percentile';
 
 interface LevelResult {

@@ -1,7 +1,7 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { configProblems, fromHfConfig, ModelConfig, toHfConfig } from '../model/config';
 import { checkpointPieces } from '../model/checkpoint_layout';
 import { readSafetensors, writeSafetensors } from './safetensors';

@@ -1,6 +1,6 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 
 /** sha256 (hex) of the files' bytes in order, read in 8 MiB chunks so multi-GB weights never sit in memory. */
 export function sha256Files(files: string[]): string {

@@ -1,6 +1,6 @@
 import yargs from 'yargs';
 import { commands } from './commands';
-import { UserError, oneLine } from './errors';
+import { UserError, oneLine } from '../errors';
 
 /** Entry point of the `dsmoe` binary. */
 export async function main(argv: string[]): Promise<void> {

@@ -9,7 +9,7 @@ import type { ModelConfig } from '../model/config';
 import { configProblems, headDim } from '../model/config';
 import type { SafetensorsHeader } from '../checkpoint/safetensors';
 import { readSafetensorsHeader } from '../checkpoint/safetensors';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { packedDtype, type PackedDtype } from './dtype';
 
 export const PLAN_FORMAT = 'dsmoe-plan';

@@ -14,11 +14,11 @@ import type { ModelConfig } from '../model/config';
 import { configProblems } from '../model/config';
 import type { LoadedPlan, Plan, PlanDtype } from './plan';
 import { expectedTensors, readPlan } from './plan';
-import { buildPlan, WEIGHTS_FILE } from './buildPlan';
+import { buildPlan, WEIGHTS_FILE } from './build_plan';
 import { encodeTensor } from './dtype';
-import { StreamingSafetensorsWriter } from './streamingSafetensorsWriter';
+import { StreamingSafetensorsWriter } from './streaming_safetensors_writer';
 import { buildTokenizer } from '../data/tokenizer';
-import { packedNames } from './packedNames';
+import { packedNames } from './packed_names';
 import { writeJsonAtomic } from '../checkpoint/atomic';
 
 export const RANDOM_INIT_STD = 0.02;

@@ -6,8 +6,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { UserError } from '../cli/errors';
-import { EOS_TOKEN } from './byteLevel';
+import { UserError } from '../errors';
+import { EOS_TOKEN } from './byte_level';
 
 export interface CorpusSpec {
   corpus: 'default' | string[];

@@ -4,7 +4,7 @@
  * scattered sentences that the model saw the neighbours of). Batches are random windows of the training blocks,
  * drawn from a generator keyed by (seed, step) alone: resuming needs only the step number.
  */
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { rngFor } from './random';
 
 export const SPLIT_BLOCKS = 64;

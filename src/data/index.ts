@@ -1,6 +1,6 @@
 export { loadCorpusText, packageRoot, defaultCorpusPath } from './corpus';
 export { buildTokenizer, loadTokenizer, type Tokenizer, type TokenizerSpec } from './tokenizer';
-export { EOS_TOKEN } from './byteLevel';
+export { EOS_TOKEN } from './byte_level';
 export { TokenDataset, validationBlockMask, entropyBits, SPLIT_BLOCKS, type Windows } from './dataset';
 export { prepareData, cutTextBlocks, type PreparedData } from './prepare';
 export { Rng, rngFor, mix32 } from './random';

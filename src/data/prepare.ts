@@ -2,9 +2,9 @@
  * From a recipe to what the trainer consumes: the tokenizer (trained on the training split only, for BPE) and
  * the token dataset with its seeded train/validation split.
  */
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import type { Recipe } from '../recipe/types';
-import { EOS_TOKEN } from './byteLevel';
+import { EOS_TOKEN } from './byte_level';
 import { loadCorpusText } from './corpus';
 import { SPLIT_BLOCKS, TokenDataset, validationBlockMask } from './dataset';
 import { buildTokenizer, type Tokenizer } from './tokenizer';

@@ -5,11 +5,11 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { writeFileAtomic } from '../checkpoint/atomic';
 import { readJsonFile } from '../checkpoint/files';
-import { BYTE_TO_CHAR, EOS_TOKEN, PRETOKENIZE, bytesToVocabString, splitOnEos, vocabStringToBytes } from './byteLevel';
-import { trainBpe } from './bpeTrainer';
+import { BYTE_TO_CHAR, EOS_TOKEN, PRETOKENIZE, bytesToVocabString, splitOnEos, vocabStringToBytes } from './byte_level';
+import { trainBpe } from './bpe_trainer';
 
 export interface Tokenizer {
   kind: 'byte' | 'bpe';

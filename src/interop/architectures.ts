@@ -1,8 +1,8 @@
 /** The architectures `dsmoe convert` imports, by config.json `model_type`. */
 import type { HfArchitecture } from './architecture';
-import { mixtralArchitecture } from './mixtralArchitecture';
-import { olmoeArchitecture } from './olmoeArchitecture';
-import { qwen2MoeArchitecture } from './qwen2MoeArchitecture';
+import { mixtralArchitecture } from './mixtral_architecture';
+import { olmoeArchitecture } from './olmoe_architecture';
+import { qwen2MoeArchitecture } from './qwen2_moe_architecture';
 
 export const ARCHITECTURES: readonly HfArchitecture[] = [qwen2MoeArchitecture, olmoeArchitecture, mixtralArchitecture];
 

@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { executeNotebook } from './execute-notebook';
+import { executeNotebook } from './execute_notebook';
 
 const REPOSITORY = path.resolve(__dirname, '..', '..');
 

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { configProblems, parameterCounts, type ModelConfig } from '../model/config';
 import { FieldError, resolveVariables, type Variable } from './expressions';
 import { BYTE_VOCAB_SIZE, SECTIONS, TOP_LEVEL, type FieldSpec, type SectionName } from './schema';

@@ -1,7 +1,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { packageRoot } from '../data';
 import { nativeReportRuntime } from './native_report_runtime';
 import { reportFromFolders } from './report_from_folders';

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { loadRecipe, recipeHash, type Recipe } from '../recipe';
 import { loadTokenizer, packageRoot, prepareData } from '../data';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'fs';
 import { ModelConfig, configProblems, fromHfConfig } from '../model/config';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 
 /**
  * The DS-MoE paper's model shapes (Pan et al. 2024, SPEC §1), for speed benchmarks on randomly initialised plans.

@@ -1,4 +1,4 @@
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 
 /** "1,4,16,64" → [1, 4, 16, 64]: positive integers, sorted, duplicates removed; errors name the flag. */
 export function parseIntegerList(flag: string, text: string): number[] {

@@ -1,5 +1,5 @@
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { readPlan } from '../convert/plan';
 import type { ReportRuntime } from './report_runtime';
 import type { ReportJson } from './report_json';

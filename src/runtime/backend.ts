@@ -3,7 +3,7 @@
  * exists today; a CUDA backend plugs in here with the same op set (its own issue) and `device: 'auto'` will prefer it
  * when `cpuInfo().cuda` reports a GPU.
  */
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import type { NativeModel, NativeModelSpec } from './native';
 import { loadNative } from './native';
 

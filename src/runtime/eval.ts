@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { loadTokenizer, packageRoot, prepareData, type Tokenizer } from '../data';
 import { loadRecipe, recipeHash } from '../recipe';
 import type { Plan } from '../convert/plan';

@@ -3,7 +3,7 @@
  * (plan via readPlan, token ids, lengths) before any native call, and serialises calls on its context (the addon
  * runs one evaluation per context at a time, on a worker thread, without blocking the event loop).
  */
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import type { Plan } from '../convert/plan';
 import type { Device } from './backend';
 import type { NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';

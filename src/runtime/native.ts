@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
 export type WeightDtype = 'f32' | 'bf16' | 'f16';

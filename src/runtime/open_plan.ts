@@ -1,4 +1,4 @@
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { readPlan, type LoadedPlan } from '../convert/plan';
 import { selectBackend, type Device } from './backend';
 import type { NativeContext, NativeModel } from './native';

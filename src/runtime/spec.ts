@@ -5,7 +5,7 @@
  */
 import type { LoadedPlan } from '../convert/plan';
 import { layerOps } from '../convert/plan';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import type { NativeModelSpec, NativeTensorRef, TensorDtype } from './native';
 
 export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec {

@@ -1,5 +1,5 @@
-import type { BatchEvaluator, ServeModel } from './batch-evaluator';
-import { ApiError } from './api-error';
+import type { BatchEvaluator, ServeModel } from './batch_evaluator';
+import { ApiError } from './api_error';
 import type { GenerationHandle, GenerationListener, GenerationParams } from './generation';
 import { Sequence } from './sequence';
 

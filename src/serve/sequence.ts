@@ -1,5 +1,5 @@
-import type { RequestSampler, ServeModel } from './batch-evaluator';
-import { CompletionText } from './completion-text';
+import type { RequestSampler, ServeModel } from './batch_evaluator';
+import { CompletionText } from './completion_text';
 import type { FinishReason, GenerationListener, GenerationParams } from './generation';
 
 /** A request's state inside the scheduler: its slot, its tokens, how many of them the KV cache holds. */

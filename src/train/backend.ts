@@ -1,6 +1,6 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 
 /**
  * Training backend choice at run time: the best one that loads, in the order

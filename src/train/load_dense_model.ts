@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { loadDenseCheckpoint, DenseCheckpoint } from '../checkpoint/dense';
 import { loadTokenizer, packageRoot, Tokenizer } from '../data';
 import { fromCheckpointTensors } from '../model/checkpoint_layout';

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import { UserError } from '../cli/errors';
+import { UserError } from '../errors';
 import { DenseCheckpointInput, loadDenseCheckpoint, saveDenseCheckpoint, TrainerState } from '../checkpoint/dense';
 import { fromCheckpointTensors, toCheckpointTensors } from '../model/checkpoint_layout';
 import { ModelConfig, parameterCounts } from '../model/config';

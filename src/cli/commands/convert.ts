@@ -1,8 +1,8 @@
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
-import { calibrationTokens } from '../../convert/calibrationTokens';
-import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convertCheckpoint';
-import { readDenseCheckpoint } from '../../convert/readDense';
+import { UserError } from '../../errors';
+import { calibrationTokens } from '../../convert/calibration_tokens';
+import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convert_checkpoint';
+import { readDenseCheckpoint } from '../../convert/read_dense';
 import { PLAN_DTYPES } from '../../convert/dtype';
 import type { PlanDtype, StrategyName } from '../../convert/plan';
 

@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { runDemo } from '../../report/demo';
 import { parseIntegerList } from '../../report/parse_list';
 

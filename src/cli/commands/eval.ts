@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { prepareData } from '../../data';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { EvalResult, evaluateWindows, sequenceWindows } from '../../train/evaluate';

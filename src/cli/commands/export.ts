@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { exportHf, type ExportDtype } from '../../interop/exportHf';
+import { exportHf, type ExportDtype } from '../../interop/export_hf';
 
 interface ExportArgs {
   source: string;

@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { loadTokenizer } from '../../data';
 import { SparseModel } from '../../runtime/model';
 

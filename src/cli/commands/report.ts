@@ -1,5 +1,5 @@
 import type { Argv, CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { nativeReportRuntime } from '../../report/native_report_runtime';
 import { reportFromFolders } from '../../report/report_from_folders';
 import { reportFromShape } from '../../report/report_from_shape';

@@ -1,7 +1,7 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { Rng } from '../../data';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { loadDenseModel } from '../../train/load_dense_model';

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
-import { loadServeModel } from '../../serve/load-serve-model';
-import { runServer } from '../../serve/run-server';
+import { UserError } from '../../errors';
+import { loadServeModel } from '../../serve/load_serve_model';
+import { runServer } from '../../serve/run_server';
 
 interface ServeArgs {
   'model-dir': string;

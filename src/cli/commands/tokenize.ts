@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { loadTokenizer } from '../../data';
 
 interface TokenizeArgs {

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { CommandModule } from 'yargs';
-import { UserError } from '../errors';
+import { UserError } from '../../errors';
 import { loadRecipe } from '../../recipe';
 import { loadTokenizer, prepareData } from '../../data';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';

@@ -1,4 +1,4 @@
-import { UserError } from '../../cli/errors';
+import { UserError } from '../../errors';
 import { loadNative } from '../../runtime/native';
 import { isSupportedBackend, supportedBackends } from './backend_tensors';
 import { registerNativeKernels, restoreTfjsKernels } from './registry';

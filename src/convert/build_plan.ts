@@ -1,0 +1,83 @@
+/**
+ * Assembles a `Plan` (docs/design.md §4) from its decisions: kept experts and the select rule of every layer.
+ * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
+ */
+import type { ModelConfig } from '../model/config';
+import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp } from './plan';
+import { PLAN_FORMAT, PLAN_VERSION } from './plan';
+import { packedNames as n } from './packed_names';
+import { planCost } from './cost';
+
+export const WEIGHTS_FILE = 'weights.safetensors';
+
+export interface PlanDecisions {
+  config: ModelConfig;
+  dtype: PlanDtype;
+  source: PlanSource;
+  strategy: PlanStrategy;
+  kept: number[][]; // [L][K_l] expert ids kept per layer, increasing
+  select: Omit<SelectOp, 'op'>[]; // [L]
+  expectedExperts: number[]; // [L] experts per token the cost figures assume
+  calibration: PlanCalibration | null;
+  /** OLMoE imports: attention applies q/k RMSNorm. */
+  qkNorm?: boolean;
+}
+
+export function buildPlan(decisions: PlanDecisions): Plan {
+  const { config, kept, select } = decisions;
+  const shared = config.shared_expert_intermediate_size > 0;
+  const layers: PlanLayer[] = [];
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const ops: PlanOp[] = [
+      { op: 'rms_norm', weight: n.attnNorm(l) },
+      {
+        op: 'attention',
+        qkv: n.qkv(l),
+        qkv_bias: n.qkvBias(l),
+        o: n.o(l),
+        ...(decisions.qkNorm ? { q_norm: n.qNorm(l), k_norm: n.kNorm(l) } : {}),
+      },
+      { op: 'residual' },
+      { op: 'rms_norm', weight: n.mlpNorm(l) },
+      { op: 'router', weight: n.router(l), num_experts: config.num_experts },
+      { op: 'select', ...select[l] },
+      {
+        op: 'experts',
+        kept: kept[l],
+        gate_up: n.expertsGateUp(l),
+        down: n.expertsDown(l),
+        intermediate_size: config.moe_intermediate_size,
+      },
+    ];
+    if (shared) {
+      ops.push({
+        op: 'shared_expert',
+        gate_up: n.sharedGateUp(l),
+        down: n.sharedDown(l),
+        gate: n.sharedGate(l),
+        intermediate_size: config.shared_expert_intermediate_size,
+      });
+    }
+    ops.push({ op: 'combine' }, { op: 'residual' });
+    layers.push({ index: l, ops });
+  }
+  return {
+    format: PLAN_FORMAT,
+    version: PLAN_VERSION,
+    source: decisions.source,
+    config: { ...config },
+    dtype: decisions.dtype,
+    weights: WEIGHTS_FILE,
+    strategy: decisions.strategy,
+    embedding: n.embed,
+    layers,
+    final: { norm: n.finalNorm, lm_head: config.tie_word_embeddings ? n.embed : n.lmHead },
+    calibration: decisions.calibration,
+    cost: planCost(
+      config,
+      decisions.dtype,
+      kept.map((k) => k.length),
+      decisions.expectedExperts,
+    ),
+  };
+}

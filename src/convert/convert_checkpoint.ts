@@ -1,0 +1,312 @@
+/**
+ * `dsmoe convert`'s work: calibrate routing on held-out tokens with the reference forward, decide every layer's
+ * select rule (and optionally prune rarely used experts), then write the plan folder (docs/design.md §4).
+ *
+ * Calibration passes, each a reference forward over all calibration windows:
+ *   A. under the strategy's own rule (threshold-topk: the threshold, which is what it calibrates on);
+ *   B. threshold-topk only: under the chosen per-layer top-k, so the statistics describe the plan as written;
+ *   C. with pruning only: under the plan's rule restricted to the kept experts (loss after pruning);
+ *   D. dense (all experts), the quality the plan is compared with.
+ * Router probabilities at layer l depend on the routing of layers < l, which is why each rule gets its own pass
+ * rather than re-reading the dense pass's probabilities.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { UserError } from '../errors';
+import type { RoutingRule } from '../model/reference';
+import { CalibrationRunner, type PassResult } from './calibration_pass';
+import type { Plan, PlanDtype, SelectOp, StrategyName } from './plan';
+import { readPlan } from './plan';
+import { buildPlan, WEIGHTS_FILE } from './build_plan';
+import type { DenseCheckpoint } from './read_dense';
+import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routing_stats';
+import { writePackedWeights } from './pack_weights';
+import { writeJsonAtomic } from '../checkpoint/atomic';
+
+export const DEFAULT_EPSILON = 0.48;
+/** Files copied from the dense folder when present (tokenizer.json and tokenizer_config.json are required). */
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
+
+export interface ConvertOptions {
+  outDir: string;
+  strategy: StrategyName;
+  /** topk: experts per token (default num_experts_per_tok); threshold: k_max; threshold-topk: the largest k allowed. */
+  k?: number;
+  epsilon: number;
+  dtype: PlanDtype;
+  /** Token windows of held-out text; may be empty for topk and threshold (no calibration report then). */
+  calibWindows: number[][];
+  calibSource: string; // where the windows came from, for the report
+  /** Prune experts selected by fewer than this share of calibration tokens (0..1); undefined = no pruning. */
+  pruneBelow?: number;
+  renormalize: boolean;
+  /** Worker threads for calibration (default: the machine's parallelism, at most 8). */
+  threads?: number;
+  log?: (line: string) => void;
+}
+
+export interface CalibrationLayerReport {
+  layer: number;
+  k: number;
+  threshold_mean_selected: number; // mean experts per token under E·p > ε (pass A probabilities)
+  threshold_selected_histogram: number[]; // [E+1]
+  mean_selected: number; // under the plan's rule
+  mass_covered: number;
+  expert_load: number[]; // [E]
+  never_selected: number[];
+  pruned: number[];
+  kept: number[];
+  after_pruning?: { mass_covered: number; expert_load: number[]; never_selected: number[] };
+}
+
+export interface CalibrationReport {
+  source: string;
+  tokens: number; // tokens fed through the model
+  windows: number;
+  context: number;
+  strategy: StrategyName;
+  epsilon: number;
+  k_rule: string;
+  prune_below: number | null;
+  loss: { dense: number | null; plan: number | null; pruned: number | null }; // mean next-token cross-entropy, nats
+  layers: CalibrationLayerReport[];
+}
+
+export interface ConvertResult {
+  plan: Plan;
+  calibration: CalibrationReport | null;
+  table: string;
+}
+
+function selectRule(select: Omit<SelectOp, 'op'>, kept?: number[]): RoutingRule {
+  return select.mode === 'topk'
+    ? { mode: 'topk', k: select.k, renormalize: select.renormalize, ...(kept ? { kept } : {}) }
+    : { mode: 'threshold', epsilon: select.epsilon, kMax: select.k_max, renormalize: select.renormalize, ...(kept ? { kept } : {}) };
+}
+
+export async function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOptions): Promise<ConvertResult> {
+  const log = options.log ?? (() => undefined);
+  const c = dense.config;
+  const E = c.num_experts;
+  const { strategy, epsilon } = options;
+  const renormalize = options.renormalize || dense.normTopkProb;
+  const k = options.k ?? (strategy === 'topk' ? c.num_experts_per_tok : E);
+  if (!Number.isInteger(k) || k < 1 || k > E) throw new UserError(`--k must be an integer in 1..${E} (the model has ${E} experts), got ${k}`);
+  if (!(epsilon >= 0) || !Number.isFinite(epsilon)) throw new UserError(`--epsilon must be a finite number ≥ 0, got ${epsilon}`);
+  if (strategy === 'threshold' && epsilon >= E) {
+    throw new UserError(`--epsilon ${epsilon} keeps only the arg-max: E·p_e ≤ E = ${E}, so ε must be below ${E}`);
+  }
+  const pruneBelow = options.pruneBelow;
+  if (pruneBelow !== undefined && !(pruneBelow >= 0 && pruneBelow <= 1)) throw new UserError(`--prune-below must be a share in 0..1, got ${pruneBelow}`);
+  const windows = options.calibWindows.filter((w) => w.length > 0);
+  const calibrating = windows.length > 0;
+  if (!calibrating && (strategy === 'threshold-topk' || pruneBelow !== undefined)) {
+    throw new UserError(`${strategy === 'threshold-topk' ? 'the threshold-topk strategy' : '--prune-below'} needs calibration tokens (--calib-tokens > 0)`);
+  }
+  if (path.resolve(options.outDir) === path.resolve(dense.dir)) throw new UserError('--out must differ from the dense checkpoint folder');
+  const tokenCount = windows.reduce((n, w) => n + w.length, 0);
+  if (dense.modelType) {
+    log(`imported ${dense.modelType} checkpoint: routing ${renormalize ? 'softmax-renormalized' : 'softmax-unnormalized'}${dense.qkNorm ? ', q/k RMSNorm' : ''}`);
+    for (const note of dense.importNotes ?? []) log(`  ${note}`);
+  }
+  const runner = calibrating ? CalibrationRunner.create(dense, dense.dir, options.threads) : null;
+  try {
+    return await decideAndWrite(dense, options, { windows, tokenCount, runner, k, renormalize, pruneBelow, log });
+  } finally {
+    await runner?.close();
+  }
+}
+
+async function decideAndWrite(
+  dense: DenseCheckpoint,
+  options: ConvertOptions,
+  ctx: { windows: number[][]; tokenCount: number; runner: CalibrationRunner | null; k: number; renormalize: boolean; pruneBelow?: number; log: (line: string) => void },
+): Promise<ConvertResult> {
+  const { windows, tokenCount, runner, k, renormalize, pruneBelow, log } = ctx;
+  const c = dense.config;
+  const L = c.num_hidden_layers;
+  const E = c.num_experts;
+  const { strategy, epsilon } = options;
+  const calibrating = windows.length > 0;
+  const pass = async (label: string, rules: RoutingRule[]): Promise<PassResult> => {
+    const started = Date.now();
+    const result = await runner!.run(windows, rules);
+    log(`  ${label}: loss ${result.loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s on ${runner!.threads} thread(s))`);
+    return result;
+  };
+  const thresholdRule: RoutingRule = { mode: 'threshold', epsilon, renormalize };
+
+  // --- pass A: the strategy's own rule ------------------------------------------------------------------------
+  const select: Omit<SelectOp, 'op'>[] = [];
+  let passA: PassResult | null = null;
+  if (calibrating) {
+    const initial: RoutingRule = strategy === 'topk' ? { mode: 'topk', k, renormalize } : { ...thresholdRule, kMax: k };
+    log(`calibrating on ${tokenCount} tokens (${windows.length} windows) under ${strategy === 'topk' ? `top-${k}` : `threshold ε=${epsilon}`}`);
+    passA = await pass('pass A', new Array(L).fill(initial));
+  }
+  const thresholdStats = passA ? passA.probs.map((p) => layerRoutingStats(p, E, { ...thresholdRule, kMax: strategy === 'topk' ? undefined : k })) : null;
+  for (let l = 0; l < L; l++) {
+    if (strategy === 'topk') {
+      select.push({ mode: 'topk', k, epsilon, k_max: k, renormalize });
+    } else {
+      const chosen = thresholdStats ? kFromThresholdMean(thresholdStats[l].meanSelected, k) : k;
+      select.push(strategy === 'threshold'
+        ? { mode: 'threshold', k: chosen, epsilon, k_max: k, renormalize }
+        : { mode: 'topk', k: chosen, epsilon, k_max: chosen, renormalize });
+    }
+  }
+
+  // --- pass B: the plan's rule when it differs from pass A's ---------------------------------------------------
+  let planPass = passA;
+  if (calibrating && strategy === 'threshold-topk') {
+    log(`calibrating under the chosen per-layer top-k (${select.map((s) => s.k).join(', ')})`);
+    planPass = await pass('pass B', select.map((s) => selectRule(s)));
+  }
+  const planStats = planPass ? planPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l]))) : null;
+
+  // --- pass C: pruning ------------------------------------------------------------------------------------------
+  const allExperts = Array.from({ length: E }, (_, e) => e);
+  let kept = Array.from({ length: L }, () => allExperts);
+  let prunedStats: LayerRoutingStats[] | null = null;
+  let prunedLoss: number | null = null;
+  if (pruneBelow !== undefined && planStats) {
+    kept = planStats.map((s, l) => keptAfterPruning(s.expertLoad, pruneBelow, select[l].mode === 'topk' ? select[l].k : 1));
+    kept.forEach((ids, l) => {
+      select[l].k_max = Math.min(select[l].k_max, ids.length);
+      select[l].k = Math.min(select[l].k, select[l].k_max);
+    });
+    const prunedCount = kept.reduce((n, ids) => n + E - ids.length, 0);
+    log(`pruning ${prunedCount} expert(s) selected by fewer than ${(pruneBelow * 100).toFixed(2)}% of tokens; measuring the loss after pruning`);
+    const prunedPass = await pass('pass C (pruned)', select.map((s, l) => selectRule(s, kept[l])));
+    prunedStats = prunedPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l], kept[l])));
+    prunedLoss = prunedPass.loss;
+  }
+
+  // --- pass D: dense quality --------------------------------------------------------------------------------------
+  // A top-k plan with k = E (before pruning) is the dense model: its loss is the dense loss, no pass needed.
+  let denseLoss: number | null = null;
+  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize);
+  if (calibrating && planPass) {
+    if (planIsDense) {
+      denseLoss = planPass.loss;
+    } else {
+      log('measuring the dense loss on the same tokens');
+      denseLoss = (await pass('pass D (dense)', new Array(L).fill({ mode: 'dense' }))).loss;
+    }
+  }
+
+  const finalStats = prunedStats ?? planStats;
+  const expectedExperts = select.map((s, l) => (s.mode === 'threshold' && finalStats ? finalStats[l].meanSelected : s.k));
+  const calibration: CalibrationReport | null = planStats && thresholdStats && planPass
+    ? {
+        source: options.calibSource,
+        tokens: tokenCount,
+        windows: windows.length,
+        context: Math.max(...windows.map((w) => w.length)),
+        strategy,
+        epsilon,
+        k_rule: `threshold-topk: k = ceil(mean experts per token under E·p_e > ε − ${K_RULE_SLACK}), within 1..--k`,
+        prune_below: pruneBelow ?? null,
+        loss: { dense: denseLoss, plan: planPass.loss, pruned: prunedLoss },
+        layers: planStats.map((s, l) => ({
+          layer: l,
+          k: select[l].k,
+          threshold_mean_selected: thresholdStats[l].meanSelected,
+          threshold_selected_histogram: thresholdStats[l].selectedHistogram,
+          mean_selected: s.meanSelected,
+          mass_covered: s.massCovered,
+          expert_load: s.expertLoad,
+          never_selected: s.neverSelected,
+          pruned: allExperts.filter((e) => !kept[l].includes(e)),
+          kept: kept[l],
+          ...(prunedStats
+            ? { after_pruning: { mass_covered: prunedStats[l].massCovered, expert_load: prunedStats[l].expertLoad, never_selected: prunedStats[l].neverSelected } }
+            : {}),
+        })),
+      }
+    : null;
+
+  const plan = buildPlan({
+    config: c,
+    dtype: options.dtype,
+    source: {
+      dir: path.resolve(dense.dir),
+      model_sha256: dense.sha256(),
+      model_type: dense.modelType ?? 'qwen2_moe',
+      routing_rule: renormalize ? 'softmax-renormalized' : 'softmax-unnormalized',
+    },
+    qkNorm: dense.qkNorm === true,
+    strategy: { name: strategy, k: strategy === 'topk' ? k : null, epsilon, calib_tokens: tokenCount },
+    kept,
+    select,
+    expectedExperts,
+    calibration: finalStats
+      ? {
+          tokens: tokenCount,
+          layers: finalStats.map((s, l) => ({
+            k: select[l].k,
+            mass_covered: s.massCovered,
+            expert_load: s.expertLoad,
+            never_selected: s.neverSelected,
+            mean_selected: s.meanSelected,
+          })),
+        }
+      : null,
+  });
+
+  // --- write the folder -----------------------------------------------------------------------------------------
+  fs.mkdirSync(options.outDir, { recursive: true });
+  for (const file of TOKENIZER_FILES) {
+    const from = path.join(dense.dir, file);
+    if (fs.existsSync(from)) fs.copyFileSync(from, path.join(options.outDir, file));
+    else if (file.startsWith('tokenizer')) throw new UserError(`${from}: missing (the plan folder needs the model's tokenizer)`);
+  }
+  log(`writing ${WEIGHTS_FILE} (${options.dtype})`);
+  writePackedWeights(path.join(options.outDir, WEIGHTS_FILE), plan, dense, {
+    format: 'pt',
+    producer: 'dsmoe convert',
+    source_sha256: plan.source.model_sha256 ?? '',
+  });
+  if (calibration) writeJsonAtomic(path.join(options.outDir, 'calibration.json'), calibration);
+  writeJsonAtomic(path.join(options.outDir, 'plan.json'), plan);
+  readPlan(options.outDir, { qkNorm: dense.qkNorm === true }); // what the runtime will check, checked now
+  return { plan, calibration, table: calibrationTable(plan, calibration) };
+}
+
+/** The per-layer summary printed by `dsmoe convert`. */
+export function calibrationTable(plan: Plan, calibration: CalibrationReport | null): string {
+  const lines: string[] = [];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  lines.push('layer  mode       k  thr-mean  mean-k  mass    load min..max   never  pruned');
+  plan.layers.forEach((layer, l) => {
+    const select = layer.ops[5] as SelectOp;
+    const cal = calibration?.layers[l];
+    const load = cal ? (cal.after_pruning?.expert_load ?? cal.expert_load) : null;
+    const keptLoad = load && cal ? cal.kept.map((e) => load[e]) : null;
+    const cells = [
+      String(l).padStart(5),
+      select.mode.padEnd(9),
+      String(select.k).padStart(2),
+      cal ? cal.threshold_mean_selected.toFixed(2).padStart(8) : '       -',
+      cal ? cal.mean_selected.toFixed(2).padStart(6) : '     -',
+      cal ? pct(cal.after_pruning?.mass_covered ?? cal.mass_covered).padStart(6) : '     -',
+      keptLoad ? `${pct(Math.min(...keptLoad))}..${pct(Math.max(...keptLoad))}`.padEnd(15) : '-'.padEnd(15),
+      cal ? (cal.never_selected.length ? cal.never_selected.join(',') : '-').padStart(5) : '    -',
+      cal && cal.pruned.length ? cal.pruned.join(',') : '-',
+    ];
+    lines.push(cells.join('  '));
+  });
+  if (calibration) {
+    const f = (x: number | null) => (x === null ? '-' : x.toFixed(4));
+    lines.push(
+      `calibration loss (nats/token, ${calibration.tokens} tokens): dense ${f(calibration.loss.dense)}  plan ${f(calibration.loss.plan)}` +
+        (calibration.loss.pruned !== null ? `  after pruning ${f(calibration.loss.pruned)}` : ''),
+    );
+  }
+  const cost = plan.cost;
+  lines.push(
+    `active params/token ${cost.active_params_per_token.toLocaleString('en-US')} of ${cost.dense_active_params_per_token.toLocaleString('en-US')} dense ` +
+      `(${pct(cost.active_params_per_token / cost.dense_active_params_per_token)}); weight bytes/token ${pct(cost.active_weight_bytes_per_token / cost.dense_weight_bytes_per_token)} of dense`,
+  );
+  return lines.join('\n');
+}

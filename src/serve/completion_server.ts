@@ -1,0 +1,266 @@
+/**
+ * The HTTP front of `dsmoe serve`, on Node's own `http` module rather than a framework: the surface is five routes,
+ * server-sent events are a few `res.write` calls, and it adds nothing to install or audit. What a framework would
+ * bring (schema validation, routing) is smaller here written out against OpenAI's exact error shapes.
+ */
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { ApiError } from './api_error';
+import type { ServeModel } from './batch_evaluator';
+import { parseCompletionRequest, type CompletionRequest } from './completion_request';
+import type { GenerationHandle, GenerationResult } from './generation';
+import { Scheduler } from './scheduler';
+import { ServeMetrics } from './serve_metrics';
+
+export interface ServeOptions {
+  /** Sequences decoded together; default: the model's slots. */
+  maxBatch?: number;
+  /** Requests waiting for a slot before 429; default 256. */
+  maxQueue?: number;
+  /** Prompt tokens per sequence per step; default 128. */
+  prefillChunk?: number;
+  /** Tokens per evaluate call; default max(512, maxBatch + prefillChunk). */
+  maxBatchTokens?: number;
+  /** Largest request body accepted, in bytes; default 1 MiB. */
+  maxBodyBytes?: number;
+}
+
+export class CompletionServer {
+  readonly http: http.Server;
+  readonly scheduler: Scheduler;
+  readonly metrics = new ServeMetrics();
+  private readonly created = Math.floor(Date.now() / 1000);
+  private readonly maxBatch: number;
+  private readonly maxBodyBytes: number;
+  private draining: Promise<void> | null = null;
+  private openResponses = 0;
+  private responsesDone: (() => void) | null = null;
+
+  constructor(
+    readonly model: ServeModel,
+    options: ServeOptions = {},
+  ) {
+    this.maxBatch = options.maxBatch ?? model.slots;
+    const prefillChunk = options.prefillChunk ?? 128;
+    this.scheduler = new Scheduler(model, {
+      maxBatch: this.maxBatch,
+      maxQueue: options.maxQueue ?? 256,
+      prefillChunk,
+      maxBatchTokens: options.maxBatchTokens ?? Math.max(512, this.maxBatch + prefillChunk),
+    });
+    this.scheduler.onStep = (report) => this.metrics.countStep(report);
+    this.maxBodyBytes = options.maxBodyBytes ?? 1 << 20;
+    this.http = http.createServer((req, res) => {
+      try {
+        this.route(req, res);
+      } catch (error) {
+        // A handler bug must cost one request, never the process and everyone else's requests.
+        this.fail(res, error);
+      }
+    });
+  }
+
+  /** Starts listening; port 0 picks a free one (read it from the result). */
+  listen(port: number, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve(this.http.address() as AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Graceful stop: refuse new connections and requests (503), let every accepted request finish, then close.
+   * Idempotent; the promise settles once the listener and every connection are closed.
+   */
+  drain(): Promise<void> {
+    if (this.draining) return this.draining;
+    this.draining = (async () => {
+      const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+      this.http.closeIdleConnections();
+      await this.scheduler.drain();
+      if (this.openResponses > 0) await new Promise<void>((resolve) => (this.responsesDone = resolve));
+      this.http.closeAllConnections();
+      await closed;
+    })();
+    return this.draining;
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.openResponses++;
+    res.once('close', () => {
+      this.openResponses--;
+      if (this.openResponses === 0 && this.responsesDone) this.responsesDone();
+    });
+    if (this.draining) res.setHeader('Connection', 'close');
+    const path = (req.url ?? '/').split('?')[0];
+    const handlers: Record<string, Record<string, () => void>> = {
+      '/v1/completions': { POST: () => this.completions(req, res) },
+      '/v1/models': { GET: () => this.send(res, 200, this.modelList()) },
+      '/health': { GET: () => this.health(res) },
+      '/metrics': { GET: () => this.sendMetrics(res) },
+    };
+    if (path.startsWith('/v1/models/')) {
+      let id: string;
+      try {
+        id = decodeURIComponent(path.slice('/v1/models/'.length));
+      } catch {
+        throw new ApiError(400, `malformed model id in ${path}`, 'invalid_request_error', 'model');
+      }
+      handlers[path] = {
+        GET: () =>
+          id === this.model.id
+            ? this.send(res, 200, this.modelList().data[0])
+            : this.fail(res, new ApiError(404, `model '${id}' is not served here`, 'invalid_request_error', 'model', 'model_not_found')),
+      };
+    }
+    const methods = handlers[path];
+    if (!methods) return this.fail(res, new ApiError(404, `no route ${req.method} ${path}`, 'invalid_request_error', null, 'not_found'));
+    const handler = methods[req.method ?? ''];
+    if (!handler) {
+      res.setHeader('Allow', Object.keys(methods).join(', '));
+      return this.fail(res, new ApiError(405, `${path} accepts ${Object.keys(methods).join(', ')}`, 'invalid_request_error', null, 'method_not_allowed'));
+    }
+    handler();
+  }
+
+  private modelList(): { object: 'list'; data: object[] } {
+    return {
+      object: 'list',
+      data: [{ id: this.model.id, object: 'model', created: this.created, owned_by: 'dsmoe', max_model_len: this.model.maxContext }],
+    };
+  }
+
+  private health(res: http.ServerResponse): void {
+    if (this.draining) return this.send(res, 503, { status: 'draining' });
+    this.send(res, 200, { status: 'ok', model: this.model.id, active_sequences: this.scheduler.activeSequences, queue_depth: this.scheduler.queueDepth });
+  }
+
+  private sendMetrics(res: http.ServerResponse): void {
+    this.metrics.countRequest(200);
+    const body = this.metrics.render({
+      queueDepth: this.scheduler.queueDepth,
+      decodeBatch: this.scheduler.lastDecodeBatch,
+      activeSequences: this.scheduler.activeSequences,
+      maxBatch: this.maxBatch,
+    });
+    res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  private completions(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.readBody(req)
+      .then((body) => {
+        if (this.draining) throw new ApiError(503, 'the server is shutting down', 'service_unavailable_error');
+        const request = parseCompletionRequest(body, { maxContext: this.model.maxContext });
+        if (request.model !== null && request.model !== this.model.id) {
+          throw new ApiError(404, `model '${request.model}' is not served here; this server serves '${this.model.id}'`, 'invalid_request_error', 'model', 'model_not_found');
+        }
+        this.generate(request, res);
+      })
+      .catch((error) => this.fail(res, error));
+  }
+
+  private generate(request: CompletionRequest, res: http.ServerResponse): void {
+    const { tokenizer, maxContext } = this.model;
+    // An empty prompt starts from end-of-text, as GPT-style models are conditioned at document starts.
+    const encoded = tokenizer.encode(request.prompt);
+    const promptTokens = encoded.length ? encoded : [tokenizer.eosId];
+    if (promptTokens.length >= maxContext) {
+      throw new ApiError(400, `the prompt is ${promptTokens.length} tokens; the context holds ${maxContext}`, 'invalid_request_error', 'prompt', 'context_length_exceeded');
+    }
+    if (promptTokens.length + request.maxTokens > maxContext) {
+      throw new ApiError(400, `prompt (${promptTokens.length} tokens) plus max_tokens (${request.maxTokens}) exceeds the context of ${maxContext} tokens`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+    }
+    const arrived = performance.now();
+    const id = `cmpl-${randomUUID().replace(/-/g, '')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const base = { id, object: 'text_completion', created, model: this.model.id };
+    const params = { promptTokens, maxTokens: request.maxTokens, temperature: request.temperature, topP: request.topP, seed: request.seed, stop: request.stop };
+    const usage = (r: GenerationResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
+    let handle: GenerationHandle;
+    if (!request.stream) {
+      handle = this.scheduler.submit(params, {
+        onText: () => {},
+        onFinish: (result) =>
+          this.send(res, 200, {
+            ...base,
+            choices: [{ text: result.text, index: 0, logprobs: null, finish_reason: result.finishReason }],
+            usage: usage(result),
+          }),
+        onError: (error) => this.fail(res, error),
+      });
+    } else {
+      const event = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+      handle = this.scheduler.submit(params, {
+        onText: (text) => event({ ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: null }] }),
+        onFinish: (result) => {
+          event({ ...base, choices: [{ text: '', index: 0, logprobs: null, finish_reason: result.finishReason }] });
+          if (request.includeUsageInStream) event({ ...base, choices: [], usage: usage(result) });
+          res.end('data: [DONE]\n\n');
+        },
+        onError: (error) => {
+          event(toApiError(error).toBody());
+          res.end('data: [DONE]\n\n');
+        },
+      });
+      this.metrics.countRequest(200);
+      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+      res.flushHeaders();
+    }
+    this.metrics.countPrompt(promptTokens.length);
+    res.once('finish', () => this.metrics.countLatency((performance.now() - arrived) / 1000));
+    // A client that goes away before its answer is complete frees its slot at the next step boundary.
+    res.once('close', () => {
+      if (!res.writableEnded) handle.cancel();
+    });
+    if (res.socket?.destroyed) handle.cancel();
+  }
+
+  private readBody(req: http.IncomingMessage): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let tooLarge = false;
+      req.on('data', (chunk: Buffer) => {
+        if (tooLarge) return;
+        size += chunk.length;
+        if (size > this.maxBodyBytes) {
+          // Answer 413 at once; the rest of the body is read and dropped, and the connection closes after the answer.
+          tooLarge = true;
+          chunks.length = 0;
+          reject(new ApiError(413, `the request body exceeds ${this.maxBodyBytes} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      req.on('error', reject);
+    });
+  }
+
+  private send(res: http.ServerResponse, status: number, body: unknown): void {
+    if (res.headersSent || res.destroyed) return;
+    this.metrics.countRequest(status);
+    const text = JSON.stringify(body);
+    if (status === 429) res.setHeader('Retry-After', '1');
+    if (status === 413) res.setHeader('Connection', 'close');
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private fail(res: http.ServerResponse, error: unknown): void {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) process.stderr.write(`dsmoe serve: ${apiError.message}\n`);
+    this.send(res, apiError.status, apiError.toBody());
+  }
+}
+
+function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new ApiError(500, message, 'server_error');
+}

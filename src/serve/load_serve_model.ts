@@ -1,0 +1,81 @@
+import path from 'node:path';
+import { UserError } from '../errors';
+import { writeRandomPlan } from '../convert/random';
+import { loadTokenizer } from '../data/tokenizer';
+import type { ModelConfig } from '../model/config';
+import type { Device } from '../runtime/backend';
+import { loadNative } from '../runtime/native';
+import { openPlan } from '../runtime/open_plan';
+import { Sampler } from '../runtime/sampling';
+import type { ServeModel } from './batch_evaluator';
+
+export interface LoadServeModelOptions {
+  /** Runtime threads; default all hardware threads. */
+  threads?: number;
+  /** Sequences the KV cache holds at once (the largest decode batch). */
+  slots: number;
+  /** Positions per sequence; default the model's max_position_embeddings. */
+  maxContext?: number;
+  /** Name clients use; default the folder's last two path components (e.g. `tiny/sparse`). */
+  id?: string;
+  device?: Device;
+}
+
+/**
+ * Opens a sparse plan folder for serving: the native model (weights memory-mapped) with one context of `slots`
+ * sequences (`openPlan`, as SparseModel opens its one-sequence context), the plan's tokenizer, and the runtime's
+ * own sampler.
+ */
+export async function loadServeModel(dir: string, options: LoadServeModelOptions): Promise<ServeModel> {
+  const tokenizer = loadTokenizer(dir); // before the native model, so a bad tokenizer leaves nothing allocated
+  const { loaded, model: native, context, maxContext } = openPlan(dir, {
+    threads: options.threads,
+    device: options.device,
+    slots: options.slots,
+    maxContext: options.maxContext,
+    withinTrainedContext: true,
+  });
+  const config = loaded.plan.config;
+  if (tokenizer.vocabSize > config.vocab_size) {
+    native.dispose();
+    throw new UserError(`${dir}: the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocab_size}`);
+  }
+  const kernels = loadNative().kernels;
+  const absolute = path.resolve(dir);
+  return {
+    id: options.id ?? `${path.basename(path.dirname(absolute))}/${path.basename(absolute)}`,
+    evaluator: {
+      evaluate: (tokens, slots, positions, outputRows) => context.evaluate(tokens, slots, positions, outputRows),
+      clearSlot: (slot) => context.clearSlot(slot),
+    },
+    tokenizer: { encode: (text) => tokenizer.encode(text), decode: (ids) => tokenizer.decode(ids), eosId: tokenizer.eosId, vocabSize: tokenizer.vocabSize },
+    vocabSize: config.vocab_size,
+    slots: options.slots,
+    maxContext,
+    createSampler: (sampling) => new Sampler(kernels, sampling),
+    dispose: () => native.dispose(),
+  };
+}
+
+/** The tiny recipe's shape with the byte tokenizer: what the load test and the serve tests use by default. */
+export const TINY_SERVE_CONFIG: ModelConfig = {
+  vocab_size: 257,
+  hidden_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_experts: 8,
+  moe_intermediate_size: 64,
+  shared_expert_intermediate_size: 0,
+  num_experts_per_tok: 2,
+  max_position_embeddings: 512,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+};
+
+/** Writes a random-init top-2 plan of TINY_SERVE_CONFIG; returns a one-line description of it. */
+export function writeBenchPlan(dir: string, config: ModelConfig = TINY_SERVE_CONFIG): string {
+  writeRandomPlan(dir, config, { dtype: 'f32', seed: 1, k: 2 });
+  return `random-init plan (d ${config.hidden_size}, ${config.num_hidden_layers} layers, ${config.num_experts} experts × ${config.moe_intermediate_size}, top-2, f32, byte tokenizer)`;
+}

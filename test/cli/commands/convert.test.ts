@@ -1,0 +1,90 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import yargs from 'yargs';
+import { convertCommand } from '../../../src/cli/commands/convert';
+import { readPlan, layerOps } from '../../../src/convert/plan';
+import { cutWindows } from '../../../src/convert/calibration_tokens';
+import { randomDenseWeights, tempDir, tinyConfig, writeDenseFolder, removeTempDirs } from '../../helpers/dense_fixtures';
+
+afterAll(removeTempDirs);
+
+async function runConvert(argv: string[]): Promise<string> {
+  let stdout = '';
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += chunk.toString();
+    return true;
+  });
+  try {
+    await yargs(['convert', ...argv]).command(convertCommand).strict().fail((message, error) => {
+      throw error ?? new Error(message);
+    }).parseAsync();
+  } finally {
+    write.mockRestore();
+  }
+  return stdout;
+}
+
+describe('dsmoe convert', () => {
+  const dense = tempDir('cli-dense');
+  writeDenseFolder(dense, tinyConfig, randomDenseWeights(tinyConfig, 21));
+
+  test('threshold-topk on a text file writes the plan folder and prints the per-layer table', async () => {
+    const text = path.join(tempDir('cli-text'), 'calib.txt');
+    fs.writeFileSync(text, 'In the beginning God created the heaven and the earth. '.repeat(20));
+    const out = tempDir('cli-out');
+    const stdout = await runConvert([dense, '--out', out, '--calib-text', text, '--calib-tokens', '256', '--calib-context', '32', '--quiet']);
+    expect(stdout).toMatch(/^layer +mode +k +thr-mean/);
+    expect(stdout).toMatch(/calibration loss \(nats\/token, 256 tokens\): dense \d/);
+    const { plan } = readPlan(out);
+    expect(plan.strategy.name).toBe('threshold-topk');
+    expect(plan.dtype).toBe('f32');
+    expect(plan.calibration!.tokens).toBe(256);
+    for (const file of ['plan.json', 'weights.safetensors', 'calibration.json', 'tokenizer.json', 'tokenizer_config.json']) {
+      expect(fs.existsSync(path.join(out, file))).toBe(true);
+    }
+  });
+
+  test('topk on the default corpus validation split, bf16', async () => {
+    const out = tempDir('cli-out');
+    await runConvert([dense, '--out', out, '--strategy', 'topk', '--k', '2', '--dtype', 'bf16', '--calib-tokens', '128', '--calib-context', '64', '--quiet']);
+    const { plan } = readPlan(out);
+    expect(layerOps(plan.layers[0]).select).toMatchObject({ mode: 'topk', k: 2 });
+    const calibration = JSON.parse(fs.readFileSync(path.join(out, 'calibration.json'), 'utf8'));
+    expect(calibration.source).toMatch(/validation split of the default corpus/);
+    expect(calibration.windows).toBe(2);
+  });
+
+  test('the held-out split of the recipe named in config.json', async () => {
+    const named = tempDir('cli-dense');
+    writeDenseFolder(named, tinyConfig, randomDenseWeights(tinyConfig, 22));
+    const configPath = path.join(named, 'config.json');
+    const hf = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+    fs.writeFileSync(configPath, JSON.stringify({ ...hf, dsmoe: { recipe: 'tiny', seq_len: 32 } }));
+    const out = tempDir('cli-out');
+    await runConvert([named, '--out', out, '--strategy', 'threshold', '--calib-tokens', '64', '--quiet']);
+    const calibration = JSON.parse(fs.readFileSync(path.join(out, 'calibration.json'), 'utf8'));
+    expect(calibration.source).toMatch(/validation split of .*recipes\/tiny\.yaml \(seed 1234\)/);
+    expect(calibration.context).toBe(32);
+    expect(calibration.windows).toBe(2);
+  });
+
+  test('topk without calibration writes a plan with no calibration report', async () => {
+    const out = tempDir('cli-out');
+    const stdout = await runConvert([dense, '--out', out, '--strategy', 'topk', '--k', '3', '--calib-tokens', '0', '--quiet']);
+    const { plan } = readPlan(out);
+    expect(plan.calibration).toBeNull();
+    expect(plan.strategy.calib_tokens).toBe(0);
+    expect(fs.existsSync(path.join(out, 'calibration.json'))).toBe(false);
+    expect(stdout).not.toMatch(/calibration loss/);
+  });
+
+  test('user errors are one line naming the problem', async () => {
+    await expect(runConvert(['/nonexistent', '--out', tempDir('cli-out')])).rejects.toThrow(/not a directory/);
+    await expect(runConvert([dense, '--out', tempDir('cli-out'), '--calib-context', '1000'])).rejects.toThrow(/--calib-context must be an integer in 2\.\.64/);
+  });
+
+  test('cutWindows makes non-overlapping windows up to the budget', () => {
+    expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 2, 100)).toEqual([[1, 2], [3, 4], [6, 7]]);
+    expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 2, 4)).toEqual([[1, 2], [3, 4]]);
+  });
+});

@@ -1,0 +1,78 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { writeRandomPlan } from '../../src/convert/random';
+import { readPlan, layerOps } from '../../src/convert/plan';
+import { readSafetensors } from '../../src/checkpoint/safetensors';
+import { TENSOR_ALIGNMENT } from '../../src/convert/streaming_safetensors_writer';
+import { parameterCounts, type ModelConfig } from '../../src/model/config';
+import { removeTempDirs, tempDir as fixtureTempDir } from '../helpers/dense_fixtures';
+
+afterAll(removeTempDirs);
+
+const tiny: ModelConfig = {
+  vocab_size: 300,
+  hidden_size: 12,
+  num_hidden_layers: 2,
+  num_attention_heads: 3,
+  num_key_value_heads: 1,
+  num_experts: 4,
+  moe_intermediate_size: 5,
+  shared_expert_intermediate_size: 3,
+  num_experts_per_tok: 2,
+  max_position_embeddings: 64,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: false,
+};
+
+const tempDir = () => fixtureTempDir('random-plan');
+
+describe('writeRandomPlan', () => {
+  test.each(['f32', 'bf16', 'f16'] as const)('writes a plan that readPlan accepts (%s)', (dtype) => {
+    const dir = tempDir();
+    const { plan, header, weightsPath } = writeRandomPlan(dir, tiny, { dtype, seed: 7, k: 2 });
+    expect(plan.dtype).toBe(dtype);
+    expect(plan.layers).toHaveLength(2);
+    expect(layerOps(plan.layers[1]).select).toMatchObject({ mode: 'topk', k: 2, renormalize: false });
+    expect(layerOps(plan.layers[0]).shared).not.toBeNull();
+    // every real tensor starts at a 64-byte-aligned absolute offset
+    for (const info of header.tensors.values()) {
+      if (!info.name.startsWith('__pad__.')) expect(info.begin % TENSOR_ALIGNMENT).toBe(0);
+    }
+    const file = readSafetensors(weightsPath);
+    expect(Array.from(file.get('layers.0.attn_norm'))).toEqual(new Array(12).fill(1));
+    expect(Array.from(file.get('layers.1.attn.qkv_bias'))).toEqual(new Array(20).fill(0));
+    const embed = file.get('embed');
+    const mean = embed.reduce((a, b) => a + b, 0) / embed.length;
+    const std = Math.sqrt(embed.reduce((a, b) => a + (b - mean) ** 2, 0) / embed.length);
+    expect(Math.abs(mean)).toBeLessThan(0.002);
+    expect(std).toBeGreaterThan(0.018);
+    expect(std).toBeLessThan(0.022);
+    expect(plan.cost.total_params).toBe(parameterCounts(tiny).total);
+    expect(plan.cost.dense_active_params_per_token).toBe(parameterCounts(tiny).activePerToken(4));
+    expect(plan.cost.active_params_per_token).toBe(parameterCounts(tiny).activePerToken(2));
+    expect(fs.existsSync(path.join(dir, 'tokenizer.json'))).toBe(true);
+  });
+
+  test('is deterministic in the seed', () => {
+    const a = tempDir();
+    const b = tempDir();
+    const c = tempDir();
+    writeRandomPlan(a, tiny, { dtype: 'bf16', seed: 1, k: 1 });
+    writeRandomPlan(b, tiny, { dtype: 'bf16', seed: 1, k: 1 });
+    writeRandomPlan(c, tiny, { dtype: 'bf16', seed: 2, k: 1 });
+    const bytes = (dir: string) => fs.readFileSync(path.join(dir, 'weights.safetensors'));
+    expect(bytes(a).equals(bytes(b))).toBe(true);
+    expect(bytes(a).equals(bytes(c))).toBe(false);
+  });
+
+  test('threshold mode and tied embeddings', () => {
+    const dir = tempDir();
+    const config = { ...tiny, tie_word_embeddings: true, shared_expert_intermediate_size: 0 };
+    const { plan } = writeRandomPlan(dir, config, { dtype: 'f32', seed: 3, k: 2, strategy: 'threshold', epsilon: 0.5 });
+    expect(plan.final.lm_head).toBe(plan.embedding);
+    expect(layerOps(plan.layers[0]).select).toMatchObject({ mode: 'threshold', epsilon: 0.5, k_max: 4 });
+    expect(layerOps(plan.layers[0]).shared).toBeNull();
+    expect(readPlan(dir).header.tensors.has('lm_head')).toBe(false);
+  });
+});

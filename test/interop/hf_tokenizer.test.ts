@@ -1,0 +1,69 @@
+/**
+ * The byte-level BPE reader for Hugging Face tokenizer.json files beyond dsmoe's own (src/interop/hf_tokenizer.ts),
+ * on a hand-built Qwen2-style file: Split regex with a (?i:…) group, then ByteLevel without its regex, added
+ * special tokens, and the eos token named by tokenizer_config.json.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { BYTE_TO_CHAR } from '../../src/data/byte_level';
+import { loadAnyTokenizer, loadHfTokenizer } from '../../src/interop/hf_tokenizer';
+import { jsRegex } from '../../src/interop/hf_regex';
+import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
+
+afterAll(removeTempDirs);
+
+// Qwen2's pre-tokenizer pattern, as its tokenizer.json writes it
+const QWEN2_PATTERN =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+function qwenStyleFolder(): string {
+  const dir = tempDir('tok');
+  const vocab: Record<string, number> = {};
+  BYTE_TO_CHAR.forEach((char, byte) => (vocab[char] = byte));
+  Object.assign(vocab, { 'Ġt': 256, he: 257, 'Ġthe': 258 });
+  const special = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const json = {
+    version: '1.0',
+    added_tokens: [special(259, '<|endoftext|>'), special(260, '<|im_start|>'), special(261, '<|im_end|>')],
+    normalizer: { type: 'NFC' },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: QWEN2_PATTERN }, behavior: 'Isolated', invert: false },
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false },
+      ],
+    },
+    decoder: { type: 'ByteLevel' },
+    model: { type: 'BPE', dropout: null, unk_token: null, byte_fallback: false, vocab, merges: [['Ġ', 't'], ['h', 'e'], ['Ġt', 'he']] },
+  };
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'Qwen2Tokenizer', eos_token: '<|im_end|>' }));
+  return dir;
+}
+
+describe('Hugging Face byte-level BPE tokenizers', () => {
+  test('Qwen2-style: Split regex, merges by rank, added tokens, eos from tokenizer_config.json', () => {
+    const dir = qwenStyleFolder();
+    const tokenizer = loadAnyTokenizer(dir);
+    expect(tokenizer.eosId).toBe(261);
+    expect(tokenizer.vocabSize).toBe(262);
+    expect(tokenizer.encode('the the<|im_end|>')).toEqual([116, 257, 258, 261]);
+    const text = '<|im_start|>Tha\u0308t IT\'S 42 naïve\n\n  x<|endoftext|>';
+    expect(tokenizer.decode(tokenizer.encode(text))).toBe(text.normalize('NFC'));
+  });
+
+  test("(?i:…) groups become character classes Node's RegExp accepts", () => {
+    const regex = jsRegex(QWEN2_PATTERN);
+    expect(Array.from("IT'S it's".matchAll(regex), (m) => m[0])).toEqual(['IT', "'S", ' it', "'s"]);
+  });
+
+  test('SentencePiece-style BPE (Mixtral, Llama 2) is refused, naming the package that would read it', () => {
+    const dir = tempDir('tok-sp');
+    fs.writeFileSync(
+      path.join(dir, 'tokenizer.json'),
+      JSON.stringify({ pre_tokenizer: { type: 'Metaspace', replacement: '▁' }, model: { type: 'BPE', byte_fallback: true, vocab: { '<unk>': 0 }, merges: [] } }),
+    );
+    expect(() => loadHfTokenizer(dir)).toThrow(/@huggingface\/tokenizers/);
+    expect(() => loadAnyTokenizer(dir)).toThrow(/@huggingface\/tokenizers/);
+  });
+});

@@ -1,0 +1,292 @@
+import * as tf from '@tensorflow/tfjs';
+import { ModelConfig } from '../../src/model/config';
+import { toCheckpointTensors, fromCheckpointTensors } from '../../src/model/checkpoint_layout';
+import { plainMatMul } from '../../src/model/matmul';
+import { MoEModel, oneHotRows } from '../../src/model/model';
+import { expertsMlp, topKMask } from '../../src/model/moe';
+import { initParams, paramsToArrays, disposeParams } from '../../src/model/params';
+import { referenceForward } from '../../src/model/reference';
+import { applyRope, ropeTables } from '../../src/model/rope';
+import { mutualInformationLoss, switchBalanceLoss } from '../../src/model/routing_losses';
+import { causalSelfAttention, groupedCausalMask } from '../../src/model/attention';
+import { selectBackend } from '../../src/train/backend';
+
+
+/** Normalised squared error Σ(a−b)²/Σa² (ggml's test-backend-ops measure). */
+function nmse(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += a[i] ** 2;
+  }
+  return num / Math.max(den, 1e-30);
+}
+
+function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = ((s / 2 ** 32) * 2 - 1) * scale;
+  }
+  return out;
+}
+
+const scalar = (t: tf.Tensor) => t.dataSync()[0];
+
+// Every test runs on both backends the trainer uses here (tfjs-core's ALL_ENVS habit): wasm kernels differ.
+describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
+  beforeAll(async () => {
+    await selectBackend(backend);
+  });
+
+  describe('mutual-information loss', () => {
+    const E = 4;
+    test('uniform routing gives 0', () => {
+      expect(scalar(mutualInformationLoss(tf.fill([6, E], 1 / E) as tf.Tensor2D))).toBeCloseTo(0, 6);
+    });
+    test('balanced one-hot routing gives −log E', () => {
+      const probs = oneHotRows(Int32Array.from([0, 1, 2, 3, 0, 1, 2, 3]), E);
+      expect(scalar(mutualInformationLoss(probs))).toBeCloseTo(-Math.log(E), 6);
+    });
+    test('collapsed routing (every token on one expert) gives 0', () => {
+      const probs = oneHotRows(Int32Array.from([2, 2, 2, 2, 2]), E);
+      expect(scalar(mutualInformationLoss(probs))).toBeCloseTo(0, 6);
+    });
+    test('gradient with respect to router logits matches central finite differences', () => {
+      const n = 5;
+      const logits = randomArray(n * E, 7, 2);
+      const f = (x: tf.Tensor) => mutualInformationLoss(tf.softmax(x) as tf.Tensor2D);
+      const grad = tf.grad(f)(tf.tensor2d(logits, [n, E])).dataSync();
+      // Float64 finite differences of the same formula (float32 steps would drown the signal).
+      const loss64 = (x: Float64Array) => {
+        const p = Array.from({ length: n }, (_, r) => {
+          const row = Array.from(x.subarray(r * E, (r + 1) * E));
+          const m = Math.max(...row);
+          const ex = row.map((v) => Math.exp(v - m));
+          const s = ex.reduce((a, b) => a + b, 0);
+          return ex.map((v) => v / s);
+        });
+        const h = (q: number[]) => -q.reduce((a, v) => a + v * Math.log(v), 0);
+        const mean = Array.from({ length: E }, (_, e) => p.reduce((a, row) => a + row[e], 0) / n);
+        return -h(mean) + p.reduce((a, row) => a + h(row), 0) / n;
+      };
+      const x = Float64Array.from(logits);
+      const eps = 1e-5;
+      for (let i = 0; i < x.length; i++) {
+        const up = x.slice();
+        const down = x.slice();
+        up[i] += eps;
+        down[i] -= eps;
+        const numeric = (loss64(up) - loss64(down)) / (2 * eps);
+        expect(Math.abs(grad[i] - numeric)).toBeLessThan(1e-4);
+      }
+    });
+  });
+
+  describe('switch balance loss', () => {
+    test('is 1 for perfectly balanced routing and E for collapsed routing', () => {
+      const balanced = oneHotRows(Int32Array.from([0, 1, 2, 3]), 4);
+      expect(scalar(switchBalanceLoss(balanced, balanced))).toBeCloseTo(1, 6);
+      const collapsed = oneHotRows(Int32Array.from([1, 1, 1, 1]), 4);
+      expect(scalar(switchBalanceLoss(collapsed, collapsed))).toBeCloseTo(4, 6);
+    });
+    test('top-k mask keeps the k largest, ties to the lower index', () => {
+      const mask = topKMask(tf.tensor2d([0.1, 0.4, 0.4, 0.1, 0.7, 0.1, 0.1, 0.1], [2, 4]), 2).dataSync();
+      expect(Array.from(mask)).toEqual([0, 1, 1, 0, 1, 1, 0, 0]);
+    });
+  });
+
+  describe('plain matMul', () => {
+    test('value and gradients equal tf.matMul', () => {
+      const a = tf.tensor2d(randomArray(6 * 5, 1), [6, 5]);
+      const b = tf.tensor2d(randomArray(5 * 3, 2), [5, 3]);
+      const w = tf.tensor2d(randomArray(6 * 3, 3), [6, 3]);
+      const ours = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(plainMatMul(x as tf.Tensor2D, y as tf.Tensor2D), w)))([a, b]);
+      const theirs = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x as tf.Tensor2D, y as tf.Tensor2D), w)))([a, b]);
+      expect(nmse(theirs[0].dataSync(), ours[0].dataSync())).toBeLessThan(1e-12);
+      expect(nmse(theirs[1].dataSync(), ours[1].dataSync())).toBeLessThan(1e-12);
+    });
+  });
+
+  describe('batched dense MoE', () => {
+    test.each([1, 5, 17])('equals a naive loop over experts (%i tokens)', (n) => {
+      const d = 6;
+      const E = 3;
+      const I = 4;
+      const x = randomArray(n * d, 11);
+      const gateW = randomArray(d * E * I, 12, 0.5); // [d, EI]
+      const upW = randomArray(d * E * I, 15, 0.5); // [d, EI]
+      const down = randomArray(E * I * d, 13, 0.5); // [EI, d]
+      const weights = randomArray(n * E, 14).map(Math.abs); // [N, E]
+      const fast = expertsMlp(
+        tf.tensor2d(x, [n, d]),
+        tf.tensor2d(gateW, [d, E * I]),
+        tf.tensor2d(upW, [d, E * I]),
+        tf.tensor2d(down, [E * I, d]),
+        tf.tensor2d(weights, [n, E]),
+        E,
+        I,
+      ).dataSync();
+      const naive = new Float64Array(n * d);
+      const silu = (v: number) => v / (1 + Math.exp(-v));
+      for (let t = 0; t < n; t++) {
+        for (let e = 0; e < E; e++) {
+          for (let i = 0; i < I; i++) {
+            let g = 0;
+            let u = 0;
+            for (let k = 0; k < d; k++) {
+              g += x[t * d + k] * gateW[k * E * I + e * I + i];
+              u += x[t * d + k] * upW[k * E * I + e * I + i];
+            }
+            const hidden = silu(g) * u;
+            for (let o = 0; o < d; o++) naive[t * d + o] += weights[t * E + e] * hidden * down[(e * I + i) * d + o];
+          }
+        }
+      }
+      expect(nmse(naive, fast)).toBeLessThan(1e-10);
+    });
+  });
+
+  describe('RoPE and attention', () => {
+    test('RoPE equals the rotate_half formula', () => {
+      const [B, T, H, hd] = [2, 5, 3, 8];
+      const x = randomArray(B * T * H * hd, 21);
+      const theta = 10000;
+      const out = applyRope(tf.tensor4d(x, [B, T, H, hd]), ropeTables(T, hd, theta)).dataSync();
+      const half = hd / 2;
+      for (let b = 0; b < B; b++)
+        for (let t = 0; t < T; t++)
+          for (let h = 0; h < H; h++)
+            for (let i = 0; i < half; i++) {
+              const base = ((b * T + t) * H + h) * hd;
+              const angle = t * Math.pow(theta, (-2 * i) / hd);
+              const [c, s] = [Math.cos(angle), Math.sin(angle)];
+              expect(out[base + i]).toBeCloseTo(x[base + i] * c - x[base + i + half] * s, 5);
+              expect(out[base + i + half]).toBeCloseTo(x[base + i + half] * c + x[base + i] * s, 5);
+            }
+    });
+
+    test('grouped-query causal attention equals a naive per-head loop', () => {
+      const [B, T, H, KV, hd] = [2, 6, 4, 2, 4];
+      const d = 8;
+      const qkvWidth = (H + 2 * KV) * hd;
+      const x = randomArray(B * T * d, 31);
+      const wqkv = randomArray(d * qkvWidth, 32, 0.5);
+      const bias = randomArray(qkvWidth, 33, 0.1);
+      const wo = randomArray(H * hd * d, 34, 0.5);
+      const rope = ropeTables(T, hd, 10000);
+      const fast = causalSelfAttention(
+        tf.tensor2d(x, [B * T, d]),
+        tf.tensor2d(wqkv, [d, qkvWidth]),
+        tf.tensor1d(bias),
+        tf.tensor2d(wo, [H * hd, d]),
+        { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: hd },
+        rope,
+        groupedCausalMask(H / KV, T),
+      ).dataSync();
+
+      const naive = new Float64Array(B * T * d);
+      const ropeVec = (v: number[], t: number) => {
+        const half = hd / 2;
+        const out = v.slice();
+        for (let i = 0; i < half; i++) {
+          const angle = t * Math.pow(10000, (-2 * i) / hd);
+          out[i] = v[i] * Math.cos(angle) - v[i + half] * Math.sin(angle);
+          out[i + half] = v[i + half] * Math.cos(angle) + v[i] * Math.sin(angle);
+        }
+        return out;
+      };
+      for (let b = 0; b < B; b++) {
+        // projections per position
+        const proj = Array.from({ length: T }, (_, t) =>
+          Array.from({ length: qkvWidth }, (_, j) => {
+            let s = bias[j];
+            for (let k = 0; k < d; k++) s += x[(b * T + t) * d + k] * wqkv[k * qkvWidth + j];
+            return s;
+          }),
+        );
+        const heads = Array.from({ length: T }, () => new Float64Array(H * hd));
+        for (let h = 0; h < H; h++) {
+          const kvh = Math.floor(h / (H / KV));
+          for (let t = 0; t < T; t++) {
+            const q = ropeVec(proj[t].slice(h * hd, (h + 1) * hd), t);
+            const scores: number[] = [];
+            for (let j = 0; j <= t; j++) {
+              const k = ropeVec(proj[j].slice((H + kvh) * hd, (H + kvh + 1) * hd), j);
+              scores.push(q.reduce((a, v, i) => a + v * k[i], 0) / Math.sqrt(hd));
+            }
+            const m = Math.max(...scores);
+            const w = scores.map((s) => Math.exp(s - m));
+            const z = w.reduce((a, v) => a + v, 0);
+            for (let j = 0; j <= t; j++) {
+              const v = proj[j].slice((H + KV + kvh) * hd, (H + KV + kvh + 1) * hd);
+              for (let i = 0; i < hd; i++) heads[t][h * hd + i] += (w[j] / z) * v[i];
+            }
+          }
+        }
+        for (let t = 0; t < T; t++)
+          for (let o = 0; o < d; o++) {
+            let s = 0;
+            for (let j = 0; j < H * hd; j++) s += heads[t][j] * wo[j * d + o];
+            naive[(b * T + t) * d + o] = s;
+          }
+      }
+      expect(nmse(naive, fast)).toBeLessThan(1e-10);
+    });
+  });
+
+  describe('whole model', () => {
+    const config: ModelConfig = {
+      vocab_size: 19,
+      hidden_size: 16,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      num_experts: 4,
+      moe_intermediate_size: 6,
+      shared_expert_intermediate_size: 5,
+      num_experts_per_tok: 2,
+      max_position_embeddings: 16,
+      rope_theta: 10000,
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: false,
+    };
+
+    test.each([
+      ['untied, shared expert', config],
+      ['tied, no shared expert', { ...config, tie_word_embeddings: true, shared_expert_intermediate_size: 0 }],
+    ])('tfjs forward equals the plain reference forward on the checkpoint tensors (%s)', (_label, cfg) => {
+      const params = initParams(cfg, 5);
+      // Larger values than the 0.02 init so that every term matters in the comparison.
+      for (const v of params.values()) v.assign(tf.mul(v, v.shape.length > 1 ? 10 : 1));
+      const biases = [...params.keys()].filter((k) => k.endsWith('qkv_bias'));
+      for (const name of biases) params.get(name)?.assign(tf.randomNormal(params.get(name)!.shape, 0, 0.1, 'float32', 3));
+      const model = new MoEModel(cfg, params);
+      const T = 7;
+      const tokens = Int32Array.from({ length: T }, (_, i) => (i * 5 + 3) % cfg.vocab_size);
+      const out = model.forward(tokens, 1, T);
+      const tensors = new Map(toCheckpointTensors(cfg, paramsToArrays(params)).map((t) => [t.name, t.data]));
+      const reference = referenceForward(
+        { config: cfg, get: (name) => tensors.get(name) as Float32Array },
+        Array.from(tokens),
+        { collectRouterProbs: true },
+      );
+      expect(nmse(reference.logits, out.logits.dataSync())).toBeLessThan(1e-9);
+      expect(nmse(reference.routerProbs![1], out.routerProbs[1].dataSync())).toBeLessThan(1e-9);
+      model.dispose();
+      disposeParams(params);
+    });
+
+    test('checkpoint layout round-trips exactly', () => {
+      const params = initParams(config, 9);
+      const arrays = paramsToArrays(params);
+      const tensors = new Map(toCheckpointTensors(config, arrays).map((t) => [t.name, t.data]));
+      const back = fromCheckpointTensors(config, (name) => tensors.get(name) as Float32Array);
+      for (const [name, values] of arrays) expect(back.get(name)).toEqual(values);
+      expect(tensors.get('model.layers.1.mlp.experts.3.down_proj.weight')?.length).toBe(16 * 6);
+      disposeParams(params);
+    });
+  });
+});

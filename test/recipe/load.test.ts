@@ -1,0 +1,191 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { parameterCounts } from '../../src/model/config';
+import { loadRecipe, recipeHash } from '../../src/recipe';
+
+const recipesDir = path.join(__dirname, '..', '..', 'recipes');
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-recipe-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A minimal valid recipe, as YAML text, with `overrides` lines appended into sections by the caller. */
+function minimal(sections: { model?: string; data?: string; train?: string; tokenizer?: string; routing?: string; top?: string } = {}): string {
+  return [
+    sections.top ?? '',
+    'model:',
+    '  hidden_size: 64',
+    '  num_hidden_layers: 2',
+    '  num_attention_heads: 4',
+    '  num_experts: 4',
+    '  moe_intermediate_size: 32',
+    sections.model ?? '',
+    'data:',
+    '  seq_len: 32',
+    sections.data ?? '',
+    'train:',
+    '  batch_size: 4',
+    '  lr: 1e-3',
+    sections.train ?? '  max_steps: 100',
+    'tokenizer:',
+    sections.tokenizer ?? '  type: byte',
+    'routing:',
+    sections.routing ?? '  mode: dense',
+  ].join('\n');
+}
+
+function write(name: string, text: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+describe('shipped recipes', () => {
+  const files = fs.readdirSync(recipesDir).filter((f) => /\.(ya?ml|json)$/.test(f));
+  test('the expected recipes are shipped', () => {
+    expect(files.sort()).toEqual(
+      expect.arrayContaining([
+        'tiny.yaml', 'tiny-dense.yaml', 'tiny-smoe.yaml', 'small.yaml', 'dense-baseline.yaml', 'smoe-baseline.yaml',
+        'ds-moe-1b.yaml', 'ds-moe-3b.yaml', 'ds-moe-6b.yaml',
+      ]),
+    );
+  });
+  test.each(files)('%s loads and validates', (file) => {
+    const recipe = loadRecipe(path.join(recipesDir, file));
+    expect(recipe.name).toBe(file.replace(/\.yaml$/, ''));
+    expect(recipe.model.vocab_size).toBe(recipe.tokenizer.vocab_size);
+    expect(recipe.train.max_steps).toBeGreaterThan(0);
+  });
+
+  test('tiny is the documented demo shape; small is 10–30 M parameters', () => {
+    const tiny = loadRecipe(path.join(recipesDir, 'tiny.yaml'));
+    expect(tiny.model).toMatchObject({ vocab_size: 257, hidden_size: 128, num_experts: 8, moe_intermediate_size: 64 });
+    expect(tiny.train.min_lr).toBeCloseTo(3e-4, 12);
+    expect(tiny.model.max_position_embeddings).toBe(64);
+    const small = parameterCounts(loadRecipe(path.join(recipesDir, 'small.yaml')).model).total;
+    expect(small).toBeGreaterThan(10e6);
+    expect(small).toBeLessThan(30e6);
+  });
+
+  test('dense baselines match the total parameters of their DS-MoE recipes up to the router', () => {
+    for (const [moe, dense] of [['tiny', 'tiny-dense'], ['small', 'dense-baseline']]) {
+      const a = loadRecipe(path.join(recipesDir, `${moe}.yaml`)).model;
+      const b = loadRecipe(path.join(recipesDir, `${dense}.yaml`)).model;
+      expect(b.num_experts).toBe(1);
+      expect(b.moe_intermediate_size).toBe(a.num_experts * a.moe_intermediate_size);
+      const routerDifference = (a.num_experts - 1) * a.hidden_size * a.num_hidden_layers;
+      expect(parameterCounts(a).total - parameterCounts(b).total).toBe(routerDifference);
+    }
+  });
+
+  test('paper shapes: hidden sizes, layers, experts, alpha; tokens budget gives max_steps', () => {
+    const shapes: [string, number, number, number, number][] = [
+      ['ds-moe-1b', 2048, 24, 256, 6.3e-4],
+      ['ds-moe-3b', 3072, 28, 384, 4e-4],
+      ['ds-moe-6b', 4096, 36, 512, 2e-4],
+    ];
+    for (const [name, d, layers, width, alpha] of shapes) {
+      const r = loadRecipe(path.join(recipesDir, `${name}.yaml`));
+      expect(r.model).toMatchObject({ hidden_size: d, num_hidden_layers: layers, num_experts: 32, moe_intermediate_size: width });
+      expect(d / r.model.num_attention_heads).toBe(128);
+      expect(r.routing.mi_alpha).toBe(alpha);
+      const tokensPerStep = r.train.batch_size * r.train.grad_accum * r.data.seq_len;
+      expect(r.train.max_steps).toBe(Math.ceil((20 * parameterCounts(r.model).total) / tokensPerStep));
+    }
+  });
+
+  test('smoe baselines train top-2 with a balancing loss', () => {
+    for (const name of ['smoe-baseline', 'tiny-smoe']) {
+      const r = loadRecipe(path.join(recipesDir, `${name}.yaml`));
+      expect(r.routing).toMatchObject({ mode: 'topk', top_k: 2, balance_alpha: 0.01 });
+    }
+  });
+});
+
+describe('expressions', () => {
+  test('evaluated in dependency order, with params and vocab_size, defaults filled', () => {
+    const file = write(
+      'expr.yaml',
+      minimal({
+        model: '  num_key_value_heads: "num_attention_heads / 2"',
+        train: '  tokens: "params / 100"\n  eval_tokens: "2 * seq_len"\n  warmup_steps: "round(max_steps / 10)"',
+        tokenizer: '  type: bpe\n  vocab_size: "2 ^ 9"',
+      }),
+    );
+    const r = loadRecipe(file);
+    expect(r.model.num_key_value_heads).toBe(2);
+    expect(r.model.vocab_size).toBe(512);
+    // Independent count: embed 512·64; per layer q,k,v,o + biases, router, norms, experts; final norm.
+    const d = 64, hd = 16, qkv = (4 + 2 * 2) * hd;
+    const perLayer = qkv * d + qkv + 4 * hd * d + 4 * d + 2 * d + 4 * 3 * d * 32;
+    const params = 512 * d + d + 2 * perLayer;
+    expect(parameterCounts(r.model).total).toBe(params);
+    const maxSteps = Math.ceil(params / 100 / (4 * 1 * 32));
+    expect(r.train.max_steps).toBe(maxSteps);
+    expect(r.train.warmup_steps).toBe(Math.round(maxSteps / 10));
+    expect(r.train.eval_tokens).toBe(64);
+    expect(r.model.max_position_embeddings).toBe(32); // default "seq_len"
+    expect(r.model.num_experts_per_tok).toBe(2); // default "min(2, num_experts)"
+    expect(r.name).toBe('expr'); // default: the file's base name
+    expect(r.data.corpus).toBe('default');
+  });
+
+  test('JSON recipes work too, and the hash depends on content, not on the file name', () => {
+    const yamlFile = write('same.yaml', minimal());
+    const asJson = JSON.stringify({
+      name: 'same',
+      model: { hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_experts: 4, moe_intermediate_size: 32 },
+      data: { seq_len: 32 },
+      train: { batch_size: 4, lr: 0.001, max_steps: 100 },
+      tokenizer: { type: 'byte' },
+      routing: { mode: 'dense' },
+    });
+    const jsonFile = write('other.json', asJson);
+    expect(recipeHash(loadRecipe(jsonFile))).toBe(recipeHash(loadRecipe(yamlFile)));
+    const changed = write('same2.yaml', minimal({ top: 'name: same' }).replace('lr: 1e-3', 'lr: 2e-3'));
+    expect(recipeHash(loadRecipe(changed))).not.toBe(recipeHash(loadRecipe(yamlFile)));
+    expect(recipeHash(loadRecipe(yamlFile))).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test('corpus paths are resolved from the recipe folder', () => {
+    fs.writeFileSync(path.join(dir, 'mine.txt'), 'hello');
+    const r = loadRecipe(write('corpus.yaml', minimal({ data: '  corpus: [mine.txt]' })));
+    expect(r.data.corpus).toEqual([path.join(dir, 'mine.txt')]);
+  });
+});
+
+describe('errors name the file, the field, the value and what was expected', () => {
+  const cases: [string, () => string, RegExp][] = [
+    ['non-numeric string', () => write('x.yaml', minimal().replace('lr: 1e-3', 'lr: abc')), /x\.yaml: train\.lr: expected a positive number, got "abc" \(unknown name "abc"; names available: .*batch_size/],
+    ['negative learning rate', () => write('neg.yaml', minimal().replace('lr: 1e-3', 'lr: -1')), /neg\.yaml: train\.lr: expected a positive number, got -1/],
+    ['boolean where a number goes', () => write('bool.yaml', minimal().replace('batch_size: 4', 'batch_size: true')), /train\.batch_size: expected a positive integer or an expression, got true/],
+    ['fractional integer field', () => write('frac.yaml', minimal().replace('moe_intermediate_size: 32', 'moe_intermediate_size: "hidden_size / 3"')), /model\.moe_intermediate_size: expected a positive integer, got 21\.3+\d* \(from "hidden_size \/ 3"\)/],
+    ['unknown field', () => write('unk.yaml', minimal().replace('lr: 1e-3', 'lr: 1e-3\n  learning_rate: 3')), /unk\.yaml: train\.learning_rate: unknown field; allowed: batch_size, grad_accum, max_steps, tokens, lr/],
+    ['unknown section', () => write('sec.yaml', minimal() + '\noptimizer:\n  lr: 1'), /sec\.yaml: optimizer: unknown field; allowed: name, seed, model, routing, data, tokenizer, train/],
+    ['cycle', () => write('cyc.yaml', minimal().replace('lr: 1e-3', 'lr: "min_lr * 10"\n  min_lr: "lr / 10"')), /train\.lr: circular reference: lr → min_lr → lr/],
+    ['cycle through params', () => write('cyc2.yaml', minimal().replace('hidden_size: 64', 'hidden_size: "params / 1000"')), /model\.hidden_size: circular reference: hidden_size → params → hidden_size/],
+    ['bad enum', () => write('enum.yaml', minimal({ routing: '  mode: sparse' })), /routing\.mode: expected one of dense, topk, got "sparse"/],
+    ['bad boolean', () => write('tie.yaml', minimal({ model: '  tie_word_embeddings: "yes"' })), /model\.tie_word_embeddings: expected true or false, got "yes"/],
+    ['missing required field', () => write('req.yaml', minimal().replace('  seq_len: 32\n', '')), /req\.yaml: data\.seq_len: required field is missing/],
+    ['missing step budget', () => write('steps.yaml', minimal({ train: '' })), /train\.max_steps: required field is missing \(or give train\.tokens\)/],
+    ['both step budgets', () => write('both.yaml', minimal({ train: '  max_steps: 5\n  tokens: 1000' })), /train: give max_steps or tokens, not both/],
+    ['model inconsistency', () => write('heads.yaml', minimal().replace('num_attention_heads: 4', 'num_attention_heads: 5')), /heads\.yaml: model: hidden_size \(64\) must be divisible by num_attention_heads \(5\)/],
+    ['model vocab_size is not a recipe field', () => write('voc.yaml', minimal({ model: '  vocab_size: 300' })), /model\.vocab_size: unknown field/],
+    ['bpe vocab too small', () => write('bpe.yaml', minimal({ tokenizer: '  type: bpe\n  vocab_size: 100' })), /tokenizer\.vocab_size: expected an integer in \[257, 1048576\], got 100/],
+    ['beta out of range', () => write('beta.yaml', minimal({ train: '  max_steps: 5\n  beta2: 1' })), /train\.beta2: expected a number in \[0, 1\), got 1/],
+    ['min_lr above lr', () => write('minlr.yaml', minimal({ train: '  max_steps: 5\n  min_lr: 1' })), /train\.min_lr: expected at most train\.lr \(0\.001\), got 1/],
+    ['context shorter than seq_len', () => write('ctx.yaml', minimal({ model: '  max_position_embeddings: 16' })), /model\.max_position_embeddings: expected at least data\.seq_len \(32\), got 16/],
+    ['missing corpus file', () => write('nocorpus.yaml', minimal({ data: '  corpus: missing.txt' })), /nocorpus\.yaml: data\.corpus: no such file .*missing\.txt/],
+    ['corpus of the wrong kind', () => write('kind.yaml', minimal({ data: '  corpus: [data.csv]' })), /data\.corpus\[0\]: expected a \.txt or \.jsonl file, got "data\.csv"/],
+    ['invalid YAML', () => write('bad.yaml', 'model: [1, 2\n'), /bad\.yaml: invalid YAML:/],
+    ['not a mapping', () => write('list.yaml', '- 1\n- 2\n'), /list\.yaml: expected a mapping of recipe sections/],
+    ['unparsable expression', () => write('parse.yaml', minimal().replace('lr: 1e-3', 'lr: "3e-3 *"')), /train\.lr: expected a positive number, got "3e-3 \*" \(not a valid expression/],
+    ['assignment in an expression', () => write('assign.yaml', minimal().replace('lr: 1e-3', 'lr: "batch_size = 3"')), /train\.lr: .*may not assign/],
+    ['missing file', () => path.join(dir, 'absent.yaml'), /absent\.yaml: cannot read the recipe \(ENOENT\)/],
+  ];
+  test.each(cases)('%s', (_label, make, message) => {
+    expect(() => loadRecipe(make())).toThrow(message);
+  });
+});

@@ -1,0 +1,213 @@
+/**
+ * The native runtime against the plain-TypeScript reference forward (src/model/reference.ts over the plan's own
+ * weights, src/convert/plan_reference.ts): k = E equals the dense reference, top-k and threshold equal the sparse
+ * reference, bf16 stays within a stated distance of f32, mixed prefill/decode batches equal one-sequence runs, and
+ * seeded generation repeats. Needs the addon (npm run build:native).
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { writeRandomPlan } from '../../src/convert/random';
+import { planRoutingRules, planWeights } from '../../src/convert/plan_reference';
+import type { LoadedPlan } from '../../src/convert/plan';
+import { referenceForward, nextTokenLoss, type RoutingRule } from '../../src/model/reference';
+import type { ModelConfig } from '../../src/model/config';
+import { SparseModel } from '../../src/runtime/model';
+import { loadNative } from '../../src/runtime/native';
+import { nativeSpec } from '../../src/runtime/spec';
+
+const config: ModelConfig = {
+  vocab_size: 300,
+  hidden_size: 40, // not a multiple of 16: vector tails everywhere
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2, // grouped-query attention
+  num_experts: 6,
+  moe_intermediate_size: 13,
+  shared_expert_intermediate_size: 7,
+  num_experts_per_tok: 2,
+  max_position_embeddings: 48,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: false,
+};
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-runtime-'));
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function plan(name: string, dtype: 'f32' | 'bf16' | 'f16', k: number, cfg = config, extra: object = {}): { dir: string; loaded: LoadedPlan } {
+  const dir = path.join(root, name);
+  return { dir, loaded: writeRandomPlan(dir, cfg, { dtype, seed: 11, k, ...extra }) };
+}
+
+function tokens(n: number, seed = 1): number[] {
+  let s = seed;
+  return Array.from({ length: n }, () => (s = (s * 1103515245 + 12345) % 2147483648) % config.vocab_size);
+}
+
+/** max |a − b| / max |b|: logits of random-init models are small, so compare against their scale. */
+function relError(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (Number.isNaN(a[i])) return Infinity;
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
+function reference(loaded: LoadedPlan, ids: number[], routing?: RoutingRule | RoutingRule[]): Float32Array {
+  return referenceForward(planWeights(loaded), ids, { routing: routing ?? planRoutingRules(loaded.plan) }).logits;
+}
+
+describe('native runtime vs the reference forward', () => {
+  const ids = tokens(21);
+
+  test('k = E (f32) equals the dense reference to 1e-4 relative, logits and loss', async () => {
+    const { dir, loaded } = plan('dense-f32', 'f32', config.num_experts);
+    const model = SparseModel.load(dir, { threads: 2 });
+    const got = await model.logits(ids);
+    const want = reference(loaded, ids, { mode: 'dense' });
+    expect(relError(got, want)).toBeLessThan(1e-4);
+    const wantLoss = nextTokenLoss(want, ids, config.vocab_size);
+    const score = await model.score(ids, { context: ids.length });
+    expect(Math.abs(score.loss - wantLoss.sum / wantLoss.count) / (wantLoss.sum / wantLoss.count)).toBeLessThan(1e-4);
+    expect(model.routingStats().activeExperts).toBeCloseTo(config.num_experts, 6);
+    await model.dispose();
+  });
+
+  test('top-2 equals the sparse reference; dense mode equals the dense reference', async () => {
+    const { dir, loaded } = plan('top2-f32', 'f32', 2);
+    const model = SparseModel.load(dir, { threads: 1 });
+    expect(relError(await model.logits(ids), reference(loaded, ids))).toBeLessThan(1e-4);
+    const stats = model.routingStats();
+    expect(stats.activeExperts).toBeCloseTo(2, 6);
+    expect(stats.expertCounts[0].reduce((a, b) => a + b, 0)).toBe(2 * ids.length);
+    model.setMode('dense');
+    expect(relError(await model.logits(ids), reference(loaded, ids, { mode: 'dense' }))).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+
+  test('threshold plan equals the threshold reference', async () => {
+    const { dir, loaded } = plan('threshold-f32', 'f32', 2, config, { strategy: 'threshold', epsilon: 1.0, kMax: 4 });
+    const model = SparseModel.load(dir, { threads: 2 });
+    expect(relError(await model.logits(ids), reference(loaded, ids))).toBeLessThan(1e-4);
+    const active = model.routingStats().activeExperts;
+    expect(active).toBeGreaterThanOrEqual(1);
+    expect(active).toBeLessThanOrEqual(4);
+    await model.dispose();
+  });
+
+  test('bf16 and f16 plans: 1e-4 of the reference on the same (rounded) weights, 2e-2 of the f32 plan', async () => {
+    const f32 = plan('dtype-f32', 'f32', 2);
+    const f32Model = SparseModel.load(f32.dir, { threads: 2 });
+    f32Model.setMode('dense');
+    const base = await f32Model.logits(ids);
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const { dir, loaded } = plan(`dtype-${dtype}`, dtype, 2);
+      const model = SparseModel.load(dir, { threads: 2 });
+      model.setMode('dense');
+      const got = await model.logits(ids);
+      expect(relError(got, reference(loaded, ids, { mode: 'dense' }))).toBeLessThan(1e-4);
+      // bf16 keeps 8 mantissa bits (relative rounding 2^-9 per weight), f16 11: the logits move by well under 2%.
+      expect(relError(got, base)).toBeLessThan(2e-2);
+      await model.dispose();
+    }
+    await f32Model.dispose();
+  });
+
+  test('a mixed batch (two prefills, then decodes of both slots in one call) equals single-sequence runs', async () => {
+    const { loaded } = plan('batch-f32', 'f32', 2);
+    const addon = loadNative();
+    const model = new addon.NativeModel(nativeSpec(loaded, 2));
+    const ctx = model.newContext(2, 32);
+    const a = tokens(9, 3);
+    const b = tokens(6, 5);
+    const V = config.vocab_size;
+    // prefill a[0..7] in slot 0 and b[0..4] in slot 1 in one batch, logits of each last row
+    const first = await ctx.evaluate(
+      new Int32Array([...a.slice(0, 8), ...b.slice(0, 5)]),
+      new Int32Array([...Array(8).fill(0), ...Array(5).fill(1)]),
+      new Int32Array([...Array.from({ length: 8 }, (_, i) => i), ...Array.from({ length: 5 }, (_, i) => i)]),
+      new Int32Array([7, 12]),
+    );
+    // decode one token of each slot in one batch
+    const second = await ctx.evaluate(new Int32Array([a[8], b[5]]), new Int32Array([0, 1]), new Int32Array([8, 5]), new Int32Array([0, 1]));
+    const refA = reference(loaded, a);
+    const refB = reference(loaded, b);
+    expect(relError(first.subarray(0, V), refA.subarray(7 * V, 8 * V))).toBeLessThan(1e-4);
+    expect(relError(first.subarray(V, 2 * V), refB.subarray(4 * V, 5 * V))).toBeLessThan(1e-4);
+    expect(relError(second.subarray(0, V), refA.subarray(8 * V, 9 * V))).toBeLessThan(1e-4);
+    expect(relError(second.subarray(V, 2 * V), refB.subarray(5 * V, 6 * V))).toBeLessThan(1e-4);
+    expect(ctx.slotLength(0)).toBe(9);
+    expect(ctx.slotLength(1)).toBe(6);
+    model.dispose();
+  });
+
+  test('score over non-overlapping windows equals the reference windows', async () => {
+    const { dir, loaded } = plan('score-f32', 'f32', 2);
+    const model = SparseModel.load(dir, { threads: 2 });
+    const long = tokens(40, 9);
+    const got = await model.score(long, { context: 16 });
+    let sum = 0;
+    let count = 0;
+    // Windows of 16 tokens, each predicting its tokens after the first (SPEC §7): 40 tokens → 15 + 15 + 7.
+    for (let start = 0; start + 1 < long.length; start += 16) {
+      const window = long.slice(start, Math.min(start + 16, long.length));
+      const r = nextTokenLoss(reference(loaded, window), window, config.vocab_size);
+      sum += r.sum;
+      count += r.count;
+    }
+    expect(got.tokens).toBe(37);
+    expect(count).toBe(37);
+    expect(Math.abs(got.loss - sum / count) / (sum / count)).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+
+  test('seeded generation repeats exactly; greedy follows the reference arg-max', async () => {
+    const { dir, loaded } = plan('gen-f32', 'f32', 2);
+    const model = SparseModel.load(dir, { threads: 2 });
+    const prompt = tokens(5, 4);
+    const streamed: number[] = [];
+    const run1 = await model.generate(prompt, { maxNewTokens: 12, temperature: 1.5, topP: 0.9, seed: 42, onToken: (id) => streamed.push(id) });
+    const run2 = await model.generate(prompt, { maxNewTokens: 12, temperature: 1.5, topP: 0.9, seed: 42 });
+    expect(run1).toHaveLength(12);
+    expect(run2).toEqual(run1);
+    expect(streamed).toEqual(run1);
+    const greedy = await model.generate(prompt, { maxNewTokens: 4, temperature: 0 });
+    const seq = [...prompt];
+    for (const id of greedy) {
+      const logits = reference(loaded, seq);
+      const last = logits.subarray((seq.length - 1) * config.vocab_size, seq.length * config.vocab_size);
+      let best = 0;
+      for (let i = 1; i < last.length; i++) if (last[i] > last[best]) best = i;
+      expect(id).toBe(best);
+      seq.push(id);
+    }
+    await model.dispose();
+  });
+
+  test('evaluate runs off the event loop and a second concurrent call on one context is rejected', async () => {
+    // Big enough that one 48-token prefill takes tens of milliseconds on one thread.
+    const big: ModelConfig = { ...config, hidden_size: 256, num_experts: 8, moe_intermediate_size: 256, num_hidden_layers: 4 };
+    const { loaded } = plan('async-f32', 'f32', 8, big);
+    const model = new (loadNative().NativeModel)(nativeSpec(loaded, 1));
+    const ctx = model.newContext(1, 48);
+    const ids32 = new Int32Array(tokens(48, 2));
+    const pos = new Int32Array(48).map((_, i) => i);
+    const run = () => ctx.evaluate(ids32, new Int32Array(48), pos, new Int32Array([47]));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const started = Date.now();
+    const pending = run();
+    expect(() => run()).toThrow(/already evaluating/);
+    await pending;
+    for (let i = 0; i < 4; i++) await run();
+    clearInterval(timer);
+    // The timer kept firing while the native work ran (a blocking call would starve it).
+    expect(ticks).toBeGreaterThanOrEqual(Math.min(3, Math.floor((Date.now() - started) / 20)));
+    model.dispose();
+  });
+});
