@@ -1,10 +1,49 @@
 import * as fs from 'fs';
+import * as path from 'path';
 
-/** Writes a file as `FILE.tmp-<pid>` and renames it over FILE, so a reader never sees a half-written file. */
+/**
+ * Replacing a file so that a crash at any moment leaves either the old file or the new one, never a mix: write
+ * `FILE.tmp-<pid>`, fsync it (else the rename can reach the disk before the data does and a power cut leaves an
+ * empty file under the old name), rename over FILE, then fsync the folder so the rename itself is durable.
+ */
+
+/** The temporary name a replacement of `file` is written under. */
+export function temporaryName(file: string): string {
+  return `${file}.tmp-${process.pid}`;
+}
+
+/** Renames the (already fsynced) temporary file over `file` and makes the rename durable. */
+export function commitTemporary(temporary: string, file: string): void {
+  fs.renameSync(temporary, file);
+  syncFolder(path.dirname(file));
+}
+
+function syncFolder(folder: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(folder, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // Some file systems refuse fsync on a directory; the data itself was synced before the rename.
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** Writes `data` to `file` atomically and durably (see above). */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
+  const temporary = temporaryName(file);
+  const fd = fs.openSync(temporary, 'w');
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } catch (error) {
+    fs.closeSync(fd);
+    fs.rmSync(temporary, { force: true });
+    throw error;
+  }
+  fs.closeSync(fd);
+  commitTemporary(temporary, file);
 }
 
 export function writeJsonAtomic(file: string, value: unknown): void {

@@ -10,6 +10,7 @@
  */
 import * as fs from 'fs';
 import * as os from 'os';
+import { commitTemporary, temporaryName } from './atomic';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8';
 
@@ -424,7 +425,7 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   const lengthBytes = Buffer.alloc(8);
   lengthBytes.writeBigUInt64LE(BigInt(headerBytes.length));
 
-  const temporary = `${file}.tmp-${process.pid}`;
+  const temporary = temporaryName(file);
   const fd = fs.openSync(temporary, 'w');
   try {
     writeAll(fd, lengthBytes);
@@ -437,7 +438,7 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
     throw error;
   }
   fs.closeSync(fd);
-  fs.renameSync(temporary, file);
+  commitTemporary(temporary, file);
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

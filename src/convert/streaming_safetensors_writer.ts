@@ -11,6 +11,7 @@
  * The file is written to `NAME.tmp-<pid>` and renamed on `finish()`, like every other file dsmoe writes.
  */
 import * as fs from 'fs';
+import { commitTemporary, temporaryName } from '../checkpoint/atomic';
 
 export const TENSOR_ALIGNMENT = 64;
 export const PADDING_PREFIX = '__pad__.';
@@ -48,7 +49,7 @@ export class StreamingSafetensorsWriter {
   /** Opens the temporary file and writes the header; tensors must then be written in `specs` order. */
   constructor(path: string, specs: StreamedTensorSpec[], metadata: Record<string, string> = {}) {
     this.path = path;
-    this.tmpPath = `${path}.tmp-${process.pid}`;
+    this.tmpPath = temporaryName(path);
     const seen = new Set<string>();
     for (const spec of specs) {
       if (seen.has(spec.name)) throw new Error(`safetensors writer: tensor ${spec.name} listed twice`);
@@ -127,7 +128,7 @@ export class StreamingSafetensorsWriter {
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     this.finished = true;
-    fs.renameSync(this.tmpPath, this.path);
+    commitTemporary(this.tmpPath, this.path);
   }
 
   /** Closes and removes the temporary file (after an error). */
