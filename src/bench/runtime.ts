@@ -14,8 +14,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { readPlan, type LoadedPlan } from '../convert/plan';
-import { writeRandomPlan } from '../convert/random';
+import type { LoadedPlan } from '../plan/plan_format';
+import { readPlan } from '../plan/read_plan';
+import { writeRandomPlan } from '../plan/random_plan';
 import type { ModelConfig } from '../model/config';
 import { loadNative, type NativeContext, type RoutingOverride } from '../runtime/native';
 import { nativeSpec } from '../runtime/spec';

@@ -4,10 +4,11 @@
  */
 import { names } from '../checkpoint/names';
 import { qkNormNames, type ReferenceWeights } from '../model/reference';
-import type { Plan } from './plan';
-import { expectedTensors, layerOps } from './plan';
-import { encodeTensor } from './dtype';
-import { StreamingSafetensorsWriter } from './streaming_safetensors_writer';
+import type { Plan } from '../plan/plan_format';
+import { layerOps } from '../plan/plan_format';
+import { expectedTensors } from '../plan/expected_tensors';
+import { encodeTensor } from '../plan/dtype';
+import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_writer';
 
 /** Concatenates row blocks into one array. */
 function concat(parts: Float32Array[]): Float32Array {

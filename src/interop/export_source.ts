@@ -7,8 +7,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { readPlan, layerOps } from '../convert/plan';
-import { planWeights } from '../convert/plan_reference';
+import { layerOps } from '../plan/plan_format';
+import { readPlan } from '../plan/read_plan';
+import { planWeights } from '../plan/plan_reference';
 import { readDenseCheckpoint } from '../convert/read_dense';
 import type { ReferenceWeights } from '../model/reference';
 

@@ -18,7 +18,7 @@ export function expertBytes(plan: PlanView): number {
 
 /**
  * Weight bytes read per step that do not depend on routing: attention, norms, routers, shared expert, LM head.
- * The plan's dense figure counts all E experts of the source model in every layer (src/convert/cost.ts).
+ * The plan's dense figure counts all E experts of the source model in every layer (src/plan/cost.ts).
  */
 export function fixedWeightBytes(plan: PlanView): number {
   const denseExperts = plan.layers.length * plan.config.num_experts;

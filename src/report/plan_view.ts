@@ -1,5 +1,5 @@
 import type { ModelConfig } from '../model/config';
-import type { PlanCost } from '../convert/plan';
+import type { PlanCost } from '../plan/plan_format';
 
 export type { PlanCost };
 

@@ -1,9 +1,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ModelConfig } from '../model/config';
-import { readPlan, type PlanDtype, type LoadedPlan } from '../convert/plan';
-import { writeRandomPlan } from '../convert/random';
-import { planCost } from '../convert/cost';
+import type { PlanDtype, LoadedPlan } from '../plan/plan_format';
+import { readPlan } from '../plan/read_plan';
+import { writeRandomPlan } from '../plan/random_plan';
+import { planCost } from '../plan/cost';
 import { PAPER_SHAPES, resolveShape } from './paper_shapes';
 
 /**

@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { UserError } from '../errors';
-import { readPlan } from '../convert/plan';
+import { readPlan } from '../plan/read_plan';
 import type { ReportRuntime } from './report_runtime';
 import type { ReportJson } from './report_json';
 import { runReport, type ReportOptions } from './run_report';

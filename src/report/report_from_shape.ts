@@ -1,5 +1,5 @@
 import * as path from 'path';
-import type { PlanDtype } from '../convert/plan';
+import type { PlanDtype } from '../plan/plan_format';
 import type { ReportRuntime } from './report_runtime';
 import type { ReportJson } from './report_json';
 import { runReport } from './run_report';

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { UserError } from '../errors';
 import { loadTokenizer, packageRoot, prepareData, type Tokenizer } from '../data';
 import { loadRecipe, recipeHash } from '../recipe';
-import type { Plan } from '../convert/plan';
+import type { Plan } from '../plan/plan_format';
 import { SparseModel, type RuntimeMode, type ScoreResult } from './model';
 
 export interface SparseEvalOptions {

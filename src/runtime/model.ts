@@ -4,7 +4,7 @@
  * runs one evaluation per context at a time, on a worker thread, without blocking the event loop).
  */
 import { UserError } from '../errors';
-import type { Plan } from '../convert/plan';
+import type { Plan } from '../plan/plan_format';
 import type { Device } from './backend';
 import type { NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
 import { loadNative } from './native';

@@ -1,5 +1,6 @@
 import { UserError } from '../errors';
-import { readPlan, type LoadedPlan } from '../convert/plan';
+import type { LoadedPlan } from '../plan/plan_format';
+import { readPlan } from '../plan/read_plan';
 import { selectBackend, type Device } from './backend';
 import type { NativeContext, NativeModel } from './native';
 import { nativeSpec } from './spec';

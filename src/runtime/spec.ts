@@ -1,10 +1,10 @@
 /**
- * From a validated plan (src/convert/plan.ts `readPlan`) to the addon's NativeModelSpec: tensor names become
+ * From a validated plan (src/plan/read_plan.ts `readPlan`) to the addon's NativeModelSpec: tensor names become
  * absolute byte offsets in the weights file, ops become per-layer fields. readPlan has already checked every
  * tensor's presence, shape and dtype; this adds what the runtime alone cares about (offset alignment).
  */
-import type { LoadedPlan } from '../convert/plan';
-import { layerOps } from '../convert/plan';
+import type { LoadedPlan } from '../plan/plan_format';
+import { layerOps } from '../plan/plan_format';
 import { UserError } from '../errors';
 import type { NativeModelSpec, NativeTensorRef, TensorDtype } from './native';
 

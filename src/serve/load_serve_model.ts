@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { UserError } from '../errors';
-import { writeRandomPlan } from '../convert/random';
+import { writeRandomPlan } from '../plan/random_plan';
 import { loadTokenizer } from '../data/tokenizer';
 import type { ModelConfig } from '../model/config';
 import type { Device } from '../runtime/backend';

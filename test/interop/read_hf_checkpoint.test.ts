@@ -7,8 +7,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../src/convert/convert_checkpoint';
-import { layerOps, readPlan } from '../../src/convert/plan';
-import { planRoutingRules, planWeights } from '../../src/convert/plan_reference';
+import { layerOps } from '../../src/plan/plan_format';
+import { readPlan } from '../../src/plan/read_plan';
+import { planRoutingRules, planWeights } from '../../src/plan/plan_reference';
 import { readDenseCheckpoint } from '../../src/convert/read_dense';
 import { referenceForward } from '../../src/model/reference';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';

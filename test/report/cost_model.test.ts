@@ -1,5 +1,5 @@
 import type { ModelConfig } from '../../src/model/config';
-import { planCost } from '../../src/convert/cost';
+import { planCost } from '../../src/plan/cost';
 import type { PlanView } from '../../src/report/plan_view';
 import {
   activeParamsWithExperts,

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { ModelConfig } from '../../src/model/config';
-import { writeRandomPlan } from '../../src/convert/random';
+import { writeRandomPlan } from '../../src/plan/random_plan';
 import { ADDON_PATH } from '../../src/runtime/native';
 import { nativeReportRuntime } from '../../src/report/native_report_runtime';
 import { runReport } from '../../src/report/run_report';

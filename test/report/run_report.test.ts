@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { ModelConfig } from '../../src/model/config';
-import { planCost } from '../../src/convert/cost';
+import { planCost } from '../../src/plan/cost';
 import type { PlanView } from '../../src/report/plan_view';
 import type { EvaluationContext, RoutingOverride, RoutingStats } from '../../src/report/engine';
 import type { ReportRuntime } from '../../src/report/report_runtime';

@@ -1,15 +1,15 @@
 /**
  * The native runtime against the plain-TypeScript reference forward (src/model/reference.ts over the plan's own
- * weights, src/convert/plan_reference.ts): k = E equals the dense reference, top-k and threshold equal the sparse
+ * weights, src/plan/plan_reference.ts): k = E equals the dense reference, top-k and threshold equal the sparse
  * reference, bf16 stays within a stated distance of f32, mixed prefill/decode batches equal one-sequence runs, and
  * seeded generation repeats. Needs the addon (npm run build:native).
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { writeRandomPlan } from '../../src/convert/random';
-import { planRoutingRules, planWeights } from '../../src/convert/plan_reference';
-import type { LoadedPlan } from '../../src/convert/plan';
+import { writeRandomPlan } from '../../src/plan/random_plan';
+import { planRoutingRules, planWeights } from '../../src/plan/plan_reference';
+import type { LoadedPlan } from '../../src/plan/plan_format';
 import { referenceForward, nextTokenLoss, type RoutingRule } from '../../src/model/reference';
 import type { ModelConfig } from '../../src/model/config';
 import { SparseModel } from '../../src/runtime/model';

@@ -3,8 +3,8 @@ import { UserError } from '../../errors';
 import { calibrationTokens } from '../../convert/calibration_tokens';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convert_checkpoint';
 import { readDenseCheckpoint } from '../../convert/read_dense';
-import { PLAN_DTYPES } from '../../convert/dtype';
-import type { PlanDtype, StrategyName } from '../../convert/plan';
+import { PLAN_DTYPES } from '../../plan/dtype';
+import type { PlanDtype, StrategyName } from '../../plan/plan_format';
 
 interface ConvertArgs {
   dense: string;

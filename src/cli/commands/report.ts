@@ -6,7 +6,7 @@ import { reportFromShape } from '../../report/report_from_shape';
 import { DEFAULT_EPSILONS } from '../../report/quality_cost_sweep';
 import { parseIntegerList, parseNumberList } from '../../report/parse_list';
 import { headline } from '../../report/report_markdown';
-import type { PlanDtype } from '../../convert/plan';
+import type { PlanDtype } from '../../plan/plan_format';
 
 interface ReportArgs {
   dense?: string;

@@ -2,7 +2,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import yargs from 'yargs';
 import { convertCommand } from '../../../src/cli/commands/convert';
-import { readPlan, layerOps } from '../../../src/convert/plan';
+import { layerOps } from '../../../src/plan/plan_format';
+import { readPlan } from '../../../src/plan/read_plan';
 import { cutWindows } from '../../../src/convert/calibration_tokens';
 import { randomDenseWeights, tempDir, tinyConfig, writeDenseFolder, removeTempDirs } from '../../helpers/dense_fixtures';
 

@@ -4,7 +4,8 @@ import * as path from 'path';
 import yargs, { type CommandModule } from 'yargs';
 import { convertCommand } from '../../../src/cli/commands/convert';
 import { exportCommand } from '../../../src/cli/commands/export';
-import { layerOps, readPlan } from '../../../src/convert/plan';
+import { layerOps } from '../../../src/plan/plan_format';
+import { readPlan } from '../../../src/plan/read_plan';
 import { removeTempDirs, tempDir } from '../../helpers/dense_fixtures';
 import { writeHfFolder } from '../../helpers/hf_fixtures';
 

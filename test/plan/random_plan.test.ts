@@ -1,9 +1,10 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeRandomPlan } from '../../src/convert/random';
-import { readPlan, layerOps } from '../../src/convert/plan';
+import { writeRandomPlan } from '../../src/plan/random_plan';
+import { layerOps } from '../../src/plan/plan_format';
+import { readPlan } from '../../src/plan/read_plan';
 import { readSafetensors } from '../../src/checkpoint/safetensors';
-import { TENSOR_ALIGNMENT } from '../../src/convert/streaming_safetensors_writer';
+import { TENSOR_ALIGNMENT } from '../../src/checkpoint/streaming_safetensors_writer';
 import { parameterCounts, type ModelConfig } from '../../src/model/config';
 import { removeTempDirs, tempDir as fixtureTempDir } from '../helpers/dense_fixtures';
 

@@ -6,8 +6,8 @@
 import { readSafetensors } from '../checkpoint/safetensors';
 import { headDim } from '../model/config';
 import type { ReferenceWeights, RoutingRule } from '../model/reference';
-import type { LoadedPlan, Plan } from './plan';
-import { layerOps } from './plan';
+import type { LoadedPlan, Plan } from './plan_format';
+import { layerOps } from './plan_format';
 
 export function planRoutingRules(plan: Plan): RoutingRule[] {
   return plan.layers.map((layer) => {

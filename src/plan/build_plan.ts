@@ -3,8 +3,8 @@
  * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
  */
 import type { ModelConfig } from '../model/config';
-import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp } from './plan';
-import { PLAN_FORMAT, PLAN_VERSION } from './plan';
+import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp } from './plan_format';
+import { PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { packedNames as n } from './packed_names';
 import { planCost } from './cost';
 

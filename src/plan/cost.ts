@@ -14,7 +14,7 @@
  */
 import type { ModelConfig } from '../model/config';
 import { headDim } from '../model/config';
-import type { PlanCost, PlanDtype } from './plan';
+import type { PlanCost, PlanDtype } from './plan_format';
 import { bytesPerElement } from './dtype';
 
 export function planCost(

@@ -3,7 +3,7 @@
  * Encoding goes through the safetensors module's converters so that the dense and sparse paths round alike.
  */
 import { f32ToBf16, f32ToF16 } from '../checkpoint/safetensors';
-import type { PlanDtype } from './plan';
+import type { PlanDtype } from './plan_format';
 
 /** safetensors dtype names of the tensors a plan stores. */
 export type PackedDtype = 'F32' | 'BF16' | 'F16';

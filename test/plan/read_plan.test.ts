@@ -1,8 +1,8 @@
 /** readPlan refuses malformed plans and weight files with messages naming the file, field and expectation. */
 import * as fs from 'fs';
 import * as path from 'path';
-import { readPlan } from '../../src/convert/plan';
-import { writeRandomPlan } from '../../src/convert/random';
+import { readPlan } from '../../src/plan/read_plan';
+import { writeRandomPlan } from '../../src/plan/random_plan';
 import { UserError } from '../../src/errors';
 import type { ModelConfig } from '../../src/model/config';
 import { tempDir, removeTempDirs } from '../helpers/dense_fixtures';

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { readSafetensors } from '../../src/checkpoint/safetensors';
-import { StreamingSafetensorsWriter, TENSOR_ALIGNMENT } from '../../src/convert/streaming_safetensors_writer';
+import { StreamingSafetensorsWriter, TENSOR_ALIGNMENT } from '../../src/checkpoint/streaming_safetensors_writer';
 import { tempDir, removeTempDirs } from '../helpers/dense_fixtures';
 
 afterAll(removeTempDirs);

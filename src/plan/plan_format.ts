@@ -1,0 +1,174 @@
+/**
+ * The sparse plan's format (docs/design.md §4): the typed form of `plan.json`. `readPlan` (read_plan.ts) validates a
+ * plan folder completely before anything reaches native code; everything below it (runtime, report) trusts the
+ * `Plan` it returns.
+ */
+import type { SafetensorsHeader } from '../checkpoint/safetensors';
+import type { ModelConfig } from '../model/config';
+
+export const PLAN_FORMAT = 'dsmoe-plan';
+export const PLAN_VERSION = 1;
+
+/** Dtype of every 2-D (and 3-D expert) matrix; norms, biases, routers and the shared-expert gate stay F32. */
+export type PlanDtype = 'f32' | 'bf16' | 'f16';
+export type StrategyName = 'topk' | 'threshold' | 'threshold-topk';
+export const PLAN_MODEL_TYPES = ['qwen2_moe', 'olmoe', 'mixtral'] as const;
+export type PlanModelType = (typeof PLAN_MODEL_TYPES)[number];
+
+export interface PlanSource {
+  dir: string | null; // the dense folder converted; null for random-init plans
+  model_sha256: string | null; // sha256 of the dense model.safetensors; null for random-init plans
+  model_type: PlanModelType; // the source architecture (olmoe and mixtral: imported, src/interop)
+  routing_rule: string; // 'softmax-unnormalized' (DS-MoE) or 'softmax-renormalized'
+  random_init?: { seed: number; std: number }; // present on random-init plans
+}
+
+export interface PlanStrategy {
+  name: StrategyName;
+  k: number | null; // the fixed k of `topk`; null when k is chosen per layer (threshold-topk) or varies (threshold)
+  epsilon: number; // threshold on E·p_e used by `threshold` and by calibration
+  calib_tokens: number; // 0 when no calibration ran (random-init plans)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// ops, in the order they appear in every layer
+
+export interface RmsNormOp {
+  op: 'rms_norm';
+  weight: string; // [d] F32
+}
+export interface AttentionOp {
+  op: 'attention';
+  qkv: string; // [(H+2·KV)·hd, d]   q rows, then k, then v
+  qkv_bias: string; // [(H+2·KV)·hd] F32
+  o: string; // [d, H·hd]
+  // OLMoE imports only: RMSNorm of the whole q [H·hd] and k [KV·hd] projections (F32 weights), before RoPE
+  q_norm?: string;
+  k_norm?: string;
+}
+export interface ResidualOp {
+  op: 'residual';
+}
+export interface RouterOp {
+  op: 'router';
+  weight: string; // [E, d] F32, all experts: probabilities are over all of them
+  num_experts: number; // E
+}
+export interface SelectOp {
+  op: 'select';
+  mode: 'topk' | 'threshold';
+  k: number; // topk: experts per token; threshold: the calibrated count (ceil of the mean), for sizing only
+  epsilon: number; // threshold: keep e iff E·p_e > epsilon (the arg-max is always kept)
+  k_max: number; // upper bound on experts per token (k ≤ k_max ≤ kept.length)
+  renormalize: boolean; // divide the selected probabilities by their sum (Mixtral-style); DS-MoE: false
+}
+export interface ExpertsOp {
+  op: 'experts';
+  kept: number[]; // original expert ids, strictly increasing; row block i of gate_up/down is expert kept[i]
+  gate_up: string; // [K, 2·I, d]   rows 0..I−1 gate, I..2I−1 up
+  down: string; // [K, d, I]
+  intermediate_size: number; // I
+}
+export interface SharedExpertOp {
+  op: 'shared_expert';
+  gate_up: string; // [2·Is, d]
+  down: string; // [d, Is]
+  gate: string; // [d] F32, y += sigmoid(m·gate) · shared(m)
+  intermediate_size: number; // Is
+}
+export interface CombineOp {
+  op: 'combine';
+}
+export type PlanOp = RmsNormOp | AttentionOp | ResidualOp | RouterOp | SelectOp | ExpertsOp | SharedExpertOp | CombineOp;
+
+export interface PlanLayer {
+  index: number;
+  ops: PlanOp[];
+}
+
+export interface PlanLayerCalibration {
+  k: number; // experts per token chosen for this layer
+  mass_covered: number; // mean over calibration tokens of Σ_{selected} p_e
+  expert_load: number[]; // [E] share of calibration tokens selecting each expert
+  never_selected: number[]; // expert ids no calibration token selected
+  mean_selected?: number; // mean selected count under the threshold rule
+}
+export interface PlanCalibration {
+  tokens: number;
+  layers: PlanLayerCalibration[];
+}
+
+/** Per-token costs; see src/plan/cost.ts for exactly what each counts. */
+export interface PlanCost {
+  total_params: number;
+  active_params_per_token: number;
+  dense_active_params_per_token: number;
+  active_flops_per_token: number;
+  dense_flops_per_token: number;
+  active_weight_bytes_per_token: number;
+  dense_weight_bytes_per_token: number;
+  attention_flops_per_context_token?: number;
+}
+
+export interface Plan {
+  format: typeof PLAN_FORMAT;
+  version: typeof PLAN_VERSION;
+  source: PlanSource;
+  config: ModelConfig;
+  dtype: PlanDtype;
+  weights: string; // file name inside the plan folder
+  strategy: PlanStrategy;
+  embedding: string; // [V, d]
+  layers: PlanLayer[];
+  final: { norm: string /* [d] F32 */; lm_head: string /* [V, d]; equals `embedding` when tied */ };
+  calibration: PlanCalibration | null;
+  cost: PlanCost;
+}
+
+/** The ops of one layer by role (the order is fixed, so this is a destructuring of `layer.ops`). */
+export interface LayerOps {
+  attnNorm: RmsNormOp;
+  attention: AttentionOp;
+  mlpNorm: RmsNormOp;
+  router: RouterOp;
+  select: SelectOp;
+  experts: ExpertsOp;
+  shared: SharedExpertOp | null;
+}
+
+export function layerOps(layer: PlanLayer): LayerOps {
+  const ops = layer.ops;
+  const shared = ops[7].op === 'shared_expert' ? (ops[7] as SharedExpertOp) : null;
+  return {
+    attnNorm: ops[0] as RmsNormOp,
+    attention: ops[1] as AttentionOp,
+    mlpNorm: ops[3] as RmsNormOp,
+    router: ops[4] as RouterOp,
+    select: ops[5] as SelectOp,
+    experts: ops[6] as ExpertsOp,
+    shared,
+  };
+}
+
+/** The op sequence of every layer; `shared_expert` sits between `experts` and `combine` when present. */
+export function expectedOpOrder(hasShared: boolean): PlanOp['op'][] {
+  return [
+    'rms_norm',
+    'attention',
+    'residual',
+    'rms_norm',
+    'router',
+    'select',
+    'experts',
+    ...(hasShared ? (['shared_expert'] as const) : []),
+    'combine',
+    'residual',
+  ];
+}
+
+/** A validated plan with its weights file and that file's header. */
+export interface LoadedPlan {
+  plan: Plan;
+  weightsPath: string;
+  header: SafetensorsHeader;
+}

@@ -1,0 +1,231 @@
+/**
+ * The structure of `plan.json`: every field present with the type, range and op order the runtime relies on.
+ * Problems are collected, not thrown, so that one message can list the first few of them.
+ */
+import type { ModelConfig } from '../model/config';
+import { configProblems } from '../model/config';
+import type { Plan } from './plan_format';
+import { expectedOpOrder, PLAN_FORMAT, PLAN_MODEL_TYPES, PLAN_VERSION } from './plan_format';
+
+const MODEL_CONFIG_KEYS: (keyof ModelConfig)[] = [
+  'vocab_size',
+  'hidden_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'num_experts',
+  'moe_intermediate_size',
+  'shared_expert_intermediate_size',
+  'num_experts_per_tok',
+  'max_position_embeddings',
+  'rope_theta',
+  'rms_norm_eps',
+  'tie_word_embeddings',
+];
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const show = (v: unknown): string => (v === undefined ? 'nothing' : JSON.stringify(v));
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+const field = (at: string, key: string): string => (at ? `${at}.${key}` : key);
+
+/** Checks a field and records `path: expected X, got Y` when it fails. */
+class FieldChecker {
+  constructor(private readonly problems: string[]) {}
+
+  fail(at: string, expected: string, got: unknown): void {
+    this.problems.push(`${at}: expected ${expected}, got ${show(got)}`);
+  }
+  string(obj: Obj, key: string, at: string): string | undefined {
+    const v = obj[key];
+    if (typeof v !== 'string' || v.length === 0) return void this.fail(field(at, key), 'a non-empty string', v);
+    return v;
+  }
+  literal<T extends string | number>(obj: Obj, key: string, at: string, allowed: readonly T[]): T | undefined {
+    const v = obj[key] as T;
+    if (!allowed.includes(v)) return void this.fail(field(at, key), `one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`, v);
+    return v;
+  }
+  int(obj: Obj, key: string, at: string, min: number, max: number): number | undefined {
+    const v = obj[key];
+    if (!isInt(v) || v < min || v > max) return void this.fail(field(at, key), `an integer in ${min}..${max}`, v);
+    return v;
+  }
+  number(obj: Obj, key: string, at: string, min: number): number | undefined {
+    const v = obj[key];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) return void this.fail(field(at, key), `a finite number ≥ ${min}`, v);
+    return v;
+  }
+  boolean(obj: Obj, key: string, at: string): boolean | undefined {
+    const v = obj[key];
+    if (typeof v !== 'boolean') return void this.fail(field(at, key), 'true or false', v);
+    return v;
+  }
+  object(obj: Obj, key: string, at: string): Obj | undefined {
+    const v = obj[key];
+    if (!isObj(v)) return void this.fail(field(at, key), 'an object', v);
+    return v;
+  }
+}
+
+export function validatePlanJson(raw: unknown, problems: string[]): Plan | undefined {
+  const check = new FieldChecker(problems);
+  if (!isObj(raw)) {
+    check.fail('(top level)', 'an object', raw);
+    return undefined;
+  }
+  if (raw.format !== PLAN_FORMAT) check.fail('format', JSON.stringify(PLAN_FORMAT), raw.format);
+  if (raw.version !== PLAN_VERSION) check.fail('version', `${PLAN_VERSION} (this dsmoe reads plan version ${PLAN_VERSION})`, raw.version);
+  if (problems.length) return undefined; // not a plan at all: the rest would only add noise
+
+  const config = validateConfig(raw.config, check, problems);
+  const dtype = check.literal(raw, 'dtype', '', ['f32', 'bf16', 'f16'] as const);
+  const weights = check.string(raw, 'weights', '');
+  if (weights && (weights.includes('/') || weights.includes('\\') || weights.startsWith('.'))) {
+    check.fail('weights', 'a file name inside the plan folder', weights);
+  }
+  check.string(raw, 'embedding', '');
+  const source = check.object(raw, 'source', '');
+  if (source) {
+    check.literal(source, 'model_type', 'source', PLAN_MODEL_TYPES);
+    if (source.model_sha256 !== null && !(typeof source.model_sha256 === 'string' && /^[0-9a-f]{64}$/.test(source.model_sha256))) {
+      check.fail('source.model_sha256', 'a sha256 in hex, or null', source.model_sha256);
+    }
+  }
+  const strategy = check.object(raw, 'strategy', '');
+  if (strategy) {
+    check.literal(strategy, 'name', 'strategy', ['topk', 'threshold', 'threshold-topk'] as const);
+    if (strategy.k !== null) check.int(strategy, 'k', 'strategy', 1, config ? config.num_experts : Infinity);
+    check.number(strategy, 'epsilon', 'strategy', 0);
+    check.int(strategy, 'calib_tokens', 'strategy', 0, Number.MAX_SAFE_INTEGER);
+  }
+  const final = check.object(raw, 'final', '');
+  if (final) {
+    check.string(final, 'norm', 'final');
+    const lmHead = check.string(final, 'lm_head', 'final');
+    if (config && lmHead && typeof raw.embedding === 'string') {
+      if (config.tie_word_embeddings && lmHead !== raw.embedding) {
+        check.fail('final.lm_head', `${JSON.stringify(raw.embedding)} (the embedding: config.tie_word_embeddings is true)`, lmHead);
+      } else if (!config.tie_word_embeddings && lmHead === raw.embedding) {
+        check.fail('final.lm_head', 'a tensor of its own (config.tie_word_embeddings is false)', lmHead);
+      }
+    }
+  }
+  if (raw.calibration !== null) {
+    const calibration = check.object(raw, 'calibration', '');
+    if (calibration && !Array.isArray(calibration.layers)) check.fail('calibration.layers', 'an array', calibration.layers);
+  }
+  const cost = check.object(raw, 'cost', '');
+  if (cost) {
+    for (const key of [
+      'total_params',
+      'active_params_per_token',
+      'dense_active_params_per_token',
+      'active_flops_per_token',
+      'dense_flops_per_token',
+      'active_weight_bytes_per_token',
+      'dense_weight_bytes_per_token',
+    ]) {
+      check.number(cost, key, 'cost', 0);
+    }
+  }
+  if (!Array.isArray(raw.layers)) {
+    check.fail('layers', 'an array', raw.layers);
+  } else if (config) {
+    if (raw.layers.length !== config.num_hidden_layers) {
+      check.fail('layers', `${config.num_hidden_layers} layers (config.num_hidden_layers)`, `${raw.layers.length} layers`);
+    }
+    raw.layers.forEach((layer, l) => validateLayer(layer, l, config, check));
+  }
+  if (problems.length || !config || !dtype) return undefined;
+  return raw as unknown as Plan;
+}
+
+function validateConfig(raw: unknown, check: FieldChecker, problems: string[]): ModelConfig | undefined {
+  if (!isObj(raw)) {
+    check.fail('config', 'an object (the model config)', raw);
+    return undefined;
+  }
+  const missing = MODEL_CONFIG_KEYS.filter((key) => !(key in raw));
+  if (missing.length) {
+    problems.push(`config: missing ${missing.join(', ')}`);
+    return undefined;
+  }
+  const config = raw as unknown as ModelConfig;
+  const configIssues = configProblems(config);
+  for (const issue of configIssues) problems.push(`config: ${issue}`);
+  return configIssues.length ? undefined : config;
+}
+
+function validateLayer(raw: unknown, l: number, config: ModelConfig, check: FieldChecker): void {
+  const at = `layers[${l}]`;
+  if (!isObj(raw)) return check.fail(at, 'an object', raw);
+  if (raw.index !== l) check.fail(`${at}.index`, `${l}`, raw.index);
+  if (!Array.isArray(raw.ops)) return check.fail(`${at}.ops`, 'an array', raw.ops);
+  const order = expectedOpOrder(config.shared_expert_intermediate_size > 0);
+  const actual = raw.ops.map((op) => (isObj(op) ? op.op : undefined));
+  if (actual.length !== order.length || actual.some((name, i) => name !== order[i])) {
+    const why = config.shared_expert_intermediate_size > 0 ? 'with a shared expert' : 'without a shared expert';
+    return check.fail(`${at}.ops`, `ops in the order [${order.join(', ')}] (${why})`, `[${actual.join(', ')}]`);
+  }
+  const ops = raw.ops as Obj[];
+  const E = config.num_experts;
+  let keptCount = 0;
+  const experts = ops[6];
+  const keptAt = `${at}.ops[6].kept`;
+  if (!Array.isArray(experts.kept) || experts.kept.length === 0) {
+    check.fail(keptAt, 'a non-empty array of expert ids', experts.kept);
+  } else {
+    const kept = experts.kept as unknown[];
+    const bad = kept.findIndex((id, i) => !isInt(id) || id < 0 || id >= E || (i > 0 && (id as number) <= (kept[i - 1] as number)));
+    if (bad >= 0) {
+      check.fail(`${keptAt}[${bad}]`, `expert ids in 0..${E - 1}, unique and increasing`, kept[bad]);
+    } else {
+      keptCount = kept.length;
+    }
+  }
+  ops.forEach((op, i) => {
+    const opAt = `${at}.ops[${i}]`;
+    switch (op.op) {
+      case 'rms_norm':
+        check.string(op, 'weight', opAt);
+        break;
+      case 'attention':
+        check.string(op, 'qkv', opAt);
+        check.string(op, 'qkv_bias', opAt);
+        check.string(op, 'o', opAt);
+        if (op.q_norm !== undefined || op.k_norm !== undefined) {
+          check.string(op, 'q_norm', opAt);
+          check.string(op, 'k_norm', opAt);
+        }
+        break;
+      case 'router':
+        check.string(op, 'weight', opAt);
+        check.int(op, 'num_experts', opAt, E, E);
+        break;
+      case 'select': {
+        const mode = check.literal(op, 'mode', opAt, ['topk', 'threshold'] as const);
+        const limit = keptCount || E;
+        const kMax = check.int(op, 'k_max', opAt, 1, limit);
+        check.int(op, 'k', opAt, 1, kMax ?? limit);
+        check.number(op, 'epsilon', opAt, 0);
+        if (mode === 'threshold' && typeof op.epsilon === 'number' && op.epsilon >= E) {
+          check.fail(`${opAt}.epsilon`, `a threshold below E = ${E} (E·p_e ≤ E, so ε ≥ E keeps only the arg-max)`, op.epsilon);
+        }
+        check.boolean(op, 'renormalize', opAt);
+        break;
+      }
+      case 'experts':
+        check.string(op, 'gate_up', opAt);
+        check.string(op, 'down', opAt);
+        check.int(op, 'intermediate_size', opAt, config.moe_intermediate_size, config.moe_intermediate_size);
+        break;
+      case 'shared_expert':
+        check.string(op, 'gate_up', opAt);
+        check.string(op, 'down', opAt);
+        check.string(op, 'gate', opAt);
+        check.int(op, 'intermediate_size', opAt, config.shared_expert_intermediate_size, config.shared_expert_intermediate_size);
+        break;
+    }
+  });
+}
