@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { configProblems, fromHfConfig, ModelConfig, toHfConfig } from '../model/config';
-import { checkpointPieces } from '../model/checkpoint_layout';
+import { denseTensors } from '../plan/tensor_table';
 import { readSafetensors, writeSafetensors } from './safetensors';
 import { writeJsonAtomic } from './atomic';
 
@@ -147,11 +147,11 @@ export function loadDenseCheckpoint(dir: string, options: { forResume?: boolean 
   const problems = configProblems(config);
   if (problems.length) throw new UserError(`${configFile}: ${problems[0]}`);
 
-  const pieces = checkpointPieces(config).map((p) => ({
-    name: p.name,
-    shape: p.shape,
+  const pieces = denseTensors(config).map((t) => ({
+    name: t.name,
+    shape: t.shape,
     // HF models without shared experts may omit the (inert) zero gate.
-    optional: p.kind === 'zeros',
+    optional: t.zero === true,
   }));
   const modelFile = path.join(dir, files.model);
   const model = readExpected(modelFile, pieces);

@@ -7,9 +7,9 @@ import { sha256Files } from '../checkpoint/files';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { names } from '../checkpoint/names';
+import { denseNames, denseTensors, type DenseTensor } from '../plan/tensor_table';
 import { readSafetensors, readSafetensorsHeader, type SafetensorsFile } from '../checkpoint/safetensors';
-import { configProblems, fromHfConfig, headDim, type ModelConfig } from '../model/config';
+import { configProblems, fromHfConfig, type ModelConfig } from '../model/config';
 import type { ReferenceWeights } from '../model/reference';
 import type { ImportedModelType, RoutingRuleName } from '../interop/architecture';
 import { architectureFor } from '../interop/architectures';
@@ -30,43 +30,9 @@ export interface DenseCheckpoint extends ReferenceWeights {
   importNotes?: string[];
 }
 
-/** Every tensor the forward reads, with its shape: the contract of §2 for this config. */
-export function requiredDenseTensors(config: ModelConfig): [string, number[]][] {
-  const d = config.hidden_size;
-  const hd = headDim(config);
-  const H = config.num_attention_heads;
-  const KV = config.num_key_value_heads;
-  const I = config.moe_intermediate_size;
-  const Is = config.shared_expert_intermediate_size;
-  const out: [string, number[]][] = [[names.embed, [config.vocab_size, d]]];
-  for (let l = 0; l < config.num_hidden_layers; l++) {
-    out.push(
-      [names.inputNorm(l), [d]],
-      [names.q(l), [H * hd, d]],
-      [names.qBias(l), [H * hd]],
-      [names.k(l), [KV * hd, d]],
-      [names.kBias(l), [KV * hd]],
-      [names.v(l), [KV * hd, d]],
-      [names.vBias(l), [KV * hd]],
-      [names.o(l), [d, H * hd]],
-      [names.postAttentionNorm(l), [d]],
-      [names.router(l), [config.num_experts, d]],
-    );
-    for (let e = 0; e < config.num_experts; e++) {
-      out.push([names.expertGate(l, e), [I, d]], [names.expertUp(l, e), [I, d]], [names.expertDown(l, e), [d, I]]);
-    }
-    if (Is > 0) {
-      out.push(
-        [names.sharedGate(l), [Is, d]],
-        [names.sharedUp(l), [Is, d]],
-        [names.sharedDown(l), [d, Is]],
-        [names.sharedExpertGate(l), [1, d]],
-      );
-    }
-  }
-  out.push([names.finalNorm, [d]]);
-  if (!config.tie_word_embeddings) out.push([names.lmHead, [config.vocab_size, d]]);
-  return out;
+/** Every tensor the forward reads, with its shape: the contract of §2 for this config (the zero gate is optional). */
+export function requiredDenseTensors(config: ModelConfig): DenseTensor[] {
+  return denseTensors(config).filter((tensor) => !tensor.zero);
 }
 
 export function readDenseCheckpoint(dir: string): DenseCheckpoint {
@@ -103,7 +69,7 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
     throw new UserError(`${modelPath}: not a valid safetensors file (${(error as Error).message})`);
   }
   const missing: string[] = [];
-  for (const [name, shape] of requiredDenseTensors(config)) {
+  for (const { name, shape } of requiredDenseTensors(config)) {
     const info = file.header.tensors.get(name);
     if (!info) {
       missing.push(name);
@@ -136,7 +102,7 @@ export function readDenseCheckpoint(dir: string): DenseCheckpoint {
     }
     return values;
   };
-  for (const [name] of requiredDenseTensors(config)) get(name);
+  for (const { name } of requiredDenseTensors(config)) get(name);
 
   let digest: string | undefined;
   return {
@@ -160,7 +126,7 @@ function isForeignLayout(dir: string, hfConfig: Record<string, unknown>): boolea
   const single = path.join(dir, 'model.safetensors');
   if (!fs.existsSync(single)) return true;
   try {
-    return !readSafetensorsHeader(single).tensors.has(names.expertGate(0, 0));
+    return !readSafetensorsHeader(single).tensors.has(denseNames.expertGate(0, 0));
   } catch {
     return false; // let the strict path below report what is wrong with the file
   }

@@ -6,10 +6,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { names } from '../checkpoint/names';
 import { writeSafetensors, type TensorToWrite } from '../checkpoint/safetensors';
 import { writeJsonAtomic } from '../checkpoint/atomic';
-import { requiredDenseTensors } from '../convert/read_dense';
+import { denseTensors } from '../plan/tensor_table';
 import { toHfConfig } from '../model/config';
 import { loadAnyTokenizer } from './hf_tokenizer';
 import { readExportSource } from './export_source';
@@ -42,18 +41,15 @@ export function exportHf(sourceDir: string, options: ExportOptions): ExportResul
 
   // --- model.safetensors ----------------------------------------------------------------------------------------
   const dtype = options.dtype === 'bf16' ? 'BF16' : 'F32';
-  const tensors: TensorToWrite[] = [];
-  for (const [name, shape] of requiredDenseTensors(c)) {
-    tensors.push({ name, dtype, shape, data: weights.get(name) });
-  }
-  if (c.shared_expert_intermediate_size === 0) {
-    // vLLM always creates mlp.shared_expert_gate [1, d] and needs it loaded; a zero gate with no shared expert
-    // adds nothing. The shared expert itself is NOT written: vLLM builds none when its size is 0 and would fail on
-    // an unexpected shared_expert.down_proj (transformers builds empty [0, d] ones and lists them as missing).
-    for (let l = 0; l < c.num_hidden_layers; l++) {
-      tensors.push({ name: names.sharedExpertGate(l), dtype, shape: [1, c.hidden_size], data: new Float32Array(c.hidden_size) });
-    }
-  }
+  // Without a shared expert the table still lists the zero shared-expert gate [1, d]: vLLM always creates and loads
+  // one, and a zero gate adds nothing. The shared expert itself is NOT written: vLLM builds none when its size is 0
+  // and would fail on an unexpected shared_expert.down_proj (transformers builds empty [0, d] ones, lists them missing).
+  const tensors: TensorToWrite[] = denseTensors(c).map(({ name, shape, zero }) => ({
+    name,
+    dtype,
+    shape,
+    data: zero ? new Float32Array(shape[0] * shape[1]) : weights.get(name),
+  }));
   const modelFile = path.join(options.outDir, 'model.safetensors');
   writeSafetensors(modelFile, tensors, { format: 'pt' }); // transformers refuses safetensors without format=pt
   log(`wrote ${tensors.length} tensors (${dtype}) to ${modelFile}`);

@@ -7,8 +7,7 @@
 import type { ModelConfig } from '../model/config';
 import type { HfArchitecture, ImportedConfig } from './architecture';
 import { capAtWindow, commonProblems, numberField, ropeTheta, type HfConfig } from './hf_config_fields';
-
-const layer = (l: number) => `model.layers.${l}`;
+import { denseNames } from '../plan/tensor_table';
 
 export const qwen2MoeArchitecture: HfArchitecture = {
   modelType: 'qwen2_moe',
@@ -43,11 +42,8 @@ export const qwen2MoeArchitecture: HfArchitecture = {
       problems,
     };
   },
-  router: (l) => [`${layer(l)}.mlp.gate.weight`],
-  expert: (l, e) => ({
-    gate: [`${layer(l)}.mlp.experts.${e}.gate_proj.weight`],
-    up: [`${layer(l)}.mlp.experts.${e}.up_proj.weight`],
-    down: [`${layer(l)}.mlp.experts.${e}.down_proj.weight`],
-  }),
-  fusedExpertsPrefix: (l) => [`${layer(l)}.mlp.experts`],
+  // dsmoe's own layout: the dense names are Qwen2-MoE's
+  router: (l) => [denseNames.router(l)],
+  expert: (l, e) => ({ gate: [denseNames.expertGate(l, e)], up: [denseNames.expertUp(l, e)], down: [denseNames.expertDown(l, e)] }),
+  fusedExpertsPrefix: (l) => [denseNames.fusedExpertsPrefix(l)],
 };

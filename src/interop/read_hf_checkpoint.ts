@@ -6,11 +6,9 @@
  */
 import * as path from 'path';
 import { UserError } from '../errors';
-import { names } from '../checkpoint/names';
-import { configProblems, headDim } from '../model/config';
-import { qkNormNames } from '../model/reference';
+import { configProblems, type ModelConfig } from '../model/config';
 import type { DenseCheckpoint } from '../convert/read_dense';
-import { requiredDenseTensors } from '../convert/read_dense';
+import { denseLayer, denseOuter, type DenseTensor } from '../plan/tensor_table';
 import type { HfArchitecture } from './architecture';
 import { INDEX_FILE, openHfTensors, SINGLE_FILE, type HfTensors } from './hf_tensors';
 
@@ -31,15 +29,7 @@ export function readHfCheckpoint(dir: string, hfConfig: Record<string, unknown>,
   const tensors = openHfTensors(dir);
   const where = tensors.files.length === 1 ? tensors.files[0] : path.join(dir, INDEX_FILE);
 
-  const sources = new Map<string, Source>();
-  for (const [name, shape] of requiredDenseTensors(config)) sources.set(name, sourceOf(name, shape, tensors, architecture, imported.qkvBias, where));
-  if (imported.qkNorm) {
-    const hd = headDim(config);
-    for (let l = 0; l < config.num_hidden_layers; l++) {
-      sources.set(qkNormNames.q(l), direct(tensors, [qkNormNames.q(l)], [config.num_attention_heads * hd], where));
-      sources.set(qkNormNames.k(l), direct(tensors, [qkNormNames.k(l)], [config.num_key_value_heads * hd], where));
-    }
-  }
+  const sources = importSources(config, tensors, architecture, imported.qkNorm, imported.qkvBias, where);
 
   const cache = new Map<string, Float32Array>();
   const get = (name: string): Float32Array => {
@@ -69,26 +59,35 @@ export function readHfCheckpoint(dir: string, hfConfig: Record<string, unknown>,
   };
 }
 
-/** Where one internal tensor comes from in this architecture's checkpoint. */
-function sourceOf(name: string, shape: number[], tensors: HfTensors, arch: HfArchitecture, qkvBias: boolean, where: string): Source {
-  const layerMatch = /^model\.layers\.(\d+)\.(.+)$/.exec(name);
-  if (!layerMatch) return direct(tensors, [name], shape, where);
-  const l = Number(layerMatch[1]);
-  const rest = layerMatch[2];
-  if (/^self_attn\.[qkv]_proj\.bias$/.test(rest)) {
-    if (qkvBias) return direct(tensors, [name], shape, where);
-    return zeros(shape); // Mixtral and OLMoE have no q/k/v biases: zero biases are the same computation
+/** Where each dense tensor comes from in this architecture's checkpoint; shapes are checked here, values read later. */
+function importSources(config: ModelConfig, tensors: HfTensors, arch: HfArchitecture, qkNorm: boolean, qkvBias: boolean, where: string): Map<string, Source> {
+  const sources = new Map<string, Source>();
+  const add = (tensor: DenseTensor, candidates = [tensor.name]) => sources.set(tensor.name, direct(tensors, candidates, tensor.shape, where));
+  const outer = denseOuter(config);
+  add(outer.embed);
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const layer = denseLayer(config, l, { qkNorm });
+    for (const tensor of [layer.inputNorm, layer.q, layer.k, layer.v]) add(tensor);
+    for (const bias of [layer.qBias, layer.kBias, layer.vBias]) {
+      // Mixtral and OLMoE have no q/k/v biases: zero biases are the same computation
+      if (qkvBias) add(bias);
+      else sources.set(bias.name, zeros(bias.shape));
+    }
+    if (layer.qNorm && layer.kNorm) for (const tensor of [layer.qNorm, layer.kNorm]) add(tensor);
+    for (const tensor of [layer.o, layer.postAttentionNorm]) add(tensor);
+    add(layer.router, arch.router(l));
+    layer.experts.forEach((expert, e) => {
+      for (const part of ['gate', 'up', 'down'] as const) {
+        const candidates = arch.expert(l, e)[part];
+        if (candidates.some((n) => tensors.has(n))) add(expert[part], candidates);
+        else sources.set(expert[part].name, fusedExpert(tensors, arch.fusedExpertsPrefix(l), e, part, expert[part].shape, where, candidates[0]));
+      }
+    });
+    if (layer.shared) for (const tensor of [layer.shared.gate, layer.shared.up, layer.shared.down, layer.sharedExpertGate]) add(tensor);
   }
-  if (rest === 'mlp.gate.weight') return direct(tensors, arch.router(l), shape, where);
-  const expert = /^mlp\.experts\.(\d+)\.(gate|up|down)_proj\.weight$/.exec(rest);
-  if (expert) {
-    const e = Number(expert[1]);
-    const part = expert[2] as 'gate' | 'up' | 'down';
-    const candidates = arch.expert(l, e)[part];
-    if (candidates.some((n) => tensors.has(n))) return direct(tensors, candidates, shape, where);
-    return fusedExpert(tensors, arch.fusedExpertsPrefix(l), e, part, shape, where, candidates[0]);
-  }
-  return direct(tensors, [name], shape, where);
+  add(outer.finalNorm);
+  if (outer.lmHead) add(outer.lmHead);
+  return sources;
 }
 
 function describe(candidates: string[]): string {

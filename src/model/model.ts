@@ -4,6 +4,7 @@ import { causalSelfAttention, groupedCausalMask } from './attention';
 import { plainMatMul } from './matmul';
 import { expertsMlp, sharedExpert, topKMask } from './moe';
 import { ParamMap } from './params';
+import { trainingNames } from '../plan/tensor_table';
 import { rmsNorm } from './rms_norm';
 import { ropeTables, RopeTables } from './rope';
 import { mutualInformationLoss, switchBalanceLoss } from './routing_losses';
@@ -75,27 +76,26 @@ export class MoEModel {
       kvHeads: c.num_key_value_heads,
       headDim: headDim(c),
     };
-    const embed = this.param<tf.Tensor2D>('embed'); // [V, d]
+    const embed = this.param<tf.Tensor2D>(trainingNames.embed); // [V, d]
     // One-hot product instead of gather: gather's gradient needs UnsortedSegmentSum, which wasm lacks.
     const oneHot = oneHotRows(tokens, c.vocab_size); // [N, V]
     let h = plainMatMul(oneHot, embed); // [N, d]
     const routerProbs: tf.Tensor2D[] = [];
     const selections: tf.Tensor2D[] = [];
     for (let l = 0; l < c.num_hidden_layers; l++) {
-      const p = `layers.${l}.`;
-      const a = rmsNorm(h, this.param(p + 'attn_norm'), c.rms_norm_eps); // [N, d]
+      const a = rmsNorm(h, this.param(trainingNames.attnNorm(l)), c.rms_norm_eps); // [N, d]
       const attn = causalSelfAttention(
         a,
-        this.param(p + 'attn.qkv'),
-        this.param(p + 'attn.qkv_bias'),
-        this.param(p + 'attn.o'),
+        this.param(trainingNames.qkv(l)),
+        this.param(trainingNames.qkvBias(l)),
+        this.param(trainingNames.o(l)),
         shape,
         rope,
         mask,
       ); // [N, d]
       h = tf.add(h, attn) as tf.Tensor2D; // [N, d]
-      const m = rmsNorm(h, this.param(p + 'mlp_norm'), c.rms_norm_eps); // [N, d]
-      const probs = tf.softmax(plainMatMul(m, this.param(p + 'router'))) as tf.Tensor2D; // [N, E]
+      const m = rmsNorm(h, this.param(trainingNames.mlpNorm(l)), c.rms_norm_eps); // [N, d]
+      const probs = tf.softmax(plainMatMul(m, this.param(trainingNames.router(l)))) as tf.Tensor2D; // [N, E]
       routerProbs.push(probs);
       let routeWeights = probs; // [N, E]
       if (routing?.mode === 'topk') {
@@ -105,9 +105,9 @@ export class MoEModel {
       }
       let y = expertsMlp(
         m,
-        this.param(p + 'experts.gate_proj'),
-        this.param(p + 'experts.up_proj'),
-        this.param(p + 'experts.down_proj'),
+        this.param(trainingNames.expertsGate(l)),
+        this.param(trainingNames.expertsUp(l)),
+        this.param(trainingNames.expertsDown(l)),
         routeWeights,
         c.num_experts,
         c.moe_intermediate_size,
@@ -117,17 +117,17 @@ export class MoEModel {
           y,
           sharedExpert(
             m,
-            this.param(p + 'shared.gate_proj'),
-            this.param(p + 'shared.up_proj'),
-            this.param(p + 'shared.down_proj'),
-            this.param(p + 'shared.expert_gate'),
+            this.param(trainingNames.sharedGate(l)),
+            this.param(trainingNames.sharedUp(l)),
+            this.param(trainingNames.sharedDown(l)),
+            this.param(trainingNames.sharedExpertGate(l)),
           ),
         ) as tf.Tensor2D; // [N, d]
       }
       h = tf.add(h, y) as tf.Tensor2D; // [N, d]
     }
-    const final = rmsNorm(h, this.param('norm'), c.rms_norm_eps); // [N, d]
-    const head = c.tie_word_embeddings ? (tf.transpose(embed) as tf.Tensor2D) : this.param<tf.Tensor2D>('lm_head'); // [d, V]
+    const final = rmsNorm(h, this.param(trainingNames.finalNorm), c.rms_norm_eps); // [N, d]
+    const head = c.tie_word_embeddings ? (tf.transpose(embed) as tf.Tensor2D) : this.param<tf.Tensor2D>(trainingNames.lmHead); // [d, V]
     const logits = plainMatMul(final, head); // [N, V]
     if (logits.shape[0] !== n) throw new Error('internal: logits rows do not match the batch');
     return { logits, routerProbs, selections };

@@ -1,26 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { headDim, ModelConfig } from './config';
+import { trainingNames as n } from '../plan/tensor_table';
 
 /**
- * Trainable tensors in the layout fastest for training (every matrix [in, out], so y = x · W is a plain product;
- * experts side by side). `src/model/checkpoint_layout.ts` converts to and from the Qwen2-MoE names on disk.
- *
- *   embed                       [V, d]
- *   lm_head                     [d, V]              only when embeddings are untied
- *   norm                        [d]
- *   layers.{l}.attn_norm        [d]
- *   layers.{l}.attn.qkv         [d, (H+2·KV)·hd]    q heads, then k heads, then v heads
- *   layers.{l}.attn.qkv_bias    [(H+2·KV)·hd]
- *   layers.{l}.attn.o           [H·hd, d]
- *   layers.{l}.mlp_norm         [d]
- *   layers.{l}.router           [d, E]
- *   layers.{l}.experts.gate_proj [d, E·I]           experts 0..E−1 side by side, I columns each
- *   layers.{l}.experts.up_proj   [d, E·I]
- *   layers.{l}.experts.down_proj [E·I, d]           rows e·I..(e+1)·I−1 belong to expert e
- *   layers.{l}.shared.gate_proj  [d, Is]            shared expert, only when Is > 0
- *   layers.{l}.shared.up_proj    [d, Is]
- *   layers.{l}.shared.down_proj  [Is, d]
- *   layers.{l}.shared.expert_gate [d, 1]
+ * Trainable tensors in the layout fastest for training: every matrix [in, out], so y = x · W is a plain product;
+ * q/k/v fused; experts side by side. Names, and how each maps onto the dense checkpoint's tensors, are
+ * `trainingNames` and `denseLayer` in src/plan/tensor_table.ts; src/model/checkpoint_layout.ts converts.
  */
 export type ParamMap = Map<string, tf.Variable>;
 
@@ -51,28 +36,27 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
   const matrix = (name: string, shape: number[], s = std): ParamSpec => ({ name, shape, std: s, fill: 0, decay: true });
   const vector = (name: string, size: number, fill: number): ParamSpec => ({ name, shape: [size], std: 0, fill, decay: false });
 
-  const specs: ParamSpec[] = [matrix('embed', [V, d])];
-  if (!config.tie_word_embeddings) specs.push(matrix('lm_head', [d, V]));
-  specs.push(vector('norm', d, 1));
+  const specs: ParamSpec[] = [matrix(n.embed, [V, d])];
+  if (!config.tie_word_embeddings) specs.push(matrix(n.lmHead, [d, V]));
+  specs.push(vector(n.finalNorm, d, 1));
   for (let l = 0; l < config.num_hidden_layers; l++) {
-    const p = `layers.${l}.`;
     specs.push(
-      vector(p + 'attn_norm', d, 1),
-      matrix(p + 'attn.qkv', [d, (H + 2 * KV) * hd]),
-      vector(p + 'attn.qkv_bias', (H + 2 * KV) * hd, 0),
-      matrix(p + 'attn.o', [H * hd, d], residualStd),
-      vector(p + 'mlp_norm', d, 1),
-      matrix(p + 'router', [d, E]),
-      matrix(p + 'experts.gate_proj', [d, E * I]),
-      matrix(p + 'experts.up_proj', [d, E * I]),
-      matrix(p + 'experts.down_proj', [E * I, d], residualStd),
+      vector(n.attnNorm(l), d, 1),
+      matrix(n.qkv(l), [d, (H + 2 * KV) * hd]),
+      vector(n.qkvBias(l), (H + 2 * KV) * hd, 0),
+      matrix(n.o(l), [H * hd, d], residualStd),
+      vector(n.mlpNorm(l), d, 1),
+      matrix(n.router(l), [d, E]),
+      matrix(n.expertsGate(l), [d, E * I]),
+      matrix(n.expertsUp(l), [d, E * I]),
+      matrix(n.expertsDown(l), [E * I, d], residualStd),
     );
     if (Is > 0) {
       specs.push(
-        matrix(p + 'shared.gate_proj', [d, Is]),
-        matrix(p + 'shared.up_proj', [d, Is]),
-        matrix(p + 'shared.down_proj', [Is, d], residualStd),
-        matrix(p + 'shared.expert_gate', [d, 1]),
+        matrix(n.sharedGate(l), [d, Is]),
+        matrix(n.sharedUp(l), [d, Is]),
+        matrix(n.sharedDown(l), [Is, d], residualStd),
+        matrix(n.sharedExpertGate(l), [d, 1]),
       );
     }
   }

@@ -3,27 +3,21 @@
  * It is the yardstick the tfjs model, the native runtime and calibration are checked against, so it favours being
  * obviously right over being fast. Accumulation is in float64 (JS numbers), results are stored as float32.
  *
- * Weights are looked up by their Hugging Face (Qwen2-MoE) names, `src/checkpoint/names.ts`.
+ * Weights are looked up by their dense (Qwen2-MoE) names, `denseNames` in src/plan/tensor_table.ts.
  */
 import type { ModelConfig } from './config';
 import { headDim } from './config';
-import { names } from '../checkpoint/names';
+import { denseNames } from '../plan/tensor_table';
 
 export interface ReferenceWeights {
   config: ModelConfig;
   get(hfName: string): Float32Array;
   /**
    * OLMoE-style q/k RMSNorm (imported checkpoints): q and k are normalised over the whole projection, weights
-   * `qkNormNames.q(l)` [H·hd] and `qkNormNames.k(l)` [KV·hd], after the bias and before RoPE.
+   * `denseNames.qNorm(l)` [H·hd] and `denseNames.kNorm(l)` [KV·hd], after the bias and before RoPE.
    */
   qkNorm?: boolean;
 }
-
-/** Hugging Face names of OLMoE's q/k norm weights (read only when `ReferenceWeights.qkNorm`). */
-export const qkNormNames = {
-  q: (l: number) => `model.layers.${l}.self_attn.q_norm.weight`,
-  k: (l: number) => `model.layers.${l}.self_attn.k_norm.weight`,
-};
 
 /**
  * Which experts a token uses (docs/design.md §1). `kept` restricts selection to those expert ids (pruning):
@@ -249,7 +243,7 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
   const routerProbs: Float32Array[] = [];
   const selected: number[][][] = [];
 
-  const embed = weights.get(names.embed); // [V, d]
+  const embed = weights.get(denseNames.embed); // [V, d]
   let h: Float32Array = new Float32Array(T * d); // [T, d]
   tokens.forEach((token, t) => {
     if (!Number.isInteger(token) || token < 0 || token >= V) throw new Error(`referenceForward: token ${token} at ${t} is outside 0..${V - 1}`);
@@ -258,23 +252,23 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
 
   for (let l = 0; l < c.num_hidden_layers; l++) {
     // attention block
-    const a = rmsNorm(h, weights.get(names.inputNorm(l)), c.rms_norm_eps); // [T, d]
-    const q = linear(a, weights.get(names.q(l)), H * hd, weights.get(names.qBias(l))); // [T, H·hd]
-    const k = linear(a, weights.get(names.k(l)), KV * hd, weights.get(names.kBias(l))); // [T, KV·hd]
-    const v = linear(a, weights.get(names.v(l)), KV * hd, weights.get(names.vBias(l))); // [T, KV·hd]
+    const a = rmsNorm(h, weights.get(denseNames.inputNorm(l)), c.rms_norm_eps); // [T, d]
+    const q = linear(a, weights.get(denseNames.q(l)), H * hd, weights.get(denseNames.qBias(l))); // [T, H·hd]
+    const k = linear(a, weights.get(denseNames.k(l)), KV * hd, weights.get(denseNames.kBias(l))); // [T, KV·hd]
+    const v = linear(a, weights.get(denseNames.v(l)), KV * hd, weights.get(denseNames.vBias(l))); // [T, KV·hd]
     if (weights.qkNorm) {
-      q.set(rmsNorm(q, weights.get(qkNormNames.q(l)), c.rms_norm_eps)); // [T, H·hd], one norm over all heads
-      k.set(rmsNorm(k, weights.get(qkNormNames.k(l)), c.rms_norm_eps)); // [T, KV·hd]
+      q.set(rmsNorm(q, weights.get(denseNames.qNorm(l)), c.rms_norm_eps)); // [T, H·hd], one norm over all heads
+      k.set(rmsNorm(k, weights.get(denseNames.kNorm(l)), c.rms_norm_eps)); // [T, KV·hd]
     }
     applyRope(q, positions, H, hd, c.rope_theta);
     applyRope(k, positions, KV, hd, c.rope_theta);
     const o = causalAttention(q, k, v, H, KV, hd); // [T, H·hd]
-    const attnOut = linear(o, weights.get(names.o(l)), d); // [T, d]
+    const attnOut = linear(o, weights.get(denseNames.o(l)), d); // [T, d]
     h = addInto(h, attnOut);
 
     // MoE block
-    const m = rmsNorm(h, weights.get(names.postAttentionNorm(l)), c.rms_norm_eps); // [T, d]
-    const p = softmaxRows(linear(m, weights.get(names.router(l)), E), E); // [T, E]
+    const m = rmsNorm(h, weights.get(denseNames.postAttentionNorm(l)), c.rms_norm_eps); // [T, d]
+    const p = softmaxRows(linear(m, weights.get(denseNames.router(l)), E), E); // [T, E]
     if (options.collectRouterProbs) routerProbs.push(p);
     const y = new Float32Array(T * d); // [T, d]
     // Select per token, then run each expert once over the rows of the tokens that chose it.
@@ -293,17 +287,17 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
       const { tokens: rows, weights: w } = rowsOf.get(e)!;
       const xe = new Float32Array(rows.length * d); // [n_e, d]
       rows.forEach((t, r) => xe.set(m.subarray(t * d, (t + 1) * d), r * d));
-      const out = expertForward(xe, weights.get(names.expertGate(l, e)), weights.get(names.expertUp(l, e)), weights.get(names.expertDown(l, e)), d); // [n_e, d]
+      const out = expertForward(xe, weights.get(denseNames.expertGate(l, e)), weights.get(denseNames.expertUp(l, e)), weights.get(denseNames.expertDown(l, e)), d); // [n_e, d]
       rows.forEach((t, r) => {
         for (let i = 0; i < d; i++) y[t * d + i] += w[r] * out[r * d + i];
       });
     }
     if (options.collectSelected) selected.push(layerSelected);
     if (c.shared_expert_intermediate_size > 0) {
-      const gateW = weights.get(names.sharedExpertGate(l)); // [1, d]
-      const sg = weights.get(names.sharedGate(l));
-      const su = weights.get(names.sharedUp(l));
-      const sd = weights.get(names.sharedDown(l));
+      const gateW = weights.get(denseNames.sharedExpertGate(l)); // [1, d]
+      const sg = weights.get(denseNames.sharedGate(l));
+      const su = weights.get(denseNames.sharedUp(l));
+      const sd = weights.get(denseNames.sharedDown(l));
       const gateLogit = linear(m, gateW, 1); // [T, 1]
       const out = expertForward(m, sg, su, sd, d); // [T, d]
       for (let t = 0; t < T; t++) {
@@ -314,8 +308,8 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     h = addInto(h, y);
   }
 
-  const final = rmsNorm(h, weights.get(names.finalNorm), c.rms_norm_eps); // [T, d]
-  const lmHead = c.tie_word_embeddings ? embed : weights.get(names.lmHead); // [V, d]
+  const final = rmsNorm(h, weights.get(denseNames.finalNorm), c.rms_norm_eps); // [T, d]
+  const lmHead = c.tie_word_embeddings ? embed : weights.get(denseNames.lmHead); // [V, d]
   const logits = linear(final, lmHead, V); // [T, V]
   return {
     logits,

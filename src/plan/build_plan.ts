@@ -5,7 +5,7 @@
 import type { ModelConfig } from '../model/config';
 import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp } from './plan_format';
 import { PLAN_FORMAT, PLAN_VERSION } from './plan_format';
-import { packedNames as n } from './packed_names';
+import { planNames as n } from './tensor_table';
 import { planCost } from './cost';
 
 export const WEIGHTS_FILE = 'weights.safetensors';

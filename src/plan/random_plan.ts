@@ -13,13 +13,12 @@ import * as path from 'path';
 import type { ModelConfig } from '../model/config';
 import { configProblems } from '../model/config';
 import type { LoadedPlan, Plan, PlanDtype } from './plan_format';
-import { expectedTensors } from './expected_tensors';
 import { readPlan } from './read_plan';
 import { buildPlan, WEIGHTS_FILE } from './build_plan';
 import { encodeTensor } from './dtype';
 import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_writer';
 import { buildTokenizer } from '../data/tokenizer';
-import { packedNames } from './packed_names';
+import { planNames, planTensors, type PlanTensor } from './tensor_table';
 import { writeJsonAtomic } from '../checkpoint/atomic';
 
 export const RANDOM_INIT_STD = 0.02;
@@ -76,28 +75,27 @@ export function writeRandomPlan(dir: string, config: ModelConfig, options: Rando
 }
 
 /** What a random tensor is filled with, from its role. */
-function fillOf(name: string, plan: Plan): 'ones' | 'zeros' | 'normal' {
-  const isNorm = name === plan.final.norm || /^layers\.\d+\.(attn_norm|mlp_norm)$/.test(name);
-  if (isNorm) return 'ones';
-  if (/^layers\.\d+\.attn\.qkv_bias$/.test(name)) return 'zeros';
+function fillOf(role: PlanTensor['role']): 'ones' | 'zeros' | 'normal' {
+  if (role === 'attnNorm' || role === 'mlpNorm' || role === 'norm') return 'ones';
+  if (role === 'qkvBias') return 'zeros';
   return 'normal';
 }
 
 function writeRandomWeights(file: string, plan: Plan, seed: number): void {
-  const specs = expectedTensors(plan).map(({ name, shape, dtype }) => ({ name, shape, dtype }));
-  const writer = new StreamingSafetensorsWriter(file, specs, {
+  const tensors = planTensors(plan);
+  const writer = new StreamingSafetensorsWriter(file, tensors.map(({ name, shape, dtype }) => ({ name, shape, dtype })), {
     format: 'pt',
     producer: 'dsmoe random-init',
     seed: String(seed),
-    embedding: packedNames.embed,
+    embedding: planNames.embed,
   });
   try {
     const rng = xorshift32(seed);
     const table = normalTable(rng, RANDOM_INIT_STD); // [65536] f32
     const encoded = { F32: encodeTensor(table, 'F32'), BF16: encodeTensor(table, 'BF16'), F16: encodeTensor(table, 'F16') };
-    for (const spec of specs) {
+    for (const spec of tensors) {
       const count = spec.shape.reduce((a, b) => a * b, 1);
-      const fill = fillOf(spec.name, plan);
+      const fill = fillOf(spec.role);
       const bytesPer = spec.dtype === 'F32' ? 4 : 2;
       for (let start = 0; start < count; start += CHUNK_ELEMENTS) {
         const n = Math.min(CHUNK_ELEMENTS, count - start);

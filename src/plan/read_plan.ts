@@ -11,7 +11,7 @@ import { UserError } from '../errors';
 import type { LoadedPlan, Plan } from './plan_format';
 import { layerOps } from './plan_format';
 import { validatePlanJson } from './validate_plan';
-import { expectedTensors } from './expected_tensors';
+import { planTensors } from './tensor_table';
 
 export interface ReadPlanOptions {
   /** The caller applies attention q/k norms (the reference forward does; the native runtime does not yet). */
@@ -69,7 +69,7 @@ function weightsProblems(plan: Plan, header: SafetensorsHeader, sizeOnDisk: numb
         : `${sizeOnDisk - dataEnd} bytes after the last tensor (expected the file to end at byte ${dataEnd})`,
     );
   }
-  for (const want of expectedTensors(plan)) {
+  for (const want of planTensors(plan)) {
     const info = header.tensors.get(want.name);
     if (!info) {
       problems.push(`tensor ${JSON.stringify(want.name)} (plan.json: ${want.usedAt}) is missing`);

@@ -1,16 +1,18 @@
 /**
- * From a validated plan (src/plan/read_plan.ts `readPlan`) to the addon's NativeModelSpec: tensor names become
- * absolute byte offsets in the weights file, ops become per-layer fields. readPlan has already checked every
- * tensor's presence, shape and dtype; this adds what the runtime alone cares about (offset alignment).
+ * From a validated plan (src/plan/read_plan.ts `readPlan`) to the addon's NativeModelSpec: the rows of the plan
+ * tensor table (src/plan/tensor_table.ts) become absolute byte offsets in the weights file under their runtime
+ * roles, ops become per-layer fields. readPlan has already checked every row's presence, shape and dtype against
+ * the header; this adds what the runtime alone cares about (offset alignment).
  */
 import type { LoadedPlan } from '../plan/plan_format';
 import { layerOps } from '../plan/plan_format';
+import { planTensors, type PlanRole, type PlanTensor } from '../plan/tensor_table';
 import { UserError } from '../errors';
 import type { NativeModelSpec, NativeTensorRef, TensorDtype } from './native';
 
 export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec {
   const { plan, header, weightsPath } = loaded;
-  const tensor = (name: string): NativeTensorRef => {
+  const tensor = ({ name }: PlanTensor): NativeTensorRef => {
     const info = header.tensors.get(name);
     if (!info) throw new UserError(`${weightsPath}: tensor ${name} named by plan.json is missing`);
     if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16') {
@@ -20,6 +22,8 @@ export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec
     if (info.begin % size !== 0) throw new UserError(`${weightsPath}: tensor ${name} starts at byte ${info.begin}, not a multiple of ${size}`);
     return { name, offset: info.begin, dtype: info.dtype as TensorDtype, shape: [...info.shape] };
   };
+  const refs = new Map(planTensors(plan).map((row) => [`${row.layer}:${row.role}`, tensor(row)]));
+  const ref = (layer: number | null, role: PlanRole) => refs.get(`${layer}:${role}`) as NativeTensorRef;
   const c = plan.config;
   return {
     weightsPath,
@@ -34,21 +38,21 @@ export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec
       rmsEps: c.rms_norm_eps,
       ropeTheta: c.rope_theta,
     },
-    embed: tensor(plan.embedding),
-    norm: tensor(plan.final.norm),
-    lmHead: tensor(plan.final.lm_head),
+    embed: ref(null, 'embed'),
+    norm: ref(null, 'norm'),
+    lmHead: c.tie_word_embeddings ? ref(null, 'embed') : ref(null, 'lmHead'),
     threads,
-    layers: plan.layers.map((layer) => {
+    layers: plan.layers.map((layer, l) => {
       const ops = layerOps(layer);
       return {
-        attnNorm: tensor(ops.attnNorm.weight),
-        qkv: tensor(ops.attention.qkv),
-        qkvBias: tensor(ops.attention.qkv_bias),
-        o: tensor(ops.attention.o),
-        mlpNorm: tensor(ops.mlpNorm.weight),
-        router: tensor(ops.router.weight),
-        gateUp: tensor(ops.experts.gate_up),
-        down: tensor(ops.experts.down),
+        attnNorm: ref(l, 'attnNorm'),
+        qkv: ref(l, 'qkv'),
+        qkvBias: ref(l, 'qkvBias'),
+        o: ref(l, 'o'),
+        mlpNorm: ref(l, 'mlpNorm'),
+        router: ref(l, 'router'),
+        gateUp: ref(l, 'gateUp'),
+        down: ref(l, 'down'),
         intermediate: ops.experts.intermediate_size,
         kept: [...ops.experts.kept],
         select: {
@@ -61,9 +65,9 @@ export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec
         ...(ops.shared && ops.shared.intermediate_size > 0
           ? {
               shared: {
-                gateUp: tensor(ops.shared.gate_up),
-                down: tensor(ops.shared.down),
-                gate: tensor(ops.shared.gate),
+                gateUp: ref(l, 'sharedGateUp'),
+                down: ref(l, 'sharedDown'),
+                gate: ref(l, 'sharedGate'),
                 intermediate: ops.shared.intermediate_size,
               },
             }

@@ -5,7 +5,8 @@ import { loadDenseCheckpoint, saveDenseCheckpoint, NamedTensor } from '../../src
 import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors';
 import { UserError } from '../../src/errors';
 import { ModelConfig } from '../../src/model/config';
-import { checkpointPieces, toCheckpointTensors } from '../../src/model/checkpoint_layout';
+import { toCheckpointTensors } from '../../src/model/checkpoint_layout';
+import { denseTensors } from '../../src/plan/tensor_table';
 import { initParams, paramsToArrays, disposeParams } from '../../src/model/params';
 import { buildTokenizer } from '../../src/data';
 
@@ -90,7 +91,7 @@ test('dense checkpoint round trip: config, every Qwen2-MoE tensor, trainer and o
   expect(loaded.tensors.get('model.layers.0.self_attn.q_proj.bias')).toEqual(new Float32Array(2 * 8));
   expect(loaded.trainerState?.step).toBe(5);
   expect(loaded.optimizer?.expAvg.get('lm_head.weight')?.[0]).toBe(0.5);
-  expect(checkpointPieces(config).length).toBe(loaded.tensors.size);
+  expect(denseTensors(config).length).toBe(loaded.tensors.size);
 });
 
 describe('a damaged checkpoint is rejected with one line naming the file and the tensor', () => {

@@ -1,6 +1,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { names } from '../../src/checkpoint/names';
+import { denseNames } from '../../src/plan/tensor_table';
 import { readSafetensors, roundToBf16, writeSafetensors } from '../../src/checkpoint/safetensors';
 import { convertCheckpoint, type ConvertOptions } from '../../src/convert/convert_checkpoint';
 import { planCost } from '../../src/plan/cost';
@@ -58,7 +58,7 @@ describe('convert round trip', () => {
     const unpacked = planWeights(loaded);
     const source = readSafetensors(path.join(denseDir, 'model.safetensors'));
     for (const [name] of denseShapes(config)) {
-      if (name === names.sharedExpertGate(0) && config.shared_expert_intermediate_size === 0) continue;
+      if (name === denseNames.sharedExpertGate(0) && config.shared_expert_intermediate_size === 0) continue;
       if (name.startsWith('model.layers.1.mlp.shared_expert_gate') && config.shared_expert_intermediate_size === 0) continue;
       expect(Array.from(unpacked.get(name))).toEqual(Array.from(source.get(name)));
     }
@@ -80,10 +80,10 @@ describe('convert round trip', () => {
     expect(loaded.header.tensors.get('layers.0.router')!.dtype).toBe('F32');
     const unpacked = planWeights(loaded);
     const source = readSafetensors(path.join(denseDir, 'model.safetensors'));
-    for (const name of [names.q(1), names.expertDown(1, 3), names.lmHead, names.embed]) {
+    for (const name of [denseNames.q(1), denseNames.expertDown(1, 3), denseNames.lmHead, denseNames.embed]) {
       expect(Array.from(unpacked.get(name))).toEqual(Array.from(source.get(name), roundToBf16));
     }
-    for (const name of [names.router(0), names.qBias(1), names.postAttentionNorm(0), names.finalNorm]) {
+    for (const name of [denseNames.router(0), denseNames.qBias(1), denseNames.postAttentionNorm(0), denseNames.finalNorm]) {
       expect(Array.from(unpacked.get(name))).toEqual(Array.from(source.get(name)));
     }
   });
@@ -127,8 +127,8 @@ describe('convert strategies', () => {
     // Layer 0's router is zero: p uniform, E·p = 1 > 0.48 for every expert, so k = E. Layer 1's router is large:
     // p is peaked, and k is the ceiling of its threshold mean, computed here independently of the converter.
     const denseDir = denseFolder(tinyConfig, 6, (w) => {
-      w.set(names.router(0), new Float32Array(4 * 8));
-      w.set(names.router(1), w.get(names.router(1))!.map((x) => x * 30));
+      w.set(denseNames.router(0), new Float32Array(4 * 8));
+      w.set(denseNames.router(1), w.get(denseNames.router(1))!.map((x) => x * 30));
     });
     const calib = windows(3, 16, 2);
     const { plan, calibration, table } = await convert(denseDir, { strategy: 'threshold-topk', calibWindows: calib });
@@ -166,7 +166,7 @@ describe('convert strategies', () => {
 
   test('pruning removes experts no calibration token selects, without changing the loss', async () => {
     // Layer 1's router is zero: all probabilities tie, so top-2 always picks experts 0 and 1 (lower ids win).
-    const denseDir = denseFolder(tinyConfig, 8, (w) => w.set(names.router(1), new Float32Array(4 * 8)));
+    const denseDir = denseFolder(tinyConfig, 8, (w) => w.set(denseNames.router(1), new Float32Array(4 * 8)));
     const { plan, calibration, outDir } = await convert(denseDir, { strategy: 'topk', k: 2, pruneBelow: 0.01 });
     expect(layerOps(plan.layers[1]).experts.kept).toEqual([0, 1]);
     expect(calibration!.layers[1].pruned).toEqual([2, 3]);
@@ -174,7 +174,7 @@ describe('convert strategies', () => {
     expect(calibration!.loss.pruned).toBe(calibration!.loss.plan);
     const loaded = readPlan(outDir);
     expect(loaded.header.tensors.get('layers.1.experts.gate_up')!.shape).toEqual([2, 12, 8]);
-    expect(() => planWeights(loaded).get(names.expertGate(1, 3))).toThrow(/expert 3 of layer 1 was pruned/);
+    expect(() => planWeights(loaded).get(denseNames.expertGate(1, 3))).toThrow(/expert 3 of layer 1 was pruned/);
     expect(plan.cost.total_params).toBe(parameterCounts(tinyConfig).total - 2 * parameterCounts(tinyConfig).expertPerExpert);
   });
 
@@ -253,7 +253,7 @@ describe('convert refuses', () => {
     const kept = denseShapes(tinyConfig).filter(([name]) => !name.startsWith('model.layers.1.mlp.experts.3.'));
     writeSafetensors(path.join(dir2, 'model.safetensors'), kept.map(([name, shape]) => ({ name, shape, dtype: 'F32' as const, data: model.get(name) })));
     expect(() => readDenseCheckpoint(dir2)).toThrow(/missing 3 tensor\(s\) the model needs: model\.layers\.1\.mlp\.experts\.3\.gate_proj\.weight/);
-    const nan = denseFolder(tinyConfig, 1, (w) => (w.get(names.o(1))![5] = NaN));
+    const nan = denseFolder(tinyConfig, 1, (w) => (w.get(denseNames.o(1))![5] = NaN));
     expect(() => readDenseCheckpoint(nan)).toThrow(/tensor model\.layers\.1\.self_attn\.o_proj\.weight holds a non-finite value \(NaN\) at element 5/);
   });
 

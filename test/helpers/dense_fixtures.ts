@@ -2,9 +2,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { names } from '../../src/checkpoint/names';
+import { denseNames, denseTensors } from '../../src/plan/tensor_table';
 import { writeSafetensors } from '../../src/checkpoint/safetensors';
-import { headDim, toHfConfig, type ModelConfig } from '../../src/model/config';
+import { toHfConfig, type ModelConfig } from '../../src/model/config';
 import { buildTokenizer } from '../../src/data/tokenizer';
 
 export const tinyConfig: ModelConfig = {
@@ -35,39 +35,9 @@ export function seededUniform(seed: number): () => number {
   };
 }
 
-/** Every dense tensor (HF names) with its shape, in the checkpoint's order. */
+/** Every dense tensor (HF names) with its shape, in the checkpoint's order (the table's, src/plan/tensor_table.ts). */
 export function denseShapes(config: ModelConfig): [string, number[]][] {
-  const d = config.hidden_size;
-  const hd = headDim(config);
-  const H = config.num_attention_heads;
-  const KV = config.num_key_value_heads;
-  const I = config.moe_intermediate_size;
-  const Is = config.shared_expert_intermediate_size;
-  const out: [string, number[]][] = [[names.embed, [config.vocab_size, d]]];
-  for (let l = 0; l < config.num_hidden_layers; l++) {
-    out.push(
-      [names.inputNorm(l), [d]],
-      [names.q(l), [H * hd, d]],
-      [names.qBias(l), [H * hd]],
-      [names.k(l), [KV * hd, d]],
-      [names.kBias(l), [KV * hd]],
-      [names.v(l), [KV * hd, d]],
-      [names.vBias(l), [KV * hd]],
-      [names.o(l), [d, H * hd]],
-      [names.postAttentionNorm(l), [d]],
-      [names.router(l), [config.num_experts, d]],
-    );
-    for (let e = 0; e < config.num_experts; e++) {
-      out.push([names.expertGate(l, e), [I, d]], [names.expertUp(l, e), [I, d]], [names.expertDown(l, e), [d, I]]);
-    }
-    if (Is > 0) {
-      out.push([names.sharedGate(l), [Is, d]], [names.sharedUp(l), [Is, d]], [names.sharedDown(l), [d, Is]]);
-    }
-    out.push([names.sharedExpertGate(l), [1, d]]);
-  }
-  out.push([names.finalNorm, [d]]);
-  if (!config.tie_word_embeddings) out.push([names.lmHead, [config.vocab_size, d]]);
-  return out;
+  return denseTensors(config).map((tensor) => [tensor.name, tensor.shape]);
 }
 
 /** Random weights: matrices uniform in ±scale·sqrt(3) (std = scale), norms near 1, small biases. */
@@ -77,7 +47,7 @@ export function randomDenseWeights(config: ModelConfig, seed: number, scale = 0.
   for (const [name, shape] of denseShapes(config)) {
     const size = shape.reduce((a, b) => a * b, 1);
     const values = new Float32Array(size);
-    const isNorm = name.endsWith('layernorm.weight') || name === names.finalNorm;
+    const isNorm = name.endsWith('layernorm.weight') || name === denseNames.finalNorm;
     for (let i = 0; i < size; i++) {
       const u = (rand() * 2 - 1) * Math.sqrt(3);
       values[i] = isNorm ? 1 + 0.1 * u : name.endsWith('.bias') ? 0.05 * u : scale * u;

@@ -1,4 +1,4 @@
-import { names } from '../../src/checkpoint/names';
+import { denseNames } from '../../src/plan/tensor_table';
 import type { ModelConfig } from '../../src/model/config';
 import {
   applyRope,
@@ -100,20 +100,20 @@ describe('referenceForward', () => {
   const handWeights = () => {
     const w = new Map<string, Float32Array>();
     const zeros = (n: number) => new Float32Array(n);
-    w.set(names.embed, new Float32Array([1, 2, 3, 4, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])); // [4, 4]
-    w.set(names.inputNorm(0), new Float32Array([1, 1, 1, 1]));
-    for (const n of [names.q(0), names.k(0), names.v(0), names.o(0)]) w.set(n, zeros(16));
-    for (const n of [names.qBias(0), names.kBias(0), names.vBias(0)]) w.set(n, zeros(4));
-    w.set(names.postAttentionNorm(0), new Float32Array([1, 1, 1, 1]));
-    w.set(names.router(0), new Float32Array([0, 0, 0, 0, /* expert 1 */ 0, 0, 0, 1]));
-    w.set(names.expertGate(0, 0), new Float32Array([1, 0, 0, 0]));
-    w.set(names.expertUp(0, 0), new Float32Array([0, 1, 0, 0]));
-    w.set(names.expertDown(0, 0), new Float32Array([1, 0, 0, 0]));
-    w.set(names.expertGate(0, 1), new Float32Array([0, 0, 1, 0]));
-    w.set(names.expertUp(0, 1), new Float32Array([0, 0, 0, 1]));
-    w.set(names.expertDown(0, 1), new Float32Array([0, 1, 0, 0]));
-    w.set(names.sharedExpertGate(0), zeros(4));
-    w.set(names.finalNorm, new Float32Array([1, 1, 1, 1]));
+    w.set(denseNames.embed, new Float32Array([1, 2, 3, 4, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])); // [4, 4]
+    w.set(denseNames.inputNorm(0), new Float32Array([1, 1, 1, 1]));
+    for (const n of [denseNames.q(0), denseNames.k(0), denseNames.v(0), denseNames.o(0)]) w.set(n, zeros(16));
+    for (const n of [denseNames.qBias(0), denseNames.kBias(0), denseNames.vBias(0)]) w.set(n, zeros(4));
+    w.set(denseNames.postAttentionNorm(0), new Float32Array([1, 1, 1, 1]));
+    w.set(denseNames.router(0), new Float32Array([0, 0, 0, 0, /* expert 1 */ 0, 0, 0, 1]));
+    w.set(denseNames.expertGate(0, 0), new Float32Array([1, 0, 0, 0]));
+    w.set(denseNames.expertUp(0, 0), new Float32Array([0, 1, 0, 0]));
+    w.set(denseNames.expertDown(0, 0), new Float32Array([1, 0, 0, 0]));
+    w.set(denseNames.expertGate(0, 1), new Float32Array([0, 0, 1, 0]));
+    w.set(denseNames.expertUp(0, 1), new Float32Array([0, 0, 0, 1]));
+    w.set(denseNames.expertDown(0, 1), new Float32Array([0, 1, 0, 0]));
+    w.set(denseNames.sharedExpertGate(0), zeros(4));
+    w.set(denseNames.finalNorm, new Float32Array([1, 1, 1, 1]));
     return weightsSource(config, w);
   };
   // token 0: h = [1,2,3,4], m = h/sqrt(7.5), p = softmax([0, m3])
@@ -170,7 +170,7 @@ describe('referenceForward', () => {
     const full = new Map(gqa);
     const fullConfig = { ...tinyConfig, num_key_value_heads: 2 };
     for (let l = 0; l < tinyConfig.num_hidden_layers; l++) {
-      for (const [w, b] of [[names.k(l), names.kBias(l)], [names.v(l), names.vBias(l)]]) {
+      for (const [w, b] of [[denseNames.k(l), denseNames.kBias(l)], [denseNames.v(l), denseNames.vBias(l)]]) {
         const weight = gqa.get(w)!;
         const bias = gqa.get(b)!;
         full.set(w, Float32Array.from([...weight, ...weight]));
@@ -187,7 +187,7 @@ describe('referenceForward', () => {
     const w = randomDenseWeights(config, 8);
     const withShared = referenceForward(weightsSource(config, w), tokens).logits;
     const zeroed = new Map(w);
-    for (let l = 0; l < config.num_hidden_layers; l++) zeroed.set(names.sharedDown(l), new Float32Array(3 * config.hidden_size));
+    for (let l = 0; l < config.num_hidden_layers; l++) zeroed.set(denseNames.sharedDown(l), new Float32Array(3 * config.hidden_size));
     const without = referenceForward(weightsSource(config, zeroed), tokens).logits;
     const noShared = referenceForward(weightsSource(tinyConfig, w), tokens).logits;
     expect(Array.from(without)).toEqual(Array.from(noShared));
