@@ -1,15 +1,14 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { UserError } from '../errors';
-import { configProblems, fromHfConfig, ModelConfig, toHfConfig } from '../model/config';
-import { denseTensors } from '../plan/tensor_table';
-import { readSafetensors, writeSafetensors } from './safetensors';
+import { ModelConfig, toHfConfig } from '../model/config';
+import { writeSafetensors } from './safetensors';
 import { writeJsonAtomic } from './atomic';
 
 /**
  * The dense checkpoint folder (docs/design.md §2): HF Qwen2-MoE config and weights, tokenizer files, and for resume
- * the trainer state and AdamW moments.
+ * the trainer state and AdamW moments. `DenseCheckpoint` is what every reader returns: read_dense.ts for dsmoe's own
+ * folders, src/interop for Hugging Face imports.
  *
  * Every file is written to a temporary name and renamed. trainer_state.json is written last and records a
  * `checkpoint_id` that is also in the metadata of model.safetensors and optimizer.safetensors: a save cut off
@@ -44,12 +43,35 @@ export interface DenseCheckpointInput {
   configExtra?: Record<string, unknown>; // merged into config.json (the "dsmoe" block)
 }
 
+/** Architectures a dense checkpoint comes from: dsmoe's own Qwen2-MoE, or OLMoE and Mixtral imports (src/interop). */
+export const DENSE_MODEL_TYPES = ['qwen2_moe', 'olmoe', 'mixtral'] as const;
+export type DenseModelType = (typeof DENSE_MODEL_TYPES)[number];
+
+/** How the selected experts' weights are formed: p_e as is (DS-MoE, Qwen2-MoE default) or divided by their sum. */
+export type RoutingRuleName = 'softmax-unnormalized' | 'softmax-renormalized';
+
+/**
+ * A dense checkpoint, validated: every tensor the model needs is present with its shape (src/plan/tensor_table.ts
+ * `denseTensors`) and finite. It is the reference forward's `ReferenceWeights` as it is.
+ */
 export interface DenseCheckpoint {
   dir: string;
+  modelPath: string; // model.safetensors (sharded imports: the index file)
   config: ModelConfig;
   hfConfig: Record<string, unknown>;
-  /** Qwen2-MoE tensor by name, float32 */
-  tensors: Map<string, Float32Array>;
+  /** A tensor by its dense (Qwen2-MoE) name, as float32. */
+  get(name: string): Float32Array;
+  /** OLMoE-style q/k RMSNorm in attention (imports only). */
+  qkNorm?: boolean;
+  /** True when config.json asks for renormalised top-k (`norm_topk_prob: true`, Mixtral-style imports). */
+  normTopkProb: boolean;
+  /** sha256 (hex) of model.safetensors (sharded imports: of the index, then every shard). */
+  sha256(): string;
+  /** Imported Hugging Face folders: the source architecture, its routing rule, and what was adapted. */
+  modelType?: DenseModelType;
+  routingRule?: RoutingRuleName;
+  importNotes?: string[];
+  /** Read with `forResume` only: the trainer's state and the AdamW moments, under the dense names. */
   trainerState?: TrainerState;
   optimizer?: { expAvg: Map<string, Float32Array>; expAvgSq: Map<string, Float32Array> };
 }
@@ -57,10 +79,14 @@ export interface DenseCheckpoint {
 export const files = {
   config: 'config.json',
   model: 'model.safetensors',
+  modelIndex: 'model.safetensors.index.json', // sharded Hugging Face weights (imports)
   optimizer: 'optimizer.safetensors',
   trainerState: 'trainer_state.json',
   generation: 'generation_config.json',
 };
+
+/** optimizer.safetensors names each AdamW moment after its parameter's dense name plus these suffixes. */
+export const momentSuffix = { expAvg: '.exp_avg', expAvgSq: '.exp_avg_sq' };
 
 export function saveDenseCheckpoint(dir: string, input: DenseCheckpointInput): void {
   fs.mkdirSync(dir, { recursive: true });
@@ -75,107 +101,12 @@ export function saveDenseCheckpoint(dir: string, input: DenseCheckpointInput): v
   writeSafetensors(path.join(dir, files.model), input.tensors.map(f32), metadata);
   if (input.optimizerState) {
     const moments = [
-      ...input.optimizerState.expAvg.map((t) => f32({ ...t, name: t.name + '.exp_avg' })),
-      ...input.optimizerState.expAvgSq.map((t) => f32({ ...t, name: t.name + '.exp_avg_sq' })),
+      ...input.optimizerState.expAvg.map((t) => f32({ ...t, name: t.name + momentSuffix.expAvg })),
+      ...input.optimizerState.expAvgSq.map((t) => f32({ ...t, name: t.name + momentSuffix.expAvgSq })),
     ];
     writeSafetensors(path.join(dir, files.optimizer), moments, metadata);
   }
   if (input.trainerState) {
     writeJsonAtomic(path.join(dir, files.trainerState), { ...input.trainerState, checkpoint_id: checkpointId });
   }
-}
-
-/** Parses a JSON file, or throws a one-line UserError naming it. */
-function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new UserError(`${file}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-  }
-  try {
-    const value = JSON.parse(text);
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
-    return value;
-  } catch (error) {
-    throw new UserError(`${file}: not a valid JSON object (${(error as Error).message})`);
-  }
-}
-
-/** Reads and checks every expected tensor of a safetensors file, by name and shape; errors name file and tensor. */
-function readExpected(file: string, expected: { name: string; shape: number[]; optional?: boolean }[]): { tensors: Map<string, Float32Array>; metadata: Record<string, string> } {
-  let reader: ReturnType<typeof readSafetensors>;
-  try {
-    reader = readSafetensors(file);
-  } catch (error) {
-    throw new UserError((error as Error).message.includes(file) ? (error as Error).message : `${file}: ${(error as Error).message}`);
-  }
-  const tensors = new Map<string, Float32Array>();
-  for (const want of expected) {
-    const info = reader.header.tensors.get(want.name);
-    if (!info) {
-      if (want.optional) continue;
-      throw new UserError(`${file}: missing tensor ${want.name} (expected shape [${want.shape}])`);
-    }
-    if (info.shape.length !== want.shape.length || info.shape.some((v, i) => v !== want.shape[i])) {
-      throw new UserError(`${file}: tensor ${want.name} has shape [${info.shape}], expected [${want.shape}]`);
-    }
-    if (!['F32', 'F16', 'BF16'].includes(info.dtype)) {
-      throw new UserError(`${file}: tensor ${want.name} has dtype ${info.dtype}, expected F32, F16 or BF16`);
-    }
-    try {
-      tensors.set(want.name, reader.get(want.name));
-    } catch (error) {
-      throw new UserError(`${file}: tensor ${want.name}: ${(error as Error).message}`);
-    }
-  }
-  return { tensors, metadata: reader.header.metadata };
-}
-
-/**
- * Loads and validates a dense checkpoint folder: config.json (a usable qwen2_moe config) and every expected tensor;
- * with `forResume`, also trainer_state.json and optimizer.safetensors, which must belong to the same save.
- */
-export function loadDenseCheckpoint(dir: string, options: { forResume?: boolean } = {}): DenseCheckpoint {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: no such checkpoint folder`);
-  const configFile = path.join(dir, files.config);
-  const hfConfig = readJson(configFile);
-  if (hfConfig.model_type !== 'qwen2_moe') {
-    throw new UserError(`${configFile}: model_type is ${JSON.stringify(hfConfig.model_type)}, expected "qwen2_moe"`);
-  }
-  const config = fromHfConfig(hfConfig);
-  const problems = configProblems(config);
-  if (problems.length) throw new UserError(`${configFile}: ${problems[0]}`);
-
-  const pieces = denseTensors(config).map((t) => ({
-    name: t.name,
-    shape: t.shape,
-    // HF models without shared experts may omit the (inert) zero gate.
-    optional: t.zero === true,
-  }));
-  const modelFile = path.join(dir, files.model);
-  const model = readExpected(modelFile, pieces);
-  const checkpoint: DenseCheckpoint = { dir, config, hfConfig, tensors: model.tensors };
-  if (!options.forResume) return checkpoint;
-
-  const stateFile = path.join(dir, files.trainerState);
-  const state = readJson(stateFile) as unknown as TrainerState;
-  if (!Number.isInteger(state.step) || state.step < 0 || typeof state.recipe_hash !== 'string') {
-    throw new UserError(`${stateFile}: missing or invalid "step" / "recipe_hash"`);
-  }
-  const optimizerFile = path.join(dir, files.optimizer);
-  const moments = readExpected(optimizerFile, [
-    ...pieces.map((p) => ({ ...p, name: p.name + '.exp_avg' })),
-    ...pieces.map((p) => ({ ...p, name: p.name + '.exp_avg_sq' })),
-  ]);
-  for (const [file, metadata] of [[modelFile, model.metadata], [optimizerFile, moments.metadata]] as const) {
-    if (metadata.checkpoint_id !== state.checkpoint_id) {
-      throw new UserError(`${file}: belongs to a different save than ${stateFile} (an interrupted save?); cannot resume from it`);
-    }
-  }
-  const split = (suffix: string) =>
-    new Map([...moments.tensors].filter(([n]) => n.endsWith(suffix)).map(([n, v]) => [n.slice(0, -suffix.length), v]));
-  checkpoint.trainerState = state;
-  checkpoint.optimizer = { expAvg: split('.exp_avg'), expAvgSq: split('.exp_avg_sq') };
-  return checkpoint;
 }

@@ -2,9 +2,9 @@
 import { parentPort, workerData } from 'worker_threads';
 import type { RoutingRule } from '../model/reference';
 import { runWindows } from './calibration_pass';
-import { readDenseCheckpoint } from './read_dense';
+import { readAnyDenseCheckpoint } from '../interop/read_any_dense';
 
-const dense = readDenseCheckpoint((workerData as { denseDir: string }).denseDir);
+const dense = readAnyDenseCheckpoint((workerData as { denseDir: string }).denseDir);
 
 parentPort!.on('message', (job: { id: number; windows: number[][]; rules: RoutingRule[] }) => {
   try {

@@ -18,7 +18,7 @@ import { CalibrationRunner, type PassResult } from './calibration_pass';
 import type { Plan, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { buildPlan, WEIGHTS_FILE } from '../plan/build_plan';
-import type { DenseCheckpoint } from './read_dense';
+import type { DenseCheckpoint } from '../checkpoint/dense';
 import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routing_stats';
 import { writePackedWeights } from './pack_weights';
 import { writeJsonAtomic } from '../checkpoint/atomic';

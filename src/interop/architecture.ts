@@ -3,12 +3,8 @@
  * `ModelConfig`, which routing rule it uses, and where each tensor of the internal (Qwen2-MoE named) model lives in
  * its checkpoint. One file per architecture; `architectureFor` picks by `model_type`.
  */
+import type { DenseModelType, RoutingRuleName } from '../checkpoint/dense';
 import type { ModelConfig } from '../model/config';
-
-/** How the selected experts' weights are formed: p_e as is (DS-MoE, Qwen2-MoE default) or divided by their sum. */
-export type RoutingRuleName = 'softmax-unnormalized' | 'softmax-renormalized';
-
-export type ImportedModelType = 'qwen2_moe' | 'olmoe' | 'mixtral';
 
 export interface ImportedConfig {
   config: ModelConfig;
@@ -31,7 +27,7 @@ export interface ExpertNames {
 }
 
 export interface HfArchitecture {
-  modelType: ImportedModelType;
+  modelType: DenseModelType;
   readConfig(hf: Record<string, unknown>): ImportedConfig;
   /** Router [E, d], candidates in order. */
   router(l: number): string[];

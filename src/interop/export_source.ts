@@ -1,5 +1,5 @@
 /**
- * What `dsmoe export` reads: a dense folder (readDenseCheckpoint, imports included) or a sparse plan folder (its
+ * What `dsmoe export` reads: a dense folder (readAnyDenseCheckpoint, imports included) or a sparse plan folder (its
  * packed weights read back under dense names), reduced to the one routing description Qwen2-MoE's config can hold —
  * a single top-k for every layer and one `norm_topk_prob`. Whatever that config cannot express is refused, never
  * approximated: threshold routing without --top-k, pruned experts, and q/k norms.
@@ -10,7 +10,7 @@ import { UserError } from '../errors';
 import { layerOps } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { planWeights } from '../plan/plan_reference';
-import { readDenseCheckpoint } from '../convert/read_dense';
+import { readAnyDenseCheckpoint } from './read_any_dense';
 import type { ReferenceWeights } from '../model/reference';
 
 export interface ExportSource {
@@ -50,7 +50,7 @@ export function readExportSource(dir: string, requestedTopK?: number): ExportSou
     }
     source = { kind: 'plan', weights: planWeights(loaded), topK, renormalize: [...renorm][0], sourceModelType: plan.source.model_type, notes };
   } else {
-    const dense = readDenseCheckpoint(dir);
+    const dense = readAnyDenseCheckpoint(dir);
     const topK = requestedTopK ?? dense.config.num_experts_per_tok;
     source = { kind: 'dense', weights: dense, topK, renormalize: dense.normTopkProb, sourceModelType: dense.modelType ?? 'qwen2_moe', notes };
   }

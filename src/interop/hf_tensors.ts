@@ -7,10 +7,11 @@ import { sha256Files } from '../checkpoint/files';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
+import { files as denseFiles } from '../checkpoint/dense';
 import { readSafetensors, type SafetensorsFile, type TensorInfo } from '../checkpoint/safetensors';
 
-export const SINGLE_FILE = 'model.safetensors';
-export const INDEX_FILE = 'model.safetensors.index.json';
+const SINGLE_FILE = denseFiles.model;
+const INDEX_FILE = denseFiles.modelIndex;
 
 export interface HfTensors {
   /** The files read, in the order the index (or the folder) lists them. */
@@ -22,11 +23,6 @@ export interface HfTensors {
   names(): string[];
   /** sha256 of the single file, or of the index file followed by every shard, in order. */
   sha256(): string;
-}
-
-/** True when the folder holds Hugging Face safetensors weights in either form. */
-export function hasHfWeights(dir: string): boolean {
-  return fs.existsSync(path.join(dir, SINGLE_FILE)) || fs.existsSync(path.join(dir, INDEX_FILE));
 }
 
 export function openHfTensors(dir: string): HfTensors {

@@ -7,10 +7,10 @@
 import * as path from 'path';
 import { UserError } from '../errors';
 import { configProblems, type ModelConfig } from '../model/config';
-import type { DenseCheckpoint } from '../convert/read_dense';
+import { files, type DenseCheckpoint } from '../checkpoint/dense';
 import { denseLayer, denseOuter, type DenseTensor } from '../plan/tensor_table';
 import type { HfArchitecture } from './architecture';
-import { INDEX_FILE, openHfTensors, SINGLE_FILE, type HfTensors } from './hf_tensors';
+import { openHfTensors, type HfTensors } from './hf_tensors';
 
 interface Source {
   shape: number[];
@@ -18,7 +18,7 @@ interface Source {
 }
 
 export function readHfCheckpoint(dir: string, hfConfig: Record<string, unknown>, architecture: HfArchitecture): DenseCheckpoint {
-  const configPath = path.join(dir, 'config.json');
+  const configPath = path.join(dir, files.config);
   const imported = architecture.readConfig(hfConfig);
   if (imported.problems.length) {
     throw new UserError(`${configPath}: this ${architecture.modelType} model uses ${imported.problems.join('; ')}, which dsmoe cannot reproduce exactly`);
@@ -27,7 +27,7 @@ export function readHfCheckpoint(dir: string, hfConfig: Record<string, unknown>,
   const problems = configProblems(config);
   if (problems.length) throw new UserError(`${configPath}: ${problems.join('; ')}`);
   const tensors = openHfTensors(dir);
-  const where = tensors.files.length === 1 ? tensors.files[0] : path.join(dir, INDEX_FILE);
+  const where = tensors.files.length === 1 ? tensors.files[0] : path.join(dir, files.modelIndex);
 
   const sources = importSources(config, tensors, architecture, imported.qkNorm, imported.qkvBias, where);
 
@@ -46,7 +46,7 @@ export function readHfCheckpoint(dir: string, hfConfig: Record<string, unknown>,
   };
   return {
     dir,
-    modelPath: tensors.files.length === 1 ? path.join(dir, SINGLE_FILE) : path.join(dir, INDEX_FILE),
+    modelPath: tensors.files.length === 1 ? path.join(dir, files.model) : path.join(dir, files.modelIndex),
     config,
     hfConfig,
     normTopkProb: imported.routingRule === 'softmax-renormalized',

@@ -3,6 +3,7 @@
  * plan folder completely before anything reaches native code; everything below it (runtime, report) trusts the
  * `Plan` it returns.
  */
+import type { DenseModelType } from '../checkpoint/dense';
 import type { SafetensorsHeader } from '../checkpoint/safetensors';
 import type { ModelConfig } from '../model/config';
 
@@ -12,13 +13,11 @@ export const PLAN_VERSION = 1;
 /** Dtype of every 2-D (and 3-D expert) matrix; norms, biases, routers and the shared-expert gate stay F32. */
 export type PlanDtype = 'f32' | 'bf16' | 'f16';
 export type StrategyName = 'topk' | 'threshold' | 'threshold-topk';
-export const PLAN_MODEL_TYPES = ['qwen2_moe', 'olmoe', 'mixtral'] as const;
-export type PlanModelType = (typeof PLAN_MODEL_TYPES)[number];
 
 export interface PlanSource {
   dir: string | null; // the dense folder converted; null for random-init plans
   model_sha256: string | null; // sha256 of the dense model.safetensors; null for random-init plans
-  model_type: PlanModelType; // the source architecture (olmoe and mixtral: imported, src/interop)
+  model_type: DenseModelType; // the source architecture (olmoe and mixtral: imported, src/interop)
   routing_rule: string; // 'softmax-unnormalized' (DS-MoE) or 'softmax-renormalized'
   random_init?: { seed: number; std: number }; // present on random-init plans
 }

@@ -5,7 +5,8 @@
 import type { ModelConfig } from '../model/config';
 import { configProblems } from '../model/config';
 import type { Plan } from './plan_format';
-import { expectedOpOrder, PLAN_FORMAT, PLAN_MODEL_TYPES, PLAN_VERSION } from './plan_format';
+import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
+import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 
 const MODEL_CONFIG_KEYS: (keyof ModelConfig)[] = [
   'vocab_size',
@@ -87,7 +88,7 @@ export function validatePlanJson(raw: unknown, problems: string[]): Plan | undef
   check.string(raw, 'embedding', '');
   const source = check.object(raw, 'source', '');
   if (source) {
-    check.literal(source, 'model_type', 'source', PLAN_MODEL_TYPES);
+    check.literal(source, 'model_type', 'source', DENSE_MODEL_TYPES);
     if (source.model_sha256 !== null && !(typeof source.model_sha256 === 'string' && /^[0-9a-f]{64}$/.test(source.model_sha256))) {
       check.fail('source.model_sha256', 'a sha256 in hex, or null', source.model_sha256);
     }

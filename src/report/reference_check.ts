@@ -1,4 +1,4 @@
-import { loadDenseCheckpoint } from '../checkpoint/dense';
+import { readDenseCheckpoint } from '../checkpoint/read_dense';
 import { nextTokenLoss, referenceForward } from '../model/reference';
 
 /**
@@ -7,20 +7,12 @@ import { nextTokenLoss, referenceForward } from '../model/reference';
  * the trained dense model. Slow by design, so it runs on a few windows only.
  */
 export function referenceLoss(denseDir: string, windows: readonly Int32Array[]): { loss: number; tokens: number } {
-  const checkpoint = loadDenseCheckpoint(denseDir);
-  const weights = {
-    config: checkpoint.config,
-    get(name: string): Float32Array {
-      const tensor = checkpoint.tensors.get(name);
-      if (!tensor) throw new Error(`${denseDir}: tensor ${name} missing`);
-      return tensor;
-    },
-  };
+  const checkpoint = readDenseCheckpoint(denseDir);
   let sum = 0;
   let count = 0;
   for (const window of windows) {
     const tokens = Array.from(window);
-    const { logits } = referenceForward(weights, tokens, { routing: { mode: 'dense' } }); // [T, V]
+    const { logits } = referenceForward(checkpoint, tokens, { routing: { mode: 'dense' } }); // [T, V]
     const part = nextTokenLoss(logits, tokens, checkpoint.config.vocab_size);
     sum += part.sum;
     count += part.count;

@@ -1,7 +1,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { loadDenseCheckpoint, DenseCheckpoint } from '../checkpoint/dense';
+import type { DenseCheckpoint } from '../checkpoint/dense';
+import { readDenseCheckpoint } from '../checkpoint/read_dense';
 import { loadTokenizer, packageRoot, Tokenizer } from '../data';
 import { fromCheckpointTensors } from '../model/checkpoint_layout';
 import { MoEModel } from '../model/model';
@@ -19,13 +20,13 @@ export interface LoadedDenseModel {
 }
 
 export function loadDenseModel(dir: string): LoadedDenseModel {
-  const checkpoint = loadDenseCheckpoint(dir);
+  const checkpoint = readDenseCheckpoint(dir);
   const tokenizer = loadTokenizer(dir);
   const config = checkpoint.config;
   if (tokenizer.vocabSize > config.vocab_size) {
     throw new UserError(`${dir}: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocab_size}`);
   }
-  const params = paramsFromArrays(config, fromCheckpointTensors(config, (n) => checkpoint.tensors.get(n) as Float32Array));
+  const params = paramsFromArrays(config, fromCheckpointTensors(config, checkpoint.get));
   const model = new MoEModel(config, params);
   const dsmoe = (checkpoint.hfConfig.dsmoe ?? {}) as Record<string, unknown>;
   const seqLen = typeof dsmoe.seq_len === 'number' ? dsmoe.seq_len : config.max_position_embeddings;

@@ -2,7 +2,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors';
-import { DenseCheckpointInput, loadDenseCheckpoint, saveDenseCheckpoint, TrainerState } from '../checkpoint/dense';
+import { DenseCheckpointInput, saveDenseCheckpoint, TrainerState } from '../checkpoint/dense';
+import { readDenseCheckpoint } from '../checkpoint/read_dense';
 import { fromCheckpointTensors, toCheckpointTensors } from '../model/checkpoint_layout';
 import { ModelConfig, parameterCounts } from '../model/config';
 import { MoEModel, RoutingOptions } from '../model/model';
@@ -109,7 +110,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     if (!fs.existsSync(path.join(outDir, 'trainer_state.json'))) {
       throw new UserError(`${outDir}: no checkpoint to resume (trainer_state.json is missing)`);
     }
-    const checkpoint = loadDenseCheckpoint(outDir, { forResume: true });
+    const checkpoint = readDenseCheckpoint(outDir, { forResume: true });
     const state = checkpoint.trainerState as TrainerState;
     if (state.recipe_hash !== hash) {
       throw new UserError(
@@ -123,7 +124,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         `${outDir}/config.json: ${differing} is ${JSON.stringify(checkpoint.config[differing])}, the recipe says ${JSON.stringify(config[differing])}`,
       );
     }
-    params = paramsFromArrays(config, fromCheckpointTensors(config, (n) => checkpoint.tensors.get(n) as Float32Array));
+    params = paramsFromArrays(config, fromCheckpointTensors(config, checkpoint.get));
     optimizer = new AdamW(params, decayed, optimizerSettings);
     const moments = checkpoint.optimizer as NonNullable<typeof checkpoint.optimizer>;
     optimizer.restore(

@@ -1,7 +1,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { loadDenseCheckpoint, saveDenseCheckpoint, NamedTensor } from '../../src/checkpoint/dense';
+import { saveDenseCheckpoint, NamedTensor } from '../../src/checkpoint/dense';
+import { readDenseCheckpoint } from '../../src/checkpoint/read_dense';
 import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors';
 import { UserError } from '../../src/errors';
 import { ModelConfig } from '../../src/model/config';
@@ -82,16 +83,16 @@ test('dense checkpoint round trip: config, every Qwen2-MoE tensor, trainer and o
     expect(fs.existsSync(path.join(dir, f))).toBe(true);
   }
   expect(fs.readdirSync(dir).some((f) => f.includes('.tmp-'))).toBe(false);
-  const loaded = loadDenseCheckpoint(dir, { forResume: true });
+  const loaded = readDenseCheckpoint(dir, { forResume: true });
   expect(loaded.config).toEqual(config);
   expect(loaded.hfConfig.model_type).toBe('qwen2_moe');
   expect(loaded.hfConfig.norm_topk_prob).toBe(false);
-  for (const t of tensors) expect(loaded.tensors.get(t.name)).toEqual(t.data);
-  expect(loaded.tensors.get('model.layers.1.mlp.shared_expert_gate.weight')).toEqual(new Float32Array(16));
-  expect(loaded.tensors.get('model.layers.0.self_attn.q_proj.bias')).toEqual(new Float32Array(2 * 8));
+  for (const t of tensors) expect(loaded.get(t.name)).toEqual(t.data);
+  expect(loaded.get('model.layers.1.mlp.shared_expert_gate.weight')).toEqual(new Float32Array(16));
+  expect(loaded.get('model.layers.0.self_attn.q_proj.bias')).toEqual(new Float32Array(2 * 8));
   expect(loaded.trainerState?.step).toBe(5);
   expect(loaded.optimizer?.expAvg.get('lm_head.weight')?.[0]).toBe(0.5);
-  expect(denseTensors(config).length).toBe(loaded.tensors.size);
+  for (const t of denseTensors(config)) expect(loaded.get(t.name)).toHaveLength(t.shape.reduce((a, b) => a * b, 1));
 });
 
 describe('a damaged checkpoint is rejected with one line naming the file and the tensor', () => {
@@ -99,28 +100,28 @@ describe('a damaged checkpoint is rejected with one line naming the file and the
     const dir = tmp();
     const tensors = saveFull(dir).filter((t) => t.name !== 'model.layers.1.mlp.experts.2.up_proj.weight');
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype: 'F32' as const })));
-    expectUserError(() => loadDenseCheckpoint(dir), 'model.safetensors', 'model.layers.1.mlp.experts.2.up_proj.weight');
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors', 'model.layers.1.mlp.experts.2.up_proj.weight');
   });
   test('wrong shape', () => {
     const dir = tmp();
     const tensors = saveFull(dir).map((t) => (t.name === 'model.norm.weight' ? { ...t, shape: [4, 4] } : t));
     writeSafetensors(path.join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype: 'F32' as const })));
-    expectUserError(() => loadDenseCheckpoint(dir), 'model.safetensors', 'model.norm.weight', '[4,4]');
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors', 'model.norm.weight', '[4, 4]');
   });
   test('truncated weights file', () => {
     const dir = tmp();
     saveFull(dir);
     const file = path.join(dir, 'model.safetensors');
     fs.truncateSync(file, fs.statSync(file).size - 7);
-    expectUserError(() => loadDenseCheckpoint(dir), 'model.safetensors');
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors');
   });
   test('config.json that is not JSON, or not a qwen2_moe config', () => {
     const dir = tmp();
     saveFull(dir);
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "qwen2_moe",');
-    expectUserError(() => loadDenseCheckpoint(dir), 'config.json', 'JSON');
+    expectUserError(() => readDenseCheckpoint(dir), 'config.json', 'JSON');
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "llama"}');
-    expectUserError(() => loadDenseCheckpoint(dir), 'config.json', 'qwen2_moe');
+    expectUserError(() => readDenseCheckpoint(dir), 'config.json', 'qwen2_moe');
   });
   test('a save cut off half-way (files from two different saves) cannot be resumed', () => {
     const dir = tmp();
@@ -128,10 +129,10 @@ describe('a damaged checkpoint is rejected with one line naming the file and the
     const stale = fs.readFileSync(path.join(dir, 'trainer_state.json'));
     saveFull(dir); // a newer save whose trainer_state.json "did not get written"
     fs.writeFileSync(path.join(dir, 'trainer_state.json'), stale);
-    expectUserError(() => loadDenseCheckpoint(dir, { forResume: true }), 'different save');
+    expectUserError(() => readDenseCheckpoint(dir, { forResume: true }), 'different save');
     expect(readSafetensors(path.join(dir, 'model.safetensors')).header.metadata.checkpoint_id).toBeDefined();
   });
   test('missing folder', () => {
-    expectUserError(() => loadDenseCheckpoint(path.join(tmp(), 'nope')), 'no such checkpoint folder');
+    expectUserError(() => readDenseCheckpoint(path.join(tmp(), 'nope')), 'no such checkpoint folder');
   });
 });

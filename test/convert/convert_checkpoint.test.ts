@@ -7,7 +7,7 @@ import { planCost } from '../../src/plan/cost';
 import { layerOps } from '../../src/plan/plan_format';
 import { readPlan } from '../../src/plan/read_plan';
 import { planRoutingRules, planWeights } from '../../src/plan/plan_reference';
-import { readDenseCheckpoint } from '../../src/convert/read_dense';
+import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
 import { kFromThresholdMean, keptAfterPruning, layerRoutingStats } from '../../src/convert/routing_stats';
 import { parameterCounts, type ModelConfig } from '../../src/model/config';
 import { nextTokenLoss, referenceForward } from '../../src/model/reference';
@@ -32,7 +32,7 @@ function denseFolder(config: ModelConfig, seed: number, edit?: (w: Map<string, F
 
 async function convert(denseDir: string, options: Partial<ConvertOptions>) {
   const outDir = tempDir('sparse');
-  const result = await convertCheckpoint(readDenseCheckpoint(denseDir), {
+  const result = await convertCheckpoint(readAnyDenseCheckpoint(denseDir), {
     outDir,
     strategy: 'topk',
     epsilon: 0.48,
@@ -67,7 +67,7 @@ describe('convert round trip', () => {
     expect(fs.existsSync(path.join(outDir, 'calibration.json'))).toBe(true);
     // the plan's reference forward is the dense model's
     const tokens = [5, 99, 250, 3, 3, 17];
-    const dense = referenceForward(readDenseCheckpoint(denseDir), tokens).logits;
+    const dense = referenceForward(readAnyDenseCheckpoint(denseDir), tokens).logits;
     const sparse = referenceForward(unpacked, tokens, { routing: planRoutingRules(loaded.plan) }).logits;
     expect(Array.from(sparse)).toEqual(Array.from(dense));
   });
@@ -133,7 +133,7 @@ describe('convert strategies', () => {
     const calib = windows(3, 16, 2);
     const { plan, calibration, table } = await convert(denseDir, { strategy: 'threshold-topk', calibWindows: calib });
     expect(layerOps(plan.layers[0]).select).toMatchObject({ mode: 'topk', k: 4 });
-    const dense = readDenseCheckpoint(denseDir);
+    const dense = readAnyDenseCheckpoint(denseDir);
     let count = 0;
     let tokens = 0;
     for (const w of calib) {
@@ -216,20 +216,20 @@ describe('cost', () => {
 
 describe('convert refuses', () => {
   test('a missing folder, config or model', () => {
-    expect(() => readDenseCheckpoint('/nonexistent/dense')).toThrow(/not a directory/);
+    expect(() => readAnyDenseCheckpoint('/nonexistent/dense')).toThrow(/not a directory/);
     const dir = denseFolder(tinyConfig, 1);
     fs.rmSync(path.join(dir, 'model.safetensors'));
-    expect(() => readDenseCheckpoint(dir)).toThrow(/model\.safetensors: missing/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/model\.safetensors: missing/);
   });
 
   test('a corrupt config or model file', () => {
     const dir = denseFolder(tinyConfig, 1);
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "qwen2_moe", "hidden_size": ');
-    expect(() => readDenseCheckpoint(dir)).toThrow(/config\.json: not valid JSON/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/config\.json: not valid JSON/);
     const dir2 = denseFolder(tinyConfig, 1);
     const model = path.join(dir2, 'model.safetensors');
     fs.truncateSync(model, fs.statSync(model).size - 8);
-    expect(() => readDenseCheckpoint(dir2)).toThrow(/model\.safetensors: not a valid safetensors file/);
+    expect(() => readAnyDenseCheckpoint(dir2)).toThrow(/model\.safetensors: not a valid safetensors file/);
   });
 
   test('another architecture or an inconsistent config', () => {
@@ -237,9 +237,9 @@ describe('convert refuses', () => {
     const configPath = path.join(dir, 'config.json');
     const hf = JSON.parse(fs.readFileSync(configPath, 'utf8'));
     fs.writeFileSync(configPath, JSON.stringify({ ...hf, model_type: 'llama' }));
-    expect(() => readDenseCheckpoint(dir)).toThrow(/model_type must be "qwen2_moe", got "llama"/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/model_type must be "qwen2_moe", got "llama"/);
     fs.writeFileSync(configPath, JSON.stringify({ ...hf, num_key_value_heads: 3 }));
-    expect(() => readDenseCheckpoint(dir)).toThrow(/num_attention_heads \(2\) must be a multiple of num_key_value_heads \(3\)/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/num_attention_heads \(2\) must be a multiple of num_key_value_heads \(3\)/);
   });
 
   test('tensors of the wrong shape, missing, or not finite', () => {
@@ -247,14 +247,14 @@ describe('convert refuses', () => {
     const configPath = path.join(dir, 'config.json');
     const hf = JSON.parse(fs.readFileSync(configPath, 'utf8'));
     fs.writeFileSync(configPath, JSON.stringify({ ...hf, moe_intermediate_size: 7 }));
-    expect(() => readDenseCheckpoint(dir)).toThrow(/tensor model\.layers\.0\.mlp\.experts\.0\.gate_proj\.weight has shape \[6, 8\], expected \[7, 8\]/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/tensor model\.layers\.0\.mlp\.experts\.0\.gate_proj\.weight has shape \[6, 8\], expected \[7, 8\]/);
     const dir2 = denseFolder(tinyConfig, 1);
     const model = readSafetensors(path.join(dir2, 'model.safetensors'));
     const kept = denseShapes(tinyConfig).filter(([name]) => !name.startsWith('model.layers.1.mlp.experts.3.'));
     writeSafetensors(path.join(dir2, 'model.safetensors'), kept.map(([name, shape]) => ({ name, shape, dtype: 'F32' as const, data: model.get(name) })));
-    expect(() => readDenseCheckpoint(dir2)).toThrow(/missing 3 tensor\(s\) the model needs: model\.layers\.1\.mlp\.experts\.3\.gate_proj\.weight/);
+    expect(() => readAnyDenseCheckpoint(dir2)).toThrow(/missing 3 tensor\(s\) the model needs: model\.layers\.1\.mlp\.experts\.3\.gate_proj\.weight/);
     const nan = denseFolder(tinyConfig, 1, (w) => (w.get(denseNames.o(1))![5] = NaN));
-    expect(() => readDenseCheckpoint(nan)).toThrow(/tensor model\.layers\.1\.self_attn\.o_proj\.weight holds a non-finite value \(NaN\) at element 5/);
+    expect(() => readAnyDenseCheckpoint(nan)).toThrow(/tensor model\.layers\.1\.self_attn\.o_proj\.weight holds a non-finite value \(NaN\) at element 5/);
   });
 
   test('k out of range, threshold-topk without calibration tokens, --out equal to the input', async () => {
@@ -262,7 +262,7 @@ describe('convert refuses', () => {
     await expect(convert(dir, { k: 5 })).rejects.toThrow(/--k must be an integer in 1\.\.4/);
     await expect(convert(dir, { strategy: 'threshold-topk', calibWindows: [] })).rejects.toThrow(/needs calibration tokens/);
     await expect(
-      convertCheckpoint(readDenseCheckpoint(dir), { outDir: dir, strategy: 'topk', epsilon: 0.48, dtype: 'f32', calibWindows: [], calibSource: '', renormalize: false }),
+      convertCheckpoint(readAnyDenseCheckpoint(dir), { outDir: dir, strategy: 'topk', epsilon: 0.48, dtype: 'f32', calibWindows: [], calibSource: '', renormalize: false }),
     ).rejects.toThrow(/--out must differ/);
   });
 });

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { readSafetensorsHeader } from '../../src/checkpoint/safetensors';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../src/convert/convert_checkpoint';
-import { readDenseCheckpoint } from '../../src/convert/read_dense';
+import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
 import { referenceForward } from '../../src/model/reference';
 import { exportHf } from '../../src/interop/export_hf';
 import { loadAnyTokenizer } from '../../src/interop/hf_tokenizer';
@@ -26,13 +26,13 @@ function denseFolder(shared = 0): string {
 }
 
 function topkLogits(dir: string, k: number): Float32Array {
-  const dense = readDenseCheckpoint(dir);
+  const dense = readAnyDenseCheckpoint(dir);
   return referenceForward(dense, tokens, { routing: { mode: 'topk', k, renormalize: dense.normTopkProb } }).logits;
 }
 
 async function convertTopk(dir: string, k: number, extra: { pruneBelow?: number; calibWindows?: number[][]; strategy?: 'topk' | 'threshold' } = {}): Promise<string> {
   const out = tempDir('plan');
-  await convertCheckpoint(readDenseCheckpoint(dir), {
+  await convertCheckpoint(readAnyDenseCheckpoint(dir), {
     outDir: out,
     strategy: extra.strategy ?? 'topk',
     k,

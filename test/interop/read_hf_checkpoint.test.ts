@@ -10,7 +10,7 @@ import { convertCheckpoint, DEFAULT_EPSILON } from '../../src/convert/convert_ch
 import { layerOps } from '../../src/plan/plan_format';
 import { readPlan } from '../../src/plan/read_plan';
 import { planRoutingRules, planWeights } from '../../src/plan/plan_reference';
-import { readDenseCheckpoint } from '../../src/convert/read_dense';
+import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
 import { referenceForward } from '../../src/model/reference';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
 import { hfConfigFor, hfForward, readHfFolderTensors, relativeDifference, shape, writeHfFolder, type Arch, type FixtureOptions } from '../helpers/hf_fixtures';
@@ -20,7 +20,7 @@ const tokens = [3, 250, 17, 99, 42, 7, 256, 128, 64];
 afterAll(removeTempDirs);
 
 function importedLogits(dir: string): Float32Array {
-  const dense = readDenseCheckpoint(dir);
+  const dense = readAnyDenseCheckpoint(dir);
   return referenceForward(dense, tokens, { routing: { mode: 'topk', k: dense.config.num_experts_per_tok, renormalize: dense.normTopkProb } }).logits;
 }
 
@@ -41,7 +41,7 @@ describe('import of Hugging Face MoE folders', () => {
     const expected = hfForward(arch, hfConfigFor(arch, options), readHfFolderTensors(dir), tokens);
     const actual = importedLogits(dir);
     expect(relativeDifference(actual, expected)).toBeLessThan(1e-5);
-    const dense = readDenseCheckpoint(dir);
+    const dense = readAnyDenseCheckpoint(dir);
     expect(dense.modelType).toBe(arch);
     expect(dense.routingRule).toBe(arch === 'mixtral' || options.normTopkProb ? 'softmax-renormalized' : 'softmax-unnormalized');
   });
@@ -49,7 +49,7 @@ describe('import of Hugging Face MoE folders', () => {
   test('the routing rule matters: Mixtral without renormalisation gives other logits', () => {
     const dir = tempDir('hf-mixtral-rule');
     writeHfFolder(dir, 'mixtral');
-    const dense = readDenseCheckpoint(dir);
+    const dense = readAnyDenseCheckpoint(dir);
     const unnormalized = referenceForward(dense, tokens, { routing: { mode: 'topk', k: 2 } }).logits;
     expect(relativeDifference(unnormalized, importedLogits(dir))).toBeGreaterThan(1e-3);
   });
@@ -59,7 +59,7 @@ describe('import of Hugging Face MoE folders', () => {
     const options: FixtureOptions = arch === 'qwen2_moe' ? { sharedExpert: true } : {};
     writeHfFolder(dir, arch, options);
     const out = tempDir(`plan-${arch}`);
-    const result = await convertCheckpoint(readDenseCheckpoint(dir), {
+    const result = await convertCheckpoint(readAnyDenseCheckpoint(dir), {
       outDir: out,
       strategy: 'topk',
       epsilon: DEFAULT_EPSILON,
@@ -103,7 +103,7 @@ describe('import refuses what it cannot reproduce', () => {
     const config = JSON.parse(fs.readFileSync(configPath, 'utf8'));
     change(config);
     fs.writeFileSync(configPath, JSON.stringify(config));
-    expect(() => readDenseCheckpoint(dir)).toThrow(message);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(message);
   });
 
   test('a sliding window shorter than max_position_embeddings caps the context', () => {
@@ -111,7 +111,7 @@ describe('import refuses what it cannot reproduce', () => {
     writeHfFolder(dir, 'mixtral');
     const configPath = path.join(dir, 'config.json');
     fs.writeFileSync(configPath, JSON.stringify({ ...JSON.parse(fs.readFileSync(configPath, 'utf8')), sliding_window: 16 }));
-    const dense = readDenseCheckpoint(dir);
+    const dense = readAnyDenseCheckpoint(dir);
     expect(dense.config.max_position_embeddings).toBe(16);
     expect(dense.importNotes?.[0]).toMatch(/sliding window 16/);
   });
@@ -123,7 +123,7 @@ describe('import refuses what it cannot reproduce', () => {
     const index = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
     delete index.weight_map['model.layers.1.block_sparse_moe.experts.3.w2.weight'];
     fs.writeFileSync(indexPath, JSON.stringify(index));
-    expect(() => readDenseCheckpoint(dir)).toThrow(/missing tensor model\.layers\.1\.block_sparse_moe\.experts\.3\.w2\.weight/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/missing tensor model\.layers\.1\.block_sparse_moe\.experts\.3\.w2\.weight/);
   });
 
   test('a shard outside the folder is refused', () => {
@@ -133,6 +133,6 @@ describe('import refuses what it cannot reproduce', () => {
     const index = JSON.parse(fs.readFileSync(indexPath, 'utf8'));
     index.weight_map['model.norm.weight'] = '../elsewhere.safetensors';
     fs.writeFileSync(indexPath, JSON.stringify(index));
-    expect(() => readDenseCheckpoint(dir)).toThrow(/must be a file name inside the folder/);
+    expect(() => readAnyDenseCheckpoint(dir)).toThrow(/must be a file name inside the folder/);
   });
 });

@@ -8,7 +8,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { readDenseCheckpoint } from '../../src/convert/read_dense';
+import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
 import { referenceForward } from '../../src/model/reference';
 import { exportHf } from '../../src/interop/export_hf';
 import { loadAnyTokenizer } from '../../src/interop/hf_tokenizer';
@@ -34,7 +34,7 @@ function readJson<T>(file: string): T {
 }
 
 function ourLogits(dir: string, tokens: number[], k: number): Float32Array {
-  const dense = readDenseCheckpoint(dir);
+  const dense = readAnyDenseCheckpoint(dir);
   return referenceForward(dense, tokens, { routing: { mode: 'topk', k, renormalize: dense.normTopkProb } }).logits;
 }
 
@@ -62,7 +62,7 @@ describe('fixtures made by transformers', () => {
     const dir = path.join(ROOT, name);
     const reference = readJson<Reference>(path.join(dir, 'reference.json'));
     const expected = Float32Array.from(reference.logits.flat());
-    const k = reference.num_experts_per_tok ?? readDenseCheckpoint(dir).config.num_experts_per_tok;
+    const k = reference.num_experts_per_tok ?? readAnyDenseCheckpoint(dir).config.num_experts_per_tok;
     expect(relativeDifference(ourLogits(dir, reference.tokens, k), expected)).toBeLessThan(1e-3);
     expect(loadAnyTokenizer(dir).encode(reference.text)).toEqual(reference.text_ids);
   });

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { calibrationTokens } from '../../convert/calibration_tokens';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convert_checkpoint';
-import { readDenseCheckpoint } from '../../convert/read_dense';
+import { readAnyDenseCheckpoint } from '../../interop/read_any_dense';
 import { PLAN_DTYPES } from '../../plan/dtype';
 import type { PlanDtype, StrategyName } from '../../plan/plan_format';
 
@@ -56,7 +56,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     const log = (line: string) => {
       if (!args.quiet) process.stderr.write(`convert: ${line}\n`);
     };
-    const dense = readDenseCheckpoint(args.dense);
+    const dense = readAnyDenseCheckpoint(args.dense);
     const c = dense.config;
     const dsmoe = (dense.hfConfig.dsmoe ?? {}) as Record<string, unknown>;
     const trainedContext = typeof dsmoe.seq_len === 'number' ? dsmoe.seq_len : Math.min(c.max_position_embeddings, 256);
