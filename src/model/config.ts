@@ -23,33 +23,40 @@ export function headDim(config: ModelConfig): number {
   return config.hidden_size / config.num_attention_heads;
 }
 
+/**
+ * What each field may hold; also the one list of ModelConfig's fields (the Record type makes a new field impossible
+ * to forget here). Listed in the order `configProblems` reports them.
+ */
+const FIELD_RULES: Record<keyof ModelConfig, 'positive integer' | 'non-negative integer' | 'positive number' | 'boolean'> = {
+  vocab_size: 'positive integer',
+  hidden_size: 'positive integer',
+  num_hidden_layers: 'positive integer',
+  num_attention_heads: 'positive integer',
+  num_key_value_heads: 'positive integer',
+  num_experts: 'positive integer',
+  moe_intermediate_size: 'positive integer',
+  num_experts_per_tok: 'positive integer',
+  max_position_embeddings: 'positive integer',
+  shared_expert_intermediate_size: 'non-negative integer',
+  rope_theta: 'positive number',
+  rms_norm_eps: 'positive number',
+  tie_word_embeddings: 'boolean',
+};
+
+export const MODEL_CONFIG_KEYS = Object.keys(FIELD_RULES) as (keyof ModelConfig)[];
+
 /** Returns a list of problems with a config's internal consistency (empty when it is usable). */
 export function configProblems(config: ModelConfig): string[] {
   const problems: string[] = [];
-  const positiveInts: (keyof ModelConfig)[] = [
-    'vocab_size',
-    'hidden_size',
-    'num_hidden_layers',
-    'num_attention_heads',
-    'num_key_value_heads',
-    'num_experts',
-    'moe_intermediate_size',
-    'num_experts_per_tok',
-    'max_position_embeddings',
-  ];
-  for (const key of positiveInts) {
+  for (const key of MODEL_CONFIG_KEYS) {
     const value = config[key];
-    if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-      problems.push(`${key} must be a positive integer, got ${JSON.stringify(value)}`);
-    }
+    const rule = FIELD_RULES[key];
+    const isInt = typeof value === 'number' && Number.isInteger(value);
+    if (rule === 'positive integer' && !(isInt && value > 0)) problems.push(`${key} must be a positive integer, got ${JSON.stringify(value)}`);
+    if (rule === 'non-negative integer' && !(isInt && value >= 0)) problems.push(`${key} must be a non-negative integer, got ${JSON.stringify(value)}`);
+    if (rule === 'positive number' && !((value as number) > 0)) problems.push(`${key} must be > 0, got ${JSON.stringify(value)}`);
+    if (rule === 'boolean' && typeof value !== 'boolean') problems.push(`${key} must be true or false`);
   }
-  const s = config.shared_expert_intermediate_size;
-  if (typeof s !== 'number' || !Number.isInteger(s) || s < 0) {
-    problems.push(`shared_expert_intermediate_size must be a non-negative integer, got ${JSON.stringify(s)}`);
-  }
-  if (!(config.rope_theta > 0)) problems.push(`rope_theta must be > 0, got ${JSON.stringify(config.rope_theta)}`);
-  if (!(config.rms_norm_eps > 0)) problems.push(`rms_norm_eps must be > 0, got ${JSON.stringify(config.rms_norm_eps)}`);
-  if (typeof config.tie_word_embeddings !== 'boolean') problems.push('tie_word_embeddings must be true or false');
   if (problems.length) return problems;
   if (config.hidden_size % config.num_attention_heads !== 0) {
     problems.push(`hidden_size (${config.hidden_size}) must be divisible by num_attention_heads (${config.num_attention_heads})`);

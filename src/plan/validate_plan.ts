@@ -3,26 +3,10 @@
  * Problems are collected, not thrown, so that one message can list the first few of them.
  */
 import type { ModelConfig } from '../model/config';
-import { configProblems } from '../model/config';
+import { configProblems, MODEL_CONFIG_KEYS } from '../model/config';
 import type { Plan } from './plan_format';
 import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
 import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
-
-const MODEL_CONFIG_KEYS: (keyof ModelConfig)[] = [
-  'vocab_size',
-  'hidden_size',
-  'num_hidden_layers',
-  'num_attention_heads',
-  'num_key_value_heads',
-  'num_experts',
-  'moe_intermediate_size',
-  'shared_expert_intermediate_size',
-  'num_experts_per_tok',
-  'max_position_embeddings',
-  'rope_theta',
-  'rms_norm_eps',
-  'tie_word_embeddings',
-];
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
