@@ -1,0 +1,47 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import { readDenseCheckpoint } from '../../src/checkpoint/read_dense';
+import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors';
+import { expectUserError, saveFull, tmp } from '../helpers/saved_checkpoint';
+
+describe('a damaged checkpoint is rejected with one line naming the file and the tensor', () => {
+  test('missing tensor', () => {
+    const dir = tmp();
+    const tensors = saveFull(dir).filter((t) => t.name !== 'model.layers.1.mlp.experts.2.up_proj.weight');
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype: 'F32' as const })));
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors', 'model.layers.1.mlp.experts.2.up_proj.weight');
+  });
+  test('wrong shape', () => {
+    const dir = tmp();
+    const tensors = saveFull(dir).map((t) => (t.name === 'model.norm.weight' ? { ...t, shape: [4, 4] } : t));
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype: 'F32' as const })));
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors', 'model.norm.weight', '[4, 4]');
+  });
+  test('truncated weights file', () => {
+    const dir = tmp();
+    saveFull(dir);
+    const file = path.join(dir, 'model.safetensors');
+    fs.truncateSync(file, fs.statSync(file).size - 7);
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors');
+  });
+  test('config.json that is not JSON, or not a qwen2_moe config', () => {
+    const dir = tmp();
+    saveFull(dir);
+    fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "qwen2_moe",');
+    expectUserError(() => readDenseCheckpoint(dir), 'config.json', 'JSON');
+    fs.writeFileSync(path.join(dir, 'config.json'), '{"model_type": "llama"}');
+    expectUserError(() => readDenseCheckpoint(dir), 'config.json', 'qwen2_moe');
+  });
+  test('a save cut off half-way (files from two different saves) cannot be resumed', () => {
+    const dir = tmp();
+    saveFull(dir);
+    const stale = fs.readFileSync(path.join(dir, 'trainer_state.json'));
+    saveFull(dir); // a newer save whose trainer_state.json "did not get written"
+    fs.writeFileSync(path.join(dir, 'trainer_state.json'), stale);
+    expectUserError(() => readDenseCheckpoint(dir, { forResume: true }), 'different save');
+    expect(readSafetensors(path.join(dir, 'model.safetensors')).header.metadata.checkpoint_id).toBeDefined();
+  });
+  test('missing folder', () => {
+    expectUserError(() => readDenseCheckpoint(path.join(tmp(), 'nope')), 'no such checkpoint folder');
+  });
+});
