@@ -10,7 +10,7 @@ import { encodeTensor } from '../plan/dtype';
 import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_writer';
 
 /** One packed tensor (f32) from the dense weights: its parts' values, one block after the other. */
-export function packTensor(tensor: PlanTensor, dense: ReferenceWeights): Float32Array {
+function packTensor(tensor: PlanTensor, dense: ReferenceWeights): Float32Array {
   const parts = tensor.parts.map((part) => dense.get(part.name));
   if (parts.length === 1) return parts[0]; // no copy of a large embedding or LM head
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0)); // [shape]

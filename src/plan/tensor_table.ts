@@ -148,6 +148,7 @@ export interface DenseOptions {
 
 const piece = (param: string, kind: TrainingPiece['kind'], offset = 0): TrainingPiece => ({ param, kind, offset });
 
+/** Layer l's dense tensors by role, each with the piece of a training parameter it is. */
 export function denseLayer(config: ModelConfig, l: number, options: DenseOptions = {}): DenseLayer {
   const d = config.hidden_size;
   const hd = headDim(config);
@@ -203,7 +204,7 @@ export function denseOuter(config: ModelConfig): { embed: DenseTensor; finalNorm
 }
 
 /** One layer's dense tensors in checkpoint order. */
-export function denseLayerTensors(layer: DenseLayer): DenseTensor[] {
+function denseLayerTensors(layer: DenseLayer): DenseTensor[] {
   return [
     layer.inputNorm,
     layer.q,
@@ -235,7 +236,10 @@ export function denseTensors(config: ModelConfig, options: DenseOptions = {}): D
 // ---------------------------------------------------------------------------------------------------------------
 // plan tensors and the dense blocks they pack
 
-/** What the runtime does with a plan tensor: the field names of the native spec (src/runtime/native.ts). */
+/**
+ * What the runtime does with a plan tensor: the field names of the native spec (src/runtime/native.ts; `shared*`
+ * under its `shared`). q/k norms are applied by the reference forward only, so far.
+ */
 export type PlanRole =
   | 'embed'
   | 'norm'
