@@ -64,7 +64,8 @@ nvcc_build() {
   local lib=("$src"/runtime.cu "$src"/norm.cu "$src"/rope.cu "$src"/linear.cu "$src"/attention.cu "$src"/router.cu
     "$src"/grouping.cu "$src"/moe_gemv.cu "$src"/moe_gemm.cu "$src"/moe.cu "$src"/sampling.cu)
   mkdir -p "$BUILD"
-  nvcc "${flags[@]}" -I"$src" "${lib[@]}" "$src"/test_main.cpp "$src"/reference.cpp -o "$BUILD/dsmoe_cuda_test" &
+  nvcc "${flags[@]}" -I"$src" "${lib[@]}" "$src"/test_main.cpp "$src"/reference.cpp "$src"/../src/kernels/sampling.cpp \
+    -o "$BUILD/dsmoe_cuda_test" &
   local p1=$!
   nvcc "${flags[@]}" -I"$src" "${lib[@]}" "$src"/bench_main.cu -o "$BUILD/dsmoe_cuda_bench"
   local r2=$?
@@ -79,11 +80,12 @@ elif export -f nvcc_build && export BUILD && step nvcc-build 300 bash -c nvcc_bu
   built=1
 fi
 if [ "$built" = 1 ]; then
-  step test 120 "$BUILD/dsmoe_cuda_test"
+  VECTORS="$(pwd)/test/fixtures/sampler_vectors.json"  # the sampler contract's shared vectors (docs/design.md §10)
+  step test 120 "$BUILD/dsmoe_cuda_test" --vectors "$VECTORS"
   step bench 90 "$BUILD/dsmoe_cuda_bench"
   step peer 120 python3 native/cuda/peer_torch.py
   if [ -x "$SAN" ]; then
-    step memcheck 120 "$SAN" --tool memcheck --error-exitcode 3 "$BUILD/dsmoe_cuda_test" --quick
+    step memcheck 120 "$SAN" --tool memcheck --error-exitcode 3 "$BUILD/dsmoe_cuda_test" --quick --vectors "$VECTORS"
     step racecheck 60 "$SAN" --tool racecheck --error-exitcode 3 "$BUILD/dsmoe_cuda_test" --quick --filter experts
   else
     say "SKIP sanitizers (compute-sanitizer not found)"

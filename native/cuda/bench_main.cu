@@ -202,7 +202,7 @@ static void decode_step(Model& m, int k, cudaStream_t s) {
   }
   DS_OK(dsmoe_cuda_rms_norm(m.h, m.norm, m.a, nullptr, 1, c.d, c.eps, s));
   DS_OK(dsmoe_cuda_linear(m.a, m.embed, nullptr, m.logits, 1, c.d, c.V, 0, m.ws, m.ws_bytes, s));
-  DS_OK(dsmoe_cuda_sample(m.logits, 1, c.V, 0.f, 1.f, 0, nullptr, m.tokens, s));
+  DS_OK(dsmoe_cuda_sample(m.logits, 1, c.V, 0.f, 1.f, nullptr, nullptr, m.tokens, s));
 }
 
 // bytes of weights one token reads with k experts per layer (the KV cache is counted apart)
@@ -317,7 +317,7 @@ static void bench_decode_ops(Model& m, double d2d) {
       {"lm_head", (double)c.V * c.d * 2,
        [&](L) { DS_OK(dsmoe_cuda_linear(m.a, m.embed, nullptr, m.logits, 1, c.d, c.V, 0, m.ws, m.ws_bytes, s)); }},
       {"sample_greedy", (double)c.V * 4,
-       [&](L) { DS_OK(dsmoe_cuda_sample(m.logits, 1, c.V, 0.f, 1.f, 0, nullptr, m.tokens, s)); }},
+       [&](L) { DS_OK(dsmoe_cuda_sample(m.logits, 1, c.V, 0.f, 1.f, nullptr, nullptr, m.tokens, s)); }},
   };
   cudaEvent_t e0, e1;
   CUDA_OK(cudaEventCreate(&e0));

@@ -179,13 +179,18 @@ int dsmoe_cuda_moe_forward(const dsmoe_cuda_moe_weights* w, const dsmoe_cuda_moe
 /* sampling (sampling.cu)                                                                                           */
 
 /*
- * One token per row of logits [R, V]. temperature <= 0: arg-max (ties: lower id). Otherwise p = softmax(l / T),
- * kept set = tokens with p >= tau for the largest tau whose kept mass reaches top_p (top_p >= 1 keeps all), and the
- * sample is the first id (in id order) whose running kept mass exceeds u * kept_mass, u = dsmoe_uniform(seed,
- * step + r) with step read from the device (NULL = 0) so a captured graph can advance it.
+ * One token per row of logits [R, V], by the sampler contract of docs/design.md §10 (the TypeScript reference is
+ * src/sampling/sampler.ts; test/fixtures/sampler_vectors.json holds its answers). temperature <= 0: arg-max (ties:
+ * lower id). Otherwise q = exp((l - max) / temperature), kept set = { q >= tau, q > 0 } for the largest tau whose
+ * kept mass reaches top_p * sum q (top_p >= 1 keeps all; ties at tau all kept), and the sample is the first id, in
+ * id order, whose running kept mass exceeds u * kept_mass, u = dsmoe_uniform(seeds[r], counters[r]) (common/rng.h).
+ * seeds / counters are device arrays [R] (NULL = 0 for every row): row r's sequence seed as uint64 and the index of
+ * this token among that sequence's generated tokens, so a row's token depends only on its own logits, seed and
+ * counter. The kernel only reads them; the caller advances counters (a captured graph can do so on the device).
+ * Computed in f32: tokens equal the f64 reference's except for draws within ~1e-5 (relative) of a boundary.
  */
-int dsmoe_cuda_sample(const float* logits, int R, int V, float temperature, float top_p, uint64_t seed,
-                      const int64_t* step, int* out_tokens, void* stream);
+int dsmoe_cuda_sample(const float* logits, int R, int V, float temperature, float top_p, const uint64_t* seeds,
+                      const int64_t* counters, int* out_tokens, void* stream);
 
 #ifdef __cplusplus
 }

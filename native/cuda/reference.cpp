@@ -8,7 +8,8 @@
 #include <numeric>
 
 #include "dsmoe_cuda.h"
-#include "rng.h"
+#include "../src/common/rng.h"
+#include "../src/kernels/sampling.h"
 
 namespace ref {
 
@@ -174,48 +175,11 @@ void moe_down(const float* h, const uint16_t* down, const int* ids, const float*
     }
 }
 
-void sample(const float* logits, int R, int V, float temperature, float top_p, uint64_t seed, int64_t step,
-            int* out_tokens) {
-  std::vector<double> q(V);
-  std::vector<int> order(V);
-  for (int r = 0; r < R; ++r) {
-    const float* l = logits + (size_t)r * V;
-    if (!(temperature > 0.f)) {
-      out_tokens[r] = (int)(std::max_element(l, l + V) - l);  // first maximum = lower id on ties
-      continue;
-    }
-    const double mx = *std::max_element(l, l + V);
-    double z = 0;
-    for (int i = 0; i < V; ++i) z += (q[i] = exp((l[i] - mx) / temperature));
-    // kept set: the most probable tokens until their mass reaches top_p (all of them when top_p >= 1)
-    double tau = 0;
-    if (top_p < 1.f) {
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return q[a] > q[b]; });
-      double cum = 0;
-      for (int i : order) {
-        cum += q[i];
-        tau = q[i];
-        if (cum >= top_p * z) break;
-      }
-    }
-    double kept = 0;
-    int last = -1;
-    for (int i = 0; i < V; ++i)
-      if (q[i] >= tau) kept += q[i], last = i;
-    const double u = (double)dsmoe_uniform(seed, (uint64_t)(step + r)) * kept;
-    double run = 0;
-    int pick = last;
-    for (int i = 0; i < V; ++i)
-      if (q[i] >= tau) {
-        run += q[i];
-        if (run > u) {
-          pick = i;
-          break;
-        }
-      }
-    out_tokens[r] = pick;
-  }
+// the CPU runtime's plain twin (native/src/kernels/sampling.cpp, compiled into this harness): one sampler contract
+void sample(const float* logits, int R, int V, float temperature, float top_p, const uint64_t* seeds,
+            const int64_t* counters, int* out_tokens) {
+  for (int r = 0; r < R; ++r)
+    out_tokens[r] = dsmoe::sample_token_ref(logits + (size_t)r * V, V, temperature, top_p, seeds[r], (uint64_t)counters[r]);
 }
 
 bool sample_within(const float* l, int V, float temperature, float top_p, uint64_t seed, int64_t counter, int token,
@@ -237,10 +201,10 @@ bool sample_within(const float* l, int V, float temperature, float top_p, uint64
       if (cum >= top_p * z) break;
     }
   }
-  if (q[token] < tau * (1 - 1e-4)) return false;
+  if (!(q[token] > 0) || q[token] < tau * (1 - 1e-4)) return false;
   double kept = 0, before = 0;
   for (int i = 0; i < V; ++i)
-    if (q[i] >= tau) {
+    if (q[i] > 0 && q[i] >= tau) {
       if (i < token) before += q[i];
       kept += q[i];
     }

@@ -26,8 +26,9 @@ void moe_gate_up(const float* x, const uint16_t* gate_up, const int* ids, int T,
 // out (T, d) += sum_j w * down_e h
 void moe_down(const float* h, const uint16_t* down, const int* ids, const float* w, int T, int k, int d, int I,
               float* out);
-void sample(const float* logits, int R, int V, float temperature, float top_p, uint64_t seed, int64_t step,
-            int* out_tokens);
+// rows r of logits (R, V) with seeds[r] / counters[r] (host arrays), by dsmoe::sample_token_ref
+void sample(const float* logits, int R, int V, float temperature, float top_p, const uint64_t* seeds,
+            const int64_t* counters, int* out_tokens);
 // would `token` be the draw if the running sums were off by up to tol * kept mass? (float vs double summation can
 // move a draw that lands next to a boundary to the neighbouring token; anything farther is a real error)
 bool sample_within(const float* logits_row, int V, float temperature, float top_p, uint64_t seed, int64_t counter,

@@ -1,9 +1,12 @@
-// sampling.cu — next-token choice on the device: greedy, temperature, top-p, seeded (rng.h).
+// sampling.cu — next-token choice on the device: the sampler contract of docs/design.md §10 (greedy, temperature,
+// top-p, u(seed, counter) from common/rng.h), the same tokens as the TypeScript reference and the CPU kernel.
 // A block of 1024 threads per row; each thread owns a contiguous slice of the vocabulary so the final walk can go in
 // id order after one block scan. The top-p cut is found by bisection on the float bit pattern of the threshold
-// (monotone for positive floats), which lands exactly on the smallest kept probability in 32 rounds without a sort.
+// (monotone for positive floats), which lands exactly on the contract's τ — the largest weight whose "q ≥ τ" mass
+// reaches top_p·Σq, ties at τ all kept — in 32 rounds without a sort. Row r draws with (seeds[r], counters[r]): the
+// index of the token within that row's sequence, so a row's token never depends on its place in the batch.
 #include "common.cuh"
-#include "rng.h"
+#include "../src/common/rng.h"
 
 #define SAMPLE_THREADS 1024
 
@@ -23,10 +26,18 @@ __device__ float block_max(float v, float* s) {
   return warp_max(s[threadIdx.x & 31]);
 }
 
+// the contract's weight q = exp((l - max) / T): a division, not a multiply by 1/T, so it is the reference's formula
+// (and a tiny T cannot turn (l - max) = 0 into 0 * inf)
+__device__ __forceinline__ float sample_weight(float l, float mx, float temperature) {
+  return expf((l - mx) / temperature);
+}
+
 __global__ void __launch_bounds__(SAMPLE_THREADS)
 sample_kernel(const float* __restrict__ logits,  // (R, V)
-              int V, float temperature, float top_p, uint64_t seed, const int64_t* __restrict__ step,
-              int* __restrict__ out_tokens) {    // (R)
+              int V, float temperature, float top_p,
+              const uint64_t* __restrict__ seeds,     // (R) or NULL = 0
+              const int64_t* __restrict__ counters,   // (R) or NULL = 0
+              int* __restrict__ out_tokens) {         // (R)
   pdl_entry();
   __shared__ float red[32];
   __shared__ int s_pick;
@@ -58,13 +69,12 @@ sample_kernel(const float* __restrict__ logits,  // (R, V)
     return;
   }
 
-  // q_i = exp((l_i - max) / temperature) in (0, 1]; Z = sum q
+  // q_i = exp((l_i - max) / temperature) in [0, 1]; Z = sum q
   float mx = -INFINITY;
   for (int i = beg; i < end; ++i) mx = fmaxf(mx, lr[i]);
   mx = block_max(mx, red);
-  const float invt = 1.f / temperature;
   float z = 0.f;
-  for (int i = beg; i < end; ++i) z += expf((lr[i] - mx) * invt);
+  for (int i = beg; i < end; ++i) z += sample_weight(lr[i], mx, temperature);
   z = block_sum(z, red);
 
   // tau = the largest float with mass(q >= tau) >= top_p * Z (0 keeps everything)
@@ -77,7 +87,7 @@ sample_kernel(const float* __restrict__ logits,  // (R, V)
       const float th = __uint_as_float(mid);
       float m = 0.f;
       for (int i = beg; i < end; ++i) {
-        const float q = expf((lr[i] - mx) * invt);
+        const float q = sample_weight(lr[i], mx, temperature);
         if (q >= th) m += q;
       }
       m = block_sum(m, red);
@@ -87,12 +97,13 @@ sample_kernel(const float* __restrict__ logits,  // (R, V)
     tau = __uint_as_float(lo);
   }
 
-  // kept mass per slice, exclusive scan over the block, then the slice holding u * kept walks in id order
+  // kept = { q >= tau, q > 0 }: kept mass per slice, exclusive scan over the block, then the slice holding u * kept
+  // walks in id order
   float mine = 0.f;
   int last_kept = -1;
   for (int i = beg; i < end; ++i) {
-    const float q = expf((lr[i] - mx) * invt);
-    if (q >= tau) mine += q, last_kept = i;
+    const float q = sample_weight(lr[i], mx, temperature);
+    if (q >= tau && q > 0.f) mine += q, last_kept = i;
   }
   float incl = mine;  // inclusive warp scan
 #pragma unroll
@@ -117,29 +128,33 @@ sample_kernel(const float* __restrict__ logits,  // (R, V)
     last = max(last, wlast[w]);
   }
   before += incl - mine;
-  const float u = dsmoe_uniform(seed, (uint64_t)((step ? *step : 0) + r)) * total;
+  const uint64_t seed = seeds ? seeds[r] : 0;
+  const uint64_t counter = counters ? (uint64_t)counters[r] : 0;
+  const float u = dsmoe_uniform(seed, counter) * total;
   if (mine > 0.f && u >= before && u < before + mine) {
     float run = before;
+    int pick = last_kept;  // the running sum in this slice ended a rounding short of u: its last kept id
     for (int i = beg; i < end; ++i) {
-      const float q = expf((lr[i] - mx) * invt);
-      if (q >= tau) {
+      const float q = sample_weight(lr[i], mx, temperature);
+      if (q >= tau && q > 0.f) {
         run += q;
         if (run > u) {
-          atomicMin(&s_pick, i);
+          pick = i;
           break;
         }
       }
     }
+    atomicMin(&s_pick, pick);
   }
   __syncthreads();
-  if (tid == 0) out_tokens[r] = s_pick != 0x7fffffff ? s_pick : last;  // rounding left u past the walk: last kept id
+  if (tid == 0) out_tokens[r] = s_pick != 0x7fffffff ? s_pick : last;  // no slice holds u (rounding): last kept id
 }
 
-extern "C" int dsmoe_cuda_sample(const float* logits, int R, int V, float temperature, float top_p, uint64_t seed,
-                                 const int64_t* step, int* out_tokens, void* stream) {
+extern "C" int dsmoe_cuda_sample(const float* logits, int R, int V, float temperature, float top_p,
+                                 const uint64_t* seeds, const int64_t* counters, int* out_tokens, void* stream) {
   DSMOE_RETURN_IF(R < 0 || V <= 0);
   if (R == 0) return 0;
-  launch_k(sample_kernel, R, SAMPLE_THREADS, 0, as_stream(stream), logits, V, temperature, top_p, seed, step,
+  launch_k(sample_kernel, R, SAMPLE_THREADS, 0, as_stream(stream), logits, V, temperature, top_p, seeds, counters,
            out_tokens);
   DSMOE_LAUNCH_STATUS();
 }

@@ -6,7 +6,10 @@
 // swept over expert counts 4 / 8 / 32, k = 1..4 and token counts 1, 4, 5, 17, 32, 129, 512 so that the mat-vec,
 // small-tile and many-tile paths all run; top-k results are sorted by expert before comparing.
 //
-//   dsmoe_cuda_test [--quick] [--filter SUBSTRING]     exit 0 = all passed (or no GPU), 1 = a check failed
+//   dsmoe_cuda_test [--quick] [--filter SUBSTRING] [--vectors PATH]    exit 0 = all passed (or no GPU), 1 = a check failed
+//
+// --vectors names test/fixtures/sampler_vectors.json (default: the path compiled in as DSMOE_SAMPLER_VECTORS, else
+// that path relative to the working directory); an unreadable file is a failed check, not a skip.
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdarg.h>
@@ -22,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "../src/common/rng.h"
+#include "../test/sampler_vectors.h"
 #include "dsmoe_cuda.h"
 #include "reference.h"
 
@@ -282,33 +287,71 @@ static void test_sampling() {
     auto l = randu((size_t)R * V, 4.f);
     l[7] = l[3] = 100.f;  // row 0: a tie for the maximum, the lower id wins
     Dev<float> dl(l);
-    Dev<int64_t> dstep(std::vector<int64_t>{5});
+    // per-row counters: each row is its own sequence, at its own token index
+    const std::vector<int64_t> counters = {5, 0, (int64_t)1 << 40, 7};
+    Dev<int64_t> dcounters(counters);
     struct Case { float temp, top_p; uint64_t seed; };
     for (Case c : {Case{0.f, 1.f, 1}, Case{0.7f, 1.f, 42}, Case{1.f, 0.9f, 7}, Case{1.3f, 0.5f, 99},
-                   Case{1.f, 0.999f, 123}}) {
+                   Case{1.f, 0.999f, 123}, Case{1e-3f, 1.f, ~0ull}}) {
       for (int trial = 0; trial < 4; ++trial) {
         Dev<int> dout(R);
-        const uint64_t seed = c.seed + 1000 * trial;
-        CK(dsmoe_cuda_sample(dl.ptr, R, V, c.temp, c.top_p, seed, dstep.ptr, dout.ptr, g_stream));
+        std::vector<uint64_t> seeds(R);
+        for (int r = 0; r < R; ++r) seeds[r] = c.seed + 1000 * trial + 17 * r;
+        Dev<uint64_t> dseeds(seeds);
+        CK(dsmoe_cuda_sample(dl.ptr, R, V, c.temp, c.top_p, dseeds.ptr, dcounters.ptr, dout.ptr, g_stream));
         std::vector<int> ro(R);
-        ref::sample(l.data(), R, V, c.temp, c.top_p, seed, 5, ro.data());
+        ref::sample(l.data(), R, V, c.temp, c.top_p, seeds.data(), counters.data(), ro.data());
         const auto got = dout.down();
         bool ok = dout.guards_ok();
         int boundary = 0;
         for (int r = 0; r < R; ++r) {
           if (got[r] == ro[r]) continue;
           // a draw next to an interval boundary may go to the neighbour under float summation; farther is an error
-          const bool near = c.temp > 0.f && ref::sample_within(&l[(size_t)r * V], V, c.temp, c.top_p, seed, 5 + r,
-                                                                got[r], 5e-6);
+          const bool near = c.temp > 0.f && ref::sample_within(&l[(size_t)r * V], V, c.temp, c.top_p, seeds[r],
+                                                                counters[r], got[r], 5e-6);
           boundary += near;
           ok = ok && near;
         }
         std::string d = fmt("boundary_draws=%d gpu/ref: ", boundary);
         for (int r = 0; r < R; ++r) d += fmt("%d/%d ", got[r], ro[r]);
-        report(ok, fmt("sample V=%d temp=%.1f top_p=%.3f seed=%llu", V, c.temp, c.top_p, (unsigned long long)seed),
+        report(ok, fmt("sample V=%d temp=%g top_p=%.3f seed=%llu", V, c.temp, c.top_p, (unsigned long long)seeds[0]),
                d);
       }
     }
+  }
+}
+
+// The shared vectors of the sampler contract (test/fixtures/sampler_vectors.json): every case exactly, no boundary
+// allowance (the vectors keep every decision 1e-4 away from its boundary). Each case runs as rows 0 and 1 of a batch
+// of three with the same (seed, counter), row 2 drawing with another: both must give the expected token, so a
+// token cannot depend on its row.
+static const char* g_vectors = nullptr;
+
+static void test_sampling_vectors() {
+  sampler_vectors::Vectors v;
+  try {
+    v = sampler_vectors::load(g_vectors);
+  } catch (const std::exception& e) {
+    report(false, "sampler_vectors", e.what());
+    return;
+  }
+  int bad_bits = 0;
+  for (const auto& u : v.uniform) bad_bits += dsmoe_uniform_bits(u.seed, u.counter) != u.bits;
+  report(bad_bits == 0, "sampler_vectors.uniform", fmt("%zu values, %d wrong", v.uniform.size(), bad_bits));
+  for (const auto& c : v.cases) {
+    const int V = (int)c.logits.size(), R = 3;
+    std::vector<float> l;
+    for (int r = 0; r < R; ++r) l.insert(l.end(), c.logits.begin(), c.logits.end());
+    Dev<float> dl(l);
+    Dev<uint64_t> dseeds(std::vector<uint64_t>{c.seed, c.seed, c.seed ^ 0x5555u});
+    Dev<int64_t> dcounters(std::vector<int64_t>{(int64_t)c.counter, (int64_t)c.counter, (int64_t)c.counter + 1});
+    Dev<int> dout(R);
+    CK(dsmoe_cuda_sample(dl.ptr, R, V, c.temperature, c.top_p, dseeds.ptr, dcounters.ptr, dout.ptr, g_stream));
+    const auto got = dout.down();
+    const bool ok = got[0] == c.token && got[1] == c.token && got[2] >= 0 && got[2] < V && dout.guards_ok();
+    report(ok, "sampler_vectors \"" + c.name + "\"",
+           fmt("V=%d expected %d, rows 0/1 gave %d/%d%s", V, c.token, got[0], got[1],
+               dout.guards_ok() ? "" : " GUARD-OVERWRITTEN"));
   }
 }
 
@@ -639,10 +682,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--quick")) g_quick = true;
     else if (!strcmp(argv[i], "--filter") && i + 1 < argc) g_filter = argv[++i];
+    else if (!strcmp(argv[i], "--vectors") && i + 1 < argc) g_vectors = argv[++i];
     else {
-      fprintf(stderr, "usage: %s [--quick] [--filter SUBSTRING]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--quick] [--filter SUBSTRING] [--vectors PATH]\n", argv[0]);
       return 2;
     }
+  }
+  if (!g_vectors) {
+#ifdef DSMOE_SAMPLER_VECTORS
+    g_vectors = DSMOE_SAMPLER_VECTORS;
+#else
+    g_vectors = "test/fixtures/sampler_vectors.json";
+#endif
   }
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
@@ -663,6 +714,7 @@ int main(int argc, char** argv) {
       {"rope_kv_append", test_rope_kv_append},
       {"attention", test_attention},
       {"sampling", test_sampling},
+      {"sampling_vectors", test_sampling_vectors},
       {"router", test_router},
       {"shared_gate", test_shared_gate},
       {"grouping", test_grouping},

@@ -8,7 +8,8 @@ import type { Plan } from '../plan/plan_format';
 import type { Device } from './backend';
 import type { NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
 import { loadNative } from './native';
-import { Sampler, type SamplingOptions } from './sampling';
+import type { Sampler } from '../sampling';
+import { nativeSampler, type SamplingOptions } from './sampling';
 import { openPlan } from './open_plan';
 
 export type RuntimeMode = 'plan' | 'dense';
@@ -168,7 +169,7 @@ export class SparseModel {
     const prompt = this.checkTokens(promptIds, 'prompt');
     let sampler: Sampler;
     try {
-      sampler = new Sampler(loadNative().kernels, options);
+      sampler = nativeSampler(loadNative().kernels, options);
     } catch (error) {
       throw new UserError((error as Error).message);
     }

@@ -116,7 +116,11 @@ export interface NativeKernels {
     E: number, slotOfExpert: Int32Array, offsets: Int32Array, rows: Int32Array, rowWeight: Float32Array, opts?: KernelOptions,
   ): Float32Array;
   combine(out: Float32Array, rows: Int32Array, T: number, d: number, opts?: KernelOptions): Float32Array;
-  sample(logits: Float32Array, temperature: number, topP: number, u: number): number;
+  /**
+   * The sampler contract (src/sampling, docs/design.md §10) in C++: one token from logits [V], the draw u(seed,
+   * counter) made inside the kernel. `impl: 'ref'` runs the plain twin.
+   */
+  sample(logits: Float32Array, temperature: number, topP: number, seed: number, counter: number, opts?: KernelOptions): number;
 }
 
 export interface NativeAddon {

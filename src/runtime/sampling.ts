@@ -1,34 +1,21 @@
 /**
- * Token sampling for generation: the draw comes from a seeded generator (src/data Rng), the choice from the addon's
- * `kernels.sample` (greedy when temperature ≤ 0, else temperature + nucleus), so a seed fixes the whole output.
+ * Token sampling for generation: the shared sampler contract (src/sampling) with the addon's `kernels.sample` doing
+ * the work, so `SparseModel.generate` and `dsmoe serve` draw exactly the tokens the TypeScript reference would for
+ * the same seed (both are checked against test/fixtures/sampler_vectors.json).
  */
-import { Rng } from '../data/random';
+import { Sampler } from '../sampling';
 import type { NativeKernels } from './native';
 
 export interface SamplingOptions {
   temperature?: number; // ≤ 0: greedy (default 0.8)
   topP?: number; // nucleus mass in (0, 1] (default 1: off)
-  seed?: number; // default 0
+  seed?: number; // any safe integer (default 0)
 }
 
-export class Sampler {
-  private readonly rng: Rng;
-  readonly temperature: number;
-  readonly topP: number;
-
-  constructor(private readonly kernels: NativeKernels, options: SamplingOptions = {}) {
-    this.temperature = options.temperature ?? 0.8;
-    this.topP = options.topP ?? 1;
-    if (!Number.isFinite(this.temperature)) throw new RangeError(`temperature must be a finite number, got ${options.temperature}`);
-    if (!(this.topP > 0 && this.topP <= 1)) throw new RangeError(`topP must be in (0, 1], got ${options.topP}`);
-    const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${options.seed}`);
-    this.rng = new Rng(seed >>> 0);
-  }
-
-  /** One token from one row of logits [V]. */
-  sample(logits: Float32Array): number {
-    const u = this.rng.next(); // drawn even when greedy, so switching modes keeps later draws aligned
-    return this.kernels.sample(logits, this.temperature, this.topP, u);
-  }
+/** One sequence's sampler on the native kernel; throws a RangeError naming a bad option. */
+export function nativeSampler(kernels: NativeKernels, options: SamplingOptions = {}): Sampler {
+  return new Sampler(
+    { temperature: options.temperature ?? 0.8, topP: options.topP ?? 1, seed: options.seed ?? 0 },
+    (logits, params, seed, counter) => kernels.sample(logits, params.temperature, params.topP, seed, counter),
+  );
 }

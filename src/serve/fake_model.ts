@@ -1,6 +1,6 @@
+import { Sampler } from '../sampling';
 import type { ServeModel, ServeTokenizer } from './batch_evaluator';
 import { FakeBatchEvaluator } from './fake_batch_evaluator';
-import { TokenSampler } from './token_sampler';
 
 /** Bytes 0–255 plus end-of-text 256: the same layout as the project's byte tokenizer. */
 const byteTokenizer: ServeTokenizer = {
@@ -23,7 +23,7 @@ export function createFakeServeModel(options: { slots?: number; maxContext?: num
     vocabSize: byteTokenizer.vocabSize,
     slots,
     maxContext: options.maxContext ?? 512,
-    createSampler: (sampling) => new TokenSampler(sampling),
+    createSampler: (sampling) => new Sampler(sampling), // the TypeScript reference: the same tokens as the native kernel
     dispose: () => {},
   };
 }

@@ -6,7 +6,7 @@ import type { ModelConfig } from '../model/config';
 import type { Device } from '../runtime/backend';
 import { loadNative } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
-import { Sampler } from '../runtime/sampling';
+import { nativeSampler } from '../runtime/sampling';
 import type { ServeModel } from './batch_evaluator';
 
 export interface LoadServeModelOptions {
@@ -52,7 +52,7 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
     vocabSize: config.vocab_size,
     slots: options.slots,
     maxContext,
-    createSampler: (sampling) => new Sampler(kernels, sampling),
+    createSampler: (sampling) => nativeSampler(kernels, sampling),
     dispose: () => native.dispose(),
   };
 }

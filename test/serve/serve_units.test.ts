@@ -1,6 +1,5 @@
 import { CompletionText } from '../../src/serve/completion_text';
-import { TokenSampler, argMax } from '../../src/serve/token_sampler';
-import { SeededRandom } from '../../src/serve/seeded_random';
+import { sampleToken } from '../../src/sampling';
 import { createFakeServeModel } from '../../src/serve/fake_model';
 import { percentile } from '../../src/serve/percentile';
 
@@ -40,41 +39,25 @@ describe('CompletionText', () => {
   });
 });
 
-describe('TokenSampler', () => {
-  const logits = Float32Array.from([0.1, 2, 1.9, -1, 2]);
-  test('temperature 0 is the arg-max with ties to the lower id', () => {
-    expect(argMax(logits)).toBe(1);
-    expect(new TokenSampler({ temperature: 0, topP: 1, seed: 1 }).sample(logits)).toBe(1);
-  });
-
-  test('the same seed gives the same draws; top-p keeps only the nucleus', () => {
-    const draw = (seed: number, topP: number) => {
-      const sampler = new TokenSampler({ temperature: 1, topP, seed });
-      return Array.from({ length: 200 }, () => sampler.sample(logits));
-    };
-    expect(draw(5, 1)).toEqual(draw(5, 1));
-    expect(draw(5, 1)).not.toEqual(draw(6, 1));
-    expect(new Set(draw(5, 1)).size).toBe(5);
-    // p ≈ [.04, .30, .27, .01, .30]: the two 2.0 logits and 1.9 make the 0.8 nucleus.
-    expect([...new Set(draw(5, 0.8))].sort()).toEqual([1, 2, 4]);
-    expect(new Set(draw(5, 0.01))).toEqual(new Set([1]));
-  });
-
-  test('frequencies follow the softmax', () => {
-    const sampler = new TokenSampler({ temperature: 0.5, topP: 1, seed: 9 });
-    const two = Float32Array.from([0, Math.log(3) * 0.5]); // p = [1/4, 3/4] at T = 0.5
-    let ones = 0;
-    for (let i = 0; i < 20000; i++) ones += sampler.sample(two);
-    expect(ones / 20000).toBeCloseTo(0.75, 1);
-  });
-
-  test('SeededRandom is uniform on [0, 1) and seeds in and beyond 32 bits differ', () => {
-    const r = new SeededRandom(-3);
-    const xs = Array.from({ length: 10000 }, () => r.next());
-    expect(Math.min(...xs)).toBeGreaterThanOrEqual(0);
-    expect(Math.max(...xs)).toBeLessThan(1);
-    expect(xs.reduce((a, b) => a + b) / xs.length).toBeCloseTo(0.5, 1);
-    expect(new SeededRandom(1).next()).not.toBe(new SeededRandom(1 + 2 ** 32).next());
+describe('request samplers', () => {
+  // The sampler contract itself is tested in test/sampling; here: each request's sampler is its own (seed, counter)
+  // stream, so its tokens do not depend on other requests sampled in between.
+  test('the fake model samples by the shared contract, one counter per request', () => {
+    const model = createFakeServeModel();
+    const logits = Float32Array.from([0.1, 2, 1.9, -1, 2]);
+    const options = { temperature: 1, topP: 0.9, seed: 42 };
+    const alone = model.createSampler(options);
+    const expected = Array.from({ length: 50 }, (_, counter) => sampleToken(logits, options, options.seed, counter));
+    expect(Array.from({ length: 50 }, () => alone.sample(logits))).toEqual(expected);
+    const a = model.createSampler(options);
+    const b = model.createSampler({ ...options, seed: 7 });
+    const interleaved: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      b.sample(logits);
+      interleaved.push(a.sample(logits));
+      b.sample(logits);
+    }
+    expect(interleaved).toEqual(expected);
   });
 });
 

@@ -1,5 +1,6 @@
 // `kernels.*`: every kernel callable on TypedArrays, each with an `impl` option selecting the reference twin
 // ('ref') or the fast path ('fast', or for linear 'gemv' / 'gemm'), and `threads` for the pool size.
+#include <cmath>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include "../common/cpu.h"
 #include "../common/threadpool.h"
 #include "../kernels/kernels.h"
+#include "../kernels/sampling.h"
 #include "args.h"
 #include "bindings.h"
 
@@ -302,13 +304,38 @@ Napi::Value Combine(const Napi::CallbackInfo& info) {
   return y;
 }
 
-// sample(logits, temperature, topP, u) → token id
+// A safe integer (|v| ≤ 2^53 − 1) as JavaScript passes seeds and counters; exact in a double.
+int64_t safe_int_arg(const Napi::CallbackInfo& info, size_t i, const char* what, bool non_negative) {
+  const double v = num_arg(info, i, what);
+  if (!(std::fabs(v) <= 9007199254740991.0) || v != std::trunc(v) || (non_negative && v < 0))
+    throw Napi::RangeError::New(info.Env(), std::string(what) + " must be " + (non_negative ? "a non-negative" : "an") +
+                                                " integer ≤ 2^53 − 1 in magnitude");
+  return int64_t(v);
+}
+
+// sample(logits [V], temperature, topP, seed, counter, opts) → token id: the sampler contract (docs/design.md §10),
+// the draw u(seed, counter) made inside the kernel. The seed maps to uint64 by two's complement, as in TypeScript.
 Napi::Value Sample(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   Napi::TypedArray a = typed_array(info, 0, napi_float32_array, "Float32Array", 1, "logits");
-  float* logits = f32_arg(info, 0, 1, "logits");
-  double temp = num_arg(info, 1, "temperature"), top_p = num_arg(info, 2, "topP"), u = num_arg(info, 3, "u");
-  if (!(u >= 0 && u < 1)) throw Napi::RangeError::New(info.Env(), "u must be in [0, 1)");
-  return Napi::Number::New(info.Env(), sample_token(logits, int(a.ElementLength()), float(temp), float(top_p), u));
+  const float* logits = f32_arg(info, 0, 1, "logits");
+  const int V = int(a.ElementLength());
+  const float temp = float(num_arg(info, 1, "temperature")), top_p = float(num_arg(info, 2, "topP"));
+  if (!std::isfinite(temp)) throw Napi::RangeError::New(env, "temperature must be a finite number");
+  if (!(top_p > 0 && top_p <= 1)) throw Napi::RangeError::New(env, "topP must be in (0, 1]");
+  const uint64_t seed = uint64_t(safe_int_arg(info, 3, "seed", false));
+  const uint64_t counter = uint64_t(safe_int_arg(info, 4, "counter", true));
+  bool finite = false;
+  for (int i = 0; i < V; ++i) {
+    if (std::isnan(logits[i]) || logits[i] == INFINITY)
+      throw Napi::RangeError::New(env, "logits[" + std::to_string(i) + "] must be finite or -Infinity");
+    finite = finite || logits[i] != -INFINITY;
+  }
+  if (!finite) throw Napi::RangeError::New(env, "logits are all -Infinity: no token can be sampled");
+  Options o = options_arg(info, 5);
+  const int id = is_ref(o) ? sample_token_ref(logits, V, temp, top_p, seed, counter)
+                           : sample_token(logits, V, temp, top_p, seed, counter);
+  return Napi::Number::New(env, id);
 }
 
 }  // namespace

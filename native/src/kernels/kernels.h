@@ -109,11 +109,6 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
              const int32_t* rows, const float* row_weight, float* y);
 
 // ---------------------------------------------------------------------------------------------------------------
-// sampling.cpp: temperature ≤ 0 → arg-max (ties: lower id); else softmax(logits / T), nucleus of mass top_p
-// (probabilities sorted descending, ties by lower id), and the token whose cumulative mass passes u ∈ [0, 1).
-int sample_token(const float* logits, int V, float temperature, float top_p, double u);
-
-// ---------------------------------------------------------------------------------------------------------------
 // measure.cpp: what the benchmark compares against.
 double triad_gbs(ThreadPool* pool, size_t bytes_per_array);  // a = b + s·c, 3 arrays moved per pass
 double fma_peak_gflops(ThreadPool* pool);                    // independent FMA chains on every thread

@@ -2,10 +2,9 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
-import { Rng } from '../../data';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { loadDenseModel } from '../../train/load_dense_model';
-import { sampleToken } from '../../train/sampling';
+import { Sampler } from '../../sampling';
 
 interface SampleArgs {
   'dense-dir': string;
@@ -27,18 +26,22 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
       .option('max-new-tokens', { type: 'number', default: 200 })
       .option('temperature', { type: 'number', default: 0.8, describe: '0 = greedy' })
       .option('top-p', { type: 'number', default: 0.95, describe: 'nucleus sampling mass' })
-      .option('seed', { type: 'number', default: 0 })
+      .option('seed', { type: 'number', default: 0, describe: 'sampling seed: the same seed gives the same text as dsmoe generate would from the same logits' })
       .option('backend', { type: 'string', choices: backendChoices, default: 'auto' }) as never,
   handler: async (args) => {
     const maxNew = args['max-new-tokens'];
     if (!Number.isInteger(maxNew) || maxNew < 0) throw new UserError(`--max-new-tokens must be a non-negative integer, got ${maxNew}`);
     if (!(args.temperature >= 0)) throw new UserError(`--temperature must be ≥ 0, got ${args.temperature}`);
-    if (!(args['top-p'] > 0 && args['top-p'] <= 1)) throw new UserError(`--top-p must be in (0, 1], got ${args['top-p']}`);
+    let sampler: Sampler;
+    try {
+      sampler = new Sampler({ temperature: args.temperature, topP: args['top-p'], seed: args.seed });
+    } catch (error) {
+      throw new UserError(`--${(error as Error).message.replace(/^topP/, 'top-p')}`);
+    }
     const backend = await selectBackend(args.backend);
     process.stderr.write(describeBackend(backend) + '\n');
     const loaded = loadDenseModel(path.resolve(args['dense-dir']));
     const { model, tokenizer } = loaded;
-    const rng = new Rng(args.seed);
     const ids = tokenizer.encode(args.prompt);
     if (ids.length === 0) ids.push(tokenizer.eosId); // an empty prompt starts a new document
     const promptLength = ids.length;
@@ -50,7 +53,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
         const out = model.forward(context, 1, context.length);
         return out.logits.slice([context.length - 1, 0], [1, model.config.vocab_size]).dataSync(); // [V]
       });
-      const next = sampleToken(logits, args.temperature, args['top-p'], rng);
+      const next = sampler.sample(logits as Float32Array);
       if (next === tokenizer.eosId) break;
       ids.push(next);
     }
