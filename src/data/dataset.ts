@@ -176,6 +176,47 @@ export class TokenDataset {
   }
 }
 
+/**
+ * One token sequence cut into non-overlapping windows of `context` tokens (SPEC §7, `--text`): each window is scored
+ * on its own from position 0 (token t+1 predicted from tokens 0..t, so context − 1 predictions per window), and a
+ * shorter last window (at least 2 tokens) takes the rest. At most `maxTokens` predictions in all (default: every
+ * window). Returns the full windows, then the shorter one, as groups of equal length.
+ */
+export function textWindows(tokens: ArrayLike<number>, context: number, maxTokens = Infinity): Windows[] {
+  const fits = Math.floor(tokens.length / context);
+  const full = Math.min(fits, Math.floor(maxTokens / (context - 1)));
+  const make = (starts: number[], length: number): Windows => {
+    const inputs = new Int32Array(starts.length * (length - 1)); // [count·(length−1)]
+    const targets = new Int32Array(starts.length * (length - 1)); // [count·(length−1)]
+    starts.forEach((start, i) => {
+      for (let t = 0; t < length - 1; t++) {
+        inputs[i * (length - 1) + t] = tokens[start + t];
+        targets[i * (length - 1) + t] = tokens[start + t + 1];
+      }
+    });
+    return { inputs, targets, count: starts.length };
+  };
+  const groups = [make(Array.from({ length: full }, (_, i) => i * context), context)];
+  const rest = tokens.length - full * context;
+  if (full === fits && rest >= 2 && full * (context - 1) + rest - 1 <= maxTokens) groups.push(make([full * context], rest));
+  return groups.filter((group) => group.count > 0);
+}
+
+/** Each window as one token sequence (its inputs, then its last target): the form a from-position-0 scorer reads. */
+export function windowSequences(groups: Windows[]): Int32Array[] {
+  const sequences: Int32Array[] = [];
+  for (const { inputs, targets, count } of groups) {
+    const T = inputs.length / count;
+    for (let i = 0; i < count; i++) {
+      const sequence = new Int32Array(T + 1); // [T + 1]: T predictions
+      sequence.set(inputs.subarray(i * T, (i + 1) * T));
+      sequence[T] = targets[(i + 1) * T - 1];
+      sequences.push(sequence);
+    }
+  }
+  return sequences;
+}
+
 /** Shannon entropy, in bits, of the distribution proportional to `counts`. */
 export function entropyBits(counts: ArrayLike<number>): number {
   let total = 0;

@@ -1,10 +1,10 @@
-import * as path from 'path';
 import { UserError } from '../errors';
 import { readPlan } from '../plan/read_plan';
 import type { ReportRuntime } from './report_runtime';
 import type { ReportJson } from './report_json';
 import { runReport, type ReportOptions } from './run_report';
-import { loadHeldOut } from './heldout';
+import { heldOutSplit } from '../data/held_out_split';
+import { windowSequences } from '../data/dataset';
 import { referenceLoss } from './reference_check';
 
 /** Settings shared by both kinds of report (flags of `dsmoe report`). */
@@ -24,6 +24,7 @@ export interface FolderReportRequest extends SpeedSettings {
   denseDir: string | null;
   sparseDir: string;
   recipe?: string;
+  text?: string;
   evalTokens: number;
   epsilons: number[];
   sweep: boolean;
@@ -32,24 +33,22 @@ export interface FolderReportRequest extends SpeedSettings {
 
 /**
  * A trained model's report: the plan against its own dense mode on the held-out split of the recipe it was
- * trained on, plus (on a few windows) the dense checkpoint through the reference forward.
+ * trained on (or a --text file), plus (on a few windows) the dense checkpoint through the reference forward.
  */
 export async function reportFromFolders(runtime: ReportRuntime, request: FolderReportRequest): Promise<ReportJson> {
   const { plan } = readPlan(request.sparseDir);
   const denseDir = request.denseDir ?? plan.source.dir;
   if (!denseDir) throw new UserError(`${request.sparseDir} records no dense source folder; pass --dense DIR`);
-  const notes: string[] = [];
-  const heldOut = loadHeldOut(denseDir, { recipe: request.recipe, maxTokens: request.evalTokens });
-  if (!heldOut.hashMatches) {
-    notes.push(`The recipe ${heldOut.recipeFile} does not hash to the one recorded in ${path.join(denseDir, 'config.json')}: it was edited after training, so the held-out split may differ from the trainer's.`);
-  }
+  const heldOut = heldOutSplit(denseDir, { recipe: request.recipe, text: request.text });
+  // The validation split in the trainer's windows of seq_len predictions; a text in windows of the model's context.
+  const windows = windowSequences(heldOut.windows(heldOut.recipe?.data.seq_len ?? plan.config.max_position_embeddings, request.evalTokens));
   const maxPositions = plan.config.max_position_embeddings;
   const promptLen = request.promptLen ?? Math.max(1, Math.min(32, Math.floor(maxPositions / 2)));
   const decodeSteps = request.decodeSteps ?? Math.max(1, Math.min(16, maxPositions - promptLen));
   if (promptLen + decodeSteps > maxPositions) {
     throw new UserError(`--prompt-len ${promptLen} + --decode-steps ${decodeSteps} exceed the model's ${maxPositions} positions`);
   }
-  const referenceWindows = heldOut.windows.slice(0, request.referenceWindows);
+  const referenceWindows = windows.slice(0, request.referenceWindows);
   const options: ReportOptions = {
     kind: 'trained',
     sparseDir: request.sparseDir,
@@ -60,15 +59,12 @@ export async function reportFromFolders(runtime: ReportRuntime, request: FolderR
     outDir: request.outDir,
     threads: request.threads,
     throughput: { batches: request.batches, promptLen, decodeSteps, repeats: request.repeats, seed: 1 },
-    quality: { windows: heldOut.windows, vocabSize: plan.config.vocab_size, tokenBytes: heldOut.tokenBytes, slots: Math.min(64, heldOut.windows.length) },
+    quality: { windows, vocabSize: plan.config.vocab_size, tokenBytes: heldOut.tokenBytes, slots: Math.min(64, windows.length) },
     epsilons: request.sweep ? request.epsilons : [],
     sweep: request.sweep,
     referenceCheck: referenceWindows.length ? { windows: referenceWindows, referenceLoss: () => referenceLoss(denseDir, referenceWindows) } : null,
     peer: { enabled: request.peer, batches: [1, 64], dtypes: ['f32', 'bf16'], repeats: request.peerRepeats, timeoutMs: 300_000 },
-    notes: [
-      ...notes,
-      `Quality: ${heldOut.windows.length} held-out windows of ${heldOut.windows[0]?.length - 1} predictions from ${path.basename(heldOut.recipeFile)}'s validation split.`,
-    ],
+    notes: [`Quality: ${windows.reduce((n, w) => n + w.length - 1, 0)} predictions in ${windows.length} windows, each scored from position 0; text: ${heldOut.source}.`],
     progress: request.progress,
   };
   return runReport(runtime, options);

@@ -58,27 +58,3 @@ export function evaluateWindows(
     layers: stats.result(),
   };
 }
-
-/**
- * One token sequence cut into non-overlapping windows of `context` tokens; each window is scored on its own from
- * position 0 (token t+1 predicted from tokens 0..t, so context−1 predictions per window), like the sparse runtime's
- * evaluation. A shorter last window (at least 2 tokens) is scored too.
- */
-export function sequenceWindows(tokens: ArrayLike<number>, context: number): TokenWindows[] {
-  const full = Math.floor(tokens.length / context);
-  const make = (starts: number[], length: number): TokenWindows => {
-    const inputs = new Int32Array(starts.length * (length - 1)); // [count·(length−1)]
-    const targets = new Int32Array(starts.length * (length - 1)); // [count·(length−1)]
-    starts.forEach((start, i) => {
-      for (let t = 0; t < length - 1; t++) {
-        inputs[i * (length - 1) + t] = tokens[start + t];
-        targets[i * (length - 1) + t] = tokens[start + t + 1];
-      }
-    });
-    return { inputs, targets, count: starts.length };
-  };
-  const groups = [make(Array.from({ length: full }, (_, i) => i * context), context)];
-  const rest = tokens.length - full * context;
-  if (rest >= 2) groups.push(make([full * context], rest));
-  return groups;
-}

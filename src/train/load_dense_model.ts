@@ -1,13 +1,10 @@
-import * as fs from 'fs';
-import * as path from 'path';
 import { UserError } from '../errors';
 import type { DenseCheckpoint } from '../checkpoint/dense';
 import { readDenseCheckpoint } from '../checkpoint/read_dense';
-import { loadTokenizer, packageRoot, Tokenizer } from '../data';
+import { loadTokenizer, Tokenizer } from '../data';
 import { fromCheckpointTensors } from '../model/checkpoint_layout';
 import { MoEModel } from '../model/model';
 import { disposeParams, paramsFromArrays } from '../model/params';
-import { loadRecipe, Recipe, recipeHash } from '../recipe';
 
 /** A dense checkpoint as a runnable tfjs model, with its tokenizer (for eval and sample). */
 export interface LoadedDenseModel {
@@ -40,25 +37,4 @@ export function loadDenseModel(dir: string): LoadedDenseModel {
       disposeParams(params);
     },
   };
-}
-
-/**
- * The recipe a checkpoint was trained with, for rebuilding its held-out split: the recorded recipe file, else
- * recipes/<name>.yaml (current folder, then the package); its hash must match the one recorded at training.
- */
-export function trainingRecipe(checkpoint: DenseCheckpoint): Recipe {
-  const dsmoe = (checkpoint.hfConfig.dsmoe ?? {}) as Record<string, unknown>;
-  const configFile = path.join(checkpoint.dir, 'config.json');
-  const name = typeof dsmoe.recipe === 'string' ? dsmoe.recipe : null;
-  const candidates = [
-    typeof dsmoe.recipe_file === 'string' ? dsmoe.recipe_file : null,
-    ...(name ? ['.yaml', '.yml', '.json'].flatMap((ext) => [path.resolve('recipes', name + ext), path.join(packageRoot(), 'recipes', name + ext)]) : []),
-  ].filter((f): f is string => f !== null);
-  const file = candidates.find((f) => fs.existsSync(f));
-  if (!file) throw new UserError(`${configFile}: the training recipe${name ? ` "${name}"` : ''} was not found; pass --text FILE to score a text instead`);
-  const recipe = loadRecipe(file);
-  if (typeof dsmoe.recipe_hash === 'string' && recipeHash(recipe) !== dsmoe.recipe_hash) {
-    throw new UserError(`${file} changed since ${checkpoint.dir} was trained (recipe hash differs), so its held-out split may differ; pass --text FILE`);
-  }
-  return recipe;
 }

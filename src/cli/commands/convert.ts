@@ -1,6 +1,8 @@
+import * as path from 'path';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
-import { calibrationTokens } from '../../convert/calibration_tokens';
+import { heldOutSplit } from '../../data/held_out_split';
+import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convert_checkpoint';
 import { readAnyDenseCheckpoint } from '../../interop/read_any_dense';
 import { PLAN_DTYPES } from '../../plan/dtype';
@@ -15,7 +17,7 @@ interface ConvertArgs {
   dtype: PlanDtype;
   'calib-tokens': number;
   'calib-context'?: number;
-  'calib-text'?: string;
+  text?: string;
   recipe?: string;
   'prune-below'?: number;
   renormalize: boolean;
@@ -45,8 +47,15 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       })
       .option('calib-tokens', { type: 'number', default: 4096, describe: 'held-out tokens for calibration (0: none; topk and threshold only). Calibration runs the plain TypeScript reference forward 2–3 times: about 20 s for the tiny recipe at 4096 tokens, several minutes for small (use 1024 there)' })
       .option('calib-context', { type: 'number', describe: 'tokens per calibration window (default: the trained seq_len)' })
-      .option('calib-text', { type: 'string', describe: 'calibrate on this UTF-8 text file instead of the training corpus validation split' })
-      .option('recipe', { type: 'string', describe: 'recipe the checkpoint was trained with (default: recipes/<name>.yaml from config.json)' })
+      .option('text', {
+        type: 'string',
+        alias: 'calib-text',
+        describe: 'calibrate on this UTF-8 text file instead of the validation split of the training recipe (--calib-text is the same flag)',
+      })
+      .option('recipe', {
+        type: 'string',
+        describe: 'the recipe the checkpoint was trained with, for its validation split (default: the one named in config.json, as recipes/<name>.yaml here or in the package; its hash must match)',
+      })
       .option('prune-below', { type: 'number', describe: 'drop experts selected by fewer than this share of calibration tokens (e.g. 0.01); reports the loss after' })
       .option('renormalize', { type: 'boolean', default: false, describe: 'divide the selected probabilities by their sum (Mixtral-style); DS-MoE does not' })
       .option('threads', { type: 'number', describe: 'worker threads for calibration (default: the cores, at most 8)' })
@@ -67,16 +76,18 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     const calibTokens = args['calib-tokens'];
     if (!Number.isInteger(calibTokens) || calibTokens < 0) throw new UserError(`--calib-tokens must be a non-negative integer, got ${calibTokens}`);
     if (calibTokens > 0 && calibTokens < context) throw new UserError(`--calib-tokens ${calibTokens} is less than one window of ${context} tokens`);
-    const calibration = calibrationTokens({
-      denseDir: args.dense,
-      hfConfig: dense.hfConfig,
-      vocabSize: c.vocab_size,
-      context,
-      maxTokens: calibTokens,
-      textFile: args['calib-text'],
-      recipeFile: args.recipe,
-    });
-    if (calibration.windows.length) log(`calibration text: ${calibration.source}`);
+    let calibWindows: number[][] = [];
+    let calibSource = 'none';
+    if (calibTokens > 0) {
+      const tokenizer = loadAnyTokenizer(args.dense); // imported folders bring their own byte-level BPE
+      if (tokenizer.vocabSize > c.vocab_size) {
+        throw new UserError(`${path.join(args.dense, 'tokenizer.json')}: ${tokenizer.vocabSize} tokens, more than the model's vocab_size ${c.vocab_size}`);
+      }
+      const split = heldOutSplit(args.dense, { recipe: args.recipe, text: args.text, tokenizer });
+      calibWindows = split.calibrationWindows(context, calibTokens);
+      calibSource = split.source;
+      log(`calibration text: ${calibSource}`);
+    }
     const threads = args.threads;
     if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UserError(`--threads must be a positive integer, got ${threads}`);
     const result = await convertCheckpoint(dense, {
@@ -85,8 +96,8 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       k: args.k,
       epsilon: args.epsilon,
       dtype: args.dtype,
-      calibWindows: calibration.windows,
-      calibSource: calibration.source,
+      calibWindows,
+      calibSource,
       pruneBelow: args['prune-below'],
       renormalize: args.renormalize,
       threads,

@@ -2,15 +2,16 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
-import { prepareData } from '../../data';
+import { heldOutSplit } from '../../data/held_out_split';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
-import { EvalResult, evaluateWindows, sequenceWindows } from '../../train/evaluate';
-import { loadDenseModel, trainingRecipe } from '../../train/load_dense_model';
+import { evaluateWindows } from '../../train/evaluate';
+import { loadDenseModel } from '../../train/load_dense_model';
 import { formatRoutingStats } from '../../train/routing_stats';
 
 interface EvalArgs {
   'model-dir': string;
   text?: string;
+  recipe?: string;
   context?: number;
   json: boolean;
   backend: BackendChoice;
@@ -33,33 +34,14 @@ interface EvalReport {
 const evalBatch = 16; // windows per forward pass
 
 async function evaluateDense(dir: string, args: EvalArgs): Promise<EvalReport> {
+  const split = heldOutSplit(dir, { recipe: args.recipe, text: args.text }); // before the backend and the model: fail fast
   const backend = await selectBackend(args.backend);
   process.stderr.write(describeBackend(backend) + '\n');
   const loaded = loadDenseModel(dir);
   try {
-    let result: EvalResult;
-    let source: string;
     const context = args.context ?? loaded.seqLen;
-    if (args.text) {
-      let text: string;
-      try {
-        text = fs.readFileSync(args.text, 'utf8');
-      } catch (error) {
-        throw new UserError(`${args.text}: cannot read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
-      }
-      const tokens = loaded.tokenizer.encode(text);
-      if (tokens.length < 2) throw new UserError(`${args.text}: needs at least 2 tokens to score, got ${tokens.length}`);
-      const bytesPerToken = Buffer.byteLength(text, 'utf8') / tokens.length;
-      result = evaluateWindows(loaded.model, sequenceWindows(tokens, context), bytesPerToken, evalBatch);
-      source = args.text;
-    } else {
-      const recipe = trainingRecipe(loaded.checkpoint);
-      const { dataset } = prepareData(recipe, { tokenizer: loaded.tokenizer });
-      const windows = dataset.validationWindows(recipe.train.eval_tokens, context);
-      result = evaluateWindows(loaded.model, windows, dataset.validationBytesPerToken, evalBatch);
-      source = `held-out split of ${recipe.name}`;
-    }
-    return { model_dir: dir, mode: 'dense', source, context, backend: backend.name, ...result };
+    const result = evaluateWindows(loaded.model, split.windows(context), split.bytesPerToken, evalBatch);
+    return { model_dir: dir, mode: 'dense', source: split.source, context, backend: backend.name, ...result };
   } finally {
     loaded.dispose();
   }
@@ -71,7 +53,11 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
   builder: (yargs) =>
     yargs
       .positional('model-dir', { type: 'string', demandOption: true, describe: 'dense checkpoint folder, or sparse folder (has plan.json)' })
-      .option('text', { type: 'string', describe: 'score this UTF-8 file (one token sequence) instead of the held-out split' })
+      .option('text', { type: 'string', describe: 'score this UTF-8 file (one token sequence, windows of --context tokens) instead of the held-out split' })
+      .option('recipe', {
+        type: 'string',
+        describe: 'the recipe the model was trained with, for its held-out split (default: the one named in config.json, as recipes/<name>.yaml here or in the package; its hash must match)',
+      })
       .option('context', { type: 'number', describe: 'tokens per window (default: the trained sequence length)' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
       .option('threads', { type: 'number', describe: 'sparse runtime threads (sparse folders only)' })
@@ -88,10 +74,10 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       const runtime = require('../../runtime/eval') as {
         evaluateSparse(
           dir: string,
-          options: { text?: string; context?: number; threads?: number },
+          options: { text?: string; recipe?: string; context?: number; threads?: number },
         ): Promise<{ loss: number; perplexity: number; bits_per_byte: number; tokens: number; source: string; mode?: string }>;
       };
-      const result = await runtime.evaluateSparse(dir, { text: args.text, context: args.context, threads: args.threads });
+      const result = await runtime.evaluateSparse(dir, { text: args.text, recipe: args.recipe, context: args.context, threads: args.threads });
       report = { model_dir: dir, ...result, mode: `sparse${result.mode ? ':' + result.mode : ''}` };
     } else {
       report = await evaluateDense(dir, args);

@@ -19,6 +19,7 @@ interface ReportArgs {
   'decode-steps'?: number;
   'eval-tokens': number;
   recipe?: string;
+  text?: string;
   epsilons: string;
   sweep: boolean;
   'reference-windows': number;
@@ -52,8 +53,12 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('repeats', { type: 'number', default: 3, describe: 'timed repeats per mode and batch (after one warm-up)' })
       .option('prompt-len', { type: 'number', describe: 'prompt tokens per sequence for prefill (default 32 trained, 16 random-init)' })
       .option('decode-steps', { type: 'number', describe: 'decode steps timed after each prefill (default 16 trained, 8 random-init)' })
-      .option('eval-tokens', { type: 'number', default: 8192, describe: 'held-out tokens scored per quality point' })
-      .option('recipe', { type: 'string', describe: 'recipe the dense model was trained with (default: recipes/<name>.yaml from its config.json)' })
+      .option('eval-tokens', { type: 'number', default: 8192, describe: 'held-out (or --text) tokens scored per quality point' })
+      .option('recipe', {
+        type: 'string',
+        describe: 'the recipe the dense model was trained with, for its held-out split (default: the one named in its config.json, as recipes/<name>.yaml here or in the package; its hash must match)',
+      })
+      .option('text', { type: 'string', describe: 'score quality on this UTF-8 file (windows of the model\'s context) instead of the held-out split' })
       .option('epsilons', { type: 'string', default: DEFAULT_EPSILONS.join(','), describe: 'threshold ε values of the quality–cost sweep' })
       .option('sweep', { type: 'boolean', default: true, describe: 'run the quality–cost sweep (--no-sweep to skip)' })
       .option('reference-windows', { type: 'number', default: 4, describe: 'held-out windows also scored with the dense checkpoint\'s reference forward (0 = off)' })
@@ -94,6 +99,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     if (args.shape !== undefined || args['random-init']) {
       if (!args.shape || !args['random-init']) throw new UserError('--shape and --random-init go together (speed at a shape, random weights)');
       if (args.dense || args.sparse) throw new UserError('--shape --random-init builds its own plan; drop --dense/--sparse');
+      if (args.recipe || args.text) throw new UserError('--shape --random-init measures speed only, on no text; drop --recipe/--text');
       positive('layers', args.layers);
       positive('k', args.k);
       const runtime = nativeReportRuntime(args.threads);
@@ -108,6 +114,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
         denseDir: args.dense ?? null,
         sparseDir: args.sparse,
         recipe: args.recipe,
+        text: args.text,
         evalTokens: args['eval-tokens'],
         epsilons: parseNumberList('--epsilons', args.epsilons),
         sweep: args.sweep,

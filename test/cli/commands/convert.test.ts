@@ -4,7 +4,8 @@ import yargs from 'yargs';
 import { convertCommand } from '../../../src/cli/commands/convert';
 import { layerOps } from '../../../src/plan/plan_format';
 import { readPlan } from '../../../src/plan/read_plan';
-import { cutWindows } from '../../../src/convert/calibration_tokens';
+import { packageRoot } from '../../../src/data';
+import { loadRecipe, recipeHash } from '../../../src/recipe';
 import { randomDenseWeights, tempDir, tinyConfig, writeDenseFolder, removeTempDirs } from '../../helpers/dense_fixtures';
 
 afterAll(removeTempDirs);
@@ -45,14 +46,23 @@ describe('dsmoe convert', () => {
     }
   });
 
-  test('topk on the default corpus validation split, bf16', async () => {
+  test('topk on the validation split of --recipe, bf16', async () => {
     const out = tempDir('cli-out');
-    await runConvert([dense, '--out', out, '--strategy', 'topk', '--k', '2', '--dtype', 'bf16', '--calib-tokens', '128', '--calib-context', '64', '--quiet']);
+    const recipe = path.join(packageRoot(), 'recipes', 'tiny.yaml');
+    await runConvert([dense, '--out', out, '--strategy', 'topk', '--k', '2', '--dtype', 'bf16', '--calib-tokens', '128', '--calib-context', '64', '--recipe', recipe, '--quiet']);
     const { plan } = readPlan(out);
     expect(layerOps(plan.layers[0]).select).toMatchObject({ mode: 'topk', k: 2 });
     const calibration = JSON.parse(fs.readFileSync(path.join(out, 'calibration.json'), 'utf8'));
-    expect(calibration.source).toMatch(/validation split of the default corpus/);
+    expect(calibration.source).toMatch(/validation split of .*recipes\/tiny\.yaml \(seed 1234\)/);
     expect(calibration.windows).toBe(2);
+  });
+
+  test('no recorded recipe and neither --recipe nor --text: an error, not the default corpus', async () => {
+    const out = tempDir('cli-out');
+    await expect(runConvert([dense, '--out', out, '--strategy', 'topk', '--calib-tokens', '128', '--quiet'])).rejects.toThrow(
+      new RegExp(`^${path.join(dense, 'config.json')}: no training recipe recorded .*pass --recipe FILE \\(the recipe it was trained with\\) or --text FILE$`),
+    );
+    expect(fs.existsSync(path.join(out, 'plan.json'))).toBe(false);
   });
 
   test('the held-out split of the recipe named in config.json', async () => {
@@ -60,7 +70,8 @@ describe('dsmoe convert', () => {
     writeDenseFolder(named, tinyConfig, randomDenseWeights(tinyConfig, 22));
     const configPath = path.join(named, 'config.json');
     const hf = JSON.parse(fs.readFileSync(configPath, 'utf8'));
-    fs.writeFileSync(configPath, JSON.stringify({ ...hf, dsmoe: { recipe: 'tiny', seq_len: 32 } }));
+    const hash = recipeHash(loadRecipe(path.join(packageRoot(), 'recipes', 'tiny.yaml'))); // as the trainer records it
+    fs.writeFileSync(configPath, JSON.stringify({ ...hf, dsmoe: { recipe: 'tiny', recipe_hash: hash, seq_len: 32 } }));
     const out = tempDir('cli-out');
     await runConvert([named, '--out', out, '--strategy', 'threshold', '--calib-tokens', '64', '--quiet']);
     const calibration = JSON.parse(fs.readFileSync(path.join(out, 'calibration.json'), 'utf8'));
@@ -79,13 +90,21 @@ describe('dsmoe convert', () => {
     expect(stdout).not.toMatch(/calibration loss/);
   });
 
+  test('--text is the flag, --calib-text its alias', async () => {
+    const text = path.join(tempDir('cli-text'), 'calib.txt');
+    fs.writeFileSync(text, 'And God said, Let there be light: and there was light. '.repeat(20));
+    const calibrations = [];
+    for (const flag of ['--text', '--calib-text']) {
+      const out = tempDir('cli-out');
+      await runConvert([dense, '--out', out, '--strategy', 'topk', '--k', '2', flag, text, '--calib-tokens', '128', '--calib-context', '32', '--quiet']);
+      calibrations.push(JSON.parse(fs.readFileSync(path.join(out, 'calibration.json'), 'utf8')));
+    }
+    expect(calibrations[0]).toEqual(calibrations[1]);
+    expect(calibrations[0]).toMatchObject({ source: text, windows: 4 });
+  });
+
   test('user errors are one line naming the problem', async () => {
     await expect(runConvert(['/nonexistent', '--out', tempDir('cli-out')])).rejects.toThrow(/not a directory/);
     await expect(runConvert([dense, '--out', tempDir('cli-out'), '--calib-context', '1000'])).rejects.toThrow(/--calib-context must be an integer in 2\.\.64/);
-  });
-
-  test('cutWindows makes non-overlapping windows up to the budget', () => {
-    expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 2, 100)).toEqual([[1, 2], [3, 4], [6, 7]]);
-    expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 2, 4)).toEqual([[1, 2], [3, 4]]);
   });
 });

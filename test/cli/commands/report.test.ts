@@ -12,6 +12,7 @@ describe('dsmoe report flags', () => {
   test('--shape needs --random-init, and excludes --sparse', async () => {
     await expect(run({ shape: 'ds-moe-1b' })).rejects.toThrow('--shape and --random-init go together');
     await expect(run({ shape: 'ds-moe-1b', 'random-init': true, sparse: 'S' })).rejects.toThrow(/drop --dense\/--sparse/);
+    await expect(run({ shape: 'ds-moe-1b', 'random-init': true, text: 'notes.txt' })).rejects.toThrow(/speed only, on no text; drop --recipe\/--text/);
   });
 
   test('a plan folder is required without --shape', async () => {
