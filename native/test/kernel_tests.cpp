@@ -1,11 +1,13 @@
 // Every fast kernel against its reference twin on random inputs, in the manner of ggml's test-backend-ops:
-// normalised MSE Σ(a−b)²/Σa² (1e-7 in general; 5e-4 for bf16/f16 weight products, whose reference is the same
-// widened weights so the bound is loose on purpose), a hard failure on any NaN, guard values around every output
+// normalised MSE Σ(a−b)²/Σa² ≤ 1e-7 (bf16/f16 weights included: the twin widens the same weights, so only f32
+// accumulation order differs; what narrowing costs is test_narrowing's), exact equality for the router and the
+// grouping, a hard failure on any NaN, guard values around every output
 // (an out-of-bounds write changes them), sizes that are not multiples of the vector width, 1 thread and several,
 // and every SIMD level this CPU has.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <random>
@@ -85,40 +87,75 @@ static const char* dn(DType t) { return dtype_name(t); }
 
 // ---------------------------------------------------------------------------------------------------------------
 
-static void test_linear(ThreadPool* pool, const char* level) {
-  const int Ms[] = {1, 2, 3, 4, 5, 7, 17, 33};
-  const int shapes[][2] = {{37, 29}, {64, 48}, {129, 70}, {8, 16}};  // K, N
+// The GEMM/GEMV sweep: every blocking boundary of linear() — K around the panel depth (kGemmKc = 256) and past two
+// panels, M across the micro-kernel heights (mr = 4, 6, 8) and the GEMV/GEMM switch (M = 4/5), N leaving partial
+// panels for every nr (8, 16, 32) — for every weight dtype, both epilogues, every ISA and 1 and 3 threads. The
+// reference is computed once per case and every path is compared with it.
+static void test_linear_sweep(const std::vector<Simd>& levels, ThreadPool* pool3) {
+  const int Ks[] = {1, 255, 256, 257, 600, 2048, 2049};
+  const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 129};
+  struct Case { int M, K, N; };
+  std::vector<Case> cases;
+  for (int K : Ks)
+    for (int M : Ms) cases.push_back({M, K, 70});  // 70 = 2·32 + 6 = 4·16 + 6 = 8·8 + 6
+  for (int M : {1, 7, 129}) cases.push_back({M, 257, 5});  // a single, partial panel
   for (DType t : {DType::F32, DType::BF16, DType::F16})
-    for (auto& s : shapes)
-      for (int M : Ms) {
-        int K = s[0], N = s[1];
-        Weights W = make_weights(size_t(N) * K, t, 0.5f);
-        std::vector<float> X = randn(size_t(M) * K), bias = randn(N), scale = randn(M);
-        std::vector<int32_t> scatter(M);
-        for (int m = 0; m < M; ++m) scatter[m] = M - 1 - m;
-        for (int variant = 0; variant < 2; ++variant) {
-          Epilogue ep;
-          if (variant == 1) {
-            ep.bias = bias.data();
-            ep.row_scale = scale.data();
-            ep.scatter = scatter.data();
-            ep.accumulate = true;
+    for (const Case& c : cases) {
+      const int M = c.M, K = c.K, N = c.N;
+      Weights W = make_weights(size_t(N) * K, t, 0.5f);
+      std::vector<float> X = randn(size_t(M) * K), bias = randn(N), scale = randn(M), init = randn(size_t(M) * N);
+      std::vector<int32_t> scatter(M);
+      for (int m = 0; m < M; ++m) scatter[m] = M - 1 - m;
+      for (int variant = 0; variant < 2; ++variant) {
+        Epilogue ep;
+        if (variant == 1) {
+          ep.bias = bias.data();
+          ep.row_scale = scale.data();
+          ep.scatter = scatter.data();
+          ep.accumulate = true;
+        }
+        std::vector<float> ref = init;
+        linear_ref(X.data(), M, K, W.data(), t, N, ref.data(), N, ep);
+        for (Simd level : levels) {
+          set_simd(level);
+          for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), pool3}) {
+            Guarded gv(size_t(M) * N), gm(size_t(M) * N);
+            std::copy(init.begin(), init.end(), gv.data());
+            std::copy(init.begin(), init.end(), gm.data());
+            linear_gemv(pool, X.data(), M, K, W.data(), t, N, gv.data(), N, ep);
+            linear_gemm(pool, X.data(), M, K, W.data(), t, N, gm.data(), N, ep);
+            char name[160];
+            std::snprintf(name, sizeof name, "linear gemv %s/%dt %s M=%d K=%d N=%d ep=%d", simd_name(level),
+                          pool ? 3 : 1, dn(t), M, K, N, variant);
+            check(name, ref.data(), gv.data(), ref.size(), 1e-7, gv.guards_intact());
+            std::snprintf(name, sizeof name, "linear gemm %s/%dt %s M=%d K=%d N=%d ep=%d", simd_name(level),
+                          pool ? 3 : 1, dn(t), M, K, N, variant);
+            check(name, ref.data(), gm.data(), ref.size(), 1e-7, gm.guards_intact());
           }
-          std::vector<float> init = randn(size_t(M) * N);
-          Guarded ref(size_t(M) * N), gv(size_t(M) * N), gm(size_t(M) * N);
-          std::copy(init.begin(), init.end(), ref.data());
-          std::copy(init.begin(), init.end(), gv.data());
-          std::copy(init.begin(), init.end(), gm.data());
-          linear_ref(X.data(), M, K, W.data(), t, N, ref.data(), N, ep);
-          linear_gemv(pool, X.data(), M, K, W.data(), t, N, gv.data(), N, ep);
-          linear_gemm(pool, X.data(), M, K, W.data(), t, N, gm.data(), N, ep);
-          char name[160];
-          std::snprintf(name, sizeof name, "linear gemv %s %s M=%d K=%d N=%d ep=%d", level, dn(t), M, K, N, variant);
-          check(name, ref.data(), gv.data(), ref.n(), 1e-7, gv.guards_intact());
-          std::snprintf(name, sizeof name, "linear gemm %s %s M=%d K=%d N=%d ep=%d", level, dn(t), M, K, N, variant);
-          check(name, ref.data(), gm.data(), ref.n(), 1e-7, gm.guards_intact());
         }
       }
+    }
+}
+
+// What narrowing the weights costs (the bounds kernels.h states): the fast product over bf16/f16 weights against
+// the reference over the original f32 weights.
+static void test_narrowing(const std::vector<Simd>& levels) {
+  const int M = 8, K = 600, N = 70;
+  Weights W32 = make_weights(size_t(N) * K, DType::F32, 0.5f);
+  std::vector<float> X = randn(size_t(M) * K), ref(size_t(M) * N);
+  linear_ref(X.data(), M, K, W32.data(), DType::F32, N, ref.data(), N, Epilogue{});
+  for (DType t : {DType::BF16, DType::F16}) {
+    std::vector<uint16_t> narrow(W32.f.size());
+    for (size_t i = 0; i < narrow.size(); ++i) narrow[i] = t == DType::BF16 ? f32_to_bf16(W32.f[i]) : f32_to_f16(W32.f[i]);
+    for (Simd level : levels) {
+      set_simd(level);
+      Guarded got(size_t(M) * N);
+      linear(nullptr, X.data(), M, K, narrow.data(), t, N, got.data(), N, Epilogue{});
+      char name[120];
+      std::snprintf(name, sizeof name, "narrowed weights %s %s vs f32", simd_name(level), dn(t));
+      check(name, ref.data(), got.data(), ref.size(), t == DType::BF16 ? 1e-5 : 2e-7, got.guards_intact());
+    }
+  }
 }
 
 static void test_gemm(ThreadPool* pool, const char* level) {
@@ -231,7 +268,7 @@ static void test_moe(ThreadPool* pool, const char* level) {
       moe_ffn(pool, x.data(), T, ew, E, offsets.data(), rows.data(), roww.data(), got.data());
       char name[120];
       std::snprintf(name, sizeof name, "moe_ffn %s %s T=%d", level, dn(t), T);
-      check(name, ref.data(), got.data(), ref.n(), t == DType::F32 ? 1e-7 : 5e-4, got.guards_intact());
+      check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
     }
 }
 
@@ -269,6 +306,55 @@ static void test_select() {
   run({0.1f, 0.4f, 0.3f, 0.2f}, topk, {2, 3});  // pruned expert 1 never selected
 }
 
+// The router's and the grouping's fast forms against their twins: exact equality (same ids, same order, same
+// weights), over probabilities quantised to a few levels so that ties are common, every rule, pruning, caps.
+static void test_router_twins() {
+  {
+    const int T = 7;
+    for (int E : {1, 8, 60}) {
+      std::vector<float> x = randn(size_t(T) * E, 3.f), ref = x, got = x;
+      softmax_rows_ref(ref.data(), T, E);
+      softmax_rows(got.data(), T, E);
+      check("softmax_rows E=" + std::to_string(E), ref.data(), got.data(), ref.size(), 1e-12);
+    }
+  }
+  std::uniform_int_distribution<int> level(0, 5);
+  for (int E : {1, 4, 16, 64})
+    for (int trial = 0; trial < 20; ++trial) {
+      const int T = 9;
+      std::vector<float> p(size_t(T) * E);
+      for (auto& v : p) v = float(level(rng)) / 5.f;  // not normalised: the rules only compare and scale
+      std::vector<uint8_t> allowed(E);
+      for (int e = 0; e < E; ++e) allowed[e] = (e * 7 + trial) % 5 != 0;
+      SelectRule rule;
+      rule.mode = SelectMode(trial % 3);
+      rule.k = 1 + trial % 4;
+      rule.epsilon = float(trial % 4) * 0.5f;
+      rule.k_max = trial % 5;
+      rule.renormalize = trial % 2;
+      rule.allowed = trial % 3 == 1 ? allowed.data() : nullptr;
+      const int cap = std::max(1, E - trial % 3);
+      std::vector<int32_t> ids_r(size_t(T) * cap, -1), ids_f(size_t(T) * cap, -1), cnt_r(T), cnt_f(T);
+      std::vector<float> w_r(size_t(T) * cap, 0.f), w_f(size_t(T) * cap, 0.f);
+      int tot_r = select_experts_ref(p.data(), T, E, rule, cap, ids_r.data(), w_r.data(), cnt_r.data());
+      int tot_f = select_experts(p.data(), T, E, rule, cap, ids_f.data(), w_f.data(), cnt_f.data());
+      ++g_checks;
+      if (tot_r != tot_f || ids_r != ids_f || cnt_r != cnt_f || w_r != w_f) {
+        std::printf("FAIL select_experts twin E=%d trial=%d\n", E, trial);
+        ++g_failures;
+      }
+      std::vector<int32_t> ec_r(E), ec_f(E), off_r(E + 1), off_f(E + 1), rows_r(tot_r), rows_f(tot_r);
+      std::vector<float> rw_r(tot_r), rw_f(tot_r);
+      group_by_expert_ref(ids_r.data(), w_r.data(), cnt_r.data(), T, cap, E, ec_r.data(), off_r.data(), rows_r.data(), rw_r.data());
+      group_by_expert(ids_r.data(), w_r.data(), cnt_r.data(), T, cap, E, ec_f.data(), off_f.data(), rows_f.data(), rw_f.data());
+      ++g_checks;
+      if (ec_r != ec_f || off_r != off_f || rows_r != rows_f || rw_r != rw_f) {
+        std::printf("FAIL group_by_expert twin E=%d trial=%d\n", E, trial);
+        ++g_failures;
+      }
+    }
+}
+
 int main() {
   std::vector<Simd> levels = {Simd::Scalar};
   if (simd_detected() >= Simd::Avx2 && simd_detected() != Simd::Neon) levels.push_back(Simd::Avx2);
@@ -278,12 +364,14 @@ int main() {
     set_simd(level);
     for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool3}) {
       std::string tag = std::string(simd_name(level)) + (pool ? "/3t" : "/1t");
-      test_linear(pool, tag.c_str());
       test_gemm(pool, tag.c_str());
       test_small_kernels(pool, tag.c_str());
       test_moe(pool, tag.c_str());
     }
   }
+  test_linear_sweep(levels, &pool3);
+  test_narrowing(levels);
+  test_router_twins();
   test_select();
   std::printf("%d checks, %d failures (levels:", g_checks, g_failures);
   for (Simd l : levels) std::printf(" %s", simd_name(l));

@@ -1,5 +1,5 @@
 // Weight element types and their scalar widening to f32.
-// Vector widening lives in simd.h; these scalar forms are the references the vector paths are tested against.
+// Vector widening lives in kernels/isa.h; these scalar forms are the references the vector paths are tested against.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -4,9 +4,8 @@
 #include <cmath>
 #include <vector>
 
-#include "../common/cpu.h"
-#include "../common/simd.h"
 #include "../common/threadpool.h"
+#include "kernel_table.h"
 #include "kernels.h"
 
 namespace dsmoe {
@@ -43,37 +42,11 @@ void attention_ref(const float* q, const float* kcache, const float* vcache, con
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Fast path: vector dot / axpy over the head dimension, one (token, head) pair per work item.
-
-static float dot_scalar(const float* a, const float* b, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-static void axpy_scalar(float w, const float* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += w * x[i];
-}
-
-#if DSMOE_X86
-DSMOE_AVX2 static float dot_avx2(const float* a, const float* b, int n) {
-  __m256 acc = _mm256_setzero_ps();
-  int i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float s = hsum8(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-DSMOE_AVX2 static void axpy_avx2(float w, const float* x, float* y, int n) {
-  __m256 wv = _mm256_set1_ps(w);
-  int i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  for (; i < n; ++i) y[i] += w * x[i];
-}
-#endif
+// Fast path: the table's dot / axpy over the head dimension, one (token, head) pair per work item, f32 softmax.
 
 void attention(ThreadPool* pool, const float* q, const float* kcache, const float* vcache, const int32_t* slot,
                const int32_t* pos, int T, const AttentionShape& s, float* out) {
-  const bool vec = simd_level() >= Simd::Avx2;
+  const KernelTable& kt = kernel_table();
   const int group = s.H / s.KV;
   const size_t row = size_t(s.KV) * s.hd;
   const float scale = float(1.0 / std::sqrt(double(s.hd)));
@@ -88,11 +61,7 @@ void attention(ThreadPool* pool, const float* q, const float* kcache, const floa
       score.resize(n);
       float mx = -INFINITY;
       for (int p = 0; p < n; ++p) {
-#if DSMOE_X86
-        float d = vec ? dot_avx2(qv, K + p * row, s.hd) : dot_scalar(qv, K + p * row, s.hd);
-#else
-        float d = dot_scalar(qv, K + p * row, s.hd);
-#endif
+        float d = kt.dot(qv, K + p * row, s.hd);
         score[p] = d * scale;
         mx = std::max(mx, score[p]);
       }
@@ -102,16 +71,10 @@ void attention(ThreadPool* pool, const float* q, const float* kcache, const floa
       std::fill(o, o + s.hd, 0.f);
       float inv = 1.f / sum;
       for (int p = 0; p < n; ++p) {
-#if DSMOE_X86
-        if (vec) axpy_avx2(score[p] * inv, V + p * row, o, s.hd);
-        else axpy_scalar(score[p] * inv, V + p * row, o, s.hd);
-#else
-        axpy_scalar(score[p] * inv, V + p * row, o, s.hd);
-#endif
+        kt.axpy(score[p] * inv, V + p * row, o, s.hd);
       }
     }
   });
-  (void)vec;
 }
 
 }  // namespace dsmoe

@@ -1,5 +1,13 @@
-// The CPU kernel set of the sparse runtime. Every fast kernel has a plain `_ref` twin beside it in its .cpp file;
-// native/test compares them. Matrices are row-major; weights W are [out, in] (y = x·Wᵀ) as in design.md §4.
+// The CPU kernel set of the sparse runtime. Every fast kernel has a plain `_ref` twin beside it in its .cpp file
+// (sample_token's is in sampling.h); native/test/kernel_tests.cpp compares every pair at every ISA the CPU has
+// (scalar, avx2, avx512 through set_simd), 1 and 3 threads. The fast kernels reach their ISA-specific bodies through
+// the kernel table (kernel_table.h). Matrices are row-major; weights W are [out, in] (y = x·Wᵀ) as in design.md §4.
+//
+// Tolerances (normalised MSE Σ(a−b)²/Σa² against the twin): 1e-7 for every f32 kernel, and also for bf16/f16
+// weights, because the twin widens the same 16-bit weights: only f32 accumulation order differs. What narrowing
+// the weights itself costs (round-to-nearest: bf16 keeps 8 significant bits, relative error ≤ 2⁻⁸, so a product's
+// nMSE ≈ 2⁻¹⁶/3 ≈ 5e-6; f16 keeps 11, ≈ 2⁻²²/3 ≈ 8e-8) is checked in kernel_tests.cpp's narrowing test with
+// bounds 1e-5 (bf16) and 2e-7 (f16).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -76,10 +84,13 @@ struct SelectRule {
   const uint8_t* allowed = nullptr; // [E] 0 = pruned (never selected); null = all allowed
 };
 void softmax_rows(float* x, int T, int E);  // in place, [T, E]
+void softmax_rows_ref(float* x, int T, int E);
 // p [T, E] → for each token up to `cap` selected experts, ordered by probability (ties: lower index first):
 // ids/weights [T, cap], count [T]. Returns the total number of selections.
 int select_experts(const float* p, int T, int E, const SelectRule& rule, int cap, int32_t* ids, float* weights,
                    int32_t* count);
+int select_experts_ref(const float* p, int T, int E, const SelectRule& rule, int cap, int32_t* ids, float* weights,
+                       int32_t* count);
 
 // ---------------------------------------------------------------------------------------------------------------
 // moe_align.cpp: token→expert grouping (ggml mul_mat_id / vLLM moe_align): counts per expert, prefix sums, and the
@@ -87,6 +98,8 @@ int select_experts(const float* p, int T, int E, const SelectRule& rule, int cap
 void group_by_expert(const int32_t* ids, const float* weights, const int32_t* count, int T, int cap, int E,
                      int32_t* expert_count /*[E]*/, int32_t* offsets /*[E+1]*/, int32_t* rows /*[total]*/,
                      float* row_weight /*[total]*/);
+void group_by_expert_ref(const int32_t* ids, const float* weights, const int32_t* count, int T, int cap, int E,
+                         int32_t* expert_count, int32_t* offsets, int32_t* rows, float* row_weight);
 
 // ---------------------------------------------------------------------------------------------------------------
 // expert.cpp: the routed expert block. y[t] += Σ_sel w · down_e(silu(gate_e(x_t)) ⊙ up_e(x_t)).

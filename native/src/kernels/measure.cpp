@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "../common/cpu.h"
-#include "../common/simd.h"
+#include "isa.h"
 #include "../common/threadpool.h"
 #include "kernels.h"
 
@@ -59,7 +59,7 @@ DSMOE_AVX2 static double fma_avx2(long iters) {
     for (int j = 0; j < 12; ++j) a[j] = _mm256_fmadd_ps(a[j], m, c);
   __m256 s = a[0];
   for (int j = 1; j < 12; ++j) s = _mm256_add_ps(s, a[j]);
-  volatile float sink = hsum8(s);
+  volatile float sink = Avx2Ops::hsum(s);
   (void)sink;
   return 2.0 * 8 * 12 * iters;
 }
@@ -71,7 +71,7 @@ DSMOE_AVX512 static double fma_avx512(long iters) {
     for (int j = 0; j < 16; ++j) a[j] = _mm512_fmadd_ps(a[j], m, c);
   __m512 s = a[0];
   for (int j = 1; j < 16; ++j) s = _mm512_add_ps(s, a[j]);
-  volatile float sink = hsum16(s);
+  volatile float sink = Avx512Ops::hsum(s);
   (void)sink;
   return 2.0 * 16 * 16 * iters;
 }

@@ -1,0 +1,105 @@
+// Vector primitives with one spelling per instruction set, so that a kernel body is written once (gemv_isa.inc,
+// rows_isa.inc) and instantiated for each ISA by kernel_table_<isa>.cpp. Each ISA's code is compiled with baseline
+// flags plus a function target attribute (DSMOE_AVX2 / DSMOE_AVX512), never with -mavx*: an inline function compiled
+// with wider flags in one file could be the copy the linker keeps for every caller and fault on an older CPU.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "../common/arch.h"
+#include "../common/dtype.h"
+
+#if DSMOE_X86
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics start from an undefined register (`__Y = __Y`) and then warn about it where they
+// are inlined; the warning says nothing about this code.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#define DSMOE_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define DSMOE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#endif
+
+namespace dsmoe {
+
+// The scalar "vector": one lane. Kernels instantiated with it are the real scalar path (f32 accumulation in the
+// vector paths' order), not the _ref twins (double accumulation, plain loops).
+struct ScalarOps {
+  using vec = float;
+  static constexpr int lanes = 1;
+  static constexpr bool prefetch = false;
+  static inline vec zero() { return 0.f; }
+  static inline vec set1(float v) { return v; }
+  static inline vec load(const float* p) { return *p; }
+  static inline void store(float* p, vec v) { *p = v; }
+  template <DType WT>
+  static inline vec load_w(const void* p, size_t i) { return load_f32(p, WT, i); }
+  static inline vec fmadd(vec a, vec b, vec c) { return a * b + c; }
+  static inline vec add(vec a, vec b) { return a + b; }
+  static inline vec mul(vec a, vec b) { return a * b; }
+  static inline float hsum(vec v) { return v; }
+};
+
+#if DSMOE_X86
+struct Avx2Ops {
+  using vec = __m256;
+  static constexpr int lanes = 8;
+  static constexpr bool prefetch = true;
+  DSMOE_AVX2 static inline vec zero() { return _mm256_setzero_ps(); }
+  DSMOE_AVX2 static inline vec set1(float v) { return _mm256_set1_ps(v); }
+  DSMOE_AVX2 static inline vec load(const float* p) { return _mm256_loadu_ps(p); }
+  DSMOE_AVX2 static inline void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
+  // 8 weights at element offset i, widened in registers (bf16: a 16-bit shift; f16: F16C).
+  template <DType WT>
+  DSMOE_AVX2 static inline vec load_w(const void* p, size_t i) {
+    if constexpr (WT == DType::F32) {
+      return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+    } else {
+      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
+      if constexpr (WT == DType::F16) return _mm256_cvtph_ps(h);
+      else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+  }
+  DSMOE_AVX2 static inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  DSMOE_AVX2 static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
+  DSMOE_AVX2 static inline vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+  DSMOE_AVX2 static inline float hsum(vec v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+struct Avx512Ops {
+  using vec = __m512;
+  static constexpr int lanes = 16;
+  static constexpr bool prefetch = true;
+  DSMOE_AVX512 static inline vec zero() { return _mm512_setzero_ps(); }
+  DSMOE_AVX512 static inline vec set1(float v) { return _mm512_set1_ps(v); }
+  DSMOE_AVX512 static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
+  DSMOE_AVX512 static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  template <DType WT>
+  DSMOE_AVX512 static inline vec load_w(const void* p, size_t i) {
+    if constexpr (WT == DType::F32) {
+      return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+    } else {
+      __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
+      if constexpr (WT == DType::F16) return _mm512_cvtph_ps(h);
+      else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+  }
+  DSMOE_AVX512 static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  DSMOE_AVX512 static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
+  DSMOE_AVX512 static inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+  // Not _mm512_reduce_add_ps: GCC 12's version reads an undefined register and warns.
+  DSMOE_AVX512 static inline float hsum(vec v) {
+    __m512 hi = _mm512_shuffle_f32x4(v, v, 0xEE);  // lanes 8..15 moved to 0..7
+    return Avx2Ops::hsum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(hi)));
+  }
+};
+#endif
+
+}  // namespace dsmoe

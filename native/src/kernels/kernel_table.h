@@ -1,0 +1,69 @@
+// The kernel table: for the instruction set in use, one function per (kernel, weight dtype). It is chosen once
+// (at load, from the CPU and DSMOE_SIMD, or by set_simd in tests) and every kernel driver calls through it, so no
+// kernel repeats an #if / if-chain over ISA × dtype. The drivers (threading, blocking, epilogue) live in
+// linear.cpp, rmsnorm.cpp, embedding.cpp and attention.cpp; the bodies here are written once over the primitives
+// of isa.h (gemv_isa.inc, rows_isa.inc) and instantiated per ISA in kernel_table_<isa>.cpp, except the GEMM
+// micro-kernels and panel packing, which are hand-scheduled per ISA.
+#pragma once
+#include <cstddef>
+
+#include "../common/arch.h"
+#include "../common/cpu.h"
+#include "../common/dtype.h"
+#include "kernels.h"
+
+namespace dsmoe {
+
+constexpr int kDTypeCount = 3;  // F32, BF16, F16: DType's values index the per-dtype entries
+constexpr int kGemmKc = 256;    // GEMM columns of K per packed panel (panel = kGemmKc × nr floats, stays in L1/L2)
+
+struct KernelTable {
+  Simd isa;
+  // Y[m, n] for m < M ≤ 4 (decode), weight rows n0 ≤ n < n1: each weight vector is loaded once for all M tokens.
+  void (*gemv[kDTypeCount])(const float* X, int M, int K, const void* W, int n0, int n1, float* Y, int ldy,
+                            const Epilogue& ep);
+  // Packs weight rows [n0, n0 + nr) × columns [k0, k0 + kc) widened into panel[k · nr + j]; rows past N are zero.
+  void (*pack[kDTypeCount])(const void* W, int K, int k0, int kc, int N, int n0, float* panel);
+  // C[mr, nr] (+)= Ap[kc, mr] · panel[kc, nr]; C is 64-byte aligned.
+  void (*microkernel)(int kc, const float* Ap, const float* panel, float* C, bool accumulate);
+  int mr, nr;
+  void (*rmsnorm_row)(const float* x, const float* w, int d, float eps, float* out);
+  void (*widen_row[kDTypeCount])(const void* src, size_t offset, int d, float* out);  // out[j] = src[offset + j]
+  float (*dot)(const float* a, const float* b, int n);
+  void (*axpy)(float a, const float* x, float* y, int n);  // y += a·x
+};
+
+// The table of one ISA, from the names every kernel_table_<isa>.cpp defines in its own namespace: the shared
+// bodies (gemv, rmsnorm_row, widen_row, dot, axpy), its pack and microkernel, and MR × NR.
+#define DSMOE_KERNEL_TABLE(ISA)                                                        \
+  KernelTable {                                                                        \
+    ISA, {gemv<DType::F32>, gemv<DType::BF16>, gemv<DType::F16>},                      \
+        {pack<DType::F32>, pack<DType::BF16>, pack<DType::F16>}, microkernel, MR, NR,  \
+        rmsnorm_row, {widen_row<DType::F32>, widen_row<DType::BF16>, widen_row<DType::F16>}, dot, axpy \
+  }
+
+// The table for simd_level(); a reference stays valid (tables are static) until the next set_simd.
+const KernelTable& kernel_table();
+const KernelTable& kernel_table_for(Simd isa);  // clamped to what this build and CPU have
+
+// One per ISA (kernel_table_<isa>.cpp).
+const KernelTable& scalar_kernel_table();
+#if DSMOE_X86
+const KernelTable& avx2_kernel_table();
+const KernelTable& avx512_kernel_table();
+#endif
+
+// Panel packing one element at a time (any ISA's edge blocks, where rows past N are zero, and the scalar table).
+void pack_panel_plain(const void* W, DType wt, int K, int k0, int kc, int N, int n0, int nr, float* panel);
+
+// The epilogue on one computed value: bias, routing weight, scatter row, accumulate.
+inline void store_out(float acc, int m, int n, float* Y, int ldy, const Epilogue& ep) {
+  float v = acc + (ep.bias ? ep.bias[n] : 0.f);
+  if (ep.row_scale) v *= ep.row_scale[m];
+  size_t row = ep.scatter ? size_t(ep.scatter[m]) : size_t(m);
+  float* dst = Y + row * size_t(ldy) + n;
+  if (ep.accumulate) *dst += v;
+  else *dst = v;
+}
+
+}  // namespace dsmoe
