@@ -25,7 +25,7 @@ import { writeJsonAtomic } from '../checkpoint/atomic';
 
 export const DEFAULT_EPSILON = 0.48;
 /** Files copied from the dense folder when present (tokenizer.json and tokenizer_config.json are required). */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'chat_template.jinja'];
 
 export interface ConvertOptions {
   outDir: string;

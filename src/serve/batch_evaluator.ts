@@ -1,3 +1,5 @@
+import type { ChatTemplate } from './chat_template';
+
 /**
  * What the scheduler needs from a runtime: one llama.cpp-style batch call (docs/design.md §5) and a way to free a
  * slot's KV cache. `NativeContext` satisfies it; tests use a deterministic fake so the scheduler can be checked
@@ -17,6 +19,8 @@ export interface BatchEvaluator {
 export interface ServeTokenizer {
   encode(text: string): number[];
   decode(ids: number[]): string;
+  /** The bytes one token stands for (for log-probability tokens: their text and `bytes`). */
+  tokenBytes(id: number): Uint8Array;
   eosId: number;
   vocabSize: number;
 }
@@ -45,6 +49,8 @@ export interface ServeModel {
   slots: number;
   /** Positions per sequence: prompt plus generated tokens must fit. */
   maxContext: number;
+  /** Renders chat messages into the prompt text (the model's template, or the plain default). */
+  chatTemplate: ChatTemplate;
   /** A fresh sampler for one request (the runtime's own, so serve and `dsmoe generate` agree for a seed). */
   createSampler(options: RequestSamplingOptions): RequestSampler;
   /** Frees native memory; called once when the server has drained. */

@@ -1,5 +1,5 @@
 /**
- * The HTTP front of `dsmoe serve`, on Node's own `http` module rather than a framework: the surface is five routes,
+ * The HTTP front of `dsmoe serve`, on Node's own `http` module rather than a framework: the surface is six routes,
  * server-sent events are a few `res.write` calls, and it adds nothing to install or audit. What a framework would
  * bring (schema validation, routing) is smaller here written out against OpenAI's exact error shapes.
  */
@@ -8,8 +8,12 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { ApiError } from './api_error';
 import type { ServeModel } from './batch_evaluator';
-import { parseCompletionRequest, type CompletionRequest } from './completion_request';
-import type { GenerationHandle, GenerationResult } from './generation';
+import { parseChatRequest } from './chat_request';
+import { parseCompletionRequest } from './completion_request';
+import type { GenerationHandle, GenerationParams, GenerationResult } from './generation';
+import { ChatShape, CompletionShape, echoText, type ResponseShape } from './openai_responses';
+import type { SamplingFields } from './request_fields';
+import type { TokenLogprob } from './token_logprobs';
 import { Scheduler } from './scheduler';
 import { ServeMetrics } from './serve_metrics';
 
@@ -32,6 +36,7 @@ export class CompletionServer {
   readonly metrics = new ServeMetrics();
   private readonly created = Math.floor(Date.now() / 1000);
   private readonly maxBatch: number;
+  private readonly maxQueue: number;
   private readonly maxBodyBytes: number;
   private draining: Promise<void> | null = null;
   private openResponses = 0;
@@ -42,10 +47,11 @@ export class CompletionServer {
     options: ServeOptions = {},
   ) {
     this.maxBatch = options.maxBatch ?? model.slots;
+    this.maxQueue = options.maxQueue ?? 256;
     const prefillChunk = options.prefillChunk ?? 128;
     this.scheduler = new Scheduler(model, {
       maxBatch: this.maxBatch,
-      maxQueue: options.maxQueue ?? 256,
+      maxQueue: this.maxQueue,
       prefillChunk,
       maxBatchTokens: options.maxBatchTokens ?? Math.max(512, this.maxBatch + prefillChunk),
     });
@@ -99,6 +105,7 @@ export class CompletionServer {
     const path = (req.url ?? '/').split('?')[0];
     const handlers: Record<string, Record<string, () => void>> = {
       '/v1/completions': { POST: () => this.completions(req, res) },
+      '/v1/chat/completions': { POST: () => this.chatCompletions(req, res) },
       '/v1/models': { GET: () => this.send(res, 200, this.modelList()) },
       '/health': { GET: () => this.health(res) },
       '/metrics': { GET: () => this.sendMetrics(res) },
@@ -152,72 +159,158 @@ export class CompletionServer {
   }
 
   private completions(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.readBody(req)
-      .then((body) => {
-        if (this.draining) throw new ApiError(503, 'the server is shutting down', 'service_unavailable_error');
-        const request = parseCompletionRequest(body, { maxContext: this.model.maxContext });
-        if (request.model !== null && request.model !== this.model.id) {
-          throw new ApiError(404, `model '${request.model}' is not served here; this server serves '${this.model.id}'`, 'invalid_request_error', 'model', 'model_not_found');
-        }
-        this.generate(request, res);
+    this.readRequest(req, (body) => parseCompletionRequest(body, { maxContext: this.model.maxContext }))
+      .then((request) => {
+        const { tokenizer } = this.model;
+        const prompts = request.prompts.map((prompt, i) => {
+          const tokens = 'text' in prompt ? tokenizer.encode(prompt.text) : this.checkTokenPrompt(prompt.tokens, request.prompts.length > 1 ? i : null);
+          // An empty prompt starts from end-of-text, as GPT-style models are conditioned at document starts.
+          return { prompt, tokens: tokens.length ? tokens : [tokenizer.eosId] };
+        });
+        const logprobs = request.logprobs;
+        const jobs = prompts.flatMap(({ tokens }) =>
+          Array.from({ length: request.n }, (_, i) => ({
+            ...this.generationParams(request, tokens, request.maxTokens, i),
+            logprobs,
+            promptLogprobs: request.echo && logprobs !== null,
+          })),
+        );
+        const echoOf = request.echo
+          ? (index: number) => {
+              const { prompt, tokens } = prompts[Math.floor(index / request.n)];
+              return { text: echoText(tokenizer, prompt), tokens };
+            }
+          : null;
+        this.run(res, jobs, request, new CompletionShape(tokenizer, echoOf, logprobs !== null), 'cmpl');
       })
       .catch((error) => this.fail(res, error));
   }
 
-  private generate(request: CompletionRequest, res: http.ServerResponse): void {
-    const { tokenizer, maxContext } = this.model;
-    // An empty prompt starts from end-of-text, as GPT-style models are conditioned at document starts.
-    const encoded = tokenizer.encode(request.prompt);
-    const promptTokens = encoded.length ? encoded : [tokenizer.eosId];
+  private chatCompletions(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.readRequest(req, (body) => parseChatRequest(body, { maxContext: this.model.maxContext }))
+      .then((request) => {
+        const { tokenizer, maxContext } = this.model;
+        const encoded = tokenizer.encode(this.model.chatTemplate.render(request.messages));
+        const tokens = encoded.length ? encoded : [tokenizer.eosId];
+        // Without max_tokens a chat answer may run to the end of the context, as OpenAI's and vLLM's do.
+        const maxTokens = request.maxTokens ?? Math.max(1, maxContext - tokens.length);
+        const logprobs = request.logprobs ? request.topLogprobs : null;
+        const jobs = Array.from({ length: request.n }, (_, i) => ({
+          ...this.generationParams(request, tokens, maxTokens, i),
+          logprobs,
+          promptLogprobs: false,
+        }));
+        this.run(res, jobs, request, new ChatShape(tokenizer, request.logprobs), 'chatcmpl');
+      })
+      .catch((error) => this.fail(res, error));
+  }
+
+  /** Reads and parses a body, refusing it while draining or when it names another model. */
+  private async readRequest<T extends { model: string | null }>(req: http.IncomingMessage, parse: (body: string) => T): Promise<T> {
+    const body = await this.readBody(req);
+    if (this.draining) throw new ApiError(503, 'the server is shutting down', 'service_unavailable_error');
+    const request = parse(body);
+    if (request.model !== null && request.model !== this.model.id) {
+      throw new ApiError(404, `model '${request.model}' is not served here; this server serves '${this.model.id}'`, 'invalid_request_error', 'model', 'model_not_found');
+    }
+    return request;
+  }
+
+  /** Token ids sent as a prompt must be tokens of this model's tokenizer. */
+  private checkTokenPrompt(tokens: number[], promptIndex: number | null): number[] {
+    const { vocabSize } = this.model.tokenizer;
+    const bad = tokens.find((t) => t >= vocabSize);
+    if (bad !== undefined) {
+      const where = promptIndex === null ? 'the prompt' : `prompt ${promptIndex}`;
+      throw new ApiError(400, `${where} holds token id ${bad}; this model's tokens are 0..${vocabSize - 1}`, 'invalid_request_error', 'prompt');
+    }
+    return tokens;
+  }
+
+  /** One choice's generation (without its logprob settings): choice i of a prompt samples with seed + i. */
+  private generationParams(request: SamplingFields, promptTokens: number[], maxTokens: number, choice: number) {
+    const { maxContext } = this.model;
     if (promptTokens.length >= maxContext) {
       throw new ApiError(400, `the prompt is ${promptTokens.length} tokens; the context holds ${maxContext}`, 'invalid_request_error', 'prompt', 'context_length_exceeded');
     }
-    if (promptTokens.length + request.maxTokens > maxContext) {
-      throw new ApiError(400, `prompt (${promptTokens.length} tokens) plus max_tokens (${request.maxTokens}) exceeds the context of ${maxContext} tokens`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+    if (promptTokens.length + maxTokens > maxContext) {
+      throw new ApiError(400, `prompt (${promptTokens.length} tokens) plus max_tokens (${maxTokens}) exceeds the context of ${maxContext} tokens`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+    }
+    return { promptTokens, maxTokens, temperature: request.temperature, topP: request.topP, seed: request.seed + choice, stop: request.stop };
+  }
+
+  /**
+   * Runs a request's choices (all queued together, so they are batched with each other and with other requests)
+   * and answers: chunks as text is made when streaming, else one body once every choice has finished. If the client
+   * goes away, or one choice fails, every choice is cancelled.
+   */
+  private run(res: http.ServerResponse, jobs: GenerationParams[], request: SamplingFields, shape: ResponseShape, idPrefix: string): void {
+    const holds = this.maxBatch + this.maxQueue;
+    if (jobs.length > holds) {
+      throw new ApiError(400, `prompts × n = ${jobs.length} choices; this server holds at most ${holds} at once`, 'invalid_request_error', 'n');
     }
     const arrived = performance.now();
-    const id = `cmpl-${randomUUID().replace(/-/g, '')}`;
-    const created = Math.floor(Date.now() / 1000);
-    const base = { id, object: 'text_completion', created, model: this.model.id };
-    const params = { promptTokens, maxTokens: request.maxTokens, temperature: request.temperature, topP: request.topP, seed: request.seed, stop: request.stop };
-    const usage = (r: GenerationResult) => ({ prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens });
-    let handle: GenerationHandle;
-    if (!request.stream) {
-      handle = this.scheduler.submit(params, {
-        onText: () => {},
-        onFinish: (result) =>
-          this.send(res, 200, {
-            ...base,
-            choices: [{ text: result.text, index: 0, logprobs: null, finish_reason: result.finishReason }],
-            usage: usage(result),
-          }),
-        onError: (error) => this.fail(res, error),
-      });
-    } else {
-      const event = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
-      handle = this.scheduler.submit(params, {
-        onText: (text) => event({ ...base, choices: [{ text, index: 0, logprobs: null, finish_reason: null }] }),
-        onFinish: (result) => {
-          event({ ...base, choices: [{ text: '', index: 0, logprobs: null, finish_reason: result.finishReason }] });
-          if (request.includeUsageInStream) event({ ...base, choices: [], usage: usage(result) });
-          res.end('data: [DONE]\n\n');
-        },
-        onError: (error) => {
-          event(toApiError(error).toBody());
-          res.end('data: [DONE]\n\n');
-        },
-      });
+    const base = { id: `${idPrefix}-${randomUUID().replace(/-/g, '')}`, object: shape.chunkObject, created: Math.floor(Date.now() / 1000), model: this.model.id };
+    // Each prompt is counted once however many choices it has, as OpenAI counts.
+    const promptTokens = jobs.filter((_, i) => i % request.n === 0).reduce((sum, job) => sum + job.promptTokens.length, 0);
+    const results: GenerationResult[] = [];
+    let remaining = jobs.length;
+    let failed = false;
+    const usage = () => {
+      const completionTokens = results.reduce((sum, r) => sum + r.completionTokens, 0);
+      return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+    };
+    // With include_usage every chunk carries `usage: null` and one last chunk the totals, as OpenAI's streams do.
+    const usageField = request.includeUsageInStream ? { usage: null } : {};
+    const event = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+    const chunk = (choice: object) => event({ ...base, choices: [choice], ...usageField });
+    let handles: GenerationHandle[] = [];
+    const fail = (error: Error) => {
+      if (failed) return;
+      failed = true;
+      for (const handle of handles) handle.cancel();
+      if (!request.stream) return this.fail(res, error);
+      event(toApiError(error).toBody());
+      res.end('data: [DONE]\n\n');
+    };
+    const listeners = jobs.map((_, index) => ({
+      onText: (delta: string, logprobs: TokenLogprob[]) => {
+        const choice = request.stream ? shape.piece(index, delta, logprobs) : null;
+        if (choice) chunk(choice);
+      },
+      onFinish: (result: GenerationResult) => {
+        results[index] = result;
+        if (request.stream) chunk(shape.closing(index, result));
+        if (--remaining > 0) return;
+        if (!request.stream) {
+          this.send(res, 200, { ...base, object: shape.object, choices: results.map((r, i) => shape.whole(i, r)), usage: usage() });
+          return;
+        }
+        if (request.includeUsageInStream) event({ ...base, choices: [], usage: usage() });
+        res.end('data: [DONE]\n\n');
+      },
+      onError: fail,
+    }));
+    handles = this.scheduler.submitAll(jobs.map((params, i) => ({ params, listener: listeners[i] })));
+    if (request.stream) {
       this.metrics.countRequest(200);
       res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+      for (let index = 0; index < jobs.length; index++) {
+        const opening = shape.opening(index);
+        if (opening) chunk(opening);
+      }
       res.flushHeaders();
     }
-    this.metrics.countPrompt(promptTokens.length);
+    this.metrics.countPrompt(promptTokens);
     res.once('finish', () => this.metrics.countLatency((performance.now() - arrived) / 1000));
-    // A client that goes away before its answer is complete frees its slot at the next step boundary.
+    // A client that goes away before its answer is complete frees its slots at the next step boundary.
+    const cancel = () => {
+      for (const handle of handles) handle.cancel();
+    };
     res.once('close', () => {
-      if (!res.writableEnded) handle.cancel();
+      if (!res.writableEnded) cancel();
     });
-    if (res.socket?.destroyed) handle.cancel();
+    if (res.socket?.destroyed) cancel();
   }
 
   private readBody(req: http.IncomingMessage): Promise<string> {

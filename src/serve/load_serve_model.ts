@@ -8,6 +8,7 @@ import { loadNative } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
 import { nativeSampler } from '../runtime/sampling';
 import type { ServeModel } from './batch_evaluator';
+import { loadChatTemplate } from './chat_template';
 
 export interface LoadServeModelOptions {
   /** Runtime threads; default all hardware threads. */
@@ -27,7 +28,9 @@ export interface LoadServeModelOptions {
  * own sampler.
  */
 export async function loadServeModel(dir: string, options: LoadServeModelOptions): Promise<ServeModel> {
-  const tokenizer = loadTokenizer(dir); // before the native model, so a bad tokenizer leaves nothing allocated
+  // Tokenizer and chat template first, so a bad one leaves nothing allocated.
+  const tokenizer = loadTokenizer(dir);
+  const chatTemplate = loadChatTemplate(dir);
   const { loaded, model: native, context, maxContext } = openPlan(dir, {
     threads: options.threads,
     device: options.device,
@@ -48,10 +51,17 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
       evaluate: (tokens, slots, positions, outputRows) => context.evaluate(tokens, slots, positions, outputRows),
       clearSlot: (slot) => context.clearSlot(slot),
     },
-    tokenizer: { encode: (text) => tokenizer.encode(text), decode: (ids) => tokenizer.decode(ids), eosId: tokenizer.eosId, vocabSize: tokenizer.vocabSize },
+    tokenizer: {
+      encode: (text) => tokenizer.encode(text),
+      decode: (ids) => tokenizer.decode(ids),
+      tokenBytes: (id) => tokenizer.tokenBytes(id),
+      eosId: tokenizer.eosId,
+      vocabSize: tokenizer.vocabSize,
+    },
     vocabSize: config.vocab_size,
     slots: options.slots,
     maxContext,
+    chatTemplate,
     createSampler: (sampling) => nativeSampler(kernels, sampling),
     dispose: () => native.dispose(),
   };

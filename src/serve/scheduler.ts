@@ -64,22 +64,35 @@ export class Scheduler {
 
   /** Queues a generation; throws ApiError 429 when the queue is full and 503 once draining. */
   submit(params: GenerationParams, listener: GenerationListener): GenerationHandle {
+    return this.submitAll([{ params, listener }])[0];
+  }
+
+  /**
+   * Queues several generations (the choices of one request) all or none: throws ApiError 429 when the queue cannot
+   * take every one of them, 503 once draining.
+   */
+  submitAll(requests: { params: GenerationParams; listener: GenerationListener }[]): GenerationHandle[] {
     if (this.closed) throw new ApiError(503, 'the server is shutting down', 'service_unavailable_error');
-    if (this.queueDepth >= this.options.maxQueue) {
+    // Requests beyond the free slots wait; the queue limit counts those.
+    const waitingAfter = Math.max(0, this.waiting.length + requests.length - this.freeSlots.length);
+    if (requests.length && waitingAfter > this.options.maxQueue) {
       throw new ApiError(429, `the request queue is full (${this.options.maxQueue} waiting); retry later`, 'rate_limit_error', null, 'queue_full');
     }
-    const sequence = new Sequence(params, listener, this.model);
-    this.waiting.push(sequence);
+    const handles = requests.map(({ params, listener }) => {
+      const sequence = new Sequence(params, listener, this.model);
+      this.waiting.push(sequence);
+      return {
+        cancel: () => {
+          if (!sequence.live) return;
+          sequence.cancelled = true;
+          const queued = this.waiting.indexOf(sequence);
+          if (queued >= 0) this.waiting.splice(queued, 1);
+          // An active sequence keeps its slot until the evaluate call in flight returns; the loop frees it then.
+        },
+      };
+    });
     this.kick();
-    return {
-      cancel: () => {
-        if (!sequence.live) return;
-        sequence.cancelled = true;
-        const queued = this.waiting.indexOf(sequence);
-        if (queued >= 0) this.waiting.splice(queued, 1);
-        // An active sequence keeps its slot until the evaluate call in flight returns; the loop frees it then.
-      },
-    };
+    return handles;
   }
 
   /** Refuses new requests from now on; resolves when every accepted one has finished. */
@@ -131,18 +144,21 @@ export class Scheduler {
     const slots: number[] = [];
     const positions: number[] = [];
     const outputRows: number[] = [];
-    const owners: Sequence[] = [];
+    // Who each output row is for: the sequence's next token (position = its last), or a prompt position to score.
+    const owners: { sequence: Sequence; position: number }[] = [];
     const feed = (sequence: Sequence, count: number) => {
+      const last = sequence.tokens.length - 1;
       for (let i = 0; i < count; i++) {
-        tokens.push(sequence.tokens[sequence.fed + i]);
+        const position = sequence.fed + i;
+        tokens.push(sequence.tokens[position]);
         slots.push(sequence.slot);
-        positions.push(sequence.fed + i);
+        positions.push(position);
+        if (position === last || sequence.wantsPromptLogits) {
+          outputRows.push(tokens.length - 1);
+          owners.push({ sequence, position });
+        }
       }
       sequence.fed += count;
-      if (sequence.fed === sequence.tokens.length) {
-        outputRows.push(tokens.length - 1);
-        owners.push(sequence);
-      }
     };
     let decodeRows = 0;
     for (const sequence of this.active) {
@@ -179,9 +195,14 @@ export class Scheduler {
       return;
     }
     let generatedTokens = 0;
-    owners.forEach((sequence, r) => {
+    owners.forEach(({ sequence, position }, r) => {
       if (!sequence.live) return;
-      sequence.acceptLogits(logits.subarray(r * V, (r + 1) * V)); // [V]
+      const row = logits.subarray(r * V, (r + 1) * V); // [V]
+      if (position < sequence.tokens.length - 1) {
+        sequence.acceptPromptLogits(position, row);
+        return;
+      }
+      sequence.acceptLogits(row);
       generatedTokens++;
     });
     this.onStep({ decodeRows, prefillTokens, generatedTokens, seconds: (performance.now() - started) / 1000 });

@@ -105,7 +105,15 @@ describe('serve (fake runtime)', () => {
       [{ prompt: 42 }, 'prompt'],
       [{ prompt: 'x', stop: ['', 'a'] }, 'stop'],
       [{ prompt: 'x', seed: 1.5 }, 'seed'],
-      [{ prompt: 'x', n: 2 }, 'n'],
+      [{ prompt: 'x', n: 0 }, 'n'],
+      [{ prompt: 'x', n: 1000 }, 'n'],
+      [{ prompt: 'x', logprobs: 21 }, 'logprobs'],
+      [{ prompt: 'x', max_tokens: 0 }, 'max_tokens'],
+      [{ prompt: [] }, 'prompt'],
+      [{ prompt: ['a', 1] }, 'prompt'],
+      [{ prompt: [1, -2] }, 'prompt'],
+      [{ prompt: [300] }, 'prompt'],
+      [{ prompt: 'x', best_of: 3 }, 'best_of'],
       [{ prompt: 'x', frobnicate: true }, 'frobnicate'],
     ];
     for (const [body, param] of cases) {

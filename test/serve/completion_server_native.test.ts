@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import OpenAI from 'openai';
 import os from 'node:os';
 import path from 'node:path';
 import { CompletionServer } from '../../src/serve/completion_server';
@@ -106,4 +107,40 @@ test('a disconnected client frees its slot', async () => {
   await server.scheduler.idle();
   expect(server.scheduler.activeSequences).toBe(0);
   expect(await generatedSoFar() - before).toBeLessThan(500);
+});
+
+test('logprobs through the openai client equal the log-softmax of the runtime logits for the same prefix', async () => {
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'not-checked', maxRetries: 0 });
+  const prompt = 'In the beginning';
+  const answer = await client.completions.create({ model: 'tiny-random', prompt, max_tokens: 8, temperature: 0.8, seed: 9, echo: true, logprobs: 2 });
+  const promptIds = model.tokenizer.encode(prompt);
+  const generatedIds = (await client.completions.create({ model: 'tiny-random', prompt, max_tokens: 8, temperature: 0.8, seed: 9, logprobs: 0 })).choices[0].logprobs!.tokens!.map(
+    (token) => (token.startsWith('bytes:') ? parseInt(token.slice('bytes:\\x'.length), 16) : Buffer.from(token, 'utf8')[0]),
+  );
+  const ids = [...promptIds, ...generatedIds];
+  const { token_logprobs: scores, tokens } = answer.choices[0].logprobs!;
+  expect(tokens!.length).toBe(ids.length);
+  expect(scores![0]).toBeNull();
+
+  // The reference: one plain forward of the whole sequence, then a naive f64 log-softmax per position.
+  const sparse = SparseModel.load(path.join(dir, 'plan'), { threads: 1 });
+  const logits = await sparse.logits(ids); // [T, V]
+  await sparse.dispose();
+  const V = model.vocabSize;
+  for (let t = 1; t < ids.length; t++) {
+    const row = [...logits.subarray((t - 1) * V, t * V)];
+    const total = row.reduce((sum, l) => sum + Math.exp(l), 0);
+    expect(Math.abs(scores![t]! - Math.log(Math.exp(row[ids[t]]) / total))).toBeLessThan(1e-4);
+  }
+});
+
+test('chat through the openai client: the stream equals the answer', async () => {
+  const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'not-checked', maxRetries: 0 });
+  const body = { model: 'tiny-random', messages: [{ role: 'user' as const, content: 'Let there be light' }], max_completion_tokens: 16, temperature: 0 };
+  const whole = await client.chat.completions.create(body);
+  const plain = await completion({ prompt: 'User: Let there be light\n\nAssistant:', max_tokens: 16, temperature: 0 });
+  expect(whole.choices[0].message.content).toBe(plain.json.choices[0].text);
+  let streamed = '';
+  for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) streamed += chunk.choices[0]?.delta.content ?? '';
+  expect(streamed).toBe(whole.choices[0].message.content);
 });
