@@ -9,6 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { configProblems, fromHfConfig } from '../model/config';
+import { checkMemory, denseCheckpointMemory } from '../model/memory_estimate';
 import { denseTensors, type DenseTensor } from '../plan/tensor_table';
 import { files, momentSuffix, type DenseCheckpoint, type TrainerState } from './dense';
 import { readJsonFile, sha256Files } from './files';
@@ -50,6 +51,8 @@ export function readDenseCheckpoint(dir: string, options: { forResume?: boolean 
 
   const modelPath = path.join(dir, files.model);
   if (!fs.existsSync(modelPath)) throw new UserError(`${modelPath}: missing (${FOLDER_HOLDS})`);
+  // Every tensor is read and kept in f32 (a resumed run adds the two AdamW moments).
+  checkMemory(`reading ${dir}`, denseCheckpointMemory(config, options.forResume ? 3 : 1));
   const model = openChecked(modelPath, denseTensors(config), 'the model needs');
 
   // Tensors are read once, checked for non-finite values, and kept: calibration runs many forwards over them.

@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
+import { checkMemory, denseCheckpointMemory } from '../model/memory_estimate';
 import { nextTokenLoss, referenceForward, type ReferenceWeights, type RoutingRule } from '../model/reference';
 
 export interface PassResult {
@@ -56,6 +57,7 @@ export class CalibrationRunner {
   static create(weights: ReferenceWeights, denseDir: string, threads?: number): CalibrationRunner {
     const count = Math.max(1, Math.min(threads ?? Math.min(os.availableParallelism(), 8), 64));
     if (count === 1 || !fs.existsSync(WORKER_FILE)) return new CalibrationRunner(weights, []);
+    checkMemory(`calibration on ${count} worker threads (each reads ${denseDir}; --threads 1 uses none)`, denseCheckpointMemory(weights.config, count));
     const workers = Array.from({ length: count }, () => new Worker(WORKER_FILE, { workerData: { denseDir } }));
     const runner = new CalibrationRunner(weights, workers);
     // A worker that fails between passes must not crash the process: remember why, and fail its next job.

@@ -1,4 +1,6 @@
+import * as fs from 'fs';
 import { UserError } from '../errors';
+import { checkMemory, servingMemory } from '../model/memory_estimate';
 import type { LoadedPlan } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { selectBackend, type Device } from './backend';
@@ -35,6 +37,8 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   if (options.withinTrainedContext && maxContext > config.max_position_embeddings) {
     throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
   }
+  const weightBytes = fs.statSync(loaded.weightsPath).size;
+  checkMemory(dir, servingMemory(config, { weightBytes, slots: options.slots, maxContext }));
   let model: NativeModel;
   try {
     model = selectBackend(options.device).createModel(nativeSpec(loaded, threads));

@@ -6,6 +6,7 @@ import { DenseCheckpointInput, saveDenseCheckpoint, TrainerState } from '../chec
 import { readDenseCheckpoint } from '../checkpoint/read_dense';
 import { fromCheckpointTensors, toCheckpointTensors } from '../model/checkpoint_layout';
 import { ModelConfig, parameterCounts } from '../model/config';
+import { checkMemory, trainingMemory } from '../model/memory_estimate';
 import { MoEModel, RoutingOptions } from '../model/model';
 import { disposeParams, initParams, ParamMap, paramsFromArrays, paramSpecs, paramsToArrays } from '../model/params';
 import { Recipe, recipeHash } from '../recipe';
@@ -95,6 +96,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const routing = routingOptions(recipe);
   const seqLen = recipe.data.seq_len;
   const trainLogFile = path.join(outDir, logFiles.train);
+  // Before any tensor exists: a shape that cannot fit ends here with one line, not deep inside tfjs.
+  checkMemory(`training ${recipe.file}`, trainingMemory(config, { batchSize: t.batch_size, seqLen }));
   const evalLogFile = path.join(outDir, logFiles.eval);
 
   // --- state: fresh or resumed -------------------------------------------------------------------------------

@@ -24,6 +24,13 @@ describe('a damaged checkpoint is rejected with one line naming the file and the
     fs.truncateSync(file, fs.statSync(file).size - 7);
     expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors');
   });
+  test('a config.json whose model cannot fit in memory is refused before any tensor is read', () => {
+    const dir = tmp();
+    saveFull(dir);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...config, hidden_size: 1048576, num_attention_heads: 4 }));
+    expectUserError(() => readDenseCheckpoint(dir), `reading ${dir} needs ≈`, 'dense weights in f32', 'available of');
+  });
   test('config.json that is not JSON, or not a qwen2_moe config', () => {
     const dir = tmp();
     saveFull(dir);
