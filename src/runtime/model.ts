@@ -11,6 +11,7 @@ import { loadNative } from './native';
 import type { Sampler } from '../sampling';
 import { nativeSampler, type SamplingOptions } from './sampling';
 import { openPlan } from './open_plan';
+import { expertCacheRates, type ExpertCacheOptions, type ExpertCacheStats } from './expert_cache';
 
 export type RuntimeMode = 'plan' | 'dense';
 
@@ -18,6 +19,7 @@ export interface LoadOptions {
   threads?: number; // default: all hardware threads
   device?: Device; // default 'auto' (CPU until a CUDA backend exists)
   maxContext?: number; // KV cache positions; default config.max_position_embeddings
+  expertCache?: ExpertCacheOptions; // keep only part of the routed experts in memory (src/runtime/expert_cache.ts)
 }
 
 export interface ScoreOptions {
@@ -190,6 +192,13 @@ export class SparseModel {
 
   routingStats(): RoutingStats {
     return this.context.routingStats();
+  }
+
+  /** Expert cache counters (hit rate, prefetch recall/precision, bytes read, stall time); null without a cache. */
+  expertCacheStats(): ExpertCacheStats | null {
+    if (this.disposed) throw new UserError('the model was disposed');
+    const raw = this.model.expertCacheStats();
+    return raw ? expertCacheRates(raw) : null;
   }
 
   resetStats(): void {

@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
+import type { NativeExpertCacheSpec, RawExpertCacheStats } from './expert_cache';
 
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
 export type WeightDtype = 'f32' | 'bf16' | 'f16';
@@ -51,6 +52,7 @@ export interface NativeModelSpec {
   lmHead: NativeTensorRef; // [V, d] (the embed tensor when tied)
   layers: NativeLayerSpec[];
   threads: number; // 0 = all hardware threads
+  expertCache?: NativeExpertCacheSpec; // absent: every expert resident in the mapping
 }
 
 export interface RoutingOverride {
@@ -77,6 +79,8 @@ export interface NativeContext {
 export interface NativeModel {
   newContext(slots: number, maxContext: number): NativeContext;
   info(): { threads: number; dtype: TensorDtype };
+  /** Expert cache counters since the model was made; null when the experts are resident. */
+  expertCacheStats(): RawExpertCacheStats | null;
   dispose(): void;
 }
 

@@ -6,6 +6,7 @@ import { readPlan } from '../plan/read_plan';
 import { selectBackend, type Device } from './backend';
 import type { NativeContext, NativeModel } from './native';
 import { nativeSpec } from './spec';
+import type { ExpertCacheOptions } from './expert_cache';
 
 export interface OpenPlanOptions {
   threads?: number; // 0 or absent: all hardware threads
@@ -13,6 +14,7 @@ export interface OpenPlanOptions {
   slots: number; // sequences the KV cache holds at once
   maxContext?: number; // positions per sequence; default config.max_position_embeddings
   withinTrainedContext?: boolean; // refuse a maxContext beyond max_position_embeddings (checked before allocating)
+  expertCache?: ExpertCacheOptions; // read routed experts on demand into a fixed cache (absent: all resident)
 }
 
 export interface OpenedPlan {
@@ -41,7 +43,7 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   checkMemory(dir, servingMemory(config, { weightBytes, slots: options.slots, maxContext }));
   let model: NativeModel;
   try {
-    model = selectBackend(options.device).createModel(nativeSpec(loaded, threads));
+    model = selectBackend(options.device).createModel(nativeSpec(loaded, threads, options.expertCache));
   } catch (error) {
     if (error instanceof UserError) throw error;
     throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);

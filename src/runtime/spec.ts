@@ -9,8 +9,9 @@ import { layerOps } from '../plan/plan_format';
 import { planTensors, type PlanRole, type PlanTensor } from '../plan/tensor_table';
 import { UserError } from '../errors';
 import type { NativeModelSpec, NativeTensorRef, TensorDtype } from './native';
+import { nativeExpertCacheSpec, type ExpertCacheOptions } from './expert_cache';
 
-export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec {
+export function nativeSpec(loaded: LoadedPlan, threads: number, expertCache?: ExpertCacheOptions): NativeModelSpec {
   const { plan, header, weightsPath } = loaded;
   const tensor = ({ name }: PlanTensor): NativeTensorRef => {
     const info = header.tensors.get(name);
@@ -42,6 +43,7 @@ export function nativeSpec(loaded: LoadedPlan, threads: number): NativeModelSpec
     norm: ref(null, 'norm'),
     lmHead: c.tie_word_embeddings ? ref(null, 'embed') : ref(null, 'lmHead'),
     threads,
+    ...(expertCache ? { expertCache: nativeExpertCacheSpec(plan, expertCache) } : {}),
     layers: plan.layers.map((layer, l) => {
       const ops = layerOps(layer);
       return {

@@ -123,6 +123,21 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
     }
     s.layer.push_back(std::move(ls));
   }
+  Napi::Value cache = js.Get("expertCache");
+  if (cache.IsObject()) {
+    Napi::Object c = cache.As<Napi::Object>();
+    s.expert_cache.slots = int_field(env, c, "slots", "spec.expertCache");
+    if (s.expert_cache.slots < 1) throw Napi::RangeError::New(env, "spec.expertCache.slots must be ≥ 1");
+    if (c.Get("ioThreads").IsNumber()) s.expert_cache.io_threads = int_field(env, c, "ioThreads", "spec.expertCache");
+    if (s.expert_cache.io_threads < 1 || s.expert_cache.io_threads > 64)
+      throw Napi::RangeError::New(env, "spec.expertCache.ioThreads must be in [1, 64]");
+    s.expert_cache.prefetch = c.Get("prefetch").IsBoolean() ? c.Get("prefetch").As<Napi::Boolean>().Value() : true;
+    if (c.Get("prefetchMargin").IsNumber())
+      s.expert_cache.prefetch_margin = int_field(env, c, "prefetchMargin", "spec.expertCache");
+    if (s.expert_cache.prefetch_margin < 0 || s.expert_cache.prefetch_margin > s.experts)
+      throw Napi::RangeError::New(env, "spec.expertCache.prefetchMargin must be in [0, experts]");
+    s.expert_cache.reload_every_step = c.Get("reloadEveryStep").ToBoolean();
+  }
   return s;
 }
 
@@ -131,7 +146,8 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
 Napi::Function NativeModel::Init(Napi::Env env) {
   return DefineClass(env, "NativeModel",
                      {InstanceMethod("newContext", &NativeModel::NewContext),
-                      InstanceMethod("dispose", &NativeModel::Dispose), InstanceMethod("info", &NativeModel::Info)});
+                      InstanceMethod("dispose", &NativeModel::Dispose), InstanceMethod("info", &NativeModel::Info),
+                      InstanceMethod("expertCacheStats", &NativeModel::ExpertCacheStats)});
 }
 
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
@@ -174,6 +190,26 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("threads", m->threads());
   o.Set("dtype", dtype_name(m->spec().dtype));
+  return o;
+}
+
+// expertCacheStats() → counters since the model was made, or null when the experts are resident.
+Napi::Value NativeModel::ExpertCacheStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Model> m = model(env);
+  dsmoe::ExpertCacheStats st;
+  if (!m->cache_stats(&st)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("slots", m->spec().expert_cache.slots);
+  o.Set("hits", double(st.hits));
+  o.Set("misses", double(st.misses));
+  o.Set("loads", double(st.loads));
+  o.Set("bytesRead", double(st.bytes_read));
+  o.Set("stallSeconds", st.stall_seconds);
+  o.Set("prefetches", double(st.prefetches));
+  o.Set("predicted", double(st.predicted));
+  o.Set("predictedUsed", double(st.predicted_used));
+  o.Set("demandedPredicted", double(st.demanded_predicted));
   return o;
 }
 

@@ -18,6 +18,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value NewContext(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value ExpertCacheStats(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Model> model_;  // contexts share ownership, so dispose never frees weights under a running call
 };

@@ -1,5 +1,6 @@
 #include "mapped_file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -14,7 +15,7 @@
 
 namespace dsmoe {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+MappedFile::MappedFile(const std::string& path, bool read_ahead) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw std::runtime_error("cannot open weights file " + path + ": " + std::strerror(errno));
   struct stat st;
@@ -33,8 +34,15 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);  // the mapping keeps the file alive
   if (p == MAP_FAILED) throw std::runtime_error("cannot map weights file " + path + ": " + std::strerror(err));
   // Sequential streaming of whole matrices: ask the kernel to read ahead.
-  ::madvise(p, size_, MADV_WILLNEED);
+  if (read_ahead) ::madvise(p, size_, MADV_WILLNEED);
   data_ = static_cast<const uint8_t*>(p);
+}
+
+void MappedFile::will_need(uint64_t offset, uint64_t bytes) const {
+  if (offset >= size_ || bytes == 0) return;
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page, end = std::min(size_, offset + bytes);
+  ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_WILLNEED);
 }
 
 MappedFile::~MappedFile() {

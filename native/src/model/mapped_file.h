@@ -8,7 +8,9 @@ namespace dsmoe {
 
 class MappedFile {
  public:
-  explicit MappedFile(const std::string& path);  // throws std::runtime_error with the path and the OS reason
+  // Throws std::runtime_error with the path and the OS reason. `read_ahead`: ask the OS to read the whole file
+  // ahead (off when the expert cache reads the experts itself: only the resident tensors are advised, see below).
+  explicit MappedFile(const std::string& path, bool read_ahead = true);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -16,6 +18,8 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Ask the OS to read bytes [offset, offset + bytes) ahead (a hint; failures are ignored).
+  void will_need(uint64_t offset, uint64_t bytes) const;
 
  private:
   std::string path_;

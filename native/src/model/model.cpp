@@ -51,7 +51,8 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
   if (int(s.layer.size()) != s.layers)
     throw std::runtime_error("spec lists " + std::to_string(s.layer.size()) + " layers, config says " +
                              std::to_string(s.layers));
-  file_ = std::make_unique<MappedFile>(s.weights_path);
+  const bool caching = s.expert_cache.slots > 0;
+  file_ = std::make_unique<MappedFile>(s.weights_path, /*read_ahead=*/!caching);
   const int64_t d = s.d, hd = s.d / s.heads, E = s.experts;
   const int64_t qkv = (s.heads + 2 * s.kv_heads) * hd;
   check_tensor(spec_.embed, {s.vocab, d}, true);
@@ -89,6 +90,113 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
       throw std::runtime_error("layer " + std::to_string(l) + ": top-k needs k ≥ 1");
   }
   counts_.assign(s.layers, std::vector<int64_t>(E, 0));
+  if (caching) {
+    const ExpertCacheSpec& c = s.expert_cache;
+    if (c.prefetch_margin < 0 || c.prefetch_margin > E) throw std::runtime_error("prefetch margin must be in [0, experts]");
+    std::vector<CachedLayer> where;
+    const uint64_t esz = dtype_size(s.dtype);
+    for (const LayerSpec& L : spec_.layer) {
+      const uint64_t I = uint64_t(L.intermediate), dd = uint64_t(d);
+      where.push_back({L.gate_up.offset, 2 * I * dd * esz, L.down.offset, dd * I * esz, int(L.kept.size())});
+    }
+    cache_ = std::make_unique<ExpertCache>(s.weights_path, std::move(where), c.slots, c.io_threads);
+    // Everything but the routed experts stays resident: ask for it now, as the whole-file read-ahead would have.
+    auto advise = [&](const TensorRef& t) {
+      uint64_t n = dtype_size(t.dtype);
+      for (int64_t v : t.shape) n *= uint64_t(v);
+      file_->will_need(t.offset, n);
+    };
+    advise(spec_.embed), advise(spec_.norm), advise(spec_.lm_head);
+    for (const LayerSpec& L : spec_.layer) {
+      for (const TensorRef* t : {&L.attn_norm, &L.qkv, &L.qkv_bias, &L.o, &L.mlp_norm, &L.router}) advise(*t);
+      if (L.shared_intermediate > 0)
+        for (const TensorRef* t : {&L.shared_gate_up, &L.shared_down, &L.shared_gate}) advise(*t);
+    }
+  }
+}
+
+bool Model::cache_stats(ExpertCacheStats* out) const {
+  if (!cache_) return false;
+  *out = cache_->stats();
+  return true;
+}
+
+void Model::prefetch_next(int l, const float* h, int T) {
+  const ModelSpec& s = spec_;
+  const LayerSpec& N = s.layer[l + 1];
+  const int d = s.d, E = s.experts;
+  std::vector<float> a(size_t(T) * d), p(size_t(T) * E);
+  rmsnorm(&pool_, h, static_cast<const float*>(N.mlp_norm.data), T, d, s.rms_eps, a.data());
+  linear(&pool_, a.data(), T, d, N.router.data, DType::F32, E, p.data(), E, Epilogue{});
+  softmax_rows(p.data(), T, E);
+  SelectRule guess;
+  guess.mode = SelectMode::TopK;
+  guess.k = std::min(int(N.kept.size()), std::max(1, N.select.k) + s.expert_cache.prefetch_margin);
+  guess.allowed = allowed_[l + 1].data();
+  std::vector<int32_t> ids(size_t(T) * guess.k), count(T);
+  std::vector<float> w(size_t(T) * guess.k);
+  select_experts(p.data(), T, E, guess, guess.k, ids.data(), w.data(), count.data());
+  // Most-probable first across the batch: token by token, rank by rank, so a small cache gets the best guesses.
+  std::vector<uint8_t> seen(E, 0);
+  std::vector<int> packed;
+  for (int r = 0; r < guess.k; ++r)
+    for (int t = 0; t < T; ++t)
+      if (r < count[t] && !seen[ids[size_t(t) * guess.k + r]]) {
+        int e = ids[size_t(t) * guess.k + r];
+        seen[e] = 1;
+        packed.push_back(slot_of_[l + 1][e]);
+      }
+  cache_->prefetch(l + 1, packed);
+}
+
+void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, const int32_t* rows, const float* row_w,
+                       const float* h_for_prediction, float* y) {
+  const ModelSpec& s = spec_;
+  const LayerSpec& L = s.layer[l];
+  const int E = s.experts, S = cache_->slots(l);
+  std::vector<int> active;  // original ids with rows, ascending: the order the resident path adds them in
+  for (int e = 0; e < E; ++e)
+    if (offsets[e + 1] > offsets[e] && slot_of_[l][e] >= 0) active.push_back(e);
+  const bool predict = s.expert_cache.prefetch && l + 1 < s.layers;
+  if (active.empty()) {
+    if (predict) prefetch_next(l, h_for_prediction, T);
+    return;
+  }
+  std::vector<int32_t> cache_slot(E, -1), sub_offsets(E + 1), sub_rows;
+  std::vector<float> sub_w;
+  // More distinct experts than slots (a long prefill on a small cache): several passes over ascending groups of
+  // experts. Each token still receives its experts' outputs in ascending expert order, as in one pass.
+  for (size_t start = 0; start < active.size(); start += size_t(S)) {
+    const size_t end = std::min(active.size(), start + size_t(S));
+    std::vector<int> packed;
+    for (size_t i = start; i < end; ++i) packed.push_back(slot_of_[l][active[i]]);
+    cache_->request(l, packed);
+    if (predict && start == 0) prefetch_next(l, h_for_prediction, T);  // queued behind this layer's demand reads
+    std::vector<int> got;
+    try {
+      got = cache_->wait(l, packed);
+    } catch (...) {
+      cache_->release(l);
+      throw;
+    }
+    std::fill(cache_slot.begin(), cache_slot.end(), -1);
+    for (size_t i = start; i < end; ++i) cache_slot[active[i]] = got[i - start];
+    ExpertWeights ew{cache_->gate_up_pool(l), cache_->down_pool(l), s.dtype, s.d, L.intermediate, cache_slot.data()};
+    if (start == 0 && end == active.size()) {
+      moe_ffn(&pool_, a, T, ew, E, offsets, rows, row_w, y);
+    } else {
+      sub_rows.clear();
+      sub_w.clear();
+      sub_offsets[0] = 0;
+      for (int e = 0; e < E; ++e) {
+        if (cache_slot[e] >= 0)
+          for (int r = offsets[e]; r < offsets[e + 1]; ++r) sub_rows.push_back(rows[r]), sub_w.push_back(row_w[r]);
+        sub_offsets[e + 1] = int32_t(sub_rows.size());
+      }
+      moe_ffn(&pool_, a, T, ew, E, sub_offsets.data(), sub_rows.data(), sub_w.data(), y);
+    }
+    cache_->release(l);
+  }
 }
 
 void Model::stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const {
@@ -206,8 +314,12 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),
                     rows.data(), row_w.data());
     for (int e = 0; e < E; ++e) counts_[l][e] += expert_count[e];
-    ExpertWeights ew{L.gate_up.data, L.down.data, s.dtype, d, L.intermediate, slot_of_[l].data()};
-    moe_ffn(pool, a.data(), T, ew, E, offsets.data(), rows.data(), row_w.data(), h.data());
+    if (cache_) {
+      moe_cached(l, a.data(), T, offsets.data(), rows.data(), row_w.data(), h.data(), h.data());
+    } else {
+      ExpertWeights ew{L.gate_up.data, L.down.data, s.dtype, d, L.intermediate, slot_of_[l].data()};
+      moe_ffn(pool, a.data(), T, ew, E, offsets.data(), rows.data(), row_w.data(), h.data());
+    }
     if (L.shared_intermediate > 0) {
       const int Is = L.shared_intermediate;
       std::vector<float> gu(size_t(T) * 2 * Is), hs(size_t(T) * Is), gate(T);
@@ -227,6 +339,7 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
   }
   tokens_ += T;
   for (auto& [slot, n] : next) cache.set_length(slot, n);
+  if (cache_ && s.expert_cache.reload_every_step) cache_->invalidate();
 
   // --- final norm and LM head on the requested rows only
   const int R = int(output_rows.size());

@@ -10,6 +10,7 @@
 #include "../common/dtype.h"
 #include "../common/threadpool.h"
 #include "../kernels/kernels.h"
+#include "expert_cache.h"
 #include "mapped_file.h"
 
 namespace dsmoe {
@@ -31,6 +32,15 @@ struct LayerSpec {
   TensorRef shared_gate_up, shared_down, shared_gate;
 };
 
+// The expert cache (expert_cache.h): slots = 0 keeps every expert resident in the mapping (the default).
+struct ExpertCacheSpec {
+  int slots = 0;                   // experts per layer held in memory (clamped to the layer's kept experts)
+  int io_threads = 2;              // pread threads
+  bool prefetch = true;            // layer l+1's router on layer l's hidden state queues its likely experts
+  int prefetch_margin = 1;         // experts predicted per token beyond the layer's k
+  bool reload_every_step = false;  // empty the cache after every forward (the "no cache" baseline)
+};
+
 struct ModelSpec {
   std::string weights_path;
   int vocab = 0, d = 0, layers = 0, heads = 0, kv_heads = 0, experts = 0;
@@ -39,6 +49,7 @@ struct ModelSpec {
   TensorRef embed, norm, lm_head; // lm_head may be the embed tensor (tied)
   std::vector<LayerSpec> layer;
   int threads = 0;                // 0 = hardware threads
+  ExpertCacheSpec expert_cache;
 };
 
 // Per-call routing override (design.md §5): dense = every kept expert with its full probability.
@@ -67,12 +78,21 @@ class Model {
   // Routing statistics since the last reset: selections per layer per expert, tokens seen.
   void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const;
   void reset_stats();
+  // Expert cache counters; false (and nothing written) when the experts are resident.
+  bool cache_stats(ExpertCacheStats* out) const;
 
  private:
+  // The routed experts of layer l over the grouped rows, read through the expert cache (several passes when the
+  // batch needs more distinct experts than the layer has slots), and the prefetch of layer l+1's predicted experts.
+  void moe_cached(int l, const float* a, int T, const int32_t* offsets, const int32_t* rows, const float* row_w,
+                  const float* h_for_prediction, float* y);
+  void prefetch_next(int l, const float* h, int T);
+
   void check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool matrix);
 
   ModelSpec spec_;
   std::unique_ptr<MappedFile> file_;
+  std::unique_ptr<ExpertCache> cache_;  // null: experts resident in the mapping
   ThreadPool pool_;
   std::vector<std::vector<uint8_t>> allowed_;  // [L][E] 1 when the expert is kept
   std::vector<std::vector<int32_t>> slot_of_;  // [L][E] packed index or −1
