@@ -1,5 +1,6 @@
 import { loadNative, type KernelWeights, type NativeAddon } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
+import type { ExpertCacheOptions } from '../runtime/expert_cache';
 import { f32ToBf16 } from '../checkpoint/safetensors';
 import type { OpenedPlan, ReportRuntime } from './report_runtime';
 import type { OurLayerTiming, PeerShape } from './peer_pytorch';
@@ -10,9 +11,13 @@ import { mean, percentile } from './statistics';
  * it opens the plan at the NativeModel / NativeContext level (docs/design.md §5) rather than through SparseModel,
  * whose context holds one sequence.
  */
-export function nativeReportRuntime(threads?: number, options: { bandwidthBytesPerArray?: number } = {}): ReportRuntime {
+export function nativeReportRuntime(
+  threads?: number,
+  options: { bandwidthBytesPerArray?: number; expertCache?: ExpertCacheOptions } = {},
+): ReportRuntime {
   const addon = loadNative();
   const useThreads = threads && threads > 0 ? threads : addon.cpuInfo().threads;
+  const cache = options.expertCache; // every plan the report runs reads its experts through the cache
   return {
     probe: {
       cpuInfo: () => addon.cpuInfo(),
@@ -21,7 +26,12 @@ export function nativeReportRuntime(threads?: number, options: { bandwidthBytesP
       peakGflops: () => addon.peakGflops(useThreads),
     },
     async openPlan(dir, options): Promise<OpenedPlan> {
-      const { model, context } = openPlan(dir, { threads: options.threads ?? useThreads, slots: options.slots, maxContext: options.maxContext });
+      const { model, context } = openPlan(dir, {
+        threads: options.threads ?? useThreads,
+        slots: options.slots,
+        maxContext: options.maxContext,
+        expertCache: cache,
+      });
       return { context, threads: model.info().threads, dispose: () => model.dispose() };
     },
     timeMoeLayer: (shape, options) => timeMoeLayer(addon, shape, { ...options, threads: options.threads ?? useThreads }),

@@ -7,6 +7,7 @@
 import { UserError } from '../errors';
 import { heldOutSplit } from '../data/held_out_split';
 import { SparseModel, type RuntimeMode, type ScoreResult } from './model';
+import type { ExpertCacheOptions, ExpertCacheStats } from './expert_cache';
 
 export interface SparseEvalOptions {
   text?: string; // path of a UTF-8 text file to score
@@ -15,6 +16,7 @@ export interface SparseEvalOptions {
   threads?: number;
   mode?: RuntimeMode; // 'plan' (default) or 'dense'
   maxTokens?: number; // held-out split only: at most this many predictions (default: the recipe's eval_tokens)
+  expertCache?: ExpertCacheOptions; // read routed experts on demand (results are identical)
 }
 
 export interface SparseEvalResult {
@@ -25,11 +27,12 @@ export interface SparseEvalResult {
   routing: number[]; // per layer: mean experts selected per token
   mode: RuntimeMode;
   source: string; // the text file, or "validation split of <recipe file> (seed S)"
+  expert_cache?: ExpertCacheStats; // with expertCache: its counters over the evaluation
 }
 
 export async function evaluateSparse(dir: string, options: SparseEvalOptions = {}): Promise<SparseEvalResult> {
   const split = heldOutSplit(dir, { recipe: options.recipe, text: options.text }); // before mapping the weights
-  const model = SparseModel.load(dir, { threads: options.threads });
+  const model = SparseModel.load(dir, { threads: options.threads, expertCache: options.expertCache });
   try {
     model.setMode(options.mode ?? 'plan');
     const context = options.context ?? model.maxContext;
@@ -48,6 +51,7 @@ export async function evaluateSparse(dir: string, options: SparseEvalOptions = {
     let bytes = 0;
     for (const id of result.targets) bytes += split.tokenBytes(id);
     const stats = model.routingStats();
+    const cache = model.expertCacheStats();
     return {
       loss: result.loss,
       perplexity: Math.exp(result.loss),
@@ -56,6 +60,7 @@ export async function evaluateSparse(dir: string, options: SparseEvalOptions = {
       routing: stats.expertCounts.map((counts) => counts.reduce((a, b) => a + b, 0) / Math.max(1, stats.tokens)),
       mode: model.mode,
       source: split.source,
+      ...(cache ? { expert_cache: cache } : {}),
     };
   } finally {
     await model.dispose();

@@ -1,3 +1,4 @@
+import type { ExpertCacheStats } from '../runtime/expert_cache';
 import type { ChatTemplate } from './chat_template';
 
 /**
@@ -55,4 +56,6 @@ export interface ServeModel {
   createSampler(options: RequestSamplingOptions): RequestSampler;
   /** Frees native memory; called once when the server has drained. */
   dispose(): void;
+  /** Expert cache counters when the model runs with --expert-cache (GET /metrics shows them). */
+  expertCacheStats?(): ExpertCacheStats | null;
 }

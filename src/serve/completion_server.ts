@@ -153,6 +153,7 @@ export class CompletionServer {
       decodeBatch: this.scheduler.lastDecodeBatch,
       activeSequences: this.scheduler.activeSequences,
       maxBatch: this.maxBatch,
+      expertCache: this.model.expertCacheStats?.() ?? null,
     });
     res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);

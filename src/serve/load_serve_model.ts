@@ -6,6 +6,7 @@ import type { ModelConfig } from '../model/config';
 import type { Device } from '../runtime/backend';
 import { loadNative } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
+import { expertCacheRates, type ExpertCacheOptions } from '../runtime/expert_cache';
 import { nativeSampler } from '../runtime/sampling';
 import type { ServeModel } from './batch_evaluator';
 import { loadChatTemplate } from './chat_template';
@@ -20,6 +21,8 @@ export interface LoadServeModelOptions {
   /** Name clients use; default the folder's last two path components (e.g. `tiny/sparse`). */
   id?: string;
   device?: Device;
+  /** Keep only part of the routed experts in memory (src/runtime/expert_cache.ts); absent: all resident. */
+  expertCache?: ExpertCacheOptions;
 }
 
 /**
@@ -37,6 +40,7 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
     slots: options.slots,
     maxContext: options.maxContext,
     withinTrainedContext: true,
+    expertCache: options.expertCache,
   });
   const config = loaded.plan.config;
   if (tokenizer.vocabSize > config.vocab_size) {
@@ -64,6 +68,10 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
     chatTemplate,
     createSampler: (sampling) => nativeSampler(kernels, sampling),
     dispose: () => native.dispose(),
+    expertCacheStats: () => {
+      const raw = native.expertCacheStats();
+      return raw ? expertCacheRates(raw) : null;
+    },
   };
 }
 

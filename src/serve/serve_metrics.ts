@@ -1,3 +1,4 @@
+import type { ExpertCacheStats } from '../runtime/expert_cache';
 import type { StepReport } from './scheduler';
 
 /** Seconds over which the tokens-per-second gauge averages. */
@@ -50,7 +51,7 @@ export class ServeMetrics {
     return this.recent.reduce((sum, [, n]) => sum + n, 0) / RATE_WINDOW_S;
   }
 
-  render(live: { queueDepth: number; decodeBatch: number; activeSequences: number; maxBatch: number }): string {
+  render(live: { queueDepth: number; decodeBatch: number; activeSequences: number; maxBatch: number; expertCache?: ExpertCacheStats | null }): string {
     const lines: string[] = [];
     const metric = (name: string, type: string, help: string, samples: [string, number][]) => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -75,6 +76,18 @@ export class ServeMetrics {
     metric('dsmoe_max_batch', 'gauge', 'Slots available to the scheduler.', [['', live.maxBatch]]);
     metric('dsmoe_scheduler_steps_total', 'counter', 'Evaluate calls made by the scheduler.', [['', this.steps]]);
     metric('dsmoe_scheduler_step_seconds_total', 'counter', 'Time spent in scheduler steps.', [['', this.stepSeconds]]);
+    const cache = live.expertCache;
+    if (cache) {
+      metric('dsmoe_expert_cache_slots', 'gauge', 'Routed experts per layer held in memory (--expert-cache).', [['', cache.slots]]);
+      metric('dsmoe_expert_cache_hits_total', 'counter', 'Selected experts found in the cache (or already being prefetched).', [['', cache.hits]]);
+      metric('dsmoe_expert_cache_misses_total', 'counter', 'Selected experts read from the plan file on demand.', [['', cache.misses]]);
+      metric('dsmoe_expert_cache_hit_ratio', 'gauge', 'hits / (hits + misses) since the server started.', [['', cache.hitRate ?? 0]]);
+      metric('dsmoe_expert_cache_read_bytes_total', 'counter', 'Expert bytes read from the plan file (demand and prefetch).', [['', cache.bytesRead]]);
+      metric('dsmoe_expert_cache_stall_seconds_total', 'counter', 'Time the forward pass waited for expert reads.', [['', cache.stallSeconds]]);
+      metric('dsmoe_expert_prefetches_total', 'counter', 'Expert reads queued by speculative prefetch.', [['', cache.prefetches]]);
+      metric('dsmoe_expert_prefetch_recall', 'gauge', 'Selected experts that had been predicted, over selected experts on predicted layers.', [['', cache.prefetchRecall ?? 0]]);
+      metric('dsmoe_expert_prefetch_precision', 'gauge', 'Predicted experts that were selected, over predicted experts.', [['', cache.prefetchPrecision ?? 0]]);
+    }
     return lines.join('\n') + '\n';
   }
 

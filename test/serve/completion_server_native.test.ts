@@ -144,3 +144,30 @@ test('chat through the openai client: the stream equals the answer', async () =>
   for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) streamed += chunk.choices[0]?.delta.content ?? '';
   expect(streamed).toBe(whole.choices[0].message.content);
 });
+
+test('with --expert-cache at the minimum (2 of 8 experts per layer) a batch of requests gets the same text, and /metrics shows the cache', async () => {
+  const cached = await loadServeModel(path.join(dir, 'plan'), { threads: 1, slots: 8, id: 'tiny-random', expertCache: { size: '25%' } });
+  const cachedServer = new CompletionServer(cached, { maxBatch: 8, maxQueue: 16 });
+  const cachedPort = (await cachedServer.listen(0, '127.0.0.1')).port;
+  try {
+    const prompts = Array.from({ length: 6 }, (_, i) => `Prompt ${i}: ${'and the evening and the morning. '.repeat(1 + (i % 3))}`);
+    const bodies = prompts.map((prompt, i) => ({ prompt, max_tokens: 6 + i, temperature: 0 }));
+    const resident = await Promise.all(bodies.map((body) => completion(body)));
+    const viaCache = await Promise.all(bodies.map((body) => request(cachedPort, 'POST', '/v1/completions', body)));
+    expect(viaCache.map((a) => a.json.choices[0].text)).toEqual(resident.map((a) => a.json.choices[0].text));
+    const metrics = (await request(cachedPort, 'GET', '/metrics')).text;
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)![1]);
+    expect(value('dsmoe_expert_cache_slots')).toBe(2);
+    expect(value('dsmoe_expert_cache_misses_total')).toBeGreaterThan(0);
+    const hits = value('dsmoe_expert_cache_hits_total');
+    expect(value('dsmoe_expert_cache_hit_ratio')).toBeCloseTo(hits / (hits + value('dsmoe_expert_cache_misses_total')), 9);
+    expect(value('dsmoe_expert_prefetch_recall')).toBeGreaterThan(0);
+    expect(value('dsmoe_expert_prefetch_recall')).toBeLessThanOrEqual(1);
+    expect(value('dsmoe_expert_cache_read_bytes_total')).toBeGreaterThan(0);
+  } finally {
+    await cachedServer.drain();
+    cached.dispose();
+  }
+  // The resident server shows no cache metrics.
+  expect((await request(port, 'GET', '/metrics')).text).not.toMatch(/dsmoe_expert_cache/);
+});

@@ -7,8 +7,10 @@ import { BackendChoice, backendChoices, describeBackend, selectBackend } from '.
 import { evaluateWindows } from '../../train/evaluate';
 import { loadDenseModel } from '../../train/load_dense_model';
 import { formatRoutingStats } from '../../train/routing_stats';
+import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
+import { formatExpertCacheStats, type ExpertCacheOptions, type ExpertCacheStats } from '../../runtime/expert_cache';
 
-interface EvalArgs {
+interface EvalArgs extends ExpertCacheArgs {
   'model-dir': string;
   text?: string;
   recipe?: string;
@@ -51,7 +53,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
   command: 'eval <model-dir>',
   describe: 'Loss, perplexity, bits/byte and routing statistics of a dense checkpoint or a sparse plan folder',
   builder: (yargs) =>
-    yargs
+    withExpertCacheFlags(yargs)
       .positional('model-dir', { type: 'string', demandOption: true, describe: 'dense checkpoint folder, or sparse folder (has plan.json)' })
       .option('text', { type: 'string', describe: 'score this UTF-8 file (one token sequence, windows of --context tokens) instead of the held-out split' })
       .option('recipe', {
@@ -74,10 +76,16 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       const runtime = require('../../runtime/eval') as {
         evaluateSparse(
           dir: string,
-          options: { text?: string; recipe?: string; context?: number; threads?: number },
+          options: { text?: string; recipe?: string; context?: number; threads?: number; expertCache?: ExpertCacheOptions },
         ): Promise<{ loss: number; perplexity: number; bits_per_byte: number; tokens: number; source: string; mode?: string }>;
       };
-      const result = await runtime.evaluateSparse(dir, { text: args.text, recipe: args.recipe, context: args.context, threads: args.threads });
+      const result = await runtime.evaluateSparse(dir, {
+        text: args.text,
+        recipe: args.recipe,
+        context: args.context,
+        threads: args.threads,
+        expertCache: expertCacheFromArgs(args),
+      });
       report = { model_dir: dir, ...result, mode: `sparse${result.mode ? ':' + result.mode : ''}` };
     } else {
       report = await evaluateDense(dir, args);
@@ -91,6 +99,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       `loss ${report.loss.toFixed(4)} nats/token, perplexity ${report.perplexity.toFixed(3)}, ${report.bits_per_byte.toFixed(4)} bits/byte, ${report.tokens} tokens`,
     ];
     if (Array.isArray(report.layers)) lines.push(...formatRoutingStats(report.layers as never));
+    if (report.expert_cache) lines.push(formatExpertCacheStats(report.expert_cache as ExpertCacheStats));
     if (Array.isArray(report.routing)) lines.push(`experts per token by layer: ${(report.routing as number[]).map((k) => k.toFixed(2)).join(' ')}`);
     process.stdout.write(lines.join('\n') + '\n');
   },

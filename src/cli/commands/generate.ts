@@ -2,8 +2,10 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { loadTokenizer } from '../../data';
 import { SparseModel } from '../../runtime/model';
+import { formatExpertCacheStats } from '../../runtime/expert_cache';
+import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 
-interface GenerateArgs {
+interface GenerateArgs extends ExpertCacheArgs {
   model: string;
   prompt: string;
   'max-new-tokens': number;
@@ -19,7 +21,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
   command: 'generate <model>',
   describe: 'Generate text from a sparse plan folder on the native runtime (streams to stdout)',
   builder: (yargs) =>
-    yargs
+    withExpertCacheFlags(yargs)
       .positional('model', { type: 'string', demandOption: true, describe: 'sparse plan folder (dsmoe convert output)' })
       .option('prompt', { type: 'string', demandOption: true, describe: 'text to continue' })
       .option('max-new-tokens', { type: 'number', default: 128, describe: 'tokens to generate at most' })
@@ -29,7 +31,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
       .option('dense', { type: 'boolean', default: false, describe: 'use every kept expert (the dense baseline) instead of the plan' }),
   handler: async (args) => {
-    const model = SparseModel.load(args.model, { threads: args.threads }); // validates the plan folder first
+    const model = SparseModel.load(args.model, { threads: args.threads, expertCache: expertCacheFromArgs(args) }); // validates the plan folder first
     try {
       const tokenizer = loadTokenizer(args.model);
       if (args.dense) model.setMode('dense');
@@ -53,6 +55,8 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
         },
       });
       process.stdout.write('\n');
+      const cache = model.expertCacheStats();
+      if (cache) process.stderr.write(formatExpertCacheStats(cache) + '\n');
       const stoppedByContext =
         generated.length < args['max-new-tokens'] && generated[generated.length - 1] !== tokenizer.eosId;
       if (stoppedByContext) {

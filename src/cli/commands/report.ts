@@ -7,8 +7,9 @@ import { DEFAULT_EPSILONS } from '../../report/quality_cost_sweep';
 import { parseIntegerList, parseNumberList } from '../../report/parse_list';
 import { headline } from '../../report/report_markdown';
 import type { PlanDtype } from '../../plan/plan_format';
+import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 
-interface ReportArgs {
+interface ReportArgs extends ExpertCacheArgs {
   dense?: string;
   sparse?: string;
   out: string;
@@ -40,7 +41,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
   command: 'report',
   describe: 'Speedup report: quality, throughput and latency of dense vs sparse, against the machine\'s measured limits',
   builder: (yargs: Argv) =>
-    yargs
+    withExpertCacheFlags(yargs)
       .usage(
         '$0 report --dense <dense-dir> --sparse <sparse-dir> --out DIR [--batch 1,4,16,64]\n' +
           '$0 report --shape <ds-moe-1b|ds-moe-3b|ds-moe-6b|config.json> --random-init --out DIR [--layers N]',
@@ -102,13 +103,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       if (args.recipe || args.text) throw new UserError('--shape --random-init measures speed only, on no text; drop --recipe/--text');
       positive('layers', args.layers);
       positive('k', args.k);
-      const runtime = nativeReportRuntime(args.threads);
+      const runtime = nativeReportRuntime(args.threads, { expertCache: expertCacheFromArgs(args) });
       report = await reportFromShape(runtime, {
         ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
       });
     } else {
       if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
-      const runtime = nativeReportRuntime(args.threads);
+      const runtime = nativeReportRuntime(args.threads, { expertCache: expertCacheFromArgs(args) });
       report = await reportFromFolders(runtime, {
         ...speed,
         denseDir: args.dense ?? null,

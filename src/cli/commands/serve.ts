@@ -2,8 +2,9 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { loadServeModel } from '../../serve/load_serve_model';
 import { runServer } from '../../serve/run_server';
+import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 
-interface ServeArgs {
+interface ServeArgs extends ExpertCacheArgs {
   'model-dir': string;
   port: number;
   host: string;
@@ -20,7 +21,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
   command: 'serve <model-dir>',
   describe: 'Serve a sparse plan over an OpenAI-compatible HTTP API (POST /v1/completions, SSE streaming, /metrics)',
   builder: (yargs) =>
-    yargs
+    withExpertCacheFlags(yargs)
       .positional('model-dir', { type: 'string', demandOption: true, describe: 'sparse plan folder written by dsmoe convert' })
       .option('port', { type: 'number', default: 8000, describe: 'TCP port (0 = any free port, printed at start)' })
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0 exposes it to the network)' })
@@ -50,6 +51,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       slots: args['max-batch'],
       maxContext: args['max-context'],
       id: args['model-name'],
+      expertCache: expertCacheFromArgs(args),
     });
     await runServer(model, {
       port: args.port,
