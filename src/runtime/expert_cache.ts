@@ -100,6 +100,20 @@ export function expertCacheSlots(plan: Plan, size: string | ExpertCacheSize, fla
   return Math.min(slots, most);
 }
 
+/**
+ * Bytes of the weights file the runtime holds in memory with `slots` experts per layer cached: everything but the
+ * routed experts (mapped and read ahead), plus the cache's slots. What the memory check counts instead of the file.
+ */
+export function residentWeightBytes(plan: Plan, fileBytes: number, slots: number): number {
+  const perExpert = expertBytesPerLayer(plan);
+  let bytes = fileBytes;
+  plan.layers.forEach((layer, l) => {
+    const kept = layerOps(layer).experts.kept.length;
+    bytes -= (kept - Math.min(kept, slots)) * perExpert[l];
+  });
+  return bytes;
+}
+
 /** The addon's cache spec for a plan, with the defaults filled in and every option checked. */
 export function nativeExpertCacheSpec(plan: Plan, options: ExpertCacheOptions, flag = '--expert-cache'): NativeExpertCacheSpec {
   const ioThreads = options.ioThreads ?? 2;

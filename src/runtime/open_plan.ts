@@ -6,7 +6,7 @@ import { readPlan } from '../plan/read_plan';
 import { selectBackend, type Device } from './backend';
 import type { NativeContext, NativeModel } from './native';
 import { nativeSpec } from './spec';
-import type { ExpertCacheOptions } from './expert_cache';
+import { residentWeightBytes, type ExpertCacheOptions } from './expert_cache';
 
 export interface OpenPlanOptions {
   threads?: number; // 0 or absent: all hardware threads
@@ -39,11 +39,14 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   if (options.withinTrainedContext && maxContext > config.max_position_embeddings) {
     throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
   }
-  const weightBytes = fs.statSync(loaded.weightsPath).size;
+  const spec = nativeSpec(loaded, threads, options.expertCache); // validates the cache size (UserError naming the flag)
+  const fileBytes = fs.statSync(loaded.weightsPath).size;
+  // With an expert cache only the resident tensors and the cache's slots take memory: a plan may exceed the machine.
+  const weightBytes = spec.expertCache ? residentWeightBytes(loaded.plan, fileBytes, spec.expertCache.slots) : fileBytes;
   checkMemory(dir, servingMemory(config, { weightBytes, slots: options.slots, maxContext }));
   let model: NativeModel;
   try {
-    model = selectBackend(options.device).createModel(nativeSpec(loaded, threads, options.expertCache));
+    model = selectBackend(options.device).createModel(spec);
   } catch (error) {
     if (error instanceof UserError) throw error;
     throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);

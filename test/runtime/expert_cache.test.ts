@@ -15,6 +15,7 @@ import {
   expertBytesPerLayer,
   expertCacheSlots,
   formatExpertCacheStats,
+  residentWeightBytes,
   parseExpertCacheSize,
   type ExpertCacheOptions,
 } from '../../src/runtime/expert_cache';
@@ -139,6 +140,13 @@ describe('expert cache sizes', () => {
     expect(expertCacheSlots(plan, '100%')).toBe(8);
     expect(expertCacheSlots(plan, `${3 * perSlot + perSlot - 1}`)).toBe(3);
     expect(expertCacheSlots(plan, `${100 * perSlot}`)).toBe(8);
+  });
+
+  test('the memory check counts resident tensors plus the cache, not the whole file', () => {
+    const file = fs.statSync(path.join(dir, 'weights.safetensors')).size;
+    const experts = config.num_hidden_layers * config.num_experts * expertBytesPerLayer(plan)[0];
+    expect(residentWeightBytes(plan, file, 8)).toBe(file);
+    expect(residentWeightBytes(plan, file, 2)).toBe(file - (experts * 6) / 8);
   });
 
   test('below k experts per layer is a UserError naming the flag, the value and the minimum', () => {
