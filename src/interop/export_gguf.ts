@@ -31,10 +31,20 @@ const MATRIX_TYPE: Record<GgufDtype, GgmlType> = { f32: 'F32', f16: 'F16', bf16:
 const FILE_TYPE: Record<GgufDtype, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 };
 
 /**
- * llama.cpp's qwen2moe always has a shared expert; a model without one gets a zero expert of this width (zero
- * weights and a zero gate add exactly nothing), the narrowest llama.cpp accepts, stored as F32.
+ * llama.cpp's qwen2moe always has a shared expert; a model without one gets one of this width with zero weights,
+ * which adds exactly nothing (see unusedSharedGate for its gate), stored as F32.
  */
 export const ZERO_SHARED_WIDTH = 1;
+
+/**
+ * The gate of that unused shared expert. llama.cpp computes the gate's sigmoid as silu(x) / x, which is NaN at
+ * x = 0 (and NaN · 0 is NaN), so a zero gate vector would poison every token; any gate that is not exactly zero
+ * is multiplied by the expert's exact zero. These distinct positive weights make x = Σ w_i·m_i exactly zero
+ * only for a hidden state that is exactly zero.
+ */
+export function unusedSharedGate(hidden: number): Float32Array {
+  return Float32Array.from({ length: hidden }, (_, i) => 1 + i / hidden);
+}
 
 export interface GgufExportOptions {
   outFile: string;
@@ -180,7 +190,7 @@ export function ggufTensors(w: ReferenceWeights, matrixType: GgmlType): PlannedT
       add(`${b}.ffn_down_shexp.weight`, [Is, d], matrixType, dense(denseNames.sharedDown(l)));
     } else {
       const z = ZERO_SHARED_WIDTH;
-      add(`${b}.ffn_gate_inp_shexp.weight`, [d], 'F32', zeros(d));
+      add(`${b}.ffn_gate_inp_shexp.weight`, [d], 'F32', () => unusedSharedGate(d));
       add(`${b}.ffn_gate_shexp.weight`, [d, z], 'F32', zeros(d * z));
       add(`${b}.ffn_up_shexp.weight`, [d, z], 'F32', zeros(d * z));
       add(`${b}.ffn_down_shexp.weight`, [z, d], 'F32', zeros(d * z));

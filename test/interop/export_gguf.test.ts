@@ -10,7 +10,7 @@ import { gguf as parseGguf, type GGUFParseOutput } from '@huggingface/gguf';
 import { roundToBf16, roundToF16 } from '../../src/checkpoint/safetensors';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../src/convert/convert_checkpoint';
 import { buildTokenizer } from '../../src/data/tokenizer';
-import { exportGguf, type GgufDtype } from '../../src/interop/export_gguf';
+import { exportGguf, unusedSharedGate, type GgufDtype } from '../../src/interop/export_gguf';
 import { decodeGgml, GGML_TYPE_ID, type GgmlType } from '../../src/interop/ggml_types';
 import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
 import { denseNames } from '../../src/plan/tensor_table';
@@ -91,7 +91,7 @@ function expectedTensors(dir: string): Map<string, Float32Array> {
     out.set(`${b}.ffn_up_exps.weight`, cat(E.map((e) => denseNames.expertUp(l, e))));
     out.set(`${b}.ffn_down_exps.weight`, cat(E.map((e) => denseNames.expertDown(l, e))));
     const Is = c.shared_expert_intermediate_size;
-    out.set(`${b}.ffn_gate_inp_shexp.weight`, Is ? w.get(denseNames.sharedExpertGate(l)) : new Float32Array(c.hidden_size));
+    out.set(`${b}.ffn_gate_inp_shexp.weight`, Is ? w.get(denseNames.sharedExpertGate(l)) : unusedSharedGate(c.hidden_size));
     out.set(`${b}.ffn_gate_shexp.weight`, Is ? w.get(denseNames.sharedGate(l)) : new Float32Array(c.hidden_size));
     out.set(`${b}.ffn_up_shexp.weight`, Is ? w.get(denseNames.sharedUp(l)) : new Float32Array(c.hidden_size));
     out.set(`${b}.ffn_down_shexp.weight`, Is ? w.get(denseNames.sharedDown(l)) : new Float32Array(c.hidden_size));

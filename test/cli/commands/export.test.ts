@@ -6,7 +6,7 @@ import { convertCommand } from '../../../src/cli/commands/convert';
 import { exportCommand } from '../../../src/cli/commands/export';
 import { layerOps } from '../../../src/plan/plan_format';
 import { readPlan } from '../../../src/plan/read_plan';
-import { removeTempDirs, tempDir } from '../../helpers/dense_fixtures';
+import { randomDenseWeights, removeTempDirs, tempDir, tinyConfig, writeDenseFolder } from '../../helpers/dense_fixtures';
 import { writeHfFolder } from '../../helpers/hf_fixtures';
 
 afterAll(removeTempDirs);
@@ -45,4 +45,16 @@ test('export writes the Hugging Face folder from a plan', async () => {
   await run(exportCommand, ['export', plan, '--out', out, '--dtype', 'bf16', '--quiet']);
   const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
   expect(config).toMatchObject({ model_type: 'qwen2_moe', num_experts_per_tok: 2, norm_topk_prob: false, shared_expert_intermediate_size: 5, torch_dtype: 'bfloat16' });
+});
+
+test('export --format gguf writes one GGUF file; block dtypes are for GGUF only', async () => {
+  const dense = tempDir('cli-gguf-dense');
+  const config = { ...tinyConfig, hidden_size: 32, num_attention_heads: 2, moe_intermediate_size: 32 };
+  writeDenseFolder(dense, config, randomDenseWeights(config, 4));
+  const file = path.join(tempDir('cli-gguf'), 'model.gguf');
+  await run(exportCommand, ['export', dense, '--format', 'gguf', '--out', file, '--dtype', 'q8_0', '--top-k', '2', '--quiet']);
+  const bytes = fs.readFileSync(file);
+  expect(bytes.subarray(0, 4).toString('latin1')).toBe('GGUF');
+  expect(bytes.readUInt32LE(4)).toBe(3);
+  await expect(run(exportCommand, ['export', dense, '--out', tempDir('cli-hf-q8'), '--dtype', 'q8_0', '--quiet'])).rejects.toThrow(/f32 or bf16.*--format gguf/);
 });
