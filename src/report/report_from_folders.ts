@@ -17,6 +17,9 @@ export interface SpeedSettings {
   decodeSteps?: number;
   peer: boolean;
   peerRepeats: number;
+  /** Time the same plan in llama.cpp (when node-llama-cpp is installed); off unless asked. */
+  llamaCpp?: boolean;
+  llamaCppRepeats?: number;
   progress?: boolean;
 }
 
@@ -64,6 +67,7 @@ export async function reportFromFolders(runtime: ReportRuntime, request: FolderR
     sweep: request.sweep,
     referenceCheck: referenceWindows.length ? { windows: referenceWindows, referenceLoss: () => referenceLoss(denseDir, referenceWindows) } : null,
     peer: { enabled: request.peer, batches: [1, 64], dtypes: ['f32', 'bf16'], repeats: request.peerRepeats, timeoutMs: 300_000 },
+    llamaCpp: { enabled: request.llamaCpp ?? false, repeats: request.llamaCppRepeats ?? 3 },
     notes: [`Quality: ${windows.reduce((n, w) => n + w.length - 1, 0)} predictions in ${windows.length} windows, each scored from position 0; text: ${heldOut.source}.`],
     progress: request.progress,
   };

@@ -38,6 +38,7 @@ export async function reportFromShape(runtime: ReportRuntime, request: ShapeRepo
     epsilons: [],
     referenceCheck: null,
     peer: { enabled: request.peer, batches: [1, 64], dtypes: ['f32', 'bf16'], repeats: request.peerRepeats, timeoutMs: 300_000 },
+    llamaCpp: { enabled: request.llamaCpp ?? false, repeats: request.llamaCppRepeats ?? 3 },
     notes: [
       `Random-init plan (seed ${request.seed}, N(0, 0.02) weights, ${plan.dtype}, top-${prepared.k} of ${plan.config.num_experts} experts${prepared.reused ? ', reused from an earlier run' : ''}): speed only, no quality figures.`,
       'Random routers spread tokens almost evenly over experts, as a trained DS-MoE router with the MI loss does; the roofline assumes that balanced load.',

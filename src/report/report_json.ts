@@ -5,6 +5,7 @@ import type { Quality } from './quality';
 import type { QualityCostPoint } from './quality_cost_sweep';
 import type { ExpertLoadCell } from './charts/expert_load_chart';
 import type { PeerReport } from './peer_pytorch';
+import type { LlamaCppColumn } from './llama_cpp_column';
 import type { ReportMode } from './engine';
 import type { ModelConfig } from '../model/config';
 
@@ -47,6 +48,8 @@ export interface ReportJson {
   quality_cost: QualityCostPoint[];
   expert_load: { source: string; cells: ExpertLoadCell[] } | null;
   peer: PeerReport;
+  /** llama.cpp running the same plan exported to GGUF; `available: false` with the reason when not run. */
+  llama_cpp: LlamaCppColumn;
   figures: string[];
   notes: string[];
 }

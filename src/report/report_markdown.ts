@@ -174,6 +174,8 @@ export function reportMarkdown(report: ReportJson): string {
     }
   }
 
+  out.push(...llamaCppSection(report), '');
+
   if (report.figures.length) {
     out.push('## Figures', '');
     for (const figure of report.figures) out.push(`![${figure}](${figure})`, '');
@@ -184,4 +186,51 @@ export function reportMarkdown(report: ReportJson): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+/** The llama.cpp column: the same plan as GGUF in llama.cpp, beside dsmoe's own rows. */
+function llamaCppSection(report: ReportJson): string[] {
+  const column = report.llama_cpp;
+  const out = ['## Peer: llama.cpp (the same model, exported to GGUF)', ''];
+  if (!column || !column.available) return [...out, `${column ? column.reason : 'not measured'}.`];
+  const info = column.info;
+  out.push(
+    `node-llama-cpp ${column.node_llama_cpp}, llama.cpp ${info.llama_cpp_release.repo} ${info.llama_cpp_release.release} (${info.build_type} build, ` +
+      `GPU ${info.gpu || 'off'}), ${column.threads} threads; ${info.system_info.trim()}`,
+    '',
+    `GGUF ${column.dtype} (${fixed(column.gguf_bytes / 2 ** 20, 1)} MiB), qwen2moe top-${column.top_k} of ${column.experts} experts ("dense": all ${column.experts}); ` +
+      `prompt ${column.prompt_tokens} tokens per sequence, then ${column.decode_tokens} greedy decode steps; best of the repeats.`,
+    '',
+    markdownTable(
+      ['mode', 'sequences', 'llama.cpp prefill tok/s', 'dsmoe prefill tok/s', 'llama.cpp decode tok/s', 'dsmoe decode tok/s', 'dsmoe ÷ llama.cpp (decode)'],
+      column.rows.map((row) => {
+        const pair = (phase: 'prefill' | 'decode') => column.comparison.find((c) => c.mode === row.mode && c.batch === row.sequences && c.phase === phase);
+        const decode = pair('decode');
+        return [
+          row.mode,
+          String(row.sequences),
+          fixed(row.prompt_tokens_per_s, 1),
+          pair('prefill') ? fixed(pair('prefill')!.dsmoe_tokens_per_s, 1) : '—',
+          fixed(row.decode_tokens_per_s, 1),
+          decode ? fixed(decode.dsmoe_tokens_per_s, 1) : '—',
+          decode ? `${fixed(decode.ratio)}×` : '—',
+        ];
+      }),
+    ),
+    '',
+  );
+  const speedup = (engine: 'llama' | 'dsmoe', batch: number): number | null => {
+    const get = (mode: 'dense' | 'sparse') => column.comparison.find((c) => c.mode === mode && c.batch === batch && c.phase === 'decode');
+    const dense = get('dense');
+    const sparse = get('sparse');
+    if (!dense || !sparse) return null;
+    return engine === 'llama' ? sparse.llama_cpp_tokens_per_s / dense.llama_cpp_tokens_per_s : sparse.dsmoe_tokens_per_s / dense.dsmoe_tokens_per_s;
+  };
+  const batches = [...new Set(column.rows.map((r) => r.sequences))];
+  const lines = batches
+    .map((b) => ({ b, ours: speedup('dsmoe', b), theirs: speedup('llama', b) }))
+    .filter((x) => x.ours !== null && x.theirs !== null)
+    .map((x) => `batch ${x.b}: dsmoe ${fixed(x.ours!)}×, llama.cpp ${fixed(x.theirs!)}×`);
+  if (lines.length) out.push(`Decode speedup of sparse over dense, each engine against itself — ${lines.join('; ')}.`);
+  return out;
 }

@@ -16,6 +16,7 @@ import { uniformSelection } from './cost_model';
 import { expertLoadFromCalibration, expertLoadFromCounts } from './expert_load';
 import type { ExpertLoadCell } from './charts/expert_load_chart';
 import { bestOfRounds, OurLayerTiming, PeerReport, PeerResult, runPeer, withOurTimings } from './peer_pytorch';
+import { measureLlamaCpp, type LlamaCppColumn } from './llama_cpp_column';
 import { ReportProgress } from './progress';
 import { writeFigures } from './write_figures';
 import { automaticNotes } from './automatic_notes';
@@ -52,6 +53,8 @@ export interface ReportOptions {
   epsilons: number[];
   referenceCheck: ReferenceCheckInput | null;
   peer: { enabled: boolean; batches: number[]; dtypes: ('f32' | 'bf16')[]; repeats: number; timeoutMs: number };
+  /** The same plan exported to GGUF and timed in llama.cpp (node-llama-cpp, when installed). */
+  llamaCpp?: { enabled: boolean; repeats: number };
   notes: string[];
   progress?: boolean;
 }
@@ -64,8 +67,8 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
   const qualitySlots = options.quality ? options.quality.slots : 0;
   const sweepCount = options.quality && options.sweep ? sweepRoutings(plan, options.epsilons).length : 0;
   const progress = new ReportProgress(
-    // machine, bandwidth again, peer, files: 4 steps besides quality and timing
-    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 4,
+    // machine, bandwidth again, PyTorch peer, llama.cpp peer, files: 5 steps besides quality and timing
+    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 5,
     options.progress,
   );
   const notes = [...options.notes];
@@ -154,6 +157,20 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
       }
       progress.step('peer');
 
+      let llamaCpp: LlamaCppColumn = { available: false, reason: 'llama.cpp peer not run (--no-llama-cpp)' };
+      if (options.llamaCpp?.enabled) {
+        progress.note('llama.cpp peer');
+        llamaCpp = measureLlamaCpp(options.sparseDir, plan, rows, {
+          threads: opened.threads,
+          batches: settings.batches,
+          promptTokens: settings.promptLen,
+          decodeTokens: settings.decodeSteps,
+          repeats: options.llamaCpp.repeats,
+          log: (line) => progress.note(line),
+        });
+      }
+      progress.step('llama.cpp peer');
+
       const report: ReportJson = {
         format: 'dsmoe-report',
         version: 1,
@@ -193,6 +210,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         quality_cost: qualityCost,
         expert_load: expertLoad,
         peer,
+        llama_cpp: llamaCpp,
         figures: [],
         notes,
       };

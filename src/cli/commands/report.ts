@@ -33,6 +33,8 @@ interface ReportArgs extends ExpertCacheArgs {
   'plan-dir'?: string;
   peer: boolean;
   'peer-repeats': number;
+  'llama-cpp': boolean;
+  'llama-cpp-repeats': number;
   json: boolean;
 }
 
@@ -72,6 +74,12 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('plan-dir', { type: 'string', describe: 'with --shape: where the random plan is written or reused (default OUT/random-plan)' })
       .option('peer', { type: 'boolean', default: true, describe: 'time the same MoE layer in PyTorch when available (--no-peer to skip)' })
       .option('peer-repeats', { type: 'number', default: 5, describe: 'timed calls per PyTorch configuration' })
+      .option('llama-cpp', {
+        type: 'boolean',
+        default: true,
+        describe: 'export the plan to GGUF and time it in llama.cpp when node-llama-cpp is installed (--no-llama-cpp to skip)',
+      })
+      .option('llama-cpp-repeats', { type: 'number', default: 3, describe: 'timed runs per llama.cpp configuration (the best counts)' })
       .option('json', { type: 'boolean', default: false, describe: 'print report.json on stdout instead of the headline' }) as unknown as Argv<ReportArgs>,
   handler: async (args) => {
     const positive = (flag: string, value: number | undefined) => {
@@ -83,6 +91,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     positive('decode-steps', args['decode-steps']);
     positive('eval-tokens', args['eval-tokens']);
     positive('peer-repeats', args['peer-repeats']);
+    positive('llama-cpp-repeats', args['llama-cpp-repeats']);
     if (!Number.isInteger(args['reference-windows']) || args['reference-windows'] < 0) {
       throw new UserError(`--reference-windows must be a non-negative integer, got ${args['reference-windows']}`);
     }
@@ -95,6 +104,8 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       decodeSteps: args['decode-steps'],
       peer: args.peer,
       peerRepeats: args['peer-repeats'],
+      llamaCpp: args['llama-cpp'],
+      llamaCppRepeats: args['llama-cpp-repeats'],
     };
     let report;
     if (args.shape !== undefined || args['random-init']) {
