@@ -15,6 +15,7 @@ async function importNodeLlamaCpp() {
   const hint = process.env.DSMOE_NODE_LLAMA_CPP;
   const candidates = hint ? [path.join(hint, 'node_modules', 'node-llama-cpp'), hint] : [];
   let base = candidates.find((dir) => fs.existsSync(path.join(dir, 'package.json')) && readJson(path.join(dir, 'package.json')).name === 'node-llama-cpp');
+  if (hint && !base) throw new Error(`DSMOE_NODE_LLAMA_CPP=${hint} holds no node-llama-cpp (neither node_modules/node-llama-cpp nor the package itself)`);
   if (!base) base = path.dirname(createRequire(path.join(process.cwd(), 'package.json')).resolve('node-llama-cpp/package.json'));
   const pkg = readJson(path.join(base, 'package.json'));
   const entry = pkg.exports?.['.']?.import ?? pkg.exports?.['.']?.default ?? pkg.main ?? 'dist/index.js';
@@ -44,7 +45,7 @@ async function main() {
   try {
     ({ lib, version: packageVersion } = await importNodeLlamaCpp());
   } catch (error) {
-    process.stdout.write(JSON.stringify({ available: false, reason: `node-llama-cpp is not installed (${String(error.message ?? error).split('\n')[0]})` }));
+    process.stdout.write(JSON.stringify({ available: false, reason: `node-llama-cpp is not available: ${String(error.message ?? error).split('\n')[0]}` }));
     return;
   }
   if (probe) {

@@ -54,6 +54,7 @@ export function runLlamaCpp(request: LlamaCppRequest, timeoutMs = 600_000): Llam
     encoding: 'utf8',
     timeout: timeoutMs,
     maxBuffer: 256 * 2 ** 20,
+    env: process.env, // explicitly: DSMOE_NODE_LLAMA_CPP as this process sees it now
   });
   if (child.error) throw new Error(`llama.cpp peer: ${child.error.message}`);
   if (child.status !== 0) {
@@ -69,7 +70,7 @@ export function runLlamaCpp(request: LlamaCppRequest, timeoutMs = 600_000): Llam
 
 /** Whether node-llama-cpp can be imported, without loading a model: `{ available: false, reason }` when not. */
 export function llamaCppAvailability(): { available: true } | { available: false; reason: string } {
-  const child = spawnSync(process.execPath, [LLAMA_CPP_SCRIPT, '--probe'], { encoding: 'utf8', timeout: 60_000 });
+  const child = spawnSync(process.execPath, [LLAMA_CPP_SCRIPT, '--probe'], { encoding: 'utf8', timeout: 60_000, env: process.env });
   if (child.status !== 0) return { available: false, reason: `node-llama-cpp probe failed: ${(child.stderr ?? '').trim().split('\n').pop()}` };
   try {
     const answer = JSON.parse(child.stdout) as { available: boolean; reason?: string };

@@ -189,7 +189,7 @@ export function reportMarkdown(report: ReportJson): string {
 }
 
 /** The llama.cpp column: the same plan as GGUF in llama.cpp, beside dsmoe's own rows. */
-function llamaCppSection(report: ReportJson): string[] {
+export function llamaCppSection(report: ReportJson): string[] {
   const column = report.llama_cpp;
   const out = ['## Peer: llama.cpp (the same model, exported to GGUF)', ''];
   if (!column || !column.available) return [...out, `${column ? column.reason : 'not measured'}.`];

@@ -157,6 +157,7 @@ describe('report pipeline over a scripted runtime', () => {
     expect(md).toContain('Ideal speedup at batch 1');
     expect(md).toContain(`${report.ideal_speedup.toFixed(2)}×`);
     expect(md).toContain('PyTorch peer not run');
+    expect(md).toContain('llama.cpp peer not run (--no-llama-cpp)');
     expect(md).toContain('fits in the CPU caches'); // a 6 KB model: the ideal speedup model does not apply
   });
 });
