@@ -5,7 +5,8 @@
  * - greedy continuations are the same tokens as `dsmoe generate` (SparseModel.generate, temperature 0) for the
  *   f32 export;
  * - the mean next-token loss on the same windows (`dsmoe eval`'s SparseModel.score) agrees within a stated
- *   tolerance per dtype: f32 1e-4 relative (summation order only), f16 2e-3, q8_0 1e-2 (the weights' rounding).
+ *   tolerance per dtype: f32 1e-4 relative (summation order, and llama.cpp's KV cache is f16), f16 2e-3, q8_0 1e-2
+ *   (the weights' rounding).
  * Skipped, with the reason printed, where node-llama-cpp is not installed (README: "llama.cpp as the peer").
  */
 import * as path from 'path';
