@@ -7,6 +7,10 @@
  *   node scripts/build-native.js --sanitize   ASan + UBSan build of the C++ tests in native/build-sanitize, run them
  *   node scripts/build-native.js --portable   the C++ tests without any x86 vector code (the ARM build), run them
  *
+ * CUDA: when CMake finds nvcc the addon also links native/cuda (device: 'cuda', docs/cuda.md) and the script says so.
+ *   DSMOE_CUDA=off     never build it (the CPU-only addon, as on a machine without nvcc); DSMOE_CUDA=on requires nvcc
+ *   DSMOE_CUDA_ARCHS   CMake CUDA architectures (default "90a-real;90-virtual": H100/H200 code + PTX for newer cards)
+ *
  * Node-API headers come from the node-api-headers package (or the system's Node headers); nothing is downloaded.
  * When a tool is missing the script says which and how to install it, and exits non-zero.
  */
@@ -99,6 +103,16 @@ function configure(buildDir, extra) {
   run('cmake', ['-S', nativeDir, '-B', buildDir, ...generator, '-DCMAKE_BUILD_TYPE=Release', ...extra]);
 }
 
+/** CMake arguments for the CUDA part, from DSMOE_CUDA (auto | on | off) and DSMOE_CUDA_ARCHS. */
+function cudaArgs() {
+  const mode = (process.env.DSMOE_CUDA || 'auto').toLowerCase();
+  if (!['auto', 'on', 'off'].includes(mode)) fail(`DSMOE_CUDA must be auto, on or off, got ${JSON.stringify(process.env.DSMOE_CUDA)}`);
+  if (mode === 'off') return ['-DDSMOE_CUDA=OFF'];
+  const archs = process.env.DSMOE_CUDA_ARCHS || '90a-real;90-virtual';
+  if (!/^[0-9a-z;-]+$/.test(archs)) fail(`DSMOE_CUDA_ARCHS must be a CMake architecture list such as "90a-real;90-virtual", got ${JSON.stringify(archs)}`);
+  return [`-DDSMOE_CUDA=${mode.toUpperCase()}`, `-DCMAKE_CUDA_ARCHITECTURES=${archs}`];
+}
+
 function main() {
   checkTools();
   const buildDir = path.join(nativeDir, 'build');
@@ -123,6 +137,7 @@ function main() {
     `-DNODE_API_INCLUDE=${nodeApiInclude()}`,
     `-DNODE_ADDON_API_INCLUDE=${nodeAddonApiInclude()}`,
     `-DDSMOE_TESTS=${withTests ? 'ON' : 'OFF'}`,
+    ...cudaArgs(),
   ]);
   run('cmake', ['--build', buildDir, '-j', jobs]);
   const addon = path.join(buildDir, 'Release', 'dsmoe_native.node');
@@ -133,6 +148,12 @@ function main() {
   });
   if (probe.status !== 0) fail(`the addon was built but does not load:\n${probe.stderr}`);
   process.stdout.write(`dsmoe native: built ${path.relative(root, addon)} (${probe.stdout.trim()})\n`);
+  const info = JSON.parse(probe.stdout);
+  process.stdout.write(
+    info.cudaBuilt
+      ? `dsmoe native: CUDA runtime linked (device: 'cuda' available; ${info.cudaDevices} GPU${info.cudaDevices === 1 ? '' : 's'} visible now)\n`
+      : `dsmoe native: CPU only (${(process.env.DSMOE_CUDA || '').toLowerCase() === 'off' ? 'DSMOE_CUDA=off' : 'no nvcc found'}); the CUDA runtime is built when nvcc is on PATH\n`,
+  );
   if (withTests) run('ctest', ['--test-dir', buildDir, '--output-on-failure']);
 }
 

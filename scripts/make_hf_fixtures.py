@@ -4,17 +4,22 @@
 Needs transformers 5.x and PyTorch; no internet (every config is built here, nothing is downloaded).
 
     python scripts/make_hf_fixtures.py                  # writes test/fixtures/hf/<name>/ for every architecture,
-                                                        # then checks dsmoe's export in test/fixtures/hf/dsmoe_export/
+                                                        # then checks dsmoe's exports in test/fixtures/hf/dsmoe_export*/
+    python scripts/make_hf_fixtures.py --out DIR        # the same, every file written under DIR instead (the GPU
+                                                        # run's $OUT; copy DIR/* to test/fixtures/hf/ and commit)
 
 Per architecture fixture (qwen2_moe, qwen2_moe_sharded_bf16, olmoe, mixtral): a tiny random model saved with
 save_pretrained (safetensors), our byte-level tokenizer, and reference.json holding the logits transformers computes
 (float32, eager attention) for a fixed token sequence, plus the tensor names transformers wrote (so the tests see
-whether this transformers version saves per-expert or fused experts).
+whether this transformers version saves per-expert or fused experts) and the mean next-token loss over them.
 
-Round trip: test/fixtures/hf/dsmoe_export/ is written by `dsmoe export` (committed; the TypeScript test
-test/interop/transformers_parity.test.ts rewrites it with DSMOE_WRITE_HF_FIXTURES=1). This script loads it with
-AutoModelForCausalLM / AutoTokenizer and writes transformers.json: missing / unexpected / mismatched keys, the class
-loaded, the token ids of a fixed text and the logits. The TypeScript tests compare all of it with dsmoe's own.
+Round trip: test/fixtures/hf/dsmoe_export/ (exported top-2) and dsmoe_export_dense/ (exported with k = E, the
+dense model) are written by `dsmoe export` (committed; test/interop/transformers_parity.test.ts rewrites them with
+DSMOE_WRITE_HF_FIXTURES=1, together with dsmoe.json: dsmoe's own logits and loss on the fixed tokens). This script
+loads each with AutoModelForCausalLM / AutoTokenizer and writes transformers.json: missing / unexpected / mismatched
+keys, the class loaded, the token ids of a fixed text, the logits and the loss; it compares them with dsmoe.json
+at once (relative difference < 1e-3 for both) and exits 1 when they differ. The TypeScript tests compare all of it
+again with dsmoe's own.
 """
 import argparse
 import json
@@ -28,6 +33,8 @@ import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "hf")
+EXPORTS = ["dsmoe_export", "dsmoe_export_dense"]  # exported top-2 and exported dense (k = E)
+PARITY = 1e-3  # relative difference allowed between transformers and dsmoe, logits (max-abs scale) and loss
 TOKENS = [3, 250, 17, 99, 42, 7, 256, 128, 64, 5, 200, 31]
 TEXT = "In the beginning God created the heaven and the earth.<|endoftext|>"
 MIN_MARGIN = 1e-3  # smallest allowed gap between the k-th and (k+1)-th router probability (no near-ties)
@@ -138,8 +145,21 @@ def logits_of(model):
         return model(torch.tensor([TOKENS])).logits[0].double().tolist()
 
 
-def make_fixture(name, arch, sharded=False, bf16=False):
-    folder = os.path.join(ROOT, name)
+def next_token_loss(logits, tokens):
+    """Mean cross-entropy of tokens[t + 1] given logits row t, in nats (what `dsmoe eval` reports), float64."""
+    rows = torch.tensor(logits, dtype=torch.float64)[:-1]
+    return float(torch.nn.functional.cross_entropy(rows, torch.tensor(tokens[1:])))
+
+
+def relative_difference(a, b):
+    """max |a - b| / max |b| over every element (as test/helpers/hf_fixtures.ts relativeDifference)."""
+    a = torch.tensor(a, dtype=torch.float64)
+    b = torch.tensor(b, dtype=torch.float64)
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def make_fixture(root, name, arch, sharded=False, bf16=False):
+    folder = os.path.join(root, name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     for seed in range(100):
@@ -172,6 +192,7 @@ def make_fixture(name, arch, sharded=False, bf16=False):
         "text_ids": tokenizer(TEXT)["input_ids"],
         "logits": logits_of(model),
     }
+    reference["loss"] = next_token_loss(reference["logits"], TOKENS)
     with open(os.path.join(folder, "reference.json"), "w") as f:
         json.dump(reference, f)
     print(f"{name}: seed {seed}, {len(names)} tensors, files {sorted(os.listdir(folder))}")
@@ -187,8 +208,9 @@ def _saved_names(folder):
     return names
 
 
-def check_export(folder):
-    """Loads dsmoe's export with transformers and records what the TypeScript round-trip test compares."""
+def check_export(folder, out_folder):
+    """Loads dsmoe's export with transformers, records what the TypeScript round-trip test compares in
+    out_folder/transformers.json, and returns the problems found against dsmoe.json (empty when it matches)."""
     model, info = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, attn_implementation="eager",
                                                        output_loading_info=True)
     model.eval()
@@ -208,28 +230,56 @@ def check_export(folder):
         "router_margin": router_margin(model, model.config.num_experts_per_tok),
         "logits": logits_of(model),
     }
-    with open(os.path.join(folder, "transformers.json"), "w") as f:
+    result["loss"] = next_token_loss(result["logits"], TOKENS)
+    os.makedirs(out_folder, exist_ok=True)
+    with open(os.path.join(out_folder, "transformers.json"), "w") as f:
         json.dump(result, f)
-    print(f"dsmoe_export: {result['class']}, missing {result['missing_keys']}, unexpected {result['unexpected_keys']}")
+    name = os.path.basename(folder)
+    print(f"{name}: {result['class']}, missing {result['missing_keys']}, unexpected {result['unexpected_keys']}")
+    problems = []
+    if result["missing_nonempty_keys"] or result["unexpected_keys"] or result["mismatched_keys"]:
+        problems.append(f"{name}: weights not loaded as saved (missing {result['missing_nonempty_keys']}, "
+                        f"unexpected {result['unexpected_keys']}, mismatched {result['mismatched_keys']})")
+    ours_file = os.path.join(folder, "dsmoe.json")
+    if not os.path.exists(ours_file):
+        return problems + [f"{ours_file}: missing (DSMOE_WRITE_HF_FIXTURES=1 npx jest test/interop/transformers_parity.test.ts)"]
+    with open(ours_file) as f:
+        ours = json.load(f)
+    if ours["tokens"] != TOKENS:
+        return problems + [f"{ours_file}: written for other tokens"]
+    logits_rel = relative_difference(result["logits"], ours["logits"])
+    loss_rel = abs(result["loss"] - ours["loss"]) / abs(ours["loss"])
+    print(f"{name}: transformers vs dsmoe: loss {result['loss']:.6f} vs {ours['loss']:.6f} (relative {loss_rel:.2e}), "
+          f"logits relative {logits_rel:.2e} (target < {PARITY})")
+    if not (logits_rel < PARITY and loss_rel < PARITY):
+        problems.append(f"{name}: transformers and dsmoe differ (logits {logits_rel:.2e}, loss {loss_rel:.2e})")
+    return problems
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["fixtures", "export"], help="do one half only")
+    parser.add_argument("--out", default=ROOT, help="where the fixtures and transformers.json go (default test/fixtures/hf)")
     args = parser.parse_args()
     if not transformers.__version__.startswith("5."):
         print(f"warning: transformers {transformers.__version__}; the fixtures are meant to come from 5.x", file=sys.stderr)
     torch.use_deterministic_algorithms(True)
     if args.only != "export":
-        make_fixture("qwen2_moe", "qwen2_moe")
-        make_fixture("qwen2_moe_sharded_bf16", "qwen2_moe", sharded=True, bf16=True)
-        make_fixture("olmoe", "olmoe")
-        make_fixture("mixtral", "mixtral")
+        make_fixture(args.out, "qwen2_moe", "qwen2_moe")
+        make_fixture(args.out, "qwen2_moe_sharded_bf16", "qwen2_moe", sharded=True, bf16=True)
+        make_fixture(args.out, "olmoe", "olmoe")
+        make_fixture(args.out, "mixtral", "mixtral")
     if args.only != "fixtures":
-        export = os.path.join(ROOT, "dsmoe_export")
-        if not os.path.exists(os.path.join(export, "config.json")):
-            sys.exit(f"{export}: missing; write it with DSMOE_WRITE_HF_FIXTURES=1 npx jest test/interop/transformers_parity.test.ts")
-        check_export(export)
+        problems = []
+        for name in EXPORTS:
+            export = os.path.join(ROOT, name)
+            if not os.path.exists(os.path.join(export, "config.json")):
+                problems.append(f"{export}: missing; write it with DSMOE_WRITE_HF_FIXTURES=1 npx jest "
+                                "test/interop/transformers_parity.test.ts")
+                continue
+            problems += check_export(export, os.path.join(args.out, name))
+        if problems:
+            sys.exit("make_hf_fixtures: " + "; ".join(problems))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ int dsmoe_cuda_malloc(void** ptr, size_t bytes);
 int dsmoe_cuda_free(void* ptr);
 int dsmoe_cuda_memcpy_htod(void* dst, const void* src, size_t bytes, void* stream);
 int dsmoe_cuda_memcpy_dtoh(void* dst, const void* src, size_t bytes, void* stream);
+int dsmoe_cuda_memcpy_dtod(void* dst, const void* src, size_t bytes, void* stream);
 int dsmoe_cuda_memset(void* dst, int value, size_t bytes, void* stream);
 int dsmoe_cuda_stream_create(void** stream);
 int dsmoe_cuda_stream_destroy(void* stream);

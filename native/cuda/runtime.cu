@@ -61,6 +61,9 @@ int dsmoe_cuda_memcpy_dtoh(void* dst, const void* src, size_t bytes, void* strea
   if (e != cudaSuccess) return (int)e;
   return (int)cudaStreamSynchronize(as_stream(stream));  // the host reads dst next
 }
+int dsmoe_cuda_memcpy_dtod(void* dst, const void* src, size_t bytes, void* stream) {
+  return (int)cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream));
+}
 int dsmoe_cuda_memset(void* dst, int value, size_t bytes, void* stream) {
   return (int)cudaMemsetAsync(dst, value, bytes, as_stream(stream));
 }

@@ -1,6 +1,7 @@
 import { loadNative, type KernelWeights, type NativeAddon } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
 import type { ExpertCacheOptions } from '../runtime/expert_cache';
+import type { Device } from '../runtime/backend';
 import { f32ToBf16 } from '../checkpoint/safetensors';
 import type { OpenedPlan, ReportRuntime } from './report_runtime';
 import type { OurLayerTiming, PeerShape } from './peer_pytorch';
@@ -13,11 +14,12 @@ import { mean, percentile } from './statistics';
  */
 export function nativeReportRuntime(
   threads?: number,
-  options: { bandwidthBytesPerArray?: number; expertCache?: ExpertCacheOptions } = {},
+  options: { bandwidthBytesPerArray?: number; expertCache?: ExpertCacheOptions; device?: Device } = {},
 ): ReportRuntime {
   const addon = loadNative();
   const useThreads = threads && threads > 0 ? threads : addon.cpuInfo().threads;
   const cache = options.expertCache; // every plan the report runs reads its experts through the cache
+  const runtimeDevice = options.device ?? 'cpu'; // the report compares with the CPU's measured limits
   return {
     probe: {
       cpuInfo: () => addon.cpuInfo(),
@@ -26,12 +28,14 @@ export function nativeReportRuntime(
       peakGflops: () => addon.peakGflops(useThreads),
     },
     async openPlan(dir, options): Promise<OpenedPlan> {
-      const { model, context } = openPlan(dir, {
+      const { model, context, device } = openPlan(dir, {
         threads: options.threads ?? useThreads,
+        device: runtimeDevice,
         slots: options.slots,
         maxContext: options.maxContext,
         expertCache: cache,
       });
+      process.stderr.write(`device: ${device}\n`);
       return { context, threads: model.info().threads, dispose: () => model.dispose() };
     },
     timeMoeLayer: (shape, options) => timeMoeLayer(addon, shape, { ...options, threads: options.threads ?? useThreads }),

@@ -6,6 +6,7 @@
  */
 import { UserError } from '../errors';
 import { heldOutSplit } from '../data/held_out_split';
+import type { Device } from './backend';
 import { SparseModel, type RuntimeMode, type ScoreResult } from './model';
 import type { ExpertCacheOptions, ExpertCacheStats } from './expert_cache';
 
@@ -14,6 +15,7 @@ export interface SparseEvalOptions {
   recipe?: string; // the recipe the source checkpoint was trained with (default: the one its config.json names)
   context?: number; // tokens per window (default: the plan's max_position_embeddings)
   threads?: number;
+  device?: Device; // default 'auto'
   mode?: RuntimeMode; // 'plan' (default) or 'dense'
   maxTokens?: number; // held-out split only: at most this many predictions (default: the recipe's eval_tokens)
   expertCache?: ExpertCacheOptions; // read routed experts on demand (results are identical)
@@ -28,11 +30,12 @@ export interface SparseEvalResult {
   mode: RuntimeMode;
   source: string; // the text file, or "validation split of <recipe file> (seed S)"
   expert_cache?: ExpertCacheStats; // with expertCache: its counters over the evaluation
+  device: string; // 'cpu' or 'cuda (<card>)'
 }
 
 export async function evaluateSparse(dir: string, options: SparseEvalOptions = {}): Promise<SparseEvalResult> {
   const split = heldOutSplit(dir, { recipe: options.recipe, text: options.text }); // before mapping the weights
-  const model = SparseModel.load(dir, { threads: options.threads, expertCache: options.expertCache });
+  const model = SparseModel.load(dir, { threads: options.threads, device: options.device, expertCache: options.expertCache });
   try {
     model.setMode(options.mode ?? 'plan');
     const context = options.context ?? model.maxContext;
@@ -61,6 +64,7 @@ export async function evaluateSparse(dir: string, options: SparseEvalOptions = {
       mode: model.mode,
       source: split.source,
       ...(cache ? { expert_cache: cache } : {}),
+      device: model.device,
     };
   } finally {
     await model.dispose();

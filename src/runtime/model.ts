@@ -17,7 +17,7 @@ export type RuntimeMode = 'plan' | 'dense';
 
 export interface LoadOptions {
   threads?: number; // default: all hardware threads
-  device?: Device; // default 'auto' (CPU until a CUDA backend exists)
+  device?: Device; // default 'auto': CUDA when a GPU is usable, else the CPU
   maxContext?: number; // KV cache positions; default config.max_position_embeddings
   expertCache?: ExpertCacheOptions; // keep only part of the routed experts in memory (src/runtime/expert_cache.ts)
 }
@@ -49,14 +49,16 @@ export class SparseModel {
     readonly dir: string,
     readonly maxContext: number,
     readonly threads: number,
+    /** The device in use: 'cpu' or 'cuda (<card>)'. */
+    readonly device: string,
     private readonly model: NativeModel,
     private readonly context: NativeContext,
   ) {}
 
   /** Reads and validates the plan folder, maps its weights and allocates a one-sequence KV cache. */
   static load(dir: string, options: LoadOptions = {}): SparseModel {
-    const { loaded, model, context, maxContext } = openPlan(dir, { ...options, slots: 1 });
-    return new SparseModel(loaded.plan, dir, maxContext, model.info().threads, model, context);
+    const { loaded, model, context, maxContext, device } = openPlan(dir, { ...options, slots: 1 });
+    return new SparseModel(loaded.plan, dir, maxContext, model.info().threads, device, model, context);
   }
 
   get vocabSize(): number {

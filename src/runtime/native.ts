@@ -53,6 +53,7 @@ export interface NativeModelSpec {
   layers: NativeLayerSpec[];
   threads: number; // 0 = all hardware threads
   expertCache?: NativeExpertCacheSpec; // absent: every expert resident in the mapping
+  device?: 'cpu' | 'cuda'; // default 'cpu'; 'cuda' only when cpuInfo().cuda (src/runtime/backend.ts decides)
 }
 
 export interface RoutingOverride {
@@ -78,7 +79,7 @@ export interface NativeContext {
 
 export interface NativeModel {
   newContext(slots: number, maxContext: number): NativeContext;
-  info(): { threads: number; dtype: TensorDtype };
+  info(): { threads: number; dtype: TensorDtype; device: 'cpu' | 'cuda'; deviceName: string };
   /** Expert cache counters since the model was made; null when the experts are resident. */
   expertCacheStats(): RawExpertCacheStats | null;
   dispose(): void;
@@ -128,7 +129,11 @@ export interface NativeKernels {
 }
 
 export interface NativeAddon {
-  cpuInfo(): { simd: Simd; detected: Simd; threads: number; cuda: boolean };
+  /**
+   * cuda: a CUDA device is usable now; cudaBuilt: the addon links native/cuda (nvcc was found at build time);
+   * cudaDevices: devices visible; cudaDevice: the first one's name.
+   */
+  cpuInfo(): { simd: Simd; detected: Simd; threads: number; cuda: boolean; cudaBuilt: boolean; cudaDevices: number; cudaDevice?: string };
   setSimd(level: Simd): Simd;
   memoryBandwidthGBs(bytes?: number, threads?: number): number;
   peakGflops(threads?: number): number;

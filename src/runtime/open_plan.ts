@@ -10,7 +10,7 @@ import { residentWeightBytes, type ExpertCacheOptions } from './expert_cache';
 
 export interface OpenPlanOptions {
   threads?: number; // 0 or absent: all hardware threads
-  device?: Device; // default 'auto'
+  device?: Device; // default 'auto': CUDA when a GPU is usable, else the CPU (src/runtime/backend.ts)
   slots: number; // sequences the KV cache holds at once
   maxContext?: number; // positions per sequence; default config.max_position_embeddings
   withinTrainedContext?: boolean; // refuse a maxContext beyond max_position_embeddings (checked before allocating)
@@ -22,6 +22,7 @@ export interface OpenedPlan {
   model: NativeModel;
   context: NativeContext;
   maxContext: number;
+  device: string; // the device in use: 'cpu' or 'cuda (<card>)'
 }
 
 /**
@@ -39,6 +40,10 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   if (options.withinTrainedContext && maxContext > config.max_position_embeddings) {
     throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
   }
+  const backend = selectBackend(options.device); // a UserError for --device cuda without a GPU, before any mapping
+  if (backend.name === 'cuda' && options.expertCache) {
+    throw new UserError(`--expert-cache is a CPU runtime option (on ${backend.describe} every expert is uploaded once); drop it or use --device cpu`);
+  }
   const spec = nativeSpec(loaded, threads, options.expertCache); // validates the cache size (UserError naming the flag)
   const fileBytes = fs.statSync(loaded.weightsPath).size;
   // With an expert cache only the resident tensors and the cache's slots take memory: a plan may exceed the machine.
@@ -46,13 +51,13 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   checkMemory(dir, servingMemory(config, { weightBytes, slots: options.slots, maxContext }));
   let model: NativeModel;
   try {
-    model = selectBackend(options.device).createModel(spec);
+    model = backend.createModel(spec);
   } catch (error) {
     if (error instanceof UserError) throw error;
-    throw new UserError(`${dir}: the runtime rejected the plan: ${(error as Error).message}`);
+    throw new UserError(`${dir}: the ${backend.name} runtime rejected the plan: ${(error as Error).message}`);
   }
   try {
-    return { loaded, model, context: model.newContext(options.slots, maxContext), maxContext };
+    return { loaded, model, context: model.newContext(options.slots, maxContext), maxContext, device: backend.describe };
   } catch (error) {
     model.dispose();
     throw new UserError(`${dir}: cannot allocate a KV cache of ${options.slots} × ${maxContext} positions: ${(error as Error).message}`);

@@ -54,6 +54,8 @@ export interface ServeModel {
   chatTemplate: ChatTemplate;
   /** A fresh sampler for one request (the runtime's own, so serve and `dsmoe generate` agree for a seed). */
   createSampler(options: RequestSamplingOptions): RequestSampler;
+  /** The device the model runs on ('cpu' or 'cuda (<card>)'), for the start-up line; absent for fakes. */
+  device?: string;
   /** Frees native memory; called once when the server has drained. */
   dispose(): void;
   /** Expert cache counters when the model runs with --expert-cache (GET /metrics shows them). */

@@ -34,7 +34,7 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
   // Tokenizer and chat template first, so a bad one leaves nothing allocated.
   const tokenizer = loadTokenizer(dir);
   const chatTemplate = loadChatTemplate(dir);
-  const { loaded, model: native, context, maxContext } = openPlan(dir, {
+  const { loaded, model: native, context, maxContext, device } = openPlan(dir, {
     threads: options.threads,
     device: options.device,
     slots: options.slots,
@@ -66,6 +66,7 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
     slots: options.slots,
     maxContext,
     chatTemplate,
+    device,
     createSampler: (sampling) => nativeSampler(kernels, sampling),
     dispose: () => native.dispose(),
     expertCacheStats: () => {

@@ -149,9 +149,11 @@ describe('SparseModel validates before calling native code', () => {
     expect(() => model.logits([1])).toThrow(/disposed/);
   });
 
-  test('the CUDA device is refused clearly in this CPU build', () => {
+  test('the CUDA device is refused clearly on a machine without a GPU, before the weights are mapped', () => {
     const { dir } = freshPlan();
-    expect(() => SparseModel.load(dir, { device: 'cuda' })).toThrow(/no CUDA backend/);
+    if (loadNative().cpuInfo().cuda) return; // a GPU machine runs test/runtime/cuda_model.test.ts instead
+    expect(() => SparseModel.load(dir, { device: 'cuda' })).toThrow(UserError);
+    expect(() => SparseModel.load(dir, { device: 'cuda' })).toThrow(/^--device cuda: /);
   });
 });
 
@@ -173,6 +175,9 @@ test('a child process survives every bad call (no abort, no segfault)', () => {
     attempt(() => new addon.NativeModel({ ...spec, embed: { ...spec.embed, offset: 2 ** 52 } }));
     attempt(() => new addon.NativeModel({ ...spec, embed: { ...spec.embed, shape: [1e9, 1e9] } }));
     attempt(() => new addon.NativeModel({ ...spec, layers: spec.layers.slice(1) }));
+    attempt(() => new addon.NativeModel({ ...spec, device: 'tpu' }));
+    // without a GPU (or without CUDA in the build) the CUDA model is an exception, never an abort
+    if (addon.cpuInfo().cuda) errors.push('(GPU present)'); else attempt(() => new addon.NativeModel({ ...spec, device: 'cuda' }));
     const model = new addon.NativeModel(spec);
     attempt(() => model.newContext(1e6, 1e6));
     const ctx = model.newContext(1, 4);
@@ -188,6 +193,8 @@ test('a child process survives every bad call (no abort, no segfault)', () => {
   expect(child.stderr).toBe('');
   expect(child.status).toBe(0);
   const errors: string[] = JSON.parse(child.stdout.trim());
-  expect(errors).toHaveLength(11);
+  expect(errors).toHaveLength(13);
+  expect(errors[6]).toMatch(/spec\.device must be "cpu" or "cuda", got tpu/);
+  if (errors[7] !== '(GPU present)') expect(errors[7]).toMatch(/no CUDA device is visible|has no CUDA runtime/);
   expect(errors).not.toContain('resolved!');
 });

@@ -7,6 +7,9 @@
 #include "bindings.h"
 #include "native_context.h"
 #include "native_model.h"
+#ifdef DSMOE_HAVE_CUDA
+#include "../../cuda/dsmoe_cuda.h"
+#endif
 
 namespace dsmoe {
 
@@ -25,7 +28,21 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("simd", simd_name(simd_level()));
   o.Set("detected", simd_name(simd_detected()));
   o.Set("threads", Napi::Number::New(env, hardware_threads()));
-  o.Set("cuda", Napi::Boolean::New(env, false));  // the CUDA backend is a separate build; CPU only here
+#ifdef DSMOE_HAVE_CUDA
+  // 0 without a driver or device (static cudart: the addon loads either way); the CPU path is used then
+  int devices = dsmoe_cuda_device_count();
+  o.Set("cudaBuilt", Napi::Boolean::New(env, true));
+  o.Set("cudaDevices", Napi::Number::New(env, devices));
+  o.Set("cuda", Napi::Boolean::New(env, devices > 0));
+  if (devices > 0) {
+    char name[256] = {0};
+    if (dsmoe_cuda_device_name(0, name, sizeof name) == 0) o.Set("cudaDevice", Napi::String::New(env, name));
+  }
+#else
+  o.Set("cudaBuilt", Napi::Boolean::New(env, false));
+  o.Set("cudaDevices", Napi::Number::New(env, 0));
+  o.Set("cuda", Napi::Boolean::New(env, false));
+#endif
   return o;
 }
 

@@ -11,13 +11,11 @@ Napi::FunctionReference NativeContext::constructor;
 
 namespace {
 
-// Runs Model::forward on a libuv worker thread; resolves with the logits [R, V].
+// Runs Session::forward on a libuv worker thread; resolves with the logits [R, V].
 class EvalWorker : public Napi::AsyncWorker {
  public:
-  EvalWorker(Napi::Env env, NativeContext* owner, Napi::Object owner_js, std::shared_ptr<Model> model,
-             std::shared_ptr<KvCache> cache)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner), model_(std::move(model)),
-        cache_(std::move(cache)) {
+  EvalWorker(Napi::Env env, NativeContext* owner, Napi::Object owner_js, std::shared_ptr<Session> session)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner), session_(std::move(session)) {
     owner_ref_ = Napi::Persistent(owner_js);  // keeps the context alive until the promise settles
   }
 
@@ -27,7 +25,7 @@ class EvalWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      logits_ = model_->forward(*cache_, tokens, slots, positions, rows, routing);
+      logits_ = session_->forward(tokens, slots, positions, rows, routing);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -47,8 +45,7 @@ class EvalWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   NativeContext* owner_;
   Napi::ObjectReference owner_ref_;
-  std::shared_ptr<Model> model_;
-  std::shared_ptr<KvCache> cache_;
+  std::shared_ptr<Session> session_;
   std::vector<float> logits_;
 };
 
@@ -74,16 +71,16 @@ Napi::Function NativeContext::Init(Napi::Env env) {
 
 NativeContext::NativeContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeContext>(info) {}
 
-void NativeContext::attach(std::shared_ptr<Model> model, int slots, int max_context) {
-  cache_ = std::make_shared<KvCache>(*model, slots, max_context);
-  model_ = std::move(model);
+void NativeContext::attach(std::shared_ptr<Engine> engine, int slots, int max_context) {
+  session_ = engine->new_session(slots, max_context);
+  engine_ = std::move(engine);
 }
 
 // evaluate(tokens, slots, positions, outputRows, routing?) → Promise<Float32Array>
 Napi::Value NativeContext::Evaluate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!model_) throw Napi::Error::New(env, "this context was not created by NativeModel.newContext");
-  auto worker = new EvalWorker(env, this, info.This().As<Napi::Object>(), model_, cache_);
+  if (!session_) throw Napi::Error::New(env, "this context was not created by NativeModel.newContext");
+  auto worker = new EvalWorker(env, this, info.This().As<Napi::Object>(), session_);
   try {
     worker->tokens = copy_i32(info, 0, "tokens");
     worker->slots = copy_i32(info, 1, "slots");
@@ -122,24 +119,24 @@ Napi::Value NativeContext::Evaluate(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeContext::ClearSlot(const Napi::CallbackInfo& info) {
   int slot = int_arg(info, 0, "slot");
-  if (!cache_ || slot >= cache_->slots()) throw Napi::RangeError::New(info.Env(), "slot out of range");
+  if (!session_ || slot >= session_->slots()) throw Napi::RangeError::New(info.Env(), "slot out of range");
   if (busy) throw Napi::Error::New(info.Env(), "cannot clear a slot while an evaluation runs");
-  cache_->clear(slot);
+  session_->clear(slot);
   return info.Env().Undefined();
 }
 
 Napi::Value NativeContext::SlotLength(const Napi::CallbackInfo& info) {
   int slot = int_arg(info, 0, "slot");
-  if (!cache_ || slot >= cache_->slots()) throw Napi::RangeError::New(info.Env(), "slot out of range");
-  return Napi::Number::New(info.Env(), cache_->length(slot));
+  if (!session_ || slot >= session_->slots()) throw Napi::RangeError::New(info.Env(), "slot out of range");
+  return Napi::Number::New(info.Env(), session_->length(slot));
 }
 
 Napi::Value NativeContext::RoutingStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!model_) throw Napi::Error::New(env, "context has no model");
+  if (!engine_) throw Napi::Error::New(env, "context has no model");
   std::vector<std::vector<int64_t>> counts;
   int64_t tokens = 0;
-  model_->stats(&counts, &tokens);
+  engine_->stats(&counts, &tokens);
   Napi::Array per_layer = Napi::Array::New(env, counts.size());
   double selections = 0;
   for (size_t l = 0; l < counts.size(); ++l) {
@@ -159,7 +156,7 @@ Napi::Value NativeContext::RoutingStats(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeContext::ResetStats(const Napi::CallbackInfo& info) {
-  if (model_) model_->reset_stats();
+  if (engine_) engine_->reset_stats();
   return info.Env().Undefined();
 }
 

@@ -6,7 +6,7 @@
 #include <atomic>
 #include <memory>
 
-#include "../model/model.h"
+#include "engine.h"
 
 namespace dsmoe {
 
@@ -15,7 +15,7 @@ class NativeContext : public Napi::ObjectWrap<NativeContext> {
   static Napi::Function Init(Napi::Env env);
   static Napi::FunctionReference constructor;
   explicit NativeContext(const Napi::CallbackInfo& info);
-  void attach(std::shared_ptr<Model> model, int slots, int max_context);
+  void attach(std::shared_ptr<Engine> engine, int slots, int max_context);
 
   std::atomic<bool> busy{false};
 
@@ -26,8 +26,8 @@ class NativeContext : public Napi::ObjectWrap<NativeContext> {
   Napi::Value ResetStats(const Napi::CallbackInfo& info);
   Napi::Value SlotLength(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<Model> model_;
-  std::shared_ptr<KvCache> cache_;
+  std::shared_ptr<Engine> engine_;
+  std::shared_ptr<Session> session_;
 };
 
 }  // namespace dsmoe

@@ -153,22 +153,25 @@ Napi::Function NativeModel::Init(Napi::Env env) {
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "NativeModel needs a spec object");
-  ModelSpec spec = parse_spec(env, info[0].As<Napi::Object>());
+  Napi::Object js = info[0].As<Napi::Object>();
+  ModelSpec spec = parse_spec(env, js);
+  std::string device = js.Get("device").IsString() ? js.Get("device").As<Napi::String>().Utf8Value() : "cpu";
+  if (device != "cpu" && device != "cuda") throw Napi::TypeError::New(env, "spec.device must be \"cpu\" or \"cuda\", got " + device);
   try {
-    model_ = std::make_shared<Model>(std::move(spec));
+    engine_ = make_engine(device, std::move(spec));
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
 }
 
-std::shared_ptr<Model> NativeModel::model(Napi::Env env) const {
-  if (!model_) throw Napi::Error::New(env, "the model was disposed");
-  return model_;
+std::shared_ptr<Engine> NativeModel::engine(Napi::Env env) const {
+  if (!engine_) throw Napi::Error::New(env, "the model was disposed");
+  return engine_;
 }
 
 Napi::Value NativeModel::NewContext(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Model> m = model(env);
+  std::shared_ptr<Engine> m = engine(env);
   int slots = int_arg(info, 0, "slots", 1), max_context = int_arg(info, 1, "maxContext", 1);
   Napi::Object ctx = NativeContext::constructor.New({});
   try {
@@ -180,23 +183,25 @@ Napi::Value NativeModel::NewContext(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {
-  model_.reset();  // contexts still holding the model keep the mapping until they are collected
+  engine_.reset();  // contexts still holding the engine keep the weights until they are collected
   return info.Env().Undefined();
 }
 
 Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Model> m = model(env);
+  std::shared_ptr<Engine> m = engine(env);
   Napi::Object o = Napi::Object::New(env);
   o.Set("threads", m->threads());
   o.Set("dtype", dtype_name(m->spec().dtype));
+  o.Set("device", m->device());
+  o.Set("deviceName", m->device_name());
   return o;
 }
 
 // expertCacheStats() → counters since the model was made, or null when the experts are resident.
 Napi::Value NativeModel::ExpertCacheStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::shared_ptr<Model> m = model(env);
+  std::shared_ptr<Engine> m = engine(env);
   dsmoe::ExpertCacheStats st;
   if (!m->cache_stats(&st)) return env.Null();
   Napi::Object o = Napi::Object::New(env);

@@ -1,10 +1,11 @@
-// NativeModel (JS class): owns the mapped weights and the thread pool; creates NativeContexts.
+// NativeModel (JS class): owns the weights on their device (an Engine: mapped on the CPU, uploaded on CUDA);
+// creates NativeContexts.
 #pragma once
 #include <napi.h>
 
 #include <memory>
 
-#include "../model/model.h"
+#include "engine.h"
 
 namespace dsmoe {
 
@@ -12,7 +13,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit NativeModel(const Napi::CallbackInfo& info);
-  std::shared_ptr<Model> model(Napi::Env env) const;  // throws when disposed
+  std::shared_ptr<Engine> engine(Napi::Env env) const;  // throws when disposed
 
  private:
   Napi::Value NewContext(const Napi::CallbackInfo& info);
@@ -20,7 +21,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value ExpertCacheStats(const Napi::CallbackInfo& info);
 
-  std::shared_ptr<Model> model_;  // contexts share ownership, so dispose never frees weights under a running call
+  std::shared_ptr<Engine> engine_;  // contexts share ownership, so dispose never frees weights under a running call
 };
 
 }  // namespace dsmoe

@@ -224,10 +224,23 @@ KvCache::KvCache(const Model& model, int slots, int max_context) : slots_(slots)
   length_.assign(slots, 0);
 }
 
-std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
-                                  const std::vector<int32_t>& positions, const std::vector<int32_t>& output_rows,
-                                  const RoutingOverride& routing) {
-  const ModelSpec& s = spec_;
+SelectRule layer_rule(const LayerSpec& layer, const RoutingOverride& routing) {
+  SelectRule rule = layer.select;
+  if (routing.active) {
+    rule.mode = routing.mode;
+    if (routing.mode == SelectMode::TopK) rule.k = routing.k;
+    if (routing.mode == SelectMode::Threshold) {
+      // A plan converted for top-k caps k_max at its k; an explicit threshold override may use every expert.
+      if (layer.select.mode != SelectMode::Threshold) rule.k_max = 0;
+      rule.epsilon = routing.epsilon;
+    }
+  }
+  return rule;
+}
+
+std::map<int, int> check_batch(int vocab, int cache_slots, int max_context, const std::vector<int>& lengths,
+                               const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                               const std::vector<int32_t>& positions, const std::vector<int32_t>& output_rows) {
   const int T = int(tokens.size());
   // --- the addon re-checks what TypeScript already validated: nothing below may index out of bounds.
   if (T == 0) throw std::runtime_error("evaluate needs at least one token");
@@ -235,26 +248,37 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     throw std::runtime_error("tokens, slots and positions must have the same length");
   std::map<int, int> next;  // slot → next position expected in this batch
   for (int t = 0; t < T; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= s.vocab)
+    if (tokens[t] < 0 || tokens[t] >= vocab)
       throw std::runtime_error("token id " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
-                               " is outside the vocabulary [0, " + std::to_string(s.vocab) + ")");
-    if (slots[t] < 0 || slots[t] >= cache.slots())
-      throw std::runtime_error("slot " + std::to_string(slots[t]) + " is outside [0, " + std::to_string(cache.slots()) + ")");
-    if (positions[t] < 0 || positions[t] >= cache.max_context())
+                               " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    if (slots[t] < 0 || slots[t] >= cache_slots)
+      throw std::runtime_error("slot " + std::to_string(slots[t]) + " is outside [0, " + std::to_string(cache_slots) + ")");
+    if (positions[t] < 0 || positions[t] >= max_context)
       throw std::runtime_error("position " + std::to_string(positions[t]) + " is outside the context of " +
-                               std::to_string(cache.max_context()) + " tokens");
+                               std::to_string(max_context) + " tokens");
     auto it = next.find(slots[t]);
     int expect = it == next.end() ? -1 : it->second;
-    bool ok = expect < 0 ? positions[t] <= cache.length(slots[t]) : positions[t] == expect;
+    bool ok = expect < 0 ? positions[t] <= lengths[slots[t]] : positions[t] == expect;
     if (!ok)
       throw std::runtime_error("token " + std::to_string(t) + " of slot " + std::to_string(slots[t]) + " is at position " +
                                std::to_string(positions[t]) + " but the slot holds " +
-                               std::to_string(expect < 0 ? cache.length(slots[t]) : expect) +
+                               std::to_string(expect < 0 ? lengths[slots[t]] : expect) +
                                " positions: a slot's tokens must continue its sequence without gaps");
     next[slots[t]] = positions[t] + 1;
   }
   for (int32_t r : output_rows)
     if (r < 0 || r >= T) throw std::runtime_error("output row " + std::to_string(r) + " is outside [0, " + std::to_string(T) + ")");
+
+  return next;
+}
+
+std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                                  const std::vector<int32_t>& positions, const std::vector<int32_t>& output_rows,
+                                  const RoutingOverride& routing) {
+  const ModelSpec& s = spec_;
+  const int T = int(tokens.size());
+  std::map<int, int> next = check_batch(s.vocab, cache.slots(), cache.max_context(), cache.lengths(), tokens, slots,
+                                        positions, output_rows);
 
   std::lock_guard<std::mutex> lock(mutex_);
   ThreadPool* pool = &pool_;
@@ -299,17 +323,8 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());
     linear(pool, a.data(), T, d, L.router.data, DType::F32, E, probs.data(), E, Epilogue{});
     softmax_rows(probs.data(), T, E);
-    SelectRule rule = L.select;
+    SelectRule rule = layer_rule(L, routing);
     rule.allowed = allowed_[l].data();
-    if (routing.active) {
-      rule.mode = routing.mode;
-      if (routing.mode == SelectMode::TopK) rule.k = routing.k;
-      if (routing.mode == SelectMode::Threshold) {
-        // A plan converted for top-k caps k_max at its k; an explicit threshold override may use every expert.
-        if (L.select.mode != SelectMode::Threshold) rule.k_max = 0;
-        rule.epsilon = routing.epsilon;
-      }
-    }
     select_experts(probs.data(), T, E, rule, E, sel_ids.data(), sel_w.data(), sel_count.data());
     group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),
                     rows.data(), row_w.data());

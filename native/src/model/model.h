@@ -2,6 +2,7 @@
 // batch of tokens from any number of sequences (slots) at any positions, and per-layer routing statistics.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,6 +63,17 @@ struct RoutingOverride {
 
 class KvCache;
 
+// The selection a layer runs: its plan's select op, or the per-call override (`allowed` left for the caller).
+SelectRule layer_rule(const LayerSpec& layer, const RoutingOverride& routing);
+
+// Checks a batch before any kernel runs (the addon re-checks what TypeScript validated): ids inside the vocabulary,
+// slots and positions inside the cache, each slot's tokens continuing its sequence without gaps (`lengths` [slots]
+// is what each slot holds), output rows inside the batch. Returns slot → its length after the batch. Both the CPU
+// and the CUDA model call it. Throws std::runtime_error naming the offending value.
+std::map<int, int> check_batch(int vocab, int cache_slots, int max_context, const std::vector<int>& lengths,
+                               const std::vector<int32_t>& tokens, const std::vector<int32_t>& slots,
+                               const std::vector<int32_t>& positions, const std::vector<int32_t>& output_rows);
+
 class Model {
  public:
   explicit Model(ModelSpec spec);  // maps and checks every tensor; throws std::runtime_error
@@ -111,6 +123,7 @@ class KvCache {
   float* k(int layer) { return k_.data() + size_t(layer) * slots_ * max_context_ * row_; }
   float* v(int layer) { return v_.data() + size_t(layer) * slots_ * max_context_ * row_; }
   int length(int slot) const { return length_[slot]; }
+  const std::vector<int>& lengths() const { return length_; }
   void set_length(int slot, int n) { length_[slot] = n; }
   void clear(int slot) { length_[slot] = 0; }
 

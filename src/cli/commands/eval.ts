@@ -9,6 +9,7 @@ import { loadDenseModel } from '../../train/load_dense_model';
 import { formatRoutingStats } from '../../train/routing_stats';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 import { formatExpertCacheStats, type ExpertCacheOptions, type ExpertCacheStats } from '../../runtime/expert_cache';
+import { deviceOption, type Device } from '../device_option';
 
 interface EvalArgs extends ExpertCacheArgs {
   'model-dir': string;
@@ -18,6 +19,7 @@ interface EvalArgs extends ExpertCacheArgs {
   json: boolean;
   backend: BackendChoice;
   threads?: number;
+  device: Device;
 }
 
 /** What both the dense (tfjs) and the sparse (native runtime) paths report. */
@@ -63,6 +65,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option('context', { type: 'number', describe: 'tokens per window (default: the trained sequence length)' })
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
       .option('threads', { type: 'number', describe: 'sparse runtime threads (sparse folders only)' })
+      .option('device', deviceOption('auto', ' (sparse folders only)'))
       .option('backend', { type: 'string', choices: backendChoices, default: 'auto', describe: 'tfjs backend (dense folders)' }) as never,
   handler: async (args) => {
     const dir = path.resolve(args['model-dir']);
@@ -76,16 +79,18 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       const runtime = require('../../runtime/eval') as {
         evaluateSparse(
           dir: string,
-          options: { text?: string; recipe?: string; context?: number; threads?: number; expertCache?: ExpertCacheOptions },
-        ): Promise<{ loss: number; perplexity: number; bits_per_byte: number; tokens: number; source: string; mode?: string }>;
+          options: { text?: string; recipe?: string; context?: number; threads?: number; device?: Device; expertCache?: ExpertCacheOptions },
+        ): Promise<{ loss: number; perplexity: number; bits_per_byte: number; tokens: number; source: string; mode?: string; device: string }>;
       };
       const result = await runtime.evaluateSparse(dir, {
         text: args.text,
         recipe: args.recipe,
         context: args.context,
         threads: args.threads,
+        device: args.device,
         expertCache: expertCacheFromArgs(args),
       });
+      process.stderr.write(`device: ${result.device}\n`);
       report = { model_dir: dir, ...result, mode: `sparse${result.mode ? ':' + result.mode : ''}` };
     } else {
       report = await evaluateDense(dir, args);

@@ -4,6 +4,7 @@ import { loadTokenizer } from '../../data';
 import { SparseModel } from '../../runtime/model';
 import { formatExpertCacheStats } from '../../runtime/expert_cache';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
+import { deviceOption, type Device } from '../device_option';
 
 interface GenerateArgs extends ExpertCacheArgs {
   model: string;
@@ -14,6 +15,7 @@ interface GenerateArgs extends ExpertCacheArgs {
   seed: number;
   threads?: number;
   dense: boolean;
+  device: Device;
 }
 
 /** `dsmoe generate <plan-dir> --prompt TEXT`: samples a continuation on the native runtime, streaming it to stdout. */
@@ -29,9 +31,11 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option('top-p', { type: 'number', default: 0.95, describe: 'nucleus sampling mass in (0, 1]' })
       .option('seed', { type: 'number', default: 0, describe: 'sampling seed: the same seed gives the same text' })
       .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
-      .option('dense', { type: 'boolean', default: false, describe: 'use every kept expert (the dense baseline) instead of the plan' }),
+      .option('dense', { type: 'boolean', default: false, describe: 'use every kept expert (the dense baseline) instead of the plan' })
+      .option('device', deviceOption('auto')) as never,
   handler: async (args) => {
-    const model = SparseModel.load(args.model, { threads: args.threads, expertCache: expertCacheFromArgs(args) }); // validates the plan folder first
+    const model = SparseModel.load(args.model, { threads: args.threads, device: args.device, expertCache: expertCacheFromArgs(args) }); // validates the plan folder first
+    process.stderr.write(`device: ${model.device}\n`);
     try {
       const tokenizer = loadTokenizer(args.model);
       if (args.dense) model.setMode('dense');

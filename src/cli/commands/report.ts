@@ -8,6 +8,7 @@ import { parseIntegerList, parseNumberList } from '../../report/parse_list';
 import { headline } from '../../report/report_markdown';
 import type { PlanDtype } from '../../plan/plan_format';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
+import { deviceOption, type Device } from '../device_option';
 
 interface ReportArgs extends ExpertCacheArgs {
   dense?: string;
@@ -36,6 +37,7 @@ interface ReportArgs extends ExpertCacheArgs {
   'llama-cpp': boolean;
   'llama-cpp-repeats': number;
   json: boolean;
+  device: Device;
 }
 
 /** `dsmoe report`: dense vs sparse on the same tokens and machine (SPEC §5, §7). */
@@ -53,6 +55,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: report.md, report.json, *.svg' })
       .option('batch', { type: 'string', default: '1,4,16,64', describe: 'batch sizes (sequences per call)' })
       .option('threads', { type: 'number', describe: 'runtime threads (default: all hardware threads)' })
+      .option('device', deviceOption('cpu', '; default cpu, since the report compares with the CPU\'s measured bandwidth and FMA peak'))
       .option('repeats', { type: 'number', default: 3, describe: 'timed repeats per mode and batch (after one warm-up)' })
       .option('prompt-len', { type: 'number', describe: 'prompt tokens per sequence for prefill (default 32 trained, 16 random-init)' })
       .option('decode-steps', { type: 'number', describe: 'decode steps timed after each prefill (default 16 trained, 8 random-init)' })
@@ -114,13 +117,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       if (args.recipe || args.text) throw new UserError('--shape --random-init measures speed only, on no text; drop --recipe/--text');
       positive('layers', args.layers);
       positive('k', args.k);
-      const runtime = nativeReportRuntime(args.threads, { expertCache: expertCacheFromArgs(args) });
+      const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
       report = await reportFromShape(runtime, {
         ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
       });
     } else {
       if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
-      const runtime = nativeReportRuntime(args.threads, { expertCache: expertCacheFromArgs(args) });
+      const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
       report = await reportFromFolders(runtime, {
         ...speed,
         denseDir: args.dense ?? null,

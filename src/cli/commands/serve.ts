@@ -3,6 +3,7 @@ import { UserError } from '../../errors';
 import { loadServeModel } from '../../serve/load_serve_model';
 import { runServer } from '../../serve/run_server';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
+import { deviceOption, type Device } from '../device_option';
 
 interface ServeArgs extends ExpertCacheArgs {
   'model-dir': string;
@@ -14,6 +15,7 @@ interface ServeArgs extends ExpertCacheArgs {
   'max-context'?: number;
   'prefill-chunk': number;
   'model-name'?: string;
+  device: Device;
 }
 
 /** `dsmoe serve`: an OpenAI-compatible completions API over a sparse plan, with continuous batching. */
@@ -26,6 +28,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('port', { type: 'number', default: 8000, describe: 'TCP port (0 = any free port, printed at start)' })
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0 exposes it to the network)' })
       .option('threads', { type: 'number', describe: 'runtime threads (default: all cores)' })
+      .option('device', deviceOption('auto'))
       .option('max-batch', { type: 'number', default: 16, describe: 'sequences decoded together (one KV-cache slot each)' })
       .option('max-queue', { type: 'number', default: 256, describe: 'requests waiting for a slot before 429' })
       .option('max-context', { type: 'number', describe: "tokens per sequence (default: the model's max_position_embeddings)" })
@@ -52,7 +55,9 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       maxContext: args['max-context'],
       id: args['model-name'],
       expertCache: expertCacheFromArgs(args),
+      device: args.device,
     });
+    process.stderr.write(`device: ${model.device}\n`);
     await runServer(model, {
       port: args.port,
       host: args.host,

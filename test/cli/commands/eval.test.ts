@@ -9,6 +9,7 @@ import { convertCommand } from '../../../src/cli/commands/convert';
 import { evalCommand } from '../../../src/cli/commands/eval';
 import { randomDenseWeights, removeTempDirs, tempDir, tinyConfig, writeDenseFolder } from '../../helpers/dense_fixtures';
 import { recordRecipe, writeTestRecipe } from '../../helpers/recipe_fixtures';
+import { loadNative } from '../../../src/runtime/native';
 
 afterAll(removeTempDirs);
 
@@ -67,6 +68,20 @@ describe('dsmoe eval', () => {
     expect(sparseResult).toMatchObject({ source: text, tokens: 220 - 7 });
     expect(Math.abs(sparseResult.loss - denseResult.loss)).toBeLessThan(1e-5 * denseResult.loss);
     expect((await evaluate(sparse, '--recipe', recipe)).source).toBe(`validation split of ${recipe} (seed 1234)`);
+  });
+
+  test('--device: auto runs where it can (the same result as --device cpu without a GPU); cuda without one is a one-line error', async () => {
+    const cpu = await evaluate(sparse, '--device', 'cpu');
+    expect(cpu.device).toBe('cpu');
+    const auto = await evaluate(sparse, '--device', 'auto');
+    const { cuda } = loadNative().cpuInfo();
+    if (cuda) {
+      expect(auto.device).toMatch(/^cuda \(/);
+      return; // the CUDA-against-CPU comparison is test/runtime/cuda_model.test.ts
+    }
+    expect(auto).toEqual(cpu);
+    await expect(evaluate(sparse, '--device', 'cuda')).rejects.toThrow(/^--device cuda: /);
+    await expect(evaluate(sparse, '--device', 'gpu')).rejects.toThrow(/device/);
   });
 
   test('a recipe changed since training is an error, not a different split', async () => {
