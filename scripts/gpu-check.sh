@@ -185,7 +185,7 @@ for r in find("e2e_loss"):
     if "cuda_loss" in r:
         target = f" (target < {r['target']})" if r.get("target") else ""
         print(f"e2e loss {r['plan']} {r['mode']}: cuda {r['cuda_loss']:.6f} vs cpu {r['cpu_loss']:.6f}, "
-              f"relative {r['relative']:.2e}{target}")
+              f"relative {r['relative']:.2e}{target}; logits max relative {r['logits_relative']:.2e}")
 d2d = [r["d2d_gbs"] for r in find("decode_b1") if "d2d_gbs" in r]
 for r in find("addon_decode_b1"):
     frac = f" = {100 * r['weight_gbs'] / d2d[0]:.1f}% of d2d" if d2d else ""

@@ -83,6 +83,18 @@ function randomTokens(n: number, V: number, seed: number): number[] {
   return Array.from({ length: n }, () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) % V);
 }
 
+/** max |a − b| / max |b| over every element. */
+function maxRelative(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (!Number.isFinite(a[i])) return Infinity;
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return diff / scale;
+}
+
 /** CPU and CUDA loss of the same tokens (windows of the plan's context); returns the f32 failures. */
 async function lossCheck(dir: string, cuda: boolean): Promise<string[]> {
   const failures: string[] = [];
@@ -107,9 +119,18 @@ async function lossCheck(dir: string, cuda: boolean): Promise<string[]> {
           gpu.setMode(mode);
           const got = await gpu.score(ids);
           const rel = Math.abs(got.loss - want.loss) / want.loss;
-          Object.assign(row, { cuda_loss: got.loss, relative: rel, device: gpu.device, target: options.dtype === 'f32' ? F32_TARGET : null });
+          // random-init losses sit near ln V whatever the model does: the logits of one window say more
+          const window = ids.slice(0, TINY.max_position_embeddings);
+          const logitsRel = maxRelative(await gpu.logits(window), await cpu.logits(window));
+          Object.assign(row, {
+            cuda_loss: got.loss,
+            relative: rel,
+            logits_relative: logitsRel,
+            device: gpu.device,
+            target: options.dtype === 'f32' ? F32_TARGET : null,
+          });
           if (options.dtype === 'f32' && !(rel < F32_TARGET)) failures.push(`${name} ${mode}: relative loss difference ${rel.toExponential(2)} ≥ ${F32_TARGET}`);
-          say(`${name} ${mode}: loss cuda ${got.loss.toFixed(6)} vs cpu ${want.loss.toFixed(6)}, relative ${rel.toExponential(2)}`);
+          say(`${name} ${mode}: loss cuda ${got.loss.toFixed(6)} vs cpu ${want.loss.toFixed(6)}, relative ${rel.toExponential(2)}; logits ${logitsRel.toExponential(2)}`);
         }
         emit(row);
       }
