@@ -88,14 +88,26 @@ export const files = {
 /** optimizer.safetensors names each AdamW moment after its parameter's dense name plus these suffixes. */
 export const momentSuffix = { expAvg: '.exp_avg', expAvgSq: '.exp_avg_sq' };
 
+/** The contents of config.json and generation_config.json of a checkpoint (also handed to the PyTorch engine). */
+export function checkpointConfigFiles(
+  config: ModelConfig,
+  eosId: number | undefined,
+  configExtra: Record<string, unknown> = {},
+): { config: Record<string, unknown>; generation: Record<string, unknown> } {
+  const tokenIds = eosId === undefined ? {} : { eos_token_id: eosId, bos_token_id: eosId };
+  return {
+    config: toHfConfig(config, { ...tokenIds, ...configExtra }),
+    generation: { ...tokenIds, do_sample: true, temperature: 1.0, top_p: 1.0 },
+  };
+}
+
 export function saveDenseCheckpoint(dir: string, input: DenseCheckpointInput): void {
   fs.mkdirSync(dir, { recursive: true });
   const checkpointId = crypto.randomBytes(8).toString('hex');
-  const eos = input.tokenizer?.eosId;
-  const tokenIds = eos === undefined ? {} : { eos_token_id: eos, bos_token_id: eos };
   if (input.tokenizer) input.tokenizer.save(dir);
-  writeJsonAtomic(path.join(dir, files.generation), { ...tokenIds, do_sample: true, temperature: 1.0, top_p: 1.0 });
-  writeJsonAtomic(path.join(dir, files.config), toHfConfig(input.config, { ...tokenIds, ...input.configExtra }));
+  const json = checkpointConfigFiles(input.config, input.tokenizer?.eosId, input.configExtra);
+  writeJsonAtomic(path.join(dir, files.generation), json.generation);
+  writeJsonAtomic(path.join(dir, files.config), json.config);
   const f32 = (t: NamedTensor) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape, data: t.data });
   const metadata = { format: 'pt', checkpoint_id: checkpointId };
   writeSafetensors(path.join(dir, files.model), input.tensors.map(f32), metadata);

@@ -92,22 +92,32 @@ export class TokenDataset {
   }
 
   /**
-   * Batch for optimizer step `step` (with gradient accumulation use step · grad_accum + micro-batch).
-   * Windows are uniform over all positions of the training split; none crosses a split boundary.
+   * Token offsets where the `batchSize` windows of batch `index` start (with gradient accumulation the index is
+   * step · grad_accum + micro-batch). Window b is tokens [start, start + seqLen] (inputs, then the next token as the
+   * last target). Uniform over all positions of the training split; none crosses a split boundary. This is the
+   * batch order `dsmoe prepare` writes for other engines (src/data/prepared_data.ts).
    */
-  trainBatch(step: number, batchSize: number, seqLen: number): { inputs: Int32Array; targets: Int32Array } {
+  trainWindowStarts(index: number, batchSize: number, seqLen: number): number[] {
     this.prepareTrainStarts(seqLen);
-    const rng = rngFor(this.options.seed, BATCH_STREAM, step);
-    const inputs = new Int32Array(batchSize * seqLen); // [B·T]
-    const targets = new Int32Array(batchSize * seqLen); // [B·T]
+    const rng = rngFor(this.options.seed, BATCH_STREAM, index);
+    const starts: number[] = [];
     for (let b = 0; b < batchSize; b++) {
       const pick = rng.int(this.trainStartTotal);
       const runIndex = upperBound(this.trainStartsPrefix, pick);
       const before = runIndex > 0 ? this.trainStartsPrefix[runIndex - 1] : 0;
-      const start = this.trainRuns[runIndex].start + (pick - before);
+      starts.push(this.trainRuns[runIndex].start + (pick - before));
+    }
+    return starts;
+  }
+
+  /** Batch `index` (see trainWindowStarts): inputs and targets, each [batchSize·seqLen]. */
+  trainBatch(index: number, batchSize: number, seqLen: number): { inputs: Int32Array; targets: Int32Array } {
+    const inputs = new Int32Array(batchSize * seqLen); // [B·T]
+    const targets = new Int32Array(batchSize * seqLen); // [B·T]
+    this.trainWindowStarts(index, batchSize, seqLen).forEach((start, b) => {
       inputs.set(this.tokens.subarray(start, start + seqLen), b * seqLen);
       targets.set(this.tokens.subarray(start + 1, start + seqLen + 1), b * seqLen);
-    }
+    });
     return { inputs, targets };
   }
 
@@ -116,6 +126,18 @@ export class TokenDataset {
    * validation token after a passage's first is predicted once. At most floor(maxTokens / T) windows.
    */
   validationWindows(maxTokens: number, seqLen: number): Windows {
+    const starts = this.validationWindowStarts(maxTokens, seqLen);
+    const inputs = new Int32Array(starts.length * seqLen); // [N·T]
+    const targets = new Int32Array(starts.length * seqLen); // [N·T]
+    starts.forEach((start, i) => {
+      inputs.set(this.tokens.subarray(start, start + seqLen), i * seqLen);
+      targets.set(this.tokens.subarray(start + 1, start + seqLen + 1), i * seqLen);
+    });
+    return { inputs, targets, count: starts.length };
+  }
+
+  /** Token offsets of the held-out windows of validationWindows, in order. */
+  validationWindowStarts(maxTokens: number, seqLen: number): number[] {
     const starts: number[] = [];
     const limit = Math.floor(maxTokens / seqLen);
     for (const run of this.validationRuns) {
@@ -124,13 +146,7 @@ export class TokenDataset {
     if (starts.length === 0) {
       throw new UserError(`validation split too small: no held-out passage has ${seqLen + 1} tokens (seq_len ${seqLen} + 1)`);
     }
-    const inputs = new Int32Array(starts.length * seqLen); // [N·T]
-    const targets = new Int32Array(starts.length * seqLen); // [N·T]
-    starts.forEach((start, i) => {
-      inputs.set(this.tokens.subarray(start, start + seqLen), i * seqLen);
-      targets.set(this.tokens.subarray(start + 1, start + seqLen + 1), i * seqLen);
-    });
-    return { inputs, targets, count: starts.length };
+    return starts;
   }
 
   private byteLength(id: number): number {

@@ -5,3 +5,4 @@ export { TokenDataset, validationBlockMask, entropyBits, textWindows, windowSequ
 export { heldOutSplit, cutWindows, type HeldOutSplit, type HeldOutOptions } from './held_out_split';
 export { prepareData, cutTextBlocks, type PreparedData } from './prepare';
 export { Rng, rngFor, mix32 } from './random';
+export { writePreparedData, readPreparedData, readBatchStarts, preparedFiles, type PreparedFolder, type PreparedMeta } from './prepared_data';

@@ -35,6 +35,7 @@ export interface PreparedData {
   tokenizer: Tokenizer;
   dataset: TokenDataset;
   corpusBytes: number; // UTF-8 size of the whole corpus text
+  blockStarts: number[]; // token offset of each split block
 }
 
 /**
@@ -67,5 +68,5 @@ export function prepareData(recipe: Recipe, options: { tokenizer?: Tokenizer } =
     tokenBytes: (id) => tokenizer.tokenBytes(id),
     eosId: tokenizer.eosId,
   });
-  return { tokenizer, dataset, corpusBytes: Buffer.byteLength(text, 'utf8') };
+  return { tokenizer, dataset, corpusBytes: Buffer.byteLength(text, 'utf8'), blockStarts };
 }

@@ -26,7 +26,7 @@ export interface TrainOptions {
   resume: boolean;
   /** total optimizer steps (and length of the cosine schedule); default: the recipe's, or the resumed run's */
   maxSteps?: number;
-  /** end this run segment after this many more steps, with a checkpoint, as an interruption would */
+  /** end this run segment after this many more steps, with a checkpoint, as an interruption would (0 on a fresh run: the step-0 weights) */
   stopAfterSteps?: number;
   backendName: string;
   /** progress bar and info lines on stderr (default true) */
@@ -62,6 +62,25 @@ export function modelConfigFor(recipe: Recipe, tokenizer: TrainingTokenizer): Mo
     throw new UserError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${recipe.model.vocab_size}`);
   }
   return { ...recipe.model };
+}
+
+/** The "dsmoe" block of a checkpoint's config.json: the recipe it was trained from and how it routes. */
+export function checkpointConfigExtra(recipe: Recipe, steps: number): Record<string, unknown> {
+  const routing = routingOptions(recipe);
+  return {
+    dsmoe: {
+      recipe: recipe.name,
+      recipe_file: recipe.file,
+      recipe_hash: recipeHash(recipe),
+      routing: routing.mode,
+      mi_alpha: routing.miAlpha,
+      top_k: routing.topK,
+      balance_alpha: routing.balanceAlpha,
+      seq_len: recipe.data.seq_len,
+      tokenizer: recipe.tokenizer.type,
+      steps,
+    },
+  };
 }
 
 /** Keeps log lines up to `step` (a resumed run rewrites what came after its checkpoint). */
@@ -182,20 +201,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         rng_state: { seed: recipe.seed, batch_index: step * t.grad_accum },
         backend: options.backendName,
       },
-      configExtra: {
-        dsmoe: {
-          recipe: recipe.name,
-          recipe_file: recipe.file,
-          recipe_hash: hash,
-          routing: routing.mode,
-          mi_alpha: routing.miAlpha,
-          top_k: routing.topK,
-          balance_alpha: routing.balanceAlpha,
-          seq_len: seqLen,
-          tokenizer: recipe.tokenizer.type,
-          steps: step,
-        },
-      },
+      configExtra: checkpointConfigExtra(recipe, step),
     };
     saveDenseCheckpoint(outDir, input);
   };
@@ -273,6 +279,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         break;
       }
     }
+    // A fresh run told to stop after 0 steps writes its initial weights (step 0), e.g. to start another engine from them.
+    if (step === startStep && stopAt === startStep && !options.resume && startStep < maxSteps) saveCheckpoint();
     if (step === startStep && step >= maxSteps) info(`${outDir}: already trained for ${maxSteps} steps; nothing to do`);
   } finally {
     process.removeListener('SIGINT', onSigint);

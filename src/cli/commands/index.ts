@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { trainCommand } from './train';
+import { prepareCommand } from './prepare';
 import { evalCommand } from './eval';
 import { tokenizeCommand } from './tokenize';
 import { sampleCommand } from './sample';
@@ -13,6 +14,7 @@ import { exportCommand } from './export';
 /** Every `dsmoe` command, in the order `--help` lists them. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const commands: CommandModule<any, any>[] = [
+  prepareCommand,
   trainCommand,
   evalCommand,
   tokenizeCommand,
