@@ -75,8 +75,9 @@ class Expert(nn.Module):
         self.up_proj = nn.Linear(d, width, bias=False)
         self.down_proj = nn.Linear(width, d, bias=False)
 
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x, scale=None):
+        hidden = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (N, width)
+        return self.down_proj(hidden if scale is None else hidden * scale)
 
 
 class DenseMoE(nn.Module):
@@ -99,7 +100,9 @@ class DenseMoE(nn.Module):
         weights = probs.to(flat.dtype)
         y = None
         for e, expert in enumerate(self.experts):
-            term = weights[:, e : e + 1] * expert(flat)  # (N, d)
+            # p_e scales the expert's hidden units before down_proj (= p_e · expert(x), by linearity), as the tfjs
+            # model does: backward then keeps (N, I) per expert rather than the (N, d) expert output.
+            term = expert(flat, weights[:, e : e + 1])  # (N, d)
             y = term if y is None else y + term
         if self.shared_expert is not None:
             y = y + torch.sigmoid(self.shared_expert_gate(flat)) * self.shared_expert(flat)

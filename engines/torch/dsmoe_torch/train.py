@@ -312,6 +312,18 @@ def run(spec):
         if main_rank:
             print(line, file=sys.stderr, flush=True)
 
+    stop = {"requested": False}
+
+    def on_signal(signum, _frame):
+        # Ctrl-C reaches every process of the terminal's group and torchrun then sends its own SIGINT/SIGTERM to the
+        # workers: a repeated signal is the same request. torchrun kills workers that take over 30 s to stop.
+        if not stop["requested"]:
+            info(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
     t = spec["train"]
     out = spec["out"]
     batch_size, accum = t["batch_size"], t["grad_accum"]
@@ -369,18 +381,6 @@ def run(spec):
     total = sum(p.numel() for p in parameters.values())
     backend = f"torch {torch.__version__} {ctx.device.type} {'ddp/' + ctx.backend + ' ×' + str(ctx.world) if ctx.world > 1 else 'single process'}{' bf16' if use_bf16 else ''}"
     info(f"{spec['recipe']['name']}: {total / 1e6:.2f} M parameters, {spec['model']['num_experts']} experts × {spec['model']['num_hidden_layers']} layers, routing dense, {tokens_per_step} tokens/step, {max_steps} steps, {backend}")
-
-    stop = {"requested": False}
-
-    def on_signal(signum, _frame):
-        # Ctrl-C reaches every process of the terminal's group and torchrun then sends its own SIGINT/SIGTERM to the
-        # workers: a repeated signal is the same request. torchrun kills workers that take over 30 s to stop.
-        if not stop["requested"]:
-            info(f"{signal.Signals(signum).name}: saving a checkpoint after this step")
-        stop["requested"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
 
     segment_start = time.perf_counter()
     step = start_step

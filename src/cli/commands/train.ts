@@ -7,7 +7,8 @@ import { loadTokenizer, prepareData, readPreparedData, writePreparedData, type P
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { train } from '../../train/trainer';
 import { applyKernelChoice, describeKernels, kernelChoices, KernelChoice } from '../../train/native_kernels';
-import { checkTorch, DEFAULT_PYTHON, launchTorchEngine, validateLaunch } from '../../train/torch_engine';
+import { describeTrainingMemory, trainingMemoryPerProcess } from '../../train/memory_estimate';
+import { checkTorch, DEFAULT_PYTHON, launchTorchEngine, torchrunArgs, validateLaunch } from '../../train/torch_engine';
 
 interface TrainArgs {
   recipe: string;
@@ -29,6 +30,7 @@ interface TrainArgs {
   parallel: 'ddp' | 'fsdp';
   'activation-checkpointing': boolean;
   python: string;
+  'dry-run': boolean;
 }
 
 export const trainCommand: CommandModule<object, TrainArgs> = {
@@ -72,7 +74,8 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option('precision', { type: 'string', choices: ['f32', 'bf16'], default: 'f32', describe: 'torch: bf16 autocast (CUDA only)' })
       .option('parallel', { type: 'string', choices: ['ddp', 'fsdp'], default: 'ddp', describe: 'torch: DDP (FSDP is detected and reported, not yet used)' })
       .option('activation-checkpointing', { type: 'boolean', default: false, describe: 'torch: recompute each decoder layer in backward' })
-      .option('python', { type: 'string', default: DEFAULT_PYTHON, describe: 'torch: the Python that has PyTorch' }) as never,
+      .option('python', { type: 'string', default: DEFAULT_PYTHON, describe: 'torch: the Python that has PyTorch' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'torch: print the processes, memory per process and torchrun command, then stop' }) as never,
   handler: async (args) => {
     const maxStepsFlag = args['max-steps'];
     if (maxStepsFlag !== undefined && (!Number.isInteger(maxStepsFlag) || maxStepsFlag <= 0)) {
@@ -136,6 +139,20 @@ async function trainWithTorch(
   };
   validateLaunch(launch, recipe.train.batch_size);
   if (args.precision === 'bf16' && args.device !== 'cuda') throw new UserError('--precision bf16 needs --device cuda (the CPU engine trains in f32)');
+  const processes = launch.nprocPerNode * launch.nnodes;
+  const memory = trainingMemoryPerProcess(recipe.model, (recipe.train.batch_size / processes) * recipe.data.seq_len, {
+    bf16: args.precision === 'bf16',
+    activationCheckpointing: args['activation-checkpointing'],
+  });
+  const memoryLine = `memory: ${describeTrainingMemory(memory)}`;
+  if (args['dry-run']) {
+    process.stdout.write(
+      `${recipe.name}: ${processes} process(es) (${launch.nprocPerNode} per machine × ${launch.nnodes}), ` +
+        `${recipe.train.batch_size / processes} of ${recipe.train.batch_size} windows of each micro-batch per process, device ${args.device}, ${args.precision}\n` +
+        `${memoryLine}\n${args.python} ${torchrunArgs(launch, path.join(outDir, 'torch_run.json')).join(' ')}\n`,
+    );
+    return 0;
+  }
   const version = checkTorch(args.python);
   const maxSteps = maxStepsFlag ?? resumedMaxSteps(args.resume, outDir) ?? recipe.train.max_steps;
   const dataDir = path.resolve(args.data ?? path.join(outDir, 'prepared'));
@@ -156,7 +173,7 @@ async function trainWithTorch(
   if (savedTokenizer && savedTokenizer.vocabSize !== prepared.tokenizer.vocabSize) {
     throw new UserError(`${dataDir}: its tokenizer has ${prepared.tokenizer.vocabSize} tokens, the checkpoint's ${savedTokenizer.vocabSize}`);
   }
-  process.stderr.write(`engine torch ${version} (${args.python}), ${launch.nprocPerNode * launch.nnodes} process(es), device ${args.device}\n`);
+  process.stderr.write(`engine torch ${version} (${args.python}), ${processes} process(es), device ${args.device}; ${memoryLine}\n`);
   return launchTorchEngine(
     {
       recipe,
