@@ -1,8 +1,9 @@
 /**
  * Memory one data-parallel process needs to train a model with the PyTorch engine (DDP: every process holds the
  * whole model), from the model shape and the tokens of one micro-batch share. What it counts, per parameter:
- * f32 weights (4 B), f32 gradients (4 B), DDP's gradient buckets (4 B: a second copy, DDP's default), AdamW's two
- * f32 moments (8 B) — 20 B in all, bf16 autocast included (it casts on the fly; the weights stay f32). Per token
+ * f32 weights (4 B), f32 gradients (4 B; DDP keeps them as views of its buckets), AdamW's two f32 moments (8 B, or
+ * 8/W B when `--shard-optimizer` spreads them over the W processes, ZeRO-1) — 16 B in all, bf16 autocast included
+ * (it casts on the fly; the weights stay f32). Per token
  * and layer, the activations backward keeps (engines/torch/dsmoe_torch/model.py): the two f32 residual inputs of
  * the norms, the normed inputs, q/k/v before and q/k after RoPE, the attention output, the router's logits and
  * probabilities, and per expert gate, up, silu(gate), their product and the p-scaled product (5·E·I values). With
@@ -16,8 +17,8 @@ import { headDim, type ModelConfig, parameterCounts } from '../model/config';
 export interface TrainingMemory {
   parameters: number;
   weightsBytes: number; // f32
-  gradientBytes: number; // f32 gradients + DDP buckets
-  optimizerBytes: number; // AdamW exp_avg, exp_avg_sq
+  gradientBytes: number; // f32 gradients (DDP's buckets are the gradients: gradient_as_bucket_view)
+  optimizerBytes: number; // AdamW exp_avg, exp_avg_sq (this process's share when sharded)
   activationBytes: number;
   logitsBytes: number;
   totalBytes: number;
@@ -26,7 +27,7 @@ export interface TrainingMemory {
 export function trainingMemoryPerProcess(
   config: ModelConfig,
   tokensPerMicroBatch: number, // this process's share: (batch_size / processes) · seq_len
-  options: { bf16: boolean; activationCheckpointing: boolean },
+  options: { bf16: boolean; activationCheckpointing: boolean; shardOptimizerOver?: number },
 ): TrainingMemory {
   const parameters = parameterCounts(config).total;
   const b = options.bf16 ? 2 : 4; // bytes of a matmul output
@@ -50,8 +51,8 @@ export function trainingMemoryPerProcess(
     : tokensPerMicroBatch * layers * perTokenLayer;
   const logitsBytes = tokensPerMicroBatch * config.vocab_size * (b + 4 + 4);
   const weightsBytes = 4 * parameters;
-  const gradientBytes = 8 * parameters;
-  const optimizerBytes = 8 * parameters;
+  const gradientBytes = 4 * parameters;
+  const optimizerBytes = (8 * parameters) / (options.shardOptimizerOver ?? 1);
   return {
     parameters,
     weightsBytes,
@@ -63,12 +64,12 @@ export function trainingMemoryPerProcess(
   };
 }
 
-/** One line for the launcher: "≈ 27.1 GB per process (20 B × 1.07 B parameters = 21.4 GB, activations 5.0 GB, …)". */
+/** One line for the launcher: "≈ 27.1 GB per process: weights, gradients and AdamW 17.1 GB (9.8 B × 1.74 B parameters), …". */
 export function describeTrainingMemory(memory: TrainingMemory): string {
   const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
   const stateBytes = memory.weightsBytes + memory.gradientBytes + memory.optimizerBytes;
   return (
     `≈ ${gb(memory.totalBytes)} per process: weights, gradients and AdamW ${gb(stateBytes)} ` +
-    `(20 B × ${(memory.parameters / 1e9).toFixed(2)} B parameters), activations ${gb(memory.activationBytes)}, logits ${gb(memory.logitsBytes)}`
+    `(${(stateBytes / memory.parameters).toFixed(1)} B × ${(memory.parameters / 1e9).toFixed(2)} B parameters), activations ${gb(memory.activationBytes)}, logits ${gb(memory.logitsBytes)}`
   );
 }

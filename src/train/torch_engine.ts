@@ -35,6 +35,8 @@ export interface TorchRunOptions {
   precision: 'f32' | 'bf16';
   parallel: 'ddp' | 'fsdp';
   activationCheckpointing: boolean;
+  /** ZeRO-1: AdamW moments sharded over the processes (torch.distributed.optim.ZeroRedundancyOptimizer) */
+  shardOptimizer?: boolean;
 }
 
 export interface TorchLaunch {
@@ -71,6 +73,7 @@ export function torchRunSpec(options: TorchRunOptions): Record<string, unknown> 
     precision: options.precision,
     parallel: options.parallel,
     activation_checkpointing: options.activationCheckpointing,
+    shard_optimizer: options.shardOptimizer ?? false,
     hf_config: files.config,
     generation_config: files.generation,
     // Every tensor of the checkpoint in file order; `trained: false` is the zero shared-expert gate of a model

@@ -125,7 +125,26 @@ def check_names(model, spec):
     return parameters
 
 
-def save_checkpoint(out, spec, parameters, optimizer, state):
+def full_optimizer_state(optimizer, parameters, sharded):
+    """name -> (exp_avg, exp_avg_sq) on the main rank (None elsewhere). A collective when the state is sharded
+    (ZeRO-1): every rank must call it. Indices of an optimizer state dict count parameters through the groups in
+    order, for torch.optim.AdamW and ZeroRedundancyOptimizer alike."""
+    if sharded:
+        optimizer.consolidate_state_dict(to=0)
+        if dist.get_rank() != 0:
+            return None
+    full = optimizer.state_dict()
+    name_of = {id(p): n for n, p in parameters.items()}
+    ordered = [p for group in optimizer.param_groups for p in group["params"]]
+    moments = {}
+    for index, parameter in enumerate(ordered):
+        entry = full["state"].get(index)
+        if entry:
+            moments[name_of[id(parameter)]] = (entry["exp_avg"], entry["exp_avg_sq"])
+    return moments
+
+
+def save_checkpoint(out, spec, parameters, moments, state):
     checkpoint_id = secrets.token_hex(8)
     os.makedirs(out, exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -138,16 +157,16 @@ def save_checkpoint(out, spec, parameters, optimizer, state):
 
     def value(entry, pick):
         if not entry["trained"]:
-            return torch.zeros(entry["shape"])
-        return pick(parameters[entry["name"]])
+            return torch.zeros(entry["shape"])  # the zero shared-expert gate of a model without a shared expert
+        return pick(entry["name"])
+
+    def moment(which):
+        return lambda name: moments[name][which] if name in moments else torch.zeros_like(parameters[name])
 
     metadata = {"format": "pt", "checkpoint_id": checkpoint_id}
-    write_safetensors(os.path.join(out, "model.safetensors"), [(t["name"], value(t, lambda p: p)) for t in spec["tensors"]], metadata)
-    moments = []
-    for key, suffix in MOMENT_SUFFIX.items():
-        for t in spec["tensors"]:
-            moments.append((t["name"] + suffix, value(t, lambda p: optimizer.state[p][key] if p in optimizer.state else torch.zeros_like(p))))
-    write_safetensors(os.path.join(out, "optimizer.safetensors"), moments, metadata)
+    write_safetensors(os.path.join(out, "model.safetensors"), [(t["name"], value(t, parameters.get)) for t in spec["tensors"]], metadata)
+    tensors = [(t["name"] + suffix, value(t, moment(which))) for which, suffix in enumerate(MOMENT_SUFFIX.values()) for t in spec["tensors"]]
+    write_safetensors(os.path.join(out, "optimizer.safetensors"), tensors, metadata)
     write_json_atomic(os.path.join(out, "trainer_state.json"), {**state, "checkpoint_id": checkpoint_id})  # last
 
 
@@ -174,6 +193,8 @@ def load_checkpoint(out, spec, parameters, optimizer):
         if meta.get("checkpoint_id") != state.get("checkpoint_id"):
             raise EngineError(f"{out}/{name}: from another save than trainer_state.json (checkpoint_id differs); the last save was cut off")
     step = int(state["step"])
+    name_of = {id(p): n for n, p in parameters.items()}
+    ordered = [p for group in optimizer.param_groups for p in group["params"]]
     with torch.no_grad():
         for name, parameter in parameters.items():
             for source, key, file in ((weights, name, "model.safetensors"), (moments, name + ".exp_avg", "optimizer.safetensors"), (moments, name + ".exp_avg_sq", "optimizer.safetensors")):
@@ -182,11 +203,19 @@ def load_checkpoint(out, spec, parameters, optimizer):
                 if not torch.isfinite(source[key]).all():
                     raise EngineError(f"{out}/{file}: tensor {key} holds NaN or infinity")
             parameter.copy_(weights[name])
-            optimizer.state[parameter] = {
-                "step": torch.tensor(float(step)),
-                "exp_avg": moments[name + ".exp_avg"].to(parameter.device).clone(),
-                "exp_avg_sq": moments[name + ".exp_avg_sq"].to(parameter.device).clone(),
-            }
+    groups, first = [], 0
+    for group in optimizer.param_groups:  # the groups' settings, parameters by index as state_dict numbers them
+        groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(first, first + len(group["params"])))})
+        first += len(group["params"])
+    states = {
+        index: {
+            "step": torch.tensor(float(step)),
+            "exp_avg": moments[name_of[id(p)] + ".exp_avg"],
+            "exp_avg_sq": moments[name_of[id(p)] + ".exp_avg_sq"],
+        }
+        for index, p in enumerate(ordered)
+    }
+    optimizer.load_state_dict({"state": states, "param_groups": groups})  # ZeRO-1 keeps only this rank's shard
     return state
 
 
@@ -351,7 +380,15 @@ def run(spec):
         {"params": [p for n, p in parameters.items() if n in decayed], "weight_decay": t["weight_decay"]},
         {"params": [p for n, p in parameters.items() if n not in decayed], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["adam_eps"])
+    adamw = {"lr": t["lr"], "betas": (t["beta1"], t["beta2"]), "eps": t["adam_eps"]}
+    sharded = bool(spec.get("shard_optimizer")) and ctx.enabled and ctx.world > 1
+    if sharded:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        # ZeRO-1: each rank keeps and updates the AdamW moments of its share of the parameters, then broadcasts them.
+        optimizer = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **adamw)
+    else:
+        optimizer = torch.optim.AdamW(groups, **adamw)
     train_log, eval_log = os.path.join(out, "train_log.jsonl"), os.path.join(out, "eval_log.jsonl")
     start_step, elapsed_before, tokens_seen = 0, 0.0, 0
     if spec["resume"]:
@@ -373,13 +410,14 @@ def run(spec):
     if ctx.enabled and ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        module = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+        # gradient_as_bucket_view: the gradients live in DDP's buckets instead of a second copy (4 B per parameter).
+        module = DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None, gradient_as_bucket_view=True)
     use_bf16 = spec.get("precision") == "bf16"
     if use_bf16 and ctx.device.type != "cuda":
         raise EngineError("--precision bf16 needs --device cuda (f32 on CPU)")
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
     total = sum(p.numel() for p in parameters.values())
-    backend = f"torch {torch.__version__} {ctx.device.type} {'ddp/' + ctx.backend + ' ×' + str(ctx.world) if ctx.world > 1 else 'single process'}{' bf16' if use_bf16 else ''}"
+    backend = f"torch {torch.__version__} {ctx.device.type} {'ddp/' + ctx.backend + ' ×' + str(ctx.world) if ctx.world > 1 else 'single process'}{' zero-1' if sharded else ''}{' bf16' if use_bf16 else ''}"
     info(f"{spec['recipe']['name']}: {total / 1e6:.2f} M parameters, {spec['model']['num_experts']} experts × {spec['model']['num_hidden_layers']} layers, routing dense, {tokens_per_step} tokens/step, {max_steps} steps, {backend}")
 
     segment_start = time.perf_counter()
@@ -401,8 +439,9 @@ def run(spec):
         }
 
     def checkpoint():
+        moments = full_optimizer_state(optimizer, parameters, sharded)  # every rank: a collective when sharded
         if main_rank:
-            save_checkpoint(out, spec, parameters, optimizer, state_now())
+            save_checkpoint(out, spec, parameters, moments, state_now())
         ctx.barrier()
 
     interval = {"loss": 0.0, "lm": 0.0, "aux": 0.0, "steps": 0, "start": time.perf_counter()}
@@ -414,7 +453,7 @@ def run(spec):
         lr = learning_rate(step, t["lr"], t["min_lr"], t["warmup_steps"], max_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=False)  # in place: DDP's gradients are views of its buckets
         sums = torch.zeros(1 + L, dtype=torch.float64)  # Σ cross-entropy, Σ_l token entropy (this rank, all micro-batches)
         marginal_total = torch.zeros(L, dtype=torch.float64)  # Σ over micro-batches of H(mean p), per layer
         for micro in range(accum):

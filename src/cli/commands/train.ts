@@ -29,6 +29,7 @@ interface TrainArgs {
   precision: 'f32' | 'bf16';
   parallel: 'ddp' | 'fsdp';
   'activation-checkpointing': boolean;
+  'shard-optimizer': boolean;
   python: string;
   'dry-run': boolean;
 }
@@ -74,6 +75,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
       .option('precision', { type: 'string', choices: ['f32', 'bf16'], default: 'f32', describe: 'torch: bf16 autocast (CUDA only)' })
       .option('parallel', { type: 'string', choices: ['ddp', 'fsdp'], default: 'ddp', describe: 'torch: DDP (FSDP is detected and reported, not yet used)' })
       .option('activation-checkpointing', { type: 'boolean', default: false, describe: 'torch: recompute each decoder layer in backward' })
+      .option('shard-optimizer', { type: 'boolean', default: false, describe: 'torch: AdamW moments sharded over the processes (ZeRO-1)' })
       .option('python', { type: 'string', default: DEFAULT_PYTHON, describe: 'torch: the Python that has PyTorch' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'torch: print the processes, memory per process and torchrun command, then stop' }) as never,
   handler: async (args) => {
@@ -143,6 +145,7 @@ async function trainWithTorch(
   const memory = trainingMemoryPerProcess(recipe.model, (recipe.train.batch_size / processes) * recipe.data.seq_len, {
     bf16: args.precision === 'bf16',
     activationCheckpointing: args['activation-checkpointing'],
+    shardOptimizerOver: args['shard-optimizer'] ? processes : 1,
   });
   const memoryLine = `memory: ${describeTrainingMemory(memory)}`;
   if (args['dry-run']) {
@@ -185,6 +188,7 @@ async function trainWithTorch(
       precision: args.precision,
       parallel: args.parallel,
       activationCheckpointing: args['activation-checkpointing'],
+      shardOptimizer: args['shard-optimizer'],
     },
     launch,
   );
