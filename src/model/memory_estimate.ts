@@ -52,6 +52,62 @@ function activationFloatsPerToken(config: ModelConfig, seqLen: number): number {
   return config.num_hidden_layers * (attention + experts + shared) + 2 * config.vocab_size;
 }
 
+/**
+ * One data-parallel process of the PyTorch engine (`dsmoe train --engine torch`; every process holds the whole
+ * model under DDP): f32 weights and gradients (DDP's buckets are the gradients: gradient_as_bucket_view), AdamW's two
+ * f32 moments, or their 1/W share when sharded over W processes (ZeRO-1), and for this process's share of one
+ * micro-batch the activations backward keeps (engines/torch/dsmoe_torch/model.py) and the logits. bf16 autocast
+ * casts on the fly: weights and optimizer stay f32, matmul outputs are 2 bytes. Per token and layer: the two f32
+ * residual inputs of the norms, the normed inputs, q/k/v before and q/k after RoPE, the attention output (fused
+ * attention: no T×T scores, which the torch < 2.0 path does keep), the router's logits and probabilities, and per
+ * expert gate, up, silu(gate), their product and the p-scaled product (5·E·I values; the tfjs layout keeps a
+ * weighted [E·d] output instead). With activation checkpointing only each layer's input is kept, plus one layer's
+ * set while it is recomputed. Logits: V values per token in the compute dtype, their f32 copy and the f32 softmax
+ * gradient. The CUDA context and NCCL buffers (≈ 1 GB) come on top.
+ */
+export function torchTrainingMemory(
+  config: ModelConfig,
+  options: { tokensPerProcess: number; bf16: boolean; activationCheckpointing: boolean; shardOptimizerOver?: number },
+): MemoryNeed {
+  const weights = parameterCounts(config).total * F32;
+  const b = options.bf16 ? 2 : F32; // bytes of a matmul output
+  const d = config.hidden_size;
+  const hd = headDim(config);
+  const q = config.num_attention_heads * hd;
+  const kv = config.num_key_value_heads * hd;
+  const E = config.num_experts;
+  const expertWidth = E * config.moe_intermediate_size + config.shared_expert_intermediate_size;
+  const perTokenLayer =
+    2 * F32 * d + // f32 residual stream into each norm
+    2 * d * b + // normed inputs of attention and MoE
+    (q + 2 * kv + q + kv) * b + // q, k, v; q and k after RoPE
+    2 * q * b + // attention output, o_proj input
+    2 * F32 * E + // router logits and probabilities
+    5 * expertWidth * b + // gate, up, silu(gate), product, p-scaled product
+    d * b; // MoE output
+  const layers = config.num_hidden_layers;
+  const tokens = options.tokensPerProcess;
+  const shards = options.shardOptimizerOver ?? 1;
+  return {
+    parts: [
+      { what: 'weights', bytes: weights },
+      { what: 'gradients', bytes: weights },
+      { what: shards > 1 ? `AdamW moments (1/${shards} share)` : 'AdamW moments', bytes: (2 * weights) / shards },
+      {
+        what: `activations for ${tokens} tokens${options.activationCheckpointing ? ' (checkpointed)' : ''}`,
+        bytes: options.activationCheckpointing ? tokens * (layers * F32 * d + perTokenLayer) : tokens * layers * perTokenLayer,
+      },
+      { what: 'logits', bytes: tokens * config.vocab_size * (b + 2 * F32) },
+    ],
+  };
+}
+
+/** "≈ 41.6 GiB (weights 16.5 GiB, gradients …)": a need as one line. */
+export function describeMemory(need: MemoryNeed): string {
+  const parts = need.parts.filter((part) => part.bytes > 0).map((part) => `${part.what} ${formatBytes(part.bytes)}`);
+  return `≈ ${formatBytes(totalBytes(need))} (${parts.join(', ')})`;
+}
+
 /** A dense checkpoint read into memory (f32, every tensor kept, as convert, eval and report read one). */
 export function denseCheckpointMemory(config: ModelConfig, copies = 1): MemoryNeed {
   const what = copies === 1 ? 'dense weights in f32' : `${copies} copies of the dense weights in f32`;

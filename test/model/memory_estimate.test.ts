@@ -1,6 +1,19 @@
 import { UserError } from '../../src/errors';
 import type { ModelConfig } from '../../src/model/config';
-import { checkMemory, denseCheckpointMemory, formatBytes, servingMemory, totalBytes, trainingMemory } from '../../src/model/memory_estimate';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import { packageRoot } from '../../src/data';
+import {
+  checkMemory,
+  denseCheckpointMemory,
+  describeMemory,
+  formatBytes,
+  servingMemory,
+  torchTrainingMemory,
+  totalBytes,
+  trainingMemory,
+} from '../../src/model/memory_estimate';
+import { denseTensors } from '../../src/plan/tensor_table';
 import { paramSpecs } from '../../src/model/params';
 
 const config: ModelConfig = {
@@ -69,4 +82,55 @@ test('formatBytes', () => {
   expect(formatBytes(512)).toBe('512 bytes');
   expect(formatBytes(1536)).toBe('1.5 KiB');
   expect(formatBytes(2 ** 50 * 3)).toBe('3.0 PiB');
+});
+
+describe('the torch engine, per process', () => {
+  const small: ModelConfig = { ...config, hidden_size: 64, num_experts: 8, moe_intermediate_size: 32, shared_expert_intermediate_size: 0, tie_word_embeddings: true };
+  const options = { tokensPerProcess: 128, bf16: false, activationCheckpointing: false };
+
+  test('weights, gradients and AdamW: 16 bytes per trained value of the tensor table, 8 + 8/W with ZeRO-1', () => {
+    const trained = denseTensors(small)
+      .filter((t) => t.training)
+      .reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+    const state = (need: ReturnType<typeof torchTrainingMemory>) => part(need, 'weights') + part(need, 'gradients') + part(need, 'AdamW');
+    expect(state(torchTrainingMemory(small, options))).toBe(16 * trained);
+    expect(state(torchTrainingMemory(small, { ...options, shardOptimizerOver: 8 }))).toBe(9 * trained);
+    const plain = part(torchTrainingMemory(small, options), 'activations');
+    expect(part(torchTrainingMemory(small, { ...options, activationCheckpointing: true }), 'activations')).toBeLessThan(plain);
+    expect(part(torchTrainingMemory(small, { ...options, tokensPerProcess: 256 }), 'activations')).toBe(2 * plain);
+    expect(describeMemory(torchTrainingMemory(small, options))).toMatch(/^≈ [\d.]+ MiB \(weights [\d.]+ KiB, gradients/);
+  });
+
+  const python = process.env.DSMOE_PYTHON ?? '/usr/bin/python3';
+  const measure = `
+import json, sys, torch
+from dsmoe_torch.model import DSMoEForCausalLM
+c = json.loads(sys.argv[1]); B, T = int(sys.argv[2]), int(sys.argv[3])
+model = DSMoEForCausalLM(c); model.initialize(0)
+weights = {p.data_ptr() for p in model.parameters()}
+saved = {}
+def pack(t):
+    if t.data_ptr() not in weights:
+        saved[t.storage().data_ptr()] = t.numel() * t.element_size()
+    return t
+with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    logits, probs = model(torch.randint(0, c["vocab_size"], (B, T)))
+    torch.nn.functional.cross_entropy(logits.float().reshape(-1, c["vocab_size"]), torch.zeros(B * T, dtype=torch.long))
+print(sum(saved.values()))
+`;
+  const probe = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+  const reason = probe.error ? `${python} does not run` : probe.status !== 0 ? (probe.stderr.trim().split('\n').pop() ?? 'no torch') : null;
+  if (reason) process.stderr.write(`test/model/memory_estimate: measured-activation test skipped: ${reason}\n`);
+
+  (reason ? test.skip : test)('activations and logits within 10% of the bytes PyTorch saves for backward (f32, 8 × 16 tokens)', () => {
+    const result = spawnSync(python, ['-c', measure, JSON.stringify(small), '8', '16'], {
+      encoding: 'utf8',
+      env: { ...process.env, PYTHONPATH: path.join(packageRoot(), 'engines', 'torch') },
+    });
+    expect(result.status).toBe(0);
+    const measured = Number(result.stdout.trim());
+    const need = torchTrainingMemory(small, options);
+    const estimated = part(need, 'activations') + part(need, 'logits');
+    expect(Math.abs(estimated - measured) / measured).toBeLessThan(0.1);
+  }, 600_000); // importing torch takes minutes on a loaded machine
 });

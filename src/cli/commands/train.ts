@@ -7,7 +7,7 @@ import { loadTokenizer, prepareData, readPreparedData, writePreparedData, type P
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { train } from '../../train/trainer';
 import { applyKernelChoice, describeKernels, kernelChoices, KernelChoice } from '../../train/native_kernels';
-import { describeTrainingMemory, trainingMemoryPerProcess } from '../../train/memory_estimate';
+import { describeMemory, torchTrainingMemory } from '../../model/memory_estimate';
 import { checkTorch, DEFAULT_PYTHON, launchTorchEngine, torchrunArgs, validateLaunch } from '../../train/torch_engine';
 
 interface TrainArgs {
@@ -142,12 +142,13 @@ async function trainWithTorch(
   validateLaunch(launch, recipe.train.batch_size);
   if (args.precision === 'bf16' && args.device !== 'cuda') throw new UserError('--precision bf16 needs --device cuda (the CPU engine trains in f32)');
   const processes = launch.nprocPerNode * launch.nnodes;
-  const memory = trainingMemoryPerProcess(recipe.model, (recipe.train.batch_size / processes) * recipe.data.seq_len, {
+  const memory = torchTrainingMemory(recipe.model, {
+    tokensPerProcess: (recipe.train.batch_size / processes) * recipe.data.seq_len,
     bf16: args.precision === 'bf16',
     activationCheckpointing: args['activation-checkpointing'],
     shardOptimizerOver: args['shard-optimizer'] ? processes : 1,
   });
-  const memoryLine = `memory: ${describeTrainingMemory(memory)}`;
+  const memoryLine = `memory per process ${describeMemory(memory)}`;
   if (args['dry-run']) {
     process.stdout.write(
       `${recipe.name}: ${processes} process(es) (${launch.nprocPerNode} per machine × ${launch.nnodes}), ` +
