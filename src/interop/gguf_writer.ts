@@ -74,29 +74,35 @@ class ByteSink {
   }
 
   u32(v: number): void {
-    this.buffer.writeUInt32LE(v, this.reserve(4));
+    const at = this.reserve(4); // before reading this.buffer: reserve may replace it
+    this.buffer.writeUInt32LE(v, at);
   }
 
   i32(v: number): void {
-    this.buffer.writeInt32LE(v, this.reserve(4));
+    const at = this.reserve(4);
+    this.buffer.writeInt32LE(v, at);
   }
 
   u64(v: number): void {
-    this.buffer.writeBigUInt64LE(BigInt(v), this.reserve(8));
+    const at = this.reserve(8);
+    this.buffer.writeBigUInt64LE(BigInt(v), at);
   }
 
   f32(v: number): void {
-    this.buffer.writeFloatLE(v, this.reserve(4));
+    const at = this.reserve(4);
+    this.buffer.writeFloatLE(v, at);
   }
 
   u8(v: number): void {
-    this.buffer.writeUInt8(v, this.reserve(1));
+    const at = this.reserve(1);
+    this.buffer.writeUInt8(v, at);
   }
 
   string(s: string): void {
     const bytes = Buffer.from(s, 'utf8');
     this.u64(bytes.length);
-    bytes.copy(this.buffer, this.reserve(bytes.length));
+    const at = this.reserve(bytes.length);
+    bytes.copy(this.buffer, at);
   }
 
   padTo(alignment: number): void {

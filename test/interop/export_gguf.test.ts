@@ -273,3 +273,19 @@ describe('export to GGUF (llama.cpp qwen2moe)', () => {
     expect(fs.existsSync(file)).toBe(false);
   });
 });
+
+test('a header larger than the writer’s first 64 KiB buffer (a 32k-token vocabulary) reads back intact', async () => {
+  const config = { ...blockConfig, vocab_size: 32000 };
+  const dir = denseFolder(config);
+  const file = path.join(tempDir('gguf-big-header'), 'model.gguf');
+  exportGguf(dir, { outFile: file, dtype: 'f16', topK: 2 });
+  const parsed = await readBack(file);
+  const tokens = (parsed.metadata as Record<string, unknown>)['tokenizer.ggml.tokens'] as string[];
+  expect(Number(parsed.tensorDataOffset)).toBeGreaterThan(65536);
+  expect(tokens.length).toBe(32000);
+  expect(tokens[31999]).toBe('[PAD31999]');
+  const want = expectedTensors(dir);
+  for (const name of ['token_embd.weight', 'output.weight', 'blk.1.ffn_down_exps.weight']) {
+    expectWithin('F16', tensorValues(file, parsed, name).values, want.get(name)!, name);
+  }
+});
