@@ -18,6 +18,21 @@ export function codeCells(file: string): string[] {
     .map((cell) => (Array.isArray(cell.source) ? cell.source.join('') : cell.source));
 }
 
+const REPOSITORY = path.resolve(__dirname, '..', '..');
+const DIST = path.join(REPOSITORY, 'dist');
+
+/**
+ * Notebooks import the compiled package (`../dist/…`: the tslab kernel type-checks a cell with the notebook's folder
+ * as root and cannot compile TypeScript outside it). Headless, the same import loads the TypeScript source in
+ * `src/` (stripped by the launcher's require hook), so this runner always runs the current code without a build.
+ */
+export function sourceFor(id: string, fromDir: string): string {
+  if (!id.startsWith('.')) return id;
+  const target = path.resolve(fromDir, id);
+  if (target !== DIST && !target.startsWith(DIST + path.sep)) return id;
+  return path.join(REPOSITORY, 'src', path.relative(DIST, target));
+}
+
 /**
  * Runs every code cell of one notebook in order, in this process's global context (one Node context per notebook:
  * the runner starts a process for each), with the notebook's folder as working directory, as Jupyter does.
@@ -27,7 +42,7 @@ export async function executeNotebook(file: string, log: (line: string) => void)
   const absolute = path.resolve(file);
   process.chdir(path.dirname(absolute));
   const nodeRequire = createRequire(absolute);
-  const notebookRequire = (id: string) => (id === 'tslab' ? tslabStandIn : nodeRequire(id));
+  const notebookRequire = (id: string) => (id === 'tslab' ? tslabStandIn : nodeRequire(sourceFor(id, path.dirname(absolute))));
   Object.assign(globalThis, { require: notebookRequire });
   let unhandled: unknown = null;
   process.on('unhandledRejection', (reason) => (unhandled = reason ?? new Error('unhandled rejection')));
