@@ -47,7 +47,8 @@ export async function main(argv: string[], launcher: string): Promise<number> {
     return 1;
   }
   if (tools) return runInKernel(notebooks, tools);
-  process.stdout.write('run-notebooks: headless runner (jupyter-nbconvert and tslab not both installed)\n');
+  const why = choice === 'headless' ? 'DSMOE_NOTEBOOK_KERNEL=headless' : 'jupyter-nbconvert and tslab not both installed';
+  process.stdout.write(`run-notebooks: headless runner (${why})\n`);
   for (const notebook of notebooks) {
     process.stdout.write(`▶ ${path.relative(process.cwd(), notebook)}\n`);
     const started = performance.now();

@@ -36,7 +36,11 @@ test('a failing cell stops the run, names the cell, and exits non-zero', () => {
       nbformat_minor: 5,
     };
     fs.writeFileSync(path.join(dir, 'broken.ipynb'), JSON.stringify(notebook));
-    const run = spawnSync(process.execPath, ['scripts/run-notebooks.js', path.join(dir, 'broken.ipynb')], { cwd: ROOT, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['scripts/run-notebooks.js', path.join(dir, 'broken.ipynb')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, DSMOE_NOTEBOOK_KERNEL: 'headless' }, // the headless runner's reporting, even where Jupyter is installed
+    });
     expect(run.status).toBe(1);
     expect(run.stdout).toContain('first ran');
     expect(run.stdout).not.toContain('third ran');
