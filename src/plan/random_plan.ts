@@ -32,6 +32,8 @@ export interface RandomPlanOptions {
   strategy?: 'topk' | 'threshold'; // default topk
   epsilon?: number; // threshold mode, default 0.48
   kMax?: number; // threshold mode, default E
+  /** Called after each chunk of the weights file with the bytes written so far and the file's tensor bytes. */
+  onProgress?: (writtenBytes: number, totalBytes: number) => void;
 }
 
 /** Writes a complete plan folder (plan.json, weights.safetensors, byte tokenizer) and returns it read back. */
@@ -68,7 +70,7 @@ export function writeRandomPlan(dir: string, config: ModelConfig, options: Rando
   });
 
   fs.mkdirSync(dir, { recursive: true });
-  writeRandomWeights(path.join(dir, WEIGHTS_FILE), plan, options.seed);
+  writeRandomWeights(path.join(dir, WEIGHTS_FILE), plan, options.seed, options.onProgress);
   buildTokenizer({ type: 'byte', vocab_size: BYTE_VOCAB }, '').save(dir, { modelMaxLength: config.max_position_embeddings });
   writeJsonAtomic(path.join(dir, 'plan.json'), plan);
   return readPlan(dir);
@@ -81,8 +83,11 @@ function fillOf(role: PlanTensor['role']): 'ones' | 'zeros' | 'normal' {
   return 'normal';
 }
 
-function writeRandomWeights(file: string, plan: Plan, seed: number): void {
+function writeRandomWeights(file: string, plan: Plan, seed: number, onProgress?: RandomPlanOptions['onProgress']): void {
   const tensors = planTensors(plan);
+  const bytesOf = (spec: PlanTensor) => spec.shape.reduce((a, b) => a * b, 1) * (spec.dtype === 'F32' ? 4 : 2);
+  const totalBytes = tensors.reduce((sum, spec) => sum + bytesOf(spec), 0);
+  let writtenBytes = 0;
   const writer = new StreamingSafetensorsWriter(file, tensors.map(({ name, shape, dtype }) => ({ name, shape, dtype })), {
     format: 'pt',
     producer: 'dsmoe random-init',
@@ -104,6 +109,8 @@ function writeRandomWeights(file: string, plan: Plan, seed: number): void {
         } else {
           writer.write(encodeTensor(new Float32Array(n).fill(fill === 'ones' ? 1 : 0), spec.dtype));
         }
+        writtenBytes += n * bytesPer;
+        onProgress?.(writtenBytes, totalBytes);
       }
     }
     writer.finish();
@@ -111,6 +118,30 @@ function writeRandomWeights(file: string, plan: Plan, seed: number): void {
     writer.abort();
     throw error;
   }
+}
+
+/**
+ * Bytes per millisecond this machine writes random weights at, now: `sampleBytes` of bf16 draws generated and
+ * written (with fsync) to a scratch file in `dir`, which is then removed. For sizing a random plan to a time budget.
+ */
+export function measureRandomWriteRate(dir: string, sampleBytes = 32 << 20): number {
+  fs.mkdirSync(dir, { recursive: true });
+  const scratch = path.join(dir, `.write-rate-${process.pid}.tmp`);
+  const rng = xorshift32(1);
+  const table = encodeTensor(normalTable(rng, RANDOM_INIT_STD), 'BF16');
+  const start = process.hrtime.bigint();
+  const fd = fs.openSync(scratch, 'w');
+  try {
+    for (let written = 0; written < sampleBytes; written += CHUNK_ELEMENTS * 2) {
+      fs.writeSync(fd, sampleChunk(rng, table, Math.min(CHUNK_ELEMENTS, Math.floor((sampleBytes - written) / 2)), 2));
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(scratch, { force: true });
+  }
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  return sampleBytes / Math.max(ms, 1e-3);
 }
 
 /** n values drawn from the encoded table (element size `bytesPer`), as bytes. */

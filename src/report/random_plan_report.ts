@@ -22,6 +22,8 @@ export interface RandomPlanRequest {
   k?: number;
   seed: number;
   planDir: string;
+  /** Bytes of weights written so far and in all, while a new plan is written. */
+  onProgress?: (writtenBytes: number, totalBytes: number) => void;
 }
 
 export interface RandomPlanResult {
@@ -36,30 +38,36 @@ function sameConfig(a: ModelConfig, b: ModelConfig): boolean {
   return (Object.keys(b) as (keyof ModelConfig)[]).every((key) => a[key] === b[key]);
 }
 
+/** The plan already in request.planDir when it is the one the request would write, else null. */
+export function reusableRandomPlan(request: RandomPlanRequest): LoadedPlan | null {
+  const resolved = resolveShape(request.shape, request.layers);
+  const k = request.k ?? resolved.k;
+  const config = { ...resolved.config, num_experts_per_tok: k };
+  if (!fs.existsSync(path.join(request.planDir, 'plan.json'))) return null;
+  try {
+    const existing = readPlan(request.planDir);
+    const seed = (existing.plan.source as { random_init?: { seed?: number } }).random_init?.seed;
+    if (sameConfig(existing.plan.config, config) && existing.plan.dtype === request.dtype && existing.plan.strategy.k === k && seed === request.seed) {
+      return existing;
+    }
+  } catch {
+    // An unreadable or different plan is rewritten.
+  }
+  return null;
+}
+
 export function prepareRandomPlan(request: RandomPlanRequest): RandomPlanResult {
   const resolved = resolveShape(request.shape, request.layers);
   const k = request.k ?? resolved.k;
   const config = { ...resolved.config, num_experts_per_tok: k };
-  let loaded: LoadedPlan | null = null;
-  let reused = false;
-  if (fs.existsSync(path.join(request.planDir, 'plan.json'))) {
-    try {
-      const existing = readPlan(request.planDir);
-      const seed = (existing.plan.source as { random_init?: { seed?: number } }).random_init?.seed;
-      if (sameConfig(existing.plan.config, config) && existing.plan.dtype === request.dtype && existing.plan.strategy.k === k && seed === request.seed) {
-        loaded = existing;
-        reused = true;
-      }
-    } catch {
-      // An unreadable or different plan is rewritten below.
-    }
-  }
+  let loaded = reusableRandomPlan(request);
+  const reused = loaded !== null;
   if (!loaded) {
     // Before writing gigabytes of random weights: the plan must fit in memory to be measured at all.
     const weightBytes = parameterCounts(config).total * bytesPerElement(request.dtype);
     checkMemory(`a random-init ${resolved.name} plan (${request.dtype})`, servingMemory(config, { weightBytes, slots: 1, maxContext: config.max_position_embeddings }));
   }
-  loaded ??= writeRandomPlan(request.planDir, config, { dtype: request.dtype, seed: request.seed, k });
+  loaded ??= writeRandomPlan(request.planDir, config, { dtype: request.dtype, seed: request.seed, k, onProgress: request.onProgress });
   const paper = PAPER_SHAPES[request.shape.toLowerCase()];
   const fullLayers = paper ? paper.config.num_hidden_layers : null;
   let layersNote: string | null = null;

@@ -52,6 +52,23 @@ export interface ReportJson {
   llama_cpp: LlamaCppColumn;
   figures: string[];
   notes: string[];
+  /** What `--budget` chose and why (random-init shape reports); null when every setting was given. */
+  budget: BudgetReport | null;
+}
+
+/** `dsmoe report --budget MIN`: the work chosen to fit the time, from the estimates it was chosen by. */
+export interface BudgetReport {
+  minutes: number;
+  /** Estimate of the whole report when the batches and repeats were chosen, and the time it took. */
+  estimated_ms: number;
+  elapsed_ms: number;
+  /** False when even the least work was estimated to overrun. */
+  fits: boolean;
+  layers: { chosen: number; full: number; given: boolean; estimated_write_ms: number } | null;
+  batches: { chosen: number[]; given: boolean };
+  repeats: { chosen: number; given: boolean };
+  /** Rates fitted to the batch-1 calibration calls on the opened plan. */
+  calibration: { calls: number; effective_bandwidth_gbs: number | null; effective_gflops: number | null };
 }
 
 /** Fields a consumer may rely on; tests check them. */

@@ -40,6 +40,7 @@ export function reportMarkdown(report: ReportJson): string {
     '',
   );
   if (report.model.layers_note) out.push(`> ${report.model.layers_note}`, '');
+  if (report.budget) out.push(budgetLine(report.budget), '');
 
   if (report.quality) {
     out.push('## Quality (held-out tokens)', '');
@@ -233,4 +234,19 @@ export function llamaCppSection(report: ReportJson): string[] {
     .map((x) => `batch ${x.b}: dsmoe ${fixed(x.ours!)}×, llama.cpp ${fixed(x.theirs!)}×`);
   if (lines.length) out.push(`Decode speedup of sparse over dense, each engine against itself — ${lines.join('; ')}.`);
   return out;
+}
+
+/** What --budget chose, with the estimate and the time the report took. */
+export function budgetLine(budget: NonNullable<ReportJson['budget']>): string {
+  const chosen = (given: boolean) => (given ? 'given' : 'chosen');
+  const layers = budget.layers ? `${budget.layers.chosen} of ${budget.layers.full} layers (${chosen(budget.layers.given)}), ` : '';
+  const rate = (value: number | null, unit: string) => (value === null ? `– ${unit}` : `${fixed(value, 1)} ${unit}`);
+  return (
+    `Budget ${budget.minutes} min: ${layers}batches ${budget.batches.chosen.join(', ')} (${chosen(budget.batches.given)}), ` +
+    `${budget.repeats.chosen} repeat${budget.repeats.chosen === 1 ? '' : 's'} (${chosen(budget.repeats.given)}); ` +
+    `estimated ${fixed(budget.estimated_ms / 60_000, 1)} min, took ${fixed(budget.elapsed_ms / 60_000, 1)} min. ` +
+    `Sized from ${budget.calibration.calls} batch-1 calibration calls (${rate(budget.calibration.effective_bandwidth_gbs, 'GB/s')} of weights, ` +
+    `${rate(budget.calibration.effective_gflops, 'GFLOP/s')})` +
+    (budget.fits ? '.' : '; even the least work was estimated to overrun the budget.')
+  );
 }

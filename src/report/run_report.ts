@@ -10,7 +10,9 @@ import { measureQuality } from './quality';
 import type { QualityCostPoint } from './quality_cost_sweep';
 import { sweepQualityCost, sweepRoutings } from './quality_cost_sweep';
 import { measureThroughput, throughputUnits, ThroughputSettings } from './throughput';
-import { measureMachine, remeasureBandwidth } from './machine';
+import { measureMachine, remeasureBandwidth, type MachineReport } from './machine';
+import { calibrateRates, chooseWork, ratesAsThroughput, runMs, type CostRates } from './time_budget';
+import type { BudgetReport } from './report_json';
 import { analyse } from './analysis';
 import { uniformSelection } from './cost_model';
 import { expertLoadFromCalibration, expertLoadFromCounts } from './expert_load';
@@ -30,6 +32,26 @@ import { reportMarkdown } from './report_markdown';
 
 /** Alternating PyTorch / dsmoe rounds of the peer comparison. */
 const PEER_ROUNDS = 2;
+/** Time set aside for rendering figures and writing the files, when sizing work to a budget. */
+export const FILES_RESERVE_MS = 10_000;
+/** Decode calls per mode in the budget's calibration round. */
+const CALIBRATION_DECODE_STEPS = 2;
+
+/** `--budget`: batches and repeats are chosen after a calibration round on the opened plan. */
+export interface RunBudget {
+  minutes: number;
+  /** Date.now() when the command started: the budget counts everything, plan writing included. */
+  startedAt: number;
+  candidateBatches: number[];
+  maxRepeats: number;
+  fixedBatches?: number[];
+  fixedRepeats?: number;
+  layers: BudgetReport['layers'];
+  /** False when the layer choice found no depth whose setup and least work fit. */
+  setupFits: boolean;
+  /** Estimated time of the PyTorch peer, when it runs. */
+  peerReserveMs: number;
+}
 
 export interface ReferenceCheckInput {
   /** Loss of the dense checkpoint (reference forward) on each of these windows, computed by the caller. */
@@ -57,12 +79,16 @@ export interface ReportOptions {
   llamaCpp?: { enabled: boolean; repeats: number };
   notes: string[];
   progress?: boolean;
+  /** The machine measured before the plan was opened (a budget needs it early), and how long that took. */
+  machine?: { report: MachineReport; measureMs: number };
+  budget?: RunBudget;
 }
 
 export async function runReport(runtime: ReportRuntime, options: ReportOptions): Promise<ReportJson> {
   const { plan } = options;
   const settings: ThroughputSettings = { ...options.throughput, vocabSize: plan.config.vocab_size };
-  const maxBatch = Math.max(...settings.batches);
+  const budget = options.budget;
+  const maxBatch = Math.max(...settings.batches, ...(budget ? budget.fixedBatches ?? budget.candidateBatches : []));
   const windowLength = options.quality ? Math.max(...options.quality.windows.map((w) => w.length)) : 0;
   const qualitySlots = options.quality ? options.quality.slots : 0;
   const sweepCount = options.quality && options.sweep ? sweepRoutings(plan, options.epsilons).length : 0;
@@ -81,9 +107,56 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
     });
     try {
       const { context } = opened;
-      progress.note('measuring memory bandwidth and FMA peak');
-      let machine = measureMachine(runtime.probe, opened.threads);
+      let machine: MachineReport;
+      let machineMs: number;
+      if (options.machine) {
+        machine = { ...options.machine.report, threads: opened.threads };
+        machineMs = options.machine.measureMs;
+      } else {
+        progress.note('measuring memory bandwidth and FMA peak');
+        const start = Date.now();
+        machine = measureMachine(runtime.probe, opened.threads);
+        machineMs = Date.now() - start;
+      }
       progress.step('machine measured');
+
+      let budgetReport: BudgetReport | null = null;
+      let rates: CostRates | null = null;
+      if (budget) {
+        progress.note('calibration: batch 1, dense and sparse');
+        const calibration = await calibrateRates(context, plan, { ...settings, decodeSteps: CALIBRATION_DECODE_STEPS });
+        rates = calibration.rates;
+        const reserveMs = machineMs + (options.peer.enabled ? budget.peerReserveMs : 0) + FILES_RESERVE_MS;
+        const deadline = budget.startedAt + budget.minutes * 60_000;
+        const choice = chooseWork({
+          plan, rates, shape: settings, availableMs: deadline - Date.now() - reserveMs,
+          candidateBatches: budget.candidateBatches, maxRepeats: budget.maxRepeats,
+          fixedBatches: budget.fixedBatches, fixedRepeats: budget.fixedRepeats,
+        });
+        settings.batches = choice.batches;
+        settings.repeats = choice.repeats;
+        const effective = ratesAsThroughput(rates);
+        budgetReport = {
+          minutes: budget.minutes,
+          estimated_ms: Date.now() - budget.startedAt + choice.estimatedMs + reserveMs,
+          elapsed_ms: 0,
+          fits: choice.fits && budget.setupFits,
+          layers: budget.layers,
+          batches: { chosen: choice.batches, given: budget.fixedBatches !== undefined },
+          repeats: { chosen: choice.repeats, given: budget.fixedRepeats !== undefined },
+          calibration: { calls: calibration.samples.length, effective_bandwidth_gbs: effective.bandwidth_gbs, effective_gflops: effective.gflops },
+        };
+        const line =
+          `budget ${budget.minutes} min: batches ${choice.batches.join(',')}, ${choice.repeats} repeat${choice.repeats === 1 ? '' : 's'}` +
+          `${budget.layers ? `, ${budget.layers.chosen} of ${budget.layers.full} layers` : ''}; estimated total ${formatMinutes(budgetReport.estimated_ms)}` +
+          ` (calibration: ${fixedOrDash(effective.bandwidth_gbs)} GB/s of weights, ${fixedOrDash(effective.gflops)} GFLOP/s)` +
+          (choice.fits ? '' : '; even the least work is estimated to overrun the budget');
+        process.stderr.write(`report: ${line}\n`);
+        const unitWeight = (mode: 'dense' | 'sparse', batch: number) => runMs(plan, rates as CostRates, mode, batch, settings);
+        let throughputTotal = 0;
+        for (const batch of settings.batches) throughputTotal += (settings.repeats + 1) * (unitWeight('dense', batch) + unitWeight('sparse', batch));
+        progress.weighInMs(throughputTotal + reserveMs);
+      }
 
       let quality: Record<'dense' | 'sparse', Quality> | null = null;
       let qualityCost: QualityCostPoint[] = [];
@@ -119,10 +192,14 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
 
       progress.note('timing prefill and decode');
       context.resetStats();
-      const rows = await measureThroughput(context, settings, (label) => progress.step(label));
+      // With a budget, each step weighs its estimated milliseconds, so that the ETA follows the estimate.
+      const weigh = (ms: number) => (rates ? ms : 1);
+      const rows = await measureThroughput(context, settings, (label, unit) =>
+        progress.step(label, rates ? runMs(plan, rates, unit.mode, unit.batch, settings) : 1),
+      );
       const stats = context.routingStats();
       machine = remeasureBandwidth(runtime.probe, machine);
-      progress.step('bandwidth re-measured');
+      progress.step('bandwidth re-measured', weigh(machineMs));
       if (!expertLoad && stats.tokens > 0) {
         // Random-init plans: the counters saw both modes; dense selects every expert for every token, so
         // subtracting the dense tokens' share leaves the plan routing's load on the benchmark tokens.
@@ -155,7 +232,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         }
         if (peer.available) peer = withOurTimings({ ...peer, results: bestOfRounds(torchRounds) }, bestOfRounds(ourRounds));
       }
-      progress.step('peer');
+      progress.step('peer', weigh(options.peer.enabled && budget ? budget.peerReserveMs : 0));
 
       let llamaCpp: LlamaCppColumn = { available: false, reason: 'llama.cpp peer not run (--no-llama-cpp)' };
       if (options.llamaCpp?.enabled) {
@@ -213,6 +290,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         llama_cpp: llamaCpp,
         figures: [],
         notes,
+        budget: budgetReport,
       };
       notes.push(...automaticNotes(analysis, machine, report.settings));
       if (plan.layers.some((layer) => (layer.ops.find((op) => op.op === 'experts')?.kept?.length ?? plan.config.num_experts) < plan.config.num_experts)) {
@@ -221,9 +299,11 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
       progress.note('rendering figures');
       fs.mkdirSync(options.outDir, { recursive: true });
       report.figures = await writeFigures(report, options.outDir);
+      // Everything but the file writes themselves (a few ms) is in the elapsed time.
+      if (report.budget && budget) report.budget.elapsed_ms = Date.now() - budget.startedAt;
       writeJsonAtomic(path.join(options.outDir, 'report.json'), report);
       writeFileAtomic(path.join(options.outDir, 'report.md'), reportMarkdown(report));
-      progress.step('written');
+      progress.step('written', weigh(FILES_RESERVE_MS));
       return report;
     } finally {
       opened.dispose();
@@ -252,3 +332,11 @@ function sparseLoadFromMixedCounts(expertCounts: readonly Int32Array[], tokens: 
   );
 }
 
+
+function formatMinutes(ms: number): string {
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+function fixedOrDash(value: number | null): string {
+  return value === null ? '–' : value.toFixed(1);
+}

@@ -61,12 +61,13 @@ function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-interface RunTimes {
+export interface RunTimes {
   prefillMs: number;
   decodeMs: number[];
 }
 
-async function runOnce(context: EvaluationContext, mode: ReportMode, batch: number, s: ThroughputSettings): Promise<RunTimes> {
+/** One unit of the loop: a prefill of batch × promptLen tokens, then decodeSteps decode calls; call times in ms. */
+export async function runOnce(context: EvaluationContext, mode: ReportMode, batch: number, s: ThroughputSettings): Promise<RunTimes> {
   const routing = routingFor(mode);
   const T = s.promptLen;
   for (let slot = 0; slot < batch; slot++) context.clearSlot(slot);
@@ -102,7 +103,7 @@ async function runOnce(context: EvaluationContext, mode: ReportMode, batch: numb
 export async function measureThroughput(
   context: EvaluationContext,
   settings: ThroughputSettings,
-  onUnit: (label: string) => void = () => undefined,
+  onUnit: (label: string, unit: { mode: ReportMode; batch: number }) => void = () => undefined,
 ): Promise<ThroughputRow[]> {
   const modes: ReportMode[] = ['dense', 'sparse'];
   const prefill = new Map<string, number[]>();
@@ -114,7 +115,7 @@ export async function measureThroughput(
     for (const batch of settings.batches) {
       for (const mode of order) {
         const times = await runOnce(context, mode, batch, settings);
-        onUnit(`${repeat < 0 ? 'warm-up' : `repeat ${repeat + 1}/${settings.repeats}`} ${mode} b=${batch}`);
+        onUnit(`${repeat < 0 ? 'warm-up' : `repeat ${repeat + 1}/${settings.repeats}`} ${mode} b=${batch}`, { mode, batch });
         if (repeat < 0) continue;
         const k = key(mode, batch);
         prefill.set(k, [...(prefill.get(k) ?? []), times.prefillMs]);

@@ -161,3 +161,41 @@ describe('report pipeline over a scripted runtime', () => {
     expect(md).toContain('fits in the CPU caches'); // a 6 KB model: the ideal speedup model does not apply
   });
 });
+
+describe('report to a time budget over the scripted runtime', () => {
+  let out: string;
+  let report: ReportJson;
+
+  beforeAll(async () => {
+    out = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-report-budget-'));
+    report = await runReport(runtime, {
+      kind: 'random-init', sparseDir: 'S', denseDir: null, shapeName: 'scripted', layersNote: null, plan, outDir: out,
+      throughput: { batches: [1, 2, 4], promptLen: 4, decodeSteps: 3, repeats: 3, seed: 1, clock },
+      quality: null, sweep: false, epsilons: [], referenceCheck: null,
+      peer: { enabled: false, batches: [1], dtypes: ['f32'], repeats: 1, timeoutMs: 1000 },
+      notes: [],
+      progress: false,
+      budget: {
+        minutes: 1, startedAt: Date.now(), candidateBatches: [1, 2, 4], maxRepeats: 3,
+        layers: { chosen: 2, full: 2, given: false, estimated_write_ms: 0 }, setupFits: true, peerReserveMs: 0,
+      },
+    });
+  });
+
+  afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
+
+  test('the chosen batches and repeats are the ones timed, and report.json says what was chosen', () => {
+    const budget = report.budget!;
+    expect(budget.batches.chosen).toEqual(report.settings.batches);
+    expect(budget.repeats.chosen).toBe(report.settings.repeats);
+    expect(new Set(report.throughput.map((r) => r.batch))).toEqual(new Set(report.settings.batches));
+    for (const row of report.throughput) expect(row.samples).toBe(row.phase === 'prefill' ? budget.repeats.chosen : 3 * budget.repeats.chosen);
+    // Virtual call times of a few ms fit a minute with room to spare: everything runs.
+    expect(budget).toMatchObject({ fits: true, batches: { chosen: [1, 2, 4], given: false }, repeats: { chosen: 3, given: false } });
+    // Calibration: batch 1, both modes, a prefill and two decode calls each.
+    expect(budget.calibration.calls).toBe(6);
+    expect(budget.elapsed_ms).toBeGreaterThan(0);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')).budget).toEqual(budget);
+    expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toContain('Budget 1 min: 2 of 2 layers (chosen), batches 1, 2, 4 (chosen), 3 repeats (chosen)');
+  });
+});

@@ -2,7 +2,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { nativeReportRuntime } from '../../report/native_report_runtime';
 import { reportFromFolders } from '../../report/report_from_folders';
-import { reportFromShape } from '../../report/report_from_shape';
+import { DEFAULT_BATCHES, DEFAULT_REPEATS, reportFromShape } from '../../report/report_from_shape';
 import { DEFAULT_EPSILONS } from '../../report/quality_cost_sweep';
 import { parseIntegerList, parseNumberList } from '../../report/parse_list';
 import { headline } from '../../report/report_markdown';
@@ -14,9 +14,10 @@ interface ReportArgs extends ExpertCacheArgs {
   dense?: string;
   sparse?: string;
   out: string;
-  batch: string;
+  batch?: string;
   threads?: number;
-  repeats: number;
+  repeats?: number;
+  budget: number;
   'prompt-len'?: number;
   'decode-steps'?: number;
   'eval-tokens': number;
@@ -53,10 +54,15 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('dense', { type: 'string', describe: 'dense checkpoint folder (default: the plan\'s source)' })
       .option('sparse', { type: 'string', describe: 'sparse plan folder (dsmoe convert output)' })
       .option('out', { type: 'string', demandOption: true, describe: 'output folder: report.md, report.json, *.svg' })
-      .option('batch', { type: 'string', default: '1,4,16,64', describe: 'batch sizes (sequences per call)' })
+      .option('batch', { type: 'string', describe: `batch sizes (sequences per call; default ${DEFAULT_BATCHES.join(',')}, with --shape chosen within --budget)` })
       .option('threads', { type: 'number', describe: 'runtime threads (default: all hardware threads)' })
       .option('device', deviceOption('cpu', '; default cpu, since the report compares with the CPU\'s measured bandwidth and FMA peak'))
-      .option('repeats', { type: 'number', default: 3, describe: 'timed repeats per mode and batch (after one warm-up)' })
+      .option('repeats', { type: 'number', describe: `timed repeats per mode and batch after one warm-up (default ${DEFAULT_REPEATS}, with --shape chosen within --budget)` })
+      .option('budget', {
+        type: 'number',
+        default: 10,
+        describe: 'with --shape: minutes for the whole report, plan writing included; layers, batches and repeats not given are chosen to fit (0 = no budget: all layers, default batches and repeats)',
+      })
       .option('prompt-len', { type: 'number', describe: 'prompt tokens per sequence for prefill (default 32 trained, 16 random-init)' })
       .option('decode-steps', { type: 'number', describe: 'decode steps timed after each prefill (default 16 trained, 8 random-init)' })
       .option('eval-tokens', { type: 'number', default: 8192, describe: 'held-out (or --text) tokens scored per quality point' })
@@ -85,6 +91,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('llama-cpp-repeats', { type: 'number', default: 3, describe: 'timed runs per llama.cpp configuration (the best counts)' })
       .option('json', { type: 'boolean', default: false, describe: 'print report.json on stdout instead of the headline' }) as unknown as Argv<ReportArgs>,
   handler: async (args) => {
+    const startedAt = Date.now();
     const positive = (flag: string, value: number | undefined) => {
       if (value !== undefined && (!Number.isInteger(value) || value < 1)) throw new UserError(`--${flag} must be a positive integer, got ${value}`);
     };
@@ -95,12 +102,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     positive('eval-tokens', args['eval-tokens']);
     positive('peer-repeats', args['peer-repeats']);
     positive('llama-cpp-repeats', args['llama-cpp-repeats']);
+    if (!Number.isFinite(args.budget) || args.budget < 0) throw new UserError(`--budget must be a number of minutes ≥ 0, got ${args.budget}`);
     if (!Number.isInteger(args['reference-windows']) || args['reference-windows'] < 0) {
       throw new UserError(`--reference-windows must be a non-negative integer, got ${args['reference-windows']}`);
     }
     const speed = {
       outDir: args.out,
-      batches: parseIntegerList('--batch', args.batch),
+      batches: args.batch === undefined ? undefined : parseIntegerList('--batch', args.batch),
       threads: args.threads,
       repeats: args.repeats,
       promptLen: args['prompt-len'],
@@ -120,12 +128,15 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
       report = await reportFromShape(runtime, {
         ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
+        budgetMinutes: args.budget, startedAt,
       });
     } else {
       if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
       const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
       report = await reportFromFolders(runtime, {
         ...speed,
+        batches: speed.batches ?? DEFAULT_BATCHES,
+        repeats: speed.repeats ?? DEFAULT_REPEATS,
         denseDir: args.dense ?? null,
         sparseDir: args.sparse,
         recipe: args.recipe,
