@@ -15,7 +15,7 @@ import * as path from 'path';
 import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
-import type { Plan, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
+import type { Plan, PlanChoice, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { buildPlan, WEIGHTS_FILE } from '../plan/build_plan';
 import type { DenseCheckpoint } from '../checkpoint/dense';
@@ -42,6 +42,10 @@ export interface ConvertOptions {
   renormalize: boolean;
   /** Worker threads for calibration (default: the machine's parallelism, at most 8). */
   threads?: number;
+  /** threshold-topk: this k per layer instead of the one pass A implies (the plan choice measured it). */
+  layerK?: number[];
+  /** Recorded in plan.json when the routing was chosen from a sweep. */
+  choice?: PlanChoice;
   log?: (line: string) => void;
 }
 
@@ -149,7 +153,7 @@ async function decideAndWrite(
     if (strategy === 'topk') {
       select.push({ mode: 'topk', k, epsilon, k_max: k, renormalize });
     } else {
-      const chosen = thresholdStats ? kFromThresholdMean(thresholdStats[l].meanSelected, k) : k;
+      const chosen = options.layerK?.[l] ?? (thresholdStats ? kFromThresholdMean(thresholdStats[l].meanSelected, k) : k);
       select.push(strategy === 'threshold'
         ? { mode: 'threshold', k: chosen, epsilon, k_max: k, renormalize }
         : { mode: 'topk', k: chosen, epsilon, k_max: chosen, renormalize });
@@ -240,6 +244,7 @@ async function decideAndWrite(
     kept,
     select,
     expectedExperts,
+    choice: options.choice,
     calibration: finalStats
       ? {
           tokens: tokenCount,

@@ -3,7 +3,7 @@
  * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
  */
 import type { ModelConfig } from '../model/config';
-import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp } from './plan_format';
+import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
 import { PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { planNames as n } from './tensor_table';
 import { planCost } from './cost';
@@ -21,6 +21,8 @@ export interface PlanDecisions {
   calibration: PlanCalibration | null;
   /** OLMoE imports: attention applies q/k RMSNorm. */
   qkNorm?: boolean;
+  /** Why this routing was chosen, when the converter chose it from a quality–cost sweep. */
+  choice?: PlanChoice;
 }
 
 export function buildPlan(decisions: PlanDecisions): Plan {
@@ -79,5 +81,6 @@ export function buildPlan(decisions: PlanDecisions): Plan {
       kept.map((k) => k.length),
       decisions.expectedExperts,
     ),
+    ...(decisions.choice ? { choice: decisions.choice } : {}),
   };
 }

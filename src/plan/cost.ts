@@ -64,3 +64,25 @@ export function planCost(
     attention_flops_per_context_token: 4 * config.num_hidden_layers * config.num_attention_heads * hd,
   };
 }
+
+/** What the per-token figures below read from a plan: its config, depth and cost (a Plan, or the report's view). */
+export interface CostView {
+  config: ModelConfig;
+  layers: readonly unknown[];
+  cost: PlanCost;
+}
+
+/** Parameters of one expert (gate, up, down). */
+export function expertParams(plan: CostView): number {
+  return 3 * plan.config.hidden_size * plan.config.moe_intermediate_size;
+}
+
+/**
+ * Active parameters per token when `meanExperts` experts per layer run on average: the dense count (all E experts)
+ * less the experts that do not run. Linear in the expert count, so a mean over tokens gives the mean count.
+ */
+export function activeParamsWithExperts(plan: CostView, meanExperts: number): number {
+  const E = plan.config.num_experts;
+  const notRun = plan.layers.length * (E - Math.min(E, meanExperts));
+  return plan.cost.dense_active_params_per_token - notRun * expertParams(plan);
+}

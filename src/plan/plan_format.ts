@@ -122,6 +122,30 @@ export interface Plan {
   final: { norm: string /* [d] F32 */; lm_head: string /* [V, d]; equals `embedding` when tied */ };
   calibration: PlanCalibration | null;
   cost: PlanCost;
+  /** Written when `dsmoe convert` chose the routing itself: the sweep it chose from and the rule. */
+  choice?: PlanChoice;
+}
+
+/** One routing the converter scored on its calibration tokens (runtime, the plan's dtype). */
+export interface PlanChoicePoint {
+  strategy: StrategyName;
+  k: number | null; // topk: k for every layer
+  epsilon: number | null; // threshold and threshold-topk: ε on E·p_e
+  layer_k: number[] | null; // threshold-topk: [L] k per layer, from the threshold rule's mean count at ε
+  mean_active_experts: number; // experts per token per layer, measured
+  active_params: number; // per token at that mean
+  loss: number; // mean next-token cross-entropy on the calibration tokens, nats
+  within_bound: boolean;
+}
+
+export interface PlanChoice {
+  rule: string;
+  max_loss_increase: number; // relative: the bound is dense_loss × (1 + max_loss_increase)
+  tokens: number; // predicted calibration tokens each point was scored on
+  dense_loss: number;
+  loss_bound: number;
+  chosen: PlanChoicePoint;
+  sweep: PlanChoicePoint[];
 }
 
 /** The ops of one layer by role (the order is fixed, so this is a destructuring of `layer.ops`). */

@@ -61,18 +61,3 @@ export function uniformSelection(plan: PlanView, k: readonly number[]): number[]
 export function bitsPerByte(lossNats: number, tokens: number, bytes: number): number {
   return (lossNats * tokens) / (bytes * Math.LN2);
 }
-
-/** Parameters of one expert (gate, up, down). */
-export function expertParams(plan: PlanView): number {
-  return 3 * plan.config.hidden_size * plan.config.moe_intermediate_size;
-}
-
-/**
- * Active parameters per token when `meanExperts` experts per layer run on average: the dense count (all E experts)
- * less the experts that do not run. Linear in the expert count, so a mean over tokens gives the mean count.
- */
-export function activeParamsWithExperts(plan: PlanView, meanExperts: number): number {
-  const E = plan.config.num_experts;
-  const notRun = plan.layers.length * (E - Math.min(E, meanExperts));
-  return plan.cost.dense_active_params_per_token - notRun * expertParams(plan);
-}

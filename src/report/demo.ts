@@ -5,7 +5,7 @@ import { UserError } from '../errors';
 import { packageRoot } from '../data';
 import { nativeReportRuntime } from './native_report_runtime';
 import { reportFromFolders } from './report_from_folders';
-import { DEFAULT_EPSILONS } from './quality_cost_sweep';
+import { DEFAULT_EPSILONS } from '../runtime/quality_cost_sweep';
 import type { ReportJson } from './report_json';
 
 /**
@@ -66,8 +66,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   if (options.reuse && complete(sparseDir, ['plan.json', 'weights.safetensors'])) {
     process.stderr.write(`demo: reusing the sparse plan in ${sparseDir}\n`);
   } else {
-    process.stderr.write(`demo: 2/3 converting (threshold-topk) → ${sparseDir}\n`);
-    convertSeconds = runStage('convert', ['convert', denseDir, '--out', sparseDir, '--strategy', 'threshold-topk', '--recipe', recipe]);
+    process.stderr.write(`demo: 2/3 converting (the cheapest plan within 0.5 % of dense calibration loss) → ${sparseDir}\n`);
+    convertSeconds = runStage('convert', ['convert', denseDir, '--out', sparseDir, '--recipe', recipe]);
   }
 
   process.stderr.write(`demo: 3/3 report → ${reportDir}\n`);

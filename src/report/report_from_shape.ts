@@ -112,8 +112,9 @@ export async function reportFromShape(runtime: ReportRuntime, request: ShapeRepo
     ...planRequest,
     layers,
     onProgress: (written, total) => {
-      writing ??= new ReportProgress(total, request.progress, 'report: writing the random plan');
-      writing.step(`${(written / 2 ** 30).toFixed(2)} of ${(total / 2 ** 30).toFixed(2)} GiB`, written - writingDone);
+      // The pace starts after the first chunk, which also counts the header and the file's creation.
+      if (writing) writing.step(`${(written / 2 ** 30).toFixed(2)} of ${(total / 2 ** 30).toFixed(2)} GiB`, written - writingDone);
+      else writing = new ReportProgress(total - written, request.progress, 'report: writing the random plan');
       writingDone = written;
     },
   });

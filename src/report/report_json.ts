@@ -1,8 +1,8 @@
 import type { Analysis, BandwidthFigure, ComputeFigure, ModeCost, SpeedupFigure } from './analysis';
 import type { MachineReport } from './machine';
 import type { ThroughputRow } from './throughput';
-import type { Quality } from './quality';
-import type { QualityCostPoint } from './quality_cost_sweep';
+import type { Quality } from '../runtime/quality';
+import type { QualityCostPoint } from '../runtime/quality_cost_sweep';
 import type { ExpertLoadCell } from './charts/expert_load_chart';
 import type { PeerReport } from './peer_pytorch';
 import type { LlamaCppColumn } from './llama_cpp_column';

@@ -3,12 +3,12 @@ import * as path from 'path';
 import { writeFileAtomic, writeJsonAtomic } from '../checkpoint/atomic';
 import type { ReportRuntime } from './report_runtime';
 import type { PlanView } from './plan_view';
-import { planTopK } from './plan_view';
+import { keptExperts, planTopK } from './plan_view';
 import type { ReportJson } from './report_json';
-import type { Quality, QualityInput } from './quality';
-import { measureQuality } from './quality';
-import type { QualityCostPoint } from './quality_cost_sweep';
-import { sweepQualityCost, sweepRoutings } from './quality_cost_sweep';
+import type { Quality, QualityInput } from '../runtime/quality';
+import { measureQuality } from '../runtime/quality';
+import type { QualityCostPoint } from '../runtime/quality_cost_sweep';
+import { sweepQualityCost, sweepRoutings } from '../runtime/quality_cost_sweep';
 import { measureThroughput, throughputUnits, ThroughputSettings } from './throughput';
 import { measureMachine, remeasureBandwidth, type MachineReport } from './machine';
 import { calibrateRates, chooseWork, ratesAsThroughput, runMs, type CostRates } from './time_budget';
@@ -91,7 +91,8 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
   const maxBatch = Math.max(...settings.batches, ...(budget ? budget.fixedBatches ?? budget.candidateBatches : []));
   const windowLength = options.quality ? Math.max(...options.quality.windows.map((w) => w.length)) : 0;
   const qualitySlots = options.quality ? options.quality.slots : 0;
-  const sweepCount = options.quality && options.sweep ? sweepRoutings(plan, options.epsilons).length : 0;
+  const routings = sweepRoutings(Math.max(...keptExperts(plan).map((kept) => kept.length)), options.epsilons);
+  const sweepCount = options.quality && options.sweep ? routings.length : 0;
   const progress = new ReportProgress(
     // machine, bandwidth again, PyTorch peer, llama.cpp peer, files: 5 steps besides quality and timing
     (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 5,
@@ -171,7 +172,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         expertLoad = { source: `runtime counters, plan routing on ${stats.tokens} held-out tokens`, cells: expertLoadFromCounts(stats.expertCounts, stats.tokens) };
         progress.step('quality sparse');
         quality = { dense, sparse };
-        if (options.sweep) qualityCost = await sweepQualityCost(context, plan, options.quality, options.epsilons, (label) => progress.step(`quality–cost ${label}`));
+        if (options.sweep) qualityCost = await sweepQualityCost(context, plan, options.quality, routings, (label) => progress.step(`quality–cost ${label}`));
         if (options.referenceCheck) {
           const subset: QualityInput = { ...options.quality, windows: options.referenceCheck.windows };
           const reference = options.referenceCheck.referenceLoss();

@@ -1,8 +1,8 @@
 import type { ModelConfig } from '../../src/model/config';
 import { planCost } from '../../src/plan/cost';
 import type { PlanView } from '../../src/report/plan_view';
+import { activeParamsWithExperts } from '../../src/plan/cost';
 import {
-  activeParamsWithExperts,
   bitsPerByte,
   expectedDistinctExperts,
   fixedWeightBytes,

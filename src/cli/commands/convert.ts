@@ -4,6 +4,10 @@ import { UserError } from '../../errors';
 import { heldOutSplit } from '../../data/held_out_split';
 import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convert_checkpoint';
+import { convertChoosingPlan } from '../../convert/convert_choosing_plan';
+import { DEFAULT_MAX_LOSS_INCREASE } from '../../convert/choose_plan';
+import { DEFAULT_EPSILONS } from '../../runtime/quality_cost_sweep';
+import { parseNumberList } from '../../report/parse_list';
 import { readAnyDenseCheckpoint } from '../../interop/read_any_dense';
 import { PLAN_DTYPES } from '../../plan/dtype';
 import type { PlanDtype, StrategyName } from '../../plan/plan_format';
@@ -11,9 +15,11 @@ import type { PlanDtype, StrategyName } from '../../plan/plan_format';
 interface ConvertArgs {
   dense: string;
   out: string;
-  strategy: StrategyName;
+  strategy?: StrategyName;
   k?: number;
-  epsilon: number;
+  epsilon?: number;
+  'max-loss-increase': number;
+  epsilons: string;
   dtype: PlanDtype;
   'calib-tokens': number;
   'calib-context'?: number;
@@ -35,11 +41,18 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('out', { type: 'string', demandOption: true, describe: 'plan folder to write' })
       .option('strategy', {
         choices: ['topk', 'threshold', 'threshold-topk'] as const,
-        default: 'threshold-topk' as const,
-        describe: 'topk: fixed k; threshold: keep e iff E·p_e > ε (k varies per token); threshold-topk: k per layer = ceil(mean threshold count − 0.05) on calibration tokens, then fixed top-k',
+        describe:
+          'force a routing (default: chosen, see --max-loss-increase). topk: fixed k; threshold: keep e iff E·p_e > ε (k varies per token); ' +
+          'threshold-topk: k per layer = ceil(mean threshold count − 0.05) on calibration tokens, then fixed top-k',
       })
-      .option('k', { type: 'number', describe: 'topk: experts per token (default num_experts_per_tok); threshold: the most experts per token; threshold-topk: the largest k allowed (default E)' })
-      .option('epsilon', { type: 'number', default: DEFAULT_EPSILON, describe: 'threshold ε on E·p_e (the paper: 0.48)' })
+      .option('k', { type: 'number', describe: 'topk: experts per token (default num_experts_per_tok); threshold: the most experts per token; threshold-topk: the largest k allowed (default E). Alone: forces topk' })
+      .option('epsilon', { type: 'number', describe: `threshold ε on E·p_e (default ${DEFAULT_EPSILON}, the paper's). Alone: forces threshold-topk` })
+      .option('max-loss-increase', {
+        type: 'number',
+        default: DEFAULT_MAX_LOSS_INCREASE,
+        describe: 'without --strategy/--k/--epsilon: pick the fewest experts per token whose calibration loss (nats) is within this share of dense (0.005 = 0.5%), from top-k for every k, threshold and threshold-topk at each of --epsilons',
+      })
+      .option('epsilons', { type: 'string', default: DEFAULT_EPSILONS.join(','), describe: 'ε values the plan choice scores' })
       .option('dtype', {
         choices: PLAN_DTYPES,
         default: 'f32' as const,
@@ -90,11 +103,8 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     }
     const threads = args.threads;
     if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UserError(`--threads must be a positive integer, got ${threads}`);
-    const result = await convertCheckpoint(dense, {
+    const common = {
       outDir: args.out,
-      strategy: args.strategy,
-      k: args.k,
-      epsilon: args.epsilon,
       dtype: args.dtype,
       calibWindows,
       calibSource,
@@ -102,7 +112,21 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       renormalize: args.renormalize,
       threads,
       log,
-    });
+    };
+    const forced = args.strategy !== undefined || args.k !== undefined || args.epsilon !== undefined;
+    const result = forced
+      ? await convertCheckpoint(dense, {
+          ...common,
+          // --k alone forces top-k; --epsilon alone (or with --k) the threshold-topk rule it sizes.
+          strategy: args.strategy ?? (args.epsilon === undefined ? 'topk' : 'threshold-topk'),
+          k: args.k,
+          epsilon: args.epsilon ?? DEFAULT_EPSILON,
+        })
+      : await convertChoosingPlan(dense, {
+          ...common,
+          maxLossIncrease: args['max-loss-increase'],
+          epsilons: parseNumberList('--epsilons', args.epsilons),
+        });
     process.stdout.write(result.table + '\n');
     log(`wrote ${args.out} (plan.json, weights.safetensors${result.calibration ? ', calibration.json' : ''}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   },

@@ -3,7 +3,7 @@ import { UserError } from '../../errors';
 import { nativeReportRuntime } from '../../report/native_report_runtime';
 import { reportFromFolders } from '../../report/report_from_folders';
 import { DEFAULT_BATCHES, DEFAULT_REPEATS, reportFromShape } from '../../report/report_from_shape';
-import { DEFAULT_EPSILONS } from '../../report/quality_cost_sweep';
+import { DEFAULT_EPSILONS } from '../../runtime/quality_cost_sweep';
 import { parseIntegerList, parseNumberList } from '../../report/parse_list';
 import { headline } from '../../report/report_markdown';
 import type { PlanDtype } from '../../plan/plan_format';

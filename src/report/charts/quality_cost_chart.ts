@@ -1,5 +1,5 @@
 import type { TopLevelSpec } from 'vega-lite';
-import type { QualityCostPoint } from '../quality_cost_sweep';
+import type { QualityCostPoint } from '../../runtime/quality_cost_sweep';
 import { CHART_CONFIG, SCHEMA } from './render_svg';
 
 /** A labelled reference point on the quality–cost chart (the dense baseline, the converted plan). */

@@ -1,8 +1,9 @@
-import { EvaluationContext, RoutingOverride } from './engine';
+import type { EvaluationContext, RoutingOverride } from './evaluation_context';
 
 /**
  * Held-out quality under one routing rule, computed from the runtime's logits so that every point of the report
- * (dense, the plan, each k and ε of the quality–cost sweep) is scored by the same code on the same tokens.
+ * (dense, the plan, each k and ε of the quality–cost sweep) and of the converter's plan choice is scored by the
+ * same code on the same tokens.
  * Each window is scored independently from position 0; token i+1 is predicted from tokens 0..i.
  */
 
@@ -13,6 +14,7 @@ export interface Quality {
   tokens: number; // predicted tokens
   bytes: number; // bytes of text those tokens decode to
   mean_active_experts: number; // experts per token per layer under this routing, from the runtime's counters
+  layer_mean_experts: number[]; // [L] experts per token in each layer, from the same counters
 }
 
 export interface QualityInput {
@@ -80,6 +82,7 @@ export async function measureQuality(
     tokens,
     bytes,
     mean_active_experts: meanActiveExperts(stats.expertCounts, stats.tokens),
+    layer_mean_experts: stats.expertCounts.map((layer) => meanActiveExperts([layer], stats.tokens)),
   };
 }
 

@@ -1,11 +1,11 @@
-import { EvaluationContext, RoutingOverride } from './engine';
+import type { EvaluationContext, RoutingOverride } from './evaluation_context';
 import { Quality, QualityInput, measureQuality } from './quality';
-import { PlanView, keptExperts } from './plan_view';
-import { activeParamsWithExperts } from './cost_model';
+import { activeParamsWithExperts, type CostView } from '../plan/cost';
 
 /**
  * The paper's Figure 4: held-out loss against active parameters per token, for fixed top-k (k = 1 … E) and for the
  * threshold rule over a sweep of ε. Each point is scored with the runtime's routing override on the same windows.
+ * The report draws it on held-out tokens; the converter picks its plan from it on calibration tokens.
  */
 
 export interface QualityCostPoint {
@@ -17,20 +17,22 @@ export interface QualityCostPoint {
   loss: number;
   perplexity: number;
   bits_per_byte: number;
+  /** [L] experts per token in each layer (threshold: how the dynamic count spreads over depth). */
+  layer_mean_experts: number[];
 }
 
 /** ε values swept by default: around the paper's 0.48, from nearly dense to nearly top-1. */
 export const DEFAULT_EPSILONS = [0.05, 0.1, 0.2, 0.3, 0.48, 0.7, 1.0, 1.5, 2.0, 3.0];
 
-export function sweepRoutings(plan: PlanView, epsilons: readonly number[]): RoutingOverride[] {
-  const maxKept = Math.max(...keptExperts(plan).map((kept) => kept.length));
+/** Top-k for k = 1 … maxKept (the most experts a layer keeps), then the threshold rule at each ε. */
+export function sweepRoutings(maxKept: number, epsilons: readonly number[]): RoutingOverride[] {
   const routings: RoutingOverride[] = [];
   for (let k = 1; k <= maxKept; k++) routings.push({ mode: 'topk', k });
   for (const epsilon of epsilons) routings.push({ mode: 'threshold', epsilon });
   return routings;
 }
 
-export function toQualityCostPoint(plan: PlanView, routing: RoutingOverride, quality: Quality): QualityCostPoint {
+export function toQualityCostPoint(plan: CostView, routing: RoutingOverride, quality: Quality): QualityCostPoint {
   // Top-k runs exactly k experts (capped by the kept count); the counters confirm it, and the threshold rule
   // needs them: its mean expert count is only known after running.
   const meanExperts = Number.isFinite(quality.mean_active_experts) ? quality.mean_active_experts : (routing.k ?? NaN);
@@ -43,18 +45,19 @@ export function toQualityCostPoint(plan: PlanView, routing: RoutingOverride, qua
     loss: quality.loss,
     perplexity: quality.perplexity,
     bits_per_byte: quality.bits_per_byte,
+    layer_mean_experts: quality.layer_mean_experts,
   };
 }
 
 export async function sweepQualityCost(
   context: EvaluationContext,
-  plan: PlanView,
+  plan: CostView,
   input: QualityInput,
-  epsilons: readonly number[],
+  routings: readonly RoutingOverride[],
   onPoint: (label: string) => void = () => undefined,
 ): Promise<QualityCostPoint[]> {
   const points: QualityCostPoint[] = [];
-  for (const routing of sweepRoutings(plan, epsilons)) {
+  for (const routing of routings) {
     const quality = await measureQuality(context, input, routing);
     points.push(toQualityCostPoint(plan, routing, quality));
     onPoint(routing.mode === 'topk' ? `top-${routing.k}` : `ε=${routing.epsilon}`);
