@@ -11,7 +11,7 @@ import type { QualityCostPoint } from '../runtime/quality_cost_sweep';
 import { sweepQualityCost, sweepRoutings } from '../runtime/quality_cost_sweep';
 import { measureThroughput, throughputUnits, ThroughputSettings } from './throughput';
 import { measureMachine, remeasureBandwidth, type MachineReport } from './machine';
-import { calibrateRates, chooseWork, ratesAsThroughput, runMs, type CostRates } from './time_budget';
+import { runMs, sizeToBudget, type CostRates, type RunBudget } from './time_budget';
 import type { BudgetReport } from './report_json';
 import { analyse } from './analysis';
 import { uniformSelection } from './cost_model';
@@ -34,24 +34,6 @@ import { reportMarkdown } from './report_markdown';
 const PEER_ROUNDS = 2;
 /** Time set aside for rendering figures and writing the files, when sizing work to a budget. */
 export const FILES_RESERVE_MS = 10_000;
-/** Decode calls per mode in the budget's calibration round. */
-const CALIBRATION_DECODE_STEPS = 2;
-
-/** `--budget`: batches and repeats are chosen after a calibration round on the opened plan. */
-export interface RunBudget {
-  minutes: number;
-  /** Date.now() when the command started: the budget counts everything, plan writing included. */
-  startedAt: number;
-  candidateBatches: number[];
-  maxRepeats: number;
-  fixedBatches?: number[];
-  fixedRepeats?: number;
-  layers: BudgetReport['layers'];
-  /** False when the layer choice found no depth whose setup and least work fit. */
-  setupFits: boolean;
-  /** Estimated time of the PyTorch peer, when it runs. */
-  peerReserveMs: number;
-}
 
 export interface ReferenceCheckInput {
   /** Loss of the dense checkpoint (reference forward) on each of these windows, computed by the caller. */
@@ -125,38 +107,14 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
       let rates: CostRates | null = null;
       if (budget) {
         progress.note('calibration: batch 1, dense and sparse');
-        const calibration = await calibrateRates(context, plan, { ...settings, decodeSteps: CALIBRATION_DECODE_STEPS });
-        rates = calibration.rates;
         const reserveMs = machineMs + (options.peer.enabled ? budget.peerReserveMs : 0) + FILES_RESERVE_MS;
-        const deadline = budget.startedAt + budget.minutes * 60_000;
-        const choice = chooseWork({
-          plan, rates, shape: settings, availableMs: deadline - Date.now() - reserveMs,
-          candidateBatches: budget.candidateBatches, maxRepeats: budget.maxRepeats,
-          fixedBatches: budget.fixedBatches, fixedRepeats: budget.fixedRepeats,
-        });
-        settings.batches = choice.batches;
-        settings.repeats = choice.repeats;
-        const effective = ratesAsThroughput(rates);
-        budgetReport = {
-          minutes: budget.minutes,
-          estimated_ms: Date.now() - budget.startedAt + choice.estimatedMs + reserveMs,
-          elapsed_ms: 0,
-          fits: choice.fits && budget.setupFits,
-          layers: budget.layers,
-          batches: { chosen: choice.batches, given: budget.fixedBatches !== undefined },
-          repeats: { chosen: choice.repeats, given: budget.fixedRepeats !== undefined },
-          calibration: { calls: calibration.samples.length, effective_bandwidth_gbs: effective.bandwidth_gbs, effective_gflops: effective.gflops },
-        };
-        const line =
-          `budget ${budget.minutes} min: batches ${choice.batches.join(',')}, ${choice.repeats} repeat${choice.repeats === 1 ? '' : 's'}` +
-          `${budget.layers ? `, ${budget.layers.chosen} of ${budget.layers.full} layers` : ''}; estimated total ${formatMinutes(budgetReport.estimated_ms)}` +
-          ` (calibration: ${fixedOrDash(effective.bandwidth_gbs)} GB/s of weights, ${fixedOrDash(effective.gflops)} GFLOP/s)` +
-          (choice.fits ? '' : '; even the least work is estimated to overrun the budget');
-        process.stderr.write(`report: ${line}\n`);
-        const unitWeight = (mode: 'dense' | 'sparse', batch: number) => runMs(plan, rates as CostRates, mode, batch, settings);
-        let throughputTotal = 0;
-        for (const batch of settings.batches) throughputTotal += (settings.repeats + 1) * (unitWeight('dense', batch) + unitWeight('sparse', batch));
-        progress.weighInMs(throughputTotal + reserveMs);
+        const sized = await sizeToBudget(context, plan, settings, budget, reserveMs);
+        rates = sized.rates;
+        budgetReport = sized.report;
+        settings.batches = sized.report.batches.chosen;
+        settings.repeats = sized.report.repeats.chosen;
+        process.stderr.write(`report: ${sized.summary}\n`);
+        progress.weighInMs(sized.remainingMs);
       }
 
       let quality: Record<'dense' | 'sparse', Quality> | null = null;
@@ -334,10 +292,3 @@ function sparseLoadFromMixedCounts(expertCounts: readonly Int32Array[], tokens: 
 }
 
 
-function formatMinutes(ms: number): string {
-  return `${(ms / 60_000).toFixed(1)} min`;
-}
-
-function fixedOrDash(value: number | null): string {
-  return value === null ? '–' : value.toFixed(1);
-}

@@ -3,6 +3,7 @@ import { planCost } from '../plan/cost';
 import type { PlanDtype } from '../plan/plan_format';
 import type { EvaluationContext, ReportMode } from './engine';
 import { runOnce, type ThroughputSettings } from './throughput';
+import type { BudgetReport } from './report_json';
 import { PlanView, planTopK } from './plan_view';
 import { denseSelection, uniformSelection, weightBytesPerCall } from './cost_model';
 
@@ -218,4 +219,63 @@ export function ratesAsThroughput(rates: CostRates): { bandwidth_gbs: number | n
     bandwidth_gbs: rates.msPerByte > 0 ? 1 / (rates.msPerByte * 1e6) : null,
     gflops: rates.msPerFlop > 0 ? 1 / (rates.msPerFlop * 1e6) : null,
   };
+}
+
+/** Decode calls per mode in the budget's calibration round. */
+const CALIBRATION_DECODE_STEPS = 2;
+
+/** `--budget`: batches and repeats are chosen after a calibration round on the opened plan. */
+export interface RunBudget {
+  minutes: number;
+  /** Date.now() when the command started: the budget counts everything, plan writing included. */
+  startedAt: number;
+  candidateBatches: number[];
+  maxRepeats: number;
+  fixedBatches?: number[];
+  fixedRepeats?: number;
+  layers: BudgetReport['layers'];
+  /** False when the layer choice found no depth whose setup and least work fit. */
+  setupFits: boolean;
+  /** Estimated time of the PyTorch peer, when it runs. */
+  peerReserveMs: number;
+}
+
+/**
+ * Batches and repeats for an opened plan: a calibration round, rates fitted to it, and chooseWork within what is
+ * left before the deadline less `reserveMs` (bandwidth re-measure, peer, files). Returns the record for report.json,
+ * a one-line summary, and the estimated milliseconds still ahead (for the progress ETA).
+ */
+export async function sizeToBudget(
+  context: EvaluationContext,
+  plan: PlanView,
+  settings: ThroughputSettings,
+  budget: RunBudget,
+  reserveMs: number,
+): Promise<{ rates: CostRates; report: BudgetReport; summary: string; remainingMs: number }> {
+  const calibration = await calibrateRates(context, plan, { ...settings, decodeSteps: CALIBRATION_DECODE_STEPS });
+  const rates = calibration.rates;
+  const deadline = budget.startedAt + budget.minutes * 60_000;
+  const choice = chooseWork({
+    plan, rates, shape: settings, availableMs: deadline - Date.now() - reserveMs,
+    candidateBatches: budget.candidateBatches, maxRepeats: budget.maxRepeats,
+    fixedBatches: budget.fixedBatches, fixedRepeats: budget.fixedRepeats,
+  });
+  const effective = ratesAsThroughput(rates);
+  const report: BudgetReport = {
+    minutes: budget.minutes,
+    estimated_ms: Date.now() - budget.startedAt + choice.estimatedMs + reserveMs,
+    elapsed_ms: 0,
+    fits: choice.fits && budget.setupFits,
+    layers: budget.layers,
+    batches: { chosen: choice.batches, given: budget.fixedBatches !== undefined },
+    repeats: { chosen: choice.repeats, given: budget.fixedRepeats !== undefined },
+    calibration: { calls: calibration.samples.length, effective_bandwidth_gbs: effective.bandwidth_gbs, effective_gflops: effective.gflops },
+  };
+  const rate = (value: number | null) => (value === null ? '–' : value.toFixed(1));
+  const summary =
+    `budget ${budget.minutes} min: batches ${choice.batches.join(',')}, ${choice.repeats} repeat${choice.repeats === 1 ? '' : 's'}` +
+    `${budget.layers ? `, ${budget.layers.chosen} of ${budget.layers.full} layers` : ''}; estimated total ${(report.estimated_ms / 60_000).toFixed(1)} min` +
+    ` (calibration: ${rate(effective.bandwidth_gbs)} GB/s of weights, ${rate(effective.gflops)} GFLOP/s)` +
+    (report.fits ? '' : '; even the least work is estimated to overrun the budget');
+  return { rates, report, summary, remainingMs: choice.estimatedMs + reserveMs };
 }
