@@ -30,7 +30,7 @@ describe('dsmoe convert', () => {
   const dense = tempDir('cli-dense');
   writeDenseFolder(dense, tinyConfig, randomDenseWeights(tinyConfig, 21));
 
-  test('threshold-topk on a text file writes the plan folder and prints the per-layer table', async () => {
+  test('by default on a text file: picks the plan, writes the folder with the choice, prints the per-layer table', async () => {
     const text = path.join(tempDir('cli-text'), 'calib.txt');
     fs.writeFileSync(text, 'In the beginning God created the heaven and the earth. '.repeat(20));
     const out = tempDir('cli-out');
@@ -38,12 +38,27 @@ describe('dsmoe convert', () => {
     expect(stdout).toMatch(/^layer +mode +k +thr-mean/);
     expect(stdout).toMatch(/calibration loss \(nats\/token, 256 tokens\): dense \d/);
     const { plan } = readPlan(out);
-    expect(plan.strategy.name).toBe('threshold-topk');
+    const choice = plan.choice!;
+    expect(choice.max_loss_increase).toBe(0.005);
+    expect(plan.strategy.name).toBe(choice.chosen.strategy);
+    expect(choice.chosen.loss).toBeLessThanOrEqual(choice.loss_bound);
+    expect(choice.sweep.length).toBeGreaterThanOrEqual(tinyConfig.num_experts + 10); // every k, every default ε
     expect(plan.dtype).toBe('f32');
     expect(plan.calibration!.tokens).toBe(256);
     for (const file of ['plan.json', 'weights.safetensors', 'calibration.json', 'tokenizer.json', 'tokenizer_config.json']) {
       expect(fs.existsSync(path.join(out, file))).toBe(true);
     }
+  });
+
+  test('--epsilon alone forces threshold-topk (no sweep); without calibration tokens the choice is an error', async () => {
+    const text = path.join(tempDir('cli-text'), 'calib.txt');
+    fs.writeFileSync(text, 'In the beginning God created the heaven and the earth. '.repeat(20));
+    const out = tempDir('cli-out');
+    await runConvert([dense, '--out', out, '--epsilon', '0.3', '--calib-text', text, '--calib-tokens', '128', '--calib-context', '32', '--quiet']);
+    const { plan } = readPlan(out);
+    expect(plan.strategy).toMatchObject({ name: 'threshold-topk', epsilon: 0.3 });
+    expect(plan.choice).toBeUndefined();
+    await expect(runConvert([dense, '--out', tempDir('cli-out'), '--calib-tokens', '0', '--quiet'])).rejects.toThrow(/choosing the plan needs calibration tokens/);
   });
 
   test('topk on the validation split of --recipe, bf16', async () => {
