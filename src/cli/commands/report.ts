@@ -102,7 +102,6 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     positive('eval-tokens', args['eval-tokens']);
     positive('peer-repeats', args['peer-repeats']);
     positive('llama-cpp-repeats', args['llama-cpp-repeats']);
-    if (!Number.isFinite(args.budget) || args.budget < 0) throw new UserError(`--budget must be a number of minutes ≥ 0, got ${args.budget}`);
     if (!Number.isInteger(args['reference-windows']) || args['reference-windows'] < 0) {
       throw new UserError(`--reference-windows must be a non-negative integer, got ${args['reference-windows']}`);
     }
@@ -123,12 +122,14 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       if (!args.shape || !args['random-init']) throw new UserError('--shape and --random-init go together (speed at a shape, random weights)');
       if (args.dense || args.sparse) throw new UserError('--shape --random-init builds its own plan; drop --dense/--sparse');
       if (args.recipe || args.text) throw new UserError('--shape --random-init measures speed only, on no text; drop --recipe/--text');
+      const budget = args.budget ?? 10;
+      if (!Number.isFinite(budget) || budget < 0) throw new UserError(`--budget must be a number of minutes ≥ 0, got ${args.budget}`);
       positive('layers', args.layers);
       positive('k', args.k);
       const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
       report = await reportFromShape(runtime, {
         ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
-        budgetMinutes: args.budget, startedAt,
+        budgetMinutes: budget, startedAt,
       });
     } else {
       if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
