@@ -24,7 +24,14 @@ module.exports = {
       severity: 'error',
       comment: 'The shared formats import no stage: each stage imports them.',
       from: { path: '^src/(plan|checkpoint|sampling)/|^src/errors\\.ts$' },
-      to: { path: '^src/(train|convert|runtime|serve|report|cli|interop|bench|notebooks)/' },
+      to: { path: '^src/(train|convert|runtime|serve|report|cli|interop|bench|notebooks|study)/' },
+    },
+    {
+      name: 'studies-sit-above-the-stages',
+      severity: 'error',
+      comment: 'src/study runs train → convert → eval through the stages; only the CLI runs a study, no stage imports it.',
+      from: { path: '^src/', pathNot: '^src/(cli|study)/' },
+      to: { path: '^src/study/' },
     },
     {
       name: 'no-cli-below-the-cli',

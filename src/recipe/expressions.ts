@@ -139,3 +139,24 @@ export function resolveVariables(variables: Map<string, Variable>): Map<string, 
   for (const name of variables.keys()) resolve(name);
   return values;
 }
+
+/**
+ * Replaces the given names in an expression by their values and returns the expression's text (mathjs syntax):
+ * a study writes each point's recipe with its own variables (`tpp`, `G`) already substituted, so that the recipe
+ * evaluates the rest (`tpp * params` → `20 * params`). Throws on text that does not parse.
+ */
+export function substituteNames(text: string, values: Readonly<Record<string, number>>): string {
+  const node = math.parse(text).transform((child, path, parent) => {
+    if (child.type !== 'SymbolNode' || (parent?.type === 'FunctionNode' && path === 'fn')) return child;
+    const name = (child as unknown as { name: string }).name;
+    return Object.prototype.hasOwnProperty.call(values, name) ? new math.ConstantNode(values[name]) : child;
+  });
+  return node.toString();
+}
+
+/** Evaluates a closed expression (no names but mathjs constants) to a finite number, or throws. */
+export function evaluateClosed(text: string): number {
+  const value = math.evaluate(text) as unknown;
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new Error(`${JSON.stringify(text)} is not a finite number`);
+  return value;
+}

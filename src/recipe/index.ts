@@ -1,3 +1,3 @@
-export { loadRecipe } from './load';
+export { loadRecipe, recipeFromDocument } from './load';
 export { recipeHash, canonicalJson } from './hash';
 export type { Recipe } from './types';

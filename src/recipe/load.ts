@@ -103,7 +103,14 @@ function resolveCorpus(file: string, value: unknown): 'default' | string[] {
 
 /** Loads, evaluates and validates a recipe file. */
 export function loadRecipe(file: string): Recipe {
-  const document = parseFile(file);
+  return recipeFromDocument(parseFile(file), file);
+}
+
+/**
+ * Evaluates and validates a parsed recipe document as if it had been read from `file` (errors name that file,
+ * relative corpus paths are from its folder). A study evaluates its points' recipes this way before writing them.
+ */
+export function recipeFromDocument(document: unknown, file: string): Recipe {
   if (!isMapping(document)) throw new UserError(`${file}: expected a mapping of recipe sections, got ${show(document)}`);
   const sectionNames = Object.keys(SECTIONS) as SectionName[];
   checkKnownFields(file, '', document, [...Object.keys(TOP_LEVEL), ...sectionNames]);

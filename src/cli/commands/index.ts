@@ -10,6 +10,7 @@ import { reportCommand } from './report';
 import { demoCommand } from './demo';
 import { serveCommand } from './serve';
 import { exportCommand } from './export';
+import { studyCommand } from './study';
 
 /** Every `dsmoe` command, in the order `--help` lists them. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -25,4 +26,5 @@ export const commands: CommandModule<any, any>[] = [
   demoCommand,
   serveCommand,
   exportCommand,
+  studyCommand,
 ];
