@@ -30,16 +30,22 @@ static std::vector<float> randn(size_t n, float scale = 1.f) {
   return v;
 }
 
-// Weights of dtype t from f32 values: raw bits for bf16/f16.
+// Weights of dtype t from f32 values: raw bits for bf16/f16, GGUF blocks for q8_0/q4_0 (rows of `row` weights).
 struct Weights {
   DType t;
   std::vector<float> f;
   std::vector<uint16_t> h;
-  const void* data() const { return t == DType::F32 ? static_cast<const void*>(f.data()) : h.data(); }
+  std::vector<uint8_t> q;
+  const void* data() const {
+    return t == DType::F32 ? static_cast<const void*>(f.data()) : is_quantized(t) ? static_cast<const void*>(q.data()) : h.data();
+  }
 };
 static Weights make_weights(size_t n, DType t, float scale = 1.f) {
-  Weights w{t, randn(n, scale), {}};
-  if (t != DType::F32) {
+  Weights w{t, randn(n, scale), {}, {}};
+  if (is_quantized(t)) {
+    w.q.resize(bytes_of(t, n));
+    quantize_row(w.f.data(), int(n), t, w.q.data());  // rows of whole blocks: one long row is the same bytes
+  } else if (t != DType::F32) {
     w.h.resize(n);
     for (size_t i = 0; i < n; ++i) w.h[i] = t == DType::BF16 ? f32_to_bf16(w.f[i]) : f32_to_f16(w.f[i]);
   }
@@ -91,16 +97,25 @@ static const char* dn(DType t) { return dtype_name(t); }
 // panels, M across the micro-kernel heights (mr = 4, 6, 8) and the GEMV/GEMM switch (M = 4/5), N leaving partial
 // panels for every nr (8, 16, 32) — for every weight dtype, both epilogues, every ISA and 1 and 3 threads. The
 // reference is computed once per case and every path is compared with it.
+//
+// Q8_0 / Q4_0 rows are whole 32-weight blocks, so their K are the multiples of 32 nearest the same boundaries (one
+// block, just under / at / just over one panel, past eight panels); their twin is "dequantize to f32, then
+// linear_ref" (load_f32 dequantizes element by element) and, as the dequantized weights are exact in f32, the same
+// 1e-7 holds.
 static void test_linear_sweep(const std::vector<Simd>& levels, ThreadPool* pool3) {
-  const int Ks[] = {1, 255, 256, 257, 600, 2048, 2049};
   const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 129};
   struct Case { int M, K, N; };
-  std::vector<Case> cases;
-  for (int K : Ks)
-    for (int M : Ms) cases.push_back({M, K, 70});  // 70 = 2·32 + 6 = 4·16 + 6 = 8·8 + 6
-  for (int M : {1, 7, 129}) cases.push_back({M, 257, 5});  // a single, partial panel
-  for (DType t : {DType::F32, DType::BF16, DType::F16})
-    for (const Case& c : cases) {
+  auto sweep = [&](std::vector<int> Ks, int K_small_panel) {
+    std::vector<Case> cases;
+    for (int K : Ks)
+      for (int M : Ms) cases.push_back({M, K, 70});  // 70 = 2·32 + 6 = 4·16 + 6 = 8·8 + 6
+    for (int M : {1, 7, 129}) cases.push_back({M, K_small_panel, 5});  // a single, partial panel
+    return cases;
+  };
+  const std::vector<Case> plain = sweep({1, 255, 256, 257, 600, 2048, 2049}, 257);
+  const std::vector<Case> blocked = sweep({32, 224, 256, 288, 608, 2048, 2080}, 288);
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0})
+    for (const Case& c : is_quantized(t) ? blocked : plain) {
       const int M = c.M, K = c.K, N = c.N;
       Weights W = make_weights(size_t(N) * K, t, 0.5f);
       std::vector<float> X = randn(size_t(M) * K), bias = randn(N), scale = randn(M), init = randn(size_t(M) * N);
@@ -135,6 +150,65 @@ static void test_linear_sweep(const std::vector<Simd>& levels, ThreadPool* pool3
         }
       }
     }
+}
+
+// The block layouts are GGUF's, byte for byte: hand-made blocks dequantize to the values llama.cpp gives them.
+static void test_quant_layout() {
+  uint8_t q8[34], q4[18];
+  const uint16_t half = 0x3800;  // f16 0.5
+  std::memcpy(q8, &half, 2);
+  std::memcpy(q4, &half, 2);
+  for (int j = 0; j < 32; ++j) q8[2 + j] = uint8_t(int8_t(j - 16));
+  for (int j = 0; j < 16; ++j) q4[2 + j] = uint8_t(j | (15 - j) << 4);
+  bool ok8 = true, ok4 = true;
+  for (int j = 0; j < 32; ++j) ok8 &= load_f32(q8, DType::Q8_0, j) == 0.5f * float(j - 16);
+  for (int j = 0; j < 16; ++j) {
+    ok4 &= load_f32(q4, DType::Q4_0, j) == 0.5f * float(j - 8);
+    ok4 &= load_f32(q4, DType::Q4_0, j + 16) == 0.5f * float(7 - j);
+  }
+  ++g_checks;
+  if (!ok8 || !ok4) {
+    std::printf("FAIL quantized block layout (q8_0 %s, q4_0 %s)\n", ok8 ? "ok" : "wrong", ok4 ? "ok" : "wrong");
+    ++g_failures;
+  }
+  // quantize_row follows ggml's reference rounding: a block of x[j] = j − 16 gives Q4_0 scale −16/−8 = 2 and
+  // nibbles min(15, ⌊x/2 + 8.5⌋), Q8_0 scale 16/127 and q = round(x · 127/16).
+  float x[32];
+  for (int j = 0; j < 32; ++j) x[j] = float(j - 16);
+  quantize_row(x, 32, DType::Q4_0, q4);
+  quantize_row(x, 32, DType::Q8_0, q8);
+  bool okq = block_scale_bits(q4) == f32_to_f16(2.f) && block_scale_bits(q8) == f32_to_f16(16.f / 127.f);
+  for (int j = 0; j < 16; ++j) {
+    const int lo = std::min(15, int(float(j - 16) / 2.f + 8.5f)), hi = std::min(15, int(float(j) / 2.f + 8.5f));
+    okq &= q4[2 + j] == uint8_t(lo | hi << 4);
+  }
+  for (int j = 0; j < 32; ++j) okq &= int8_t(q8[2 + j]) == int8_t(std::lround(float(j - 16) * (127.f / 16.f)));
+  ++g_checks;
+  if (!okq) {
+    std::printf("FAIL quantize_row does not match ggml's reference rounding\n");
+    ++g_failures;
+  }
+}
+
+// What quantizing costs, against the f32 product (Gaussian weights): Q8_0's step is a block's max |w| / 127 (nMSE
+// ≈ step²/12/σ² ≈ 3e-5), Q4_0's a block's max |w| / 8 (≈ 1e-2). Bounds 1e-4 and 3e-2.
+static void test_quant_error(const std::vector<Simd>& levels) {
+  const int M = 3, K = 608, N = 70;
+  Weights W32 = make_weights(size_t(N) * K, DType::F32, 0.5f);
+  std::vector<float> X = randn(size_t(M) * K), ref(size_t(M) * N);
+  linear_ref(X.data(), M, K, W32.data(), DType::F32, N, ref.data(), N, Epilogue{});
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    std::vector<uint8_t> q(bytes_of(t, W32.f.size()));
+    quantize_row(W32.f.data(), int(W32.f.size()), t, q.data());
+    for (Simd level : levels) {
+      set_simd(level);
+      Guarded got(size_t(M) * N);
+      linear(nullptr, X.data(), M, K, q.data(), t, N, got.data(), N, Epilogue{});
+      char name[120];
+      std::snprintf(name, sizeof name, "quantized weights %s %s vs f32", simd_name(level), dn(t));
+      check(name, ref.data(), got.data(), ref.size(), t == DType::Q8_0 ? 1e-4 : 3e-2, got.guards_intact());
+    }
+  }
 }
 
 // What narrowing the weights costs (the bounds kernels.h states): the fast product over bf16/f16 weights against
@@ -240,9 +314,10 @@ static void test_small_kernels(ThreadPool* pool, const char* level) {
 // Routed experts: top-k routing over random probabilities, then the fast grouped path against the per-token
 // reference, for token counts that hit the GEMV (≤ 4 per expert) and GEMM paths.
 static void test_moe(ThreadPool* pool, const char* level) {
-  for (DType t : {DType::F32, DType::BF16})
+  for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0})
     for (int T : {1, 4, 5, 17, 32, 129}) {
-      int E = 6, d = 40, I = 27, k = 2;
+      // quantized rows are whole blocks: d and I multiples of 32
+      int E = 6, d = is_quantized(t) ? 64 : 40, I = is_quantized(t) ? 96 : 27, k = 2;
       std::vector<int32_t> slot_of = {0, 1, -1, 2, 3, 4};  // expert 2 pruned
       std::vector<uint8_t> allowed = {1, 1, 0, 1, 1, 1};
       int K = 5;
@@ -370,6 +445,8 @@ int main() {
     }
   }
   test_linear_sweep(levels, &pool3);
+  test_quant_layout();
+  test_quant_error(levels);
   test_narrowing(levels);
   test_router_twins();
   test_select();

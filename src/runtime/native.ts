@@ -99,11 +99,17 @@ export interface SelectRuleSpec {
   allowed?: Uint8Array; // [E] 0 = pruned
 }
 
-/** Bf16/f16 weights are passed as their raw bits (Uint16Array). */
-export type KernelWeights = Float32Array | Uint16Array;
+/**
+ * Weight types of the kernels: the plan dtypes, and GGUF's Q8_0 / Q4_0 blocks (32 weights, f16 scale; rows of a
+ * multiple of 32 weights) for quantized matrices.
+ */
+export type KernelDtype = WeightDtype | 'q8_0' | 'q4_0';
+
+/** Bf16/f16 weights are passed as their raw bits (Uint16Array), q8_0/q4_0 as their blocks (Uint8Array). */
+export type KernelWeights = Float32Array | Uint16Array | Uint8Array;
 
 export interface NativeKernels {
-  linear(X: Float32Array, M: number, K: number, W: KernelWeights, dtype: WeightDtype, N: number, opts?: KernelOptions & { bias?: Float32Array }): Float32Array;
+  linear(X: Float32Array, M: number, K: number, W: KernelWeights, dtype: KernelDtype, N: number, opts?: KernelOptions & { bias?: Float32Array }): Float32Array;
   gemm(A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, opts?: KernelOptions): Float32Array;
   embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;
   rmsnorm(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions): Float32Array;
@@ -117,7 +123,7 @@ export interface NativeKernels {
   groupByExpert(ids: Int32Array, weights: Float32Array, count: Int32Array, T: number, cap: number, E: number): { counts: Int32Array; offsets: Int32Array; rows: Int32Array; rowWeight: Float32Array };
   swiglu(gu: Float32Array, n: number, I: number, opts?: KernelOptions): Float32Array;
   moeFfn(
-    x: Float32Array, T: number, d: number, I: number, gateUp: KernelWeights, down: KernelWeights, dtype: WeightDtype,
+    x: Float32Array, T: number, d: number, I: number, gateUp: KernelWeights, down: KernelWeights, dtype: KernelDtype,
     E: number, slotOfExpert: Int32Array, offsets: Int32Array, rows: Int32Array, rowWeight: Float32Array, opts?: KernelOptions,
   ): Float32Array;
   combine(out: Float32Array, rows: Int32Array, T: number, d: number, opts?: KernelOptions): Float32Array;
@@ -137,6 +143,8 @@ export interface NativeAddon {
   setSimd(level: Simd): Simd;
   memoryBandwidthGBs(bytes?: number, threads?: number): number;
   peakGflops(threads?: number): number;
+  /** posix_fadvise(DONTNEED) on a file: its clean cached pages are dropped (a cold start for benchmarks). */
+  dropPageCache(path: string): void;
   kernels: NativeKernels;
   NativeModel: new (spec: NativeModelSpec) => NativeModel;
 }

@@ -41,6 +41,30 @@ function weights(n: number, dtype: WeightDtype, scale = 0.5): { raw: KernelWeigh
   return { raw, f32: dtype === 'bf16' ? bf16ToF32(raw) : f16ToF32(raw) };
 }
 
+/**
+ * Random GGUF blocks (random f16 scales and random quants, not a quantizer's output) and their values by the
+ * format's rules: Q8_0 = f16 d, 32 × int8 q, w = d·q; Q4_0 = f16 d, 16 bytes, w[j] = d·((b[j] & 15) − 8),
+ * w[j + 16] = d·((b[j] >> 4) − 8).
+ */
+function quantizedWeights(n: number, dtype: 'q8_0' | 'q4_0'): { raw: Uint8Array; f32: Float32Array } {
+  const blockBytes = dtype === 'q8_0' ? 34 : 18;
+  const raw = new Uint8Array((n / 32) * blockBytes);
+  const f32 = new Float32Array(n);
+  for (let b = 0; b < n / 32; b++) {
+    const at = b * blockBytes;
+    const scale = f32ToF16(new Float32Array([(0.5 + rand()) * 0.01]));
+    raw[at] = scale[0] & 0xff;
+    raw[at + 1] = scale[0] >> 8;
+    const d = f16ToF32(scale)[0];
+    for (let j = 0; j < blockBytes - 2; j++) raw[at + 2 + j] = Math.floor(rand() * 256);
+    for (let j = 0; j < 32; j++) {
+      if (dtype === 'q8_0') f32[b * 32 + j] = d * ((raw[at + 2 + j] << 24) >> 24);
+      else f32[b * 32 + j] = d * (((j < 16 ? raw[at + 2 + j] : raw[at + 2 + j - 16] >> 4) & 15) - 8);
+    }
+  }
+  return { raw, f32 };
+}
+
 // --- naive references ---------------------------------------------------------------------------------------
 
 function linearRef(X: Float32Array, M: number, K: number, W: Float32Array, N: number, bias?: Float32Array): Float32Array {
@@ -107,6 +131,19 @@ describe.each(levels)('kernels at SIMD level %s', (level) => {
     for (const dtype of ['f32', 'bf16', 'f16'] as WeightDtype[])
       for (const [M, K, N] of [[1, 37, 29], [3, 64, 17], [4, 129, 33], [5, 40, 70], [17, 23, 45]]) {
         const W = weights(N * K, dtype);
+        const X = randn(M * K);
+        const bias = randn(N);
+        const want = linearRef(X, M, K, W.f32, N, bias);
+        for (const impl of ['ref', 'fast', 'gemv', 'gemm'] as const) {
+          expect(nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want)).toBeLessThan(1e-10);
+        }
+      }
+  });
+
+  test.each([1, 3])('linear over q8_0 / q4_0 blocks equals "dequantize (GGUF rules, in TypeScript), then the product" on %i thread(s)', (threads) => {
+    for (const dtype of ['q8_0', 'q4_0'] as const)
+      for (const [M, K, N] of [[1, 32, 29], [3, 64, 17], [4, 288, 33], [5, 96, 70], [17, 256, 45]]) {
+        const W = quantizedWeights(N * K, dtype);
         const X = randn(M * K);
         const bias = randn(N);
         const want = linearRef(X, M, K, W.f32, N, bias);
@@ -345,6 +382,10 @@ describe('routing and sampling kernels', () => {
     expect(() => k.linear(new Float32Array(3), 2, 2, new Float32Array(4), 'f32', 2)).toThrow(/X has 3 elements, needs at least 4/);
     expect(() => k.linear(new Float32Array(4), 2, 2, new Uint16Array(4), 'f32', 2)).toThrow(/W must be a Float32Array/);
     expect(() => k.linear(new Float32Array(4), 2, 2, new Float32Array(4), 'f64' as WeightDtype, 2)).toThrow(/dtype/);
+    expect(() => k.linear(new Float32Array(80), 2, 40, new Uint8Array(1000), 'q8_0', 2)).toThrow(/K is 40: Q8_0 rows are blocks of 32 weights/);
+    expect(() => k.linear(new Float32Array(64), 2, 32, new Uint8Array(35), 'q4_0', 2)).toThrow(/W has 35 elements, needs at least 36/);
+    expect(() => k.linear(new Float32Array(64), 2, 32, new Uint16Array(36), 'q4_0', 2)).toThrow(/W must be a Uint8Array/);
+    expect(() => k.embedding(new Uint8Array(34), 'q8_0' as WeightDtype, 1, 32, new Int32Array([0]))).toThrow(/embedding tables are f32, bf16 or f16/);
     expect(() => k.embedding(new Float32Array(4), 'f32', 2, 2, new Int32Array([2]))).toThrow(/out of range/);
   });
 });

@@ -49,14 +49,25 @@ inline DType dtype_from(Napi::Env env, const std::string& s) {
   if (s == "f32" || s == "F32") return DType::F32;
   if (s == "bf16" || s == "BF16") return DType::BF16;
   if (s == "f16" || s == "F16") return DType::F16;
-  throw Napi::TypeError::New(env, "dtype must be f32, bf16 or f16, got " + s);
+  if (s == "q8_0" || s == "Q8_0") return DType::Q8_0;
+  if (s == "q4_0" || s == "Q4_0") return DType::Q4_0;
+  throw Napi::TypeError::New(env, "dtype must be f32, bf16, f16, q8_0 or q4_0, got " + s);
 }
 
-// Weights for a kernel: Float32Array when dtype is f32, Uint16Array (raw bits) for bf16/f16.
+// Weights for a kernel of `min_len` elements: Float32Array when dtype is f32, Uint16Array (raw bits) for bf16/f16,
+// Uint8Array of GGUF blocks for q8_0/q4_0 (bytes_of(t, min_len) bytes).
 inline const void* weights_arg(const Napi::CallbackInfo& info, size_t i, DType t, size_t min_len, const char* what) {
-  Napi::TypedArray a = t == DType::F32 ? typed_array(info, i, napi_float32_array, "Float32Array", min_len, what)
-                                       : typed_array(info, i, napi_uint16_array, "Uint16Array", min_len, what);
+  Napi::TypedArray a = t == DType::F32   ? typed_array(info, i, napi_float32_array, "Float32Array", min_len, what)
+                       : is_quantized(t) ? typed_array(info, i, napi_uint8_array, "Uint8Array", bytes_of(t, min_len), what)
+                                         : typed_array(info, i, napi_uint16_array, "Uint16Array", min_len, what);
   return static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+}
+
+// A quantized matrix's rows must be whole blocks.
+inline void check_rows_quantizable(Napi::Env env, DType t, int row, const char* what) {
+  if (is_quantized(t) && row % kQuantBlock != 0)
+    throw Napi::RangeError::New(env, std::string(what) + " is " + std::to_string(row) + ": " + dtype_name(t) +
+                                         " rows are blocks of " + std::to_string(kQuantBlock) + " weights");
 }
 
 inline Napi::Float32Array new_f32(Napi::Env env, size_t n) { return Napi::Float32Array::New(env, n); }

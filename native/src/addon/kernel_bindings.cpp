@@ -63,6 +63,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   if (!info[4].IsString()) throw Napi::TypeError::New(env, "dtype must be a string");
   DType t = dtype_from(env, info[4].ToString().Utf8Value());
   int N = int_arg(info, 5, "N", 1);
+  check_rows_quantizable(env, t, K, "K");
   const void* W = weights_arg(info, 3, t, sz(N, K), "W");
   Options o = options_arg(info, 6);
   Epilogue ep;
@@ -101,6 +102,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   DType t = dtype_from(env, info[1].ToString().Utf8Value());
+  if (is_quantized(t)) throw Napi::TypeError::New(env, "embedding tables are f32, bf16 or f16, not " + std::string(dtype_name(t)));
   int V = int_arg(info, 2, "V", 1), d = int_arg(info, 3, "d", 1);
   const void* table = weights_arg(info, 0, t, sz(V, d), "table");
   int32_t* idp = i32_arg(info, 4, 0, "ids");
@@ -269,6 +271,8 @@ Napi::Value MoeFfn(const Napi::CallbackInfo& info) {
   int32_t* slot_of = i32_arg(info, 8, size_t(E), "slotOfExpert");
   int K = 0;
   for (int e = 0; e < E; ++e) K = std::max(K, slot_of[e] + 1);
+  check_rows_quantizable(env, t, d, "d");
+  check_rows_quantizable(env, t, I, "I");
   const void* gu = weights_arg(info, 4, t, size_t(K) * 2 * I * d, "gateUp");
   const void* dn = weights_arg(info, 5, t, size_t(K) * d * I, "down");
   int32_t* offsets = i32_arg(info, 9, size_t(E) + 1, "offsets");

@@ -34,13 +34,12 @@ void moe_ffn_ref(const float* x, int T, const ExpertWeights& w, int E, const int
                  const float* row_weight, float* y) {
   (void)T;
   const int d = w.d, I = w.I;
-  const size_t esz = dtype_size(w.dtype);
   std::vector<float> gu(size_t(2) * I), h(I);
   for (int e = 0; e < E; ++e) {
     int slot = w.slot_of_expert[e];
     if (offsets[e + 1] == offsets[e] || slot < 0) continue;
-    const char* Wgu = static_cast<const char*>(w.gate_up) + size_t(slot) * 2 * I * d * esz;
-    const char* Wd = static_cast<const char*>(w.down) + size_t(slot) * d * I * esz;
+    const char* Wgu = static_cast<const char*>(w.gate_up) + bytes_of(w.dtype, size_t(slot) * 2 * I * d);
+    const char* Wd = static_cast<const char*>(w.down) + bytes_of(w.dtype, size_t(slot) * d * I);
     for (int r = offsets[e]; r < offsets[e + 1]; ++r) {
       const float* xr = x + size_t(rows[r]) * d;
       linear_ref(xr, 1, d, Wgu, w.dtype, 2 * I, gu.data(), 2 * I, Epilogue{});
@@ -79,7 +78,6 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
              const int32_t* rows, const float* row_weight, float* y) {
   (void)T;
   const int d = w.d, I = w.I;
-  const size_t esz = dtype_size(w.dtype);
   const int R = offsets[E];
   if (R == 0) return;
   constexpr int kBlock = 64;  // output-column granularity of work items (a multiple of every GEMM panel width)
@@ -114,7 +112,7 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
     for (size_t i = b; i < e; ++i) {
       const Item& it = items[i];
       int off = offsets[it.expert], n = offsets[it.expert + 1] - off;
-      const char* W = static_cast<const char*>(w.gate_up) + (size_t(w.slot_of_expert[it.expert]) * 2 * I + it.n0) * d * esz;
+      const char* W = static_cast<const char*>(w.gate_up) + bytes_of(w.dtype, (size_t(w.slot_of_expert[it.expert]) * 2 * I + it.n0) * d);
       linear(nullptr, xs.data() + size_t(off) * d, n, d, W, w.dtype, it.n1 - it.n0, gu.data() + size_t(off) * 2 * I + it.n0,
              2 * I, Epilogue{});
     }
@@ -128,7 +126,7 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
     for (size_t i = b; i < e; ++i) {
       const Item& it = items[i];
       int off = offsets[it.expert], n = offsets[it.expert + 1] - off;
-      const char* W = static_cast<const char*>(w.down) + (size_t(w.slot_of_expert[it.expert]) * d + it.n0) * I * esz;
+      const char* W = static_cast<const char*>(w.down) + bytes_of(w.dtype, (size_t(w.slot_of_expert[it.expert]) * d + it.n0) * I);
       Epilogue ep;
       ep.row_scale = row_weight + off;
       linear(nullptr, h.data() + size_t(off) * I, n, I, W, w.dtype, it.n1 - it.n0, out.data() + size_t(off) * d + it.n0, d, ep);

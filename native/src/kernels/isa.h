@@ -51,11 +51,26 @@ struct Avx2Ops {
   DSMOE_AVX2 static inline vec set1(float v) { return _mm256_set1_ps(v); }
   DSMOE_AVX2 static inline vec load(const float* p) { return _mm256_loadu_ps(p); }
   DSMOE_AVX2 static inline void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
-  // 8 weights at element offset i, widened in registers (bf16: a 16-bit shift; f16: F16C).
+  // 8 weights at element offset i, widened in registers (bf16: a 16-bit shift; f16: F16C; Q8_0 / Q4_0: i a
+  // multiple of 8, so the 8 weights share one block: sign- or nibble-extend, convert, times the block's scale).
   template <DType WT>
   DSMOE_AVX2 static inline vec load_w(const void* p, size_t i) {
     if constexpr (WT == DType::F32) {
       return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+    } else if constexpr (is_quantized(WT)) {
+      const uint8_t* b = static_cast<const uint8_t*>(p) + i / kQuantBlock * block_bytes(WT);
+      const size_t j = i % kQuantBlock;
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(block_scale_bits(b)));
+      __m256i q;
+      if constexpr (WT == DType::Q8_0) {
+        q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + j)));
+      } else {
+        __m128i n = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + (j & 15)));
+        if (j >= 16) n = _mm_srli_epi16(n, 4);
+        n = _mm_and_si128(n, _mm_set1_epi8(15));
+        q = _mm256_sub_epi32(_mm256_cvtepu8_epi32(n), _mm256_set1_epi32(8));
+      }
+      return _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
     } else {
       __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
       if constexpr (WT == DType::F16) return _mm256_cvtph_ps(h);
@@ -81,10 +96,25 @@ struct Avx512Ops {
   DSMOE_AVX512 static inline vec set1(float v) { return _mm512_set1_ps(v); }
   DSMOE_AVX512 static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
   DSMOE_AVX512 static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  // 16 weights at element offset i (Q8_0 / Q4_0: i a multiple of 16, so they share one block).
   template <DType WT>
   DSMOE_AVX512 static inline vec load_w(const void* p, size_t i) {
     if constexpr (WT == DType::F32) {
       return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+    } else if constexpr (is_quantized(WT)) {
+      const uint8_t* b = static_cast<const uint8_t*>(p) + i / kQuantBlock * block_bytes(WT);
+      const size_t j = i % kQuantBlock;
+      const __m512 d = _mm512_set1_ps(_cvtsh_ss(block_scale_bits(b)));
+      __m512i q;
+      if constexpr (WT == DType::Q8_0) {
+        q = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + j)));
+      } else {
+        __m128i n = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+        if (j >= 16) n = _mm_srli_epi16(n, 4);
+        n = _mm_and_si128(n, _mm_set1_epi8(15));
+        q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(n), _mm512_set1_epi32(8));
+      }
+      return _mm512_mul_ps(_mm512_cvtepi32_ps(q), d);
     } else {
       __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i));
       if constexpr (WT == DType::F16) return _mm512_cvtph_ps(h);
