@@ -5,6 +5,7 @@
 //      a prediction's recall/precision counts match a hand count.
 //   3. A cache holding every expert reads each at most once; invalidate() empties it.
 //   4. A file shorter than the layout (a read past its end) makes wait() throw, and the cache stays usable.
+//   Reads through the page cache and with O_DIRECT (unaligned expert offsets through the bounce buffer).
 // Runs under ASan + UBSan with `node scripts/build-native.js --sanitize` (test name kernels_expert_cache).
 #include <unistd.h>
 
@@ -84,8 +85,9 @@ static void test_random_traffic() {
   TempFile file(total);
   std::mt19937 rng(7);
   for (int slots : {1, 2, 4, 9, 20})
-    for (int io : {1, 3}) {
-      ExpertCache cache(file.path, where, slots, io);
+    for (int io : {1, 3})
+      for (bool direct : {false, true}) {
+      ExpertCache cache(file.path, where, slots, io, direct);
       const int S = std::min(slots, K);
       check(cache.slots(0) == S, "slots clamped to the expert count");
       int64_t requested = 0;
@@ -110,7 +112,8 @@ static void test_random_traffic() {
           seen.push_back(got[i]);
           check(slot_matches(cache, where[layer], layer, got[i], want[i]),
                 "slot holds expert " + std::to_string(want[i]) + " of layer " + std::to_string(layer) + " (slots " +
-                    std::to_string(slots) + ", io " + std::to_string(io) + ", step " + std::to_string(step) + ")");
+                    std::to_string(slots) + ", io " + std::to_string(io) + (direct ? ", O_DIRECT" : "") + ", step " +
+                    std::to_string(step) + ")");
         }
         cache.release(layer);
       }

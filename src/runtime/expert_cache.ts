@@ -18,6 +18,7 @@ export interface ExpertCacheOptions {
   prefetchMargin?: number; // experts per token predicted beyond k; default 1
   ioThreads?: number; // pread threads; default 2
   reloadEveryStep?: boolean; // the "no cache" baseline: empty the cache after every forward
+  directIo?: boolean; // read with O_DIRECT, bypassing the page cache (the benchmark's stand-in for a plan > RAM)
 }
 
 /** What the addon receives (NativeModelSpec.expertCache). */
@@ -27,6 +28,7 @@ export interface NativeExpertCacheSpec {
   prefetch: boolean;
   prefetchMargin: number;
   reloadEveryStep: boolean;
+  directIo: boolean;
 }
 
 const UNITS: Record<string, number> = {
@@ -128,6 +130,7 @@ export function nativeExpertCacheSpec(plan: Plan, options: ExpertCacheOptions, f
     prefetch: options.prefetch ?? true,
     prefetchMargin: margin,
     reloadEveryStep: options.reloadEveryStep ?? false,
+    directIo: options.directIo ?? false,
   };
 }
 

@@ -84,6 +84,7 @@ describe.each([
     ['half, in bytes', { size: `${4 * expertBytesPerLayer(loaded.plan).reduce((a, b) => a + b, 0)}` }],
     ['all experts', { size: '100%' }],
     ['emptied every step (the no-cache baseline)', { size: '25%', reloadEveryStep: true }],
+    ['the minimum, read with O_DIRECT', { size: '25%', directIo: true }],
   ])('%s: bit-identical logits and the same greedy tokens', async (_label, expertCache) => {
     const { run: cached, model } = await run(dir, { expertCache });
     expect(bits(cached.logits).equals(bits(resident.logits))).toBe(true);

@@ -1,6 +1,12 @@
 // Module entry: cpuInfo, the measurement functions, kernels.*, NativeModel and NativeContext (design.md §5).
 #include <napi.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "../common/cpu.h"
 #include "../kernels/kernels.h"
 #include "args.h"
@@ -65,6 +71,20 @@ Napi::Value Peak(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fma_peak_gflops(shared_pool(threads_option(info, 0))));
 }
 
+// dropPageCache(path): asks the OS to drop the file's clean cached pages (posix_fadvise DONTNEED), so the next
+// reads come from the device: the offloading benchmark's cold start. Pages a live mapping still holds may stay.
+Napi::Value DropPageCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "dropPageCache needs a file path");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Napi::Error::New(env, "cannot open " + path + ": " + std::strerror(errno));
+  int rc = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  if (rc != 0) throw Napi::Error::New(env, "posix_fadvise(DONTNEED) failed on " + path + ": " + std::strerror(rc));
+  return env.Undefined();
+}
+
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -72,6 +92,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
   exports.Set("memoryBandwidthGBs", Napi::Function::New(env, Bandwidth));
   exports.Set("peakGflops", Napi::Function::New(env, Peak));
+  exports.Set("dropPageCache", Napi::Function::New(env, DropPageCache));
   exports.Set("kernels", kernel_bindings(env));
   exports.Set("NativeContext", NativeContext::Init(env));
   exports.Set("NativeModel", NativeModel::Init(env));

@@ -137,6 +137,7 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
     if (s.expert_cache.prefetch_margin < 0 || s.expert_cache.prefetch_margin > s.experts)
       throw Napi::RangeError::New(env, "spec.expertCache.prefetchMargin must be in [0, experts]");
     s.expert_cache.reload_every_step = c.Get("reloadEveryStep").ToBoolean();
+    s.expert_cache.direct_io = c.Get("directIo").ToBoolean();
   }
   return s;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
@@ -11,12 +12,14 @@
 
 namespace dsmoe {
 
-ExpertCache::ExpertCache(const std::string& path, std::vector<CachedLayer> layers, int slots, int io_threads)
-    : path_(path) {
+ExpertCache::ExpertCache(const std::string& path, std::vector<CachedLayer> layers, int slots, int io_threads, bool direct)
+    : path_(path), direct_(direct) {
   if (slots < 1) throw std::runtime_error("the expert cache needs at least 1 slot per layer, got " + std::to_string(slots));
   if (io_threads < 1 || io_threads > 64) throw std::runtime_error("expert cache I/O threads must be in [1, 64]");
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw std::runtime_error("cannot open weights file " + path + " for the expert cache: " + std::strerror(errno));
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0));
+  if (fd_ < 0)
+    throw std::runtime_error("cannot open weights file " + path + " for the expert cache" + (direct ? " with O_DIRECT" : "") +
+                             ": " + std::strerror(errno));
   layers_.resize(layers.size());
   for (size_t l = 0; l < layers.size(); ++l) {
     Layer& L = layers_[l];
@@ -42,6 +45,45 @@ ExpertCache::~ExpertCache() {
 }
 
 void ExpertCache::read_exact(uint8_t* dst, uint64_t bytes, uint64_t offset, std::string* error) const {
+  if (direct_) {
+    // O_DIRECT wants the buffer, offset and length aligned to the device block: read the enclosing aligned range
+    // into this thread's bounce buffer and copy out the part asked for. The range may run past the end of the
+    // file; only the bytes asked for must arrive.
+    constexpr uint64_t kAlign = 4096;
+    const uint64_t begin = offset / kAlign * kAlign, end = (offset + bytes + kAlign - 1) / kAlign * kAlign;
+    struct Bounce {
+      uint8_t* p = nullptr;
+      uint64_t size = 0;
+      ~Bounce() { std::free(p); }
+    };
+    thread_local Bounce bounce;
+    if (bounce.size < end - begin) {
+      std::free(bounce.p);
+      bounce.p = static_cast<uint8_t*>(std::aligned_alloc(kAlign, end - begin));
+      bounce.size = bounce.p ? end - begin : 0;
+      if (!bounce.p) {
+        *error = "cannot allocate a read buffer of " + std::to_string(end - begin) + " bytes";
+        return;
+      }
+    }
+    uint64_t got = 0;
+    while (begin + got < offset + bytes) {
+      ssize_t n = ::pread(fd_, bounce.p + got, size_t(end - begin - got), off_t(begin + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        *error = "cannot read " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) + " of " + path_ +
+                 " (O_DIRECT): " + (n < 0 ? std::strerror(errno) : "unexpected end of file");
+        return;
+      }
+      got += uint64_t(n);
+      if (got % kAlign != 0 && begin + got < offset + bytes) {  // a short read mid-file cannot continue aligned
+        *error = "short O_DIRECT read of " + path_ + " at offset " + std::to_string(begin + got);
+        return;
+      }
+    }
+    std::memcpy(dst, bounce.p + (offset - begin), bytes);
+    return;
+  }
   while (bytes > 0) {
     ssize_t n = ::pread(fd_, dst, size_t(std::min<uint64_t>(bytes, uint64_t(1) << 30)), off_t(offset));
     if (n < 0 && errno == EINTR) continue;

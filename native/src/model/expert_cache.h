@@ -36,9 +36,10 @@ struct ExpertCacheStats {
 
 class ExpertCache {
  public:
-  // Opens `path` for pread (O_DIRECT is not used: the page cache is the OS's to manage, and fadvise can drop it).
-  // `slots` per layer ≥ 1 (clamped to each layer's expert count); throws std::runtime_error on a bad file.
-  ExpertCache(const std::string& path, std::vector<CachedLayer> layers, int slots, int io_threads);
+  // Opens `path` for pread. `slots` per layer ≥ 1 (clamped to each layer's expert count); throws
+  // std::runtime_error on a bad file. `direct`: read with O_DIRECT (through an aligned bounce buffer), bypassing the
+  // page cache, so every miss costs a device read as it would for a plan larger than memory (the benchmark's mode).
+  ExpertCache(const std::string& path, std::vector<CachedLayer> layers, int slots, int io_threads, bool direct = false);
   ~ExpertCache();
   ExpertCache(const ExpertCache&) = delete;
   ExpertCache& operator=(const ExpertCache&) = delete;
@@ -90,6 +91,7 @@ class ExpertCache {
 
   std::string path_;
   int fd_ = -1;
+  bool direct_ = false;
   std::vector<Layer> layers_;
   mutable std::mutex mutex_;
   std::condition_variable loaded_;  // a slot left Loading

@@ -99,7 +99,7 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
       const uint64_t I = uint64_t(L.intermediate), dd = uint64_t(d);
       where.push_back({L.gate_up.offset, 2 * I * dd * esz, L.down.offset, dd * I * esz, int(L.kept.size())});
     }
-    cache_ = std::make_unique<ExpertCache>(s.weights_path, std::move(where), c.slots, c.io_threads);
+    cache_ = std::make_unique<ExpertCache>(s.weights_path, std::move(where), c.slots, c.io_threads, c.direct_io);
     // Everything but the routed experts stays resident: ask for it now, as the whole-file read-ahead would have.
     auto advise = [&](const TensorRef& t) {
       uint64_t n = dtype_size(t.dtype);

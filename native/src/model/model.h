@@ -40,6 +40,7 @@ struct ExpertCacheSpec {
   bool prefetch = true;            // layer l+1's router on layer l's hidden state queues its likely experts
   int prefetch_margin = 1;         // experts predicted per token beyond the layer's k
   bool reload_every_step = false;  // empty the cache after every forward (the "no cache" baseline)
+  bool direct_io = false;          // read with O_DIRECT: every miss is a device read (the benchmark's slow tier)
 };
 
 struct ModelSpec {
