@@ -14,6 +14,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
+import { expertPoolOf, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
 import type { Plan, PlanChoice, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
@@ -174,7 +175,9 @@ async function decideAndWrite(
   let prunedStats: LayerRoutingStats[] | null = null;
   let prunedLoss: number | null = null;
   if (pruneBelow !== undefined && planStats) {
-    kept = planStats.map((s, l) => keptAfterPruning(s.expertLoad, pruneBelow, select[l].mode === 'topk' ? select[l].k : 1));
+    const keptPerLayer = planStats.map((s, l) => keptAfterPruning(s.expertLoad, pruneBelow, select[l].mode === 'topk' ? select[l].k : 1));
+    // A pool shared by several layers (Megrez2) is stored once: it keeps every expert any of its layers keeps.
+    kept = keptPerLayer.map((_, l) => poolUnion(keptPerLayer, c, l));
     kept.forEach((ids, l) => {
       select[l].k_max = Math.min(select[l].k_max, ids.length);
       select[l].k = Math.min(select[l].k, select[l].k_max);
@@ -314,4 +317,14 @@ export function calibrationTable(plan: Plan, calibration: CalibrationReport | nu
       `(${pct(cost.active_params_per_token / cost.dense_active_params_per_token)}); weight bytes/token ${pct(cost.active_weight_bytes_per_token / cost.dense_weight_bytes_per_token)} of dense`,
   );
   return lines.join('\n');
+}
+
+/** The experts kept by any layer of layer l's expert pool, increasing. */
+function poolUnion(keptPerLayer: number[][], config: ModelConfig, l: number): number[] {
+  const pool = expertPoolOf(config, l);
+  const union = new Set<number>();
+  keptPerLayer.forEach((ids, layer) => {
+    if (expertPoolOf(config, layer) === pool) ids.forEach((e) => union.add(e));
+  });
+  return [...union].sort((a, b) => a - b);
 }

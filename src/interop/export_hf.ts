@@ -36,6 +36,13 @@ export function exportHf(sourceDir: string, options: ExportOptions): ExportResul
   for (const note of source.notes) log(note);
   const weights = source.weights;
   const c = weights.config;
+  if ((c.experts_shared_frequency ?? 1) > 1 || c.pre_gate) {
+    // Qwen2-MoE has one set of experts per layer and routes every layer on its own input (docs/interop.md).
+    throw new UserError(
+      `${sourceDir}: Hugging Face Qwen2-MoE cannot express experts_shared_frequency ${c.experts_shared_frequency ?? 1}` +
+        ` / pre_gate ${c.pre_gate === true} (Megrez2's shared expert pools and pre-gated routing); export of the Megrez2 layout is not built yet`,
+    );
+  }
   const tokenizer = loadAnyTokenizer(sourceDir);
   fs.mkdirSync(options.outDir, { recursive: true });
 

@@ -17,6 +17,18 @@ export interface ModelConfig {
   rope_theta: number;
   rms_norm_eps: number;
   tie_word_embeddings: boolean;
+  /**
+   * Megrez2's cross-layer expert sharing: f consecutive MoE layers use one pool of routed experts (`expertPoolOf`).
+   * Absent = 1 (every layer its own experts); written only when not 1, so older configs stay byte for byte the same.
+   */
+  experts_shared_frequency?: number;
+  /**
+   * Layers before this index keep their own routed experts (Megrez2 makes them dense MLPs; here they are unshared
+   * MoE layers, docs/design.md §1). Absent = 0.
+   */
+  first_k_dense_replace?: number;
+  /** Megrez2's pre-gated routing: layer l's router reads layer l−1's post-attention-norm output (`preGated`). Absent = false. */
+  pre_gate?: boolean;
 }
 
 export function headDim(config: ModelConfig): number {
@@ -41,15 +53,64 @@ const FIELD_RULES: Record<keyof ModelConfig, 'positive integer' | 'non-negative 
   rope_theta: 'positive number',
   rms_norm_eps: 'positive number',
   tie_word_embeddings: 'boolean',
+  experts_shared_frequency: 'positive integer',
+  first_k_dense_replace: 'non-negative integer',
+  pre_gate: 'boolean',
 };
 
+/** The fields a config may leave out, each meaning its default (Megrez2's sharing and pre-gating off). */
+const OPTIONAL_KEYS: readonly (keyof ModelConfig)[] = ['experts_shared_frequency', 'first_k_dense_replace', 'pre_gate'];
+
 export const MODEL_CONFIG_KEYS = Object.keys(FIELD_RULES) as (keyof ModelConfig)[];
+/** The fields every config (and every plan's config) must have. */
+export const REQUIRED_MODEL_CONFIG_KEYS = MODEL_CONFIG_KEYS.filter((key) => !OPTIONAL_KEYS.includes(key));
+
+/**
+ * The config with Megrez2's optional fields dropped where they hold their defaults: the form written to
+ * config.json and plan.json, so that a model without sharing or pre-gating is described exactly as before them.
+ */
+export function withoutDefaults(config: ModelConfig): ModelConfig {
+  const out = { ...config };
+  if (out.experts_shared_frequency === undefined || out.experts_shared_frequency === 1) delete out.experts_shared_frequency;
+  if (out.first_k_dense_replace === undefined || out.first_k_dense_replace === 0) delete out.first_k_dense_replace;
+  if (out.pre_gate === undefined || out.pre_gate === false) delete out.pre_gate;
+  return out;
+}
+
+/**
+ * The layer whose routed experts layer l uses: the pool's id is the index of its first layer. Megrez2's serving
+ * code (vLLM/SGLang `megrez_moe`): `(l − first_k_dense_replace) // f · f + first_k_dense_replace` for
+ * l ≥ first_k_dense_replace; layers before it own their experts. f = 1: every layer is its own pool.
+ */
+export function expertPoolOf(config: ModelConfig, l: number): number {
+  const f = config.experts_shared_frequency ?? 1;
+  const k = config.first_k_dense_replace ?? 0;
+  if (l < k) return l;
+  return Math.floor((l - k) / f) * f + k;
+}
+
+/** The pool ids (first layer of each pool), increasing. */
+export function expertPools(config: ModelConfig): number[] {
+  const pools: number[] = [];
+  for (let l = 0; l < config.num_hidden_layers; l++) if (expertPoolOf(config, l) === l) pools.push(l);
+  return pools;
+}
+
+/**
+ * Whether layer l's router reads the previous layer's post-attention-norm output instead of its own (Megrez2's
+ * pre-gate), so its experts are known one block early. Megrez2 pre-gates layers from first_k_dense_replace on and
+ * needs a dense layer before them; layer 0 has no previous block, so it always routes on its own input.
+ */
+export function preGated(config: ModelConfig, l: number): boolean {
+  return config.pre_gate === true && l >= Math.max(1, config.first_k_dense_replace ?? 0);
+}
 
 /** Returns a list of problems with a config's internal consistency (empty when it is usable). */
 export function configProblems(config: ModelConfig): string[] {
   const problems: string[] = [];
   for (const key of MODEL_CONFIG_KEYS) {
     const value = config[key];
+    if (value === undefined && OPTIONAL_KEYS.includes(key)) continue;
     const rule = FIELD_RULES[key];
     const isInt = typeof value === 'number' && Number.isInteger(value);
     if (rule === 'positive integer' && !(isInt && value > 0)) problems.push(`${key} must be a positive integer, got ${JSON.stringify(value)}`);
@@ -68,6 +129,11 @@ export function configProblems(config: ModelConfig): string[] {
   }
   if (config.num_experts_per_tok > config.num_experts) {
     problems.push(`num_experts_per_tok (${config.num_experts_per_tok}) must be at most num_experts (${config.num_experts})`);
+  }
+  if ((config.first_k_dense_replace ?? 0) >= config.num_hidden_layers && (config.experts_shared_frequency ?? 1) > 1) {
+    problems.push(
+      `first_k_dense_replace (${config.first_k_dense_replace}) must be below num_hidden_layers (${config.num_hidden_layers}) for experts_shared_frequency to share anything`,
+    );
   }
   return problems;
 }
@@ -94,8 +160,13 @@ export function parameterCounts(config: ModelConfig): {
   const embedding = config.vocab_size * d;
   const lmHead = config.tie_word_embeddings ? 0 : config.vocab_size * d;
   const perLayerFixed = attentionPerLayer + sharedPerLayer + routerPerLayer + normsPerLayer;
+  // Routed experts are stored once per pool (Megrez2's sharing); every layer still runs k of them per token.
   const total =
-    embedding + lmHead + d + config.num_hidden_layers * (perLayerFixed + config.num_experts * expertPerExpert);
+    embedding +
+    lmHead +
+    d +
+    config.num_hidden_layers * perLayerFixed +
+    expertPools(config).length * config.num_experts * expertPerExpert;
   const activePerToken = (k: number) =>
     config.vocab_size * d + d + config.num_hidden_layers * (perLayerFixed + k * expertPerExpert);
   return { total, embedding, attentionPerLayer, expertPerExpert, sharedPerLayer, routerPerLayer, activePerToken };
@@ -106,7 +177,7 @@ export function toHfConfig(config: ModelConfig, extra: Record<string, unknown> =
   return {
     architectures: ['Qwen2MoeForCausalLM'],
     model_type: 'qwen2_moe',
-    ...config,
+    ...withoutDefaults(config),
     head_dim: headDim(config),
     hidden_act: 'silu',
     intermediate_size: config.num_experts * config.moe_intermediate_size,
@@ -147,5 +218,8 @@ export function fromHfConfig(hf: Record<string, unknown>): ModelConfig {
     rope_theta: num('rope_theta', 10000),
     rms_norm_eps: num('rms_norm_eps', 1e-6),
     tie_word_embeddings: hf.tie_word_embeddings === true,
+    ...(hf.experts_shared_frequency !== undefined ? { experts_shared_frequency: hf.experts_shared_frequency as number } : {}),
+    ...(hf.first_k_dense_replace !== undefined ? { first_k_dense_replace: hf.first_k_dense_replace as number } : {}),
+    ...(hf.pre_gate !== undefined ? { pre_gate: hf.pre_gate as boolean } : {}),
   };
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { headDim, ModelConfig } from './config';
+import { expertPoolOf, headDim, ModelConfig, preGated } from './config';
 import { causalSelfAttention, groupedCausalMask } from './attention';
 import { plainMatMul } from './matmul';
 import { expertsMlp, sharedExpert, topKMask } from './moe';
@@ -82,6 +82,7 @@ export class MoEModel {
     let h = plainMatMul(oneHot, embed); // [N, d]
     const routerProbs: tf.Tensor2D[] = [];
     const selections: tf.Tensor2D[] = [];
+    let previousM: tf.Tensor2D | null = null; // the previous layer's mlp_norm output, for pre-gated routers
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const a = rmsNorm(h, this.param(trainingNames.attnNorm(l)), c.rms_norm_eps); // [N, d]
       const attn = causalSelfAttention(
@@ -95,7 +96,10 @@ export class MoEModel {
       ); // [N, d]
       h = tf.add(h, attn) as tf.Tensor2D; // [N, d]
       const m = rmsNorm(h, this.param(trainingNames.mlpNorm(l)), c.rms_norm_eps); // [N, d]
-      const probs = tf.softmax(plainMatMul(m, this.param(trainingNames.router(l)))) as tf.Tensor2D; // [N, E]
+      // Megrez2's pre-gate: the router reads the previous layer's mlp_norm output (design.md §1).
+      const routerInput = preGated(c, l) ? (previousM as tf.Tensor2D) : m; // [N, d]
+      previousM = m;
+      const probs = tf.softmax(plainMatMul(routerInput, this.param(trainingNames.router(l)))) as tf.Tensor2D; // [N, E]
       routerProbs.push(probs);
       let routeWeights = probs; // [N, E]
       if (routing?.mode === 'topk') {
@@ -103,11 +107,14 @@ export class MoEModel {
         selections.push(selected);
         routeWeights = tf.mul(probs, selected) as tf.Tensor2D; // [N, E]
       }
+      // The layer's expert pool (Megrez2's sharing: f layers use one set of variables, so autograd sums its
+      // gradient over them).
+      const pool = expertPoolOf(c, l);
       let y = expertsMlp(
         m,
-        this.param(trainingNames.expertsGate(l)),
-        this.param(trainingNames.expertsUp(l)),
-        this.param(trainingNames.expertsDown(l)),
+        this.param(trainingNames.expertsGate(pool)),
+        this.param(trainingNames.expertsUp(pool)),
+        this.param(trainingNames.expertsDown(pool)),
         routeWeights,
         c.num_experts,
         c.moe_intermediate_size,

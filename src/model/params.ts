@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { headDim, ModelConfig } from './config';
+import { expertPoolOf, headDim, ModelConfig } from './config';
 import { trainingNames as n } from '../plan/tensor_table';
 
 /**
@@ -33,6 +33,7 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
   // GPT-2's scaled init: each residual branch's output projection is shrunk so the residual stream's variance does
   // not grow with depth (2 branches per layer).
   const residualStd = std / Math.sqrt(2 * config.num_hidden_layers);
+  const ownsExperts = (l: number) => expertPoolOf(config, l) === l; // a shared pool is one set of parameters
   const matrix = (name: string, shape: number[], s = std): ParamSpec => ({ name, shape, std: s, fill: 0, decay: true });
   const vector = (name: string, size: number, fill: number): ParamSpec => ({ name, shape: [size], std: 0, fill, decay: false });
 
@@ -47,10 +48,14 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
       matrix(n.o(l), [H * hd, d], residualStd),
       vector(n.mlpNorm(l), d, 1),
       matrix(n.router(l), [d, E]),
-      matrix(n.expertsGate(l), [d, E * I]),
-      matrix(n.expertsUp(l), [d, E * I]),
-      matrix(n.expertsDown(l), [E * I, d], residualStd),
     );
+    if (ownsExperts(l)) {
+      specs.push(
+        matrix(n.expertsGate(l), [d, E * I]),
+        matrix(n.expertsUp(l), [d, E * I]),
+        matrix(n.expertsDown(l), [E * I, d], residualStd),
+      );
+    }
     if (Is > 0) {
       specs.push(
         matrix(n.sharedGate(l), [d, Is]),

@@ -6,7 +6,7 @@
  * Weights are looked up by their dense (Qwen2-MoE) names, `denseNames` in src/plan/tensor_table.ts.
  */
 import type { ModelConfig } from './config';
-import { headDim } from './config';
+import { expertPoolOf, headDim, preGated } from './config';
 import { denseNames } from '../plan/tensor_table';
 
 export interface ReferenceWeights {
@@ -250,6 +250,7 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     h.set(embed.subarray(token * d, (token + 1) * d), t * d);
   });
 
+  let previousM: Float32Array | null = null; // the previous layer's mlp_norm output, read by pre-gated routers
   for (let l = 0; l < c.num_hidden_layers; l++) {
     // attention block
     const a = rmsNorm(h, weights.get(denseNames.inputNorm(l)), c.rms_norm_eps); // [T, d]
@@ -268,7 +269,11 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
 
     // MoE block
     const m = rmsNorm(h, weights.get(denseNames.postAttentionNorm(l)), c.rms_norm_eps); // [T, d]
-    const p = softmaxRows(linear(m, weights.get(denseNames.router(l)), E), E); // [T, E]
+    // Megrez2's pre-gate: the router reads the previous layer's m (docs/design.md §1).
+    const routerInput = preGated(c, l) ? (previousM as Float32Array) : m; // [T, d]
+    previousM = m;
+    const p = softmaxRows(linear(routerInput, weights.get(denseNames.router(l)), E), E); // [T, E]
+    const pool = expertPoolOf(c, l); // Megrez2's sharing: the experts of the pool's first layer
     if (options.collectRouterProbs) routerProbs.push(p);
     const y = new Float32Array(T * d); // [T, d]
     // Select per token, then run each expert once over the rows of the tokens that chose it.
@@ -287,7 +292,7 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
       const { tokens: rows, weights: w } = rowsOf.get(e)!;
       const xe = new Float32Array(rows.length * d); // [n_e, d]
       rows.forEach((t, r) => xe.set(m.subarray(t * d, (t + 1) * d), r * d));
-      const out = expertForward(xe, weights.get(denseNames.expertGate(l, e)), weights.get(denseNames.expertUp(l, e)), weights.get(denseNames.expertDown(l, e)), d); // [n_e, d]
+      const out = expertForward(xe, weights.get(denseNames.expertGate(pool, e)), weights.get(denseNames.expertUp(pool, e)), weights.get(denseNames.expertDown(pool, e)), d); // [n_e, d]
       rows.forEach((t, r) => {
         for (let i = 0; i < d; i++) y[t * d + i] += w[r] * out[r * d + i];
       });

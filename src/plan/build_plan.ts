@@ -2,7 +2,7 @@
  * Assembles a `Plan` (docs/design.md §4) from its decisions: kept experts and the select rule of every layer.
  * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
  */
-import type { ModelConfig } from '../model/config';
+import { expertPoolOf, preGated, withoutDefaults, type ModelConfig } from '../model/config';
 import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
 import { PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { planNames as n } from './tensor_table';
@@ -15,7 +15,7 @@ export interface PlanDecisions {
   dtype: PlanDtype;
   source: PlanSource;
   strategy: PlanStrategy;
-  kept: number[][]; // [L][K_l] expert ids kept per layer, increasing
+  kept: number[][]; // [L][K_l] expert ids kept per layer, increasing; the same for every layer of a shared pool
   select: Omit<SelectOp, 'op'>[]; // [L]
   expectedExperts: number[]; // [L] experts per token the cost figures assume
   calibration: PlanCalibration | null;
@@ -28,8 +28,13 @@ export interface PlanDecisions {
 export function buildPlan(decisions: PlanDecisions): Plan {
   const { config, kept, select } = decisions;
   const shared = config.shared_expert_intermediate_size > 0;
+  const sharing = (config.experts_shared_frequency ?? 1) > 1;
   const layers: PlanLayer[] = [];
   for (let l = 0; l < config.num_hidden_layers; l++) {
+    const pool = expertPoolOf(config, l);
+    if (kept[l].join() !== kept[pool].join()) {
+      throw new Error(`buildPlan: layer ${l} keeps experts [${kept[l]}] but its pool (layer ${pool}) keeps [${kept[pool]}]`);
+    }
     const ops: PlanOp[] = [
       { op: 'rms_norm', weight: n.attnNorm(l) },
       {
@@ -41,14 +46,15 @@ export function buildPlan(decisions: PlanDecisions): Plan {
       },
       { op: 'residual' },
       { op: 'rms_norm', weight: n.mlpNorm(l) },
-      { op: 'router', weight: n.router(l), num_experts: config.num_experts },
+      { op: 'router', weight: n.router(l), num_experts: config.num_experts, ...(preGated(config, l) ? { pre_gate: true as const } : {}) },
       { op: 'select', ...select[l] },
       {
         op: 'experts',
         kept: kept[l],
-        gate_up: n.expertsGateUp(l),
-        down: n.expertsDown(l),
+        gate_up: n.expertsGateUp(pool),
+        down: n.expertsDown(pool),
         intermediate_size: config.moe_intermediate_size,
+        ...(sharing ? { pool } : {}),
       },
     ];
     if (shared) {
@@ -67,7 +73,7 @@ export function buildPlan(decisions: PlanDecisions): Plan {
     format: PLAN_FORMAT,
     version: PLAN_VERSION,
     source: decisions.source,
-    config: { ...config },
+    config: withoutDefaults(config),
     dtype: decisions.dtype,
     weights: WEIGHTS_FILE,
     strategy: decisions.strategy,

@@ -1,7 +1,8 @@
 /**
  * Per-token cost of a plan, the figures the report's "ideal speedup" is built from.
  *
- * - params: `total_params` counts what the plan stores (pruned experts excluded). Per-token params count every
+ * - params: `total_params` counts what the plan stores (pruned experts excluded; a pool of routed experts shared by
+ *   several layers, Megrez2-style, once). Per-token params count every
  *   weight a token's forward touches, the LM head included and the embedding row lookup excluded (so
  *   `dense_active_params_per_token` equals `parameterCounts(config).activePerToken(E)`).
  * - FLOPs: 2 per multiply-add of every matrix-vector product (q/k/v/o, router, experts, shared expert and its
@@ -13,14 +14,14 @@
  *   "dense" uses all E experts of the source model.
  */
 import type { ModelConfig } from '../model/config';
-import { headDim } from '../model/config';
+import { expertPoolOf, headDim } from '../model/config';
 import type { PlanCost, PlanDtype } from './plan_format';
 import { bytesPerElement } from './dtype';
 
 export function planCost(
   config: ModelConfig,
   dtype: PlanDtype,
-  keptPerLayer: number[], // [L] experts stored per layer
+  keptPerLayer: number[], // [L] experts kept per layer (a shared pool's count on each of its layers)
   activePerLayer: number[], // [L] expected experts per token per layer
 ): PlanCost {
   const d = config.hidden_size;
@@ -52,7 +53,9 @@ export function planCost(
   const active = perToken(activePerLayer);
   const dense = perToken(keptPerLayer.map(() => E));
   let total = V * d + d + (config.tie_word_embeddings ? 0 : lmHeadParams);
-  for (const K of keptPerLayer) total += layerMatrixParams + layerF32Params + K * expertParams;
+  keptPerLayer.forEach((K, l) => {
+    total += layerMatrixParams + layerF32Params + (expertPoolOf(config, l) === l ? K * expertParams : 0);
+  });
   return {
     total_params: total,
     active_params_per_token: active.params,

@@ -52,6 +52,11 @@ export interface RouterOp {
   op: 'router';
   weight: string; // [E, d] F32, all experts: probabilities are over all of them
   num_experts: number; // E
+  /**
+   * Megrez2's pre-gate (present only when true): this layer's router reads the previous layer's mlp_norm output, so
+   * the runtime computes its routing one block early. Absent: it reads this layer's own mlp_norm output.
+   */
+  pre_gate?: true;
 }
 export interface SelectOp {
   op: 'select';
@@ -67,6 +72,12 @@ export interface ExpertsOp {
   gate_up: string; // [K, 2·I, d]   rows 0..I−1 gate, I..2I−1 up
   down: string; // [K, d, I]
   intermediate_size: number; // I
+  /**
+   * The expert pool this layer uses (Megrez2's cross-layer sharing; present when the config shares): the index of
+   * the pool's first layer, whose experts op stores `kept`, `gate_up` and `down` — every layer of a pool names the
+   * same tensors and the same kept list, and the weights file holds them once.
+   */
+  pool?: number;
 }
 export interface SharedExpertOp {
   op: 'shared_expert';

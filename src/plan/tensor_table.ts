@@ -14,7 +14,7 @@
  * hands the same rows to native code, which takes every name from them.
  */
 import type { ModelConfig } from '../model/config';
-import { headDim } from '../model/config';
+import { expertPoolOf, headDim } from '../model/config';
 import { packedDtype, type PackedDtype } from './dtype';
 import type { Plan } from './plan_format';
 import { layerOps } from './plan_format';
@@ -136,7 +136,11 @@ export interface DenseLayer {
   o: DenseTensor; // [d, H·hd]
   postAttentionNorm: DenseTensor; // [d]
   router: DenseTensor; // [E, d]
-  experts: DenseExpert[]; // [E]
+  /** The layer whose routed experts this layer uses (`expertPoolOf`: Megrez2's cross-layer sharing); l itself unless shared. */
+  pool: number;
+  /** Whether the experts below are stored with this layer (it is its pool's first layer). */
+  ownsExperts: boolean;
+  experts: DenseExpert[]; // [E], the pool's: names and training pieces of layer `pool`
   shared: { gate: DenseTensor; up: DenseTensor; down: DenseTensor } | null; // [Is, d], [Is, d], [d, Is]; Is > 0
   sharedExpertGate: DenseTensor; // [1, d]: y += sigmoid(m·gate) · shared(m); the zero one when there is no shared expert
 }
@@ -158,6 +162,7 @@ export function denseLayer(config: ModelConfig, l: number, options: DenseOptions
   const Is = config.shared_expert_intermediate_size;
   const n = denseNames;
   const t = trainingNames;
+  const p = expertPoolOf(config, l);
   const tensor = (name: string, shape: number[], training: TrainingPiece | null): DenseTensor => ({ name, shape, training });
   const shared =
     Is > 0
@@ -180,10 +185,12 @@ export function denseLayer(config: ModelConfig, l: number, options: DenseOptions
     o: tensor(n.o(l), [d, H * hd], piece(t.o(l), 'rows')),
     postAttentionNorm: tensor(n.postAttentionNorm(l), [d], piece(t.mlpNorm(l), 'contiguous')),
     router: tensor(n.router(l), [config.num_experts, d], piece(t.router(l), 'columns')),
+    pool: p,
+    ownsExperts: p === l,
     experts: Array.from({ length: config.num_experts }, (_, e) => ({
-      gate: tensor(n.expertGate(l, e), [I, d], piece(t.expertsGate(l), 'columns', e * I)),
-      up: tensor(n.expertUp(l, e), [I, d], piece(t.expertsUp(l), 'columns', e * I)),
-      down: tensor(n.expertDown(l, e), [d, I], piece(t.expertsDown(l), 'rows', e * I)),
+      gate: tensor(n.expertGate(p, e), [I, d], piece(t.expertsGate(p), 'columns', e * I)),
+      up: tensor(n.expertUp(p, e), [I, d], piece(t.expertsUp(p), 'columns', e * I)),
+      down: tensor(n.expertDown(p, e), [d, I], piece(t.expertsDown(p), 'rows', e * I)),
     })),
     shared,
     sharedExpertGate: shared
@@ -203,7 +210,7 @@ export function denseOuter(config: ModelConfig): { embed: DenseTensor; finalNorm
   };
 }
 
-/** One layer's dense tensors in checkpoint order. */
+/** One layer's dense tensors in checkpoint order; a shared pool's experts are listed with its first layer only. */
 function denseLayerTensors(layer: DenseLayer): DenseTensor[] {
   return [
     layer.inputNorm,
@@ -217,7 +224,7 @@ function denseLayerTensors(layer: DenseLayer): DenseTensor[] {
     layer.o,
     layer.postAttentionNorm,
     layer.router,
-    ...layer.experts.flatMap((x) => [x.gate, x.up, x.down]),
+    ...(layer.ownsExperts ? layer.experts.flatMap((x) => [x.gate, x.up, x.down]) : []),
     ...(layer.shared ? [layer.shared.gate, layer.shared.up, layer.shared.down] : []),
     layer.sharedExpertGate,
   ];
@@ -260,7 +267,7 @@ export type PlanRole =
 
 export interface PlanTensor {
   role: PlanRole;
-  layer: number | null; // null: embedding, final norm, LM head
+  layer: number | null; // null: embedding, final norm, LM head; for a shared pool's gateUp/down, the pool's first layer
   name: string; // as plan.json names it
   shape: number[];
   dtype: PackedDtype; // matrices at the plan's dtype; norms, biases, routers and the shared gate F32
@@ -303,8 +310,11 @@ export function planTensors(plan: Plan): PlanTensor[] {
     }
     row('mlpNorm', ops.mlpNorm.weight, [d], f32, 3, 'weight', [dense.postAttentionNorm]);
     row('router', ops.router.weight, [c.num_experts, d], f32, 4, 'weight', [dense.router]);
-    row('gateUp', ops.experts.gate_up, [K, 2 * I, d], matrix, 6, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));
-    row('down', ops.experts.down, [K, d, I], matrix, 6, 'down', kept.map((x) => x.down));
+    if (dense.ownsExperts) {
+      // A shared pool is packed once, with its first layer; the other layers' experts ops name the same tensors.
+      row('gateUp', ops.experts.gate_up, [K, 2 * I, d], matrix, 6, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));
+      row('down', ops.experts.down, [K, d, I], matrix, 6, 'down', kept.map((x) => x.down));
+    }
     if (ops.shared && dense.shared) {
       const Is = ops.shared.intermediate_size;
       row('sharedGateUp', ops.shared.gate_up, [2 * Is, d], matrix, 7, 'gate_up', [dense.shared.gate, dense.shared.up]);

@@ -3,7 +3,7 @@
  * Problems are collected, not thrown, so that one message can list the first few of them.
  */
 import type { ModelConfig } from '../model/config';
-import { configProblems, MODEL_CONFIG_KEYS } from '../model/config';
+import { configProblems, expertPoolOf, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
 import type { Plan } from './plan_format';
 import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
 import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
@@ -121,6 +121,7 @@ export function validatePlanJson(raw: unknown, problems: string[]): Plan | undef
       check.fail('layers', `${config.num_hidden_layers} layers (config.num_hidden_layers)`, `${raw.layers.length} layers`);
     }
     raw.layers.forEach((layer, l) => validateLayer(layer, l, config, check));
+    if (!problems.length) checkPools(raw.layers as Obj[], config, check);
   }
   if (problems.length || !config || !dtype) return undefined;
   return raw as unknown as Plan;
@@ -131,7 +132,7 @@ function validateConfig(raw: unknown, check: FieldChecker, problems: string[]): 
     check.fail('config', 'an object (the model config)', raw);
     return undefined;
   }
-  const missing = MODEL_CONFIG_KEYS.filter((key) => !(key in raw));
+  const missing = REQUIRED_MODEL_CONFIG_KEYS.filter((key) => !(key in raw));
   if (missing.length) {
     problems.push(`config: missing ${missing.join(', ')}`);
     return undefined;
@@ -140,6 +141,22 @@ function validateConfig(raw: unknown, check: FieldChecker, problems: string[]): 
   const configIssues = configProblems(config);
   for (const issue of configIssues) problems.push(`config: ${issue}`);
   return configIssues.length ? undefined : config;
+}
+
+/** Every layer of a shared expert pool names its first layer's tensors and kept list (the weights file holds them once). */
+function checkPools(layers: Obj[], config: ModelConfig, check: FieldChecker): void {
+  const expertsOf = (l: number) => (layers[l].ops as Obj[])[6];
+  layers.forEach((_, l) => {
+    const pool = expertPoolOf(config, l);
+    if (pool === l) return;
+    const mine = expertsOf(l);
+    const owner = expertsOf(pool);
+    for (const key of ['gate_up', 'down', 'kept']) {
+      if (JSON.stringify(mine[key]) !== JSON.stringify(owner[key])) {
+        check.fail(`layers[${l}].ops[6].${key}`, `${JSON.stringify(owner[key])}, as layer ${pool} (its expert pool)`, mine[key]);
+      }
+    }
+  });
 }
 
 function validateLayer(raw: unknown, l: number, config: ModelConfig, check: FieldChecker): void {
@@ -187,6 +204,13 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
       case 'router':
         check.string(op, 'weight', opAt);
         check.int(op, 'num_experts', opAt, E, E);
+        if (preGated(config, l) ? op.pre_gate !== true : op.pre_gate !== undefined) {
+          check.fail(
+            `${opAt}.pre_gate`,
+            preGated(config, l) ? 'true (config.pre_gate routes this layer on the previous layer\'s mlp_norm output)' : 'no pre_gate field on this layer',
+            op.pre_gate,
+          );
+        }
         break;
       case 'select': {
         const mode = check.literal(op, 'mode', opAt, ['topk', 'threshold'] as const);
@@ -204,6 +228,11 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
         check.string(op, 'gate_up', opAt);
         check.string(op, 'down', opAt);
         check.int(op, 'intermediate_size', opAt, config.moe_intermediate_size, config.moe_intermediate_size);
+        if ((config.experts_shared_frequency ?? 1) > 1) {
+          check.int(op, 'pool', opAt, expertPoolOf(config, l), expertPoolOf(config, l));
+        } else if (op.pool !== undefined) {
+          check.fail(`${opAt}.pool`, 'no pool field (config.experts_shared_frequency is 1)', op.pool);
+        }
         break;
       case 'shared_expert':
         check.string(op, 'gate_up', opAt);

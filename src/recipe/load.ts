@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
 import { UserError } from '../errors';
-import { configProblems, parameterCounts, type ModelConfig } from '../model/config';
+import { configProblems, parameterCounts, withoutDefaults, type ModelConfig } from '../model/config';
 import { FieldError, resolveVariables, type Variable } from './expressions';
 import { BYTE_VOCAB_SIZE, SECTIONS, TOP_LEVEL, type FieldSpec, type SectionName } from './schema';
 import type { Recipe } from './types';
@@ -148,7 +148,9 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
     const model: Record<string, unknown> = { vocab_size: values.get('vocab_size') };
     for (const leaf of modelLeaves) model[leaf] = values.get(leaf);
     model.tie_word_embeddings = plain.get('model.tie_word_embeddings');
-    return model as unknown as ModelConfig;
+    model.pre_gate = plain.get('model.pre_gate');
+    // Defaults left out, so a recipe without Megrez2's fields resolves (and hashes) exactly as before them.
+    return withoutDefaults(model as unknown as ModelConfig);
   };
   variables.set('params', {
     field: 'params',

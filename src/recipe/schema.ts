@@ -54,6 +54,11 @@ export const SECTIONS: Record<SectionName, Record<string, FieldSpec>> = {
     rope_theta: { kind: 'number', check: positive, default: 10000 },
     rms_norm_eps: { kind: 'number', check: normEps, default: 1e-6 },
     tie_word_embeddings: { kind: 'boolean', default: true },
+    // Megrez2 (docs/design.md §1): one pool of routed experts per f consecutive layers from first_k_dense_replace
+    // on; pre_gate routes layer l on layer l−1's post-attention-norm output.
+    experts_shared_frequency: { kind: 'number', check: positiveInt, default: 1 },
+    first_k_dense_replace: { kind: 'number', check: nonNegativeInt, default: 0 },
+    pre_gate: { kind: 'boolean', default: false },
   },
   routing: {
     mode: { kind: 'enum', values: ['dense', 'topk'], default: 'dense' },

@@ -39,6 +39,8 @@ export interface NativeLayerSpec {
   intermediate: number; // I
   kept: number[]; // original expert ids of the K packed experts
   select: NativeSelectSpec;
+  pool: number; // the layer whose gateUp/down these are (Megrez2's shared expert pool; the layer itself otherwise)
+  preGate: boolean; // the router reads the previous layer's mlp_norm output: routed one block early
   shared?: { gateUp: NativeTensorRef; down: NativeTensorRef; gate: NativeTensorRef; intermediate: number };
 }
 
@@ -68,6 +70,18 @@ export interface RoutingStats {
   activeExperts: number; // mean experts per token per layer
 }
 
+/**
+ * A pre-gated layer's routing, computed one block early (while the previous layer runs), for the last batch: the
+ * hook an expert cache prefetches from (`experts` is exactly what the layer will use).
+ */
+export interface EarlyRouting {
+  layer: number;
+  experts: Int32Array; // distinct expert ids the layer uses for this batch, increasing
+  count: Int32Array; // [T] experts per token
+  ids: Int32Array; // [T·E]: row t's first count[t] entries are token t's experts, in selection order
+  weights: Float32Array; // [T·E]
+}
+
 export interface NativeContext {
   /** Token i belongs to slots[i] at positions[i]; resolves with logits [outputRows.length, V]. */
   evaluate(tokens: Int32Array, slots: Int32Array, positions: Int32Array, outputRows: Int32Array, routing?: RoutingOverride): Promise<Float32Array>;
@@ -75,6 +89,8 @@ export interface NativeContext {
   slotLength(slot: number): number;
   routingStats(): RoutingStats;
   resetStats(): void;
+  /** The early routings of the last evaluate(), one per pre-gated layer (empty without pre_gate). */
+  earlyRouting(): EarlyRouting[];
 }
 
 export interface NativeModel {

@@ -53,8 +53,12 @@ export function nativeSpec(loaded: LoadedPlan, threads: number, expertCache?: Ex
         o: ref(l, 'o'),
         mlpNorm: ref(l, 'mlpNorm'),
         router: ref(l, 'router'),
-        gateUp: ref(l, 'gateUp'),
-        down: ref(l, 'down'),
+        // A shared pool's tensors are listed once, under its first layer: every layer of the pool gets the same
+        // offsets, so the pool is mapped once and the kernels are unchanged.
+        gateUp: ref(ops.experts.pool ?? l, 'gateUp'),
+        down: ref(ops.experts.pool ?? l, 'down'),
+        pool: ops.experts.pool ?? l,
+        preGate: ops.router.pre_gate === true,
         intermediate: ops.experts.intermediate_size,
         kept: [...ops.experts.kept],
         select: {

@@ -63,7 +63,8 @@ Napi::Function NativeContext::Init(Napi::Env env) {
                                   InstanceMethod("clearSlot", &NativeContext::ClearSlot),
                                   InstanceMethod("slotLength", &NativeContext::SlotLength),
                                   InstanceMethod("routingStats", &NativeContext::RoutingStats),
-                                  InstanceMethod("resetStats", &NativeContext::ResetStats)});
+                                  InstanceMethod("resetStats", &NativeContext::ResetStats),
+                                  InstanceMethod("earlyRouting", &NativeContext::EarlyRouting)});
   constructor = Napi::Persistent(f);
   constructor.SuppressDestruct();
   return f;
@@ -153,6 +154,32 @@ Napi::Value NativeContext::RoutingStats(const Napi::CallbackInfo& info) {
   double denom = double(tokens) * double(counts.empty() ? 1 : counts.size());
   o.Set("activeExperts", Napi::Number::New(env, tokens ? selections / denom : 0));
   return o;
+}
+
+// earlyRouting() → [{ layer, experts: Int32Array, count: Int32Array [T], ids: Int32Array [T·E], weights: Float32Array [T·E] }]
+Napi::Value NativeContext::EarlyRouting(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!model_) throw Napi::Error::New(env, "context has no model");
+  if (busy) throw Napi::Error::New(env, "the early routing is read after evaluate() resolves, not while it runs");
+  std::vector<dsmoe::EarlyRouting> early = model_->last_early_routing();
+  Napi::Array out = Napi::Array::New(env, early.size());
+  auto i32 = [&](const std::vector<int32_t>& v) {
+    Napi::Int32Array a = Napi::Int32Array::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+  };
+  for (size_t i = 0; i < early.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("layer", Napi::Number::New(env, early[i].layer));
+    o.Set("experts", i32(early[i].experts));
+    o.Set("count", i32(early[i].count));
+    o.Set("ids", i32(early[i].ids));
+    Napi::Float32Array w = Napi::Float32Array::New(env, early[i].weights.size());
+    std::copy(early[i].weights.begin(), early[i].weights.end(), w.Data());
+    o.Set("weights", w);
+    out.Set(uint32_t(i), o);
+  }
+  return out;
 }
 
 Napi::Value NativeContext::ResetStats(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ class NativeContext : public Napi::ObjectWrap<NativeContext> {
   Napi::Value ClearSlot(const Napi::CallbackInfo& info);
   Napi::Value RoutingStats(const Napi::CallbackInfo& info);
   Napi::Value ResetStats(const Napi::CallbackInfo& info);
+  Napi::Value EarlyRouting(const Napi::CallbackInfo& info);
   Napi::Value SlotLength(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Engine> engine_;

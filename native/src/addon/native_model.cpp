@@ -99,6 +99,8 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
     ls.gate_up = tensor_field(env, L, "gateUp", at);
     ls.down = tensor_field(env, L, "down", at);
     ls.intermediate = int_field(env, L, "intermediate", at);
+    ls.pool = L.Get("pool").IsNumber() ? int_field(env, L, "pool", at) : int(l);
+    ls.pre_gate = L.Get("preGate").ToBoolean();
     Napi::Object sel = obj_field(env, L, "select", at);
     ls.select.mode = mode_from(env, str_field(env, sel, "mode", at + ".select"));
     ls.select.k = sel.Get("k").IsNumber() ? int_field(env, sel, "k", at + ".select") : 1;

@@ -88,6 +88,16 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
     }
     if (L.select.mode == SelectMode::TopK && L.select.k <= 0)
       throw std::runtime_error("layer " + std::to_string(l) + ": top-k needs k ≥ 1");
+    if (L.pre_gate && l == 0) throw std::runtime_error("layer 0 cannot be pre-gated: it has no previous layer");
+    if (L.pool < 0) L.pool = l;
+    if (L.pool > l) throw std::runtime_error("layer " + std::to_string(l) + ": expert pool " + std::to_string(L.pool) + " must be an earlier layer or itself");
+    if (L.pool != l) {
+      // A shared pool: the same tensors (and kept list) as the pool's first layer, mapped once.
+      const LayerSpec& P = spec_.layer[L.pool];
+      if (P.pool != L.pool || P.kept != L.kept || P.gate_up.offset != L.gate_up.offset || P.down.offset != L.down.offset)
+        throw std::runtime_error("layer " + std::to_string(l) + ": uses expert pool " + std::to_string(L.pool) +
+                                 " but names other expert tensors or another kept list than that layer");
+    }
   }
   counts_.assign(s.layers, std::vector<int64_t>(E, 0));
   if (caching) {
@@ -95,9 +105,12 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
     if (c.prefetch_margin < 0 || c.prefetch_margin > E) throw std::runtime_error("prefetch margin must be in [0, experts]");
     std::vector<CachedLayer> where;
     const uint64_t esz = dtype_size(s.dtype);
-    for (const LayerSpec& L : spec_.layer) {
+    for (int l = 0; l < s.layers; ++l) {
+      // The cache is indexed by expert pool (the pool's first layer): the layers sharing a pool (Megrez2) share its
+      // slots, and the other layers' entries hold nothing.
+      const LayerSpec& L = spec_.layer[l];
       const uint64_t I = uint64_t(L.intermediate), dd = uint64_t(d);
-      where.push_back({L.gate_up.offset, 2 * I * dd * esz, L.down.offset, dd * I * esz, int(L.kept.size())});
+      where.push_back({L.gate_up.offset, 2 * I * dd * esz, L.down.offset, dd * I * esz, L.pool == l ? int(L.kept.size()) : 0});
     }
     cache_ = std::make_unique<ExpertCache>(s.weights_path, std::move(where), c.slots, c.io_threads, c.direct_io);
     // Everything but the routed experts stays resident: ask for it now, as the whole-file read-ahead would have.
@@ -125,6 +138,13 @@ void Model::prefetch_next(int l, const float* h, int T) {
   const ModelSpec& s = spec_;
   const LayerSpec& N = s.layer[l + 1];
   const int d = s.d, E = s.experts;
+  if (N.pre_gate && !early_.empty() && early_.back().layer == l + 1) {
+    // Pre-gated (Megrez2): layer l+1's routing is already known exactly, so load exactly its experts.
+    std::vector<int> packed;
+    for (int32_t e : early_.back().experts) packed.push_back(slot_of_[l + 1][e]);
+    cache_->prefetch(N.pool, packed);
+    return;
+  }
   std::vector<float> a(size_t(T) * d), p(size_t(T) * E);
   rmsnorm(&pool_, h, static_cast<const float*>(N.mlp_norm.data), T, d, s.rms_eps, a.data());
   linear(&pool_, a.data(), T, d, N.router.data, DType::F32, E, p.data(), E, Epilogue{});
@@ -146,14 +166,15 @@ void Model::prefetch_next(int l, const float* h, int T) {
         seen[e] = 1;
         packed.push_back(slot_of_[l + 1][e]);
       }
-  cache_->prefetch(l + 1, packed);
+  cache_->prefetch(N.pool, packed);
 }
 
 void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, const int32_t* rows, const float* row_w,
                        const float* h_for_prediction, float* y) {
   const ModelSpec& s = spec_;
   const LayerSpec& L = s.layer[l];
-  const int E = s.experts, S = cache_->slots(l);
+  const int c = L.pool;  // the cache holds a shared pool once, under its first layer
+  const int E = s.experts, S = cache_->slots(c);
   std::vector<int> active;  // original ids with rows, ascending: the order the resident path adds them in
   for (int e = 0; e < E; ++e)
     if (offsets[e + 1] > offsets[e] && slot_of_[l][e] >= 0) active.push_back(e);
@@ -170,18 +191,18 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
     const size_t end = std::min(active.size(), start + size_t(S));
     std::vector<int> packed;
     for (size_t i = start; i < end; ++i) packed.push_back(slot_of_[l][active[i]]);
-    cache_->request(l, packed);
+    cache_->request(c, packed);
     if (predict && start == 0) prefetch_next(l, h_for_prediction, T);  // queued behind this layer's demand reads
     std::vector<int> got;
     try {
-      got = cache_->wait(l, packed);
+      got = cache_->wait(c, packed);
     } catch (...) {
-      cache_->release(l);
+      cache_->release(c);
       throw;
     }
     std::fill(cache_slot.begin(), cache_slot.end(), -1);
     for (size_t i = start; i < end; ++i) cache_slot[active[i]] = got[i - start];
-    ExpertWeights ew{cache_->gate_up_pool(l), cache_->down_pool(l), s.dtype, s.d, L.intermediate, cache_slot.data()};
+    ExpertWeights ew{cache_->gate_up_pool(c), cache_->down_pool(c), s.dtype, s.d, L.intermediate, cache_slot.data()};
     if (start == 0 && end == active.size()) {
       moe_ffn(&pool_, a, T, ew, E, offsets, rows, row_w, y);
     } else {
@@ -195,7 +216,7 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
       }
       moe_ffn(&pool_, a, T, ew, E, sub_offsets.data(), sub_rows.data(), sub_w.data(), y);
     }
-    cache_->release(l);
+    cache_->release(c);
   }
 }
 
@@ -203,6 +224,16 @@ void Model::stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) co
   std::lock_guard<std::mutex> lock(mutex_);
   *counts = counts_;
   *tokens = tokens_;
+}
+
+std::vector<EarlyRouting> Model::last_early_routing() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return early_;
+}
+
+void Model::set_early_routing_hook(EarlyRoutingHook hook) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  early_hook_ = std::move(hook);
 }
 
 void Model::reset_stats() {
@@ -293,6 +324,18 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
   std::vector<float> probs(size_t(T) * E);   // [T, E]
   std::vector<int32_t> sel_ids(size_t(T) * E), sel_count(T), expert_count(E), offsets(E + 1), rows(size_t(T) * E);
   std::vector<float> sel_w(size_t(T) * E), row_w(size_t(T) * E);
+  std::vector<int32_t> next_ids(size_t(T) * E), next_count(T);  // a pre-gated next layer's selection
+  std::vector<float> next_w(size_t(T) * E);
+  early_.clear();
+  // Router of `layer` over the rows `x` [T, d] (softmax over all E), then its select rule (or the override).
+  auto route = [&](int layer, const float* x, int32_t* ids, float* w, int32_t* count) {
+    const LayerSpec& R = s.layer[layer];
+    linear(pool, x, T, d, R.router.data, DType::F32, E, probs.data(), E, Epilogue{});
+    softmax_rows(probs.data(), T, E);
+    SelectRule rule = layer_rule(R, routing);
+    rule.allowed = allowed_[layer].data();
+    select_experts(probs.data(), T, E, rule, E, ids, w, count);
+  };
 
   embedding(pool, s.embed.data, s.embed.dtype, d, tokens.data(), T, h.data());
   AttentionShape shape{H, KV, hd, size_t(cache.max_context()) * kvn};
@@ -321,11 +364,31 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
 
     // --- MoE block: router over all E experts, selection, grouped experts added straight into h
     rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());
-    linear(pool, a.data(), T, d, L.router.data, DType::F32, E, probs.data(), E, Epilogue{});
-    softmax_rows(probs.data(), T, E);
-    SelectRule rule = layer_rule(L, routing);
-    rule.allowed = allowed_[l].data();
-    select_experts(probs.data(), T, E, rule, E, sel_ids.data(), sel_w.data(), sel_count.data());
+    if (L.pre_gate) {
+      // Routed one block early, from the previous layer's mlp_norm output (below): use exactly that selection.
+      sel_ids.swap(next_ids);
+      sel_w.swap(next_w);
+      sel_count.swap(next_count);
+    } else {
+      route(l, a.data(), sel_ids.data(), sel_w.data(), sel_count.data());
+    }
+    if (l + 1 < s.layers && s.layer[l + 1].pre_gate) {
+      // Megrez2's pre-gate: layer l+1's router reads this layer's mlp_norm output, so its experts are known now,
+      // before this layer's experts and the next attention run.
+      route(l + 1, a.data(), next_ids.data(), next_w.data(), next_count.data());
+      EarlyRouting early;
+      early.layer = l + 1;
+      early.count = next_count;
+      early.ids = next_ids;
+      early.weights = next_w;
+      std::vector<uint8_t> needed(E, 0);
+      for (int t = 0; t < T; ++t)
+        for (int j = 0; j < next_count[t]; ++j) needed[next_ids[size_t(t) * E + j]] = 1;
+      for (int e = 0; e < E; ++e)
+        if (needed[e]) early.experts.push_back(e);
+      if (early_hook_) early_hook_(early);
+      early_.push_back(std::move(early));
+    }
     group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),
                     rows.data(), row_w.data());
     for (int e = 0; e < E; ++e) counts_[l][e] += expert_count[e];

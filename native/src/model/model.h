@@ -2,6 +2,7 @@
 // batch of tokens from any number of sequences (slots) at any positions, and per-layer routing statistics.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,8 @@ struct LayerSpec {
   int intermediate = 0;           // I
   int shared_intermediate = 0;    // Is, 0 = no shared expert
   TensorRef shared_gate_up, shared_down, shared_gate;
+  int pool = -1;                  // the layer whose expert tensors these are (Megrez2 sharing; plan.json's experts.pool)
+  bool pre_gate = false;          // router reads the previous layer's mlp_norm output: routed one block early
 };
 
 // The expert cache (expert_cache.h): slots = 0 keeps every expert resident in the mapping (the default).
@@ -42,6 +45,20 @@ struct ExpertCacheSpec {
   bool reload_every_step = false;  // empty the cache after every forward (the "no cache" baseline)
   bool direct_io = false;          // read with O_DIRECT: every miss is a device read (the benchmark's slow tier)
 };
+
+// The routing of a pre-gated layer, known one block before the layer runs (design.md §5): for each token of the
+// batch, the experts (original ids, selection order) and their weights.
+struct EarlyRouting {
+  int layer = -1;
+  std::vector<int32_t> count;  // [T] experts per token
+  std::vector<int32_t> ids;    // [T, E], the first count[t] of row t used
+  std::vector<float> weights;  // [T, E]
+  std::vector<int32_t> experts;  // distinct expert ids the layer needs for this batch, increasing (what to load)
+};
+
+// Called by forward() as soon as a pre-gated layer's routing is known (while the previous layer's experts are still
+// to run), on the forward's thread: the place for an expert cache to start loading `routing.experts`.
+using EarlyRoutingHook = std::function<void(const EarlyRouting& routing)>;
 
 struct ModelSpec {
   std::string weights_path;
@@ -94,6 +111,11 @@ class Model {
   // Expert cache counters; false (and nothing written) when the experts are resident.
   bool cache_stats(ExpertCacheStats* out) const;
 
+  // The early routings of the last forward (one per pre-gated layer, in layer order), and the hook called when each
+  // becomes known. Both empty for models without pre_gate.
+  std::vector<EarlyRouting> last_early_routing() const;
+  void set_early_routing_hook(EarlyRoutingHook hook);
+
  private:
   // The routed experts of layer l over the grouped rows, read through the expert cache (several passes when the
   // batch needs more distinct experts than the layer has slots), and the prefetch of layer l+1's predicted experts.
@@ -112,6 +134,8 @@ class Model {
   mutable std::mutex mutex_;                   // one forward at a time per model (the pool is not re-entrant)
   std::vector<std::vector<int64_t>> counts_;   // [L][E]
   int64_t tokens_ = 0;
+  std::vector<EarlyRouting> early_;            // of the last forward
+  EarlyRoutingHook early_hook_;
 };
 
 // KV cache of one context: `slots` sequences × `max_context` positions, per layer, f32.
