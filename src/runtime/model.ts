@@ -6,7 +6,7 @@
 import { UserError } from '../errors';
 import type { Plan } from '../plan/plan_format';
 import type { Device } from './backend';
-import type { NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
+import type { EarlyRouting, NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
 import { loadNative } from './native';
 import type { Sampler } from '../sampling';
 import { nativeSampler, type SamplingOptions } from './sampling';
@@ -205,6 +205,15 @@ export class SparseModel {
 
   resetStats(): void {
     this.context.resetStats();
+  }
+
+  /**
+   * The last evaluation's pre-gated routings (Megrez2 `pre_gate`), one per pre-gated layer: each computed one block
+   * before its layer runs and then used by it as is, so its `experts` are exactly what an expert cache must have
+   * loaded by then. Empty for plans without pre-gating.
+   */
+  earlyRouting(): EarlyRouting[] {
+    return this.context.earlyRouting();
   }
 
   /** Frees the weights mapping and the KV cache once pending calls have settled. */

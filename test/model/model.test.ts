@@ -4,7 +4,7 @@ import { toCheckpointTensors, fromCheckpointTensors } from '../../src/model/chec
 import { plainMatMul } from '../../src/model/matmul';
 import { MoEModel, oneHotRows } from '../../src/model/model';
 import { expertsMlp, topKMask } from '../../src/model/moe';
-import { initParams, paramsToArrays, disposeParams } from '../../src/model/params';
+import { initParams, paramsFromArrays, paramsToArrays, disposeParams } from '../../src/model/params';
 import { referenceForward } from '../../src/model/reference';
 import { applyRope, ropeTables } from '../../src/model/rope';
 import { mutualInformationLoss, switchBalanceLoss } from '../../src/model/routing_losses';
@@ -257,6 +257,8 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
     test.each([
       ['untied, shared expert', config],
       ['tied, no shared expert', { ...config, tie_word_embeddings: true, shared_expert_intermediate_size: 0 }],
+      ['Megrez2: 3 layers, experts shared by 2, pre-gated', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true }],
+      ['Megrez2: 3 layers, first_k_dense_replace 1, f 2', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, first_k_dense_replace: 1 }],
     ])('tfjs forward equals the plain reference forward on the checkpoint tensors (%s)', (_label, cfg) => {
       const params = initParams(cfg, 5);
       // Larger values than the 0.02 init so that every term matters in the comparison.
@@ -274,9 +276,56 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
         { collectRouterProbs: true },
       );
       expect(nmse(reference.logits, out.logits.dataSync())).toBeLessThan(1e-9);
-      expect(nmse(reference.routerProbs![1], out.routerProbs[1].dataSync())).toBeLessThan(1e-9);
+      for (let l = 0; l < cfg.num_hidden_layers; l++) expect(nmse(reference.routerProbs![l], out.routerProbs[l].dataSync())).toBeLessThan(1e-9);
       model.dispose();
       disposeParams(params);
+    });
+
+    test('a shared pool: same loss as unshared layers holding copies of it, and its gradient is their sum', () => {
+      // Megrez2's sharing: layers 0 and 1 use one set of expert variables. The same model written without sharing
+      // (each layer its own copy of the same values) computes the same function, and by the chain rule the shared
+      // variables' gradient is the sum of the copies' gradients; the pre-gate changes neither identity.
+      const shared: ModelConfig = { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true };
+      const unshared: ModelConfig = { ...shared, experts_shared_frequency: 1 };
+      const sharedParams = initParams(shared, 4);
+      for (const v of sharedParams.values()) v.assign(tf.mul(v, v.shape.length > 1 ? 10 : 1));
+      const values = paramsToArrays(sharedParams);
+      const pieces = ['gate_proj', 'up_proj', 'down_proj'];
+      const copy = new Map(values);
+      for (const piece of pieces) copy.set(`train.layers.1.experts.${piece}`, values.get(`train.layers.0.experts.${piece}`) as Float32Array);
+      const unsharedParams = paramsFromArrays(unshared, copy);
+      expect(sharedParams.size).toBe(unsharedParams.size - 3);
+      const T = 6;
+      const inputs = Int32Array.from({ length: T }, (_, i) => (i * 7 + 2) % config.vocab_size);
+      const targets = Int32Array.from({ length: T }, (_, i) => (i * 3 + 1) % config.vocab_size);
+      const routing = { mode: 'dense' as const, miAlpha: 0.1, topK: 2, balanceAlpha: 0 };
+      const lossAndGrads = (cfg: ModelConfig, params: typeof sharedParams) => {
+        const model = new MoEModel(cfg, params);
+        const names = [...params.keys()];
+        const { value, grads } = tf.variableGrads(() => model.loss(inputs, targets, 1, T, routing).total, names.map((n) => params.get(n)!));
+        const byName = new Map(names.map((n) => [n, Float32Array.from(grads[params.get(n)!.name].dataSync())]));
+        const loss = value.dataSync()[0];
+        tf.dispose([value, ...Object.values(grads)]);
+        model.dispose();
+        return { loss, grads: byName };
+      };
+      const a = lossAndGrads(shared, sharedParams);
+      const b = lossAndGrads(unshared, unsharedParams);
+      expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5 * Math.abs(b.loss));
+      for (const piece of pieces) {
+        const pool = a.grads.get(`train.layers.0.experts.${piece}`)!;
+        const g0 = b.grads.get(`train.layers.0.experts.${piece}`)!;
+        const g1 = b.grads.get(`train.layers.1.experts.${piece}`)!;
+        const sum = g0.map((x, i) => x + g1[i]);
+        expect(nmse(sum, pool)).toBeLessThan(1e-9);
+        expect(nmse(g0, pool)).toBeGreaterThan(1e-4); // both layers contribute: the sum is not one layer's share
+      }
+      // The unshared layer 2 (its own pool) and the routers match one to one.
+      for (const name of ['train.layers.2.experts.gate_proj', 'train.layers.1.router', 'train.layers.2.router']) {
+        expect(nmse(b.grads.get(name)!, a.grads.get(name)!)).toBeLessThan(1e-9);
+      }
+      disposeParams(sharedParams);
+      disposeParams(unsharedParams);
     });
 
     test('checkpoint layout round-trips exactly', () => {
@@ -286,6 +335,21 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       const back = fromCheckpointTensors(config, (name) => tensors.get(name) as Float32Array);
       for (const [name, values] of arrays) expect(back.get(name)).toEqual(values);
       expect(tensors.get('model.layers.1.mlp.experts.3.down_proj.weight')?.length).toBe(16 * 6);
+      disposeParams(params);
+    });
+
+    test('checkpoint layout of a shared pool: stored once, with its first layer, and round-trips exactly', () => {
+      const shared: ModelConfig = { ...config, num_hidden_layers: 3, experts_shared_frequency: 2 };
+      const params = initParams(shared, 9);
+      const arrays = paramsToArrays(params);
+      const written = toCheckpointTensors(shared, arrays);
+      const tensors = new Map(written.map((t) => [t.name, t.data]));
+      expect(written.filter((t) => t.name.includes('.mlp.experts.')).map((t) => t.name.split('.')[2])).toEqual([
+        ...Array(3 * config.num_experts).fill('0'),
+        ...Array(3 * config.num_experts).fill('2'),
+      ]);
+      const back = fromCheckpointTensors(shared, (name) => tensors.get(name) as Float32Array);
+      for (const [name, values] of arrays) expect(back.get(name)).toEqual(values);
       disposeParams(params);
     });
   });

@@ -157,3 +157,38 @@ describe('readPlan rejects', () => {
     expect(plan.layers).toHaveLength(2);
   });
 });
+
+describe("Megrez2's expert pools and pre-gate in plan.json", () => {
+  const megrez: ModelConfig = { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true };
+  function megrezPlanWith(edit: (plan: Json) => void): string {
+    const dir = tempDir('readplan-megrez');
+    writeRandomPlan(dir, megrez, { dtype: 'f32', seed: 1, k: 2 });
+    const file = path.join(dir, 'plan.json');
+    const plan = JSON.parse(fs.readFileSync(file, 'utf8'));
+    edit(plan);
+    fs.writeFileSync(file, JSON.stringify(plan));
+    return dir;
+  }
+
+  test('a valid plan: every layer names its pool, pre-gated routers say so', () => {
+    const { plan } = readPlan(megrezPlanWith(() => undefined));
+    expect(plan.layers.map((layer) => (layer.ops[6] as { pool?: number }).pool)).toEqual([0, 0, 2]);
+    expect(plan.layers.map((layer) => (layer.ops[4] as { pre_gate?: true }).pre_gate ?? false)).toEqual([false, true, true]);
+    expect(plan.layers[1].ops[6]).toMatchObject({ gate_up: 'layers.0.experts.gate_up', down: 'layers.0.experts.down' });
+  });
+
+  test('a layer that names another pool, other tensors or another kept list than its pool', () => {
+    expectRejected(megrezPlanWith((p) => (p.layers[1].ops[6].pool = 1)), 'layers[1].ops[6].pool: expected an integer in 0..0, got 1');
+    expectRejected(
+      megrezPlanWith((p) => (p.layers[1].ops[6].gate_up = 'layers.2.experts.gate_up')),
+      'layers[1].ops[6].gate_up: expected "layers.0.experts.gate_up", as layer 0 (its expert pool)',
+    );
+    expectRejected(megrezPlanWith((p) => (p.layers[1].ops[6].kept = [0, 1, 2])), 'layers[1].ops[6].kept: expected [0,1,2,3], as layer 0');
+  });
+
+  test('a pre_gate flag that contradicts the config, or a pool field in an unshared plan', () => {
+    expectRejected(megrezPlanWith((p) => delete p.layers[2].ops[4].pre_gate), 'layers[2].ops[4].pre_gate: expected true');
+    expectRejected(megrezPlanWith((p) => (p.layers[0].ops[4].pre_gate = true)), 'layers[0].ops[4].pre_gate: expected no pre_gate field');
+    expectRejected(planWith((p) => (p.layers[0].ops[6].pool = 0)), 'layers[0].ops[6].pool: expected no pool field');
+  });
+});

@@ -5,7 +5,7 @@
 import type { ModelConfig } from '../../src/model/config';
 import { paramSpecs } from '../../src/model/params';
 import { buildPlan } from '../../src/plan/build_plan';
-import { denseTensors, planTensors } from '../../src/plan/tensor_table';
+import { denseLayer, denseTensors, planTensors } from '../../src/plan/tensor_table';
 import { tinyConfig } from '../helpers/dense_fixtures';
 
 // d 8, H 2, KV 1, hd 4, E 4, I 6; a shared expert of 5; layer 0 keeps experts 0, 2, 3, layer 1 only expert 1
@@ -90,4 +90,51 @@ test('training, dense and plan names never coincide (one name, one layout)', () 
   const packed = planTensors(plan(true)).map((t) => t.name);
   const all = [...training, ...dense, ...packed];
   expect(new Set(all).size).toBe(all.length);
+});
+
+describe("Megrez2's shared expert pools", () => {
+  // 3 layers, experts shared by 2: pools {0, 1} and {2}
+  const megrez: ModelConfig = { ...config, num_hidden_layers: 3, experts_shared_frequency: 2 };
+  const megrezPlan = (cfg: ModelConfig, keptPerLayer: number[][]) =>
+    buildPlan({
+      config: cfg,
+      dtype: 'bf16',
+      source: { dir: null, model_sha256: null, model_type: 'qwen2_moe', routing_rule: 'softmax-unnormalized' },
+      strategy: { name: 'topk', k: 1, epsilon: 0.48, calib_tokens: 0 },
+      kept: keptPerLayer,
+      select: keptPerLayer.map(() => ({ mode: 'topk' as const, k: 1, epsilon: 0.48, k_max: 1, renormalize: false })),
+      expectedExperts: keptPerLayer.map(() => 1),
+      calibration: null,
+    });
+
+  test('the dense checkpoint lists a pool once, with its first layer; every layer of it names those tensors', () => {
+    const names = denseTensors(megrez).map((t) => t.name);
+    const expertLayers = names.flatMap((name) => /^model\.layers\.(\d+)\.mlp\.experts\./.exec(name)?.[1] ?? []);
+    expect([...new Set(expertLayers)]).toEqual(['0', '2']);
+    expect(expertLayers.length).toBe(2 * 3 * megrez.num_experts);
+    expect(denseLayer(megrez, 1).experts[3].down.name).toBe(`${layer(0)}.mlp.experts.3.down_proj.weight`);
+    expect(denseLayer(megrez, 1).experts[3].down.training).toEqual({ param: 'train.layers.0.experts.down_proj', kind: 'rows', offset: 3 * 6 });
+    // and the trainer holds one set of expert variables per pool
+    expect(paramSpecs(megrez).filter((s) => s.name.includes('.experts.')).map((s) => s.name.split('.')[2])).toEqual(['0', '0', '0', '2', '2', '2']);
+  });
+
+  test('the plan packs a pool once; stored parameters count it once, active parameters per token do not change', () => {
+    const keptPerLayer = [[0, 2, 3], [0, 2, 3], [1]];
+    const shared = megrezPlan(megrez, keptPerLayer);
+    const rows = planTensors(shared).filter((t) => t.role === 'gateUp' || t.role === 'down');
+    expect(rows.map((t) => `${t.layer}:${t.name}`)).toEqual(['0:layers.0.experts.gate_up', '0:layers.0.experts.down', '2:layers.2.experts.gate_up', '2:layers.2.experts.down']);
+    const unshared = megrezPlan({ ...megrez, experts_shared_frequency: 1 }, keptPerLayer);
+    const expert = 3 * config.hidden_size * config.moe_intermediate_size;
+    expect(unshared.cost.total_params - shared.cost.total_params).toBe(3 * expert); // layer 1's three kept experts
+    expect(shared.cost.active_params_per_token).toBe(unshared.cost.active_params_per_token);
+    expect(shared.cost.active_weight_bytes_per_token).toBe(unshared.cost.active_weight_bytes_per_token);
+    expect(() => megrezPlan(megrez, [[0, 2, 3], [0, 2], [1]])).toThrow(/layer 1 keeps experts \[0,2\] but its pool \(layer 0\) keeps \[0,2,3\]/);
+  });
+
+  test('sharing factor 1 written out is the plan and checkpoint of a config without the fields, byte for byte', () => {
+    const explicit: ModelConfig = { ...config, experts_shared_frequency: 1, first_k_dense_replace: 0, pre_gate: false };
+    expect(JSON.stringify(denseTensors(explicit))).toBe(JSON.stringify(denseTensors(config)));
+    expect(JSON.stringify(paramSpecs(explicit))).toBe(JSON.stringify(paramSpecs(config)));
+    expect(JSON.stringify(megrezPlan(explicit, kept))).toBe(JSON.stringify(plan(false)));
+  });
 });

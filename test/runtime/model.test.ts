@@ -211,3 +211,65 @@ describe('native runtime vs the reference forward', () => {
     model.dispose();
   });
 });
+
+describe("Megrez2's shared expert pools and pre-gated routing in the runtime", () => {
+  // 4 layers, pools {0, 1} and {2, 3}, layers 1..3 routed on the previous layer's mlp_norm output.
+  const megrez: ModelConfig = { ...config, num_hidden_layers: 4, experts_shared_frequency: 2, pre_gate: true };
+  const ids = tokens(17, 5);
+
+  test('the plan stores each pool once and the native logits equal the reference forward (top-2, threshold, dense)', async () => {
+    const { dir, loaded } = plan('megrez-top2', 'f32', 2, megrez);
+    const experts = [...loaded.header.tensors.keys()].filter((name) => name.includes('experts'));
+    expect(experts.sort()).toEqual(['layers.0.experts.down', 'layers.0.experts.gate_up', 'layers.2.experts.down', 'layers.2.experts.gate_up']);
+    const model = SparseModel.load(dir, { threads: 2 });
+    const want = reference(loaded, ids);
+    expect(relError(await model.logits(ids), want)).toBeLessThan(1e-4);
+    // The pre-gate changes the function: routing every layer on its own input gives other logits.
+    const ownInput = referenceForward({ ...planWeights(loaded), config: { ...megrez, pre_gate: false } }, ids, { routing: planRoutingRules(loaded.plan) }).logits;
+    expect(relError(ownInput, want)).toBeGreaterThan(1e-3);
+    model.setMode('dense');
+    expect(relError(await model.logits(ids), reference(loaded, ids, { mode: 'dense' }))).toBeLessThan(1e-4);
+    await model.dispose();
+    const threshold = plan('megrez-threshold', 'f32', 2, megrez, { strategy: 'threshold', epsilon: 1.0, kMax: 4 });
+    const sparse = SparseModel.load(threshold.dir, { threads: 1 });
+    expect(relError(await sparse.logits(ids), reference(threshold.loaded, ids))).toBeLessThan(1e-4);
+    await sparse.dispose();
+  });
+
+  test('the routing computed one block early is the reference routing of that layer, and the layer uses exactly it', async () => {
+    const { dir, loaded } = plan('megrez-early', 'f32', 2, megrez);
+    const model = SparseModel.load(dir, { threads: 2 });
+    model.resetStats();
+    await model.logits(ids);
+    const early = model.earlyRouting();
+    expect(early.map((r) => r.layer)).toEqual([1, 2, 3]);
+    const ref = referenceForward(planWeights(loaded), ids, { routing: planRoutingRules(loaded.plan), collectSelected: true });
+    const E = megrez.num_experts;
+    const stats = model.routingStats();
+    for (const r of early) {
+      const perToken = ids.map((_, t) => Array.from(r.ids.subarray(t * E, t * E + r.count[t])));
+      expect(perToken).toEqual(ref.selected![r.layer]); // same experts, same order, per token
+      const needed = [...new Set(ref.selected![r.layer].flat())].sort((a, b) => a - b);
+      expect(Array.from(r.experts)).toEqual(needed); // what a cache must load: nothing more, nothing less
+      const counts = new Array(E).fill(0);
+      perToken.flat().forEach((e) => counts[e]++);
+      expect(Array.from(stats.expertCounts[r.layer])).toEqual(counts); // the selections the layer then ran
+    }
+    await model.dispose();
+    const unshared = plan('unshared-top2', 'f32', 2);
+    const plain = SparseModel.load(unshared.dir, { threads: 1 });
+    await plain.logits(ids);
+    expect(plain.earlyRouting()).toEqual([]);
+    await plain.dispose();
+  });
+
+  test('a spec whose layer names another pool than its first layer is refused by the addon, not run', () => {
+    const { loaded } = plan('megrez-bad-spec', 'f32', 2, megrez);
+    const spec = nativeSpec(loaded, 1);
+    spec.layers[1] = { ...spec.layers[1], gateUp: spec.layers[2].gateUp }; // pool 2's tensor, same shape
+    expect(() => new (loadNative().NativeModel)(spec)).toThrow(/uses expert pool 0 but names other expert tensors or another kept list/);
+    const early = nativeSpec(loaded, 1);
+    early.layers[0] = { ...early.layers[0], preGate: true };
+    expect(() => new (loadNative().NativeModel)(early)).toThrow(/layer 0 cannot be pre-gated/);
+  });
+});
