@@ -1,5 +1,6 @@
 import type { ReportJson } from './report_json';
 import { fixed, formatBytes, formatCount, markdownTable, percent } from './format';
+import { expertPools, parameterCounts, preGated, withoutDefaults } from '../model/config';
 
 /** The one-line summary the demo prints and report.md opens with. */
 export function headline(report: ReportJson): string {
@@ -75,7 +76,7 @@ export function reportMarkdown(report: ReportJson): string {
   out.push('## Cost per token', '');
   out.push(
     markdownTable(
-      ['mode', 'total params', 'active params / token', 'FLOPs / token', 'weight bytes / token'],
+      ['mode', 'stored params', 'active params / token', 'FLOPs / token', 'weight bytes / token'],
       (['dense', 'sparse'] as const).map((mode) => [
         mode,
         formatCount(report.params[mode].total),
@@ -85,6 +86,7 @@ export function reportMarkdown(report: ReportJson): string {
       ]),
     ),
     '',
+    ...megrezNotes(report),
     `Ideal speedup at batch 1 = dense weight bytes per token ÷ sparse = **${fixed(report.ideal_speedup)}×**; ` +
       `measured (decode, batch ${report.speedup_batch}, median of paired repeats) **${fixed(report.measured_speedup)}×**, ` +
       `${percent(report.speedup_efficiency)} of ideal.`,
@@ -249,4 +251,36 @@ export function budgetLine(budget: NonNullable<ReportJson['budget']>): string {
     `${rate(budget.calibration.effective_gflops, 'GFLOP/s')})` +
     (budget.fits ? '.' : '; even the least work was estimated to overrun the budget.')
   );
+}
+
+/**
+ * Megrez2's architecture in the cost section: stored parameters with shared expert pools against the same model
+ * with one set of experts per layer (active parameters and bytes per token do not change), and which layers are
+ * routed one block early. Nothing for models without either.
+ */
+export function megrezNotes(report: Pick<ReportJson, 'model'>): string[] {
+  const c = report.model.config;
+  const f = c.experts_shared_frequency ?? 1;
+  const notes: string[] = [];
+  if (f > 1) {
+    const pools = expertPools(c).length;
+    const unshared = parameterCounts(withoutDefaults({ ...c, experts_shared_frequency: 1 })).total;
+    const stored = parameterCounts(c).total;
+    notes.push(
+      `Expert pools (Megrez2's cross-layer sharing, experts_shared_frequency ${f}, first_k_dense_replace ${c.first_k_dense_replace ?? 0}): ` +
+        `${pools} pool${pools === 1 ? '' : 's'} of routed experts for ${c.num_hidden_layers} layers, so the model stores ${formatCount(stored)} parameters ` +
+        `where one set of experts per layer would store ${formatCount(unshared)} (${percent(stored / unshared - 1)}); ` +
+        'each layer still runs its own experts per token, so active parameters and weight bytes per token are those of the unshared model.',
+      '',
+    );
+  }
+  const early = Array.from({ length: c.num_hidden_layers }, (_, l) => l).filter((l) => preGated(c, l));
+  if (early.length) {
+    notes.push(
+      `Pre-gated routing (Megrez2's pre_gate): layer${early.length === 1 ? '' : 's'} ${early.join(', ')} route${early.length === 1 ? 's' : ''} on the previous layer's ` +
+        "post-attention-norm output, so the runtime knows their experts one block early (`SparseModel.earlyRouting()`, the prefetch hook).",
+      '',
+    );
+  }
+  return notes;
 }

@@ -8,16 +8,16 @@ import { loadRecipe, recipeHash } from '../../src/recipe';
 let corpusSlice: string | null = null;
 
 /**
- * recipes/tiny.yaml with `name`, seq_len 32, eval_tokens 512 and, as corpus, corpus.txt beside the recipe (the
+ * recipes/<base>.yaml (default tiny) with `name`, seq_len 32, eval_tokens 512 and, as corpus, corpus.txt beside the recipe (the
  * first 64 kB of the embedded corpus: 64 split blocks of 1 kB, so the split is rebuilt in milliseconds).
  * Writes DIR/recipes/<name>.yaml and DIR/recipes/corpus.txt; returns the recipe file.
  */
-export function writeTestRecipe(dir: string, name: string): string {
+export function writeTestRecipe(dir: string, name: string, base = 'tiny'): string {
   corpusSlice ??= loadCorpusText({ corpus: 'default', text_field: 'text' }).slice(0, 65_536);
   const folder = path.join(dir, 'recipes');
   fs.mkdirSync(folder, { recursive: true });
   fs.writeFileSync(path.join(folder, 'corpus.txt'), corpusSlice);
-  const recipe = YAML.parse(fs.readFileSync(path.join(packageRoot(), 'recipes', 'tiny.yaml'), 'utf8'));
+  const recipe = YAML.parse(fs.readFileSync(path.join(packageRoot(), 'recipes', `${base}.yaml`), 'utf8'));
   recipe.name = name;
   recipe.data = { ...recipe.data, corpus: 'corpus.txt', seq_len: 32 };
   recipe.train = { ...recipe.train, eval_tokens: 512 };
