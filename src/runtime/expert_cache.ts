@@ -69,6 +69,14 @@ export function expertBytesPerLayer(plan: Plan): number[] {
   return plan.layers.map((layer) => 3 * layerOps(layer).experts.intermediate_size * d * size);
 }
 
+/**
+ * Whether layer l stores its routed experts (false for the later layers of a Megrez2 shared pool, which read the
+ * pool's first layer's): the cache holds a pool once, so byte budgets and resident sizes count only these layers.
+ */
+function ownsExperts(plan: Plan, l: number): boolean {
+  return (layerOps(plan.layers[l]).experts.pool ?? l) === l;
+}
+
 /** The fewest experts per layer a cache may hold: the most any layer selects for one token. */
 export function minimumCacheSlots(plan: Plan): number {
   return Math.max(...plan.layers.map((layer) => layerOps(layer).select.k));
@@ -87,7 +95,7 @@ export function expertCacheSlots(plan: Plan, size: string | ExpertCacheSize, fla
     slots = Math.ceil(parsed.share * most - 1e-9);
   } else {
     if (!(parsed.bytes > 0) || !Number.isSafeInteger(parsed.bytes)) throw new UserError(`${flag} ${shown}: expected a positive number of bytes`);
-    const perSlot = expertBytesPerLayer(plan).reduce((a, b) => a + b, 0); // one expert in every layer
+    const perSlot = expertBytesPerLayer(plan).reduce((a, b, l) => a + (ownsExperts(plan, l) ? b : 0), 0); // one expert in every pool
     slots = Math.floor(parsed.bytes / perSlot);
     if (slots < min) {
       throw new UserError(
@@ -110,6 +118,7 @@ export function residentWeightBytes(plan: Plan, fileBytes: number, slots: number
   const perExpert = expertBytesPerLayer(plan);
   let bytes = fileBytes;
   plan.layers.forEach((layer, l) => {
+    if (!ownsExperts(plan, l)) return; // a shared pool is in the file, and in the cache, once
     const kept = layerOps(layer).experts.kept.length;
     bytes -= (kept - Math.min(kept, slots)) * perExpert[l];
   });

@@ -157,3 +157,35 @@ describe('expert cache sizes', () => {
     expect(() => SparseModel.load(dir, { expertCache: { size: '10%' } })).toThrow(UserError);
   });
 });
+
+describe("expert cache on Megrez2's shared pools and pre-gated layers", () => {
+  // 3 layers: pool {0, 1} and pool {2}; layers 1 and 2 pre-gated (their routing is known one block early).
+  const megrez: ModelConfig = { ...config, experts_shared_frequency: 2, pre_gate: true };
+  const dir = path.join(root, 'megrez');
+  const loaded = writeRandomPlan(dir, megrez, { dtype: 'f32', seed: 5, k: 2 });
+
+  test('bit-identical to the resident run; the prefetch of a pre-gated layer is exact (recall 100%)', async () => {
+    const { run: resident, model: plain } = await run(dir, {});
+    await plain.dispose();
+    for (const expertCache of [{ size: '25%' }, { size: '50%', prefetchMargin: 3 }]) {
+      const { run: cached, model } = await run(dir, { expertCache });
+      expect(bits(cached.logits).equals(bits(resident.logits))).toBe(true);
+      expect(cached.generated).toEqual(resident.generated);
+      const stats = model.expertCacheStats()!;
+      // Every prediction is for a pre-gated layer (1 or 2), made from its early routing: nothing demanded was
+      // unpredicted. (Precision is counted against one request, and a prefill needing more experts than slots
+      // requests them in several passes, so it can stay below 1.)
+      expect(stats.predicted).toBeGreaterThan(0);
+      expect(stats.prefetchRecall).toBe(1);
+      await model.dispose();
+    }
+  });
+
+  test('a shared pool is counted once in byte budgets and resident sizes', () => {
+    const [perExpert] = expertBytesPerLayer(loaded.plan);
+    // one expert in every pool (2 pools), not in every layer (3)
+    expect(expertCacheSlots(loaded.plan, `${2 * 2 * perExpert}`)).toBe(2);
+    const file = fs.statSync(loaded.weightsPath).size;
+    expect(residentWeightBytes(loaded.plan, file, 2)).toBe(file - 2 * (megrez.num_experts - 2) * perExpert);
+  });
+});

@@ -179,6 +179,9 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
   for (int e = 0; e < E; ++e)
     if (offsets[e + 1] > offsets[e] && slot_of_[l][e] >= 0) active.push_back(e);
   const bool predict = s.expert_cache.prefetch && l + 1 < s.layers;
+  // The next layer uses this layer's shared pool (Megrez2): predict after this layer's last pass, so that a second
+  // pass's request is not taken for the next layer's (the cache scores a prediction on the pool's next request).
+  const bool same_pool = predict && s.layer[l + 1].pool == c;
   if (active.empty()) {
     if (predict) prefetch_next(l, h_for_prediction, T);
     return;
@@ -192,7 +195,7 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
     std::vector<int> packed;
     for (size_t i = start; i < end; ++i) packed.push_back(slot_of_[l][active[i]]);
     cache_->request(c, packed);
-    if (predict && start == 0) prefetch_next(l, h_for_prediction, T);  // queued behind this layer's demand reads
+    if (predict && !same_pool && start == 0) prefetch_next(l, h_for_prediction, T);  // queued behind this layer's demand reads
     std::vector<int> got;
     try {
       got = cache_->wait(c, packed);
@@ -218,6 +221,7 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
     }
     cache_->release(c);
   }
+  if (same_pool) prefetch_next(l, h_for_prediction, T);
 }
 
 void Model::stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const {
