@@ -29,7 +29,9 @@ class Engine {
   virtual std::shared_ptr<Session> new_session(int slots, int max_context) = 0;  // shares ownership of the engine
   virtual void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const = 0;
   virtual void reset_stats() = 0;
-  virtual bool cache_stats(ExpertCacheStats* out) const = 0;  // false when every expert is resident (CUDA: always)
+  virtual bool cache_stats(ExpertCacheStats* out) const = 0;
+  // The last forward's pre-gated routings (Megrez2; model.h EarlyRouting); empty where the engine has none.
+  virtual std::vector<EarlyRouting> last_early_routing() const { return {}; }  // false when every expert is resident (CUDA: always)
   virtual const ModelSpec& spec() const = 0;
   virtual int threads() const = 0;
   virtual std::string device() const = 0;       // "cpu" or "cuda"

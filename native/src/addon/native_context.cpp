@@ -159,9 +159,9 @@ Napi::Value NativeContext::RoutingStats(const Napi::CallbackInfo& info) {
 // earlyRouting() → [{ layer, experts: Int32Array, count: Int32Array [T], ids: Int32Array [T·E], weights: Float32Array [T·E] }]
 Napi::Value NativeContext::EarlyRouting(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!model_) throw Napi::Error::New(env, "context has no model");
+  if (!engine_) throw Napi::Error::New(env, "context has no model");
   if (busy) throw Napi::Error::New(env, "the early routing is read after evaluate() resolves, not while it runs");
-  std::vector<dsmoe::EarlyRouting> early = model_->last_early_routing();
+  std::vector<dsmoe::EarlyRouting> early = engine_->last_early_routing();
   Napi::Array out = Napi::Array::New(env, early.size());
   auto i32 = [&](const std::vector<int32_t>& v) {
     Napi::Int32Array a = Napi::Int32Array::New(env, v.size());
