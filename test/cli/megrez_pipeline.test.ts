@@ -6,7 +6,6 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
-import yargs, { type CommandModule } from 'yargs';
 import { convertCommand } from '../../src/cli/commands/convert';
 import { evalCommand } from '../../src/cli/commands/eval';
 import { generateCommand } from '../../src/cli/commands/generate';
@@ -20,26 +19,9 @@ import { planRoutingRules, planWeights } from '../../src/plan/plan_reference';
 import { SparseModel } from '../../src/runtime/model';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
 import { writeTestRecipe } from '../helpers/recipe_fixtures';
+import { runCommand as run } from '../helpers/run_command';
 
 afterAll(removeTempDirs);
-
-async function run(command: CommandModule<object, never>, argv: string[]): Promise<string> {
-  let stdout = '';
-  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  const log = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    await yargs(argv).command(command).strict().fail((message, error) => {
-      throw error ?? new Error(message);
-    }).parseAsync();
-  } finally {
-    write.mockRestore();
-    log.mockRestore();
-  }
-  return stdout;
-}
 
 test('train tiny-megrez → convert → generate, eval, report', async () => {
   const root = tempDir('megrez');

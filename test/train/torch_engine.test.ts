@@ -9,7 +9,6 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
-import yargs, { type CommandModule } from 'yargs';
 import { readSafetensors } from '../../src/checkpoint/safetensors';
 import { convertCommand } from '../../src/cli/commands/convert';
 import { evalCommand } from '../../src/cli/commands/eval';
@@ -22,6 +21,7 @@ import { checkTorch, DEFAULT_PYTHON, launchTorchEngine, torchrunArgs, torchRunSp
 import { train } from '../../src/train/trainer';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
 import { writeTestRecipe } from '../helpers/recipe_fixtures';
+import { runCommand } from '../helpers/run_command';
 
 afterAll(removeTempDirs);
 
@@ -60,24 +60,6 @@ function maxDifference(a: Map<string, Float32Array>, b: Map<string, Float32Array
     for (let i = 0; i < values.length; i++) worst = Math.max(worst, Math.abs(values[i] - other[i]));
   }
   return worst;
-}
-
-async function runCommand(command: CommandModule<object, never>, argv: string[]): Promise<string> {
-  let stdout = '';
-  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  const log = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    await yargs(argv).command(command).strict().fail((message, error) => {
-      throw error ?? new Error(message);
-    }).parseAsync();
-  } finally {
-    write.mockRestore();
-    log.mockRestore();
-  }
-  return stdout;
 }
 
 describeWithTorch('the torch engine (f32, CPU)', () => {

@@ -4,32 +4,14 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import yargs, { type CommandModule } from 'yargs';
 import { convertCommand } from '../../../src/cli/commands/convert';
 import { evalCommand } from '../../../src/cli/commands/eval';
 import { randomDenseWeights, removeTempDirs, tempDir, tinyConfig, writeDenseFolder } from '../../helpers/dense_fixtures';
 import { recordRecipe, writeTestRecipe } from '../../helpers/recipe_fixtures';
 import { loadNative } from '../../../src/runtime/native';
+import { runCommand as run } from '../../helpers/run_command';
 
 afterAll(removeTempDirs);
-
-async function run(command: CommandModule<object, never>, argv: string[]): Promise<string> {
-  let stdout = '';
-  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += chunk.toString();
-    return true;
-  });
-  const log = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    await yargs(argv).command(command).strict().fail((message, error) => {
-      throw error ?? new Error(message);
-    }).parseAsync();
-  } finally {
-    write.mockRestore();
-    log.mockRestore();
-  }
-  return stdout;
-}
 
 /** The --json line (jest's console also writes here when tfjs warns on first use). */
 async function evaluate(dir: string, ...flags: string[]) {
