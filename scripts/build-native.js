@@ -91,12 +91,17 @@ function checkTools() {
 function configure(buildDir, extra) {
   const generator = have('ninja') ? ['-G', 'Ninja'] : [];
   const cache = path.join(buildDir, 'CMakeCache.txt');
-  // A cache from another generator (or a moved checkout) cannot be reused: start that build folder over.
+  // A cache from another generator, a moved checkout or another DSMOE_CUDA mode cannot be reused (CMake cannot add
+  // the CUDA language to a cache configured without it: the addon then links cudart without its directory): start
+  // that build folder over.
   if (fs.existsSync(cache)) {
     const text = fs.readFileSync(cache, 'utf8');
     const wantNinja = generator.length > 0;
     const isNinja = /CMAKE_GENERATOR:INTERNAL=Ninja/.test(text);
-    if (wantNinja !== isNinja || !text.includes(`CMAKE_HOME_DIRECTORY:INTERNAL=${nativeDir}`)) {
+    const wantCuda = extra.find((a) => a.startsWith('-DDSMOE_CUDA='))?.slice('-DDSMOE_CUDA='.length);
+    const hadCuda = /^DSMOE_CUDA:[A-Z]+=(.*)$/m.exec(text)?.[1];
+    const cudaChanged = wantCuda !== undefined && hadCuda !== undefined && wantCuda !== hadCuda;
+    if (wantNinja !== isNinja || cudaChanged || !text.includes(`CMAKE_HOME_DIRECTORY:INTERNAL=${nativeDir}`)) {
       fs.rmSync(buildDir, { recursive: true, force: true });
     }
   }
