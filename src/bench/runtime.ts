@@ -20,6 +20,7 @@ import { writeRandomPlan } from '../plan/random_plan';
 import type { ModelConfig } from '../model/config';
 import { loadNative, type NativeContext, type RoutingOverride } from '../runtime/native';
 import { nativeSpec } from '../runtime/spec';
+import { pageFaultsDuring } from './page_faults';
 
 // ~1.08 GB of bf16 weights: 8 layers × 32 experts of 3·1024·640, GQA attention, untied 8192-token LM head.
 const BENCH_CONFIG: ModelConfig = {
@@ -122,6 +123,8 @@ interface Row {
   decode_weight_gbs?: number; // batch 1: weight bytes per token ÷ step time
   prefill_cpu_share: number; // share of the threads' cores the process got during the prefill
   decode_cpu_share: number;
+  decode_minor_faults: number; // page faults during the decode run (a reclaimed mmap'd plan shows here)
+  decode_major_faults: number;
 }
 
 async function prefill(ctx: NativeContext, V: number, batch: number, seq: number, routing?: RoutingOverride): Promise<number> {
@@ -194,7 +197,8 @@ async function main(): Promise<void> {
       const prefillS = p.value;
       // Attention FLOPs: each token attends to its position + 1 keys.
       const flops = T * flopsPerToken + batch * attnFlops * ((seq * (seq + 1)) / 2);
-      const dec = await withCpuShare(threads, () => decode(ctx, V, batch, args.decodeSteps, routing));
+      const decFaults = await pageFaultsDuring(() => withCpuShare(threads, () => decode(ctx, V, batch, args.decodeSteps, routing)));
+      const dec = decFaults.value;
       const stepS = dec.value;
       const row: Row = {
         mode,
@@ -206,13 +210,15 @@ async function main(): Promise<void> {
         decode_step_ms: stepS * 1e3,
         prefill_cpu_share: p.share,
         decode_cpu_share: dec.share,
+        decode_minor_faults: decFaults.faults.minor,
+        decode_major_faults: decFaults.faults.major,
       };
       if (batch === 1) row.decode_weight_gbs = bytesPerToken / stepS / 1e9;
       rows.push(row);
       process.stderr.write(
         `bench: ${mode} batch ${batch}: prefill ${row.prefill_tok_s.toFixed(0)} tok/s (${row.prefill_gflops.toFixed(1)} GFLOP/s), ` +
           `decode ${row.decode_tok_s.toFixed(1)} tok/s (${row.decode_step_ms.toFixed(1)} ms/step); ` +
-          `CPU share ${pct(p.share)} / ${pct(dec.share)}\n`,
+          `CPU share ${pct(p.share)} / ${pct(dec.share)}; page faults ${row.decode_minor_faults} minor / ${row.decode_major_faults} major\n`,
       );
     }
   }
