@@ -16,7 +16,7 @@ import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
 import { expertPoolOf, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
-import type { Plan, PlanChoice, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
+import type { Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { buildPlan, WEIGHTS_FILE } from '../plan/build_plan';
 import type { DenseCheckpoint } from '../checkpoint/dense';
@@ -35,6 +35,8 @@ export interface ConvertOptions {
   k?: number;
   epsilon: number;
   dtype: PlanDtype;
+  /** The routed experts' and attention projections' storage when it differs from `dtype` (e.g. q4_0 experts). */
+  dtypes?: PlanClassDtypes;
   /** Token windows of held-out text; may be empty for topk and threshold (no calibration report then). */
   calibWindows: number[][];
   calibSource: string; // where the windows came from, for the report
@@ -236,6 +238,7 @@ async function decideAndWrite(
   const plan = buildPlan({
     config: c,
     dtype: options.dtype,
+    dtypes: options.dtypes,
     source: {
       dir: path.resolve(dense.dir),
       model_sha256: dense.sha256(),
@@ -269,7 +272,7 @@ async function decideAndWrite(
     if (fs.existsSync(from)) fs.copyFileSync(from, path.join(options.outDir, file));
     else if (file.startsWith('tokenizer')) throw new UserError(`${from}: missing (the plan folder needs the model's tokenizer)`);
   }
-  log(`writing ${WEIGHTS_FILE} (${options.dtype})`);
+  log(`writing ${WEIGHTS_FILE} (${plan.dtypes ? `${plan.dtype}, experts ${plan.dtypes.experts}, attention ${plan.dtypes.attention}` : plan.dtype})`);
   writePackedWeights(path.join(options.outDir, WEIGHTS_FILE), plan, dense, {
     format: 'pt',
     producer: 'dsmoe convert',

@@ -25,7 +25,7 @@ function packTensor(tensor: PlanTensor, dense: ReferenceWeights): Float32Array {
 /** Writes the plan's weights file from dense weights, in the table's order. */
 export function writePackedWeights(file: string, plan: Plan, dense: ReferenceWeights, metadata: Record<string, string>): void {
   const tensors = planTensors(plan);
-  const writer = new StreamingSafetensorsWriter(file, tensors.map(({ name, shape, dtype }) => ({ name, shape, dtype })), metadata);
+  const writer = new StreamingSafetensorsWriter(file, tensors.map(({ name, storage }) => ({ name, ...storage })), metadata);
   try {
     for (const tensor of tensors) {
       const values = packTensor(tensor, dense);

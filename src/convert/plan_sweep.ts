@@ -107,6 +107,7 @@ function withLayerK(plan: Plan, layerK: number[]): Plan {
   return buildPlan({
     config: plan.config,
     dtype: plan.dtype,
+    dtypes: plan.dtypes,
     source: plan.source,
     strategy: { ...plan.strategy, name: 'threshold-topk', k: null },
     kept: plan.layers.map((layer) => [...(layer.ops.find((op) => op.op === 'experts') as { kept: number[] }).kept]),

@@ -7,10 +7,10 @@
  *   nibble of qs[j] and element j + 16 in its high nibble, d = (the value of largest magnitude) / −8.
  *
  * Blocks run along ne[0], a tensor's fastest dimension, so a quantized tensor's ne[0] must be a multiple of 32.
- * Quantization follows ggml's reference (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`) step by step in float32
- * arithmetic, so the bytes equal those `llama-quantize` writes from the same float32 values.
+ * The quantized blocks are src/plan/quantize.ts's (the same bytes a quantized plan stores, and `llama-quantize` writes).
  */
 import { f16ToF32, f32ToBf16, f32ToF16, bf16ToF32 } from '../checkpoint/safetensors';
+import { dequantize, quantize, QUANT_BLOCK_VALUES } from '../plan/quantize';
 
 export type GgmlType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 
@@ -26,7 +26,7 @@ export const GGML_BLOCK: Record<GgmlType, { values: number; bytes: number }> = {
   Q4_0: { values: 32, bytes: 18 },
 };
 
-export const QUANT_BLOCK_VALUES = 32;
+export { QUANT_BLOCK_VALUES };
 
 /** Bytes of a tensor of `elements` values stored as `type` (elements must fill whole blocks). */
 export function ggmlByteLength(type: GgmlType, elements: number): number {
@@ -45,9 +45,8 @@ export function encodeGgml(values: Float32Array, type: GgmlType): Buffer {
     case 'BF16':
       return typedBytes(f32ToBf16(values));
     case 'Q8_0':
-      return quantizeQ8_0(values);
     case 'Q4_0':
-      return quantizeQ4_0(values);
+      return quantize(values, type);
   }
 }
 
@@ -71,80 +70,4 @@ export function decodeGgml(bytes: Uint8Array, type: GgmlType, elements: number):
 
 function typedBytes(array: Uint16Array): Buffer {
   return Buffer.from(array.buffer, array.byteOffset, array.byteLength);
-}
-
-/** C's roundf: half away from zero (Math.round rounds −2.5 to −2). */
-function roundHalfAway(x: number): number {
-  return x < 0 ? -Math.round(-x) : Math.round(x);
-}
-
-function quantizeQ8_0(values: Float32Array): Buffer {
-  const blocks = ggmlByteLength('Q8_0', values.length) / 34;
-  const out = Buffer.alloc(blocks * 34);
-  const quants = new Int8Array(out.buffer, out.byteOffset, out.byteLength);
-  const scales = new Float32Array(blocks);
-  for (let b = 0; b < blocks; b++) {
-    const base = b * 32;
-    let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(values[base + j]));
-    const d = Math.fround(amax / 127);
-    const id = d !== 0 ? Math.fround(1 / d) : 0;
-    scales[b] = d;
-    for (let j = 0; j < 32; j++) quants[b * 34 + 2 + j] = roundHalfAway(Math.fround(values[base + j] * id));
-  }
-  const halves = f32ToF16(scales); // every block's scale to f16 in one pass
-  for (let b = 0; b < blocks; b++) out.writeUInt16LE(halves[b], b * 34);
-  return out;
-}
-
-function quantizeQ4_0(values: Float32Array): Buffer {
-  const blocks = ggmlByteLength('Q4_0', values.length) / 18;
-  const out = Buffer.alloc(blocks * 18);
-  const scales = new Float32Array(blocks);
-  for (let b = 0; b < blocks; b++) {
-    const base = b * 32;
-    let amax = 0;
-    let max = 0;
-    for (let j = 0; j < 32; j++) {
-      const v = values[base + j];
-      if (amax < Math.abs(v)) {
-        amax = Math.abs(v);
-        max = v;
-      }
-    }
-    const d = Math.fround(max / -8);
-    const id = d !== 0 ? Math.fround(1 / d) : 0;
-    scales[b] = d;
-    for (let j = 0; j < 16; j++) {
-      // (int8_t)(x·id + 8.5f), truncated toward zero; the sum is never negative
-      const low = Math.min(15, Math.trunc(Math.fround(Math.fround(values[base + j] * id) + 8.5)));
-      const high = Math.min(15, Math.trunc(Math.fround(Math.fround(values[base + 16 + j] * id) + 8.5)));
-      out[b * 18 + 2 + j] = low | (high << 4);
-    }
-  }
-  const halves = f32ToF16(scales); // every block's scale to f16 in one pass
-  for (let b = 0; b < blocks; b++) out.writeUInt16LE(halves[b], b * 18);
-  return out;
-}
-
-function dequantize(bytes: Uint8Array, type: 'Q8_0' | 'Q4_0', elements: number): Float32Array {
-  const out = new Float32Array(elements);
-  const blockBytes = GGML_BLOCK[type].bytes;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const halfScale = new Uint16Array(1);
-  for (let b = 0; b < elements / 32; b++) {
-    const at = b * blockBytes;
-    halfScale[0] = view.getUint16(at, true);
-    const d = f16ToF32(halfScale)[0];
-    for (let j = 0; j < (type === 'Q8_0' ? 32 : 16); j++) {
-      if (type === 'Q8_0') {
-        out[b * 32 + j] = view.getInt8(at + 2 + j) * d;
-      } else {
-        const q = bytes[at + 2 + j];
-        out[b * 32 + j] = ((q & 0x0f) - 8) * d;
-        out[b * 32 + 16 + j] = ((q >> 4) - 8) * d;
-      }
-    }
-  }
-  return out;
 }

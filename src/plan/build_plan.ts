@@ -3,8 +3,8 @@
  * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
  */
 import { expertPoolOf, preGated, withoutDefaults, type ModelConfig } from '../model/config';
-import type { Plan, PlanCalibration, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
-import { PLAN_FORMAT, PLAN_VERSION } from './plan_format';
+import type { Plan, PlanCalibration, PlanClassDtypes, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
+import { classDtypes, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { planNames as n } from './tensor_table';
 import { planCost } from './cost';
 
@@ -13,6 +13,8 @@ export const WEIGHTS_FILE = 'weights.safetensors';
 export interface PlanDecisions {
   config: ModelConfig;
   dtype: PlanDtype;
+  /** Storage of the routed experts and attention projections when either differs from `dtype` (mixed precision). */
+  dtypes?: PlanClassDtypes;
   source: PlanSource;
   strategy: PlanStrategy;
   kept: number[][]; // [L][K_l] expert ids kept per layer, increasing; the same for every layer of a shared pool
@@ -27,6 +29,9 @@ export interface PlanDecisions {
 
 export function buildPlan(decisions: PlanDecisions): Plan {
   const { config, kept, select } = decisions;
+  // Written only when a class differs from the plan dtype: plans without mixed precision read as before.
+  const given = decisions.dtypes;
+  const dtypes = given && (given.experts !== decisions.dtype || given.attention !== decisions.dtype) ? given : undefined;
   const shared = config.shared_expert_intermediate_size > 0;
   const sharing = (config.experts_shared_frequency ?? 1) > 1;
   const layers: PlanLayer[] = [];
@@ -75,6 +80,7 @@ export function buildPlan(decisions: PlanDecisions): Plan {
     source: decisions.source,
     config: withoutDefaults(config),
     dtype: decisions.dtype,
+    ...(dtypes ? { dtypes } : {}),
     weights: WEIGHTS_FILE,
     strategy: decisions.strategy,
     embedding: n.embed,
@@ -86,6 +92,7 @@ export function buildPlan(decisions: PlanDecisions): Plan {
       decisions.dtype,
       kept.map((k) => k.length),
       decisions.expectedExperts,
+      classDtypes({ dtype: decisions.dtype, dtypes }),
     ),
     ...(decisions.choice ? { choice: decisions.choice } : {}),
   };

@@ -8,21 +8,24 @@
  * - FLOPs: 2 per multiply-add of every matrix-vector product (q/k/v/o, router, experts, shared expert and its
  *   gate, LM head). Norms, bias adds, activations and softmaxes are left out, and so is attention over the
  *   context, which grows with position: add `attention_flops_per_context_token` × (context length).
- * - weight bytes: the bytes of weights a batch-1 decode step reads: matrices at the plan dtype, norms, biases,
- *   routers and the shared gate at F32, plus one embedding row. This is what bounds decode speed by bandwidth.
+ * - weight bytes: the bytes of weights a batch-1 decode step reads: routed experts and attention projections at
+ *   their class's dtype (plan.json `dtypes`; Q8_0 34 bytes and Q4_0 18 bytes per 32 weights), the other matrices at
+ *   the plan dtype, norms, biases, routers and the shared gate at F32, plus one embedding row. This is what bounds
+ *   decode speed by bandwidth.
  * - "active" uses the expected experts per token of each layer (k for top-k, the calibrated mean for threshold);
  *   "dense" uses all E experts of the source model.
  */
 import type { ModelConfig } from '../model/config';
 import { expertPoolOf, headDim } from '../model/config';
-import type { PlanCost, PlanDtype } from './plan_format';
-import { bytesPerElement } from './dtype';
+import type { PlanClassDtypes, PlanCost, PlanDtype } from './plan_format';
+import { bytesPerWeight } from './dtype';
 
 export function planCost(
   config: ModelConfig,
   dtype: PlanDtype,
   keptPerLayer: number[], // [L] experts kept per layer (a shared pool's count on each of its layers)
   activePerLayer: number[], // [L] expected experts per token per layer
+  classes: PlanClassDtypes = { experts: dtype, attention: dtype },
 ): PlanCost {
   const d = config.hidden_size;
   const V = config.vocab_size;
@@ -31,9 +34,14 @@ export function planCost(
   const Is = config.shared_expert_intermediate_size;
   const hd = headDim(config);
   const qkvRows = (config.num_attention_heads + 2 * config.num_key_value_heads) * hd;
-  const b = bytesPerElement(dtype);
+  const b = bytesPerWeight(dtype);
+  const bExpert = bytesPerWeight(classes.experts);
+  const bAttention = bytesPerWeight(classes.attention);
 
-  const layerMatrixParams = qkvRows * d + config.num_attention_heads * hd * d + (Is > 0 ? 3 * Is * d : 0); // at dtype
+  const attentionParams = qkvRows * d + config.num_attention_heads * hd * d; // at the attention class's dtype
+  const sharedParams = Is > 0 ? 3 * Is * d : 0; // at dtype
+  const layerMatrixParams = attentionParams + sharedParams;
+  const layerMatrixBytes = attentionParams * bAttention + sharedParams * b;
   const layerF32Params = 2 * d + qkvRows + E * d + (Is > 0 ? d : 0); // norms, qkv bias, router, shared gate
   const layerMacs = qkvRows * d + config.num_attention_heads * hd * d + E * d + (Is > 0 ? 3 * Is * d + d : 0);
   const expertParams = 3 * I * d;
@@ -46,7 +54,7 @@ export function planCost(
     for (const a of experts) {
       params += layerMatrixParams + layerF32Params + a * expertParams;
       macs += layerMacs + a * expertParams;
-      bytes += (layerMatrixParams + a * expertParams) * b + layerF32Params * 4;
+      bytes += layerMatrixBytes + a * expertParams * bExpert + layerF32Params * 4;
     }
     return { params, flops: 2 * macs, bytes };
   };

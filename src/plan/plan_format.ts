@@ -12,6 +12,18 @@ export const PLAN_VERSION = 1;
 
 /** Dtype of every 2-D (and 3-D expert) matrix; norms, biases, routers and the shared-expert gate stay F32. */
 export type PlanDtype = 'f32' | 'bf16' | 'f16';
+/** Storage of one class of matrices: a plan dtype, or GGUF's Q8_0 / Q4_0 blocks (src/plan/quantize.ts). */
+export type MatrixDtype = PlanDtype | 'q8_0' | 'q4_0';
+
+/**
+ * Per-class storage (mixed precision, docs/design.md §4): the routed experts' gate_up/down and the attention
+ * projections qkv/o. The embedding, LM head and shared expert stay at the plan's `dtype`; norms, biases, routers
+ * and the shared gate at F32. Absent from plan.json when both equal `dtype`.
+ */
+export interface PlanClassDtypes {
+  experts: MatrixDtype;
+  attention: MatrixDtype;
+}
 export type StrategyName = 'topk' | 'threshold' | 'threshold-topk';
 
 export interface PlanSource {
@@ -126,6 +138,7 @@ export interface Plan {
   source: PlanSource;
   config: ModelConfig;
   dtype: PlanDtype;
+  dtypes?: PlanClassDtypes; // absent: every class at `dtype`
   weights: string; // file name inside the plan folder
   strategy: PlanStrategy;
   embedding: string; // [V, d]
@@ -157,6 +170,11 @@ export interface PlanChoice {
   loss_bound: number;
   chosen: PlanChoicePoint;
   sweep: PlanChoicePoint[];
+}
+
+/** The storage of each class of matrices: `plan.dtypes`, or `plan.dtype` for both when absent. */
+export function classDtypes(plan: Pick<Plan, 'dtype' | 'dtypes'>): PlanClassDtypes {
+  return plan.dtypes ?? { experts: plan.dtype, attention: plan.dtype };
 }
 
 /** The ops of one layer by role (the order is fixed, so this is a destructuring of `layer.ops`). */

@@ -7,7 +7,8 @@ import { readSafetensors } from '../checkpoint/safetensors';
 import type { ReferenceWeights, RoutingRule } from '../model/reference';
 import type { LoadedPlan, Plan } from './plan_format';
 import { layerOps } from './plan_format';
-import { denseLayer, planTensors } from './tensor_table';
+import { denseLayer, planTensors, type PlanTensor } from './tensor_table';
+import { decodeTensor, isQuantized } from './dtype';
 
 export function planRoutingRules(plan: Plan): RoutingRule[] {
   return plan.layers.map((layer) => {
@@ -21,12 +22,15 @@ export function planRoutingRules(plan: Plan): RoutingRule[] {
 
 /** Where a dense tensor sits inside a packed one: elements [offset, offset + size). */
 interface Block {
-  packed: string;
+  packed: PlanTensor;
   offset: number;
   size: number;
 }
 
-/** The plan's weights (widened to f32) under their dense names: the packing of tensor_table.ts undone. */
+/**
+ * The plan's weights (widened to f32; quantized blocks dequantized, exactly as the runtime's kernels see them) under
+ * their dense names: the packing of tensor_table.ts undone.
+ */
 export function planWeights(loaded: LoadedPlan): ReferenceWeights {
   const { plan } = loaded;
   const blocks = new Map<string, Block>();
@@ -34,7 +38,7 @@ export function planWeights(loaded: LoadedPlan): ReferenceWeights {
     let offset = 0;
     for (const part of tensor.parts) {
       const size = part.shape.reduce((a, b) => a * b, 1);
-      blocks.set(part.name, { packed: tensor.name, offset, size });
+      blocks.set(part.name, { packed: tensor, offset, size });
       offset += size;
     }
   }
@@ -51,9 +55,12 @@ export function planWeights(loaded: LoadedPlan): ReferenceWeights {
 
   const file = readSafetensors(loaded.weightsPath);
   const cache = new Map<string, Float32Array>();
-  const packed = (name: string) => {
+  const packed = ({ name, dtype, shape }: PlanTensor) => {
     let values = cache.get(name);
-    if (!values) cache.set(name, (values = file.get(name)));
+    if (!values) {
+      values = isQuantized(dtype) ? decodeTensor(file.raw(name), dtype, shape.reduce((a, b) => a * b, 1)) : file.get(name);
+      cache.set(name, values);
+    }
     return values;
   };
   const get = (denseName: string): Float32Array => {

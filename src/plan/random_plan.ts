@@ -12,10 +12,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { ModelConfig } from '../model/config';
 import { configProblems } from '../model/config';
-import type { LoadedPlan, Plan, PlanDtype } from './plan_format';
+import type { LoadedPlan, Plan, PlanClassDtypes, PlanDtype } from './plan_format';
 import { readPlan } from './read_plan';
 import { buildPlan, WEIGHTS_FILE } from './build_plan';
-import { encodeTensor } from './dtype';
+import { encodeTensor, tensorBytes } from './dtype';
 import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_writer';
 import { buildTokenizer } from '../data/tokenizer';
 import { planNames, planTensors, type PlanTensor } from './tensor_table';
@@ -27,6 +27,8 @@ const BYTE_VOCAB = 257; // 256 bytes + <|endoftext|>
 
 export interface RandomPlanOptions {
   dtype: PlanDtype;
+  /** Routed experts and attention projections at other storage (q8_0/q4_0 blocks: normal draws, then quantized). */
+  dtypes?: PlanClassDtypes;
   seed: number;
   k: number; // experts per token (topk), or the sizing k of threshold mode
   strategy?: 'topk' | 'threshold'; // default topk
@@ -55,6 +57,7 @@ export function writeRandomPlan(dir: string, config: ModelConfig, options: Rando
   const plan = buildPlan({
     config,
     dtype: options.dtype,
+    dtypes: options.dtypes,
     source: {
       dir: null,
       model_sha256: null,
@@ -85,10 +88,9 @@ function fillOf(role: PlanTensor['role']): 'ones' | 'zeros' | 'normal' {
 
 function writeRandomWeights(file: string, plan: Plan, seed: number, onProgress?: RandomPlanOptions['onProgress']): void {
   const tensors = planTensors(plan);
-  const bytesOf = (spec: PlanTensor) => spec.shape.reduce((a, b) => a * b, 1) * (spec.dtype === 'F32' ? 4 : 2);
-  const totalBytes = tensors.reduce((sum, spec) => sum + bytesOf(spec), 0);
+  const totalBytes = tensors.reduce((sum, spec) => sum + tensorBytes(spec.dtype, spec.shape), 0);
   let writtenBytes = 0;
-  const writer = new StreamingSafetensorsWriter(file, tensors.map(({ name, shape, dtype }) => ({ name, shape, dtype })), {
+  const writer = new StreamingSafetensorsWriter(file, tensors.map(({ name, storage }) => ({ name, ...storage })), {
     format: 'pt',
     producer: 'dsmoe random-init',
     seed: String(seed),
@@ -101,15 +103,20 @@ function writeRandomWeights(file: string, plan: Plan, seed: number, onProgress?:
     for (const spec of tensors) {
       const count = spec.shape.reduce((a, b) => a * b, 1);
       const fill = fillOf(spec.role);
-      const bytesPer = spec.dtype === 'F32' ? 4 : 2;
       for (let start = 0; start < count; start += CHUNK_ELEMENTS) {
+        // CHUNK_ELEMENTS is a multiple of 32: a quantized tensor's chunks are whole blocks
         const n = Math.min(CHUNK_ELEMENTS, count - start);
-        if (fill === 'normal') {
-          writer.write(sampleChunk(rng, encoded[spec.dtype], n, bytesPer));
+        let bytes: Buffer;
+        if (fill !== 'normal') {
+          bytes = encodeTensor(new Float32Array(n).fill(fill === 'ones' ? 1 : 0), spec.dtype);
+        } else if (spec.dtype === 'Q8_0' || spec.dtype === 'Q4_0') {
+          const draws = sampleChunk(rng, encoded.F32, n, 4);
+          bytes = encodeTensor(new Float32Array(draws.buffer, draws.byteOffset, n), spec.dtype);
         } else {
-          writer.write(encodeTensor(new Float32Array(n).fill(fill === 'ones' ? 1 : 0), spec.dtype));
+          bytes = sampleChunk(rng, encoded[spec.dtype], n, spec.dtype === 'F32' ? 4 : 2);
         }
-        writtenBytes += n * bytesPer;
+        writer.write(bytes);
+        writtenBytes += bytes.byteLength;
         onProgress?.(writtenBytes, totalBytes);
       }
     }

@@ -75,11 +75,14 @@ function weightsProblems(plan: Plan, header: SafetensorsHeader, sizeOnDisk: numb
       problems.push(`tensor ${JSON.stringify(want.name)} (plan.json: ${want.usedAt}) is missing`);
       continue;
     }
-    if (info.shape.length !== want.shape.length || info.shape.some((n, i) => n !== want.shape[i])) {
-      problems.push(`tensor ${JSON.stringify(want.name)}: expected shape [${want.shape.join(', ')}], got [${info.shape.join(', ')}]`);
+    const stored = want.storage;
+    if (info.shape.length !== stored.shape.length || info.shape.some((n, i) => n !== stored.shape[i])) {
+      const logical = stored.dtype === 'U8' ? ` (${want.dtype} blocks of [${want.shape.join(', ')}] weights)` : '';
+      problems.push(`tensor ${JSON.stringify(want.name)}: expected shape [${stored.shape.join(', ')}]${logical}, got [${info.shape.join(', ')}]`);
     }
-    if (info.dtype !== want.dtype) {
-      problems.push(`tensor ${JSON.stringify(want.name)}: expected dtype ${want.dtype} (plan dtype ${plan.dtype}), got ${info.dtype}`);
+    if (info.dtype !== stored.dtype) {
+      const why = want.dtype === stored.dtype ? '' : ` holding ${want.dtype} blocks`;
+      problems.push(`tensor ${JSON.stringify(want.name)}: expected dtype ${stored.dtype}${why} (plan dtype ${plan.dtype}${plan.dtypes ? `, experts ${plan.dtypes.experts}, attention ${plan.dtypes.attention}` : ''}), got ${info.dtype}`);
     }
   }
   return problems;

@@ -15,9 +15,9 @@
  */
 import type { ModelConfig } from '../model/config';
 import { expertPoolOf, headDim } from '../model/config';
-import { packedDtype, type PackedDtype } from './dtype';
+import { storageOf, tensorDtype, type StorageDtype, type TensorDtype } from './dtype';
 import type { Plan } from './plan_format';
-import { layerOps } from './plan_format';
+import { classDtypes, layerOps } from './plan_format';
 
 // ---------------------------------------------------------------------------------------------------------------
 // names
@@ -269,8 +269,14 @@ export interface PlanTensor {
   role: PlanRole;
   layer: number | null; // null: embedding, final norm, LM head; for a shared pool's gateUp/down, the pool's first layer
   name: string; // as plan.json names it
-  shape: number[];
-  dtype: PackedDtype; // matrices at the plan's dtype; norms, biases, routers and the shared gate F32
+  shape: number[]; // logical: weights per dimension, what the runtime computes with
+  /**
+   * Element type: routed experts and qkv/o at their class's dtype (plan.json `dtypes`), the other matrices at the
+   * plan's dtype; norms, biases, routers and the shared gate F32.
+   */
+  dtype: TensorDtype;
+  /** What the weights file's header holds: `dtype` and `shape`, or for quantized blocks U8 with rows counted in bytes. */
+  storage: { dtype: StorageDtype; shape: number[] };
   usedAt: string; // the plan.json field that names it
   /** The dense tensors whose values, one block after the other, make up this tensor (pruned experts left out). */
   parts: DenseTensor[];
@@ -286,24 +292,27 @@ export function planTensors(plan: Plan): PlanTensor[] {
   const d = c.hidden_size;
   const hd = headDim(c);
   const qkvRows = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd;
-  const matrix = packedDtype(plan.dtype);
-  const f32: PackedDtype = 'F32';
+  const matrix = tensorDtype(plan.dtype);
+  const classes = classDtypes(plan);
+  const experts = tensorDtype(classes.experts);
+  const attention = tensorDtype(classes.attention);
+  const f32: TensorDtype = 'F32';
   const outer = denseOuter(c);
-  const out: PlanTensor[] = [
-    { role: 'embed', layer: null, name: plan.embedding, shape: [c.vocab_size, d], dtype: matrix, usedAt: 'embedding', parts: [outer.embed] },
-  ];
+  const out: PlanTensor[] = [];
+  const push = (row: Omit<PlanTensor, 'storage'>) => out.push({ ...row, storage: storageOf(row.dtype, row.shape) });
+  push({ role: 'embed', layer: null, name: plan.embedding, shape: [c.vocab_size, d], dtype: matrix, usedAt: 'embedding', parts: [outer.embed] });
   plan.layers.forEach((layer, l) => {
     const ops = layerOps(layer);
     const dense = denseLayer(c, l, { qkNorm: ops.attention.q_norm !== undefined });
     const kept = ops.experts.kept.map((e) => dense.experts[e]);
     const K = kept.length;
     const I = ops.experts.intermediate_size;
-    const row = (role: PlanRole, name: string, shape: number[], dtype: PackedDtype, op: number, field: string, parts: DenseTensor[]) =>
-      out.push({ role, layer: l, name, shape, dtype, usedAt: `layers[${l}].ops[${op}].${field}`, parts });
+    const row = (role: PlanRole, name: string, shape: number[], dtype: TensorDtype, op: number, field: string, parts: DenseTensor[]) =>
+      push({ role, layer: l, name, shape, dtype, usedAt: `layers[${l}].ops[${op}].${field}`, parts });
     row('attnNorm', ops.attnNorm.weight, [d], f32, 0, 'weight', [dense.inputNorm]);
-    row('qkv', ops.attention.qkv, [qkvRows, d], matrix, 1, 'qkv', [dense.q, dense.k, dense.v]);
+    row('qkv', ops.attention.qkv, [qkvRows, d], attention, 1, 'qkv', [dense.q, dense.k, dense.v]);
     row('qkvBias', ops.attention.qkv_bias, [qkvRows], f32, 1, 'qkv_bias', [dense.qBias, dense.kBias, dense.vBias]);
-    row('o', ops.attention.o, [d, c.num_attention_heads * hd], matrix, 1, 'o', [dense.o]);
+    row('o', ops.attention.o, [d, c.num_attention_heads * hd], attention, 1, 'o', [dense.o]);
     if (dense.qNorm && dense.kNorm) {
       row('qNorm', ops.attention.q_norm as string, dense.qNorm.shape, f32, 1, 'q_norm', [dense.qNorm]);
       row('kNorm', ops.attention.k_norm as string, dense.kNorm.shape, f32, 1, 'k_norm', [dense.kNorm]);
@@ -312,8 +321,8 @@ export function planTensors(plan: Plan): PlanTensor[] {
     row('router', ops.router.weight, [c.num_experts, d], f32, 4, 'weight', [dense.router]);
     if (dense.ownsExperts) {
       // A shared pool is packed once, with its first layer; the other layers' experts ops name the same tensors.
-      row('gateUp', ops.experts.gate_up, [K, 2 * I, d], matrix, 6, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));
-      row('down', ops.experts.down, [K, d, I], matrix, 6, 'down', kept.map((x) => x.down));
+      row('gateUp', ops.experts.gate_up, [K, 2 * I, d], experts, 6, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));
+      row('down', ops.experts.down, [K, d, I], experts, 6, 'down', kept.map((x) => x.down));
     }
     if (ops.shared && dense.shared) {
       const Is = ops.shared.intermediate_size;
@@ -322,9 +331,9 @@ export function planTensors(plan: Plan): PlanTensor[] {
       row('sharedGate', ops.shared.gate, [d], f32, 7, 'gate', [dense.sharedExpertGate]);
     }
   });
-  out.push({ role: 'norm', layer: null, name: plan.final.norm, shape: [d], dtype: f32, usedAt: 'final.norm', parts: [outer.finalNorm] });
+  push({ role: 'norm', layer: null, name: plan.final.norm, shape: [d], dtype: f32, usedAt: 'final.norm', parts: [outer.finalNorm] });
   if (outer.lmHead) {
-    out.push({ role: 'lmHead', layer: null, name: plan.final.lm_head, shape: [c.vocab_size, d], dtype: matrix, usedAt: 'final.lm_head', parts: [outer.lmHead] });
+    push({ role: 'lmHead', layer: null, name: plan.final.lm_head, shape: [c.vocab_size, d], dtype: matrix, usedAt: 'final.lm_head', parts: [outer.lmHead] });
   }
   return out;
 }

@@ -7,6 +7,7 @@ import { configProblems, expertPoolOf, preGated, REQUIRED_MODEL_CONFIG_KEYS } fr
 import type { Plan } from './plan_format';
 import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
 import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
+import { classDtypeProblems, MATRIX_DTYPES, PLAN_DTYPES } from './dtype';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -64,7 +65,8 @@ export function validatePlanJson(raw: unknown, problems: string[]): Plan | undef
   if (problems.length) return undefined; // not a plan at all: the rest would only add noise
 
   const config = validateConfig(raw.config, check, problems);
-  const dtype = check.literal(raw, 'dtype', '', ['f32', 'bf16', 'f16'] as const);
+  const dtype = check.literal(raw, 'dtype', '', PLAN_DTYPES);
+  if (raw.dtypes !== undefined) validateClassDtypes(raw, config, check);
   const weights = check.string(raw, 'weights', '');
   if (weights && (weights.includes('/') || weights.includes('\\') || weights.startsWith('.'))) {
     check.fail('weights', 'a file name inside the plan folder', weights);
@@ -125,6 +127,18 @@ export function validatePlanJson(raw: unknown, problems: string[]): Plan | undef
   }
   if (problems.length || !config || !dtype) return undefined;
   return raw as unknown as Plan;
+}
+
+/** `dtypes`: both classes named, each a matrix dtype; a quantized class needs rows of whole 32-weight blocks. */
+function validateClassDtypes(raw: Obj, config: ModelConfig | undefined, check: FieldChecker): void {
+  const dtypes = check.object(raw, 'dtypes', '');
+  if (!dtypes) return;
+  const experts = check.literal(dtypes, 'experts', 'dtypes', MATRIX_DTYPES);
+  const attention = check.literal(dtypes, 'attention', 'dtypes', MATRIX_DTYPES);
+  const extra = Object.keys(dtypes).filter((key) => key !== 'experts' && key !== 'attention');
+  if (extra.length) check.fail(`dtypes.${extra[0]}`, 'no other class than experts and attention', dtypes[extra[0]]);
+  if (!config || !experts || !attention) return;
+  for (const problem of classDtypeProblems(config, { experts, attention })) check.fail('dtypes', 'storage the config\'s shapes allow', problem);
 }
 
 function validateConfig(raw: unknown, check: FieldChecker, problems: string[]): ModelConfig | undefined {

@@ -2,7 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parameterCounts, type ModelConfig } from '../model/config';
 import { checkMemory, servingMemory } from '../model/memory_estimate';
-import { bytesPerElement } from '../plan/dtype';
+import { bytesPerWeight } from '../plan/dtype';
 import type { PlanDtype, LoadedPlan } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { writeRandomPlan } from '../plan/random_plan';
@@ -64,7 +64,7 @@ export function prepareRandomPlan(request: RandomPlanRequest): RandomPlanResult 
   const reused = loaded !== null;
   if (!loaded) {
     // Before writing gigabytes of random weights: the plan must fit in memory to be measured at all.
-    const weightBytes = parameterCounts(config).total * bytesPerElement(request.dtype);
+    const weightBytes = parameterCounts(config).total * bytesPerWeight(request.dtype);
     checkMemory(`a random-init ${resolved.name} plan (${request.dtype})`, servingMemory(config, { weightBytes, slots: 1, maxContext: config.max_position_embeddings }));
   }
   loaded ??= writeRandomPlan(request.planDir, config, { dtype: request.dtype, seed: request.seed, k, onProgress: request.onProgress });

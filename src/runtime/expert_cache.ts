@@ -6,8 +6,8 @@
  */
 import { UserError } from '../errors';
 import type { Plan } from '../plan/plan_format';
-import { layerOps } from '../plan/plan_format';
-import { bytesPerElement } from '../plan/dtype';
+import { classDtypes, layerOps } from '../plan/plan_format';
+import { bytesPerWeight } from '../plan/dtype';
 
 /** How the user asked for the cache: a share of each layer's experts, or a byte budget. */
 export type ExpertCacheSize = { share: number } | { bytes: number };
@@ -65,7 +65,7 @@ export function parseExpertCacheSize(value: string, flag = '--expert-cache'): Ex
 /** Bytes of one routed expert (gate_up + down) in each layer, as the plan stores it. */
 export function expertBytesPerLayer(plan: Plan): number[] {
   const d = plan.config.hidden_size;
-  const size = bytesPerElement(plan.dtype);
+  const size = bytesPerWeight(classDtypes(plan).experts); // exact for blocks: every expert row is whole blocks
   return plan.layers.map((layer) => 3 * layerOps(layer).experts.intermediate_size * d * size);
 }
 

@@ -9,9 +9,12 @@ import type { NativeExpertCacheSpec, RawExpertCacheStats } from './expert_cache'
 
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
 export type WeightDtype = 'f32' | 'bf16' | 'f16';
-export type TensorDtype = 'F32' | 'BF16' | 'F16';
+export type TensorDtype = 'F32' | 'BF16' | 'F16' | 'Q8_0' | 'Q4_0';
 
-/** Where one tensor lives in the weights file: absolute byte offset, as the safetensors header says. */
+/**
+ * Where one tensor lives in the weights file: absolute byte offset, as the safetensors header says; its element
+ * type and logical shape (weights, not bytes: a Q8_0/Q4_0 tensor is stored as U8 rows of blocks).
+ */
 export interface NativeTensorRef {
   name: string;
   offset: number;
@@ -47,7 +50,9 @@ export interface NativeLayerSpec {
 /** Everything the addon needs to map and run a plan; built and validated by src/runtime/spec.ts. */
 export interface NativeModelSpec {
   weightsPath: string;
-  dtype: WeightDtype;
+  dtype: WeightDtype; // embedding, LM head, shared expert
+  expertDtype?: KernelDtype; // routed experts' gate_up/down (default: dtype)
+  attnDtype?: KernelDtype; // attention qkv/o (default: dtype)
   config: { vocab: number; hidden: number; layers: number; heads: number; kvHeads: number; experts: number; rmsEps: number; ropeTheta: number };
   embed: NativeTensorRef; // [V, d]
   norm: NativeTensorRef; // [d] F32
@@ -95,7 +100,7 @@ export interface NativeContext {
 
 export interface NativeModel {
   newContext(slots: number, maxContext: number): NativeContext;
-  info(): { threads: number; dtype: TensorDtype; device: 'cpu' | 'cuda'; deviceName: string };
+  info(): { threads: number; dtype: TensorDtype; expertDtype: TensorDtype; attnDtype: TensorDtype; device: 'cpu' | 'cuda'; deviceName: string };
   /** Expert cache counters since the model was made; null when the experts are resident. */
   expertCacheStats(): RawExpertCacheStats | null;
   dispose(): void;
@@ -148,6 +153,8 @@ export interface NativeKernels {
    * counter) made inside the kernel. `impl: 'ref'` runs the plain twin.
    */
   sample(logits: Float32Array, temperature: number, topP: number, seed: number, counter: number, opts?: KernelOptions): number;
+  /** GGUF blocks of rows of K weights, by the runtime's `quantize_row` (tests compare src/plan/quantize.ts with it). */
+  quantize(x: Float32Array, K: number, dtype: 'q8_0' | 'q4_0'): Uint8Array;
 }
 
 export interface NativeAddon {

@@ -5,7 +5,7 @@
  * the header; this adds what the runtime alone cares about (offset alignment).
  */
 import type { LoadedPlan } from '../plan/plan_format';
-import { layerOps } from '../plan/plan_format';
+import { classDtypes, layerOps } from '../plan/plan_format';
 import { planTensors, type PlanRole, type PlanTensor } from '../plan/tensor_table';
 import { UserError } from '../errors';
 import type { NativeModelSpec, NativeTensorRef, TensorDtype } from './native';
@@ -13,22 +13,24 @@ import { nativeExpertCacheSpec, type ExpertCacheOptions } from './expert_cache';
 
 export function nativeSpec(loaded: LoadedPlan, threads: number, expertCache?: ExpertCacheOptions): NativeModelSpec {
   const { plan, header, weightsPath } = loaded;
-  const tensor = ({ name }: PlanTensor): NativeTensorRef => {
+  // The element type and logical shape come from the table (a quantized tensor's header says U8 and bytes).
+  const tensor = ({ name, dtype, shape, storage }: PlanTensor): NativeTensorRef => {
     const info = header.tensors.get(name);
     if (!info) throw new UserError(`${weightsPath}: tensor ${name} named by plan.json is missing`);
-    if (info.dtype !== 'F32' && info.dtype !== 'BF16' && info.dtype !== 'F16') {
-      throw new UserError(`${weightsPath}: tensor ${name} has dtype ${info.dtype}; the runtime reads F32, BF16 and F16`);
-    }
-    const size = info.dtype === 'F32' ? 4 : 2;
+    if (info.dtype !== storage.dtype) throw new UserError(`${weightsPath}: tensor ${name} has dtype ${info.dtype}, expected ${storage.dtype}`);
+    const size = dtype === 'F32' ? 4 : dtype === 'BF16' || dtype === 'F16' ? 2 : 1; // blocks are byte-aligned
     if (info.begin % size !== 0) throw new UserError(`${weightsPath}: tensor ${name} starts at byte ${info.begin}, not a multiple of ${size}`);
-    return { name, offset: info.begin, dtype: info.dtype as TensorDtype, shape: [...info.shape] };
+    return { name, offset: info.begin, dtype: dtype as TensorDtype, shape: [...shape] };
   };
   const refs = new Map(planTensors(plan).map((row) => [`${row.layer}:${row.role}`, tensor(row)]));
   const ref = (layer: number | null, role: PlanRole) => refs.get(`${layer}:${role}`) as NativeTensorRef;
   const c = plan.config;
+  const classes = classDtypes(plan);
   return {
     weightsPath,
     dtype: plan.dtype,
+    expertDtype: classes.experts,
+    attnDtype: classes.attention,
     config: {
       vocab: c.vocab_size,
       hidden: c.hidden_size,

@@ -4,6 +4,7 @@ import { writeRandomPlan } from '../../src/plan/random_plan';
 import { layerOps } from '../../src/plan/plan_format';
 import { readPlan } from '../../src/plan/read_plan';
 import { readSafetensors } from '../../src/checkpoint/safetensors';
+import { quantize } from '../../src/plan/quantize';
 import { TENSOR_ALIGNMENT } from '../../src/checkpoint/streaming_safetensors_writer';
 import { parameterCounts, type ModelConfig } from '../../src/model/config';
 import { removeTempDirs, tempDir as fixtureTempDir } from '../helpers/dense_fixtures';
@@ -53,6 +54,26 @@ describe('writeRandomPlan', () => {
     expect(plan.cost.dense_active_params_per_token).toBe(parameterCounts(tiny).activePerToken(4));
     expect(plan.cost.active_params_per_token).toBe(parameterCounts(tiny).activePerToken(2));
     expect(fs.existsSync(path.join(dir, 'tokenizer.json'))).toBe(true);
+  });
+
+  test('q4_0 experts and q8_0 attention: the same draws as the f32 plan, quantized; smaller file and cost', () => {
+    const blocks: ModelConfig = { ...tiny, hidden_size: 32, moe_intermediate_size: 32, num_attention_heads: 2 };
+    const f32 = writeRandomPlan(tempDir(), blocks, { dtype: 'f32', seed: 3, k: 2 });
+    const q = writeRandomPlan(tempDir(), blocks, { dtype: 'f32', seed: 3, k: 2, dtypes: { experts: 'q4_0', attention: 'q8_0' } });
+    expect(q.plan.dtypes).toEqual({ experts: 'q4_0', attention: 'q8_0' });
+    const wantGateUp = quantize(readSafetensors(f32.weightsPath).get('layers.1.experts.gate_up'), 'Q4_0');
+    expect(readSafetensors(q.weightsPath).raw('layers.1.experts.gate_up').equals(wantGateUp)).toBe(true);
+    const wantQkv = quantize(readSafetensors(f32.weightsPath).get('layers.0.attn.qkv'), 'Q8_0');
+    expect(readSafetensors(q.weightsPath).raw('layers.0.attn.qkv').equals(wantQkv)).toBe(true);
+    // the embedding stays at the plan dtype, byte for byte
+    expect(readSafetensors(q.weightsPath).raw('embed').equals(readSafetensors(f32.weightsPath).raw('embed'))).toBe(true);
+    expect(q.plan.cost.active_weight_bytes_per_token).toBeLessThan(f32.plan.cost.active_weight_bytes_per_token);
+    expect(q.plan.cost.total_params).toBe(f32.plan.cost.total_params);
+  });
+
+  test('writing a plan with no dtypes different from dtype leaves the field out', () => {
+    const q = writeRandomPlan(tempDir(), tiny, { dtype: 'bf16', seed: 3, k: 2, dtypes: { experts: 'bf16', attention: 'bf16' } });
+    expect(q.plan.dtypes).toBeUndefined();
   });
 
   test('is deterministic in the seed', () => {

@@ -133,6 +133,32 @@ describe('readPlan rejects', () => {
     expectRejected(planWith((p) => (p.dtype = 'f16')), 'weights.safetensors: tensor "embed": expected dtype F16 (plan dtype f16), got BF16');
   });
 
+  test('experts stored at another dtype than plan.json says (bf16 weights read as q8_0 blocks)', () => {
+    // config's hidden size 12 is not whole blocks either: the field check names it first
+    expectRejected(
+      planWith((p) => (p.dtypes = { experts: 'q8_0', attention: 'bf16' })),
+      'plan.json: dtypes: expected storage the config\'s shapes allow, got "experts at q8_0: blocks of 32 weights need rows of a multiple of 32, but config.hidden_size is 12"',
+    );
+    expectRejected(planWith((p) => (p.dtypes = { experts: 'q3_k', attention: 'bf16' })), 'plan.json: dtypes.experts: expected one of "f32", "bf16", "f16", "q8_0", "q4_0", got "q3_k"');
+    expectRejected(planWith((p) => (p.dtypes = { experts: 'bf16' })), 'plan.json: dtypes.attention: expected one of');
+  });
+
+  test('a quantized plan whose weights file holds other storage', () => {
+    const dir = tempDir('readplan-q');
+    const blocks: ModelConfig = { ...config, hidden_size: 32, moe_intermediate_size: 64 };
+    writeRandomPlan(dir, blocks, { dtype: 'bf16', seed: 1, k: 2, dtypes: { experts: 'q4_0', attention: 'q8_0' } });
+    const loaded = readPlan(dir);
+    expect(loaded.header.tensors.get('layers.0.experts.down')).toMatchObject({ dtype: 'U8', shape: [4, 32, 36] });
+    const file = path.join(dir, 'plan.json');
+    const plan = JSON.parse(fs.readFileSync(file, 'utf8'));
+    plan.dtypes.experts = 'q8_0';
+    fs.writeFileSync(file, JSON.stringify(plan));
+    expectRejected(dir, 'tensor "layers.0.experts.gate_up": expected shape [4, 128, 34] (Q8_0 blocks of [4, 128, 32] weights), got [4, 128, 18]');
+    plan.dtypes.experts = 'bf16';
+    fs.writeFileSync(file, JSON.stringify(plan));
+    expectRejected(dir, 'tensor "layers.0.experts.gate_up": expected shape [4, 128, 32], got [4, 128, 18]; weights.safetensors: tensor "layers.0.experts.gate_up": expected dtype BF16 (plan dtype bf16, experts bf16, attention q8_0), got U8');
+  });
+
   test('a truncated weights file', () => {
     const dir = planWith(() => undefined);
     const file = path.join(dir, 'weights.safetensors');

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { writeRandomPlan } from '../../src/plan/random_plan';
+import { writeRandomPlan, type RandomPlanOptions } from '../../src/plan/random_plan';
 import type { ModelConfig } from '../../src/model/config';
 import { SparseModel, type LoadOptions } from '../../src/runtime/model';
 import {
@@ -61,13 +61,17 @@ async function run(dir: string, options: LoadOptions): Promise<{ run: Run; model
   return { run: { logits, generated }, model };
 }
 
-describe.each([
-  ['f32 top-2', 'f32' as const, { k: 2 }],
-  ['bf16 top-2', 'bf16' as const, { k: 2 }],
-  ['f32 threshold (up to 6 per token)', 'f32' as const, { k: 2, strategy: 'threshold' as const, epsilon: 0.9, kMax: 6 }],
-])('expert cache on a %s plan', (name, dtype, extra) => {
+/** Quantized experts need rows of whole 32-weight blocks: hidden 64, I = 32. */
+const blockConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 32 };
+
+describe.each<[string, 'f32' | 'bf16', Partial<RandomPlanOptions> & { k: number }, ModelConfig]>([
+  ['f32 top-2', 'f32', { k: 2 }, config],
+  ['bf16 top-2', 'bf16', { k: 2 }, config],
+  ['f32 threshold (up to 6 per token)', 'f32', { k: 2, strategy: 'threshold', epsilon: 0.9, kMax: 6 }, config],
+  ['q4_0-expert (q8_0 attention) top-2', 'bf16', { k: 2, dtypes: { experts: 'q4_0', attention: 'q8_0' } }, blockConfig],
+])('expert cache on a %s plan', (name, dtype, extra, planConfig) => {
   const dir = path.join(root, name.replace(/\W+/g, '-'));
-  const loaded = writeRandomPlan(dir, config, { dtype, seed: 5, ...extra });
+  const loaded = writeRandomPlan(dir, planConfig, { dtype, seed: 5, ...extra });
   let resident: Run;
 
   beforeAll(async () => {

@@ -7,7 +7,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { writeRandomPlan } from '../../src/plan/random_plan';
+import { writeRandomPlan, type RandomPlanOptions } from '../../src/plan/random_plan';
 import { planRoutingRules, planWeights } from '../../src/plan/plan_reference';
 import type { LoadedPlan } from '../../src/plan/plan_format';
 import { referenceForward, nextTokenLoss, type RoutingRule } from '../../src/model/reference';
@@ -35,7 +35,7 @@ const config: ModelConfig = {
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'dsmoe-runtime-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-function plan(name: string, dtype: 'f32' | 'bf16' | 'f16', k: number, cfg = config, extra: object = {}): { dir: string; loaded: LoadedPlan } {
+function plan(name: string, dtype: 'f32' | 'bf16' | 'f16', k: number, cfg = config, extra: Partial<RandomPlanOptions> = {}): { dir: string; loaded: LoadedPlan } {
   const dir = path.join(root, name);
   return { dir, loaded: writeRandomPlan(dir, cfg, { dtype, seed: 11, k, ...extra }) };
 }
@@ -271,5 +271,77 @@ describe("Megrez2's shared expert pools and pre-gated routing in the runtime", (
     const early = nativeSpec(loaded, 1);
     early.layers[0] = { ...early.layers[0], preGate: true };
     expect(() => new (loadNative().NativeModel)(early)).toThrow(/layer 0 cannot be pre-gated/);
+  });
+});
+
+describe('quantized plans (GGUF Q8_0 / Q4_0 experts and attention)', () => {
+  // Quantized rows are whole blocks of 32 weights: hidden 64 (qkv, o, gate_up rows) and I = 32 (down rows).
+  const qConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 32, shared_expert_intermediate_size: 24 };
+  const ids = tokens(23, 4);
+  const quantPlan = (name: string, experts: 'q8_0' | 'q4_0' | 'bf16', attention: 'q8_0' | 'q4_0' | 'f32', dtype: 'f32' | 'bf16' = 'f32') =>
+    plan(name, dtype, 2, qConfig, { dtypes: { experts, attention } });
+  const meanLoss = (logits: Float32Array) => {
+    const l = nextTokenLoss(logits, ids, qConfig.vocab_size);
+    return l.sum / l.count;
+  };
+
+  test('the plan stores blocks as U8 rows and the runtime reads them as Q8_0 / Q4_0', async () => {
+    const { dir, loaded } = quantPlan('q4-experts-q8-attn', 'q4_0', 'q8_0', 'bf16');
+    expect(loaded.plan.dtypes).toEqual({ experts: 'q4_0', attention: 'q8_0' });
+    expect(loaded.header.tensors.get('layers.0.experts.gate_up')).toMatchObject({ dtype: 'U8', shape: [6, 64, 2 * 18] });
+    expect(loaded.header.tensors.get('layers.0.experts.down')).toMatchObject({ dtype: 'U8', shape: [6, 64, 18] });
+    expect(loaded.header.tensors.get('layers.1.attn.o')).toMatchObject({ dtype: 'U8', shape: [64, 2 * 34] });
+    expect(loaded.header.tensors.get('layers.1.shared.gate_up')).toMatchObject({ dtype: 'BF16', shape: [48, 64] });
+    expect(loaded.header.tensors.get('layers.1.router')).toMatchObject({ dtype: 'F32' });
+    const spec = nativeSpec(loaded, 1);
+    expect(spec.layers[0].gateUp).toMatchObject({ dtype: 'Q4_0', shape: [6, 64, 64] });
+    const model = SparseModel.load(dir, { threads: 1 });
+    expect(relError(await model.logits(ids), reference(loaded, ids))).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+
+  test('a q8 plan: native loss equals the reference forward on the dequantized weights (1e-5), and is near f32 (1%)', async () => {
+    const q8 = quantPlan('q8-all', 'q8_0', 'q8_0');
+    const f32 = plan('q8-all-f32', 'f32', 2, qConfig);
+    const model = SparseModel.load(q8.dir, { threads: 2 });
+    const base = SparseModel.load(f32.dir, { threads: 2 });
+    for (const mode of ['plan', 'dense'] as const) {
+      if (mode === 'dense') {
+        model.setMode('dense');
+        base.setMode('dense');
+      }
+      const want = mode === 'dense' ? reference(q8.loaded, ids, { mode: 'dense' }) : reference(q8.loaded, ids);
+      const got = await model.logits(ids);
+      // Dequantized weights are exact in f32, so only the summation order differs from the reference.
+      expect(relError(got, want)).toBeLessThan(1e-4);
+      const score = await model.score(ids, { context: ids.length });
+      expect(Math.abs(score.loss - meanLoss(want)) / meanLoss(want)).toBeLessThan(1e-5);
+      if (mode === 'dense') {
+        // Q8_0 moves each weight by at most 1/254 of its block's largest: the dense logits by ~1%, the loss far less.
+        const full = await base.logits(ids);
+        expect(relError(got, full)).toBeLessThan(3e-2);
+        expect(Math.abs(meanLoss(got) - meanLoss(full)) / meanLoss(full)).toBeLessThan(1e-2);
+      }
+    }
+    await model.dispose();
+    await base.dispose();
+  });
+
+  test('q4 experts: the reference on the dequantized weights (1e-4), and a looser distance to f32 (Q4_0 steps are amax/8)', async () => {
+    const q4 = quantPlan('q4-experts', 'q4_0', 'f32');
+    const f32 = plan('q4-experts-f32', 'f32', 2, qConfig);
+    const model = SparseModel.load(q4.dir, { threads: 2 });
+    const base = SparseModel.load(f32.dir, { threads: 2 });
+    model.setMode('dense');
+    base.setMode('dense');
+    const got = await model.logits(ids);
+    expect(relError(got, reference(q4.loaded, ids, { mode: 'dense' }))).toBeLessThan(1e-4);
+    const full = await base.logits(ids);
+    const drift = relError(got, full);
+    expect(drift).toBeGreaterThan(1e-3); // the weights did change
+    expect(drift).toBeLessThan(0.25);
+    expect(Math.abs(meanLoss(got) - meanLoss(full)) / meanLoss(full)).toBeLessThan(5e-2);
+    await model.dispose();
+    await base.dispose();
   });
 });

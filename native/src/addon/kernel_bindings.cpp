@@ -342,6 +342,25 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, id);
 }
 
+// quantize(x, K, dtype) → Uint8Array of GGUF blocks: quantize_row over each row of K weights (x holds whole rows).
+// For tests: the TypeScript quantizer (src/plan/quantize.ts) must write the same bytes.
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int K = int_arg(info, 1, "K", 1);
+  if (!info[2].IsString()) throw Napi::TypeError::New(env, "dtype must be a string");
+  DType t = dtype_from(env, info[2].ToString().Utf8Value());
+  if (!is_quantized(t)) throw Napi::TypeError::New(env, "quantize needs q8_0 or q4_0, got " + std::string(dtype_name(t)));
+  check_rows_quantizable(env, t, K, "K");
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(env, "x must be a Float32Array");
+  Napi::Float32Array x = info[0].As<Napi::Float32Array>();
+  if (x.ElementLength() % size_t(K) != 0) throw Napi::RangeError::New(env, "x must hold whole rows of K values");
+  const size_t rows = x.ElementLength() / size_t(K);
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, rows * bytes_of(t, uint64_t(K)));
+  for (size_t r = 0; r < rows; ++r) quantize_row(x.Data() + r * K, K, t, out.Data() + r * bytes_of(t, uint64_t(K)));
+  return out;
+}
+
 }  // namespace
 
 Napi::Object kernel_bindings(Napi::Env env) {
@@ -359,6 +378,7 @@ Napi::Object kernel_bindings(Napi::Env env) {
   k.Set("moeFfn", Napi::Function::New(env, MoeFfn));
   k.Set("combine", Napi::Function::New(env, Combine));
   k.Set("sample", Napi::Function::New(env, Sample));
+  k.Set("quantize", Napi::Function::New(env, Quantize));
   return k;
 }
 

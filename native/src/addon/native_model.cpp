@@ -68,6 +68,12 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
   ModelSpec s;
   s.weights_path = str_field(env, js, "weightsPath", "spec");
   s.dtype = dtype_from(env, str_field(env, js, "dtype", "spec"));
+  // Mixed precision: the routed experts' and attention projections' storage (default: the plan dtype).
+  s.expert_dtype = js.Get("expertDtype").IsString() ? dtype_from(env, str_field(env, js, "expertDtype", "spec")) : s.dtype;
+  s.attn_dtype = js.Get("attnDtype").IsString() ? dtype_from(env, str_field(env, js, "attnDtype", "spec")) : s.dtype;
+  if (is_quantized(s.dtype))
+    throw Napi::TypeError::New(env, "spec.dtype (embedding, LM head, shared expert) must be f32, bf16 or f16, got " +
+                                        std::string(dtype_name(s.dtype)));
   Napi::Object c = obj_field(env, js, "config", "spec");
   s.vocab = int_field(env, c, "vocab", "spec.config");
   s.d = int_field(env, c, "hidden", "spec.config");
@@ -196,6 +202,8 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("threads", m->threads());
   o.Set("dtype", dtype_name(m->spec().dtype));
+  o.Set("expertDtype", dtype_name(m->spec().expert_dtype));
+  o.Set("attnDtype", dtype_name(m->spec().attn_dtype));
   o.Set("device", m->device());
   o.Set("deviceName", m->device_name());
   return o;

@@ -16,10 +16,9 @@ static std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool matrix) {
+void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, DType expect) {
   if (t.shape != want)
     throw std::runtime_error("tensor " + t.name + " has shape " + shape_str(t.shape) + ", expected " + shape_str(want));
-  DType expect = matrix ? spec_.dtype : DType::F32;
   if (t.dtype != expect)
     throw std::runtime_error("tensor " + t.name + " has dtype " + dtype_name(t.dtype) + ", expected " + dtype_name(expect));
   uint64_t elems = 1;
@@ -31,7 +30,11 @@ void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool ma
                                file_->path() + " (" + std::to_string(file_->size()) + " bytes: truncated or inconsistent weights file)");
     elems *= uint64_t(v);
   }
-  uint64_t bytes = elems * dtype_size(t.dtype);
+  // Quantized rows are whole blocks (a block never straddles two rows), so the tensor is elems / 32 blocks.
+  if (is_quantized(t.dtype) && t.shape.back() % kQuantBlock != 0)
+    throw std::runtime_error("tensor " + t.name + " of shape " + shape_str(t.shape) + ": " + dtype_name(t.dtype) +
+                             " rows must be whole blocks of " + std::to_string(kQuantBlock) + " weights");
+  uint64_t bytes = bytes_of(t.dtype, elems);
   if (t.offset > file_->size() || bytes > file_->size() - t.offset)
     throw std::runtime_error("tensor " + t.name + " needs bytes [" + std::to_string(t.offset) + ", " +
                              std::to_string(t.offset + bytes) + ") but " + file_->path() + " has only " +
@@ -55,9 +58,11 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
   file_ = std::make_unique<MappedFile>(s.weights_path, /*read_ahead=*/!caching);
   const int64_t d = s.d, hd = s.d / s.heads, E = s.experts;
   const int64_t qkv = (s.heads + 2 * s.kv_heads) * hd;
-  check_tensor(spec_.embed, {s.vocab, d}, true);
-  check_tensor(spec_.norm, {d}, false);
-  check_tensor(spec_.lm_head, {s.vocab, d}, true);
+  if (is_quantized(s.dtype)) throw std::runtime_error(std::string("the embedding and LM head are f32, bf16 or f16, not ") + dtype_name(s.dtype));
+  const DType F32 = DType::F32;
+  check_tensor(spec_.embed, {s.vocab, d}, s.dtype);
+  check_tensor(spec_.norm, {d}, F32);
+  check_tensor(spec_.lm_head, {s.vocab, d}, s.dtype);
   allowed_.assign(s.layers, std::vector<uint8_t>(E, 0));
   slot_of_.assign(s.layers, std::vector<int32_t>(E, -1));
   for (int l = 0; l < s.layers; ++l) {
@@ -73,18 +78,18 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
       allowed_[l][e] = 1;
       slot_of_[l][e] = i;
     }
-    check_tensor(L.attn_norm, {d}, false);
-    check_tensor(L.qkv, {qkv, d}, true);
-    check_tensor(L.qkv_bias, {qkv}, false);
-    check_tensor(L.o, {d, s.heads * hd}, true);
-    check_tensor(L.mlp_norm, {d}, false);
-    check_tensor(L.router, {E, d}, false);
-    check_tensor(L.gate_up, {K, 2 * I, d}, true);
-    check_tensor(L.down, {K, d, I}, true);
+    check_tensor(L.attn_norm, {d}, F32);
+    check_tensor(L.qkv, {qkv, d}, s.attn_dtype);
+    check_tensor(L.qkv_bias, {qkv}, F32);
+    check_tensor(L.o, {d, s.heads * hd}, s.attn_dtype);
+    check_tensor(L.mlp_norm, {d}, F32);
+    check_tensor(L.router, {E, d}, F32);
+    check_tensor(L.gate_up, {K, 2 * I, d}, s.expert_dtype);
+    check_tensor(L.down, {K, d, I}, s.expert_dtype);
     if (L.shared_intermediate > 0) {
-      check_tensor(L.shared_gate_up, {2 * int64_t(L.shared_intermediate), d}, true);
-      check_tensor(L.shared_down, {d, int64_t(L.shared_intermediate)}, true);
-      check_tensor(L.shared_gate, {d}, false);
+      check_tensor(L.shared_gate_up, {2 * int64_t(L.shared_intermediate), d}, s.dtype);
+      check_tensor(L.shared_down, {d, int64_t(L.shared_intermediate)}, s.dtype);
+      check_tensor(L.shared_gate, {d}, F32);
     }
     if (L.select.mode == SelectMode::TopK && L.select.k <= 0)
       throw std::runtime_error("layer " + std::to_string(l) + ": top-k needs k ≥ 1");
@@ -104,20 +109,20 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
     const ExpertCacheSpec& c = s.expert_cache;
     if (c.prefetch_margin < 0 || c.prefetch_margin > E) throw std::runtime_error("prefetch margin must be in [0, experts]");
     std::vector<CachedLayer> where;
-    const uint64_t esz = dtype_size(s.dtype);
     for (int l = 0; l < s.layers; ++l) {
       // The cache is indexed by expert pool (the pool's first layer): the layers sharing a pool (Megrez2) share its
       // slots, and the other layers' entries hold nothing.
       const LayerSpec& L = spec_.layer[l];
       const uint64_t I = uint64_t(L.intermediate), dd = uint64_t(d);
-      where.push_back({L.gate_up.offset, 2 * I * dd * esz, L.down.offset, dd * I * esz, L.pool == l ? int(L.kept.size()) : 0});
+      where.push_back({L.gate_up.offset, bytes_of(s.expert_dtype, 2 * I * dd), L.down.offset,
+                       bytes_of(s.expert_dtype, dd * I), L.pool == l ? int(L.kept.size()) : 0});
     }
     cache_ = std::make_unique<ExpertCache>(s.weights_path, std::move(where), c.slots, c.io_threads, c.direct_io);
     // Everything but the routed experts stays resident: ask for it now, as the whole-file read-ahead would have.
     auto advise = [&](const TensorRef& t) {
-      uint64_t n = dtype_size(t.dtype);
+      uint64_t n = 1;
       for (int64_t v : t.shape) n *= uint64_t(v);
-      file_->will_need(t.offset, n);
+      file_->will_need(t.offset, bytes_of(t.dtype, n));
     };
     advise(spec_.embed), advise(spec_.norm), advise(spec_.lm_head);
     for (const LayerSpec& L : spec_.layer) {
@@ -205,7 +210,7 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
     }
     std::fill(cache_slot.begin(), cache_slot.end(), -1);
     for (size_t i = start; i < end; ++i) cache_slot[active[i]] = got[i - start];
-    ExpertWeights ew{cache_->gate_up_pool(c), cache_->down_pool(c), s.dtype, s.d, L.intermediate, cache_slot.data()};
+    ExpertWeights ew{cache_->gate_up_pool(c), cache_->down_pool(c), s.expert_dtype, s.d, L.intermediate, cache_slot.data()};
     if (start == 0 && end == active.size()) {
       moe_ffn(&pool_, a, T, ew, E, offsets, rows, row_w, y);
     } else {
@@ -349,7 +354,7 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     rmsnorm(pool, h.data(), static_cast<const float*>(L.attn_norm.data), T, d, s.rms_eps, a.data());
     Epilogue with_bias;
     with_bias.bias = static_cast<const float*>(L.qkv_bias.data);
-    linear(pool, a.data(), T, d, L.qkv.data, s.dtype, qkvn, qkv.data(), qkvn, with_bias);
+    linear(pool, a.data(), T, d, L.qkv.data, s.attn_dtype, qkvn, qkv.data(), qkvn, with_bias);
     for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn, qn, q.data() + size_t(t) * qn);
     rope(pool, q.data(), T, H, hd, positions.data(), s.rope_theta);
     for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn + qn, kvn, kv.data() + size_t(t) * kvn);
@@ -364,7 +369,7 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     attention(pool, q.data(), kc, vc, slots.data(), positions.data(), T, shape, att.data());
     Epilogue residual;
     residual.accumulate = true;  // h += o·Woᵀ
-    linear(pool, att.data(), T, qn, L.o.data, s.dtype, d, h.data(), d, residual);
+    linear(pool, att.data(), T, qn, L.o.data, s.attn_dtype, d, h.data(), d, residual);
 
     // --- MoE block: router over all E experts, selection, grouped experts added straight into h
     rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());
@@ -399,7 +404,7 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     if (cache_) {
       moe_cached(l, a.data(), T, offsets.data(), rows.data(), row_w.data(), h.data(), h.data());
     } else {
-      ExpertWeights ew{L.gate_up.data, L.down.data, s.dtype, d, L.intermediate, slot_of_[l].data()};
+      ExpertWeights ew{L.gate_up.data, L.down.data, s.expert_dtype, d, L.intermediate, slot_of_[l].data()};
       moe_ffn(pool, a.data(), T, ew, E, offsets.data(), rows.data(), row_w.data(), h.data());
     }
     if (L.shared_intermediate > 0) {

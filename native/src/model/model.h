@@ -64,7 +64,9 @@ struct ModelSpec {
   std::string weights_path;
   int vocab = 0, d = 0, layers = 0, heads = 0, kv_heads = 0, experts = 0;
   float rms_eps = 1e-6f, rope_theta = 10000.f;
-  DType dtype = DType::F32;       // of every 2-D matrix
+  DType dtype = DType::F32;         // of the embedding, LM head and shared expert (f32, bf16 or f16)
+  DType expert_dtype = DType::F32;  // of the routed experts' gate_up/down (any DType: Q8_0/Q4_0 blocks too)
+  DType attn_dtype = DType::F32;    // of the attention projections qkv/o
   TensorRef embed, norm, lm_head; // lm_head may be the embed tensor (tied)
   std::vector<LayerSpec> layer;
   int threads = 0;                // 0 = hardware threads
@@ -123,7 +125,8 @@ class Model {
                   const float* h_for_prediction, float* y);
   void prefetch_next(int l, const float* h, int T);
 
-  void check_tensor(TensorRef& t, const std::vector<int64_t>& want, bool matrix);
+  // Checks t's shape (logical: weights, not bytes), dtype and byte range in the file, and points t.data at it.
+  void check_tensor(TensorRef& t, const std::vector<int64_t>& want, DType expect);
 
   ModelSpec spec_;
   std::unique_ptr<MappedFile> file_;

@@ -9,8 +9,8 @@ import { DEFAULT_MAX_LOSS_INCREASE } from '../../convert/choose_plan';
 import { DEFAULT_EPSILONS } from '../../runtime/quality_cost_sweep';
 import { parseNumberList } from '../../report/parse_list';
 import { readAnyDenseCheckpoint } from '../../interop/read_any_dense';
-import { PLAN_DTYPES } from '../../plan/dtype';
-import type { PlanDtype, StrategyName } from '../../plan/plan_format';
+import { CLASS_DTYPE_FLAGS, classDtypeProblems, matrixDtypeOfFlag, PLAN_DTYPES, type ClassDtypeFlag } from '../../plan/dtype';
+import type { PlanClassDtypes, PlanDtype, StrategyName } from '../../plan/plan_format';
 
 interface ConvertArgs {
   dense: string;
@@ -21,6 +21,8 @@ interface ConvertArgs {
   'max-loss-increase': number;
   epsilons: string;
   dtype: PlanDtype;
+  'expert-dtype'?: ClassDtypeFlag;
+  'attn-dtype'?: ClassDtypeFlag;
   'calib-tokens': number;
   'calib-context'?: number;
   text?: string;
@@ -57,6 +59,14 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         choices: PLAN_DTYPES,
         default: 'f32' as const,
         describe: 'storage of matrices: f32 reproduces the dense model exactly; bf16 halves the bytes each token reads (use it for speed)',
+      })
+      .option('expert-dtype', {
+        choices: CLASS_DTYPE_FLAGS,
+        describe: 'storage of the routed experts (default: --dtype). q8 / q4: GGUF Q8_0 / Q4_0 blocks of 32 weights with an f16 scale (8.5 / 4.5 bits per weight); needs hidden and expert sizes that are multiples of 32',
+      })
+      .option('attn-dtype', {
+        choices: CLASS_DTYPE_FLAGS,
+        describe: 'storage of the attention projections q/k/v/o (default: --dtype); q8 / q4 as for --expert-dtype. Embeddings, LM head and shared expert stay at --dtype; norms and routers f32',
       })
       .option('calib-tokens', { type: 'number', default: 4096, describe: 'held-out tokens for calibration (0: none; topk and threshold only). Calibration runs the plain TypeScript reference forward 2–3 times: about 20 s for the tiny recipe at 4096 tokens, several minutes for small (use 1024 there)' })
       .option('calib-context', { type: 'number', describe: 'tokens per calibration window (default: the trained seq_len)' })
@@ -101,11 +111,20 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       calibSource = split.source;
       log(`calibration text: ${calibSource}`);
     }
+    const dtypes: PlanClassDtypes = {
+      experts: args['expert-dtype'] ? matrixDtypeOfFlag(args['expert-dtype']) : args.dtype,
+      attention: args['attn-dtype'] ? matrixDtypeOfFlag(args['attn-dtype']) : args.dtype,
+    };
+    const dtypeProblems = classDtypeProblems(c, dtypes);
+    if (dtypeProblems.length) {
+      throw new UserError(`${args['expert-dtype'] && dtypeProblems[0].startsWith('experts') ? '--expert-dtype' : '--attn-dtype'}: ${dtypeProblems[0]} (${path.join(args.dense, 'config.json')})`);
+    }
     const threads = args.threads;
     if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UserError(`--threads must be a positive integer, got ${threads}`);
     const common = {
       outDir: args.out,
       dtype: args.dtype,
+      dtypes,
       calibWindows,
       calibSource,
       pruneBelow: args['prune-below'],

@@ -4,6 +4,9 @@ import yargs from 'yargs';
 import { convertCommand } from '../../../src/cli/commands/convert';
 import { layerOps } from '../../../src/plan/plan_format';
 import { readPlan } from '../../../src/plan/read_plan';
+import { planWeights } from '../../../src/plan/plan_reference';
+import { dequantize, quantize } from '../../../src/plan/quantize';
+import { denseNames } from '../../../src/plan/tensor_table';
 import { packageRoot } from '../../../src/data';
 import { loadRecipe, recipeHash } from '../../../src/recipe';
 import { randomDenseWeights, tempDir, tinyConfig, writeDenseFolder, removeTempDirs } from '../../helpers/dense_fixtures';
@@ -116,6 +119,38 @@ describe('dsmoe convert', () => {
     }
     expect(calibrations[0]).toEqual(calibrations[1]);
     expect(calibrations[0]).toMatchObject({ source: text, windows: 4 });
+  });
+
+  test('--expert-dtype q4 --attn-dtype q8: GGUF blocks of the dense weights, read back by the plan reference', async () => {
+    const blockConfig = { ...tinyConfig, hidden_size: 32, moe_intermediate_size: 32 };
+    const denseDir = tempDir('cli-dense-blocks');
+    const weights = randomDenseWeights(blockConfig, 23);
+    writeDenseFolder(denseDir, blockConfig, weights);
+    const out = tempDir('cli-out');
+    await runConvert([denseDir, '--out', out, '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--dtype', 'bf16', '--expert-dtype', 'q4', '--attn-dtype', 'q8', '--quiet']);
+    const loaded = readPlan(out);
+    expect(loaded.plan.dtype).toBe('bf16');
+    expect(loaded.plan.dtypes).toEqual({ experts: 'q4_0', attention: 'q8_0' });
+    const reference = planWeights(loaded);
+    // Blocks never straddle rows, so each dense part quantized alone gives the packed tensor's blocks.
+    const roundTrip = (name: string, type: 'Q8_0' | 'Q4_0') => {
+      const values = weights.get(name)!;
+      return dequantize(quantize(values, type), type, values.length);
+    };
+    expect(reference.get(denseNames.expertUp(1, 3))).toEqual(roundTrip(denseNames.expertUp(1, 3), 'Q4_0'));
+    expect(reference.get(denseNames.expertDown(0, 2))).toEqual(roundTrip(denseNames.expertDown(0, 2), 'Q4_0'));
+    expect(reference.get(denseNames.k(1))).toEqual(roundTrip(denseNames.k(1), 'Q8_0'));
+    expect(reference.get(denseNames.router(1))).toEqual(weights.get(denseNames.router(1))); // routers stay f32
+    // bytes per token: q4 experts and q8 attention read less than bf16 everywhere
+    const bf16Out = tempDir('cli-out');
+    await runConvert([denseDir, '--out', bf16Out, '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--dtype', 'bf16', '--quiet']);
+    expect(loaded.plan.cost.active_weight_bytes_per_token).toBeLessThan(readPlan(bf16Out).plan.cost.active_weight_bytes_per_token);
+  });
+
+  test('a quantized class whose rows are not whole blocks of 32 is one line naming the flag and the size', async () => {
+    await expect(runConvert([dense, '--out', tempDir('cli-out'), '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q4'])).rejects.toThrow(
+      /^--expert-dtype: experts at q4_0: blocks of 32 weights need rows of a multiple of 32, but config.hidden_size is 8 \(.*config\.json\)$/,
+    );
   });
 
   test('user errors are one line naming the problem', async () => {
