@@ -78,6 +78,22 @@ export function withoutDefaults(config: ModelConfig): ModelConfig {
 }
 
 /**
+ * Krajewski et al.'s fine-grained experts: granularity G splits each expert into G experts of width I/G and runs G
+ * times as many per token, so total and active expert parameters are unchanged (the router grows to E·G outputs).
+ * The result is an ordinary config, just more and narrower experts: checkpoints, plans and the runtime see no
+ * granularity. The caller checks that G divides moe_intermediate_size.
+ */
+export function splitExperts(config: ModelConfig, granularity: number): ModelConfig {
+  if (granularity === 1) return config;
+  return {
+    ...config,
+    num_experts: config.num_experts * granularity,
+    moe_intermediate_size: config.moe_intermediate_size / granularity,
+    num_experts_per_tok: config.num_experts_per_tok * granularity,
+  };
+}
+
+/**
  * The layer whose routed experts layer l uses: the pool's id is the index of its first layer. Megrez2's serving
  * code (vLLM/SGLang `megrez_moe`): `(l − first_k_dense_replace) // f · f + first_k_dense_replace` for
  * l ≥ first_k_dense_replace; layers before it own their experts. f = 1: every layer is its own pool.

@@ -7,7 +7,7 @@ import { ParamMap } from './params';
 import { trainingNames } from '../plan/tensor_table';
 import { rmsNorm } from './rms_norm';
 import { ropeTables, RopeTables } from './rope';
-import { mutualInformationLoss, switchBalanceLoss } from './routing_losses';
+import { mutualInformationLoss, routerZLoss, switchBalanceLoss } from './routing_losses';
 
 /** How the MoE layers route while training: DS-MoE (all experts + MI loss) or the top-k SMoE baseline. */
 export interface RoutingOptions {
@@ -15,19 +15,25 @@ export interface RoutingOptions {
   miAlpha: number;
   topK: number;
   balanceAlpha: number;
+  /** topk: weight the selected experts by the softmax over their logits alone (recipe `softmax: after_topk`) */
+  softmaxAfterTopK?: boolean;
+  /** weight of ST-MoE's router z-loss (0 or absent: not computed) */
+  zLossAlpha?: number;
 }
 
 export interface ForwardOutput {
   logits: tf.Tensor2D; // [B·T, V]
+  routerLogits: tf.Tensor2D[]; // per layer [B·T, E]
   routerProbs: tf.Tensor2D[]; // per layer [B·T, E], softmax over all experts
   /** per layer 0/1 selection [B·T, E] in top-k mode; empty in dense mode */
   selections: tf.Tensor2D[];
 }
 
 export interface LossTerms {
-  total: tf.Scalar; // lm + α · aux
+  total: tf.Scalar; // lm + α · aux + α_z · z
   lm: tf.Scalar; // mean next-token cross-entropy, nats
   aux: tf.Scalar; // MI loss (dense) or switch balance loss (topk), averaged over layers
+  z: tf.Scalar; // router z-loss averaged over layers (0 when its weight is 0: not computed)
 }
 
 /** The decoder of docs/design.md §1 over parameters in the training layout (`params.ts`). */
@@ -80,6 +86,7 @@ export class MoEModel {
     // One-hot product instead of gather: gather's gradient needs UnsortedSegmentSum, which wasm lacks.
     const oneHot = oneHotRows(tokens, c.vocab_size); // [N, V]
     let h = plainMatMul(oneHot, embed); // [N, d]
+    const routerLogits: tf.Tensor2D[] = [];
     const routerProbs: tf.Tensor2D[] = [];
     const selections: tf.Tensor2D[] = [];
     let previousM: tf.Tensor2D | null = null; // the previous layer's mlp_norm output, for pre-gated routers
@@ -99,13 +106,18 @@ export class MoEModel {
       // Megrez2's pre-gate: the router reads the previous layer's mlp_norm output (design.md §1).
       const routerInput = preGated(c, l) ? (previousM as tf.Tensor2D) : m; // [N, d]
       previousM = m;
-      const probs = tf.softmax(plainMatMul(routerInput, this.param(trainingNames.router(l)))) as tf.Tensor2D; // [N, E]
+      const logits = plainMatMul(routerInput, this.param(trainingNames.router(l))); // [N, E]
+      const probs = tf.softmax(logits) as tf.Tensor2D; // [N, E]
+      routerLogits.push(logits);
       routerProbs.push(probs);
       let routeWeights = probs; // [N, E]
       if (routing?.mode === 'topk') {
         const selected = topKMask(probs, routing.topK); // [N, E]
         selections.push(selected);
         routeWeights = tf.mul(probs, selected) as tf.Tensor2D; // [N, E]
+        // Softmax after top-k: exp(z_e) / Σ_selected exp(z_j) = p_e / Σ_selected p_j, so renormalising the kept
+        // probabilities is that softmax exactly (and what the runtime's `renormalize` computes).
+        if (routing.softmaxAfterTopK) routeWeights = tf.div(routeWeights, tf.sum(routeWeights, 1, true)) as tf.Tensor2D; // [N, E]
       }
       // The layer's expert pool (Megrez2's sharing: f layers use one set of variables, so autograd sums its
       // gradient over them).
@@ -137,7 +149,7 @@ export class MoEModel {
     const head = c.tie_word_embeddings ? (tf.transpose(embed) as tf.Tensor2D) : this.param<tf.Tensor2D>(trainingNames.lmHead); // [d, V]
     const logits = plainMatMul(final, head); // [N, V]
     if (logits.shape[0] !== n) throw new Error('internal: logits rows do not match the batch');
-    return { logits, routerProbs, selections };
+    return { logits, routerLogits, routerProbs, selections };
   }
 
   /** Language-model loss plus the routing loss, as scalars (call inside tf.tidy or a gradient function). */
@@ -149,8 +161,14 @@ export class MoEModel {
     );
     const aux = tf.div(tf.addN(perLayer), perLayer.length) as tf.Scalar;
     const alpha = routing.mode === 'topk' ? routing.balanceAlpha : routing.miAlpha;
-    const total = tf.add(lm, tf.mul(aux, alpha)) as tf.Scalar;
-    return { total, lm, aux };
+    let total = tf.add(lm, tf.mul(aux, alpha)) as tf.Scalar;
+    const zAlpha = routing.zLossAlpha ?? 0;
+    let z = tf.scalar(0);
+    if (zAlpha > 0) {
+      z = tf.div(tf.addN(out.routerLogits.map(routerZLoss)), out.routerLogits.length) as tf.Scalar;
+      total = tf.add(total, tf.mul(z, zAlpha)) as tf.Scalar;
+    }
+    return { total, lm, aux, z };
   }
 
   /** Releases the cached constants (parameters belong to the caller). */

@@ -32,12 +32,14 @@ export interface ReferenceOptions {
   /** One rule per layer, or one rule for every layer; default dense. */
   routing?: RoutingRule[] | RoutingRule;
   collectRouterProbs?: boolean;
+  collectRouterLogits?: boolean;
   collectSelected?: boolean;
 }
 
 export interface ReferenceResult {
   logits: Float32Array; // [T, V]
   routerProbs?: Float32Array[]; // [L] of [T, E], softmax over all experts
+  routerLogits?: Float32Array[]; // [L] of [T, E], before the softmax
   selected?: number[][][]; // [L][T] expert ids used, in selection order
 }
 
@@ -241,6 +243,7 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
   });
   const positions = tokens.map((_, t) => t);
   const routerProbs: Float32Array[] = [];
+  const routerLogits: Float32Array[] = [];
   const selected: number[][][] = [];
 
   const embed = weights.get(denseNames.embed); // [V, d]
@@ -272,7 +275,9 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     // Megrez2's pre-gate: the router reads the previous layer's m (docs/design.md §1).
     const routerInput = preGated(c, l) ? (previousM as Float32Array) : m; // [T, d]
     previousM = m;
-    const p = softmaxRows(linear(routerInput, weights.get(denseNames.router(l)), E), E); // [T, E]
+    const z = linear(routerInput, weights.get(denseNames.router(l)), E); // [T, E]
+    const p = softmaxRows(z, E); // [T, E]
+    if (options.collectRouterLogits) routerLogits.push(z);
     const pool = expertPoolOf(c, l); // Megrez2's sharing: the experts of the pool's first layer
     if (options.collectRouterProbs) routerProbs.push(p);
     const y = new Float32Array(T * d); // [T, d]
@@ -319,6 +324,7 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
   return {
     logits,
     ...(options.collectRouterProbs ? { routerProbs } : {}),
+    ...(options.collectRouterLogits ? { routerLogits } : {}),
     ...(options.collectSelected ? { selected } : {}),
   };
 }

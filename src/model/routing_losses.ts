@@ -34,3 +34,12 @@ export function switchBalanceLoss(probs: tf.Tensor2D /* [N, E] */, selected: tf.
     return tf.mul(tf.sum(tf.mul(dispatchShare, meanProb)), e) as tf.Scalar;
   });
 }
+
+/**
+ * ST-MoE's router z-loss (Zoph et al. 2022, eq. 5): `mean_x (log Σ_e exp(z_e(x)))²` over the router logits z of
+ * the batch's tokens. It keeps the logits small (so the softmax stays in the range where float rounding is
+ * harmless) without changing which experts win; training only, weight `routing.z_loss_alpha`.
+ */
+export function routerZLoss(logits: tf.Tensor2D /* [N, E] */): tf.Scalar {
+  return tf.tidy(() => tf.mean(tf.square(tf.logSumExp(logits, 1))) as tf.Scalar);
+}

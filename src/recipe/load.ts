@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
 import { UserError } from '../errors';
-import { configProblems, parameterCounts, withoutDefaults, type ModelConfig } from '../model/config';
+import { configProblems, parameterCounts, splitExperts, withoutDefaults, type ModelConfig } from '../model/config';
 import { FieldError, resolveVariables, type Variable } from './expressions';
 import { BYTE_VOCAB_SIZE, SECTIONS, TOP_LEVEL, type FieldSpec, type SectionName } from './schema';
 import type { Recipe } from './types';
@@ -146,11 +146,11 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
   const modelLeaves = Object.keys(SECTIONS.model).filter((leaf) => SECTIONS.model[leaf].kind === 'number');
   const modelFrom = (values: Map<string, number>): ModelConfig => {
     const model: Record<string, unknown> = { vocab_size: values.get('vocab_size') };
-    for (const leaf of modelLeaves) model[leaf] = values.get(leaf);
+    for (const leaf of modelLeaves) if (leaf !== 'granularity') model[leaf] = values.get(leaf);
     model.tie_word_embeddings = plain.get('model.tie_word_embeddings');
     model.pre_gate = plain.get('model.pre_gate');
     // Defaults left out, so a recipe without Megrez2's fields resolves (and hashes) exactly as before them.
-    return withoutDefaults(model as unknown as ModelConfig);
+    return withoutDefaults(splitExperts(model as unknown as ModelConfig, values.get('granularity')!));
   };
   variables.set('params', {
     field: 'params',
@@ -165,16 +165,28 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
     throw error;
   }
 
+  const granularity = values.get('granularity')!;
+  const width = values.get('moe_intermediate_size')!;
+  if (width % granularity !== 0) {
+    throw new UserError(`${file}: model.granularity: expected a divisor of model.moe_intermediate_size (${width}), got ${granularity}`);
+  }
+  const softmax = plain.get('routing.softmax') as 'before_topk' | 'after_topk';
+  const zLossAlpha = values.get('z_loss_alpha')!;
+  // The fields added after the recipe hash was pinned are left out at their defaults, so existing recipes (and the
+  // checkpoints that record their hashes) resolve exactly as before them.
   const recipe: Recipe = {
     name: plain.get('name') as string,
     file: path.resolve(file),
     seed: values.get('seed')!,
     model: modelFrom(values),
+    ...(granularity !== 1 ? { granularity } : {}),
     routing: {
       mode: plain.get('routing.mode') as 'dense' | 'topk',
       mi_alpha: values.get('mi_alpha')!,
-      top_k: values.get('top_k')!,
+      top_k: values.get('top_k')! * granularity,
       balance_alpha: values.get('balance_alpha')!,
+      ...(softmax !== 'before_topk' ? { softmax } : {}),
+      ...(zLossAlpha !== 0 ? { z_loss_alpha: zLossAlpha } : {}),
     },
     data: {
       corpus: resolveCorpus(file, plain.get('data.corpus')),
@@ -235,6 +247,9 @@ function checkConsistency(file: string, recipe: Recipe): void {
     throw new UserError(
       `${file}: model.max_position_embeddings: expected at least data.seq_len (${data.seq_len}), got ${model.max_position_embeddings}`,
     );
+  }
+  if (routing.softmax === 'after_topk' && routing.mode !== 'topk') {
+    throw new UserError(`${file}: routing.softmax: after_topk applies to routing.mode topk (DS-MoE trains on every expert), got mode ${routing.mode}`);
   }
   if (routing.top_k > model.num_experts) {
     throw new UserError(`${file}: routing.top_k: expected at most model.num_experts (${model.num_experts}), got ${routing.top_k}`);

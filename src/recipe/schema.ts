@@ -59,12 +59,22 @@ export const SECTIONS: Record<SectionName, Record<string, FieldSpec>> = {
     experts_shared_frequency: { kind: 'number', check: positiveInt, default: 1 },
     first_k_dense_replace: { kind: 'number', check: nonNegativeInt, default: 0 },
     pre_gate: { kind: 'boolean', default: false },
+    // Krajewski et al.'s granularity G: each of num_experts experts of width moe_intermediate_size is split into G
+    // experts of width moe_intermediate_size / G, and num_experts_per_tok and routing.top_k are multiplied by G, so
+    // total and active expert parameters stay equal. The resolved model holds the split shape (load.ts).
+    granularity: { kind: 'number', check: positiveInt, default: 1 },
   },
   routing: {
     mode: { kind: 'enum', values: ['dense', 'topk'], default: 'dense' },
     mi_alpha: { kind: 'number', check: nonNegative, default: 1e-2 },
     top_k: { kind: 'number', check: positiveInt, default: 'min(2, num_experts)' },
     balance_alpha: { kind: 'number', check: nonNegative, default: 1e-2 },
+    // topk only: before_topk weights the selected experts by the softmax over all experts (un-renormalised, as
+    // DS-MoE is served); after_topk by the softmax over the selected experts' logits (Krajewski et al.'s choice
+    // for fine-grained experts; Qwen2-MoE's norm_topk_prob).
+    softmax: { kind: 'enum', values: ['before_topk', 'after_topk'], default: 'before_topk' },
+    // ST-MoE's router z-loss weight: mean over tokens of (log Σ_e exp(router logit_e))², averaged over layers.
+    z_loss_alpha: { kind: 'number', check: nonNegative, default: 0 },
   },
   data: {
     corpus: { kind: 'corpus', default: 'default' },

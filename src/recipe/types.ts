@@ -5,12 +5,18 @@ export interface Recipe {
   name: string; // run name; default output checkpoints/<name>/dense
   file: string; // absolute path of the recipe file
   seed: number; // data split, batch order, initialisation
-  model: ModelConfig; // vocab_size filled from the tokenizer
+  model: ModelConfig; // vocab_size filled from the tokenizer; with granularity G, the split shape (E·G experts of width I/G)
+  /** model.granularity G as written; present only when not 1 (so recipes without it hash as before). */
+  granularity?: number;
   routing: {
     mode: 'dense' | 'topk'; // dense = DS-MoE (all experts + MI loss); topk = SMoE baseline
     mi_alpha: number; // weight of the mutual-information loss (dense)
     top_k: number; // experts per token while training (topk)
     balance_alpha: number; // switch-transformer load-balancing loss weight (topk)
+    /** topk: where the softmax sits; present only when 'after_topk' (default before_topk: softmax over all experts) */
+    softmax?: 'before_topk' | 'after_topk';
+    /** ST-MoE router z-loss weight; present only when > 0 */
+    z_loss_alpha?: number;
   };
   data: {
     corpus: 'default' | string[]; // absolute paths of .txt / .jsonl files

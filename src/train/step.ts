@@ -12,6 +12,7 @@ export interface StepOutcome {
   loss: number; // lm + α·aux, mean over the micro-batches
   lm: number;
   aux: number;
+  z: number; // router z-loss (0 when its weight is 0)
   gradNorm: number; // global gradient norm before clipping
 }
 
@@ -34,21 +35,24 @@ export function trainStep(
   const nameOf = new Map([...params].map(([name, v]) => [v.name, name]));
   const accum = microBatches.length;
   let gradSum: Map<string, tf.Tensor> | null = null;
-  const outcome = { loss: 0, lm: 0, aux: 0, gradNorm: 0 };
+  const outcome = { loss: 0, lm: 0, aux: 0, z: 0, gradNorm: 0 };
   for (const batch of microBatches) {
     let lm: tf.Tensor | null = null;
     let aux: tf.Tensor | null = null;
+    let z: tf.Tensor | null = null;
     const { value, grads } = tf.variableGrads(() => {
       const terms = model.loss(batch.inputs, batch.targets, batchSize, seqLen, routing);
       lm = tf.keep(terms.lm);
       aux = tf.keep(terms.aux);
+      z = tf.keep(terms.z);
       return terms.total;
     }, variables);
-    const kept = [value, lm as unknown as tf.Tensor, aux as unknown as tf.Tensor];
-    const [total, lmValue, auxValue] = kept.map((t) => t.dataSync()[0]);
+    const kept = [value, lm as unknown as tf.Tensor, aux as unknown as tf.Tensor, z as unknown as tf.Tensor];
+    const [total, lmValue, auxValue, zValue] = kept.map((t) => t.dataSync()[0]);
     outcome.loss += total / accum;
     outcome.lm += lmValue / accum;
     outcome.aux += auxValue / accum;
+    outcome.z += zValue / accum;
     tf.dispose(kept);
     if (!gradSum) {
       gradSum = new Map(Object.entries(grads).map(([varName, g]) => [nameOf.get(varName) as string, g]));

@@ -55,6 +55,9 @@ export function torchRunSpec(options: TorchRunOptions): Record<string, unknown> 
   if (recipe.routing.mode !== 'dense') {
     throw new UserError(`${recipe.file}: routing.mode ${recipe.routing.mode}: the torch engine trains dense DS-MoE routing only (use --engine tfjs)`);
   }
+  if (recipe.routing.z_loss_alpha) {
+    throw new UserError(`${recipe.file}: routing.z_loss_alpha ${recipe.routing.z_loss_alpha}: the torch engine has no router z-loss (use --engine tfjs)`);
+  }
   const decayed = new Map(paramSpecs(config).map((s) => [s.name, s.decay]));
   const files = checkpointConfigFiles(config, prepared.tokenizer.eosId, checkpointConfigExtra(recipe, 0));
   return {

@@ -53,6 +53,8 @@ export function routingOptions(recipe: Recipe): RoutingOptions {
     miAlpha: recipe.routing.mi_alpha,
     topK: recipe.routing.top_k,
     balanceAlpha: recipe.routing.balance_alpha,
+    softmaxAfterTopK: recipe.routing.softmax === 'after_topk',
+    zLossAlpha: recipe.routing.z_loss_alpha ?? 0,
   };
 }
 
@@ -64,10 +66,15 @@ export function modelConfigFor(recipe: Recipe, tokenizer: TrainingTokenizer): Mo
   return { ...recipe.model };
 }
 
-/** The "dsmoe" block of a checkpoint's config.json: the recipe it was trained from and how it routes. */
+/**
+ * The "dsmoe" block of a checkpoint's config.json: the recipe it was trained from and how it routes. A model trained
+ * with softmax after top-k also says so where every reader looks, Qwen2-MoE's `norm_topk_prob: true` (renormalised
+ * top-k weights are that softmax), so the converter writes `renormalize: true` selects and exports keep the rule.
+ */
 export function checkpointConfigExtra(recipe: Recipe, steps: number): Record<string, unknown> {
   const routing = routingOptions(recipe);
   return {
+    ...(routing.softmaxAfterTopK ? { norm_topk_prob: true } : {}),
     dsmoe: {
       recipe: recipe.name,
       recipe_file: recipe.file,
@@ -76,6 +83,10 @@ export function checkpointConfigExtra(recipe: Recipe, steps: number): Record<str
       mi_alpha: routing.miAlpha,
       top_k: routing.topK,
       balance_alpha: routing.balanceAlpha,
+      // Left out at their defaults, so the block of a run without them is as before.
+      ...(recipe.routing.softmax ? { softmax: recipe.routing.softmax } : {}),
+      ...(recipe.routing.z_loss_alpha ? { z_loss_alpha: recipe.routing.z_loss_alpha } : {}),
+      ...(recipe.granularity ? { granularity: recipe.granularity } : {}),
       seq_len: recipe.data.seq_len,
       tokenizer: recipe.tokenizer.type,
       steps,
@@ -220,7 +231,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let lastLoss: number | null = null;
   let interrupted = false;
   let finalEval: EvalResult | null = null;
-  let interval = { loss: 0, lm: 0, aux: 0, steps: 0, start: performance.now() };
+  let interval = { loss: 0, lm: 0, aux: 0, z: 0, steps: 0, start: performance.now() };
   const stopAt = options.stopAfterSteps !== undefined ? Math.min(maxSteps, startStep + options.stopAfterSteps) : maxSteps;
   try {
     while (step < stopAt) {
@@ -240,6 +251,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       interval.loss += stepLoss;
       interval.lm += outcome.lm;
       interval.aux += outcome.aux;
+      interval.z += outcome.z;
       interval.steps += 1;
 
       // --- log, evaluate, checkpoint
@@ -252,6 +264,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           loss: interval.loss / interval.steps,
           lm_loss: interval.lm / interval.steps,
           [routing.mode === 'topk' ? 'balance_loss' : 'mi_loss']: interval.aux / interval.steps,
+          ...(routing.zLossAlpha ? { z_loss: interval.z / interval.steps } : {}),
           lr,
           grad_norm: gradNorm,
           tokens_per_s: (interval.steps * tokensPerStep) / seconds,
@@ -259,7 +272,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         };
         fs.appendFileSync(trainLogFile, JSON.stringify(record) + '\n');
         progress.update(step, record.loss, record.tokens_per_s, (maxSteps - step) * secondsPerStep);
-        interval = { loss: 0, lm: 0, aux: 0, steps: 0, start: performance.now() };
+        interval = { loss: 0, lm: 0, aux: 0, z: 0, steps: 0, start: performance.now() };
       }
       if (step % t.eval_every === 0 || step === maxSteps) {
         const result = evaluate();

@@ -1,13 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
-import { ModelConfig } from '../../src/model/config';
+import { ModelConfig, splitExperts } from '../../src/model/config';
 import { toCheckpointTensors, fromCheckpointTensors } from '../../src/model/checkpoint_layout';
 import { plainMatMul } from '../../src/model/matmul';
-import { MoEModel, oneHotRows } from '../../src/model/model';
+import { MoEModel, oneHotRows, type RoutingOptions } from '../../src/model/model';
 import { expertsMlp, topKMask } from '../../src/model/moe';
 import { initParams, paramsFromArrays, paramsToArrays, disposeParams } from '../../src/model/params';
 import { referenceForward } from '../../src/model/reference';
 import { applyRope, ropeTables } from '../../src/model/rope';
-import { mutualInformationLoss, switchBalanceLoss } from '../../src/model/routing_losses';
+import { mutualInformationLoss, routerZLoss, switchBalanceLoss } from '../../src/model/routing_losses';
+import { referenceTrainingLoss, routerZLossRef, switchBalanceLossRef } from '../../src/model/reference_losses';
 import { causalSelfAttention, groupedCausalMask } from '../../src/model/attention';
 import { selectBackend } from '../../src/train/backend';
 
@@ -95,6 +96,62 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
     test('top-k mask keeps the k largest, ties to the lower index', () => {
       const mask = topKMask(tf.tensor2d([0.1, 0.4, 0.4, 0.1, 0.7, 0.1, 0.1, 0.1], [2, 4]), 2).dataSync();
       expect(Array.from(mask)).toEqual([0, 1, 1, 0, 1, 1, 0, 0]);
+    });
+  });
+
+  /** Central differences of a float64 function of router logits, checked against a tfjs gradient. */
+  function expectGradientMatches(grad: ArrayLike<number>, loss64: (x: Float64Array) => number, at: Float32Array, eps = 1e-5, tolerance = 1e-4): void {
+    const x = Float64Array.from(at);
+    for (let i = 0; i < x.length; i++) {
+      const up = x.slice();
+      const down = x.slice();
+      up[i] += eps;
+      down[i] -= eps;
+      const numeric = (loss64(up) - loss64(down)) / (2 * eps);
+      expect(Math.abs(grad[i] - numeric)).toBeLessThan(tolerance);
+    }
+  }
+
+  const softmax64 = (x: Float64Array, E: number): Float64Array => {
+    const out = new Float64Array(x.length);
+    for (let r = 0; r < x.length / E; r++) {
+      const row = x.subarray(r * E, (r + 1) * E);
+      const m = Math.max(...row);
+      const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
+      for (let e = 0; e < E; e++) out[r * E + e] = Math.exp(row[e] - m) / z;
+    }
+    return out;
+  };
+
+  describe('switch balance loss against its plain reference', () => {
+    const [n, E, k] = [6, 5, 2];
+    const logits = randomArray(n * E, 41, 2);
+    // The selection is fixed by the logits (a constant: selection has no gradient), as in training.
+    const mask = topKMask(tf.softmax(tf.tensor2d(logits, [n, E])) as tf.Tensor2D, k);
+    const maskValues = mask.dataSync();
+    const selected = Array.from({ length: n }, (_, t) => Array.from({ length: E }, (_, e) => e).filter((e) => maskValues[t * E + e] === 1));
+
+    test('value equals E · Σ f_e P_e computed in float64', () => {
+      const value = scalar(switchBalanceLoss(tf.softmax(tf.tensor2d(logits, [n, E])) as tf.Tensor2D, mask));
+      expect(value).toBeCloseTo(switchBalanceLossRef(softmax64(Float64Array.from(logits), E), selected, E), 5);
+    });
+    test('gradient with respect to router logits matches central finite differences', () => {
+      const f = (x: tf.Tensor) => switchBalanceLoss(tf.softmax(x) as tf.Tensor2D, mask);
+      const grad = tf.grad(f)(tf.tensor2d(logits, [n, E])).dataSync();
+      expectGradientMatches(grad, (x) => switchBalanceLossRef(softmax64(x, E), selected, E), logits);
+    });
+  });
+
+  describe('router z-loss against its plain reference', () => {
+    const [n, E] = [5, 6];
+    const logits = randomArray(n * E, 43, 3);
+    test('is (log E)² for all-zero logits and equals mean (logsumexp)² in float64', () => {
+      expect(scalar(routerZLoss(tf.zeros([n, E]) as tf.Tensor2D))).toBeCloseTo(Math.log(E) ** 2, 5);
+      expect(scalar(routerZLoss(tf.tensor2d(logits, [n, E])))).toBeCloseTo(routerZLossRef(Float64Array.from(logits), E), 4);
+    });
+    test('gradient with respect to router logits matches central finite differences', () => {
+      const grad = tf.grad((x: tf.Tensor) => routerZLoss(x as tf.Tensor2D))(tf.tensor2d(logits, [n, E])).dataSync();
+      expectGradientMatches(grad, (x) => routerZLossRef(x, E), logits);
     });
   });
 
@@ -279,6 +336,87 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       for (let l = 0; l < cfg.num_hidden_layers; l++) expect(nmse(reference.routerProbs![l], out.routerProbs[l].dataSync())).toBeLessThan(1e-9);
       model.dispose();
       disposeParams(params);
+    });
+
+    // The trainer's loss (lm + α·aux + α_z·z) against the plain reference training loss, for every routing option.
+    const lossCases: [string, ModelConfig, RoutingOptions][] = [
+      ['DS-MoE, MI loss and z-loss', config, { mode: 'dense', miAlpha: 0.1, topK: 2, balanceAlpha: 0, zLossAlpha: 0.01 }],
+      ['SMoE top-2, softmax before top-k, balance loss', config, { mode: 'topk', miAlpha: 0, topK: 2, balanceAlpha: 0.1 }],
+      ['SMoE top-2, softmax after top-k, balance loss and z-loss', config, { mode: 'topk', miAlpha: 0, topK: 2, balanceAlpha: 0.1, softmaxAfterTopK: true, zLossAlpha: 0.01 }],
+      ['fine-grained G = 3 (12 experts of width 2), top-6 after softmax', splitExperts(config, 3), { mode: 'topk', miAlpha: 0, topK: 6, balanceAlpha: 0.1, softmaxAfterTopK: true, zLossAlpha: 0.01 }],
+    ];
+    test.each(lossCases)('training loss equals the plain reference training loss (%s)', (_label, cfg, routing) => {
+      const params = initParams(cfg, 6);
+      for (const v of params.values()) v.assign(tf.mul(v, v.shape.length > 1 ? 5 : 1));
+      const model = new MoEModel(cfg, params);
+      const [B, T] = [2, 5];
+      const inputs = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 2) % cfg.vocab_size);
+      const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 3 + 1) % cfg.vocab_size);
+      const terms = model.loss(inputs, targets, B, T, routing);
+      const tensors = new Map(toCheckpointTensors(cfg, paramsToArrays(params)).map((t) => [t.name, t.data]));
+      const batch = Array.from({ length: B }, (_, b) => ({
+        inputs: Array.from(inputs.subarray(b * T, (b + 1) * T)),
+        targets: Array.from(targets.subarray(b * T, (b + 1) * T)),
+      }));
+      const reference = referenceTrainingLoss({ config: cfg, get: (name) => tensors.get(name) as Float32Array }, batch, routing);
+      expect(scalar(terms.lm)).toBeCloseTo(reference.lm, 4);
+      expect(scalar(terms.aux)).toBeCloseTo(reference.aux, 4);
+      expect(scalar(terms.z)).toBeCloseTo(reference.z, 3);
+      expect(Math.abs(scalar(terms.total) - reference.total)).toBeLessThan(1e-5 * reference.total);
+      if (routing.zLossAlpha) expect(reference.z).toBeGreaterThan(0);
+      model.dispose();
+      disposeParams(params);
+    });
+
+    test('router gradient of the loss (softmax after top-k, balance and z-loss) matches finite differences of the reference', () => {
+      const [, cfg, routing] = lossCases[2];
+      const params = initParams(cfg, 8);
+      for (const v of params.values()) v.assign(tf.mul(v, v.shape.length > 1 ? 5 : 1));
+      const model = new MoEModel(cfg, params);
+      const [B, T] = [2, 5];
+      const inputs = Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % cfg.vocab_size);
+      const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 11 + 4) % cfg.vocab_size);
+      const router = params.get('train.layers.1.router')!; // [d, E]
+      const { grads } = tf.variableGrads(() => model.loss(inputs, targets, B, T, routing).total, [router]);
+      const grad = grads[router.name].dataSync(); // [d, E]
+      const tensors = new Map(toCheckpointTensors(cfg, paramsToArrays(params)).map((t) => [t.name, Float32Array.from(t.data)]));
+      const batch = Array.from({ length: B }, (_, b) => ({
+        inputs: Array.from(inputs.subarray(b * T, (b + 1) * T)),
+        targets: Array.from(targets.subarray(b * T, (b + 1) * T)),
+      }));
+      const gate = tensors.get('model.layers.1.mlp.gate.weight')!; // [E, d]: the router transposed
+      const lossAt = (index: number, delta: number) => {
+        const saved = gate[index];
+        gate[index] = saved + delta;
+        const value = referenceTrainingLoss({ config: cfg, get: (name) => tensors.get(name) as Float32Array }, batch, routing).total;
+        gate[index] = saved;
+        return value;
+      };
+      const [E, d] = [cfg.num_experts, cfg.hidden_size];
+      const eps = 1e-3;
+      let checked = 0;
+      for (let e = 0; e < E; e++) {
+        for (const i of [0, 5, 11]) {
+          const numeric = (lossAt(e * d + i, eps) - lossAt(e * d + i, -eps)) / (2 * eps);
+          expect(Math.abs(grad[i * E + e] - numeric)).toBeLessThan(2e-3 + 1e-2 * Math.abs(numeric));
+          checked += Math.abs(numeric) > 1e-3 ? 1 : 0;
+        }
+      }
+      expect(checked).toBeGreaterThan(4); // the check is not vacuous: the router's gradient is not ~0
+      tf.dispose(Object.values(grads));
+      model.dispose();
+      disposeParams(params);
+    });
+
+    test('fine-grained init: the experts of a G = 3 split are the G = 1 experts\' hidden units, cut in thirds', () => {
+      // Fused expert matrices have the same shape [d, E·I] at every G and are drawn from the same seeded stream,
+      // so fine expert e·G + g is hidden units g·I/G … (g+1)·I/G − 1 of coarse expert e; only the router differs.
+      const coarse = paramsToArrays(initParams(config, 3));
+      const fine = paramsToArrays(initParams(splitExperts(config, 3), 3));
+      for (const piece of ['gate_proj', 'up_proj', 'down_proj']) {
+        expect(fine.get(`train.layers.0.experts.${piece}`)).toEqual(coarse.get(`train.layers.0.experts.${piece}`));
+      }
+      expect(fine.get('train.layers.0.router')!.length).toBe(3 * coarse.get('train.layers.0.router')!.length);
     });
 
     test('a shared pool: same loss as unshared layers holding copies of it, and its gradient is their sum', () => {

@@ -149,6 +149,38 @@ describe('expressions', () => {
     expect(recipeHash(loadRecipe(yamlFile))).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  test('granularity G splits the experts: E·G experts of width I/G, k·G per token, equal total and active expert parameters', () => {
+    const coarse = loadRecipe(write('g1.yaml', minimal({ routing: '  mode: topk\n  top_k: 2' })));
+    const fine = loadRecipe(write('g4.yaml', minimal({ model: '  granularity: 4', routing: '  mode: topk\n  top_k: 2' })));
+    expect(fine.model).toMatchObject({ num_experts: 16, moe_intermediate_size: 8, num_experts_per_tok: 8 });
+    expect(fine.routing.top_k).toBe(8);
+    expect(fine.granularity).toBe(4);
+    expect(coarse.granularity).toBeUndefined();
+    const a = parameterCounts(coarse.model);
+    const b = parameterCounts(fine.model);
+    const routerGrowth = 2 * (16 - 4) * 64; // 2 layers, E·d router rows
+    expect(b.total - a.total).toBe(routerGrowth);
+    expect(b.activePerToken(8) - a.activePerToken(2)).toBe(routerGrowth);
+    // `params` in expressions is the split model's; the written names (num_experts) are the fields as written.
+    const budget = loadRecipe(write('g4tokens.yaml', minimal({ model: '  granularity: 4\n  num_experts_per_tok: "num_experts / 2"', train: '  tokens: "params"' })));
+    expect(budget.model.num_experts_per_tok).toBe(8);
+    expect(budget.train.max_steps).toBe(Math.ceil(b.total / (4 * 32)));
+  });
+
+  test('SMoE routing options are read, and left out of the resolved recipe (and its hash) at their defaults', () => {
+    const base = loadRecipe(write('smoe.yaml', minimal({ top: 'name: smoe', routing: '  mode: topk' })));
+    const defaults = loadRecipe(
+      write('smoe-defaults.yaml', minimal({ top: 'name: smoe', model: '  granularity: 1', routing: '  mode: topk\n  softmax: before_topk\n  z_loss_alpha: 0' })),
+    );
+    expect(recipeHash(defaults)).toBe(recipeHash(base));
+    expect(Object.keys(defaults.routing).sort()).toEqual(['balance_alpha', 'mi_alpha', 'mode', 'top_k']);
+    const options = loadRecipe(write('smoe-after.yaml', minimal({ top: 'name: smoe', routing: '  mode: topk\n  softmax: after_topk\n  z_loss_alpha: 1e-3' })));
+    expect(options.routing).toMatchObject({ softmax: 'after_topk', z_loss_alpha: 1e-3 });
+    expect(recipeHash(options)).not.toBe(recipeHash(base));
+    // The z-loss applies to DS-MoE too (it only shrinks router logits).
+    expect(loadRecipe(write('dense-z.yaml', minimal({ routing: '  mode: dense\n  z_loss_alpha: 1e-3' }))).routing.z_loss_alpha).toBe(1e-3);
+  });
+
   test('corpus paths are resolved from the recipe folder', () => {
     fs.writeFileSync(path.join(dir, 'mine.txt'), 'hello');
     const r = loadRecipe(write('corpus.yaml', minimal({ data: '  corpus: [mine.txt]' })));
@@ -184,6 +216,11 @@ describe('errors name the file, the field, the value and what was expected', () 
     ['unparsable expression', () => write('parse.yaml', minimal().replace('lr: 1e-3', 'lr: "3e-3 *"')), /train\.lr: expected a positive number, got "3e-3 \*" \(not a valid expression/],
     ['assignment in an expression', () => write('assign.yaml', minimal().replace('lr: 1e-3', 'lr: "batch_size = 3"')), /train\.lr: .*may not assign/],
     ['missing file', () => path.join(dir, 'absent.yaml'), /absent\.yaml: cannot read the recipe \(ENOENT\)/],
+    ['granularity that does not divide the expert width', () => write('g3.yaml', minimal({ model: '  granularity: 3' })), /g3\.yaml: model\.granularity: expected a divisor of model\.moe_intermediate_size \(32\), got 3/],
+    ['granularity of zero', () => write('g0.yaml', minimal({ model: '  granularity: 0' })), /g0\.yaml: model\.granularity: expected a positive integer, got 0/],
+    ['softmax after top-k on dense training', () => write('sm.yaml', minimal({ routing: '  mode: dense\n  softmax: after_topk' })), /sm\.yaml: routing\.softmax: after_topk applies to routing\.mode topk \(DS-MoE trains on every expert\), got mode dense/],
+    ['unknown softmax placement', () => write('sm2.yaml', minimal({ routing: '  mode: topk\n  softmax: later' })), /routing\.softmax: expected one of before_topk, after_topk, got "later"/],
+    ['negative z-loss weight', () => write('z.yaml', minimal({ routing: '  mode: topk\n  z_loss_alpha: -1' })), /z\.yaml: routing\.z_loss_alpha: expected a non-negative number, got -1/],
   ];
   test.each(cases)('%s', (_label, make, message) => {
     expect(() => loadRecipe(make())).toThrow(message);
