@@ -109,6 +109,38 @@ describe('study points', () => {
   });
 });
 
+describe('the shipped studies resolve to the papers\' setups', () => {
+  const shipped = (name: string) => studyPoints(loadStudy(path.join(packageRoot(), 'studies', `${name}.yaml`)), { pointsDir: tempDir('study-points'), corpusFile: null });
+
+  test('fine-grained: granularity G gives 8G experts of width 64/G at top-2G, equal active parameters up to the router; SMoE routes softmax after top-k', () => {
+    const grid = shipped('fine-grained');
+    expect(grid.map((p) => p.label)).toEqual([1, 2, 4, 8].map((G) => `DS-MoE model.granularity=${G}`).concat([1, 2, 4, 8].map((G) => `SMoE softmax after top-k model.granularity=${G}`)));
+    const smoe = grid.slice(4);
+    smoe.forEach((point, i) => {
+      const G = 2 ** i;
+      expect(point.recipe.granularity).toBe(G === 1 ? undefined : G);
+      expect(point.recipe.model).toMatchObject({ num_experts: 8 * G, moe_intermediate_size: 64 / G, num_experts_per_tok: 2 * G });
+      expect(point.recipe.routing).toMatchObject({ mode: 'topk', top_k: 2 * G, softmax: 'after_topk', balance_alpha: 0.01 });
+      const routerGrowth = 2 * 128 * 8 * (G - 1); // 2 layers × d × extra router outputs
+      expect(point.cost.active_params - smoe[0].cost.active_params).toBe(routerGrowth);
+      expect(point.cost.total_params - smoe[0].cost.total_params).toBe(routerGrowth);
+      expect(grid[i].recipe.routing).toMatchObject({ mode: 'dense', mi_alpha: 6.3e-4 });
+      expect(grid[i].recipe.routing.softmax).toBeUndefined();
+    });
+  });
+
+  test('optimal-sparsity: SMoE over E × k with the balance loss 1e-2 and the router z-loss 1e-3, softmax before top-k', () => {
+    const grid = shipped('optimal-sparsity');
+    expect(grid).toHaveLength(12);
+    for (const point of grid) {
+      expect(point.recipe.routing).toMatchObject({ mode: 'topk', balance_alpha: 0.01, z_loss_alpha: 0.001 });
+      expect(point.recipe.routing.softmax).toBeUndefined();
+      expect(point.recipe.model.num_experts_per_tok).toBe(point.recipe.routing.top_k);
+      expect(point.cost.tokens).toBe(614400);
+    }
+  });
+});
+
 describe('recipe cost', () => {
   test('parameters from the model config, FLOPs by a plain count of the multiply-adds', () => {
     const [point] = points({ axes: { num_experts: [8] }, set: { 'train.max_steps': 10, 'train.warmup_steps': 2 } });
