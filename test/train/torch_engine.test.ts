@@ -198,5 +198,9 @@ describe('the torch launcher', () => {
     expect((spec.hf_config as { dsmoe: { recipe_hash: string } }).dsmoe.recipe_hash).toBe((spec.recipe as { hash: string }).hash);
     const topk = { ...recipe, routing: { ...recipe.routing, mode: 'topk' as const } };
     expect(() => torchRunSpec({ recipe: topk, prepared, outDir: root, resume: false, maxSteps: 1, device: 'cpu', precision: 'f32', parallel: 'ddp', activationCheckpointing: false })).toThrow(/dense DS-MoE routing only/);
+    const zLoss = { ...recipe, routing: { ...recipe.routing, z_loss_alpha: 1e-3 } };
+    expect(() => torchRunSpec({ recipe: zLoss, prepared, outDir: root, resume: false, maxSteps: 1, device: 'cpu', precision: 'f32', parallel: 'ddp', activationCheckpointing: false })).toThrow(
+      /routing\.z_loss_alpha 0\.001: the torch engine has no router z-loss \(use --engine tfjs\)/,
+    );
   });
 });
