@@ -183,8 +183,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const counts = parameterCounts(config);
   const tokensPerStep = t.batch_size * t.grad_accum * seqLen;
   info(
-    `${recipe.name}: ${(counts.total / 1e6).toFixed(2)} M parameters, ${config.num_experts} experts × ${config.num_hidden_layers} layers, ` +
-      `routing ${routing.mode}, ${tokensPerStep} tokens/step, ${maxSteps} steps, backend ${options.backendName}`,
+    `${recipe.name}: ${(counts.total / 1e6).toFixed(2)} M parameters, ${config.num_experts} experts × ${config.num_hidden_layers} layers` +
+      `${recipe.granularity ? ` (granularity ${recipe.granularity})` : ''}, routing ${routing.mode}` +
+      `${routing.mode === 'topk' ? ` top-${routing.topK}${routing.softmaxAfterTopK ? ', softmax after top-k' : ''}` : ''}` +
+      `${routing.zLossAlpha ? `, z-loss ${routing.zLossAlpha}` : ''}, ${tokensPerStep} tokens/step, ${maxSteps} steps, backend ${options.backendName}`,
   );
 
   // --- helpers ------------------------------------------------------------------------------------------------
