@@ -53,6 +53,29 @@ test('the loss falls: 40 steps of a shrunken tiny recipe end below 80% of the fi
   const config = JSON.parse(fs.readFileSync(path.join(result.outDir, 'config.json'), 'utf8'));
   expect(config.model_type).toBe('qwen2_moe');
   expect(config.norm_topk_prob).toBe(false);
+  // Options at their defaults leave the log and the dsmoe block as they were before them.
+  expect(log[0]).not.toHaveProperty('z_loss');
+  for (const key of ['softmax', 'z_loss_alpha', 'granularity']) expect(config.dsmoe).not.toHaveProperty(key);
+});
+
+test('SMoE with softmax after top-k and the router z-loss learns too, and logs both auxiliary losses', async () => {
+  const recipe = tinyTestRecipe({
+    routing: { mode: 'topk', top_k: 2, softmax: 'after_topk', z_loss_alpha: 1e-3 },
+    train: { max_steps: 40, log_every: 5, eval_every: 40, checkpoint_every: 40 },
+  });
+  const result = await train(options(recipe));
+  const log = readJsonl(path.join(result.outDir, 'train_log.jsonl'));
+  expect(log[log.length - 1].loss).toBeLessThan(0.8 * log[0].loss);
+  for (const record of log) {
+    expect(record.balance_loss).toBeGreaterThan(0.9); // E · Σ f_e P_e: 1 when balanced, at most E
+    expect(record.balance_loss).toBeLessThanOrEqual(4);
+    expect(record.z_loss).toBeGreaterThan(0);
+    // total = lm + 1e-2 · balance + 1e-3 · z
+    expect(record.loss).toBeCloseTo(record.lm_loss + 1e-2 * record.balance_loss + 1e-3 * record.z_loss, 4);
+  }
+  const config = JSON.parse(fs.readFileSync(path.join(result.outDir, 'config.json'), 'utf8'));
+  expect(config.norm_topk_prob).toBe(true);
+  expect(config.dsmoe).toMatchObject({ routing: 'topk', softmax: 'after_topk', z_loss_alpha: 1e-3 });
 });
 
 describe('resume', () => {
