@@ -12,7 +12,7 @@ import { BYTE_TO_CHAR, EOS_TOKEN, PRETOKENIZE, bytesToVocabString, splitOnEos, v
 import { trainBpe } from './bpe_trainer';
 
 export interface Tokenizer {
-  kind: 'byte' | 'bpe';
+  kind: 'byte' | 'bpe' | 'unigram';
   vocabSize: number; // ids are 0..vocabSize-1
   eosId: number;
   encode(text: string): number[];

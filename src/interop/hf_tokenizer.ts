@@ -3,7 +3,7 @@
  * (GPT-2, GPT-NeoX/OLMoE, Qwen2): any end-of-text token, added/special tokens matched before BPE, the ByteLevel
  * pre-tokenizer alone or after a `Split` regex (Qwen2's), an NFC normalizer, string or pair merges and
  * `ignore_merges`. SentencePiece-style tokenizers (Metaspace pre-tokenizer, byte_fallback: Mixtral, Llama 2) are
- * refused with a message naming the package that would read them (`@huggingface/tokenizers`).
+ * refused here; `loadAnyTokenizer` reads them through `@huggingface/tokenizers` (src/interop/hf_package_tokenizer.ts).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -13,6 +13,8 @@ import { readJsonFile } from '../checkpoint/files';
 import { BYTE_TO_CHAR, PRETOKENIZE, bytesToVocabString, vocabStringToBytes } from '../data/byte_level';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer';
 import { jsRegex } from './hf_regex';
+import { loadPackageTokenizer } from './hf_package_tokenizer';
+import { endOfTextId } from './hf_special_tokens';
 
 type Json = Record<string, unknown>;
 
@@ -22,16 +24,31 @@ interface AddedToken {
   special: boolean;
 }
 
-/** dsmoe's own tokenizer when the file is one, else the general byte-level BPE reader below. */
+/**
+ * The tokenizer of a model folder, dsmoe's or imported: dsmoe's own files first (their reader is pinned by tests),
+ * then the byte-level BPE reader below (GPT-2, GPT-NeoX/OLMoE, Qwen2), then @huggingface/tokenizers for everything
+ * those refuse (SentencePiece-style BPE and Unigram: src/interop/hf_package_tokenizer.ts).
+ */
 export function loadAnyTokenizer(dir: string): Tokenizer {
   try {
     return loadTokenizer(dir);
   } catch (ownError) {
+    const file = path.join(dir, 'tokenizer.json');
+    if (!(ownError instanceof UserError) || !fs.existsSync(file)) throw ownError;
+    const json = readJsonFile(file) as Json; // unreadable or invalid JSON: that one message
+    let byteLevelError: UserError;
     try {
       return loadHfTokenizer(dir);
     } catch (error) {
-      if (error instanceof UserError) throw error;
-      throw ownError;
+      if (!(error instanceof UserError)) throw error;
+      byteLevelError = error;
+    }
+    try {
+      return loadPackageTokenizer(dir, json);
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+      // both messages: the byte-level reader's says what it expected, the package's why it could not either
+      throw new UserError(`${error.message} (dsmoe's byte-level reader: ${byteLevelError.message.replace(`${file}: `, '')})`);
     }
   }
 }
@@ -43,8 +60,8 @@ export function loadHfTokenizer(dir: string): Tokenizer {
     throw new UserError(`${file}: ${message}`);
   };
   const model = (json.model ?? {}) as Json;
-  if (model.type !== 'BPE') fail(`model.type ${JSON.stringify(model.type)}: only BPE tokenizers are read (a general reader needs the npm package @huggingface/tokenizers)`);
-  if (model.byte_fallback === true) fail('a SentencePiece-style BPE (byte_fallback) is not byte-level; reading it needs the npm package @huggingface/tokenizers');
+  if (model.type !== 'BPE') fail(`model.type ${JSON.stringify(model.type)}: only BPE tokenizers are read here (loadAnyTokenizer reads others through @huggingface/tokenizers)`);
+  if (model.byte_fallback === true) fail('a SentencePiece-style BPE (byte_fallback) is not byte-level (loadAnyTokenizer reads it through @huggingface/tokenizers)');
   const normalizer = (json.normalizer ?? null) as Json | null;
   if (normalizer && normalizer.type !== 'NFC') fail(`normalizer ${JSON.stringify(normalizer.type)} is not supported (only none or NFC)`);
   const splitters = preTokenizer(json.pre_tokenizer as Json | null, fail);
@@ -74,7 +91,7 @@ export function loadHfTokenizer(dir: string): Tokenizer {
     if (!mergeRank.has(key)) mergeRank.set(key, rank);
   });
   const vocabSize = Math.max(tokenText.length, ...added.map((t) => t.id + 1));
-  const eosId = endOfTextId(dir, added, vocab, fail);
+  const eosId = endOfTextId(dir, (content) => added.find((t) => t.content === content)?.id ?? vocab[content], fail);
   return new HfByteLevelBpe(json, vocab, tokenText, addedById, added, mergeRank, splitters, normalizer !== null, model.ignore_merges === true, vocabSize, eosId);
 }
 
@@ -94,7 +111,7 @@ function preTokenizer(pre: Json | null, fail: (m: string) => never): RegExp[] {
       if (step.use_regex !== false) regexes.push(PRETOKENIZE);
       byteLevel = true;
     } else {
-      fail(`pre_tokenizer ${JSON.stringify(step.type)} is not supported (a general reader needs the npm package @huggingface/tokenizers)`);
+      fail(`pre_tokenizer ${JSON.stringify(step.type)} is not supported here (loadAnyTokenizer reads it through @huggingface/tokenizers)`);
     }
   }
   if (!byteLevel) fail('pre_tokenizer: no ByteLevel step (only byte-level BPE is read)');
@@ -103,27 +120,6 @@ function preTokenizer(pre: Json | null, fail: (m: string) => never): RegExp[] {
 
 function escapeRegex(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** The end-of-text id: tokenizer_config.json's eos_token, else <|endoftext|> or </s>. */
-function endOfTextId(dir: string, added: AddedToken[], vocab: Record<string, number>, fail: (m: string) => never): number {
-  let eos: string | undefined;
-  const configFile = path.join(dir, 'tokenizer_config.json');
-  if (fs.existsSync(configFile)) {
-    try {
-      const config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Json;
-      const token = config.eos_token as string | Json | null | undefined;
-      eos = typeof token === 'string' ? token : token && typeof token.content === 'string' ? token.content : undefined;
-    } catch {
-      fail(`${configFile}: invalid JSON`);
-    }
-  }
-  for (const candidate of [eos, '<|endoftext|>', '</s>']) {
-    if (candidate === undefined) continue;
-    const id = added.find((t) => t.content === candidate)?.id ?? vocab[candidate];
-    if (typeof id === 'number') return id;
-  }
-  return fail('no end-of-text token (tokenizer_config.json eos_token, <|endoftext|> or </s>)');
 }
 
 class HfByteLevelBpe implements Tokenizer {

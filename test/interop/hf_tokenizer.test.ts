@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { BYTE_TO_CHAR } from '../../src/data/byte_level';
 import { loadAnyTokenizer, loadHfTokenizer } from '../../src/interop/hf_tokenizer';
+import { loadPackageTokenizer } from '../../src/interop/hf_package_tokenizer';
 import { jsRegex } from '../../src/interop/hf_regex';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
 
@@ -52,18 +53,30 @@ describe('Hugging Face byte-level BPE tokenizers', () => {
     expect(tokenizer.decode(tokenizer.encode(text))).toBe(text.normalize('NFC'));
   });
 
+  test('Qwen2-style: the same ids as @huggingface/tokenizers, an implementation independent of this reader', () => {
+    const dir = qwenStyleFolder();
+    const ours = loadHfTokenizer(dir);
+    const theirs = loadPackageTokenizer(dir, JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')));
+    const texts = ['the the<|im_end|>', '<|im_start|>Tha\u0308t IT\'S 42 naïve\n\n  x<|endoftext|>', "  the\tTHE's   the 2024 \u4e2d\u6587 😀\r\n"];
+    for (const text of texts) expect(theirs.encode(text)).toEqual(ours.encode(text));
+    expect(theirs.eosId).toBe(ours.eosId);
+    expect(theirs.vocabSize).toBe(ours.vocabSize);
+  });
+
   test("(?i:…) groups become character classes Node's RegExp accepts", () => {
     const regex = jsRegex(QWEN2_PATTERN);
     expect(Array.from("IT'S it's".matchAll(regex), (m) => m[0])).toEqual(['IT', "'S", ' it', "'s"]);
   });
 
-  test('SentencePiece-style BPE (Mixtral, Llama 2) is refused, naming the package that would read it', () => {
+  test('SentencePiece-style BPE (Mixtral, Llama 2) is not byte-level: this reader refuses it, naming the package that reads it', () => {
     const dir = tempDir('tok-sp');
     fs.writeFileSync(
       path.join(dir, 'tokenizer.json'),
       JSON.stringify({ pre_tokenizer: { type: 'Metaspace', replacement: '▁' }, model: { type: 'BPE', byte_fallback: true, vocab: { '<unk>': 0 }, merges: [] } }),
     );
-    expect(() => loadHfTokenizer(dir)).toThrow(/@huggingface\/tokenizers/);
-    expect(() => loadAnyTokenizer(dir)).toThrow(/@huggingface\/tokenizers/);
+    expect(() => loadHfTokenizer(dir)).toThrow(/byte_fallback.*@huggingface\/tokenizers/);
+    // loadAnyTokenizer hands it to the package (test/interop/sentencepiece_tokenizers.test.ts); this one has no
+    // end-of-text token, so the one-line error gives the package path's reason and this reader's
+    expect(() => loadAnyTokenizer(dir)).toThrow(/tokenizer\.json: no end-of-text token .*\(dsmoe's byte-level reader: a SentencePiece-style BPE/);
   });
 });

@@ -1,0 +1,142 @@
+/**
+ * SentencePiece-style and Unigram tokenizer.json files (src/interop/hf_package_tokenizer.ts, through
+ * @huggingface/tokenizers) against sentencepiece's own ids: test/fixtures/tokenizers/generate.py trains the models
+ * with Debian's python3-sentencepiece, writes the tokenizer.json files as transformers' converters do, and stores
+ * `sp.encode(text)` / `sp.decode(ids)` for every fixture text in reference.json. Byte-level BPE: dsmoe's own readers
+ * against the package, an implementation independent of theirs.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { buildTokenizer, loadTokenizer, type Tokenizer } from '../../src/data/tokenizer';
+import { loadAnyTokenizer, loadHfTokenizer } from '../../src/interop/hf_tokenizer';
+import { loadPackageTokenizer } from '../../src/interop/hf_package_tokenizer';
+import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
+
+afterAll(removeTempDirs);
+
+const FIXTURES = path.join(__dirname, '..', 'fixtures', 'tokenizers');
+interface Row {
+  text: string;
+  ids: number[];
+  decoded: string | null;
+}
+const reference = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'reference.json'), 'utf8')) as Record<string, Row[]>;
+const FOLDERS = ['llama_bpe_legacy', 'llama_bpe_metaspace', 'unigram'];
+const joinedBytes = (tokenizer: Tokenizer, ids: number[]) => Buffer.concat(ids.map((id) => tokenizer.tokenBytes(id))).toString('utf8');
+
+function copyFixture(name: string, edit: (json: Record<string, any>) => void): string {
+  const dir = tempDir(`tok-${name}`);
+  const json = JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'tokenizer.json'), 'utf8'));
+  edit(json);
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+  fs.copyFileSync(path.join(FIXTURES, name, 'tokenizer_config.json'), path.join(dir, 'tokenizer_config.json'));
+  return dir;
+}
+
+describe.each(FOLDERS)('%s: ids equal sentencepiece', (name) => {
+  const tokenizer = loadAnyTokenizer(path.join(FIXTURES, name));
+  const rows = reference[name];
+
+  test('the reference covers spaces, newlines, accents, CJK, emoji and digits', () => {
+    expect(rows.length).toBeGreaterThanOrEqual(20);
+    const all = rows.map((r) => r.text).join('');
+    for (const needle of ['   ', '\n', 'é', '中', '😀', '1234']) expect(all).toContain(needle);
+  });
+
+  test.each(reference[name].map((row) => [JSON.stringify(row.text), row] as const))('encode %s', (_label, row) => {
+    expect(tokenizer.encode(row.text)).toEqual(row.ids);
+    if (row.decoded !== null) expect(tokenizer.decode(row.ids)).toBe(row.decoded);
+    else expect(tokenizer.decode(row.ids)).toContain('<unk>'); // sentencepiece writes " ⁇ ", transformers the token
+  });
+
+  test('vocabulary size, end-of-text and kind', () => {
+    expect(tokenizer.vocabSize).toBe(1500);
+    expect(tokenizer.eosId).toBe(2); // </s>, named by tokenizer_config.json
+    expect(tokenizer.kind).toBe(name === 'unigram' ? 'unigram' : 'bpe');
+  });
+});
+
+describe('Llama-style BPE with byte fallback (legacy tokenizer.json, as Llama 2 / Mistral / Mixtral ship)', () => {
+  const dir = path.join(FIXTURES, 'llama_bpe_legacy');
+  const tokenizer = loadAnyTokenizer(dir);
+  const texts = reference.llama_bpe_legacy.map((row) => row.text);
+
+  test('decode(encode(text)) is the text: byte-fallback <0x..> tokens, "▁" and the leading-space rule', () => {
+    for (const text of texts) expect(tokenizer.decode(tokenizer.encode(text))).toBe(text);
+    const emoji = tokenizer.encode('🚀');
+    expect(emoji.length).toBe(1 + 4); // "▁" and the four UTF-8 bytes of the emoji as <0x..> tokens
+  });
+
+  test('tokenBytes: "▁" is a space, <0xNN> the byte, so joined tokens are the text after the dummy-prefix space', () => {
+    for (const text of texts.filter((t) => t.length)) expect(joinedBytes(tokenizer, tokenizer.encode(text))).toBe(' ' + text);
+    expect([...tokenizer.tokenBytes(tokenizer.encode('\n')[1])]).toEqual([0x0a]);
+    expect(Buffer.from(tokenizer.tokenBytes(tokenizer.eosId)).toString()).toBe('</s>');
+  });
+
+  test('special tokens written in the text are matched; no BOS is added', () => {
+    // legacy files normalize each piece between special tokens on its own (the Prepend normalizer adds "▁" again)
+    expect(tokenizer.encode('In the</s>beginning')).toEqual([...tokenizer.encode('In the'), 2, ...tokenizer.encode('beginning')]);
+    expect(tokenizer.encode('Hello world')[0]).not.toBe(1);
+  });
+
+  test('ids outside the vocabulary are an error, not a silent <unk>', () => {
+    expect(() => tokenizer.decode([1500])).toThrow(/outside the vocabulary \(0\.\.1499\)/);
+    expect(() => tokenizer.tokenBytes(-1)).toThrow(/outside the vocabulary/);
+    expect(tokenizer.decode([])).toBe('');
+    expect(tokenizer.encode('')).toEqual([]);
+  });
+
+  test('the byte-level reader still refuses it; save writes both files and reads back the same', () => {
+    expect(() => loadHfTokenizer(dir)).toThrow(/byte_fallback/);
+    const out = tempDir('tok-saved');
+    tokenizer.save(out, { modelMaxLength: 256 });
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'tokenizer_config.json'), 'utf8'));
+    expect(config).toMatchObject({ eos_token: '</s>', model_max_length: 256 });
+    const again = loadAnyTokenizer(out);
+    for (const text of texts) expect(again.encode(text)).toEqual(tokenizer.encode(text));
+  });
+});
+
+describe('end-of-text', () => {
+  test('without an eos_token in tokenizer_config.json nor added tokens, </s> is found in the vocabulary', () => {
+    const dir = copyFixture('unigram', (json) => (json.added_tokens = []));
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), '{}');
+    const vocab = (JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')).model.vocab as [string, number][]).map(([p]) => p);
+    expect(vocab).toContain('</s>'); // the piece is there, so the fallback names find it
+    expect(loadAnyTokenizer(dir).eosId).toBe(2);
+  });
+});
+
+describe('files the package would read differently from transformers are refused', () => {
+  test('Unigram with byte_fallback (the package has no byte fallback for Unigram)', () => {
+    const dir = copyFixture('unigram', (json) => (json.model.byte_fallback = true));
+    expect(() => loadAnyTokenizer(dir)).toThrow(/tokenizer\.json: a Unigram model with byte_fallback is not read/);
+  });
+
+  test('a Split pre-tokenizer with behavior MergedWithPrevious (Gemma-style)', () => {
+    const dir = copyFixture('llama_bpe_legacy', (json) => {
+      json.pre_tokenizer = { type: 'Split', pattern: { String: ' ' }, behavior: 'MergedWithPrevious', invert: false };
+    });
+    expect(() => loadAnyTokenizer(dir)).toThrow(/Split with behavior "MergedWithPrevious"/);
+  });
+});
+
+describe('byte-level BPE: dsmoe readers against @huggingface/tokenizers', () => {
+  const texts = [...reference.llama_bpe_legacy.map((row) => row.text), "IT'S it's 42 naïve\r\n  x<|endoftext|>y"];
+
+  test("dsmoe's own trained BPE tokenizes as the package does", () => {
+    const corpus = fs.readFileSync(path.join(FIXTURES, 'generate.py'), 'utf8');
+    const dir = tempDir('tok-own');
+    buildTokenizer({ type: 'bpe', vocab_size: 600 }, corpus).save(dir);
+    const own = loadTokenizer(dir);
+    const other = loadPackageTokenizer(dir, JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')));
+    for (const text of texts) {
+      expect(own.encode(text)).toEqual(other.encode(text));
+      const ids = own.encode(text);
+      expect(other.decode(ids)).toBe(own.decode(ids));
+      for (const id of ids) expect([...other.tokenBytes(id)]).toEqual([...own.tokenBytes(id)]);
+    }
+    expect(other.eosId).toBe(own.eosId);
+    expect(other.vocabSize).toBe(own.vocabSize);
+  });
+});
