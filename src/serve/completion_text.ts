@@ -4,6 +4,15 @@ import type { ServeTokenizer } from './batch_evaluator';
 const MAX_HELD_TOKENS = 4;
 
 /**
+ * The text generated tokens add after a prompt: their bytes joined (tokenizer.tokenBytes), decoded as UTF-8. For
+ * byte-level BPE this is `decode`; for SentencePiece-style tokenizers `decode` drops the space of a leading "▁" (the
+ * start-of-text rule), which a continuation must keep, as vLLM's incremental detokenizer does.
+ */
+export function continuationText(tokenizer: ServeTokenizer, ids: number[]): string {
+  return Buffer.concat(ids.map((id) => tokenizer.tokenBytes(id))).toString('utf8');
+}
+
+/**
  * Turns one request's generated tokens into text as they arrive: decodes incrementally (holding back a token that
  * ends mid-character), cuts at the first stop string, and hands out only text that can no longer become part of a
  * stop string. Streamed and non-streamed requests both go through it, so their texts are identical.
@@ -29,7 +38,7 @@ export class CompletionText {
   /** Adds one generated token; `stopped` once a stop string has appeared (it and what follows are dropped). */
   push(token: number): { delta: string; stopped: boolean } {
     this.held.push(token);
-    const decoded = this.tokenizer.decode(this.held);
+    const decoded = continuationText(this.tokenizer, this.held);
     if (decoded.endsWith('\uFFFD') && this.held.length < MAX_HELD_TOKENS) return { delta: '', stopped: false };
     this.held = [];
     return this.append(decoded, false);
@@ -37,7 +46,7 @@ export class CompletionText {
 
   /** Flushes held tokens at the end of generation and returns the rest of the text. */
   finish(): { delta: string; stopped: boolean } {
-    const decoded = this.held.length ? this.tokenizer.decode(this.held) : '';
+    const decoded = this.held.length ? continuationText(this.tokenizer, this.held) : '';
     this.held = [];
     return this.append(decoded, true);
   }

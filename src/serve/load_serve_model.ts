@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { UserError } from '../errors';
 import { writeRandomPlan } from '../plan/random_plan';
-import { loadTokenizer } from '../data/tokenizer';
+import { loadAnyTokenizer } from '../interop/hf_tokenizer';
 import type { ModelConfig } from '../model/config';
 import type { Device } from '../runtime/backend';
 import { loadNative } from '../runtime/native';
@@ -32,7 +32,7 @@ export interface LoadServeModelOptions {
  */
 export async function loadServeModel(dir: string, options: LoadServeModelOptions): Promise<ServeModel> {
   // Tokenizer and chat template first, so a bad one leaves nothing allocated.
-  const tokenizer = loadTokenizer(dir);
+  const tokenizer = loadAnyTokenizer(dir); // dsmoe's own or an imported model's
   const chatTemplate = loadChatTemplate(dir);
   const { loaded, model: native, context, maxContext, device } = openPlan(dir, {
     threads: options.threads,

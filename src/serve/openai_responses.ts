@@ -4,6 +4,7 @@
  * The server (completion_server.ts) decides when to send what; this file only decides how it looks.
  */
 import type { ServeTokenizer } from './batch_evaluator';
+import { continuationText } from './completion_text';
 import type { GenerationResult } from './generation';
 import { chatLogprobs, completionLogprobs, type TokenLogprob } from './token_logprobs';
 
@@ -45,6 +46,9 @@ export class CompletionShape implements ResponseShape {
     private readonly logprobs: boolean,
   ) {}
 
+  /** Generated tokens are text after the prompt (CompletionText's decoding), so their offsets are counted in it. */
+  private readonly generatedText = (ids: number[]) => continuationText(this.tokenizer, ids);
+
   opening(index: number): object | null {
     if (!this.echoOf) return null;
     const prompt = this.echoOf(index);
@@ -58,7 +62,7 @@ export class CompletionShape implements ResponseShape {
     this.offsets.set(index, offset + delta.length);
     if (!this.logprobs) return this.choice(index, delta, null, null);
     const before = this.reported.get(index) ?? [];
-    const scored = completionLogprobs(this.tokenizer, logprobs, offset, before);
+    const scored = completionLogprobs(this.tokenizer, logprobs, offset, before, this.generatedText);
     this.reported.set(index, [...before, ...logprobs.map((entry) => entry.id)]);
     return this.choice(index, delta, scored, null);
   }
@@ -72,7 +76,7 @@ export class CompletionShape implements ResponseShape {
     const text = (prompt?.text ?? '') + result.text;
     let logprobs = null;
     if (this.logprobs) {
-      const generated = completionLogprobs(this.tokenizer, result.logprobs, prompt?.text.length ?? 0);
+      const generated = completionLogprobs(this.tokenizer, result.logprobs, prompt?.text.length ?? 0, [], this.generatedText);
       if (prompt) {
         const scored = this.promptLogprobs(prompt, result.promptLogprobs);
         for (const key of Object.keys(generated) as (keyof typeof generated)[]) (scored[key] as unknown[]).push(...generated[key]);

@@ -67,17 +67,19 @@ export interface CompletionLogprobs {
 /**
  * Completions `logprobs` for a run of positions. A `null` logprob is the first prompt token under `echo`, which
  * nothing predicts. `text_offset` of a token is where its text starts: `startOffset` plus the length of what the
- * tokens before it in this run (after `before`, the ids already reported) decode to.
+ * tokens before it in this run (after `before`, the ids already reported) decode to, by `decode`: the tokenizer's
+ * own for a prompt, `continuationText` for generated tokens (which keep the space of a leading "▁").
  */
 export function completionLogprobs(
   tokenizer: ServeTokenizer,
   entries: (TokenLogprob | { id: number; logprob: null })[],
   startOffset: number,
   before: number[] = [],
+  decode: (ids: number[]) => string = (ids) => tokenizer.decode(ids),
 ): CompletionLogprobs {
   const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
   const ids = [...before];
-  const baseLength = tokenizer.decode(before).length;
+  const baseLength = decode(before).length;
   for (const entry of entries) {
     const text = tokenText(tokenizer, entry.id);
     out.tokens.push(text);
@@ -93,7 +95,7 @@ export function completionLogprobs(
       if (!(text in top)) top[text] = entry.logprob;
       out.top_logprobs.push(top);
     }
-    out.text_offset.push(startOffset + tokenizer.decode(ids).length - baseLength);
+    out.text_offset.push(startOffset + decode(ids).length - baseLength);
     ids.push(entry.id);
   }
   return out;

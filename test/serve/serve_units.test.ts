@@ -1,4 +1,6 @@
-import { CompletionText } from '../../src/serve/completion_text';
+import * as path from 'path';
+import { CompletionText, continuationText } from '../../src/serve/completion_text';
+import { loadAnyTokenizer } from '../../src/interop/hf_tokenizer';
 import { sampleToken } from '../../src/sampling';
 import { createFakeServeModel } from '../../src/serve/fake_model';
 import { percentile } from '../../src/serve/percentile';
@@ -28,6 +30,19 @@ describe('CompletionText', () => {
     const deltas = bytes(sample).map((b) => text.push(b).delta);
     for (const d of deltas) expect(d).not.toContain('\uFFFD');
     expect(deltas.join('') + text.finish().delta).toBe(sample);
+  });
+
+  test('SentencePiece-style tokens keep the space of "▁" and join <0x..> bytes into characters', () => {
+    // decode() drops the space of a leading "▁" (start of text); generated text continues a prompt and keeps it
+    const llama = loadAnyTokenizer(path.join(__dirname, '..', 'fixtures', 'tokenizers', 'llama_bpe_legacy'));
+    const sample = 'Hello world, 🚀 naïve  end';
+    const ids = llama.encode(sample);
+    expect(llama.decode(ids)).toBe(sample);
+    const text = new CompletionText(llama, []);
+    const deltas = ids.map((id) => text.push(id).delta);
+    for (const d of deltas) expect(d).not.toContain('\uFFFD');
+    expect(deltas.join('') + text.finish().delta).toBe(' ' + sample);
+    expect(continuationText(llama, ids)).toBe(' ' + sample);
   });
 
   test('the earliest of several stop strings wins', () => {

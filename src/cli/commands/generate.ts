@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
-import { loadTokenizer } from '../../data';
+import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
 import { SparseModel } from '../../runtime/model';
 import { formatExpertCacheStats } from '../../runtime/expert_cache';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
@@ -37,7 +37,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
     const model = SparseModel.load(args.model, { threads: args.threads, device: args.device, expertCache: expertCacheFromArgs(args) }); // validates the plan folder first
     process.stderr.write(`device: ${model.device}\n`);
     try {
-      const tokenizer = loadTokenizer(args.model);
+      const tokenizer = loadAnyTokenizer(args.model); // dsmoe's own or an imported model's
       if (args.dense) model.setMode('dense');
       const prompt = tokenizer.encode(args.prompt);
       if (tokenizer.vocabSize > model.vocabSize) {

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
-import { loadTokenizer } from '../../data';
+import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
 
 interface TokenizeArgs {
   model: string;
@@ -37,7 +37,7 @@ export const tokenizeCommand: CommandModule<object, TokenizeArgs> = {
     if (!fs.existsSync(args.model) || !fs.statSync(args.model).isDirectory()) {
       throw new UserError(`${args.model}: not a model folder`);
     }
-    const tokenizer = loadTokenizer(args.model);
+    const tokenizer = loadAnyTokenizer(args.model); // dsmoe's own or an imported model's
     const ids = tokenizer.encode(readText(args.file));
     if (args.json) process.stdout.write(JSON.stringify({ ids, count: ids.length }) + '\n');
     else process.stdout.write(ids.join(' ') + '\n');

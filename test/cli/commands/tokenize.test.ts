@@ -45,3 +45,12 @@ test('errors name the missing folder, tokenizer or file', async () => {
   fs.writeFileSync(path.join(dir, 'latin1.txt'), Buffer.from([0x63, 0x61, 0x66, 0xe9]));
   await expect(run({ model: path.join(dir, 'model'), file: path.join(dir, 'latin1.txt'), json: false })).rejects.toThrow(/latin1\.txt: not valid UTF-8/);
 });
+
+test("an imported model's SentencePiece-style tokenizer gives sentencepiece's ids", async () => {
+  const fixtures = path.join(__dirname, '..', '..', 'fixtures', 'tokenizers');
+  const reference = JSON.parse(fs.readFileSync(path.join(fixtures, 'reference.json'), 'utf8'));
+  const row = reference.llama_bpe_legacy.find((r: { text: string }) => r.text.includes('😀'));
+  fs.writeFileSync(path.join(dir, 'emoji.txt'), row.text);
+  const out = await run({ model: path.join(fixtures, 'llama_bpe_legacy'), file: path.join(dir, 'emoji.txt'), json: true });
+  expect(JSON.parse(out).ids).toEqual(row.ids);
+});
