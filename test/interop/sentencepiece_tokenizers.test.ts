@@ -2,8 +2,9 @@
  * SentencePiece-style and Unigram tokenizer.json files (src/interop/hf_package_tokenizer.ts, through
  * @huggingface/tokenizers) against sentencepiece's own ids: test/fixtures/tokenizers/generate.py trains the models
  * with Debian's python3-sentencepiece, writes the tokenizer.json files as transformers' converters do, and stores
- * `sp.encode(text)` / `sp.decode(ids)` for every fixture text in reference.json. Byte-level BPE: dsmoe's own readers
- * against the package, an implementation independent of theirs.
+ * `sp.encode(text)` / `sp.decode(ids)` for every fixture text in reference.json. A published Mistral 7B tokenizer.json
+ * (the one Mixtral uses) against ids published for it. Byte-level BPE: dsmoe's own readers against the package, an
+ * implementation independent of theirs.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -95,6 +96,30 @@ describe('Llama-style BPE with byte fallback (legacy tokenizer.json, as Llama 2 
     const again = loadAnyTokenizer(out);
     for (const text of texts) expect(again.encode(text)).toEqual(tokenizer.encode(text));
   });
+});
+
+describe("a published Mistral 7B tokenizer.json (Mixtral's) against published ids", () => {
+  // test/fixtures/tokenizers/mistral_7b/published_ids.json says where the file and the ids come from
+  const dir = path.join(FIXTURES, 'mistral_7b');
+  const published = JSON.parse(fs.readFileSync(path.join(dir, 'published_ids.json'), 'utf8')) as { cases: { text: string; ids: number[] }[] };
+
+  test.each(published.cases.map((c) => [JSON.stringify(c.text).slice(0, 40), c] as const))('encode %s', (_label, c) => {
+    const tokenizer = mistral();
+    expect(c.ids[0]).toBe(1); // the published ids start with BOS, which encode (add_special_tokens=False) leaves out
+    expect(tokenizer.encode(c.text)).toEqual(c.ids.slice(1));
+    expect(tokenizer.decode(c.ids.slice(1))).toBe(c.text);
+    expect(joinedBytes(tokenizer, c.ids.slice(1))).toBe(' ' + c.text);
+  });
+
+  test('32000 ids, </s> = 2, not readable by the byte-level reader', () => {
+    expect(mistral()).toMatchObject({ vocabSize: 32000, eosId: 2, kind: 'bpe' });
+    expect(() => loadHfTokenizer(dir)).toThrow(/byte_fallback/);
+  });
+
+  let loaded: Tokenizer | undefined;
+  function mistral(): Tokenizer {
+    return (loaded ??= loadAnyTokenizer(dir));
+  }
 });
 
 describe('end-of-text', () => {
