@@ -21,8 +21,7 @@ import { loadRecipe, recipeHash, type Recipe } from '../recipe';
 import { packageRoot } from './corpus';
 import { textWindows, type Windows } from './dataset';
 import { prepareData } from './prepare';
-import type { Tokenizer } from './tokenizer';
-import { loadAnyTokenizer } from '../interop/hf_tokenizer';
+import { loadTokenizer, type Tokenizer } from './tokenizer';
 
 export interface HeldOutOptions {
   /** `--recipe FILE`: the recipe the model was trained with (checked against the recorded hash when there is one). */
@@ -30,8 +29,8 @@ export interface HeldOutOptions {
   /** `--text FILE`: score or calibrate on this UTF-8 file instead of the validation split. */
   text?: string;
   /**
-   * The model folder's tokenizer, when the caller has it loaded already. Default: `loadAnyTokenizer(modelDir)`
-   * (dsmoe's own, or an imported Hugging Face folder's: src/interop/hf_tokenizer.ts).
+   * The model folder's tokenizer, when the caller reads it with another loader (imported Hugging Face folders:
+   * src/interop) or has it loaded already. Default: `loadTokenizer(modelDir)`.
    */
   tokenizer?: Tokenizer;
 }
@@ -73,9 +72,9 @@ export function heldOutSplit(modelDir: string, options: HeldOutOptions = {}): He
   if (options.recipe !== undefined && options.text !== undefined) {
     throw new UserError('--recipe and --text exclude each other: --text FILE scores that file, --recipe FILE names the training recipe whose validation split is scored');
   }
-  if (options.text !== undefined) return textSplit(options.text, options.tokenizer ?? loadAnyTokenizer(modelDir));
+  if (options.text !== undefined) return textSplit(options.text, options.tokenizer ?? loadTokenizer(modelDir));
   const { file, recipe } = trainingRecipe(modelDir, options.recipe);
-  const tokenizer = options.tokenizer ?? loadAnyTokenizer(modelDir);
+  const tokenizer = options.tokenizer ?? loadTokenizer(modelDir);
   let dataset;
   try {
     ({ dataset } = prepareData(recipe, { tokenizer }));

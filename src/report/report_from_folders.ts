@@ -4,6 +4,7 @@ import type { ReportRuntime } from './report_runtime';
 import type { ReportJson } from './report_json';
 import { runReport, type ReportOptions } from './run_report';
 import { heldOutSplit } from '../data/held_out_split';
+import { loadAnyTokenizer } from '../interop/hf_tokenizer';
 import { windowSequences } from '../data/dataset';
 import { referenceLoss } from './reference_check';
 
@@ -42,7 +43,7 @@ export async function reportFromFolders(runtime: ReportRuntime, request: FolderR
   const { plan } = readPlan(request.sparseDir);
   const denseDir = request.denseDir ?? plan.source.dir;
   if (!denseDir) throw new UserError(`${request.sparseDir} records no dense source folder; pass --dense DIR`);
-  const heldOut = heldOutSplit(denseDir, { recipe: request.recipe, text: request.text });
+  const heldOut = heldOutSplit(denseDir, { recipe: request.recipe, text: request.text, tokenizer: loadAnyTokenizer(denseDir) });
   // The validation split in the trainer's windows of seq_len predictions; a text in windows of the model's context.
   const windows = windowSequences(heldOut.windows(heldOut.recipe?.data.seq_len ?? plan.config.max_position_embeddings, request.evalTokens));
   const maxPositions = plan.config.max_position_embeddings;

@@ -6,6 +6,7 @@
  */
 import { UserError } from '../errors';
 import { heldOutSplit } from '../data/held_out_split';
+import { loadAnyTokenizer } from '../interop/hf_tokenizer';
 import type { Device } from './backend';
 import { SparseModel, type RuntimeMode, type ScoreResult } from './model';
 import type { ExpertCacheOptions, ExpertCacheStats } from './expert_cache';
@@ -34,7 +35,8 @@ export interface SparseEvalResult {
 }
 
 export async function evaluateSparse(dir: string, options: SparseEvalOptions = {}): Promise<SparseEvalResult> {
-  const split = heldOutSplit(dir, { recipe: options.recipe, text: options.text }); // before mapping the weights
+  // before mapping the weights; the plan folder's tokenizer is dsmoe's own or an imported model's
+  const split = heldOutSplit(dir, { recipe: options.recipe, text: options.text, tokenizer: loadAnyTokenizer(dir) });
   const model = SparseModel.load(dir, { threads: options.threads, device: options.device, expertCache: options.expertCache });
   try {
     model.setMode(options.mode ?? 'plan');
