@@ -2,8 +2,9 @@
  * Hugging Face `tokenizer.json` files that dsmoe's own readers do not cover, read by the npm package
  * `@huggingface/tokenizers` (the Hugging Face JS port of tokenizers, the one transformers.js uses) behind dsmoe's
  * `Tokenizer` interface: SentencePiece-style BPE (byte_fallback with the legacy Prepend/Replace normalizer or a
- * Metaspace pre-tokenizer: Llama 2, Mistral, Mixtral), Unigram (SpmConverter files), and whatever else the package
- * reads. Checked against sentencepiece's own ids (test/interop/sentencepiece_tokenizers.test.ts).
+ * Metaspace pre-tokenizer: Llama 2, Mistral, Mixtral), Unigram (SpmConverter files), and byte-level BPE that
+ * dsmoe's byte-level reader refuses. Checked against sentencepiece's own ids and a published Mistral file
+ * (test/interop/sentencepiece_tokenizers.test.ts).
  *
  * `encode` is transformers' `tokenizer(text, add_special_tokens=False)`: added/special tokens written in the text
  * are matched, no BOS is added (dsmoe adds none for its own tokenizers either). `decode` is transformers'
@@ -22,12 +23,16 @@ import { endOfTextId, readTokenizerConfig } from './hf_special_tokens';
 
 type Json = Record<string, unknown>;
 
-/** How a vocabulary string maps to the bytes it stands for, from the file's decoder. */
-type PieceBytes = 'byte-level' | 'metaspace' | 'text';
+/**
+ * How a vocabulary string maps to the bytes it stands for, from the file's decoder: byte-level strings (GPT-2's
+ * byte table), SentencePiece pieces (`replacement`, usually "▁", is a space; `<0xNN>` the byte), or whatever the
+ * decoder makes of the token alone.
+ */
+type PieceBytes = { kind: 'byte-level' } | { kind: 'metaspace'; replacement: string } | { kind: 'text' };
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
-/** Split behaviours the package treats as "Isolated" (its README): reading such a file would tokenize differently. */
-const UNSUPPORTED_SPLIT = new Set(['mergedwithprevious', 'mergedwithnext', 'contiguous', 'merged_with_previous', 'merged_with_next']);
+/** Split behaviours (as tokenizer.json spells them) the package splits as "Isolated" (its README). */
+const UNSUPPORTED_SPLIT = new Set(['MergedWithPrevious', 'MergedWithNext', 'Contiguous']);
 
 /** Reads `dir/tokenizer.json` (already parsed as `json`) through @huggingface/tokenizers. */
 export function loadPackageTokenizer(dir: string, json: Json): Tokenizer {
@@ -36,11 +41,12 @@ export function loadPackageTokenizer(dir: string, json: Json): Tokenizer {
     throw new UserError(`${file}: ${message}`);
   };
   const model = (json.model ?? {}) as Json;
+  if (model.type !== 'BPE' && model.type !== 'Unigram') fail(`model.type ${JSON.stringify(model.type)}: only BPE and Unigram models are read`);
   if (model.type === 'Unigram' && model.byte_fallback === true) {
     fail('a Unigram model with byte_fallback is not read by @huggingface/tokenizers 0.2.0 (it gives <unk> where transformers gives byte tokens)');
   }
   for (const step of preTokenizerSteps(json.pre_tokenizer as Json | null)) {
-    if (step.type === 'Split' && UNSUPPORTED_SPLIT.has(String(step.behavior).toLowerCase())) {
+    if (step.type === 'Split' && UNSUPPORTED_SPLIT.has(String(step.behavior))) {
       fail(`pre_tokenizer Split with behavior ${JSON.stringify(step.behavior)} is not read by @huggingface/tokenizers 0.2.0 (it would split as "Isolated")`);
     }
   }
@@ -74,11 +80,13 @@ function pieceBytesOf(decoder: Json | null): PieceBytes {
     else steps.push(d);
   };
   walk(decoder);
-  if (steps.some((d) => d.type === 'ByteLevel')) return 'byte-level';
-  const metaspace = steps.some(
-    (d) => d.type === 'Metaspace' || d.type === 'ByteFallback' || (d.type === 'Replace' && (d.pattern as Json | undefined)?.String === '▁'),
-  );
-  return metaspace ? 'metaspace' : 'text';
+  if (steps.some((d) => d.type === 'ByteLevel')) return { kind: 'byte-level' };
+  for (const d of steps) {
+    if (d.type === 'Metaspace') return { kind: 'metaspace', replacement: typeof d.replacement === 'string' ? d.replacement : '▁' };
+    const pattern = (d.pattern ?? {}) as Json;
+    if (d.type === 'Replace' && d.content === ' ' && typeof pattern.String === 'string') return { kind: 'metaspace', replacement: pattern.String };
+  }
+  return steps.some((d) => d.type === 'ByteFallback') ? { kind: 'metaspace', replacement: '▁' } : { kind: 'text' };
 }
 
 class HfPackageTokenizer implements Tokenizer {
@@ -122,13 +130,13 @@ class HfPackageTokenizer implements Tokenizer {
     const added = this.addedContent.get(id);
     if (added !== undefined) return new TextEncoder().encode(added);
     const text = this.inner.id_to_token(id)!;
-    if (this.pieceBytes === 'byte-level') {
+    if (this.pieceBytes.kind === 'byte-level') {
       const bytes = vocabStringToBytes(text);
       if (bytes) return bytes;
-    } else if (this.pieceBytes === 'metaspace') {
+    } else if (this.pieceBytes.kind === 'metaspace') {
       const byte = this.byteFallback ? BYTE_PIECE.exec(text) : null;
       if (byte) return Uint8Array.of(parseInt(byte[1], 16));
-      return new TextEncoder().encode(text.replaceAll('▁', ' '));
+      return new TextEncoder().encode(text.replaceAll(this.pieceBytes.replacement, ' '));
     }
     return new TextEncoder().encode(this.inner.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
   }

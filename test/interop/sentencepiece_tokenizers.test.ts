@@ -138,6 +138,11 @@ describe('files the package would read differently from transformers are refused
     expect(() => loadAnyTokenizer(dir)).toThrow(/tokenizer\.json: a Unigram model with byte_fallback is not read/);
   });
 
+  test('models other than BPE and Unigram (WordPiece: encoders, not language models)', () => {
+    const dir = copyFixture('unigram', (json) => (json.model = { type: 'WordPiece', unk_token: '<unk>', vocab: { '<unk>': 0, '</s>': 1 } }));
+    expect(() => loadAnyTokenizer(dir)).toThrow(/model\.type "WordPiece": only BPE and Unigram models are read/);
+  });
+
   test('a Split pre-tokenizer with behavior MergedWithPrevious (Gemma-style)', () => {
     const dir = copyFixture('llama_bpe_legacy', (json) => {
       json.pre_tokenizer = { type: 'Split', pattern: { String: ' ' }, behavior: 'MergedWithPrevious', invert: false };
