@@ -4,7 +4,7 @@
  * `Tokenizer` interface: SentencePiece-style BPE (byte_fallback with the legacy Prepend/Replace normalizer or a
  * Metaspace pre-tokenizer: Llama 2, Mistral, Mixtral), Unigram (SpmConverter files), and byte-level BPE that
  * dsmoe's byte-level reader refuses. Checked against sentencepiece's own ids and a published Mistral file
- * (test/interop/sentencepiece_tokenizers.test.ts).
+ * (test/interop/hf_package_tokenizer.test.ts).
  *
  * `encode` is transformers' `tokenizer(text, add_special_tokens=False)`: added/special tokens written in the text
  * are matched, no BOS is added (dsmoe adds none for its own tokenizers either). `decode` is transformers'

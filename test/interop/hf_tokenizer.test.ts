@@ -75,7 +75,7 @@ describe('Hugging Face byte-level BPE tokenizers', () => {
       JSON.stringify({ pre_tokenizer: { type: 'Metaspace', replacement: '▁' }, model: { type: 'BPE', byte_fallback: true, vocab: { '<unk>': 0 }, merges: [] } }),
     );
     expect(() => loadHfTokenizer(dir)).toThrow(/byte_fallback.*@huggingface\/tokenizers/);
-    // loadAnyTokenizer hands it to the package (test/interop/sentencepiece_tokenizers.test.ts); this one has no
+    // loadAnyTokenizer hands it to the package (test/interop/hf_package_tokenizer.test.ts); this one has no
     // end-of-text token, so the one-line error gives the package path's reason and this reader's
     expect(() => loadAnyTokenizer(dir)).toThrow(/tokenizer\.json: no end-of-text token .*\(dsmoe's byte-level reader: a SentencePiece-style BPE/);
   });
