@@ -15,12 +15,24 @@ export interface Tokenizer {
   kind: 'byte' | 'bpe' | 'unigram';
   vocabSize: number; // ids are 0..vocabSize-1
   eosId: number;
+  /**
+   * The token put before a prompt, as transformers' `tokenizer(text)` does (add_special_tokens=True): `<s>` of
+   * imported Llama/Mistral/Mixtral tokenizers. Absent for tokenizers that add none: dsmoe's own, GPT-2, Qwen2.
+   */
+  bosId?: number;
+  /** The text's own ids (add_special_tokens=False): special tokens written in it are matched, nothing is added. */
   encode(text: string): number[];
   decode(ids: ArrayLike<number>): string;
   /** The bytes a token stands for (<|endoftext|> → its own text). */
   tokenBytes(id: number): Uint8Array;
   toHfJson(): object;
   save(dir: string, options?: { modelMaxLength?: number }): void;
+}
+
+/** A prompt as the model reads it: the tokenizer's BOS (when it adds one), then the text's ids. */
+export function encodePrompt(tokenizer: { encode(text: string): number[]; bosId?: number }, text: string): number[] {
+  const ids = tokenizer.encode(text);
+  return tokenizer.bosId === undefined ? ids : [tokenizer.bosId, ...ids];
 }
 
 export interface TokenizerSpec {

@@ -7,7 +7,8 @@
  * (test/interop/hf_package_tokenizer.test.ts).
  *
  * `encode` is transformers' `tokenizer(text, add_special_tokens=False)`: added/special tokens written in the text
- * are matched, no BOS is added (dsmoe adds none for its own tokenizers either). `decode` is transformers'
+ * are matched, nothing is added. `bosId` is what `tokenizer(text)` puts first (promptBosId: the file's
+ * post_processor, or tokenizer_config.json's add_bos_token for Llama-family classes); `encodePrompt` adds it. `decode` is transformers'
  * `decode(ids)` without clean-up (the leading-space rule of the file's decoder applies: a Llama-style decoder drops
  * the space its normalizer put before the first word). `tokenBytes` is what a token adds to running text: "▁" is a
  * space and `<0xNN>` the byte NN, so a continuation joined from tokenBytes keeps its spaces.
@@ -19,7 +20,7 @@ import { UserError } from '../errors';
 import { writeFileAtomic } from '../checkpoint/atomic';
 import { vocabStringToBytes } from '../data/byte_level';
 import type { Tokenizer } from '../data/tokenizer';
-import { endOfTextId, readTokenizerConfig } from './hf_special_tokens';
+import { endOfTextId, promptBosId, readTokenizerConfig } from './hf_special_tokens';
 
 type Json = Record<string, unknown>;
 
@@ -63,8 +64,11 @@ export function loadPackageTokenizer(dir: string, json: Json): Tokenizer {
   for (const id of vocab.values()) vocabSize = Math.max(vocabSize, id + 1);
   if (vocabSize === 0) fail('model.vocab: empty');
   const eosId = endOfTextId(dir, (content) => vocab.get(content), fail);
+  const bosId = promptBosId(json, config, (content) => vocab.get(content), fail);
   const kind = model.type === 'Unigram' ? 'unigram' : 'bpe';
-  return new HfPackageTokenizer(inner, json, config, kind, vocabSize, eosId, pieceBytesOf(json.decoder as Json | null), model.byte_fallback === true);
+  const tokenizer = new HfPackageTokenizer(inner, json, config, kind, vocabSize, eosId, pieceBytesOf(json.decoder as Json | null), model.byte_fallback === true);
+  if (bosId !== undefined) tokenizer.bosId = bosId;
+  return tokenizer;
 }
 
 function preTokenizerSteps(pre: Json | null): Json[] {
@@ -92,6 +96,7 @@ function pieceBytesOf(decoder: Json | null): PieceBytes {
 class HfPackageTokenizer implements Tokenizer {
   private readonly tokenBytesCache = new Map<number, Uint8Array>();
   private readonly addedContent = new Map<number, string>();
+  bosId?: number;
 
   constructor(
     private readonly inner: PackageTokenizer,

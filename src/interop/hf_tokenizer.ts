@@ -14,7 +14,7 @@ import { BYTE_TO_CHAR, PRETOKENIZE, bytesToVocabString, vocabStringToBytes } fro
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer';
 import { jsRegex } from './hf_regex';
 import { loadPackageTokenizer } from './hf_package_tokenizer';
-import { endOfTextId } from './hf_special_tokens';
+import { endOfTextId, promptBosId, readTokenizerConfig } from './hf_special_tokens';
 
 type Json = Record<string, unknown>;
 
@@ -92,7 +92,10 @@ export function loadHfTokenizer(dir: string): Tokenizer {
   });
   const vocabSize = Math.max(tokenText.length, ...added.map((t) => t.id + 1));
   const eosId = endOfTextId(dir, (content) => added.find((t) => t.content === content)?.id ?? vocab[content], fail);
-  return new HfByteLevelBpe(json, vocab, tokenText, addedById, added, mergeRank, splitters, normalizer !== null, model.ignore_merges === true, vocabSize, eosId);
+  const bosId = promptBosId(json, readTokenizerConfig(dir, fail), (content) => added.find((t) => t.content === content)?.id ?? vocab[content], fail);
+  const tokenizer = new HfByteLevelBpe(json, vocab, tokenText, addedById, added, mergeRank, splitters, normalizer !== null, model.ignore_merges === true, vocabSize, eosId);
+  if (bosId !== undefined) tokenizer.bosId = bosId; // e.g. Llama 3's <|begin_of_text|>; GPT-2 and Qwen2 have none
+  return tokenizer;
 }
 
 /** The pre-tokenizer as a list of regexes applied in turn (each keeps its matches, 'Isolated'). */
@@ -126,6 +129,7 @@ class HfByteLevelBpe implements Tokenizer {
   readonly kind = 'bpe' as const;
   private readonly cache = new Map<string, number[]>();
   private readonly addedPattern: RegExp | null;
+  bosId?: number;
 
   constructor(
     private readonly json: Json,

@@ -8,7 +8,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { buildTokenizer, loadTokenizer, type Tokenizer } from '../../src/data/tokenizer';
+import { Tokenizer as PackageTokenizer } from '@huggingface/tokenizers';
+import { buildTokenizer, encodePrompt, loadTokenizer, type Tokenizer } from '../../src/data/tokenizer';
 import { loadAnyTokenizer, loadHfTokenizer } from '../../src/interop/hf_tokenizer';
 import { loadPackageTokenizer } from '../../src/interop/hf_package_tokenizer';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
@@ -107,12 +108,13 @@ describe("a published Mistral 7B tokenizer.json (Mixtral's) against published id
     const tokenizer = mistral();
     expect(c.ids[0]).toBe(1); // the published ids start with BOS, which encode (add_special_tokens=False) leaves out
     expect(tokenizer.encode(c.text)).toEqual(c.ids.slice(1));
+    expect(encodePrompt(tokenizer, c.text)).toEqual(c.ids); // the prompt path: transformers' tokenizer(text), BOS included
     expect(tokenizer.decode(c.ids.slice(1))).toBe(c.text);
     expect(joinedBytes(tokenizer, c.ids.slice(1))).toBe(' ' + c.text);
   });
 
   test('32000 ids, </s> = 2, not readable by the byte-level reader', () => {
-    expect(mistral()).toMatchObject({ vocabSize: 32000, eosId: 2, kind: 'bpe' });
+    expect(mistral()).toMatchObject({ vocabSize: 32000, eosId: 2, bosId: 1, kind: 'bpe' });
     expect(() => loadHfTokenizer(dir)).toThrow(/byte_fallback/);
   });
 
@@ -120,6 +122,69 @@ describe("a published Mistral 7B tokenizer.json (Mixtral's) against published id
   function mistral(): Tokenizer {
     return (loaded ??= loadAnyTokenizer(dir));
   }
+});
+
+describe('BOS before prompts, as transformers decides it', () => {
+  const texts = reference.llama_bpe_legacy.map((row) => row.text);
+  const withConfig = (name: string, config: Record<string, unknown>, edit: (json: Record<string, any>) => void = () => {}) => {
+    const dir = copyFixture(name, edit);
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+    return loadAnyTokenizer(dir);
+  };
+
+  test.each(['llama_bpe_legacy', 'llama_bpe_metaspace'])('%s: <s> first, the ids the package gives with add_special_tokens=True', (name) => {
+    const dir = path.join(FIXTURES, name);
+    const tokenizer = loadAnyTokenizer(dir);
+    expect(tokenizer.bosId).toBe(1);
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+    const theirs = new PackageTokenizer(json, JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
+    for (const text of texts) expect(encodePrompt(tokenizer, text)).toEqual(theirs.encode(text, { add_special_tokens: true }).ids);
+    expect(encodePrompt(tokenizer, '')).toEqual([1]); // as tokenizer("") gives for Llama
+  });
+
+  test("Llama-family classes follow tokenizer_config.json's add_bos_token, whatever the file's post_processor says", () => {
+    const llama = { tokenizer_class: 'LlamaTokenizerFast', bos_token: '<s>', eos_token: '</s>' };
+    expect(withConfig('llama_bpe_legacy', { ...llama, add_bos_token: false }).bosId).toBeUndefined();
+    // older Llama files have no post_processor: LlamaTokenizerFast's default add_bos_token=True still adds <s>
+    expect(withConfig('llama_bpe_legacy', llama, (json) => (json.post_processor = null)).bosId).toBe(1);
+    expect(withConfig('llama_bpe_legacy', { ...llama, bos_token: { content: '</s>' } }).bosId).toBe(2);
+    expect(() => withConfig('llama_bpe_legacy', { ...llama, bos_token: '<bos>' })).toThrow(/bos_token "<bos>".*not in the vocabulary/);
+  });
+
+  test('other classes: the post_processor alone (TemplateProcessing, inside a Sequence, RobertaProcessing; none without one)', () => {
+    const generic = { tokenizer_class: 'PreTrainedTokenizerFast', eos_token: '</s>' };
+    expect(withConfig('llama_bpe_legacy', generic).bosId).toBe(1);
+    expect(withConfig('llama_bpe_legacy', { ...generic, add_bos_token: false }).bosId).toBe(1); // only Llama's class reads it
+    expect(withConfig('llama_bpe_legacy', generic, (json) => (json.post_processor = null)).bosId).toBeUndefined();
+    expect(withConfig('llama_bpe_legacy', generic, (json) => (json.post_processor = { type: 'Sequence', processors: [{ type: 'ByteLevel' }, json.post_processor] })).bosId).toBe(1);
+    expect(withConfig('llama_bpe_legacy', generic, (json) => (json.post_processor = { type: 'RobertaProcessing', sep: ['</s>', 2], cls: ['<s>', 1] })).bosId).toBe(1);
+    // T5's template appends </s> after the text: nothing goes first, and an appended token is not taken for prompts
+    const t5 = withConfig('unigram', { tokenizer_class: 'T5Tokenizer', eos_token: '</s>' }, (json) => {
+      json.post_processor = {
+        type: 'TemplateProcessing',
+        single: [{ Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '</s>', type_id: 0 } }],
+        pair: [],
+        special_tokens: { '</s>': { id: '</s>', ids: [2], tokens: ['</s>'] } },
+      };
+    });
+    expect(t5.bosId).toBeUndefined();
+    expect(encodePrompt(t5, 'In the beginning')).toEqual(t5.encode('In the beginning'));
+    expect(loadAnyTokenizer(path.join(FIXTURES, 'unigram')).bosId).toBeUndefined();
+  });
+
+  test('a template whose first special token has several ids is refused, naming it', () => {
+    expect(() =>
+      withConfig('llama_bpe_legacy', { tokenizer_class: 'PreTrainedTokenizerFast', eos_token: '</s>' }, (json) => (json.post_processor.special_tokens['<s>'].ids = [1, 1])),
+    ).toThrow(/tokenizer\.json: post_processor: the special token "<s>" before \$A must have exactly one id/);
+  });
+
+  test("dsmoe's own tokenizers add none: prompts are the text's ids", () => {
+    const dir = tempDir('tok-own-bos');
+    buildTokenizer({ type: 'bpe', vocab_size: 300 }, texts.join('\n')).save(dir);
+    const own = loadAnyTokenizer(dir);
+    expect(own.bosId).toBeUndefined();
+    for (const text of texts) expect(encodePrompt(own, text)).toEqual(own.encode(text));
+  });
 });
 
 describe('end-of-text', () => {

@@ -5,7 +5,9 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import { Tokenizer as PackageTokenizer } from '@huggingface/tokenizers';
 import { BYTE_TO_CHAR } from '../../src/data/byte_level';
+import { encodePrompt } from '../../src/data/tokenizer';
 import { loadAnyTokenizer, loadHfTokenizer } from '../../src/interop/hf_tokenizer';
 import { loadPackageTokenizer } from '../../src/interop/hf_package_tokenizer';
 import { jsRegex } from '../../src/interop/hf_regex';
@@ -61,6 +63,36 @@ describe('Hugging Face byte-level BPE tokenizers', () => {
     for (const text of texts) expect(theirs.encode(text)).toEqual(ours.encode(text));
     expect(theirs.eosId).toBe(ours.eosId);
     expect(theirs.vocabSize).toBe(ours.vocabSize);
+  });
+
+  test('BOS: Qwen2- and GPT-2-style files add none; a Llama 3-style post_processor adds its <|begin_of_text|>', () => {
+    const dir = qwenStyleFolder();
+    expect(loadHfTokenizer(dir).bosId).toBeUndefined();
+    expect(encodePrompt(loadAnyTokenizer(dir), ' the')).toEqual([258]);
+    const json = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+    json.post_processor = { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true }; // GPT-2's
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+    expect(loadHfTokenizer(dir).bosId).toBeUndefined();
+    // Llama 3 ships PreTrainedTokenizerFast with Sequence[ByteLevel, TemplateProcessing(<|begin_of_text|> $A)]
+    json.post_processor = {
+      type: 'Sequence',
+      processors: [
+        { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+        {
+          type: 'TemplateProcessing',
+          single: [{ SpecialToken: { id: '<|im_start|>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
+          pair: [],
+          special_tokens: { '<|im_start|>': { id: '<|im_start|>', ids: [260], tokens: ['<|im_start|>'] } },
+        },
+      ],
+    };
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(json));
+    const ours = loadHfTokenizer(dir);
+    expect(ours.bosId).toBe(260);
+    expect(encodePrompt(ours, ' the')).toEqual([260, 258]);
+    // the package applies the post_processor itself: the same ids
+    const theirs = new PackageTokenizer(json, {});
+    expect(theirs.encode(' the', { add_special_tokens: true }).ids).toEqual([260, 258]);
   });
 
   test("(?i:…) groups become character classes Node's RegExp accepts", () => {
