@@ -23,6 +23,8 @@ export interface ServeTokenizer {
   /** The bytes one token stands for (for log-probability tokens: their text and `bytes`). */
   tokenBytes(id: number): Uint8Array;
   eosId: number;
+  /** Put before text prompts, as transformers' `tokenizer(text)` does (Llama/Mistral's <s>); absent: none. */
+  bosId?: number;
   vocabSize: number;
 }
 

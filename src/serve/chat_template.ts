@@ -24,6 +24,11 @@ export const PLAIN_CHAT_TEMPLATE =
 export interface ChatTemplate {
   /** Where the template came from (a file, or "plain default"), for messages. */
   source: string;
+  /**
+   * True for the plain default, which writes no BOS of its own: its text is tokenized as a completions prompt is,
+   * with the tokenizer's BOS. A model's template writes its own (`{{ bos_token }}`) and is tokenized as it renders.
+   */
+  addsTokenizerBos?: boolean;
   render(messages: ChatMessage[]): string;
 }
 
@@ -64,7 +69,7 @@ export function loadChatTemplate(dir: string): ChatTemplate {
   const jinjaFile = path.join(dir, 'chat_template.jinja');
   if (fs.existsSync(jinjaFile)) return compileChatTemplate(fs.readFileSync(jinjaFile, 'utf8'), specialTokens, jinjaFile);
   const template = config.chat_template;
-  if (template === undefined || template === null) return compileChatTemplate(PLAIN_CHAT_TEMPLATE, specialTokens, 'plain default');
+  if (template === undefined || template === null) return { ...compileChatTemplate(PLAIN_CHAT_TEMPLATE, specialTokens, 'plain default'), addsTokenizerBos: true };
   if (typeof template === 'string') return compileChatTemplate(template, specialTokens, configFile);
   // transformers also allows named templates: [{ name, template }], of which "default" is the chat one.
   if (Array.isArray(template)) {

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { ApiError } from './api_error';
 import type { ServeModel } from './batch_evaluator';
 import { parseChatRequest } from './chat_request';
+import { encodePrompt } from '../data/tokenizer';
 import { parseCompletionRequest } from './completion_request';
 import type { GenerationHandle, GenerationParams, GenerationResult } from './generation';
 import { ChatShape, CompletionShape, echoText, type ResponseShape } from './openai_responses';
@@ -164,9 +165,10 @@ export class CompletionServer {
       .then((request) => {
         const { tokenizer } = this.model;
         const prompts = request.prompts.map((prompt, i) => {
-          const tokens = 'text' in prompt ? tokenizer.encode(prompt.text) : this.checkTokenPrompt(prompt.tokens, request.prompts.length > 1 ? i : null);
+          // Text is tokenized as vLLM does (add_special_tokens=True: the BOS of tokenizers that add one); ids are taken as sent.
+          const tokens = 'text' in prompt ? encodePrompt(tokenizer, prompt.text) : this.checkTokenPrompt(prompt.tokens, request.prompts.length > 1 ? i : null);
           // An empty prompt starts from end-of-text, as GPT-style models are conditioned at document starts.
-          return { prompt, tokens: tokens.length ? tokens : [tokenizer.eosId] };
+          return { prompt, tokens: tokens.length ? tokens : [tokenizer.eosId], addedBos: 'text' in prompt && tokenizer.bosId !== undefined };
         });
         const logprobs = request.logprobs;
         const jobs = prompts.flatMap(({ tokens }) =>
@@ -178,8 +180,8 @@ export class CompletionServer {
         );
         const echoOf = request.echo
           ? (index: number) => {
-              const { prompt, tokens } = prompts[Math.floor(index / request.n)];
-              return { text: echoText(tokenizer, prompt), tokens };
+              const { prompt, tokens, addedBos } = prompts[Math.floor(index / request.n)];
+              return { text: echoText(tokenizer, prompt), tokens, addedBos };
             }
           : null;
         this.run(res, jobs, request, new CompletionShape(tokenizer, echoOf, logprobs !== null), 'cmpl');
@@ -191,7 +193,10 @@ export class CompletionServer {
     this.readRequest(req, (body) => parseChatRequest(body, { maxContext: this.model.maxContext }))
       .then((request) => {
         const { tokenizer, maxContext } = this.model;
-        const encoded = tokenizer.encode(this.model.chatTemplate.render(request.messages));
+        const { chatTemplate } = this.model;
+        // vLLM tokenizes a rendered chat with add_special_tokens=False: a model's template writes its own BOS.
+        const rendered = chatTemplate.render(request.messages);
+        const encoded = chatTemplate.addsTokenizerBos ? encodePrompt(tokenizer, rendered) : tokenizer.encode(rendered);
         const tokens = encoded.length ? encoded : [tokenizer.eosId];
         // Without max_tokens a chat answer may run to the end of the context, as OpenAI's and vLLM's do.
         const maxTokens = request.maxTokens ?? Math.max(1, maxContext - tokens.length);

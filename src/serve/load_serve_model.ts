@@ -60,6 +60,7 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
       decode: (ids) => tokenizer.decode(ids),
       tokenBytes: (id) => tokenizer.tokenBytes(id),
       eosId: tokenizer.eosId,
+      ...(tokenizer.bosId !== undefined ? { bosId: tokenizer.bosId } : {}),
       vocabSize: tokenizer.vocabSize,
     },
     vocabSize: config.vocab_size,

@@ -26,6 +26,8 @@ export interface ResponseShape {
 export interface EchoedPrompt {
   text: string;
   tokens: number[];
+  /** tokens[0] is a BOS the server put before the text: a prompt token, but no part of `text`. */
+  addedBos?: boolean;
 }
 
 /**
@@ -89,7 +91,12 @@ export class CompletionShape implements ResponseShape {
   /** The prompt's entries: the first token has no score (nothing predicts it), the rest theirs. */
   private promptLogprobs(prompt: EchoedPrompt, scores: TokenLogprob[]) {
     const entries = prompt.tokens.map((id, position) => (position === 0 ? { id, logprob: null } : scores[position - 1] ?? { id, logprob: null }));
-    return completionLogprobs(this.tokenizer, entries, 0);
+    if (!prompt.addedBos) return completionLogprobs(this.tokenizer, entries, 0);
+    // An added BOS is listed (as vLLM lists it) at offset 0 with no width, so the text's offsets index the echoed text.
+    const scored = completionLogprobs(this.tokenizer, entries.slice(0, 1), 0);
+    const text = completionLogprobs(this.tokenizer, entries.slice(1), 0);
+    for (const key of Object.keys(text) as (keyof typeof text)[]) (scored[key] as unknown[]).push(...text[key]);
+    return scored;
   }
 
   private choice(index: number, text: string, logprobs: object | null, finishReason: string | null): object {
