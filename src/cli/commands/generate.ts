@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
+import { encodePrompt } from '../../data/tokenizer';
 import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
 import { SparseModel } from '../../runtime/model';
 import { formatExpertCacheStats } from '../../runtime/expert_cache';
@@ -39,7 +40,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
     try {
       const tokenizer = loadAnyTokenizer(args.model); // dsmoe's own or an imported model's
       if (args.dense) model.setMode('dense');
-      const prompt = tokenizer.encode(args.prompt);
+      const prompt = encodePrompt(tokenizer, args.prompt); // with the BOS of tokenizers that add one, as transformers' generate gets it
       if (tokenizer.vocabSize > model.vocabSize) {
         throw new UserError(`the tokenizer has ${tokenizer.vocabSize} tokens but the model only ${model.vocabSize}`);
       }

@@ -1,6 +1,17 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import yargs from 'yargs';
+
+/** Standard input as the command reads it (fs.readFileSync(0)); every other read is the real one. */
+const mockStdin = { bytes: Buffer.alloc(0), reads: 0 };
+jest.mock('fs', () => {
+  const real = jest.requireActual('fs');
+  return {
+    ...real,
+    readFileSync: (file: unknown, options?: unknown) => (file === 0 ? (mockStdin.reads++, mockStdin.bytes) : real.readFileSync(file, options)),
+  };
+});
 import { tokenizeCommand } from '../../../src/cli/commands/tokenize';
 import { buildTokenizer } from '../../../src/data/tokenizer';
 
@@ -13,7 +24,8 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Runs the command's handler and returns what it wrote to stdout. */
-async function run(args: { model: string; file: string; json: boolean }): Promise<string> {
+async function run(partial: { model: string; file: string; json: boolean; bos?: boolean }): Promise<string> {
+  const args = { bos: true, ...partial };
   const written: string[] = [];
   const spy = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
     written.push(String(chunk));
@@ -51,6 +63,24 @@ test("an imported model's SentencePiece-style tokenizer gives sentencepiece's id
   const reference = JSON.parse(fs.readFileSync(path.join(fixtures, 'reference.json'), 'utf8'));
   const row = reference.llama_bpe_legacy.find((r: { text: string }) => r.text.includes('😀'));
   fs.writeFileSync(path.join(dir, 'emoji.txt'), row.text);
-  const out = await run({ model: path.join(fixtures, 'llama_bpe_legacy'), file: path.join(dir, 'emoji.txt'), json: true });
-  expect(JSON.parse(out).ids).toEqual(row.ids);
+  const model = path.join(fixtures, 'llama_bpe_legacy');
+  // as a prompt reads it (transformers' tokenizer(text)): <s> first; --no-bos: the text's ids alone
+  expect(JSON.parse(await run({ model, file: path.join(dir, 'emoji.txt'), json: true })).ids).toEqual([1, ...row.ids]);
+  expect(JSON.parse(await run({ model, file: path.join(dir, 'emoji.txt'), json: true, bos: false })).ids).toEqual(row.ids);
+});
+
+test('"-" reads standard input through the command line parser (yargs hands the handler "" for it)', async () => {
+  mockStdin.bytes = Buffer.from('Hi é<|endoftext|>!');
+  const written: string[] = [];
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    written.push(String(chunk));
+    return true;
+  });
+  try {
+    await yargs(['tokenize', path.join(dir, 'model'), '-']).command(tokenizeCommand).strict().parseAsync();
+  } finally {
+    write.mockRestore();
+  }
+  expect(mockStdin.reads).toBe(1);
+  expect(written.join('')).toBe('72 105 32 195 169 256 33\n');
 });
