@@ -48,7 +48,8 @@ export async function evaluateSparse(dir: string, options: SparseEvalOptions = {
     let result: ScoreResult;
     if (split.kind === 'text') {
       // The runtime's own cut of one sequence: the windows split.windows(context) describes, each run whole.
-      result = await model.score(split.runs[0], { context });
+      // Tokenizers that add a BOS to prompts (imported Llama/Mistral) get it at the start of every window (docs/interop.md).
+      result = await model.score(split.runs[0], { context, bos: split.tokenizer.bosId });
     } else {
       const [held] = split.windows(context, options.maxTokens); // the trainer's windows: all of one length, one group
       result = await model.scoreWindows(held.inputs, held.targets, held.count);

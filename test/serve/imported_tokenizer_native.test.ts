@@ -1,8 +1,9 @@
 /**
  * A plan folder that carries an imported model's SentencePiece-style tokenizer (as `dsmoe convert` copies a Mixtral
  * folder's tokenizer.json) served, generated and evaluated on the native runtime: the tokenizer is read through
- * loadAnyTokenizer, and generated text keeps the spaces of its "▁" tokens (a random-init model of the tiny shape with
- * the fixture's 1500-id vocabulary; test/fixtures/tokenizers).
+ * loadAnyTokenizer, prompts start with its BOS <s> (as transformers' tokenizer(text) and vLLM give them), and
+ * generated text keeps the spaces of its "▁" tokens (a random-init model of the tiny shape with the fixture's 1500-id
+ * vocabulary; test/fixtures/tokenizers).
  */
 import fs from 'node:fs';
 import OpenAI from 'openai';
@@ -13,6 +14,9 @@ import { TINY_SERVE_CONFIG, loadServeModel, writeBenchPlan } from '../../src/ser
 import type { ServeModel } from '../../src/serve/batch_evaluator';
 import { SparseModel } from '../../src/runtime/model';
 import { evaluateSparse } from '../../src/runtime/eval';
+import { encodePrompt } from '../../src/data/tokenizer';
+import { generateCommand } from '../../src/cli/commands/generate';
+import yargs from 'yargs';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tokenizers', 'llama_bpe_legacy');
 const reference = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'tokenizers', 'reference.json'), 'utf8'));
@@ -56,9 +60,12 @@ test('completions through the openai client: the text is the generated tokens jo
   let streamed = '';
   for await (const chunk of await client.completions.create({ ...body, stream: true })) streamed += chunk.choices[0]?.text ?? '';
   expect(streamed).toBe(whole.choices[0].text);
+  const prompt = encodePrompt(model.tokenizer, body.prompt);
+  expect(prompt[0]).toBe(1); // <s>
+  expect(whole.usage?.prompt_tokens).toBe(prompt.length);
 
   const sparse = SparseModel.load(plan, { threads: 1 });
-  const ids = await sparse.generate(model.tokenizer.encode(body.prompt), { maxNewTokens: 24, temperature: 1, topP: 1, seed: 7, stopAtEos: model.tokenizer.eosId });
+  const ids = await sparse.generate(prompt, { maxNewTokens: 24, temperature: 1, topP: 1, seed: 7, stopAtEos: model.tokenizer.eosId });
   await sparse.dispose();
   const generated = ids.filter((id) => id !== model.tokenizer.eosId);
   expect(generated.length).toBeGreaterThan(0);
@@ -67,19 +74,49 @@ test('completions through the openai client: the text is the generated tokens jo
   const spaced = generated.filter((id) => model.tokenizer.tokenBytes(id)[0] === 0x20).length;
   expect(spaced).toBeGreaterThan(0);
   expect(whole.choices[0].text.split(' ').length - 1).toBeGreaterThanOrEqual(spaced);
+  // dsmoe generate reads the prompt the same way: the same text from the same seed
+  const args = ['generate', plan, '--prompt', body.prompt, '--max-new-tokens', '24', '--temperature', '1', '--top-p', '1', '--seed', '7', '--threads', '1', '--device', 'cpu'];
+  const written: Buffer[] = []; // token bytes as written: a character may be split across byte-fallback tokens
+  const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => (written.push(Buffer.from(chunk)), true));
+  const log = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  try {
+    await yargs(args).command(generateCommand as never).strict().parseAsync();
+  } finally {
+    write.mockRestore();
+    log.mockRestore();
+  }
+  expect(Buffer.concat(written).toString('utf8')).toBe(whole.choices[0].text + '\n');
 });
 
-test('eval --text tokenizes with the imported tokenizer', async () => {
+test('eval --text tokenizes with the imported tokenizer; every window starts with <s> and every text token is scored', async () => {
   const text = reference.llama_bpe_legacy.map((row: { text: string }) => row.text).join('\n').repeat(3);
   const file = path.join(dir, 'held_out.txt');
   fs.writeFileSync(file, text);
   const result = await evaluateSparse(plan, { text: file, threads: 1, device: 'cpu', context: 64 });
-  // the runtime's windows of 64 score every token but (at most) one per window: the imported tokenizer's count, not
-  // the byte tokenizer's
-  const n = model.tokenizer.encode(text).length;
-  expect(result.tokens).toBeLessThanOrEqual(n - 1);
-  expect(result.tokens).toBeGreaterThanOrEqual(n - 1 - Math.ceil(n / 64));
-  expect(Buffer.byteLength(text)).toBeGreaterThan(1.5 * n);
-  expect(Number.isFinite(result.loss)).toBe(true);
-  expect(result.loss).toBeGreaterThan(0);
+  // the imported tokenizer's count, not the byte tokenizer's; BOS + 63 text tokens per window of 64
+  const ids = model.tokenizer.encode(text);
+  expect(result.tokens).toBe(ids.length);
+  expect(Buffer.byteLength(text)).toBeGreaterThan(1.5 * ids.length);
+  // the reference: each window's logits from the runtime's plain forward, cross-entropy summed naively in f64
+  const sparse = SparseModel.load(plan, { threads: 1 });
+  let lossSum = 0;
+  try {
+    for (let start = 0; start < ids.length; start += 63) {
+      const window = [1, ...ids.slice(start, start + 63)];
+      const logits = await sparse.logits(window);
+      const V = sparse.vocabSize;
+      for (let t = 0; t + 1 < window.length; t++) {
+        const row = Array.from(logits.subarray(t * V, (t + 1) * V));
+        const max = Math.max(...row);
+        const logZ = max + Math.log(row.reduce((sum, x) => sum + Math.exp(x - max), 0));
+        lossSum += logZ - row[window[t + 1]];
+      }
+    }
+  } finally {
+    await sparse.dispose();
+  }
+  expect(result.loss).toBeCloseTo(lossSum / ids.length, 5);
+  let bytes = 0;
+  for (const id of ids) bytes += model.tokenizer.tokenBytes(id).length;
+  expect(result.bits_per_byte).toBeCloseTo(lossSum / Math.LN2 / bytes, 5);
 });
