@@ -45,6 +45,7 @@ export function compileChatTemplate(template: string, specialTokens: SpecialToke
   }
   return {
     source,
+    ...(template === PLAIN_CHAT_TEMPLATE ? { addsTokenizerBos: true } : {}),
     render(messages) {
       try {
         return compiled.render({ ...specialTokens, messages, add_generation_prompt: true });
@@ -69,7 +70,7 @@ export function loadChatTemplate(dir: string): ChatTemplate {
   const jinjaFile = path.join(dir, 'chat_template.jinja');
   if (fs.existsSync(jinjaFile)) return compileChatTemplate(fs.readFileSync(jinjaFile, 'utf8'), specialTokens, jinjaFile);
   const template = config.chat_template;
-  if (template === undefined || template === null) return { ...compileChatTemplate(PLAIN_CHAT_TEMPLATE, specialTokens, 'plain default'), addsTokenizerBos: true };
+  if (template === undefined || template === null) return compileChatTemplate(PLAIN_CHAT_TEMPLATE, specialTokens, 'plain default');
   if (typeof template === 'string') return compileChatTemplate(template, specialTokens, configFile);
   // transformers also allows named templates: [{ name, template }], of which "default" is the chat one.
   if (Array.isArray(template)) {
