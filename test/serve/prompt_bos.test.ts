@@ -101,6 +101,14 @@ test('echo with logprobs: the text as sent; <s> is the first, unscored prompt to
     expect(PROMPT.slice(text_offset![i]).startsWith(shown)).toBe(true);
   }
   expect(answer.usage?.prompt_tokens).toBe(text.length + 1);
+  // streamed: the first chunk echoes the prompt with the same entries
+  const stream = await client.completions.create({ ...settings, prompt: PROMPT, max_tokens: 1, echo: true, logprobs: 2, stream: true });
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  const first = chunks[0].choices[0];
+  expect(first.text).toBe(PROMPT);
+  expect(first.logprobs?.tokens).toEqual(tokens);
+  expect(first.logprobs?.text_offset).toEqual(text_offset);
 });
 
 test('chat with a template writing {{ bos_token }}: exactly one BOS, none added by the server', async () => {
