@@ -43,8 +43,8 @@ export interface DenseCheckpointInput {
   configExtra?: Record<string, unknown>; // merged into config.json (the "dsmoe" block)
 }
 
-/** Architectures a dense checkpoint comes from: dsmoe's own Qwen2-MoE, or OLMoE and Mixtral imports (src/interop). */
-export const DENSE_MODEL_TYPES = ['qwen2_moe', 'olmoe', 'mixtral'] as const;
+/** Architectures a dense checkpoint comes from: dsmoe's own Qwen2-MoE, or OLMoE, Mixtral and Megrez2 imports (src/interop). */
+export const DENSE_MODEL_TYPES = ['qwen2_moe', 'olmoe', 'mixtral', 'megrez_moe'] as const;
 export type DenseModelType = (typeof DENSE_MODEL_TYPES)[number];
 
 /** How the selected experts' weights are formed: p_e as is (DS-MoE, Qwen2-MoE default) or divided by their sum. */

@@ -1,6 +1,6 @@
 /**
- * Opens a Hugging Face MoE folder (qwen2_moe, olmoe, mixtral; one file or sharded; F32, BF16 or F16) as the dense
- * checkpoint the converter and the reference forward read: tensors under the internal Qwen2-MoE names of
+ * Opens a Hugging Face MoE folder (qwen2_moe, olmoe, mixtral, megrez_moe; one file or sharded; F32, BF16 or F16) as
+ * the dense checkpoint the converter and the reference forward read: tensors under the internal Qwen2-MoE names of
  * docs/design.md §2, plus the architecture's routing rule and q/k norm. Shapes of every tensor are checked before
  * any is read; values are read on first use and checked to be finite.
  */
@@ -76,13 +76,16 @@ function importSources(config: ModelConfig, tensors: HfTensors, arch: HfArchitec
     if (layer.qNorm && layer.kNorm) for (const tensor of [layer.qNorm, layer.kNorm]) add(tensor);
     for (const tensor of [layer.o, layer.postAttentionNorm]) add(tensor);
     add(layer.router, arch.router(l));
-    layer.experts.forEach((expert, e) => {
-      for (const part of ['gate', 'up', 'down'] as const) {
-        const candidates = arch.expert(l, e)[part];
-        if (candidates.some((n) => tensors.has(n))) add(expert[part], candidates);
-        else sources.set(expert[part].name, fusedExpert(tensors, arch.fusedExpertsPrefix(l), e, part, expert[part].shape, where, candidates[0]));
-      }
-    });
+    // A shared pool's experts (Megrez2) are stored with its first layer only; the later layers name the same tensors.
+    if (layer.ownsExperts) {
+      layer.experts.forEach((expert, e) => {
+        for (const part of ['gate', 'up', 'down'] as const) {
+          const candidates = arch.expert(l, e)[part];
+          if (candidates.some((n) => tensors.has(n))) add(expert[part], candidates);
+          else sources.set(expert[part].name, fusedExpert(tensors, arch.fusedExpertsPrefix(l), e, part, expert[part].shape, where, candidates[0]));
+        }
+      });
+    }
     if (layer.shared) for (const tensor of [layer.shared.gate, layer.shared.up, layer.shared.down, layer.sharedExpertGate]) add(tensor);
   }
   add(outer.finalNorm);

@@ -13,7 +13,8 @@ interface ExportArgs {
 }
 
 /**
- * `dsmoe export <dense-dir|sparse-dir> --out HF_DIR`: a Hugging Face Qwen2MoeForCausalLM folder;
+ * `dsmoe export <dense-dir|sparse-dir> --out HF_DIR`: a Hugging Face Qwen2MoeForCausalLM folder (MegrezMoeForCausalLM
+ * for a model with shared expert pools);
  * `--format gguf --out FILE.gguf`: one GGUF file for llama.cpp's qwen2moe (docs/interop.md).
  */
 export const exportCommand: CommandModule<object, ExportArgs> = {
@@ -44,6 +45,6 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     }
     if (dtype !== 'f32' && dtype !== 'bf16') throw new UserError(`--dtype ${dtype}: a Hugging Face folder is written as f32 or bf16 (the block formats are for --format gguf)`);
     const result = exportHf(args.source, { outDir: args.out, topK: args['top-k'], dtype, log });
-    log(`wrote ${args.out} (${result.files.join(', ')}): num_experts_per_tok ${result.topK}, norm_topk_prob ${result.normTopkProb}`);
+    log(`wrote ${args.out} as ${result.architecture} (${result.files.join(', ')}): num_experts_per_tok ${result.topK}, norm_topk_prob ${result.normTopkProb}`);
   },
 };
