@@ -14,17 +14,24 @@
  * Decoding feeds a fixed pseudo-random token sequence (teacher forcing) rather than the model's own greedy tokens:
  * a random-init model repeats one token, which would select the same experts every step and flatter every cache.
  *
+ * Megrez2 (issue 14): `--share F` makes F consecutive layers use one pool of routed experts, `--pre-gate` routes
+ * every layer after the first on the previous layer's post-attention-norm output, so the cache's prefetch for it is
+ * exact; run the same shape with and without `--pre-gate` to compare the stall time.
+ *
  *   node dist/bench/offload.js [--dir checkpoints/bench/offload] [--shape ds-moe-6b] [--layers 4] [--k 4]
  *                              [--sizes 12.5,25,50] [--tokens 32] [--threads N] [--quick] [--json FILE]
+ *                              [--share F] [--pre-gate]
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { resolveShape } from '../report/paper_shapes';
+import type { ModelConfig } from '../model/config';
 import { renderSvg, CHART_CONFIG, SCHEMA } from '../report/charts/render_svg';
 import { writeRandomPlan } from '../plan/random_plan';
 import { readPlan } from '../plan/read_plan';
+import { layerOps } from '../plan/plan_format';
 import { WEIGHTS_FILE } from '../plan/build_plan';
 import { loadNative } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
@@ -113,7 +120,11 @@ async function main(argv: string[]): Promise<void> {
   if (child) return runOne(JSON.parse(child) as RunSpec);
 
   const quick = argv.includes('--quick');
-  const dir = path.resolve(flag(argv, '--dir') ?? path.join('checkpoints', 'bench', quick ? 'offload-quick' : 'offload'));
+  const share = Number(flag(argv, '--share') ?? 1);
+  if (!Number.isInteger(share) || share < 1) throw new Error(`--share must be a positive integer, got ${flag(argv, '--share')}`);
+  const preGate = argv.includes('--pre-gate');
+  const megrez = `${share > 1 ? `-f${share}` : ''}${preGate ? '-pregate' : ''}`; // one plan folder per architecture
+  const dir = path.resolve(flag(argv, '--dir') ?? path.join('checkpoints', 'bench', `${quick ? 'offload-quick' : 'offload'}${megrez}`));
   const shapeName = flag(argv, '--shape') ?? 'ds-moe-6b';
   const layers = Number(flag(argv, '--layers') ?? (quick ? 2 : 4));
   const k = Number(flag(argv, '--k') ?? 4);
@@ -121,16 +132,27 @@ async function main(argv: string[]): Promise<void> {
   const threads = Number(flag(argv, '--threads') ?? os.cpus().length);
   const sizes = (flag(argv, '--sizes') ?? '12.5,25,50').split(',').map((s) => `${s}%`);
   const shape = resolveShape(shapeName, layers);
-  const config = quick ? { ...shape.config, hidden_size: 512, num_attention_heads: 4, num_key_value_heads: 4, vocab_size: 2048 } : shape.config;
+  const config: ModelConfig = {
+    ...(quick ? { ...shape.config, hidden_size: 512, num_attention_heads: 4, num_key_value_heads: 4, vocab_size: 2048 } : shape.config),
+    ...(share > 1 ? { experts_shared_frequency: share } : {}),
+    ...(preGate ? { pre_gate: true } : {}),
+  };
 
   if (!fs.existsSync(path.join(dir, 'plan.json'))) {
-    process.stderr.write(`writing a random-init bf16 plan of ${shape.name} (${layers} layers, top-${k}) to ${dir} …\n`);
+    process.stderr.write(`writing a random-init bf16 plan of ${shape.name} (${layers} layers, top-${k}${megrez}) to ${dir} …\n`);
     writeRandomPlan(dir, config, { dtype: 'bf16', seed: 1, k });
   }
   const { plan } = readPlan(dir);
+  // A plan left from another --share / --pre-gate run would silently measure the wrong architecture.
+  const found = { share: plan.config.experts_shared_frequency ?? 1, preGate: plan.config.pre_gate === true };
+  if (found.share !== share || found.preGate !== preGate) {
+    throw new Error(`${dir} holds a plan with experts_shared_frequency ${found.share}, pre_gate ${found.preGate}; pass --dir for a new folder`);
+  }
   const weights = path.join(dir, WEIGHTS_FILE);
   const fileBytes = fs.statSync(weights).size;
-  const expertBytes = expertBytesPerLayer(plan).reduce((a, b) => a + b, 0) * config.num_experts;
+  // A shared pool is stored once: count the experts of each pool's first layer only.
+  const ownsExperts = (l: number) => (layerOps(plan.layers[l]).experts.pool ?? l) === l;
+  const expertBytes = expertBytesPerLayer(plan).reduce((a, b, l) => a + (ownsExperts(l) ? b : 0), 0) * config.num_experts;
   const disk = diskReadGBs(weights);
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   process.stderr.write(
@@ -179,6 +201,7 @@ async function main(argv: string[]): Promise<void> {
   ];
   const header =
     `${shape.name} shape, ${layers} layers, ${config.num_experts} experts × ${config.moe_intermediate_size}, top-${k}, bf16, ` +
+    `experts_shared_frequency ${share}, pre_gate ${preGate}, ` +
     `plan ${(fileBytes / 2 ** 30).toFixed(2)} GiB; batch 1, ${tokens} decode tokens after an ${PROMPT}-token prefill; ` +
     `${threads} threads, ${cpu}; disk sequential read ${disk.toFixed(2)} GB/s`;
   process.stdout.write(`${header}\n\n${lines.join('\n')}\n`);
