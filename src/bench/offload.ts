@@ -27,7 +27,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { resolveShape } from '../report/paper_shapes';
-import type { ModelConfig } from '../model/config';
+import { withoutDefaults, type ModelConfig } from '../model/config';
 import { renderSvg, CHART_CONFIG, SCHEMA } from '../report/charts/render_svg';
 import { writeRandomPlan } from '../plan/random_plan';
 import { readPlan } from '../plan/read_plan';
@@ -143,11 +143,10 @@ async function main(argv: string[]): Promise<void> {
     writeRandomPlan(dir, config, { dtype: 'bf16', seed: 1, k });
   }
   const { plan } = readPlan(dir);
-  // A plan left from another --share / --pre-gate run would silently measure the wrong architecture.
-  const found = { share: plan.config.experts_shared_frequency ?? 1, preGate: plan.config.pre_gate === true };
-  if (found.share !== share || found.preGate !== preGate) {
-    throw new Error(`${dir} holds a plan with experts_shared_frequency ${found.share}, pre_gate ${found.preGate}; pass --dir for a new folder`);
-  }
+  // A plan left from a run with other flags would silently measure another model: its config must be this one.
+  const describe = (c: ModelConfig) => JSON.stringify(withoutDefaults(c), Object.keys(withoutDefaults(c)).sort());
+  const [want, found] = [describe(config), describe(plan.config)];
+  if (found !== want) throw new Error(`${dir} holds a plan of another shape (${found}, wanted ${want}); pass --dir for a new folder`);
   const weights = path.join(dir, WEIGHTS_FILE);
   const fileBytes = fs.statSync(weights).size;
   // A shared pool is stored once: count the experts of each pool's first layer only.
