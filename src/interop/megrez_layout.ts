@@ -20,8 +20,6 @@ export const MEGREZ_ARCHITECTURE = 'MegrezMoeForCausalLM';
 /** Megrez2's names that dsmoe's dense table does not spell. */
 export const megrezNames = {
   sharedExperts: (l: number, part: 'gate' | 'up' | 'down') => `model.layers.${l}.mlp.shared_experts.${part}_proj.weight`,
-  /** `topk_method: noaux_tc`: a per-expert bias added to the scores for the top-k choice only. */
-  scoreCorrectionBias: (l: number) => `model.layers.${l}.mlp.gate.e_score_correction_bias`,
 };
 
 /** Whether a model uses Megrez2's ideas, so that only Megrez2's layout can hold it. */
@@ -99,7 +97,8 @@ export function toMegrezConfig(config: ModelConfig, topK: number, renormalize: b
 /**
  * The tensors of the Megrez2 folder, in checkpoint order: the dense table without its zero shared-expert gate (a
  * name Megrez2 does not have), empty shared experts ([0, d], [0, d], [d, 0]: `n_shared_experts` 0 still builds the
- * modules and vLLM's loader expects their weights), and `lm_head.weight` written out when dsmoe ties it.
+ * modules, so a loader that checks every parameter was loaded finds theirs), and `lm_head.weight` written out when
+ * dsmoe ties it.
  */
 export function megrezTensors(config: ModelConfig, get: (name: string) => Float32Array, dtype: DType): TensorToWrite[] {
   const d = config.hidden_size;
