@@ -53,9 +53,10 @@ export function exportHf(sourceDir: string, options: ExportOptions): ExportResul
 
   // --- model.safetensors ----------------------------------------------------------------------------------------
   const dtype = options.dtype === 'bf16' ? 'BF16' : 'F32';
-  // Without a shared expert the table still lists the zero shared-expert gate [1, d]: vLLM always creates and loads
-  // one, and a zero gate adds nothing. The shared expert itself is NOT written: vLLM builds none when its size is 0
-  // and would fail on an unexpected shared_expert.down_proj (transformers builds empty [0, d] ones, lists them missing).
+  // Megrez2: src/interop/megrez_layout.ts. Qwen2-MoE: without a shared expert the table still lists the zero
+  // shared-expert gate [1, d]: vLLM always creates and loads one, and a zero gate adds nothing. The shared expert
+  // itself is NOT written: vLLM builds none when its size is 0 and would fail on an unexpected
+  // shared_expert.down_proj (transformers builds empty [0, d] ones, lists them missing).
   const tensors: TensorToWrite[] = megrez
     ? megrezTensors(c, (name) => weights.get(name), dtype)
     : denseTensors(c).map(({ name, shape, zero }) => ({
