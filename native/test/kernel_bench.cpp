@@ -1,8 +1,10 @@
 // Machine limits and kernel throughput without Node: STREAM-like triad (GB/s), FMA peak (GFLOP/s), then per ISA
-// level the decode GEMV (bf16 weights, GB/s of weights streamed) and the GEMM at expert/prefill batch sizes
+// level the decode GEMV (bf16 and the quantized types: GB/s of weight bytes streamed, and the time against bf16's)
+// and the GEMM at expert/prefill batch sizes
 // (GFLOP/s and % of peak). `--quick` runs small sizes (ctest); `--repeat N` takes the best of N timed runs.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -48,12 +50,27 @@ int main(int argc, char** argv) {
     if (quick && level == Simd::Scalar) continue;
     for (auto& s : shapes) {
       int N = quick ? s[0] / 8 : s[0], K = s[1];
-      std::vector<uint16_t> W(size_t(N) * K, f32_to_bf16(0.25f));
       std::vector<float> x(K, 0.5f), y(N);
-      double t = best_seconds(repeat, [&] { linear(&pool, x.data(), 1, K, W.data(), DType::BF16, N, y.data(), N, Epilogue{}); });
-      double gbs = double(W.size()) * 2 / t / 1e9;
-      std::printf("%-6s bf16 GEMV [%d,%d]: %.1f GB/s (%.0f%% of triad)\n", simd_name(level), N, K, gbs, 100 * gbs / bw);
-      ok = ok && y[0] == 0.5f * 0.25f * K;
+      const std::vector<float> row(K, 0.25f);  // every format stores 0.25 exactly (Q8_0 to within its f16 scale)
+      double bf16_seconds = 0;
+      for (DType t : {DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q3_A, DType::Q2_A}) {
+        std::vector<uint8_t> W(bytes_of(t, size_t(N) * K));
+        for (int n = 0; n < N; ++n) {
+          uint8_t* dst = W.data() + bytes_of(t, size_t(n) * K);
+          if (is_quantized(t)) {
+            quantize_row(row.data(), K, t, dst);
+          } else {
+            const uint16_t h = f32_to_bf16(0.25f);
+            for (int k = 0; k < K; ++k) std::memcpy(dst + 2 * k, &h, 2);
+          }
+        }
+        double sec = best_seconds(repeat, [&] { linear(&pool, x.data(), 1, K, W.data(), t, N, y.data(), N, Epilogue{}); });
+        if (t == DType::BF16) bf16_seconds = sec;
+        double gbs = double(W.size()) / sec / 1e9;
+        std::printf("%-6s %-4s GEMV [%d,%d]: %.1f GB/s (%.0f%% of triad), %.2f× bf16's speed\n", simd_name(level),
+                    dtype_name(t), N, K, gbs, 100 * gbs / bw, bf16_seconds / sec);
+        ok = ok && std::fabs(y[0] - 0.5f * 0.25f * K) <= 1e-3f * K;
+      }
     }
     for (int M : {16, 64, 512}) {
       int K = 1024, N = quick ? 256 : 2048;

@@ -16,6 +16,7 @@
 
 #include "../src/common/cpu.h"
 #include "../src/common/threadpool.h"
+#include "../src/kernels/kernel_table.h"
 #include "../src/kernels/kernels.h"
 
 using namespace dsmoe;
@@ -30,7 +31,7 @@ static std::vector<float> randn(size_t n, float scale = 1.f) {
   return v;
 }
 
-// Weights of dtype t from f32 values: raw bits for bf16/f16, GGUF blocks for q8_0/q4_0 (rows of `row` weights).
+// Weights of dtype t from f32 values: raw bits for bf16/f16, blocks for the quantized types.
 struct Weights {
   DType t;
   std::vector<float> f;
@@ -99,9 +100,9 @@ static const char* dn(DType t) { return dtype_name(t); }
 // reference is computed once per case and every path is compared with it.
 //
 // Q8_0 / Q4_0 rows are whole 32-weight blocks, so their K are the multiples of 32 nearest the same boundaries (one
-// block, just under / at / just over one panel, past eight panels); their twin is "dequantize to f32, then
-// linear_ref" (load_f32 dequantizes element by element) and, as the dequantized weights are exact in f32, the same
-// 1e-7 holds.
+// block, just under / at / just over one panel, past eight panels), and Q3_A / Q2_A's (64-weight blocks) the
+// multiples of 64; their twin is "dequantize to f32, then linear_ref" (load_f32 dequantizes element by element)
+// and, as every path computes the same dequantized weights (dtype.h), the same 1e-7 holds.
 static void test_linear_sweep(const std::vector<Simd>& levels, ThreadPool* pool3) {
   const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 129};
   struct Case { int M, K, N; };
@@ -114,8 +115,9 @@ static void test_linear_sweep(const std::vector<Simd>& levels, ThreadPool* pool3
   };
   const std::vector<Case> plain = sweep({1, 255, 256, 257, 600, 2048, 2049}, 257);
   const std::vector<Case> blocked = sweep({32, 224, 256, 288, 608, 2048, 2080}, 288);
-  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0})
-    for (const Case& c : is_quantized(t) ? blocked : plain) {
+  const std::vector<Case> blocked64 = sweep({64, 192, 256, 320, 640, 2048, 2112}, 320);
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0, DType::Q3_A, DType::Q2_A})
+    for (const Case& c : is_affine(t) ? blocked64 : is_quantized(t) ? blocked : plain) {
       const int M = c.M, K = c.K, N = c.N;
       Weights W = make_weights(size_t(N) * K, t, 0.5f);
       std::vector<float> X = randn(size_t(M) * K), bias = randn(N), scale = randn(M), init = randn(size_t(M) * N);
@@ -190,23 +192,88 @@ static void test_quant_layout() {
   }
 }
 
+// The Q3_A / Q2_A layouts of dtype.h, from hand-made blocks: weight j of a block with scale 0.5 and offset −1 and
+// codes q[j] = j % 8 (Q3_A) or j % 4 (Q2_A) is 0.5·q[j] − 1, through load_f32 and through every ISA's widening.
+// And quantize_row codes a block whose weights sit exactly on the levels of its min–max range without error.
+static void test_affine_layout(const std::vector<Simd>& levels) {
+  uint8_t q3[2 * 28] = {}, q2[2 * 20] = {};  // two blocks each; the second repeats the first with the scale 1
+  const uint16_t scale[2] = {0x3800, 0x3c00}, offset = 0xbc00;  // f16 0.5 and 1, −1
+  for (int b = 0; b < 2; ++b) {
+    uint8_t* B3 = q3 + 28 * b;
+    uint8_t* B2 = q2 + 20 * b;
+    std::memcpy(B3, &scale[b], 2), std::memcpy(B3 + 2, &offset, 2);
+    std::memcpy(B2, &scale[b], 2), std::memcpy(B2 + 2, &offset, 2);
+    for (int j = 0; j < 64; ++j) {
+      const int c3 = j % 8, c2 = j % 4;
+      B3[4 + j % 16] |= uint8_t((c3 & 3) << (2 * (j / 16)));
+      B3[20 + j / 8] |= uint8_t((c3 >> 2) << (j % 8));
+      B2[4 + j % 16] |= uint8_t(c2 << (2 * (j / 16)));
+    }
+  }
+  bool ok = true;
+  for (int i = 0; i < 128; ++i) {
+    const float s = i < 64 ? 0.5f : 1.f;
+    ok &= load_f32(q3, DType::Q3_A, size_t(i)) == s * float(i % 8) - 1.f;
+    ok &= load_f32(q2, DType::Q2_A, size_t(i)) == s * float(i % 4) - 1.f;
+  }
+  for (Simd level : levels) {
+    set_simd(level);
+    float w3[128], w2[128];
+    kernel_table().widen_row[int(DType::Q3_A)](q3, 0, 128, w3);
+    kernel_table().widen_row[int(DType::Q2_A)](q2, 0, 128, w2);
+    for (int i = 0; i < 128; ++i) ok &= w3[i] == load_f32(q3, DType::Q3_A, size_t(i)) && w2[i] == load_f32(q2, DType::Q2_A, size_t(i));
+  }
+  ++g_checks;
+  if (!ok) {
+    std::printf("FAIL Q3_A / Q2_A block layout\n");
+    ++g_failures;
+  }
+  float x[64];
+  for (int j = 0; j < 64; ++j) x[j] = 0.25f * float((j * 5) % 8) - 0.75f;  // levels of d = 0.25, m = −0.75, 8 codes
+  uint8_t out[28];
+  quantize_row(x, 64, DType::Q3_A, out);
+  bool exact = block_scale_bits(out) == f32_to_f16(0.25f) && block_offset_bits(out) == f32_to_f16(-0.75f);
+  for (int j = 0; j < 64; ++j) exact &= load_f32(out, DType::Q3_A, size_t(j)) == x[j];
+  for (int j = 0; j < 64; ++j) x[j] = 2.f * float(j % 4) - 3.f;  // d = 2, m = −3, 4 codes
+  quantize_row(x, 64, DType::Q2_A, out);
+  for (int j = 0; j < 64; ++j) exact &= load_f32(out, DType::Q2_A, size_t(j)) == x[j];
+  ++g_checks;
+  if (!exact) {
+    std::printf("FAIL quantize_row Q3_A / Q2_A does not code on-level weights exactly\n");
+    ++g_failures;
+  }
+}
+
 // What quantizing costs, against the f32 product (Gaussian weights): Q8_0's step is a block's max |w| / 127 (nMSE
-// ≈ step²/12/σ² ≈ 3e-5), Q4_0's a block's max |w| / 8 (≈ 1e-2). Bounds 1e-4 and 3e-2.
+// ≈ step²/12/σ² ≈ 3e-5), Q4_0's a block's max |w| / 8 (≈ 1e-2). Q3_A's and Q2_A's are the chosen clipped range over
+// 7 and 3 (measured here 2.5e-2 and 1.05e-1; 3.5e-2 and 1.8e-1 with the min–max range alone). Bounds 1e-4, 3e-2,
+// 4e-2 and 0.15, and each format must add more error than the next wider one.
 static void test_quant_error(const std::vector<Simd>& levels) {
-  const int M = 3, K = 608, N = 70;
+  const int M = 3, K = 640, N = 70;
   Weights W32 = make_weights(size_t(N) * K, DType::F32, 0.5f);
   std::vector<float> X = randn(size_t(M) * K), ref(size_t(M) * N);
   linear_ref(X.data(), M, K, W32.data(), DType::F32, N, ref.data(), N, Epilogue{});
-  for (DType t : {DType::Q8_0, DType::Q4_0}) {
-    std::vector<uint8_t> q(bytes_of(t, W32.f.size()));
-    quantize_row(W32.f.data(), int(W32.f.size()), t, q.data());
-    for (Simd level : levels) {
+  const struct { DType t; double bound; } formats[] = {
+      {DType::Q8_0, 1e-4}, {DType::Q4_0, 3e-2}, {DType::Q3_A, 4e-2}, {DType::Q2_A, 0.15}};
+  for (Simd level : levels) {
+    double wider = 0;  // the previous (wider) format's nMSE
+    for (const auto& f : formats) {
+      std::vector<uint8_t> q(bytes_of(f.t, W32.f.size()));
+      quantize_row(W32.f.data(), int(W32.f.size()), f.t, q.data());
       set_simd(level);
       Guarded got(size_t(M) * N);
-      linear(nullptr, X.data(), M, K, q.data(), t, N, got.data(), N, Epilogue{});
+      linear(nullptr, X.data(), M, K, q.data(), f.t, N, got.data(), N, Epilogue{});
       char name[120];
-      std::snprintf(name, sizeof name, "quantized weights %s %s vs f32", simd_name(level), dn(t));
-      check(name, ref.data(), got.data(), ref.size(), t == DType::Q8_0 ? 1e-4 : 3e-2, got.guards_intact());
+      std::snprintf(name, sizeof name, "quantized weights %s %s vs f32", simd_name(level), dn(f.t));
+      check(name, ref.data(), got.data(), ref.size(), f.bound, got.guards_intact());
+      double num = 0, den = 0;
+      for (size_t i = 0; i < ref.size(); ++i) num += (double(ref[i]) - got.data()[i]) * (double(ref[i]) - got.data()[i]), den += double(ref[i]) * ref[i];
+      ++g_checks;
+      if (!(num / den > wider)) {
+        std::printf("FAIL %s: nMSE %.3e not above the wider format's %.3e\n", name, num / den, wider);
+        ++g_failures;
+      }
+      wider = num / den;
     }
   }
 }
@@ -314,10 +381,10 @@ static void test_small_kernels(ThreadPool* pool, const char* level) {
 // Routed experts: top-k routing over random probabilities, then the fast grouped path against the per-token
 // reference, for token counts that hit the GEMV (≤ 4 per expert) and GEMM paths.
 static void test_moe(ThreadPool* pool, const char* level) {
-  for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0})
+  for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q3_A, DType::Q2_A})
     for (int T : {1, 4, 5, 17, 32, 129}) {
-      // quantized rows are whole blocks: d and I multiples of 32
-      int E = 6, d = is_quantized(t) ? 64 : 40, I = is_quantized(t) ? 96 : 27, k = 2;
+      // quantized rows are whole blocks: d and I multiples of 32 (Q3_A / Q2_A: of 64)
+      int E = 6, d = is_quantized(t) ? 64 : 40, I = is_affine(t) ? 192 : is_quantized(t) ? 96 : 27, k = 2;
       std::vector<int32_t> slot_of = {0, 1, -1, 2, 3, 4};  // expert 2 pruned
       std::vector<uint8_t> allowed = {1, 1, 0, 1, 1, 1};
       int K = 5;
@@ -446,6 +513,7 @@ int main() {
   }
   test_linear_sweep(levels, &pool3);
   test_quant_layout();
+  test_affine_layout(levels);
   test_quant_error(levels);
   test_narrowing(levels);
   test_router_twins();

@@ -51,11 +51,13 @@ inline DType dtype_from(Napi::Env env, const std::string& s) {
   if (s == "f16" || s == "F16") return DType::F16;
   if (s == "q8_0" || s == "Q8_0") return DType::Q8_0;
   if (s == "q4_0" || s == "Q4_0") return DType::Q4_0;
-  throw Napi::TypeError::New(env, "dtype must be f32, bf16, f16, q8_0 or q4_0, got " + s);
+  if (s == "q3_a" || s == "Q3_A") return DType::Q3_A;
+  if (s == "q2_a" || s == "Q2_A") return DType::Q2_A;
+  throw Napi::TypeError::New(env, "dtype must be f32, bf16, f16, q8_0, q4_0, q3_a or q2_a, got " + s);
 }
 
 // Weights for a kernel of `min_len` elements: Float32Array when dtype is f32, Uint16Array (raw bits) for bf16/f16,
-// Uint8Array of GGUF blocks for q8_0/q4_0 (bytes_of(t, min_len) bytes).
+// Uint8Array of blocks for the quantized types (bytes_of(t, min_len) bytes).
 inline const void* weights_arg(const Napi::CallbackInfo& info, size_t i, DType t, size_t min_len, const char* what) {
   Napi::TypedArray a = t == DType::F32   ? typed_array(info, i, napi_float32_array, "Float32Array", min_len, what)
                        : is_quantized(t) ? typed_array(info, i, napi_uint8_array, "Uint8Array", bytes_of(t, min_len), what)
@@ -65,9 +67,9 @@ inline const void* weights_arg(const Napi::CallbackInfo& info, size_t i, DType t
 
 // A quantized matrix's rows must be whole blocks.
 inline void check_rows_quantizable(Napi::Env env, DType t, int row, const char* what) {
-  if (is_quantized(t) && row % kQuantBlock != 0)
+  if (is_quantized(t) && row % block_values(t) != 0)
     throw Napi::RangeError::New(env, std::string(what) + " is " + std::to_string(row) + ": " + dtype_name(t) +
-                                         " rows are blocks of " + std::to_string(kQuantBlock) + " weights");
+                                         " rows are blocks of " + std::to_string(block_values(t)) + " weights");
 }
 
 inline Napi::Float32Array new_f32(Napi::Env env, size_t n) { return Napi::Float32Array::New(env, n); }

@@ -342,14 +342,14 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, id);
 }
 
-// quantize(x, K, dtype) → Uint8Array of GGUF blocks: quantize_row over each row of K weights (x holds whole rows).
+// quantize(x, K, dtype) → Uint8Array of blocks: quantize_row over each row of K weights (x holds whole rows).
 // For tests: the TypeScript quantizer (src/plan/quantize.ts) must write the same bytes.
 Napi::Value Quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int K = int_arg(info, 1, "K", 1);
   if (!info[2].IsString()) throw Napi::TypeError::New(env, "dtype must be a string");
   DType t = dtype_from(env, info[2].ToString().Utf8Value());
-  if (!is_quantized(t)) throw Napi::TypeError::New(env, "quantize needs q8_0 or q4_0, got " + std::string(dtype_name(t)));
+  if (!is_quantized(t)) throw Napi::TypeError::New(env, "quantize needs q8_0, q4_0, q3_a or q2_a, got " + std::string(dtype_name(t)));
   check_rows_quantizable(env, t, K, "K");
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw Napi::TypeError::New(env, "x must be a Float32Array");

@@ -51,15 +51,29 @@ struct Avx2Ops {
   DSMOE_AVX2 static inline vec set1(float v) { return _mm256_set1_ps(v); }
   DSMOE_AVX2 static inline vec load(const float* p) { return _mm256_loadu_ps(p); }
   DSMOE_AVX2 static inline void store(float* p, vec v) { _mm256_storeu_ps(p, v); }
-  // 8 weights at element offset i, widened in registers (bf16: a 16-bit shift; f16: F16C; Q8_0 / Q4_0: i a
-  // multiple of 8, so the 8 weights share one block: sign- or nibble-extend, convert, times the block's scale).
+  // 8 weights at element offset i, widened in registers (bf16: a 16-bit shift; f16: F16C; quantized: i a
+  // multiple of 8, so the 8 weights share one block: sign-, nibble- or 2-bit-extend (and Q3_A's high bits), convert,
+  // times the block's scale, plus Q3_A / Q2_A's offset).
   template <DType WT>
   DSMOE_AVX2 static inline vec load_w(const void* p, size_t i) {
     if constexpr (WT == DType::F32) {
       return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+    } else if constexpr (is_affine(WT)) {
+      const uint8_t* b = static_cast<const uint8_t*>(p) + i / 64 * block_bytes(WT);
+      const int j = int(i % 64);
+      __m128i n = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 4 + (j & 15)));
+      n = _mm_and_si128(_mm_srl_epi16(n, _mm_cvtsi32_si128(2 * (j >> 4))), _mm_set1_epi8(3));
+      __m256i q = _mm256_cvtepu8_epi32(n);
+      if constexpr (WT == DType::Q3_A) {  // bit k of qh's byte j / 8 to bit 2 of lane k
+        const __m256i bits = _mm256_set1_epi32(b[kAffineHigh + (j >> 3)]);
+        const __m256i high = _mm256_and_si256(_mm256_srlv_epi32(bits, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), _mm256_set1_epi32(1));
+        q = _mm256_or_si256(q, _mm256_slli_epi32(high, 2));
+      }
+      return _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(_cvtsh_ss(block_scale_bits(b))),
+                             _mm256_set1_ps(_cvtsh_ss(block_offset_bits(b))));
     } else if constexpr (is_quantized(WT)) {
-      const uint8_t* b = static_cast<const uint8_t*>(p) + i / kQuantBlock * block_bytes(WT);
-      const size_t j = i % kQuantBlock;
+      const uint8_t* b = static_cast<const uint8_t*>(p) + i / 32 * block_bytes(WT);
+      const size_t j = i % 32;
       const __m256 d = _mm256_set1_ps(_cvtsh_ss(block_scale_bits(b)));
       __m256i q;
       if constexpr (WT == DType::Q8_0) {
@@ -96,14 +110,27 @@ struct Avx512Ops {
   DSMOE_AVX512 static inline vec set1(float v) { return _mm512_set1_ps(v); }
   DSMOE_AVX512 static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
   DSMOE_AVX512 static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
-  // 16 weights at element offset i (Q8_0 / Q4_0: i a multiple of 16, so they share one block).
+  // 16 weights at element offset i (quantized: i a multiple of 16, so they share one block).
   template <DType WT>
   DSMOE_AVX512 static inline vec load_w(const void* p, size_t i) {
     if constexpr (WT == DType::F32) {
       return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+    } else if constexpr (is_affine(WT)) {
+      const uint8_t* b = static_cast<const uint8_t*>(p) + i / 64 * block_bytes(WT);
+      const int j = int(i % 64);
+      __m128i n = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
+      n = _mm_and_si128(_mm_srl_epi16(n, _mm_cvtsi32_si128(2 * (j >> 4))), _mm_set1_epi8(3));
+      __m512i q = _mm512_cvtepu8_epi32(n);
+      if constexpr (WT == DType::Q3_A) {  // the 16 high bits of weights j..j+15 are a lane mask
+        uint16_t high;
+        std::memcpy(&high, b + kAffineHigh + (j >> 3), 2);
+        q = _mm512_mask_or_epi32(q, __mmask16(high), q, _mm512_set1_epi32(4));
+      }
+      return _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(_cvtsh_ss(block_scale_bits(b))),
+                             _mm512_set1_ps(_cvtsh_ss(block_offset_bits(b))));
     } else if constexpr (is_quantized(WT)) {
-      const uint8_t* b = static_cast<const uint8_t*>(p) + i / kQuantBlock * block_bytes(WT);
-      const size_t j = i % kQuantBlock;
+      const uint8_t* b = static_cast<const uint8_t*>(p) + i / 32 * block_bytes(WT);
+      const size_t j = i % 32;
       const __m512 d = _mm512_set1_ps(_cvtsh_ss(block_scale_bits(b)));
       __m512i q;
       if constexpr (WT == DType::Q8_0) {

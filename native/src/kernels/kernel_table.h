@@ -14,7 +14,7 @@
 
 namespace dsmoe {
 
-constexpr int kDTypeCount = 5;  // F32, BF16, F16, Q8_0, Q4_0: DType's values index the per-dtype entries
+constexpr int kDTypeCount = 7;  // F32, BF16, F16, Q8_0, Q4_0, Q3_A, Q2_A: DType's values index the per-dtype entries
 constexpr int kGemmKc = 256;    // GEMM columns of K per packed panel (panel = kGemmKc × nr floats, stays in L1/L2)
 
 struct KernelTable {
@@ -35,14 +35,17 @@ struct KernelTable {
 
 // The table of one ISA, from the names every kernel_table_<isa>.cpp defines in its own namespace: the shared
 // bodies (gemv, rmsnorm_row, widen_row, dot, axpy), its pack and microkernel, and MR × NR.
-#define DSMOE_KERNEL_TABLE(ISA)                                                        \
-  KernelTable {                                                                        \
-    ISA, {gemv<DType::F32>, gemv<DType::BF16>, gemv<DType::F16>, gemv<DType::Q8_0>, gemv<DType::Q4_0>},              \
-        {pack<DType::F32>, pack<DType::BF16>, pack<DType::F16>, pack<DType::Q8_0>, pack<DType::Q4_0>}, microkernel, MR, \
-        NR, rmsnorm_row,                                                                                        \
+#define DSMOE_KERNEL_TABLE(ISA)                                                                                  \
+  KernelTable {                                                                                                  \
+    ISA,                                                                                                         \
+        {gemv<DType::F32>, gemv<DType::BF16>, gemv<DType::F16>, gemv<DType::Q8_0>, gemv<DType::Q4_0>,            \
+         gemv<DType::Q3_A>, gemv<DType::Q2_A>},                                                                   \
+        {pack<DType::F32>, pack<DType::BF16>, pack<DType::F16>, pack<DType::Q8_0>, pack<DType::Q4_0>,            \
+         pack<DType::Q3_A>, pack<DType::Q2_A>},                                                                   \
+        microkernel, MR, NR, rmsnorm_row,                                                                        \
         {widen_row<DType::F32>, widen_row<DType::BF16>, widen_row<DType::F16>, widen_row<DType::Q8_0>,           \
-         widen_row<DType::Q4_0>},                                                                               \
-        dot, axpy                                                                                               \
+         widen_row<DType::Q4_0>, widen_row<DType::Q3_A>, widen_row<DType::Q2_A>},                                 \
+        dot, axpy                                                                                                \
   }
 
 // The table for simd_level(); a reference stays valid (tables are static) until the next set_simd.

@@ -30,10 +30,10 @@ void Model::check_tensor(TensorRef& t, const std::vector<int64_t>& want, DType e
                                file_->path() + " (" + std::to_string(file_->size()) + " bytes: truncated or inconsistent weights file)");
     elems *= uint64_t(v);
   }
-  // Quantized rows are whole blocks (a block never straddles two rows), so the tensor is elems / 32 blocks.
-  if (is_quantized(t.dtype) && t.shape.back() % kQuantBlock != 0)
+  // Quantized rows are whole blocks (a block never straddles two rows), so the tensor is elems / block_values blocks.
+  if (is_quantized(t.dtype) && t.shape.back() % block_values(t.dtype) != 0)
     throw std::runtime_error("tensor " + t.name + " of shape " + shape_str(t.shape) + ": " + dtype_name(t.dtype) +
-                             " rows must be whole blocks of " + std::to_string(kQuantBlock) + " weights");
+                             " rows must be whole blocks of " + std::to_string(block_values(t.dtype)) + " weights");
   uint64_t bytes = bytes_of(t.dtype, elems);
   if (t.offset > file_->size() || bytes > file_->size() - t.offset)
     throw std::runtime_error("tensor " + t.name + " needs bytes [" + std::to_string(t.offset) + ", " +

@@ -65,7 +65,7 @@ struct ModelSpec {
   int vocab = 0, d = 0, layers = 0, heads = 0, kv_heads = 0, experts = 0;
   float rms_eps = 1e-6f, rope_theta = 10000.f;
   DType dtype = DType::F32;         // of the embedding, LM head and shared expert (f32, bf16 or f16)
-  DType expert_dtype = DType::F32;  // of the routed experts' gate_up/down (any DType: Q8_0/Q4_0 blocks too)
+  DType expert_dtype = DType::F32;  // of the routed experts' gate_up/down (any DType: quantized blocks too)
   DType attn_dtype = DType::F32;    // of the attention projections qkv/o
   TensorRef embed, norm, lm_head; // lm_head may be the embed tensor (tied)
   std::vector<LayerSpec> layer;
