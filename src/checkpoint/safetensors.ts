@@ -160,6 +160,16 @@ export function roundToF16(value: number): number {
   return halfTable()[f16FromF32Bits(u32Scratch[0])];
 }
 
+/** The f16 bits of one float32 value (round to nearest even), and the float32 value of f16 bits. */
+export function f32ToF16Bits(value: number): number {
+  f32Scratch[0] = value;
+  return f16FromF32Bits(u32Scratch[0]);
+}
+
+export function f16BitsToF32(bits: number): number {
+  return halfTable()[bits];
+}
+
 // --- reading ------------------------------------------------------------------------------------------------------
 
 function isDType(value: unknown): value is DType {

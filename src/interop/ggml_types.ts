@@ -10,7 +10,7 @@
  * The quantized blocks are src/plan/quantize.ts's (the same bytes a quantized plan stores, and `llama-quantize` writes).
  */
 import { f16ToF32, f32ToBf16, f32ToF16, bf16ToF32 } from '../checkpoint/safetensors';
-import { dequantize, quantize, QUANT_BLOCK_VALUES } from '../plan/quantize';
+import { dequantize, quantize } from '../plan/quantize';
 
 export type GgmlType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 
@@ -26,7 +26,8 @@ export const GGML_BLOCK: Record<GgmlType, { values: number; bytes: number }> = {
   Q4_0: { values: 32, bytes: 18 },
 };
 
-export { QUANT_BLOCK_VALUES };
+/** Values per Q8_0 / Q4_0 block: the row lengths a quantized GGUF export needs a multiple of. */
+export const QUANT_BLOCK_VALUES = 32;
 
 /** Bytes of a tensor of `elements` values stored as `type` (elements must fill whole blocks). */
 export function ggmlByteLength(type: GgmlType, elements: number): number {

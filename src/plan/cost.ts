@@ -9,7 +9,8 @@
  *   gate, LM head). Norms, bias adds, activations and softmaxes are left out, and so is attention over the
  *   context, which grows with position: add `attention_flops_per_context_token` × (context length).
  * - weight bytes: the bytes of weights a batch-1 decode step reads: routed experts and attention projections at
- *   their class's dtype (plan.json `dtypes`; Q8_0 34 bytes and Q4_0 18 bytes per 32 weights), the other matrices at
+ *   their class's dtype (plan.json `dtypes`; Q8_0 34 bytes and Q4_0 18 bytes per 32 weights, Q3_A 28 and Q2_A 20
+ *   per 64), the other matrices at
  *   the plan dtype, norms, biases, routers and the shared gate at F32, plus one embedding row. This is what bounds
  *   decode speed by bandwidth.
  * - "active" uses the expected experts per token of each layer (k for top-k, the calibrated mean for threshold);

@@ -12,8 +12,8 @@ export const PLAN_VERSION = 1;
 
 /** Dtype of every 2-D (and 3-D expert) matrix; norms, biases, routers and the shared-expert gate stay F32. */
 export type PlanDtype = 'f32' | 'bf16' | 'f16';
-/** Storage of one class of matrices: a plan dtype, or GGUF's Q8_0 / Q4_0 blocks (src/plan/quantize.ts). */
-export type MatrixDtype = PlanDtype | 'q8_0' | 'q4_0';
+/** Storage of one class of matrices: a plan dtype, GGUF's Q8_0 / Q4_0 blocks or the affine Q3_A / Q2_A (src/plan/quantize.ts). */
+export type MatrixDtype = PlanDtype | 'q8_0' | 'q4_0' | 'q3_a' | 'q2_a';
 
 /**
  * Per-class storage (mixed precision, docs/design.md §4): the routed experts' gate_up/down and the attention

@@ -15,7 +15,7 @@ import { configProblems } from '../model/config';
 import type { LoadedPlan, Plan, PlanClassDtypes, PlanDtype } from './plan_format';
 import { readPlan } from './read_plan';
 import { buildPlan, WEIGHTS_FILE } from './build_plan';
-import { encodeTensor, tensorBytes } from './dtype';
+import { encodeTensor, isQuantized, tensorBytes } from './dtype';
 import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_writer';
 import { buildTokenizer } from '../data/tokenizer';
 import { planNames, planTensors, type PlanTensor } from './tensor_table';
@@ -27,7 +27,7 @@ const BYTE_VOCAB = 257; // 256 bytes + <|endoftext|>
 
 export interface RandomPlanOptions {
   dtype: PlanDtype;
-  /** Routed experts and attention projections at other storage (q8_0/q4_0 blocks: normal draws, then quantized). */
+  /** Routed experts and attention projections at other storage (quantized blocks: normal draws, then quantized). */
   dtypes?: PlanClassDtypes;
   seed: number;
   k: number; // experts per token (topk), or the sizing k of threshold mode
@@ -104,16 +104,17 @@ function writeRandomWeights(file: string, plan: Plan, seed: number, onProgress?:
       const count = spec.shape.reduce((a, b) => a * b, 1);
       const fill = fillOf(spec.role);
       for (let start = 0; start < count; start += CHUNK_ELEMENTS) {
-        // CHUNK_ELEMENTS is a multiple of 32: a quantized tensor's chunks are whole blocks
+        // CHUNK_ELEMENTS is a multiple of 64: a quantized tensor's chunks are whole blocks
         const n = Math.min(CHUNK_ELEMENTS, count - start);
         let bytes: Buffer;
         if (fill !== 'normal') {
           bytes = encodeTensor(new Float32Array(n).fill(fill === 'ones' ? 1 : 0), spec.dtype);
-        } else if (spec.dtype === 'Q8_0' || spec.dtype === 'Q4_0') {
+        } else if (isQuantized(spec.dtype)) {
           const draws = sampleChunk(rng, encoded.F32, n, 4);
           bytes = encodeTensor(new Float32Array(draws.buffer, draws.byteOffset, n), spec.dtype);
         } else {
-          bytes = sampleChunk(rng, encoded[spec.dtype], n, spec.dtype === 'F32' ? 4 : 2);
+          const dtype = spec.dtype as 'F32' | 'BF16' | 'F16';
+          bytes = sampleChunk(rng, encoded[dtype], n, dtype === 'F32' ? 4 : 2);
         }
         writer.write(bytes);
         writtenBytes += bytes.byteLength;

@@ -9,11 +9,11 @@ import type { NativeExpertCacheSpec, RawExpertCacheStats } from './expert_cache'
 
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
 export type WeightDtype = 'f32' | 'bf16' | 'f16';
-export type TensorDtype = 'F32' | 'BF16' | 'F16' | 'Q8_0' | 'Q4_0';
+export type TensorDtype = 'F32' | 'BF16' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q3_A' | 'Q2_A';
 
 /**
  * Where one tensor lives in the weights file: absolute byte offset, as the safetensors header says; its element
- * type and logical shape (weights, not bytes: a Q8_0/Q4_0 tensor is stored as U8 rows of blocks).
+ * type and logical shape (weights, not bytes: a quantized tensor is stored as U8 rows of blocks).
  */
 export interface NativeTensorRef {
   name: string;
@@ -121,12 +121,13 @@ export interface SelectRuleSpec {
 }
 
 /**
- * Weight types of the kernels: the plan dtypes, and GGUF's Q8_0 / Q4_0 blocks (32 weights, f16 scale; rows of a
- * multiple of 32 weights) for quantized matrices.
+ * Weight types of the kernels: the plan dtypes, and for quantized matrices GGUF's Q8_0 / Q4_0 blocks (32 weights,
+ * f16 scale) or the affine Q3_A / Q2_A (64 weights, f16 scale and offset); rows are whole blocks.
  */
-export type KernelDtype = WeightDtype | 'q8_0' | 'q4_0';
+export type KernelDtype = WeightDtype | QuantKernelDtype;
+export type QuantKernelDtype = 'q8_0' | 'q4_0' | 'q3_a' | 'q2_a';
 
-/** Bf16/f16 weights are passed as their raw bits (Uint16Array), q8_0/q4_0 as their blocks (Uint8Array). */
+/** Bf16/f16 weights are passed as their raw bits (Uint16Array), quantized ones as their blocks (Uint8Array). */
 export type KernelWeights = Float32Array | Uint16Array | Uint8Array;
 
 export interface NativeKernels {
@@ -154,7 +155,7 @@ export interface NativeKernels {
    */
   sample(logits: Float32Array, temperature: number, topP: number, seed: number, counter: number, opts?: KernelOptions): number;
   /** GGUF blocks of rows of K weights, by the runtime's `quantize_row` (tests compare src/plan/quantize.ts with it). */
-  quantize(x: Float32Array, K: number, dtype: 'q8_0' | 'q4_0'): Uint8Array;
+  quantize(x: Float32Array, K: number, dtype: QuantKernelDtype): Uint8Array;
 }
 
 export interface NativeAddon {

@@ -71,6 +71,25 @@ describe('writeRandomPlan', () => {
     expect(q.plan.cost.total_params).toBe(f32.plan.cost.total_params);
   });
 
+  test('q3_a experts and q2_a attention: the same draws, quantized; bytes per token ordered by bits', () => {
+    const blocks: ModelConfig = { ...tiny, hidden_size: 64, moe_intermediate_size: 64, num_attention_heads: 2 };
+    const f32 = writeRandomPlan(tempDir(), blocks, { dtype: 'f32', seed: 3, k: 2 });
+    const q = writeRandomPlan(tempDir(), blocks, { dtype: 'f32', seed: 3, k: 2, dtypes: { experts: 'q3_a', attention: 'q2_a' } });
+    expect(q.plan.dtypes).toEqual({ experts: 'q3_a', attention: 'q2_a' });
+    const wantDown = quantize(readSafetensors(f32.weightsPath).get('layers.1.experts.down'), 'Q3_A');
+    expect(readSafetensors(q.weightsPath).raw('layers.1.experts.down').equals(wantDown)).toBe(true);
+    const wantO = quantize(readSafetensors(f32.weightsPath).get('layers.0.attn.o'), 'Q2_A');
+    expect(readSafetensors(q.weightsPath).raw('layers.0.attn.o').equals(wantO)).toBe(true);
+    // bytes per token: each expert format below the wider one (q8 8.5, q4 4.5, q3 3.5, q2 2.5 bits per weight)
+    const bytes = (['q8_0', 'q4_0', 'q3_a', 'q2_a'] as const).map(
+      (experts) => writeRandomPlan(tempDir(), blocks, { dtype: 'f32', seed: 3, k: 2, dtypes: { experts, attention: 'f32' } }).plan.cost.active_weight_bytes_per_token,
+    );
+    for (let i = 1; i < bytes.length; i++) expect(bytes[i]).toBeLessThan(bytes[i - 1]);
+    // exactly: the experts' weights per token times the bytes per weight saved
+    const expertWeights = 2 * blocks.num_hidden_layers * 3 * 64 * 64; // k = 2 experts of 3·I·d weights per layer
+    expect(bytes[2] - bytes[3]).toBeCloseTo((expertWeights * (28 - 20)) / 64, 6);
+  });
+
   test('writing a plan with no dtypes different from dtype leaves the field out', () => {
     const q = writeRandomPlan(tempDir(), tiny, { dtype: 'bf16', seed: 3, k: 2, dtypes: { experts: 'bf16', attention: 'bf16' } });
     expect(q.plan.dtypes).toBeUndefined();

@@ -139,7 +139,11 @@ describe('readPlan rejects', () => {
       planWith((p) => (p.dtypes = { experts: 'q8_0', attention: 'bf16' })),
       'plan.json: dtypes: expected storage the config\'s shapes allow, got "experts at q8_0: blocks of 32 weights need rows of a multiple of 32, but config.hidden_size is 12"',
     );
-    expectRejected(planWith((p) => (p.dtypes = { experts: 'q3_k', attention: 'bf16' })), 'plan.json: dtypes.experts: expected one of "f32", "bf16", "f16", "q8_0", "q4_0", got "q3_k"');
+    expectRejected(
+      planWith((p) => (p.dtypes = { experts: 'bf16', attention: 'q2_a' })),
+      'plan.json: dtypes: expected storage the config\'s shapes allow, got "attention at q2_a: blocks of 64 weights need rows of a multiple of 64, but config.hidden_size is 12"',
+    );
+    expectRejected(planWith((p) => (p.dtypes = { experts: 'q3_k', attention: 'bf16' })), 'plan.json: dtypes.experts: expected one of "f32", "bf16", "f16", "q8_0", "q4_0", "q3_a", "q2_a", got "q3_k"');
     expectRejected(planWith((p) => (p.dtypes = { experts: 'bf16' })), 'plan.json: dtypes.attention: expected one of');
   });
 

@@ -61,14 +61,17 @@ async function run(dir: string, options: LoadOptions): Promise<{ run: Run; model
   return { run: { logits, generated }, model };
 }
 
-/** Quantized experts need rows of whole 32-weight blocks: hidden 64, I = 32. */
+/** Quantized experts need rows of whole 32-weight blocks: hidden 64, I = 32 (64-weight blocks for Q3_A / Q2_A: I = 64). */
 const blockConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 32 };
+const block64Config: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 64 };
 
 describe.each<[string, 'f32' | 'bf16', Partial<RandomPlanOptions> & { k: number }, ModelConfig]>([
   ['f32 top-2', 'f32', { k: 2 }, config],
   ['bf16 top-2', 'bf16', { k: 2 }, config],
   ['f32 threshold (up to 6 per token)', 'f32', { k: 2, strategy: 'threshold', epsilon: 0.9, kMax: 6 }, config],
   ['q4_0-expert (q8_0 attention) top-2', 'bf16', { k: 2, dtypes: { experts: 'q4_0', attention: 'q8_0' } }, blockConfig],
+  ['q3_a-expert (q2_a attention) top-2', 'bf16', { k: 2, dtypes: { experts: 'q3_a', attention: 'q2_a' } }, block64Config],
+  ['q2_a-expert top-2', 'f32', { k: 2, dtypes: { experts: 'q2_a', attention: 'f32' } }, block64Config],
 ])('expert cache on a %s plan', (name, dtype, extra, planConfig) => {
   const dir = path.join(root, name.replace(/\W+/g, '-'));
   const loaded = writeRandomPlan(dir, planConfig, { dtype, seed: 5, ...extra });

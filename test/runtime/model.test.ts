@@ -345,3 +345,55 @@ describe('quantized plans (GGUF Q8_0 / Q4_0 experts and attention)', () => {
     await base.dispose();
   });
 });
+
+describe('affine Q3_A / Q2_A plans (3- and 2-bit experts and attention)', () => {
+  // Q3_A / Q2_A rows are whole blocks of 64 weights: hidden 64 (qkv, o, gate_up rows) and I = 64 (down rows).
+  const aConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 64, shared_expert_intermediate_size: 24 };
+  const ids = tokens(23, 4);
+  const nmse = (a: Float32Array, b: Float32Array) => {
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < a.length; i++) (num += (a[i] - b[i]) ** 2), (den += b[i] ** 2);
+    return num / den;
+  };
+
+  test('the plan stores 28- and 20-byte blocks as U8 rows and the runtime reads them as Q3_A / Q2_A', async () => {
+    const { dir, loaded } = plan('q3-experts-q2-attn', 'bf16', 2, aConfig, { dtypes: { experts: 'q3_a', attention: 'q2_a' } });
+    expect(loaded.plan.dtypes).toEqual({ experts: 'q3_a', attention: 'q2_a' });
+    expect(loaded.header.tensors.get('layers.0.experts.gate_up')).toMatchObject({ dtype: 'U8', shape: [6, 128, 28] });
+    expect(loaded.header.tensors.get('layers.0.experts.down')).toMatchObject({ dtype: 'U8', shape: [6, 64, 28] });
+    expect(loaded.header.tensors.get('layers.1.attn.o')).toMatchObject({ dtype: 'U8', shape: [64, 20] });
+    expect(loaded.header.tensors.get('layers.1.shared.gate_up')).toMatchObject({ dtype: 'BF16', shape: [48, 64] });
+    const spec = nativeSpec(loaded, 1);
+    expect(spec.layers[0].gateUp).toMatchObject({ dtype: 'Q3_A', shape: [6, 128, 64] });
+    expect(spec.layers[0].qkv).toMatchObject({ dtype: 'Q2_A', shape: [128, 64] });
+    const model = SparseModel.load(dir, { threads: 1 });
+    expect(relError(await model.logits(ids), reference(loaded, ids))).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+
+  test('experts at q8/q4/q3/q2: the reference on the dequantized weights (1e-4); logits near f32, further at fewer bits', async () => {
+    const f32 = plan('affine-f32', 'f32', 2, aConfig);
+    const base = SparseModel.load(f32.dir, { threads: 2 });
+    base.setMode('dense'); // every expert runs: quantization cannot change the selection, only the weights
+    const full = await base.logits(ids);
+    await base.dispose();
+    const drift: Record<string, number> = {};
+    for (const experts of ['q8_0', 'q4_0', 'q3_a', 'q2_a'] as const) {
+      const q = plan(`affine-experts-${experts}`, 'f32', 2, aConfig, { dtypes: { experts, attention: 'f32' } });
+      const model = SparseModel.load(q.dir, { threads: 2 });
+      model.setMode('dense');
+      const got = await model.logits(ids);
+      expect(relError(got, reference(q.loaded, ids, { mode: 'dense' }))).toBeLessThan(1e-4);
+      drift[experts] = nmse(got, full);
+      await model.dispose();
+    }
+    // The weights' nMSE (test/plan/quantize.test.ts: 3e-5, 7e-3, 3e-2, 0.11) reaches the logits damped by the
+    // residual stream (the experts are one term of it): measured 2.3e-7, 6.5e-5, 2.4e-4, 7.1e-4. Bounds 4× those.
+    expect(drift.q2_a).toBeGreaterThan(drift.q3_a);
+    expect(drift.q3_a).toBeGreaterThan(drift.q4_0);
+    expect(drift.q4_0).toBeGreaterThan(drift.q8_0);
+    expect(drift.q3_a).toBeLessThan(1e-3);
+    expect(drift.q2_a).toBeLessThan(3e-3);
+  });
+});

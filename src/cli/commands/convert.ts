@@ -62,11 +62,11 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       })
       .option('expert-dtype', {
         choices: CLASS_DTYPE_FLAGS,
-        describe: 'storage of the routed experts (default: --dtype). q8 / q4: GGUF Q8_0 / Q4_0 blocks of 32 weights with an f16 scale (8.5 / 4.5 bits per weight); needs hidden and expert sizes that are multiples of 32',
+        describe: 'storage of the routed experts (default: --dtype). q8 / q4: GGUF Q8_0 / Q4_0 blocks of 32 weights with an f16 scale (8.5 / 4.5 bits per weight), needing hidden and expert sizes that are multiples of 32; q3 / q2: affine Q3_A / Q2_A blocks of 64 weights with an f16 scale and offset (3.5 / 2.5 bits per weight), needing multiples of 64',
       })
       .option('attn-dtype', {
         choices: CLASS_DTYPE_FLAGS,
-        describe: 'storage of the attention projections q/k/v/o (default: --dtype); q8 / q4 as for --expert-dtype. Embeddings, LM head and shared expert stay at --dtype; norms and routers f32',
+        describe: 'storage of the attention projections q/k/v/o (default: --dtype); q8 / q4 / q3 / q2 as for --expert-dtype. Embeddings, LM head and shared expert stay at --dtype; norms and routers f32',
       })
       .option('calib-tokens', { type: 'number', default: 4096, describe: 'held-out tokens for calibration (0: none; topk and threshold only). Calibration runs the plain TypeScript reference forward 2–3 times: about 20 s for the tiny recipe at 4096 tokens, several minutes for small (use 1024 there)' })
       .option('calib-context', { type: 'number', describe: 'tokens per calibration window (default: the trained seq_len)' })

@@ -147,6 +147,35 @@ describe('dsmoe convert', () => {
     expect(loaded.plan.cost.active_weight_bytes_per_token).toBeLessThan(readPlan(bf16Out).plan.cost.active_weight_bytes_per_token);
   });
 
+  test('--expert-dtype q3 / q2: affine blocks of 64 of the dense weights, read back by the plan reference', async () => {
+    const blockConfig = { ...tinyConfig, hidden_size: 64, moe_intermediate_size: 64 };
+    const denseDir = tempDir('cli-dense-blocks64');
+    const weights = randomDenseWeights(blockConfig, 29);
+    writeDenseFolder(denseDir, blockConfig, weights);
+    const roundTrip = (name: string, type: 'Q3_A' | 'Q2_A') => {
+      const values = weights.get(name)!;
+      return dequantize(quantize(values, type), type, values.length);
+    };
+    const out = tempDir('cli-out');
+    await runConvert([denseDir, '--out', out, '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q3', '--attn-dtype', 'q2', '--quiet']);
+    const loaded = readPlan(out);
+    expect(loaded.plan.dtypes).toEqual({ experts: 'q3_a', attention: 'q2_a' });
+    const reference = planWeights(loaded);
+    expect(reference.get(denseNames.expertGate(1, 3))).toEqual(roundTrip(denseNames.expertGate(1, 3), 'Q3_A'));
+    expect(reference.get(denseNames.expertDown(0, 2))).toEqual(roundTrip(denseNames.expertDown(0, 2), 'Q3_A'));
+    expect(reference.get(denseNames.o(1))).toEqual(roundTrip(denseNames.o(1), 'Q2_A'));
+    const q2 = tempDir('cli-out');
+    await runConvert([denseDir, '--out', q2, '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q2', '--quiet']);
+    expect(readPlan(q2).plan.dtypes).toEqual({ experts: 'q2_a', attention: 'f32' });
+    expect(reference.get(denseNames.expertUp(1, 0))).not.toEqual(planWeights(readPlan(q2)).get(denseNames.expertUp(1, 0)));
+    // 32-wide rows are whole Q4_0 blocks but not Q3_A ones
+    const narrow = tempDir('cli-dense-blocks32');
+    writeDenseFolder(narrow, { ...tinyConfig, hidden_size: 32, moe_intermediate_size: 32 }, randomDenseWeights({ ...tinyConfig, hidden_size: 32, moe_intermediate_size: 32 }, 3));
+    await expect(runConvert([narrow, '--out', tempDir('cli-out'), '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q3'])).rejects.toThrow(
+      /^--expert-dtype: experts at q3_a: blocks of 64 weights need rows of a multiple of 64, but config.hidden_size is 32 \(.*config\.json\)$/,
+    );
+  });
+
   test('a quantized class whose rows are not whole blocks of 32 is one line naming the flag and the size', async () => {
     await expect(runConvert([dense, '--out', tempDir('cli-out'), '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q4'])).rejects.toThrow(
       /^--expert-dtype: experts at q4_0: blocks of 32 weights need rows of a multiple of 32, but config.hidden_size is 8 \(.*config\.json\)$/,
