@@ -7,9 +7,10 @@
 // weights, because the twin widens the same 16-bit weights: only f32 accumulation order differs. What narrowing
 // the weights itself costs (round-to-nearest: bf16 keeps 8 significant bits, relative error ≤ 2⁻⁸, so a product's
 // nMSE ≈ 2⁻¹⁶/3 ≈ 5e-6; f16 keeps 11, ≈ 2⁻²²/3 ≈ 8e-8) is checked in kernel_tests.cpp's narrowing test with
-// bounds 1e-5 (bf16) and 2e-7 (f16). Q8_0 / Q4_0 weights (GGUF blocks, dtype.h) are dequantized exactly in f32, so
-// their twins ("dequantize to f32, then linear_ref") are held to the same 1e-7; what quantizing costs is checked
-// against the f32 product (kernel_tests.cpp, bounds 1e-4 for Q8_0 and 3e-2 for Q4_0).
+// bounds 1e-5 (bf16) and 2e-7 (f16). Quantized weights (Q8_0 / Q4_0 GGUF blocks, the affine Q3_A / Q2_A; dtype.h)
+// dequantize to the same f32 values on every path, so their twins ("dequantize to f32, then linear_ref") are held to
+// the same 1e-7; what quantizing costs is checked against the f32 product (kernel_tests.cpp, bounds 1e-4 for Q8_0,
+// 3e-2 for Q4_0, 4e-2 for Q3_A, 0.15 for Q2_A, and each above the wider format's error).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,8 +22,8 @@ namespace dsmoe {
 class ThreadPool;
 
 // ---------------------------------------------------------------------------------------------------------------
-// linear.cpp: Y = X·Wᵀ with W in f32/bf16/f16 (widened in registers) or Q8_0/Q4_0 (dequantized in registers; K a
-// multiple of 32), f32 accumulation, and an epilogue.
+// linear.cpp: Y = X·Wᵀ with W in f32/bf16/f16 (widened in registers) or quantized (dequantized in registers; K a
+// multiple of the block: 32 for Q8_0/Q4_0, 64 for Q3_A/Q2_A), f32 accumulation, and an epilogue.
 
 struct Epilogue {
   const float* bias = nullptr;       // [N] added to every row
