@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
         double sec = best_seconds(repeat, [&] { linear(&pool, x.data(), 1, K, W.data(), t, N, y.data(), N, Epilogue{}); });
         if (t == DType::BF16) bf16_seconds = sec;
         double gbs = double(W.size()) / sec / 1e9;
-        std::printf("%-6s %-4s GEMV [%d,%d]: %.1f GB/s (%.0f%% of triad), %.2f× bf16's speed\n", simd_name(level),
+        std::printf("%-6s %-4s GEMV [%d,%d]: %.2f GB/s (%.0f%% of triad), %.2f× bf16's speed\n", simd_name(level),
                     dtype_name(t), N, K, gbs, 100 * gbs / bw, bf16_seconds / sec);
         ok = ok && std::fabs(y[0] - 0.5f * 0.25f * K) <= 1e-3f * K;
       }
