@@ -120,6 +120,7 @@ static void test_random_traffic() {
       cache.invalidate();  // waits for prefetches still in flight, so the counters below are final
       ExpertCacheStats st = cache.stats();
       check(st.hits + st.misses == requested, "hits + misses = requested");
+      check(st.in_flight == 0, "nothing in flight after invalidate");
       check(st.loads == st.misses + st.prefetches, "every miss and every prefetch is one read");
       // Both layers' experts are read in full; the byte count is Σ loads · that layer's expert size.
       check(st.bytes_read >= st.loads * int64_t(96 + 52) && st.bytes_read <= st.loads * int64_t(104 + 56), "bytes read");

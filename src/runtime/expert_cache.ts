@@ -155,6 +155,7 @@ export interface RawExpertCacheStats {
   predicted: number;
   predictedUsed: number;
   demandedPredicted: number;
+  inFlight: number; // reads queued or running: misses + prefetches = loads + inFlight when no read failed
 }
 
 /** Counters with the rates a user reads: hit rate, and prefetch recall and precision (null before any prediction). */

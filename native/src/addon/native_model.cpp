@@ -226,6 +226,7 @@ Napi::Value NativeModel::ExpertCacheStats(const Napi::CallbackInfo& info) {
   o.Set("predicted", double(st.predicted));
   o.Set("predictedUsed", double(st.predicted_used));
   o.Set("demandedPredicted", double(st.demanded_predicted));
+  o.Set("inFlight", double(st.in_flight));
   return o;
 }
 

@@ -281,7 +281,11 @@ void ExpertCache::invalidate() {
 
 ExpertCacheStats ExpertCache::stats() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return stats_;
+  ExpertCacheStats out = stats_;
+  for (const Layer& L : layers_)
+    for (const Slot& s : L.slot)
+      if (s.state == State::Loading) out.in_flight += 1;
+  return out;
 }
 
 void ExpertCache::reset_stats() {

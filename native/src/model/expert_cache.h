@@ -32,6 +32,9 @@ struct ExpertCacheStats {
   int64_t predicted = 0;         // experts predicted for a layer (Σ over steps of |predicted|)
   int64_t predicted_used = 0;    // of those, demanded by that layer in the same step (|predicted ∩ demanded|)
   int64_t demanded_predicted = 0;  // demanded experts on layers that had a prediction (recall's denominator)
+  // Reads queued or running when the stats were taken: a miss or prefetch is counted when queued and a load when its
+  // read completes, so misses + prefetches = loads + in_flight (+ failed reads) at every instant.
+  int64_t in_flight = 0;
 };
 
 class ExpertCache {
