@@ -17,6 +17,7 @@ import type { RoutingRule } from '../model/reference';
 import { expertPoolOf, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
 import type { Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
+import { PLAN_TOKENIZER_FILES } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { buildPlan, WEIGHTS_FILE } from '../plan/build_plan';
 import type { DenseCheckpoint } from '../checkpoint/dense';
@@ -26,7 +27,6 @@ import { writeJsonAtomic } from '../checkpoint/atomic';
 
 export const DEFAULT_EPSILON = 0.48;
 /** Files copied from the dense folder when present (tokenizer.json and tokenizer_config.json are required). */
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'chat_template.jinja'];
 
 export interface ConvertOptions {
   outDir: string;
@@ -267,7 +267,7 @@ async function decideAndWrite(
 
   // --- write the folder -----------------------------------------------------------------------------------------
   fs.mkdirSync(options.outDir, { recursive: true });
-  for (const file of TOKENIZER_FILES) {
+  for (const file of PLAN_TOKENIZER_FILES) {
     const from = path.join(dense.dir, file);
     if (fs.existsSync(from)) fs.copyFileSync(from, path.join(options.outDir, file));
     else if (file.startsWith('tokenizer')) throw new UserError(`${from}: missing (the plan folder needs the model's tokenizer)`);

@@ -9,6 +9,8 @@ import type { ModelConfig } from '../model/config';
 
 export const PLAN_FORMAT = 'dsmoe-plan';
 export const PLAN_VERSION = 1;
+/** Tokenizer and generation files a plan folder carries from its dense folder, as they are. */
+export const PLAN_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'chat_template.jinja'];
 
 /** Dtype of every 2-D (and 3-D expert) matrix; norms, biases, routers and the shared-expert gate stay F32. */
 export type PlanDtype = 'f32' | 'bf16' | 'f16';

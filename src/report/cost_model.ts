@@ -1,4 +1,4 @@
-import { PlanView, dtypeBytes, keptExperts } from './plan_view';
+import { PlanView, dtypeBytes, expertDtype, keptExperts } from './plan_view';
 
 /**
  * What the plan's cost implies for speed. Decode at small batch is bound by reading weights, so the ideal speedup is
@@ -11,9 +11,9 @@ export function idealSpeedup(plan: PlanView): number {
   return plan.cost.dense_weight_bytes_per_token / plan.cost.active_weight_bytes_per_token;
 }
 
-/** Bytes of one expert's three matrices (gate, up, down: 3·d·I) in the plan's dtype. */
+/** Bytes of one expert's three matrices (gate, up, down: 3·d·I) at the experts' storage (quantized: blocks included). */
 export function expertBytes(plan: PlanView): number {
-  return 3 * plan.config.hidden_size * plan.config.moe_intermediate_size * dtypeBytes(plan.dtype);
+  return 3 * plan.config.hidden_size * plan.config.moe_intermediate_size * dtypeBytes(expertDtype(plan));
 }
 
 /**

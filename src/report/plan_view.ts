@@ -1,5 +1,6 @@
 import type { ModelConfig } from '../model/config';
-import type { PlanCost } from '../plan/plan_format';
+import type { MatrixDtype, PlanCost } from '../plan/plan_format';
+import { bytesPerWeight, MATRIX_DTYPES } from '../plan/dtype';
 
 export type { PlanCost };
 
@@ -10,23 +11,24 @@ export type { PlanCost };
 export interface PlanView {
   config: ModelConfig;
   dtype: string;
+  /** Storage of the routed experts and attention projections when they differ from `dtype` (plan.json `dtypes`). */
+  dtypes?: { experts: string; attention: string };
   strategy: { name: string; k?: number | null; epsilon?: number; calib_tokens?: number };
   layers: { index: number; ops: ReadonlyArray<{ op: string; kept?: number[]; k?: number; mode?: string; epsilon?: number }> }[];
   calibration?: null | { tokens: number; layers: { k?: number; mass_covered?: number; expert_load?: number[]; never_selected?: number[] }[] };
   cost: PlanCost;
 }
 
-/** Bytes of one element of a plan matrix. */
+/** Bytes of one weight of a plan matrix (on average over a block for the quantized dtypes). */
 export function dtypeBytes(dtype: string): number {
-  switch (dtype.toLowerCase()) {
-    case 'f32':
-      return 4;
-    case 'bf16':
-    case 'f16':
-      return 2;
-    default:
-      throw new Error(`unknown plan dtype ${dtype}`);
-  }
+  const known = MATRIX_DTYPES.find((d) => d === dtype.toLowerCase());
+  if (!known) throw new Error(`unknown plan dtype ${dtype}`);
+  return bytesPerWeight(known as MatrixDtype);
+}
+
+/** Storage of the routed experts: the plan's `dtypes.experts`, else its `dtype`. */
+export function expertDtype(plan: Pick<PlanView, 'dtype' | 'dtypes'>): string {
+  return plan.dtypes?.experts ?? plan.dtype;
 }
 
 /** Kept expert ids of each layer, in plan order (all E when a layer has no experts op listing them). */

@@ -7,6 +7,8 @@ import { heldOutSplit } from '../data/held_out_split';
 import { loadAnyTokenizer } from '../interop/hf_tokenizer';
 import { windowSequences } from '../data/dataset';
 import { referenceLoss } from './reference_check';
+import type { MatrixDtype } from '../plan/plan_format';
+import { defaultExpertDtypes } from './expert_dtype_rows';
 
 /** Settings shared by both kinds of report (flags of `dsmoe report`). */
 export interface SpeedSettings {
@@ -33,6 +35,8 @@ export interface FolderReportRequest extends SpeedSettings {
   epsilons: number[];
   sweep: boolean;
   referenceWindows: number;
+  /** Rows per expert dtype (`--expert-dtypes`); default: the plan's own, then every registered quantized dtype. */
+  expertDtypes?: MatrixDtype[];
 }
 
 /**
@@ -71,6 +75,7 @@ export async function reportFromFolders(runtime: ReportRuntime, request: FolderR
     llamaCpp: { enabled: request.llamaCpp ?? false, repeats: request.llamaCppRepeats ?? 3 },
     notes: [`Quality: ${windows.reduce((n, w) => n + w.length - 1, 0)} predictions in ${windows.length} windows, each scored from position 0; text: ${heldOut.source}.`],
     progress: request.progress,
+    expertDtypes: { dtypes: request.expertDtypes ?? defaultExpertDtypes(plan), given: request.expertDtypes !== undefined },
   };
   return runReport(runtime, options);
 }

@@ -12,6 +12,9 @@ import { resolveShape } from './paper_shapes';
 import { ReportProgress } from './progress';
 import { chooseLayers, priorRates, runMs, shapePlanView } from './time_budget';
 import { dtypeBytes } from './plan_view';
+import type { MatrixDtype } from '../plan/plan_format';
+import { measureRequantizeRate } from '../plan/requantize_plan';
+import { expertDtypeRowsMs } from './expert_dtype_rows';
 
 export interface ShapeReportRequest extends Omit<SpeedSettings, 'batches' | 'repeats'> {
   shape: string;
@@ -27,6 +30,8 @@ export interface ShapeReportRequest extends Omit<SpeedSettings, 'batches' | 'rep
   budgetMinutes: number;
   /** Date.now() when the command started (default: now). */
   startedAt?: number;
+  /** Rows per expert dtype (`--expert-dtypes`): decode speed and bytes per token at each; none by default. */
+  expertDtypes?: MatrixDtype[];
 }
 
 export const DEFAULT_BATCHES = [1, 4, 16, 64];
@@ -68,6 +73,9 @@ export async function reportFromShape(runtime: ReportRuntime, request: ShapeRepo
       return (planAt(L).cost.total_params * dtypeBytes(request.dtype)) / writeBytesPerMs;
     };
     const shape = { promptLen, decodeSteps };
+    const expertDtypes = request.expertDtypes ?? [];
+    const requantizeRate = expertDtypes.length ? measureRequantizeRate() : Infinity;
+    const rowsMs = (L: number) => (expertDtypes.length ? expertDtypeRowsMs(planAt(L), expertDtypes, rates, shape, 0, requantizeRate) : 0);
     const least = { batches: request.batches ?? LEAST_WORK.batches, repeats: request.repeats ?? LEAST_WORK.repeats };
     let setupFits = true;
     let estimatedWriteMs = 0;
@@ -76,7 +84,7 @@ export async function reportFromShape(runtime: ReportRuntime, request: ShapeRepo
       const cachedWriteMs = (L: number) => writes.get(L) ?? writes.set(L, writeMs(L)).get(L)!;
       const choice = chooseLayers({
         fullLayers,
-        setupMs: (L) => cachedWriteMs(L) + calibrationMs(L),
+        setupMs: (L) => cachedWriteMs(L) + calibrationMs(L) + rowsMs(L),
         planAt,
         rates,
         shape,
@@ -145,6 +153,7 @@ export async function reportFromShape(runtime: ReportRuntime, request: ShapeRepo
     progress: request.progress,
     machine,
     budget,
+    expertDtypes: { dtypes: request.expertDtypes ?? [], given: true },
   });
 }
 

@@ -8,6 +8,7 @@ import type { PeerReport } from './peer_pytorch';
 import type { LlamaCppColumn } from './llama_cpp_column';
 import type { ReportMode } from './engine';
 import type { ModelConfig } from '../model/config';
+import type { MatrixDtype } from '../plan/plan_format';
 
 /**
  * `report.json` (SPEC §7 plus `ideal_speedup`, `measured_speedup`, `memory_bandwidth_gbs`). Every figure in
@@ -22,6 +23,8 @@ export interface ReportJson {
   model: {
     config: ModelConfig;
     dtype: string;
+    /** plan.json `dtypes` when the experts or attention are stored otherwise (absent: every class at `dtype`). */
+    dtypes?: { experts: string; attention: string };
     strategy: { name: string; k: number | null; epsilon: number | null };
     experts_per_token: number[]; // per layer, the plan's k (threshold: its calibrated sizing k)
     layers_note: string | null; // set when --layers shrank a paper shape
@@ -46,6 +49,11 @@ export interface ReportJson {
   compute: ComputeFigure[];
   roofline: Analysis['roofline'];
   quality_cost: QualityCostPoint[];
+  /**
+   * The plan with its routed experts at each dtype of `--expert-dtypes` (the plan's own first): bytes per token,
+   * held-out quality (trained reports) and batch-1 decode speed. Absent in reports written before these rows.
+   */
+  expert_dtypes?: ExpertDtypeRow[];
   expert_load: { source: string; cells: ExpertLoadCell[] } | null;
   peer: PeerReport;
   /** llama.cpp running the same plan exported to GGUF; `available: false` with the reason when not run. */
@@ -69,6 +77,27 @@ export interface BudgetReport {
   repeats: { chosen: number; given: boolean };
   /** Rates fitted to the batch-1 calibration calls on the opened plan. */
   calibration: { calls: number; effective_bandwidth_gbs: number | null; effective_gflops: number | null };
+}
+
+/** One row of the quality–cost table per expert bit-width (src/report/expert_dtype_rows.ts measures it). */
+export interface ExpertDtypeRow {
+  expert_dtype: MatrixDtype;
+  /** The plan as converted, or a copy with its experts re-encoded from the plan's values. */
+  source: 'plan' | 're-encoded';
+  bits_per_weight: number;
+  /** Weights a token reads with the plan's routing (plan.cost), and every kept expert's share of the file. */
+  weight_bytes_per_token: number;
+  expert_bytes: number;
+  /** Held-out quality with the plan's routing; null in random-init reports. */
+  quality: Pick<Quality, 'loss' | 'perplexity' | 'bits_per_byte' | 'tokens'> | null;
+  /** Perplexity relative to the first row (the plan's dtype): 0.01 = 1% higher. */
+  perplexity_change: number | null;
+  /** Batch-1 decode with the plan's routing: median call time, its tokens/s, and the weight bytes that moves per second. */
+  decode_p50_ms: number;
+  decode_tokens_per_s: number;
+  decode_gbs: number;
+  /** decode_gbs over the measured triad bandwidth. */
+  fraction_of_bandwidth: number;
 }
 
 /** Fields a consumer may rely on; tests check them. */

@@ -34,7 +34,9 @@ export function reportMarkdown(report: ReportJson): string {
     `Model: d=${c.hidden_size}, ${c.num_hidden_layers} layer${c.num_hidden_layers === 1 ? '' : 's'}, ${c.num_attention_heads} heads (${c.num_key_value_heads} KV), ` +
       `${c.num_experts} experts × ${c.moe_intermediate_size}` +
       (c.shared_expert_intermediate_size ? ` + shared ${c.shared_expert_intermediate_size}` : '') +
-      `, vocab ${c.vocab_size}; plan dtype ${report.model.dtype}; strategy ${report.model.strategy.name}` +
+      `, vocab ${c.vocab_size}; plan dtype ${report.model.dtype}` +
+      (report.model.dtypes ? ` (experts ${report.model.dtypes.experts}, attention ${report.model.dtypes.attention})` : '') +
+      `; strategy ${report.model.strategy.name}` +
       ` (experts per token by layer: ${report.model.experts_per_token.join(', ')}).` +
       (report.sources.dense ? ` Dense: \`${report.sources.dense}\`.` : '') +
       ` Sparse plan: \`${report.sources.sparse}\`.`,
@@ -147,6 +149,8 @@ export function reportMarkdown(report: ReportJson): string {
       '',
     );
   }
+
+  out.push(...expertDtypeSection(report));
 
   out.push('## Peer: PyTorch eager (transformers-style Qwen2-MoE layer)', '');
   const peer = report.peer;
@@ -283,4 +287,42 @@ export function megrezNotes(report: Pick<ReportJson, 'model'>): string[] {
     );
   }
   return notes;
+}
+
+/** The quality–cost rows per expert bit-width (expert_dtype_rows.ts); nothing when none were measured. */
+function expertDtypeSection(report: ReportJson): string[] {
+  const rows = report.expert_dtypes ?? [];
+  if (!rows.length) return [];
+  const scored = rows.some((r) => r.quality);
+  const first = rows[0].expert_dtype;
+  return [
+    '## Quality–cost by expert bit-width',
+    '',
+    markdownTable(
+      [
+        'experts stored as',
+        'bits / weight',
+        'weight bytes / token',
+        ...(scored ? ['loss', 'perplexity', `vs ${first}`] : []),
+        'decode tokens/s (batch 1)',
+        'GB/s of weights',
+        `of measured ${fixed(report.memory_bandwidth_gbs, 1)} GB/s`,
+      ],
+      rows.map((r) => [
+        `${r.expert_dtype}${r.source === 'plan' ? ' (the plan)' : ''}`,
+        fixed(r.bits_per_weight, 2),
+        formatBytes(r.weight_bytes_per_token),
+        ...(scored ? [fixed(r.quality?.loss, 4), fixed(r.quality?.perplexity, 3), r.perplexity_change === null ? '–' : `${r.perplexity_change >= 0 ? '+' : ''}${percent(r.perplexity_change, 2)}`] : []),
+        fixed(r.decode_tokens_per_s, 1),
+        fixed(r.decode_gbs, 2),
+        percent(r.fraction_of_bandwidth),
+      ]),
+    ),
+    '',
+    'Each row is the plan with its routed experts stored at that dtype (q8_0 / q4_0: GGUF blocks of 32 weights with an ' +
+      "f16 scale) and everything else as the plan stores it, run with the plan's routing. Rows other than the plan's own " +
+      "are re-encoded from the plan's stored values into a scratch copy. Weight bytes per token are the plan's cost " +
+      `figures at that dtype; decode is timed at batch 1, ${report.settings.prompt_len}-token prompt, ${report.settings.decode_steps} steps, two timed runs after one warm-up (median call).`,
+    '',
+  ];
 }

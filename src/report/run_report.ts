@@ -23,6 +23,9 @@ import { ReportProgress } from './progress';
 import { writeFigures } from './write_figures';
 import { automaticNotes } from './automatic_notes';
 import { reportMarkdown } from './report_markdown';
+import type { MatrixDtype } from '../plan/plan_format';
+import { measureRequantizeRate } from '../plan/requantize_plan';
+import { expertDtypeRowsMs, measureExpertDtypeRows, reencodedPlans, resolveExpertDtypes, type ExpertDtypeRow, type PlanAtDtype } from './expert_dtype_rows';
 
 /**
  * `dsmoe report`: the measurement sequence and the files it writes. Order matters for honesty: the machine's
@@ -64,6 +67,12 @@ export interface ReportOptions {
   /** The machine measured before the plan was opened (a budget needs it early), and how long that took. */
   machine?: { report: MachineReport; measureMs: number };
   budget?: RunBudget;
+  /**
+   * Rows per expert bit-width (expert_dtype_rows.ts): the dtypes, whether the user named them (a dtype the shape
+   * cannot store is then an error, else a note), and how a copy at a dtype is made (default: re-encoded from the
+   * plan's weights under outDir).
+   */
+  expertDtypes?: { dtypes: MatrixDtype[]; given: boolean; planAt?: (dtype: MatrixDtype) => PlanAtDtype };
 }
 
 export async function runReport(runtime: ReportRuntime, options: ReportOptions): Promise<ReportJson> {
@@ -75,12 +84,15 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
   const qualitySlots = options.quality ? options.quality.slots : 0;
   const routings = sweepRoutings(Math.max(...keptExperts(plan).map((kept) => kept.length)), options.epsilons);
   const sweepCount = options.quality && options.sweep ? routings.length : 0;
+  const notes = [...options.notes];
+  const resolved = options.expertDtypes ? resolveExpertDtypes(plan, options.expertDtypes.dtypes, options.expertDtypes.given) : { dtypes: [], notes: [] };
+  const expertDtypes = resolved.dtypes;
+  notes.push(...resolved.notes);
   const progress = new ReportProgress(
-    // machine, bandwidth again, PyTorch peer, llama.cpp peer, files: 5 steps besides quality and timing
-    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + 5,
+    // machine, bandwidth again, PyTorch peer, llama.cpp peer, files: 5 steps besides quality, timing and dtype rows
+    (options.quality ? 2 + sweepCount : 0) + (options.referenceCheck ? 1 : 0) + throughputUnits(settings) + expertDtypes.length + 5,
     options.progress,
   );
-  const notes = [...options.notes];
   try {
     progress.note('loading the plan');
     const opened = await runtime.openPlan(options.sparseDir, {
@@ -105,10 +117,14 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
 
       let budgetReport: BudgetReport | null = null;
       let rates: CostRates | null = null;
+      const qualityTokens = options.quality ? options.quality.windows.reduce((n, w) => n + w.length - 1, 0) : 0;
+      const requantizeRate = budget && expertDtypes.length > 1 ? measureRequantizeRate() : Infinity;
+      const rowsMs = (at: CostRates, dtypes: readonly MatrixDtype[]) => expertDtypeRowsMs(plan, dtypes, at, settings, qualityTokens, requantizeRate);
+      const laterReserveMs = (budget && options.peer.enabled ? budget.peerReserveMs : 0) + FILES_RESERVE_MS;
       if (budget) {
         progress.note('calibration: batch 1, dense and sparse');
-        const reserveMs = machineMs + (options.peer.enabled ? budget.peerReserveMs : 0) + FILES_RESERVE_MS;
-        const sized = await sizeToBudget(context, plan, settings, budget, reserveMs);
+        const reserve = (at: CostRates) => machineMs + laterReserveMs + rowsMs(at, expertDtypes);
+        const sized = await sizeToBudget(context, plan, settings, budget, reserve);
         rates = sized.rates;
         budgetReport = sized.report;
         settings.batches = sized.report.batches.chosen;
@@ -165,6 +181,31 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         expertLoad = { source: 'runtime counters on benchmark tokens (dense-mode selections removed)', cells: sparseLoadFromMixedCounts(stats.expertCounts, stats.tokens) };
       }
 
+      let expertDtypeRows: ExpertDtypeRow[] = [];
+      if (expertDtypes.length) {
+        progress.note('quality and decode speed per expert dtype');
+        const measured = await measureExpertDtypeRows(runtime, {
+          plan,
+          dtypes: expertDtypes,
+          context,
+          open: { threads: options.threads, slots: Math.max(1, qualitySlots), maxContext: Math.max(settings.promptLen + settings.decodeSteps, windowLength) },
+          planAt: options.expertDtypes?.planAt ?? reencodedPlans(options.sparseDir, options.outDir),
+          quality: options.quality,
+          ownQuality: quality?.sparse ?? null,
+          settings,
+          bandwidthGBs: machine.memory_bandwidth_gbs,
+          ...(budget && rates
+            ? {
+                estimateMs: (dtype: MatrixDtype) => rowsMs(rates as CostRates, [dtype]),
+                mayRun: (ms: number) => Date.now() + ms + laterReserveMs <= budget.startedAt + budget.minutes * 60_000,
+              }
+            : {}),
+          onRow: (label, dtype) => progress.step(label, rates ? rowsMs(rates, [dtype]) : 1),
+        });
+        expertDtypeRows = measured.rows;
+        notes.push(...measured.notes);
+      }
+
       // Selection probabilities per expert for the roofline's bytes-per-call: measured load when there is one,
       // a balanced router otherwise.
       const sparseSelection = expertLoad ? groupCells(expertLoad.cells) : uniformSelection(plan, planTopK(plan));
@@ -216,6 +257,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         model: {
           config: plan.config,
           dtype: plan.dtype,
+          ...(plan.dtypes ? { dtypes: plan.dtypes } : {}),
           strategy: { name: plan.strategy.name, k: plan.strategy.k ?? null, epsilon: plan.strategy.epsilon ?? null },
           experts_per_token: planTopK(plan),
           layers_note: options.layersNote,
@@ -244,6 +286,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         compute: analysis.compute,
         roofline: analysis.roofline,
         quality_cost: qualityCost,
+        expert_dtypes: expertDtypeRows,
         expert_load: expertLoad,
         peer,
         llama_cpp: llamaCpp,

@@ -242,7 +242,8 @@ export interface RunBudget {
 
 /**
  * Batches and repeats for an opened plan: a calibration round, rates fitted to it, and chooseWork within what is
- * left before the deadline less `reserveMs` (bandwidth re-measure, peer, files). Returns the record for report.json,
+ * left before the deadline less `reserve` (bandwidth re-measure, peer, files, rows per expert dtype; in ms, or
+ * computed from the fitted rates). Returns the record for report.json,
  * a one-line summary, and the estimated milliseconds still ahead (for the progress ETA).
  */
 export async function sizeToBudget(
@@ -250,10 +251,12 @@ export async function sizeToBudget(
   plan: PlanView,
   settings: ThroughputSettings,
   budget: RunBudget,
-  reserveMs: number,
+  reserve: number | ((rates: CostRates) => number),
 ): Promise<{ rates: CostRates; report: BudgetReport; summary: string; remainingMs: number }> {
   const calibration = await calibrateRates(context, plan, { ...settings, decodeSteps: CALIBRATION_DECODE_STEPS });
   const rates = calibration.rates;
+  // Work after the throughput loop whose time depends on the fitted rates (the rows per expert dtype) is reserved too.
+  const reserveMs = typeof reserve === 'number' ? reserve : reserve(rates);
   const deadline = budget.startedAt + budget.minutes * 60_000;
   const choice = chooseWork({
     plan, rates, shape: settings, availableMs: deadline - Date.now() - reserveMs,

@@ -7,6 +7,7 @@ import { latencyChart } from './charts/latency_chart';
 import { rooflineChart } from './charts/roofline_chart';
 import { qualityCostChart } from './charts/quality_cost_chart';
 import { expertLoadChart } from './charts/expert_load_chart';
+import { expertDtypeChart } from './charts/expert_dtype_chart';
 
 /** Renders every figure the report has data for into `dir`; returns their file names in report order. */
 export async function writeFigures(report: ReportJson, dir: string): Promise<string[]> {
@@ -22,6 +23,9 @@ export async function writeFigures(report: ReportJson, dir: string): Promise<str
       { label: 'plan', active_params: report.params.sparse.active_per_token, perplexity: report.quality.sparse.perplexity },
     ];
     figures.push(['quality_cost.svg', qualityCostChart(report.quality_cost, markers, 'Perplexity vs active parameters')]);
+  }
+  if ((report.expert_dtypes ?? []).filter((r) => r.quality).length >= 2) {
+    figures.push(['expert_dtypes.svg', expertDtypeChart(report.expert_dtypes ?? [], 'Perplexity vs weight bytes per token, by expert dtype')]);
   }
   if (report.expert_load && report.expert_load.cells.length) {
     figures.push(['expert_load.svg', expertLoadChart(report.expert_load.cells, 'Expert load per layer')]);

@@ -81,3 +81,17 @@ describe('cost model', () => {
     expect(() => resolveShape('no-such-shape')).toThrow(/neither one of/);
   });
 });
+
+describe('quantized experts in the cost model', () => {
+  test('a q4_0-expert plan: the same fixed bytes as its f32 twin, each expert at 18 bytes per 32 weights', () => {
+    const f32 = plan(1);
+    const q4: PlanView = {
+      ...f32,
+      dtypes: { experts: 'q4_0', attention: 'f32' },
+      cost: planCost(config, 'f32', [4, 4], [1, 1], { experts: 'q4_0', attention: 'f32' }),
+    };
+    expect(fixedWeightBytes(q4)).toBeCloseTo(fixedWeightBytes(f32), 9);
+    const selection = uniformSelection(q4, [1, 1]);
+    expect(weightBytesPerCall(f32, selection, 1) - weightBytesPerCall(q4, selection, 1)).toBeCloseTo(2 * 3 * 8 * 4 * (4 - 18 / 32), 6);
+  });
+});

@@ -9,6 +9,8 @@ import { headline } from '../../report/report_markdown';
 import type { PlanDtype } from '../../plan/plan_format';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 import { deviceOption, type Device } from '../device_option';
+import { parseExpertDtypes } from '../../report/expert_dtype_rows';
+import { CLASS_DTYPE_FLAGS } from '../../plan/dtype';
 
 interface ReportArgs extends ExpertCacheArgs {
   dense?: string;
@@ -39,6 +41,7 @@ interface ReportArgs extends ExpertCacheArgs {
   'llama-cpp-repeats': number;
   json: boolean;
   device: Device;
+  'expert-dtypes'?: string;
 }
 
 /** `dsmoe report`: dense vs sparse on the same tokens and machine (SPEC §5, §7). */
@@ -74,6 +77,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('epsilons', { type: 'string', default: DEFAULT_EPSILONS.join(','), describe: 'threshold ε values of the quality–cost sweep' })
       .option('sweep', { type: 'boolean', default: true, describe: 'run the quality–cost sweep (--no-sweep to skip)' })
       .option('reference-windows', { type: 'number', default: 4, describe: 'held-out windows also scored with the dense checkpoint\'s reference forward (0 = off)' })
+      .option('expert-dtypes', {
+        type: 'string',
+        describe:
+          `rows of the quality–cost table per expert bit-width: the plan with its routed experts stored at each of these (${CLASS_DTYPE_FLAGS.join(', ')}; ` +
+          'none = no rows), scored on the held-out tokens and timed at batch 1 decode, with weight bytes per token. Default: the plan\'s own dtype and ' +
+          'every quantized one for --sparse; none for --shape --random-init (each row there re-encodes the random plan)',
+      })
       .option('shape', { type: 'string', describe: 'paper shape or config.json, with --random-init' })
       .option('random-init', { type: 'boolean', default: false, describe: 'random weights of --shape: speed only' })
       .option('layers', { type: 'number', describe: 'with --shape: keep only this many layers (to fit a small machine)' })
@@ -117,6 +127,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       llamaCpp: args['llama-cpp'],
       llamaCppRepeats: args['llama-cpp-repeats'],
     };
+    const expertDtypes = args['expert-dtypes'] === undefined ? undefined : parseExpertDtypes('--expert-dtypes', args['expert-dtypes']);
     let report;
     if (args.shape !== undefined || args['random-init']) {
       if (!args.shape || !args['random-init']) throw new UserError('--shape and --random-init go together (speed at a shape, random weights)');
@@ -129,7 +140,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
       report = await reportFromShape(runtime, {
         ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
-        budgetMinutes: budget, startedAt,
+        budgetMinutes: budget, startedAt, expertDtypes,
       });
     } else {
       if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
@@ -146,6 +157,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
         epsilons: parseNumberList('--epsilons', args.epsilons),
         sweep: args.sweep,
         referenceWindows: args['reference-windows'],
+        expertDtypes,
       });
     }
     if (args.json) process.stdout.write(JSON.stringify(report) + '\n');
