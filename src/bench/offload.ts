@@ -1,6 +1,6 @@
 /**
  * Offloading benchmark (`npm run bench:offload`, i.e. `node dist/bench/offload.js`; issue 13): decode tokens/s at
- * batch 1 on a random-init bf16 plan for
+ * batch 1 on a random-init bf16 plan (routed experts at `--expert-dtype`: bf16, or q8 / q4 blocks …) for
  *   resident        every weight in memory (the file read once before, so the mapping is warm);
  *   plain mmap      the default runtime from a cold page cache (the OS pages weights in as they are touched);
  *   cache+prefetch  --expert-cache at each size, speculative prefetch on;
@@ -20,7 +20,10 @@
  *
  *   node dist/bench/offload.js [--dir checkpoints/bench/offload] [--shape ds-moe-6b] [--layers 4] [--k 4]
  *                              [--sizes 12.5,25,50] [--tokens 32] [--threads N] [--quick] [--json FILE]
- *                              [--share F] [--pre-gate]
+ *                              [--share F] [--pre-gate] [--expert-dtype bf16|q8|q4|…] [--write-only]
+ * A quantized-expert plan gets its own folder by default (`offload-q4` …): cache slots, reads and bytes per token
+ * then count the experts' blocks. `--write-only` writes (or finds) the plan and exits, so that writing it stays
+ * outside a benchmark lock.
  */
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -33,6 +36,8 @@ import { writeRandomPlan } from '../plan/random_plan';
 import { readPlan } from '../plan/read_plan';
 import { layerOps } from '../plan/plan_format';
 import { WEIGHTS_FILE } from '../plan/build_plan';
+import { classDtypes } from '../plan/plan_format';
+import { CLASS_DTYPE_FLAGS, matrixDtypeOfFlag, type ClassDtypeFlag } from '../plan/dtype';
 import { loadNative } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
 import { expertBytesPerLayer, expertCacheRates, type ExpertCacheStats } from '../runtime/expert_cache';
@@ -123,8 +128,12 @@ async function main(argv: string[]): Promise<void> {
   const share = Number(flag(argv, '--share') ?? 1);
   if (!Number.isInteger(share) || share < 1) throw new Error(`--share must be a positive integer, got ${flag(argv, '--share')}`);
   const preGate = argv.includes('--pre-gate');
-  const megrez = `${share > 1 ? `-f${share}` : ''}${preGate ? '-pregate' : ''}`; // one plan folder per architecture
-  const dir = path.resolve(flag(argv, '--dir') ?? path.join('checkpoints', 'bench', `${quick ? 'offload-quick' : 'offload'}${megrez}`));
+  const dtypeFlag = flag(argv, '--expert-dtype') ?? 'bf16';
+  if (!(CLASS_DTYPE_FLAGS as readonly string[]).includes(dtypeFlag)) throw new Error(`--expert-dtype must be one of ${CLASS_DTYPE_FLAGS.join(', ')}, got ${dtypeFlag}`);
+  const expertDtype = matrixDtypeOfFlag(dtypeFlag as ClassDtypeFlag);
+  // one plan folder per architecture and expert dtype
+  const variant = `${share > 1 ? `-f${share}` : ''}${preGate ? '-pregate' : ''}${expertDtype === 'bf16' ? '' : `-${dtypeFlag}`}`;
+  const dir = path.resolve(flag(argv, '--dir') ?? path.join('checkpoints', 'bench', `${quick ? 'offload-quick' : 'offload'}${variant}`));
   const shapeName = flag(argv, '--shape') ?? 'ds-moe-6b';
   const layers = Number(flag(argv, '--layers') ?? (quick ? 2 : 4));
   const k = Number(flag(argv, '--k') ?? 4);
@@ -139,14 +148,18 @@ async function main(argv: string[]): Promise<void> {
   };
 
   if (!fs.existsSync(path.join(dir, 'plan.json'))) {
-    process.stderr.write(`writing a random-init bf16 plan of ${shape.name} (${layers} layers, top-${k}${megrez}) to ${dir} …\n`);
-    writeRandomPlan(dir, config, { dtype: 'bf16', seed: 1, k });
+    process.stderr.write(`writing a random-init bf16 plan of ${shape.name} (${layers} layers, top-${k}, experts ${expertDtype}${share > 1 ? `, experts_shared_frequency ${share}` : ''}${preGate ? ', pre_gate' : ''}) to ${dir} …\n`);
+    writeRandomPlan(dir, config, { dtype: 'bf16', dtypes: { experts: expertDtype, attention: 'bf16' }, seed: 1, k });
   }
+  if (argv.includes('--write-only')) return; // the plan written (or found); time it later, e.g. under a lock
   const { plan } = readPlan(dir);
   // A plan left from a run with other flags would silently measure another model: its config must be this one.
   const describe = (c: ModelConfig) => JSON.stringify(withoutDefaults(c), Object.keys(withoutDefaults(c)).sort());
   const [want, found] = [describe(config), describe(plan.config)];
   if (found !== want) throw new Error(`${dir} holds a plan of another shape (${found}, wanted ${want}); pass --dir for a new folder`);
+  if (classDtypes(plan).experts !== expertDtype) {
+    throw new Error(`${dir} holds a plan with experts at ${classDtypes(plan).experts}, not ${expertDtype}: remove it or pass another --dir`);
+  }
   const weights = path.join(dir, WEIGHTS_FILE);
   const fileBytes = fs.statSync(weights).size;
   // A shared pool is stored once: count the experts of each pool's first layer only.
@@ -199,14 +212,14 @@ async function main(argv: string[]): Promise<void> {
     }),
   ];
   const header =
-    `${shape.name} shape, ${layers} layers, ${config.num_experts} experts × ${config.moe_intermediate_size}, top-${k}, bf16, ` +
+    `${shape.name} shape, ${layers} layers, ${config.num_experts} experts × ${config.moe_intermediate_size}, top-${k}, bf16 with experts ${expertDtype}, ` +
     `experts_shared_frequency ${share}, pre_gate ${preGate}, ` +
     `plan ${(fileBytes / 2 ** 30).toFixed(2)} GiB; batch 1, ${tokens} decode tokens after an ${PROMPT}-token prefill; ` +
     `${threads} threads, ${cpu}; disk sequential read ${disk.toFixed(2)} GB/s`;
   process.stdout.write(`${header}\n\n${lines.join('\n')}\n`);
   const svg = await renderSvg({
     $schema: SCHEMA,
-    title: `Decode tokens/s vs expert cache size (${shape.name}, ${layers} layers, cold start)`,
+    title: `Decode tokens/s vs expert cache size (${shape.name}, ${layers} layers, experts ${expertDtype}, cold start)`,
     config: CHART_CONFIG,
     layer: [
       {

@@ -4,7 +4,11 @@
  * expert) mode, against the limits measured in the same run: STREAM-like triad bandwidth and the FMA peak.
  *
  *   node dist/bench/runtime.js [--dir checkpoints/bench/runtime] [--threads N] [--batches 1,4,16,64]
- *                              [--prefill-tokens 512] [--decode-steps 6] [--quick] [--json FILE]
+ *                              [--prefill-tokens 512] [--decode-steps 6] [--expert-dtype bf16|q8|q4|…] [--quick] [--json FILE] [--write-only]
+ *
+ * `--write-only` writes (or finds) the plan and exits, so that writing it stays outside a benchmark lock.
+ * `--expert-dtype` stores the routed experts at another dtype of `dsmoe convert --expert-dtype` (the rest stays bf16),
+ * in a plan folder of its own (`<dir>-<dtype>`); batch-1 decode weight traffic then counts the experts' block bytes.
  *
  * Figures and the targets they are held to (issue 4):
  *   - decode speedup sparse/dense at batch 1 vs ideal (dense ÷ active weight bytes per token), target ≥ 0.9 × ideal;
@@ -14,7 +18,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { LoadedPlan } from '../plan/plan_format';
+import type { LoadedPlan, MatrixDtype } from '../plan/plan_format';
+import { classDtypes } from '../plan/plan_format';
+import { CLASS_DTYPE_FLAGS, matrixDtypeOfFlag, type ClassDtypeFlag } from '../plan/dtype';
 import { readPlan } from '../plan/read_plan';
 import { writeRandomPlan } from '../plan/random_plan';
 import type { ModelConfig } from '../model/config';
@@ -51,6 +57,8 @@ interface Args {
   decodeSteps: number;
   quick: boolean;
   json?: string;
+  expertDtype: MatrixDtype;
+  writeOnly: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -59,8 +67,14 @@ function parseArgs(argv: string[]): Args {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const quick = argv.includes('--quick');
+  const flag = value('--expert-dtype') ?? 'bf16';
+  if (!(CLASS_DTYPE_FLAGS as readonly string[]).includes(flag)) throw new Error(`--expert-dtype must be one of ${CLASS_DTYPE_FLAGS.join(', ')}, got ${flag}`);
+  const expertDtype = matrixDtypeOfFlag(flag as ClassDtypeFlag);
+  const defaultDir = path.join('checkpoints', 'bench', quick ? 'runtime-quick' : 'runtime') + (expertDtype === 'bf16' ? '' : `-${flag}`);
   const args: Args = {
-    dir: value('--dir') ?? path.join('checkpoints', 'bench', quick ? 'runtime-quick' : 'runtime'),
+    expertDtype,
+    writeOnly: argv.includes('--write-only'),
+    dir: value('--dir') ?? defaultDir,
     threads: Number(value('--threads') ?? 0),
     batches: (value('--batches') ?? '1,4,16,64').split(',').map(Number),
     prefillTokens: Number(value('--prefill-tokens') ?? 512),
@@ -73,19 +87,20 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-/** Reuses the plan folder when it holds a plan of this shape, else writes it (≈ 1 GB, once). */
-function benchPlan(dir: string, config: ModelConfig): LoadedPlan {
+/** Reuses the plan folder when it holds a plan of this shape and expert dtype, else writes it (≈ 1 GB in bf16, once). */
+function benchPlan(dir: string, config: ModelConfig, experts: MatrixDtype): LoadedPlan {
   if (fs.existsSync(path.join(dir, 'plan.json'))) {
     try {
       const loaded = readPlan(dir);
-      if (JSON.stringify(loaded.plan.config) === JSON.stringify(config) && loaded.plan.dtype === 'bf16') return loaded;
+      const same = JSON.stringify(loaded.plan.config) === JSON.stringify(config) && loaded.plan.dtype === 'bf16';
+      if (same && classDtypes(loaded.plan).experts === experts && classDtypes(loaded.plan).attention === 'bf16') return loaded;
     } catch {
       /* stale or partial: rewrite below */
     }
   }
-  process.stderr.write(`bench: writing a random-init bf16 plan to ${dir} ...\n`);
+  process.stderr.write(`bench: writing a random-init bf16 plan (experts ${experts}) to ${dir} ...\n`);
   fs.rmSync(dir, { recursive: true, force: true });
-  return writeRandomPlan(dir, config, { dtype: 'bf16', seed: 1, k: TOP_K });
+  return writeRandomPlan(dir, config, { dtype: 'bf16', dtypes: { experts, attention: 'bf16' }, seed: 1, k: TOP_K });
 }
 
 const now = () => performance.now() / 1000;
@@ -157,7 +172,8 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const config = args.quick ? QUICK_CONFIG : BENCH_CONFIG;
   const addon = loadNative();
-  const loaded = benchPlan(args.dir, config);
+  const loaded = benchPlan(args.dir, config, args.expertDtype);
+  if (args.writeOnly) return; // the plan written (or found), so that the timed run can start at once
   const cost = loaded.plan.cost;
   const weightBytes = fs.statSync(loaded.weightsPath).size;
   const threads = args.threads || addon.cpuInfo().threads;
@@ -174,7 +190,7 @@ async function main(): Promise<void> {
   const V = config.vocab_size;
   const info = addon.cpuInfo();
   process.stderr.write(
-    `bench: ${(weightBytes / 1e9).toFixed(2)} GB of bf16 weights, ${threads} threads, ${info.simd}; ` +
+    `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}), ${threads} threads, ${info.simd}; ` +
       `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s\n`,
   );
   // Touch every weight once (page faults of the fresh mapping are not part of any figure).
@@ -242,6 +258,8 @@ async function main(): Promise<void> {
   const bestPrefill = prefillRows.reduce((best, r) => Math.max(best, r.prefill_gflops), 0);
   const summary = {
     weights_gb: weightBytes / 1e9,
+    expert_dtype: args.expertDtype,
+    active_weight_bytes_per_token: cost.active_weight_bytes_per_token,
     threads,
     simd: info.simd,
     bandwidth_gbs: bw,
@@ -263,7 +281,7 @@ async function main(): Promise<void> {
   };
 
   const lines = [
-    `Runtime benchmark: ${summary.weights_gb.toFixed(2)} GB bf16 random-init plan (${config.num_hidden_layers} layers, ` +
+    `Runtime benchmark: ${summary.weights_gb.toFixed(2)} GB random-init plan, bf16 with experts ${args.expertDtype} (${config.num_hidden_layers} layers, ` +
       `${config.num_experts} experts of ${config.moe_intermediate_size}, d ${config.hidden_size}, top-${TOP_K}), ${threads} threads, ${info.simd}`,
     `Measured limits: triad bandwidth ${bw.toFixed(1)} GB/s, FMA peak ${fma.toFixed(1)} GFLOP/s`,
     '',

@@ -58,7 +58,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('dtype', {
         choices: PLAN_DTYPES,
         default: 'f32' as const,
-        describe: 'storage of matrices: f32 reproduces the dense model exactly; bf16 halves the bytes each token reads (use it for speed)',
+        describe: 'storage of every matrix (embedding, LM head, attention, experts, shared expert) unless --expert-dtype/--attn-dtype say otherwise: f32 reproduces the dense model exactly; bf16 halves the bytes each token reads (use it for speed). Norms, biases and routers stay f32',
       })
       .option('expert-dtype', {
         choices: CLASS_DTYPE_FLAGS,
