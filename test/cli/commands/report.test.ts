@@ -24,6 +24,11 @@ describe('dsmoe report flags', () => {
     await expect(run({ batch: '1,x', sparse: 'S' })).rejects.toThrow('--batch must be a comma-separated list of positive integers');
   });
 
+  test('--expert-dtypes names are checked before any plan is read', async () => {
+    await expect(run({ sparse: 'S', 'expert-dtypes': 'bf16,q5' })).rejects.toThrow(/^--expert-dtypes: unknown dtype "q5" \(expected a list of f32, bf16, f16, q8, q4/);
+    await expect(run({ shape: 'ds-moe-1b', 'random-init': true, 'expert-dtypes': 'int4' })).rejects.toThrow('--expert-dtypes: unknown dtype "int4"');
+  });
+
   test('lists parse, sort and deduplicate', () => {
     expect(parseIntegerList('--batch', '64, 1,4,4')).toEqual([1, 4, 64]);
     expect(parseNumberList('--epsilons', '0.48,0.1')).toEqual([0.48, 0.1]);
