@@ -15,6 +15,10 @@ import { nativeReportRuntime } from '../../src/report/native_report_runtime';
 import type { PlanView } from '../../src/report/plan_view';
 import { reportFromFolders } from '../../src/report/report_from_folders';
 import type { ReportJson } from '../../src/report/report_json';
+import type { EvaluationContext, RoutingOverride, RoutingStats } from '../../src/report/engine';
+import type { ReportRuntime } from '../../src/report/report_runtime';
+import { runReport } from '../../src/report/run_report';
+import type { MatrixDtype } from '../../src/plan/plan_format';
 import { randomDenseWeights, removeTempDirs, tempDir, tinyConfig, writeDenseFolder } from '../helpers/dense_fixtures';
 import { recordRecipe, writeTestRecipe } from '../helpers/recipe_fixtures';
 
@@ -131,5 +135,84 @@ describe('rows per expert dtype on the native runtime', () => {
     expect(fs.readFileSync(path.join(out, 'expert_dtypes.svg'), 'utf8')).toMatch(/^<svg[\s\S]*<\/svg>$/);
     expect(fs.readdirSync(out).filter((name) => name.startsWith('.plan-'))).toEqual([]);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')).expert_dtypes).toEqual(report.expert_dtypes);
+  });
+});
+
+/**
+ * The rows within `--budget`, over a scripted runtime (no native code): each plan directory is a context whose
+ * logits put more mass on the right token for more bits, on a virtual clock. A budget with time left runs every
+ * row on its own copy and disposes of it; a budget already spent skips every row with a note and makes no copy.
+ */
+describe('rows per expert dtype within a budget (scripted runtime)', () => {
+  const V = 16;
+  let virtualMs = 0;
+  const sharpness: Record<string, number> = { S: 3, 'S-q8_0': 2.99, 'S-q4_0': 2.9 };
+  const context = (dir: string): EvaluationContext => ({
+    async evaluate(tokens: Int32Array, _slots: Int32Array, _positions: Int32Array, outputRows: Int32Array, routing?: RoutingOverride): Promise<Float32Array> {
+      virtualMs += 0.1 * tokens.length * (routing?.mode === 'dense' ? 4 : 1);
+      const logits = new Float32Array(outputRows.length * V);
+      outputRows.forEach((row, r) => (logits[r * V + ((tokens[row] + 1) % V)] = sharpness[dir]));
+      return logits;
+    },
+    clearSlot: () => undefined,
+    routingStats: (): RoutingStats => ({ tokens: 0, expertCounts: [new Int32Array(4), new Int32Array(4)], activeExperts: 0 }),
+    resetStats: () => undefined,
+  });
+  const opened: string[] = [];
+  const runtime: ReportRuntime = {
+    probe: { cpuInfo: () => ({ simd: 'avx2', threads: 2, cuda: false }), memoryBandwidthGBs: () => 10, peakGflops: () => 100 },
+    openPlan: async (dir) => {
+      opened.push(dir);
+      return { context: context(dir), threads: 2, dispose: () => undefined };
+    },
+  };
+  const windows = Array.from({ length: 4 }, (_, w) => Int32Array.from({ length: 9 }, (_, t) => (w + t) % V));
+  const run = async (startedAt: number) => {
+    const made: string[] = [];
+    const disposed: string[] = [];
+    const out = tempDir('expert-dtypes-budget');
+    const report = await runReport(runtime, {
+      kind: 'trained', sparseDir: 'S', denseDir: 'D', shapeName: null, layersNote: null, plan: viewOf({ ...config, vocab_size: V }, 'f32'), outDir: out,
+      throughput: { batches: [1], promptLen: 4, decodeSteps: 2, repeats: 1, seed: 1, clock: () => virtualMs },
+      quality: { windows, vocabSize: V, tokenBytes: () => 1, slots: 4 },
+      sweep: false, epsilons: [], referenceCheck: null,
+      peer: { enabled: false, batches: [1], dtypes: ['f32'], repeats: 1, timeoutMs: 1000 },
+      notes: [], progress: false,
+      budget: {
+        minutes: 1, startedAt, candidateBatches: [1], maxRepeats: 1,
+        layers: null, setupFits: true, peerReserveMs: 0,
+      },
+      expertDtypes: {
+        dtypes: ['f32', 'q8_0', 'q4_0'],
+        given: true,
+        planAt: (dtype: MatrixDtype) => {
+          made.push(dtype);
+          return { dir: `S-${dtype}`, dispose: () => disposed.push(dtype) };
+        },
+      },
+    });
+    return { report, made, disposed };
+  };
+
+  test('time left: every row runs on its own copy, which is disposed of; quality falls with the bits', async () => {
+    opened.length = 0;
+    const { report, made, disposed } = await run(Date.now());
+    expect(report.expert_dtypes!.map((r) => r.expert_dtype)).toEqual(['f32', 'q8_0', 'q4_0']);
+    expect(made).toEqual(['q8_0', 'q4_0']);
+    expect(disposed).toEqual(['q8_0', 'q4_0']);
+    expect(opened).toEqual(['S', 'S-q8_0', 'S-q4_0']);
+    const [f32, q8, q4] = report.expert_dtypes!;
+    expect(f32.quality!.loss).toBe(report.quality!.sparse.loss);
+    expect(q8.quality!.loss).toBeGreaterThan(f32.quality!.loss);
+    expect(q4.quality!.loss).toBeGreaterThan(q8.quality!.loss);
+    expect(report.notes.join('\n')).not.toContain('skipped');
+  });
+
+  test('a spent budget skips every row with a note and makes no copy', async () => {
+    const { report, made } = await run(Date.now() - 120_000);
+    expect(report.expert_dtypes).toEqual([]);
+    expect(made).toEqual([]);
+    expect(report.notes.filter((n) => n.startsWith('Row for experts at'))).toHaveLength(3);
+    expect(report.budget!.fits).toBe(false);
   });
 });
