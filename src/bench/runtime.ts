@@ -4,11 +4,12 @@
  * expert) mode, against the limits measured in the same run: STREAM-like triad bandwidth and the FMA peak.
  *
  *   node dist/bench/runtime.js [--dir checkpoints/bench/runtime] [--threads N] [--batches 1,4,16,64]
- *                              [--prefill-tokens 512] [--decode-steps 6] [--expert-dtype bf16|q8|q4|…] [--quick] [--json FILE] [--write-only]
+ *                              [--prefill-tokens 512] [--decode-steps 6] [--expert-dtype bf16|q8|q4|…] [--attn-dtype …] [--quick] [--json FILE] [--write-only]
  *
  * `--write-only` writes (or finds) the plan and exits, so that writing it stays outside a benchmark lock.
- * `--expert-dtype` stores the routed experts at another dtype of `dsmoe convert --expert-dtype` (the rest stays bf16),
- * in a plan folder of its own (`<dir>-<dtype>`); batch-1 decode weight traffic then counts the experts' block bytes.
+ * `--expert-dtype` / `--attn-dtype` store the routed experts / the attention projections at another dtype of
+ * `dsmoe convert` (the rest stays bf16), in a plan folder of its own (`<dir>-<experts>[-attn-<attention>]`); batch-1
+ * decode weight traffic then counts their block bytes.
  *
  * Figures and the targets they are held to (issue 4):
  *   - decode speedup sparse/dense at batch 1 vs ideal (dense ÷ active weight bytes per token), target ≥ 0.9 × ideal;
@@ -58,6 +59,7 @@ interface Args {
   quick: boolean;
   json?: string;
   expertDtype: MatrixDtype;
+  attnDtype: MatrixDtype;
   writeOnly: boolean;
 }
 
@@ -67,12 +69,18 @@ function parseArgs(argv: string[]): Args {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const quick = argv.includes('--quick');
-  const flag = value('--expert-dtype') ?? 'bf16';
-  if (!(CLASS_DTYPE_FLAGS as readonly string[]).includes(flag)) throw new Error(`--expert-dtype must be one of ${CLASS_DTYPE_FLAGS.join(', ')}, got ${flag}`);
-  const expertDtype = matrixDtypeOfFlag(flag as ClassDtypeFlag);
-  const defaultDir = path.join('checkpoints', 'bench', quick ? 'runtime-quick' : 'runtime') + (expertDtype === 'bf16' ? '' : `-${flag}`);
+  const classFlag = (name: string): ClassDtypeFlag => {
+    const flag = value(name) ?? 'bf16';
+    if (!(CLASS_DTYPE_FLAGS as readonly string[]).includes(flag)) throw new Error(`${name} must be one of ${CLASS_DTYPE_FLAGS.join(', ')}, got ${flag}`);
+    return flag as ClassDtypeFlag;
+  };
+  const experts = classFlag('--expert-dtype');
+  const attention = classFlag('--attn-dtype');
+  const suffix = (experts === 'bf16' ? '' : `-${experts}`) + (attention === 'bf16' ? '' : `-attn-${attention}`);
+  const defaultDir = path.join('checkpoints', 'bench', quick ? 'runtime-quick' : 'runtime') + suffix;
   const args: Args = {
-    expertDtype,
+    expertDtype: matrixDtypeOfFlag(experts),
+    attnDtype: matrixDtypeOfFlag(attention),
     writeOnly: argv.includes('--write-only'),
     dir: value('--dir') ?? defaultDir,
     threads: Number(value('--threads') ?? 0),
@@ -88,19 +96,19 @@ function parseArgs(argv: string[]): Args {
 }
 
 /** Reuses the plan folder when it holds a plan of this shape and expert dtype, else writes it (≈ 1 GB in bf16, once). */
-function benchPlan(dir: string, config: ModelConfig, experts: MatrixDtype): LoadedPlan {
+function benchPlan(dir: string, config: ModelConfig, experts: MatrixDtype, attention: MatrixDtype): LoadedPlan {
   if (fs.existsSync(path.join(dir, 'plan.json'))) {
     try {
       const loaded = readPlan(dir);
       const same = JSON.stringify(loaded.plan.config) === JSON.stringify(config) && loaded.plan.dtype === 'bf16';
-      if (same && classDtypes(loaded.plan).experts === experts && classDtypes(loaded.plan).attention === 'bf16') return loaded;
+      if (same && classDtypes(loaded.plan).experts === experts && classDtypes(loaded.plan).attention === attention) return loaded;
     } catch {
       /* stale or partial: rewrite below */
     }
   }
-  process.stderr.write(`bench: writing a random-init bf16 plan (experts ${experts}) to ${dir} ...\n`);
+  process.stderr.write(`bench: writing a random-init bf16 plan (experts ${experts}, attention ${attention}) to ${dir} ...\n`);
   fs.rmSync(dir, { recursive: true, force: true });
-  return writeRandomPlan(dir, config, { dtype: 'bf16', dtypes: { experts, attention: 'bf16' }, seed: 1, k: TOP_K });
+  return writeRandomPlan(dir, config, { dtype: 'bf16', dtypes: { experts, attention }, seed: 1, k: TOP_K });
 }
 
 const now = () => performance.now() / 1000;
@@ -172,7 +180,7 @@ async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const config = args.quick ? QUICK_CONFIG : BENCH_CONFIG;
   const addon = loadNative();
-  const loaded = benchPlan(args.dir, config, args.expertDtype);
+  const loaded = benchPlan(args.dir, config, args.expertDtype, args.attnDtype);
   if (args.writeOnly) return; // the plan written (or found), so that the timed run can start at once
   const cost = loaded.plan.cost;
   const weightBytes = fs.statSync(loaded.weightsPath).size;
@@ -190,7 +198,7 @@ async function main(): Promise<void> {
   const V = config.vocab_size;
   const info = addon.cpuInfo();
   process.stderr.write(
-    `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}), ${threads} threads, ${info.simd}; ` +
+    `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}, attention ${args.attnDtype}), ${threads} threads, ${info.simd}; ` +
       `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s\n`,
   );
   // Touch every weight once (page faults of the fresh mapping are not part of any figure).
@@ -259,6 +267,7 @@ async function main(): Promise<void> {
   const summary = {
     weights_gb: weightBytes / 1e9,
     expert_dtype: args.expertDtype,
+    attn_dtype: args.attnDtype,
     active_weight_bytes_per_token: cost.active_weight_bytes_per_token,
     threads,
     simd: info.simd,
@@ -281,7 +290,7 @@ async function main(): Promise<void> {
   };
 
   const lines = [
-    `Runtime benchmark: ${summary.weights_gb.toFixed(2)} GB random-init plan, bf16 with experts ${args.expertDtype} (${config.num_hidden_layers} layers, ` +
+    `Runtime benchmark: ${summary.weights_gb.toFixed(2)} GB random-init plan, bf16 with experts ${args.expertDtype}, attention ${args.attnDtype} (${config.num_hidden_layers} layers, ` +
       `${config.num_experts} experts of ${config.moe_intermediate_size}, d ${config.hidden_size}, top-${TOP_K}), ${threads} threads, ${info.simd}`,
     `Measured limits: triad bandwidth ${bw.toFixed(1)} GB/s, FMA peak ${fma.toFixed(1)} GFLOP/s`,
     '',
