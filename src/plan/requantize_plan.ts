@@ -12,7 +12,7 @@ import * as path from 'path';
 import { writeJsonAtomic } from '../checkpoint/atomic';
 import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_writer';
 import { planCost } from './cost';
-import { decodeTensor, encodeTensor, tensorBytes } from './dtype';
+import { decodeTensor, encodeTensor, isQuantized, MATRIX_DTYPES, tensorBytes, tensorDtype } from './dtype';
 import type { ModelConfig } from '../model/config';
 import type { LoadedPlan, Plan, PlanClassDtypes, PlanCost, PlanDtype } from './plan_format';
 import { layerOps, PLAN_TOKENIZER_FILES } from './plan_format';
@@ -47,15 +47,19 @@ export function planWithClassDtypes(plan: Plan, classes: PlanClassDtypes): Plan 
 }
 
 /**
- * Values per millisecond this machine re-encodes at, now (bf16 decoded, then quantized to Q4_0: the slowest
- * encoding), for sizing the report's rows per bit-width to a time budget.
+ * Values per millisecond this machine re-encodes at, now: bf16 decoded, then encoded at each quantized dtype, the
+ * slowest counted (the affine types search several ranges per block), for sizing the report's rows per bit-width to
+ * a time budget.
  */
-export function measureRequantizeRate(values = 1 << 20): number {
+export function measureRequantizeRate(values = 1 << 18): number {
   const bf16 = encodeTensor(Float32Array.from({ length: values }, (_, i) => Math.sin(i) * 0.02), 'BF16');
-  const start = process.hrtime.bigint();
-  encodeTensor(decodeTensor(bf16, 'BF16', values), 'Q4_0');
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  return values / Math.max(ms, 1e-3);
+  let slowestMs = 1e-3;
+  for (const dtype of MATRIX_DTYPES.filter((d) => isQuantized(d))) {
+    const start = process.hrtime.bigint();
+    encodeTensor(decodeTensor(bf16, 'BF16', values), tensorDtype(dtype));
+    slowestMs = Math.max(slowestMs, Number(process.hrtime.bigint() - start) / 1e6);
+  }
+  return values / slowestMs;
 }
 
 /** Writes `loaded` at `classes` into `outDir` (plan.json, weights, tokenizer files); returns the new plan.json. */

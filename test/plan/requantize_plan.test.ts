@@ -13,11 +13,11 @@ import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
 
 afterAll(removeTempDirs);
 
-// Rows of 32 weights (hidden and expert sizes) so that every class can be stored as blocks; a shared expert and an
+// Rows of 64 weights (hidden and expert sizes) so that every quantized type can store them; a shared expert and an
 // untied LM head so that every tensor class is present.
 const config: ModelConfig = {
-  vocab_size: 300, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1,
-  num_experts: 4, moe_intermediate_size: 32, shared_expert_intermediate_size: 32, num_experts_per_tok: 2,
+  vocab_size: 300, hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1,
+  num_experts: 4, moe_intermediate_size: 64, shared_expert_intermediate_size: 32, num_experts_per_tok: 2,
   max_position_embeddings: 64, rope_theta: 10000, rms_norm_eps: 1e-6, tie_word_embeddings: false,
 };
 
@@ -25,10 +25,10 @@ describe('writePlanWithClassDtypes', () => {
   const source = writeRandomPlan(tempDir('requantize-src'), config, { dtype: 'bf16', seed: 3, k: 2 });
   const original = readSafetensors(source.weightsPath);
 
-  test.each(['q8_0', 'q4_0'] as const)('experts at %s: their values are the bf16 plan re-encoded, every other tensor the same bytes', (dtype) => {
+  test.each(['q8_0', 'q4_0', 'q3_a', 'q2_a'] as const)('experts at %s: their values are the bf16 plan re-encoded, every other tensor the same bytes', (dtype) => {
     const dir = tempDir('requantize-out');
     // chunks of 3 rows: a tensor is re-encoded in several pieces, the last one short
-    const written = writePlanWithClassDtypes(source, dir, { experts: dtype, attention: 'bf16' }, 100);
+    const written = writePlanWithClassDtypes(source, dir, { experts: dtype, attention: 'bf16' }, 200);
     const loaded = readPlan(dir); // validates every tensor's storage shape and the file's end
     expect(loaded.plan).toEqual(written);
     expect(loaded.plan.dtypes).toEqual({ experts: dtype, attention: 'bf16' });
