@@ -5,11 +5,17 @@
  *
  *   node dist/bench/runtime.js [--dir checkpoints/bench/runtime] [--threads N] [--batches 1,4,16,64]
  *                              [--prefill-tokens 512] [--decode-steps 6] [--expert-dtype bf16|q8|q4|…] [--attn-dtype …] [--quick] [--json FILE] [--write-only]
+ *                              [--shape ds-moe-1b|ds-moe-3b|ds-moe-6b|config.json] [--modes sparse,dense]
  *
  * `--write-only` writes (or finds) the plan and exits, so that writing it stays outside a benchmark lock.
  * `--expert-dtype` / `--attn-dtype` store the routed experts / the attention projections at another dtype of
  * `dsmoe convert` (the rest stays bf16), in a plan folder of its own (`<dir>-<experts>[-attn-<attention>]`); batch-1
  * decode weight traffic then counts their block bytes.
+ *
+ * `--shape` benchmarks a paper shape (src/report/paper_shapes.ts: its k from the paper's active share) instead of
+ * the ~1 GB default; its plan goes to checkpoints/bench/runtime-<shape> unless --dir says otherwise.
+ * Every row also says where the time goes (the runtime's per-op timer, sampling included for decode) and the page
+ * faults taken while decoding.
  *
  * Figures and the targets they are held to (issue 4):
  *   - decode speedup sparse/dense at batch 1 vs ideal (dense ÷ active weight bytes per token), target ≥ 0.9 × ideal;
@@ -26,8 +32,11 @@ import { readPlan } from '../plan/read_plan';
 import { writeRandomPlan } from '../plan/random_plan';
 import type { ModelConfig } from '../model/config';
 import { loadNative, type NativeContext, type RoutingOverride } from '../runtime/native';
+import type { RawOpTimes } from '../runtime/op_times';
 import { nativeSpec } from '../runtime/spec';
-import { pageFaultsDuring } from './page_faults';
+import { pageFaultsDuring } from '../runtime/page_faults';
+import { formatOpShares, opBreakdown, OPS, type OpBreakdown, type OpProbe } from '../runtime/op_times';
+import { resolveShape } from '../report/paper_shapes';
 
 // ~1.08 GB of bf16 weights: 8 layers × 32 experts of 3·1024·640, GQA attention, untied 8192-token LM head.
 const BENCH_CONFIG: ModelConfig = {
@@ -61,6 +70,8 @@ interface Args {
   expertDtype: MatrixDtype;
   attnDtype: MatrixDtype;
   writeOnly: boolean;
+  shape?: string;
+  modes: ('sparse' | 'dense')[];
 }
 
 function parseArgs(argv: string[]): Args {
@@ -77,7 +88,9 @@ function parseArgs(argv: string[]): Args {
   const experts = classFlag('--expert-dtype');
   const attention = classFlag('--attn-dtype');
   const suffix = (experts === 'bf16' ? '' : `-${experts}`) + (attention === 'bf16' ? '' : `-attn-${attention}`);
-  const defaultDir = path.join('checkpoints', 'bench', quick ? 'runtime-quick' : 'runtime') + suffix;
+  const shape = value('--shape');
+  const base = shape ? `runtime-${path.basename(shape).replace(/\.json$/, '')}` : quick ? 'runtime-quick' : 'runtime';
+  const defaultDir = path.join('checkpoints', 'bench', base) + suffix;
   const args: Args = {
     expertDtype: matrixDtypeOfFlag(experts),
     attnDtype: matrixDtypeOfFlag(attention),
@@ -89,14 +102,17 @@ function parseArgs(argv: string[]): Args {
     decodeSteps: Number(value('--decode-steps') ?? 6),
     quick,
     json: value('--json'),
+    shape,
+    modes: (value('--modes') ?? 'sparse,dense').split(',') as Args['modes'],
   };
+  if (!args.modes.length || !args.modes.every((m) => m === 'sparse' || m === 'dense')) throw new Error('--modes must list sparse and/or dense');
   if (!args.batches.every((b) => Number.isInteger(b) && b >= 1)) throw new Error('--batches must be positive integers');
   if (!(args.decodeSteps >= 1 && args.prefillTokens >= 1 && args.threads >= 0)) throw new Error('bad --decode-steps / --prefill-tokens / --threads');
   return args;
 }
 
-/** Reuses the plan folder when it holds a plan of this shape and expert dtype, else writes it (≈ 1 GB in bf16, once). */
-function benchPlan(dir: string, config: ModelConfig, experts: MatrixDtype, attention: MatrixDtype): LoadedPlan {
+/** Reuses the plan folder when it holds a plan of this shape and expert dtype, else writes it (≈ 1 GB in bf16 for the default shape, once). */
+function benchPlan(dir: string, config: ModelConfig, k: number, experts: MatrixDtype, attention: MatrixDtype): LoadedPlan {
   if (fs.existsSync(path.join(dir, 'plan.json'))) {
     try {
       const loaded = readPlan(dir);
@@ -108,7 +124,7 @@ function benchPlan(dir: string, config: ModelConfig, experts: MatrixDtype, atten
   }
   process.stderr.write(`bench: writing a random-init bf16 plan (experts ${experts}, attention ${attention}) to ${dir} ...\n`);
   fs.rmSync(dir, { recursive: true, force: true });
-  return writeRandomPlan(dir, config, { dtype: 'bf16', dtypes: { experts, attention }, seed: 1, k: TOP_K });
+  return writeRandomPlan(dir, config, { dtype: 'bf16', dtypes: { experts, attention }, seed: 1, k });
 }
 
 const now = () => performance.now() / 1000;
@@ -148,6 +164,8 @@ interface Row {
   decode_cpu_share: number;
   decode_minor_faults: number; // page faults during the decode run (a reclaimed mmap'd plan shows here)
   decode_major_faults: number;
+  prefill_ops_ms?: OpBreakdown['ms_per_call']; // where a prefill call's time goes, per op (native phase timer)
+  decode_ops_ms?: OpBreakdown['ms_per_call']; // per timed decode step, the sampler of each row included
 }
 
 async function prefill(ctx: NativeContext, V: number, batch: number, seq: number, routing?: RoutingOverride): Promise<number> {
@@ -161,26 +179,46 @@ async function prefill(ctx: NativeContext, V: number, batch: number, seq: number
   return now() - t0;
 }
 
-async function decode(ctx: NativeContext, V: number, batch: number, steps: number, routing?: RoutingOverride): Promise<number> {
+/**
+ * Median decode step time (seconds) after a DECODE_CONTEXT-token prefill; each step's rows are sampled (not part of
+ * the step time) and fed back. With a probe, also the per-op time of the timed steps, sampling included.
+ */
+async function decode(
+  ctx: NativeContext, V: number, batch: number, steps: number, routing?: RoutingOverride, probe?: OpProbe,
+): Promise<{ stepS: number; ops: OpBreakdown | null }> {
   await prefill(ctx, V, batch, DECODE_CONTEXT, routing);
   const slots = new Int32Array(batch).map((_, s) => s);
   const rows = slots.slice();
   const times: number[] = [];
+  let tokens = randomTokens(batch, V);
+  let before: RawOpTimes | null = null;
+  let samplingS = 0;
   for (let step = 0; step <= steps; step++) {
+    if (step === 1) before = probe?.read() ?? null; // step 0 warms caches and pages
     const positions = new Int32Array(batch).fill(DECODE_CONTEXT + step);
     const t0 = now();
-    await ctx.evaluate(randomTokens(batch, V), slots, positions, rows, routing);
-    if (step > 0) times.push(now() - t0); // step 0 warms caches and pages
+    const logits = await ctx.evaluate(tokens, slots, positions, rows, routing);
+    if (step > 0) times.push(now() - t0);
+    if (probe?.sample) {
+      const sample = probe.sample.bind(probe);
+      const s0 = now();
+      tokens = Int32Array.from({ length: batch }, (_, b) => sample(logits.subarray(b * V, (b + 1) * V), step));
+      if (step > 0) samplingS += now() - s0;
+    } else {
+      tokens = randomTokens(batch, V);
+    }
   }
   times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]; // median step
+  return { stepS: times[Math.floor(times.length / 2)], ops: probe ? opBreakdown(before, probe.read(), samplingS) : null }; // median step
 }
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const config = args.quick ? QUICK_CONFIG : BENCH_CONFIG;
+  const shape = args.shape ? resolveShape(args.shape) : null;
+  const config = shape ? shape.config : args.quick ? QUICK_CONFIG : BENCH_CONFIG;
+  const topK = shape ? shape.k : TOP_K;
   const addon = loadNative();
-  const loaded = benchPlan(args.dir, config, args.expertDtype, args.attnDtype);
+  const loaded = benchPlan(args.dir, config, topK, args.expertDtype, args.attnDtype);
   if (args.writeOnly) return; // the plan written (or found), so that the timed run can start at once
   const cost = loaded.plan.cost;
   const weightBytes = fs.statSync(loaded.weightsPath).size;
@@ -192,7 +230,11 @@ async function main(): Promise<void> {
   const peak = [peak0.value];
   const peakShares = [peak0.share];
   const bandwidthShares = [bw0.share];
-  const model = new addon.NativeModel(nativeSpec(loaded, threads));
+  const model = new addon.NativeModel({ ...nativeSpec(loaded, threads), profileOps: true });
+  const probe: OpProbe = {
+    read: () => model.opTimes(),
+    sample: (row, counter) => addon.kernels.sample(row, 0.8, 0.95, 1, counter), // temperature 0.8, top-p 0.95
+  };
   const maxBatch = Math.max(...args.batches);
   const ctx = model.newContext(maxBatch, Math.max(args.prefillTokens, DECODE_CONTEXT + args.decodeSteps + 2));
   const V = config.vocab_size;
@@ -206,24 +248,31 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [];
   const attnFlops = cost.attention_flops_per_context_token ?? 0;
-  for (const mode of ['sparse', 'dense'] as const) {
+  for (const mode of args.modes) {
     const routing: RoutingOverride | undefined = mode === 'dense' ? { mode: 'dense' } : undefined;
     const flopsPerToken = mode === 'dense' ? cost.dense_flops_per_token : cost.active_flops_per_token;
     const bytesPerToken = mode === 'dense' ? cost.dense_weight_bytes_per_token : cost.active_weight_bytes_per_token;
     for (const batch of args.batches) {
       const seq = Math.max(1, Math.floor(args.prefillTokens / batch));
       const T = batch * seq;
+      // The best of two sparse prefills (one dense: they are slow), with the op times of that call.
+      let prefillOps = null as OpBreakdown | null;
       const p = await withCpuShare(threads, async () => {
-        let best = await prefill(ctx, V, batch, seq, routing);
-        if (mode === 'sparse') best = Math.min(best, await prefill(ctx, V, batch, seq, routing));
+        let best = Infinity;
+        for (let call = 0; call < (mode === 'sparse' ? 2 : 1); call++) {
+          const before = model.opTimes();
+          const seconds = await prefill(ctx, V, batch, seq, routing);
+          if (seconds < best) [best, prefillOps] = [seconds, opBreakdown(before, model.opTimes())];
+        }
         return best;
       });
       const prefillS = p.value;
       // Attention FLOPs: each token attends to its position + 1 keys.
       const flops = T * flopsPerToken + batch * attnFlops * ((seq * (seq + 1)) / 2);
-      const decFaults = await pageFaultsDuring(() => withCpuShare(threads, () => decode(ctx, V, batch, args.decodeSteps, routing)));
+      const decFaults = await pageFaultsDuring(() => withCpuShare(threads, () => decode(ctx, V, batch, args.decodeSteps, routing, probe)));
       const dec = decFaults.value;
-      const stepS = dec.value;
+      const stepS = dec.value.stepS;
+      const decodeOps = dec.value.ops;
       const row: Row = {
         mode,
         batch,
@@ -236,13 +285,17 @@ async function main(): Promise<void> {
         decode_cpu_share: dec.share,
         decode_minor_faults: decFaults.faults.minor,
         decode_major_faults: decFaults.faults.major,
+        ...(prefillOps ? { prefill_ops_ms: prefillOps.ms_per_call } : {}),
+        ...(decodeOps ? { decode_ops_ms: decodeOps.ms_per_call } : {}),
       };
       if (batch === 1) row.decode_weight_gbs = bytesPerToken / stepS / 1e9;
       rows.push(row);
       process.stderr.write(
         `bench: ${mode} batch ${batch}: prefill ${row.prefill_tok_s.toFixed(0)} tok/s (${row.prefill_gflops.toFixed(1)} GFLOP/s), ` +
           `decode ${row.decode_tok_s.toFixed(1)} tok/s (${row.decode_step_ms.toFixed(1)} ms/step); ` +
-          `CPU share ${pct(p.share)} / ${pct(dec.share)}; page faults ${row.decode_minor_faults} minor / ${row.decode_major_faults} major\n`,
+          `CPU share ${pct(p.share)} / ${pct(dec.share)}; page faults ${row.decode_minor_faults} minor / ${row.decode_major_faults} major` +
+          (decodeOps ? `; decode step: ${formatOpShares(decodeOps, row.decode_step_ms)}` : '') +
+          '\n',
       );
     }
   }
@@ -291,7 +344,7 @@ async function main(): Promise<void> {
 
   const lines = [
     `Runtime benchmark: ${summary.weights_gb.toFixed(2)} GB random-init plan, bf16 with experts ${args.expertDtype}, attention ${args.attnDtype} (${config.num_hidden_layers} layers, ` +
-      `${config.num_experts} experts of ${config.moe_intermediate_size}, d ${config.hidden_size}, top-${TOP_K}), ${threads} threads, ${info.simd}`,
+      `${config.num_experts} experts of ${config.moe_intermediate_size}, d ${config.hidden_size}, top-${topK}${shape ? `, shape ${shape.name}` : ''}), ${threads} threads, ${info.simd}`,
     `Measured limits: triad bandwidth ${bw.toFixed(1)} GB/s, FMA peak ${fma.toFixed(1)} GFLOP/s`,
     '',
     '| mode | batch | prefill tokens/call | prefill tok/s | prefill GFLOP/s | % of peak | decode tok/s | ms/step | weight GB/s (b=1) | % of bandwidth | CPU share prefill / decode |',
@@ -303,6 +356,7 @@ async function main(): Promise<void> {
         `${pct(r.prefill_cpu_share)} / ${pct(r.decode_cpu_share)} |`,
     ),
     '',
+    ...opTable(rows),
     'Targets:',
     `- sparse/dense decode speedup at batch 1: ${speedup.toFixed(2)}× vs ideal ${ideal.toFixed(2)}× = ${pct(summary.speedup_vs_ideal)} of ideal (target ≥ 90%)`,
     `- batch-1 decode weight traffic: sparse ${pct(summary.sparse_decode_bandwidth_fraction)}, dense ${pct(summary.dense_decode_bandwidth_fraction)} of measured bandwidth (target ≥ 80%)`,
@@ -313,6 +367,27 @@ async function main(): Promise<void> {
   ];
   process.stdout.write(lines.join('\n') + '\n');
   if (args.json) fs.writeFileSync(args.json, JSON.stringify({ summary, rows }, null, 2) + '\n');
+}
+
+/** Where the time goes: ms per call of each op (runtime's phase timer; decode rows include sampling), and the rest. */
+function opTable(rows: readonly Row[]): string[] {
+  const timed = rows.flatMap((r) => [
+    ...(r.prefill_ops_ms ? [{ r, phase: 'prefill', ops: r.prefill_ops_ms, callMs: r.prefill_tokens / r.prefill_tok_s * 1e3 }] : []),
+    ...(r.decode_ops_ms ? [{ r, phase: 'decode', ops: r.decode_ops_ms, callMs: r.decode_step_ms }] : []),
+  ]);
+  if (!timed.length) return [];
+  const cols = OPS.filter((op) => timed.some((t) => (t.ops[op] ?? 0) > 0));
+  return [
+    'Where the time goes (ms per call; "other" = call time − the ops: buffers, the addon, pool wake-ups):',
+    '',
+    `| mode | batch | phase | ${cols.join(' | ')} | other | call ms |`,
+    `|---|---|---|${cols.map(() => '---|').join('')}---|---|`,
+    ...timed.map(({ r, phase, ops, callMs }) => {
+      const sum = cols.reduce((acc, op) => acc + (op === 'sampling' ? 0 : ops[op] ?? 0), 0);
+      return `| ${r.mode} | ${r.batch} | ${phase} | ${cols.map((op) => ops[op]?.toFixed(2) ?? '').join(' | ')} | ${(callMs - sum).toFixed(2)} | ${callMs.toFixed(2)} |`;
+    }),
+    '',
+  ];
 }
 
 main().catch((error) => {

@@ -34,9 +34,18 @@ export function nativeReportRuntime(
         slots: options.slots,
         maxContext: options.maxContext,
         expertCache: cache,
+        profileOps: true, // a few clock reads per layer against milliseconds per call: the report always says where time goes
       });
       process.stderr.write(`device: ${device}\n`);
-      return { context, threads: model.info().threads, dispose: () => model.dispose() };
+      return {
+        context,
+        threads: model.info().threads,
+        dispose: () => model.dispose(),
+        probe: {
+          read: () => model.opTimes(),
+          sample: (row, counter) => addon.kernels.sample(row, 0.8, 0.95, 1, counter), // temperature 0.8, top-p 0.95
+        },
+      };
     },
     timeMoeLayer: (shape, options) => timeMoeLayer(addon, shape, { ...options, threads: options.threads ?? useThreads }),
   };

@@ -1,4 +1,6 @@
 import type { ReportJson } from './report_json';
+import type { ThroughputRow } from './throughput';
+import { OPS } from '../runtime/op_times';
 import { fixed, formatBytes, formatCount, markdownTable, percent } from './format';
 import { expertPools, parameterCounts, preGated, withoutDefaults } from '../model/config';
 
@@ -16,6 +18,35 @@ export function headline(report: ReportJson): string {
     );
   }
   return parts.join(', ');
+}
+
+/**
+ * The per-op table: milliseconds per call of each op (the runtime's phase timer; decode includes sampling every
+ * row), the rest of the call, and the page faults taken during the timed calls. Empty when nothing was timed.
+ */
+export function whereTheTimeGoes(report: Pick<ReportJson, 'throughput'>): string[] {
+  const rows = report.throughput.filter((r) => r.ops_ms);
+  if (!rows.length) return [];
+  const ops = OPS.filter((op) => rows.some((r) => (r.ops_ms?.[op] ?? 0) > 0));
+  const faults = (r: ThroughputRow) => (r.page_faults ? `${r.page_faults.minor} / ${r.page_faults.major}` : 'n/a');
+  return [
+    '## Where the time goes',
+    '',
+    markdownTable(
+      ['mode', 'phase', 'batch', ...ops.map((op) => `${op} ms`), 'other ms', 'call ms', 'page faults minor / major'],
+      rows.map((r) => {
+        const timed = ops.reduce((sum, op) => sum + (op === 'sampling' ? 0 : r.ops_ms?.[op] ?? 0), 0);
+        return [r.mode, r.phase, String(r.batch), ...ops.map((op) => fixed(r.ops_ms?.[op], 2)), fixed(r.mean_ms - timed, 2), fixed(r.mean_ms, 2), faults(r)];
+      }),
+    ),
+    '',
+    'Mean milliseconds per call of each phase of the forward pass, timed inside the runtime; sampling (every row of ' +
+      'each decode step, temperature 0.8, top-p 0.95) runs after the call and is not part of its time. "other" is the ' +
+      'call time the phases do not account for: buffers, the trip through the addon, thread wake-ups. Page faults ' +
+      'are the process\'s during the timed calls, over all repeats: more than a few on a warm plan mean its mapping ' +
+      'was reclaimed (see `--residency`).',
+    '',
+  ];
 }
 
 export function reportMarkdown(report: ReportJson): string {
@@ -115,6 +146,8 @@ export function reportMarkdown(report: ReportJson): string {
     ),
     '',
   );
+
+  out.push(...whereTheTimeGoes(report));
 
   out.push('## Against the machine', '');
   out.push(

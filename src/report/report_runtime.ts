@@ -1,6 +1,7 @@
 import type { EvaluationContext } from './engine';
 import type { MachineProbe } from './machine';
 import type { OurLayerTiming, PeerShape } from './peer_pytorch';
+import type { OpProbe } from '../runtime/op_times';
 
 /**
  * What the report needs from the runtime, as one injectable object: the CLI builds it from the native addon
@@ -10,6 +11,8 @@ export interface OpenedPlan {
   context: EvaluationContext;
   threads: number;
   dispose(): void;
+  /** Per-op counters and the sampler: the throughput rows then say where the time goes (absent: not measured). */
+  probe?: OpProbe;
 }
 
 export interface ReportRuntime {

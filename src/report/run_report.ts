@@ -102,6 +102,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
     });
     try {
       const { context } = opened;
+      if (opened.probe) settings.probe = opened.probe;
       let machine: MachineReport;
       let machineMs: number;
       if (options.machine) {

@@ -1,5 +1,7 @@
 import { EvaluationContext, ReportMode, routingFor } from './engine';
 import { mean, percentile, summarize } from './statistics';
+import { mergeBreakdowns, opBreakdown, type OpBreakdown, type OpName, type OpProbe } from '../runtime/op_times';
+import { pageFaultsDuring, type PageFaults } from '../runtime/page_faults';
 
 /**
  * Prefill and decode timing at several batch sizes, dense and sparse alternating in one process.
@@ -22,6 +24,8 @@ export interface ThroughputSettings {
   seed: number;
   /** Milliseconds on a monotonic clock; tests pass a virtual one to make timings exact. */
   clock?: () => number;
+  /** The runtime's per-op counters and sampler: rows then say where each call's time goes. */
+  probe?: OpProbe;
 }
 
 export interface ThroughputRow {
@@ -35,6 +39,10 @@ export interface ThroughputRow {
   samples: number;
   /** Mean call time of each timed repeat, in repeat order: pairs with the other mode's for a drift-free ratio. */
   repeat_mean_ms: number[];
+  /** Milliseconds per call of each op (the runtime's phase timer; decode includes sampling each row), when timed. */
+  ops_ms?: Partial<Record<OpName, number>>;
+  /** Page faults of the process during the timed calls, summed over repeats (a reclaimed mapping shows here). */
+  page_faults?: PageFaults;
 }
 
 /** Number of timed units (prefill+decode runs) `measureThroughput` performs, for the progress bar. */
@@ -64,6 +72,10 @@ function nowMs(): number {
 export interface RunTimes {
   prefillMs: number;
   decodeMs: number[];
+  prefillOps: OpBreakdown | null;
+  decodeOps: OpBreakdown | null;
+  prefillFaults: PageFaults;
+  decodeFaults: PageFaults;
 }
 
 /** One unit of the loop: a prefill of batch × promptLen tokens, then decodeSteps decode calls; call times in ms. */
@@ -82,22 +94,45 @@ export async function runOnce(context: EvaluationContext, mode: ReportMode, batc
   }
   const lastRows = Int32Array.from({ length: batch }, (_, b) => b * T + T - 1);
   const now = s.clock ?? nowMs;
-  const start = now();
-  await context.evaluate(tokens, slots, positions, lastRows, routing);
-  const prefillMs = now() - start;
+  const probe = s.probe;
+  const ops0 = probe?.read() ?? null;
+  const prefill = await pageFaultsDuring(async () => {
+    const start = now();
+    await context.evaluate(tokens, slots, positions, lastRows, routing);
+    return now() - start;
+  });
+  const ops1 = probe?.read() ?? null;
 
-  const decodeMs: number[] = [];
+  // The sampler runs on every row of each step, as generation would, but outside the timed call; the tokens fed
+  // back are the fixed stream, so both modes see identical inputs.
   const stepSlots = Int32Array.from({ length: batch }, (_, b) => b);
   const allRows = Int32Array.from({ length: batch }, (_, b) => b);
   const stepTokens = promptTokens(batch, s.decodeSteps, s.vocabSize, s.seed + 7919 * batch);
-  for (let step = 0; step < s.decodeSteps; step++) {
-    const next = stepTokens.subarray(step * batch, (step + 1) * batch);
-    const stepPositions = new Int32Array(batch).fill(T + step);
-    const t0 = now();
-    await context.evaluate(next, stepSlots, stepPositions, allRows, routing);
-    decodeMs.push(now() - t0);
-  }
-  return { prefillMs, decodeMs };
+  let samplingMs = 0;
+  const decode = await pageFaultsDuring(async () => {
+    const times: number[] = [];
+    for (let step = 0; step < s.decodeSteps; step++) {
+      const next = stepTokens.subarray(step * batch, (step + 1) * batch);
+      const stepPositions = new Int32Array(batch).fill(T + step);
+      const t0 = now();
+      const logits = await context.evaluate(next, stepSlots, stepPositions, allRows, routing);
+      times.push(now() - t0);
+      if (probe?.sample) {
+        const s0 = nowMs();
+        for (let b = 0; b < batch; b++) probe.sample(logits.subarray(b * s.vocabSize, (b + 1) * s.vocabSize), step);
+        samplingMs += nowMs() - s0;
+      }
+    }
+    return times;
+  });
+  return {
+    prefillMs: prefill.value,
+    decodeMs: decode.value,
+    prefillOps: opBreakdown(ops0, ops1),
+    decodeOps: opBreakdown(ops1, probe?.read() ?? null, probe?.sample ? samplingMs / 1e3 : undefined),
+    prefillFaults: prefill.faults,
+    decodeFaults: decode.faults,
+  };
 }
 
 export async function measureThroughput(
@@ -109,6 +144,17 @@ export async function measureThroughput(
   const prefill = new Map<string, number[]>();
   const decode = new Map<string, number[]>();
   const decodeRepeatMeans = new Map<string, number[]>();
+  const ops = new Map<string, OpBreakdown[]>(); // by key and phase
+  const faults = new Map<string, PageFaults>();
+  const add = (k: string, breakdown: OpBreakdown | null, pf: PageFaults) => {
+    if (breakdown) ops.set(k, [...(ops.get(k) ?? []), breakdown]);
+    const sum = faults.get(k) ?? { minor: 0, major: 0 };
+    faults.set(k, { minor: sum.minor + pf.minor, major: sum.major + pf.major });
+  };
+  const measured = (k: string) => {
+    const merged = mergeBreakdowns(ops.get(k) ?? []);
+    return { ...(merged ? { ops_ms: merged.ms_per_call } : {}), ...(faults.has(k) ? { page_faults: faults.get(k) } : {}) };
+  };
   const key = (mode: ReportMode, batch: number) => `${mode}/${batch}`;
   for (let repeat = -1; repeat < settings.repeats; repeat++) {
     const order = repeat % 2 === 1 ? [...modes].reverse() : modes;
@@ -121,6 +167,8 @@ export async function measureThroughput(
         prefill.set(k, [...(prefill.get(k) ?? []), times.prefillMs]);
         decode.set(k, [...(decode.get(k) ?? []), ...times.decodeMs]);
         decodeRepeatMeans.set(k, [...(decodeRepeatMeans.get(k) ?? []), mean(times.decodeMs)]);
+        add(`${k}/prefill`, times.prefillOps, times.prefillFaults);
+        add(`${k}/decode`, times.decodeOps, times.decodeFaults);
       }
     }
   }
@@ -134,6 +182,7 @@ export async function measureThroughput(
         tokens_per_s: (batch * settings.promptLen) / (p.mean / 1000),
         p50_ms: p.p50, p95_ms: p.p95, mean_ms: p.mean, samples: p.count,
         repeat_mean_ms: prefill.get(key(mode, batch)) ?? [],
+        ...measured(`${key(mode, batch)}/prefill`),
       });
       const d = summarize(decode.get(key(mode, batch)) ?? []);
       rows.push({
@@ -141,6 +190,7 @@ export async function measureThroughput(
         tokens_per_s: batch / (d.mean / 1000),
         p50_ms: d.p50, p95_ms: d.p95, mean_ms: d.mean, samples: d.count,
         repeat_mean_ms: decodeRepeatMeans.get(key(mode, batch)) ?? [],
+        ...measured(`${key(mode, batch)}/decode`),
       });
     }
   }

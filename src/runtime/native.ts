@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import type { NativeExpertCacheSpec, RawExpertCacheStats } from './expert_cache';
+import type { RawOpTimes } from './op_times';
 
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
 export type WeightDtype = 'f32' | 'bf16' | 'f16';
@@ -61,6 +62,7 @@ export interface NativeModelSpec {
   threads: number; // 0 = all hardware threads
   expertCache?: NativeExpertCacheSpec; // absent: every expert resident in the mapping
   device?: 'cpu' | 'cuda'; // default 'cpu'; 'cuda' only when cpuInfo().cuda (src/runtime/backend.ts decides)
+  profileOps?: boolean; // time each phase of every forward (read with NativeModel.opTimes); off by default
 }
 
 export interface RoutingOverride {
@@ -103,6 +105,8 @@ export interface NativeModel {
   info(): { threads: number; dtype: TensorDtype; expertDtype: TensorDtype; attnDtype: TensorDtype; device: 'cpu' | 'cuda'; deviceName: string };
   /** Expert cache counters since the model was made; null when the experts are resident. */
   expertCacheStats(): RawExpertCacheStats | null;
+  /** Wall time per forward phase summed since the model was made; null unless the spec had profileOps (or on CUDA). */
+  opTimes(): RawOpTimes | null;
   dispose(): void;
 }
 

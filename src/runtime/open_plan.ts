@@ -15,6 +15,7 @@ export interface OpenPlanOptions {
   maxContext?: number; // positions per sequence; default config.max_position_embeddings
   withinTrainedContext?: boolean; // refuse a maxContext beyond max_position_embeddings (checked before allocating)
   expertCache?: ExpertCacheOptions; // read routed experts on demand into a fixed cache (absent: all resident)
+  profileOps?: boolean; // time each phase of every forward (NativeModel.opTimes; src/runtime/op_times.ts)
 }
 
 export interface OpenedPlan {
@@ -44,7 +45,10 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   if (backend.name === 'cuda' && options.expertCache) {
     throw new UserError(`--expert-cache is a CPU runtime option (on ${backend.describe} every expert is uploaded once); drop it or use --device cpu`);
   }
-  const spec = nativeSpec(loaded, threads, options.expertCache); // validates the cache size (UserError naming the flag)
+  const spec = {
+    ...nativeSpec(loaded, threads, options.expertCache), // validates the cache size (UserError naming the flag)
+    ...(options.profileOps ? { profileOps: true } : {}),
+  };
   const fileBytes = fs.statSync(loaded.weightsPath).size;
   // With an expert cache only the resident tensors and the cache's slots take memory: a plan may exceed the machine.
   const weightBytes = spec.expertCache ? residentWeightBytes(loaded.plan, fileBytes, spec.expertCache.slots) : fileBytes;

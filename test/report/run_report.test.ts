@@ -8,6 +8,7 @@ import type { EvaluationContext, RoutingOverride, RoutingStats } from '../../src
 import type { ReportRuntime } from '../../src/report/report_runtime';
 import { runReport } from '../../src/report/run_report';
 import { REQUIRED_REPORT_FIELDS, ReportJson } from '../../src/report/report_json';
+import { NATIVE_OPS, type RawOpTimes } from '../../src/runtime/op_times';
 
 /**
  * The whole report over a scripted runtime: a context whose call time, on a virtual clock, is proportional to the
@@ -39,6 +40,8 @@ const clock = () => virtualMs;
 class ScriptedContext implements EvaluationContext {
   counts = [new Int32Array(E), new Int32Array(E)];
   tokens = 0;
+  /** The runtime's phase counters, scripted: one unit of qkv per call, one unit of experts per distinct expert. */
+  ops: RawOpTimes = { forwards: 0, seconds: Object.fromEntries(NATIVE_OPS.map((op) => [op, 0])) as RawOpTimes['seconds'] };
 
   private expertsFor(routing?: RoutingOverride): number {
     if (!routing) return K;
@@ -59,6 +62,9 @@ class ScriptedContext implements EvaluationContext {
     }
     this.tokens += tokens.length;
     virtualMs += UNIT_MS * (1 + distinct.size);
+    this.ops.forwards += 1;
+    this.ops.seconds.qkv += UNIT_MS / 1e3;
+    this.ops.seconds.experts += (UNIT_MS * distinct.size) / 1e3;
     // The true next token is token+1; more experts put more logit mass on it.
     const logits = new Float32Array(outputRows.length * V);
     outputRows.forEach((row, r) => (logits[r * V + ((tokens[row] + 1) % V)] = n));
@@ -76,7 +82,11 @@ class ScriptedContext implements EvaluationContext {
 
 const runtime: ReportRuntime = {
   probe: { cpuInfo: () => ({ simd: 'avx2', threads: 2, cuda: false }), memoryBandwidthGBs: () => 10, peakGflops: () => 100 },
-  openPlan: async () => ({ context: new ScriptedContext(), threads: 2, dispose: () => undefined }),
+  openPlan: async () => {
+    const context = new ScriptedContext();
+    const probe = { read: () => structuredClone(context.ops), sample: (row: Float32Array) => row.indexOf(Math.max(...row)) };
+    return { context, threads: 2, dispose: () => undefined, probe };
+  },
 };
 
 describe('report pipeline over a scripted runtime', () => {
@@ -126,6 +136,18 @@ describe('report pipeline over a scripted runtime', () => {
       expect(row.p95_ms).toBeGreaterThanOrEqual(row.p50_ms);
       expect(row.samples).toBe(row.phase === 'prefill' ? 3 : 9);
     }
+    // Where the time goes: the scripted counters, per call, account for the whole call; faults are counted.
+    for (const row of report.throughput) {
+      expect(row.ops_ms?.qkv).toBeCloseTo(UNIT_MS, 9);
+      expect((row.ops_ms?.qkv ?? 0) + (row.ops_ms?.experts ?? 0)).toBeCloseTo(row.mean_ms, 9);
+      if (row.phase === 'decode') expect(row.ops_ms?.sampling).toBeGreaterThanOrEqual(0);
+      else expect(row.ops_ms?.sampling).toBeUndefined();
+      expect(row.page_faults?.minor).toBeGreaterThanOrEqual(0);
+    }
+    const decodeAt1 = (mode: string) => report.throughput.find((r) => r.mode === mode && r.phase === 'decode' && r.batch === 1);
+    expect(decodeAt1('dense')?.ops_ms?.experts).toBeCloseTo(E * UNIT_MS, 9);
+    expect(decodeAt1('sparse')?.ops_ms?.experts).toBeCloseTo(K * UNIT_MS, 9);
+    expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toContain('## Where the time goes');
     // scripted decode at batch 1: dense reads 1 + 4 units, sparse 1 + 1 → 2.5×
     expect(report.measured_speedup).toBeCloseTo(2.5, 12);
     const decode1 = report.throughput.find((r) => r.mode === 'sparse' && r.phase === 'decode' && r.batch === 1)!;

@@ -39,6 +39,7 @@ class CpuEngine : public Engine {
   void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const override { model_->stats(counts, tokens); }
   void reset_stats() override { model_->reset_stats(); }
   bool cache_stats(ExpertCacheStats* out) const override { return model_->cache_stats(out); }
+  bool op_times(OpTimes* out) const override { return model_->op_times(out); }
   std::vector<EarlyRouting> last_early_routing() const override { return model_->last_early_routing(); }
   const ModelSpec& spec() const override { return model_->spec(); }
   int threads() const override { return model_->threads(); }

@@ -30,6 +30,9 @@ class Engine {
   virtual void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const = 0;
   virtual void reset_stats() = 0;
   virtual bool cache_stats(ExpertCacheStats* out) const = 0;
+  // Wall time per forward phase (model.h Model::op_times); false where the spec did not ask for it or the device
+  // does not time its phases (CUDA).
+  virtual bool op_times(OpTimes* out) const { return false; }
   // The last forward's pre-gated routings (Megrez2; model.h EarlyRouting); empty where the engine has none.
   virtual std::vector<EarlyRouting> last_early_routing() const { return {}; }  // false when every expert is resident (CUDA: always)
   virtual const ModelSpec& spec() const = 0;

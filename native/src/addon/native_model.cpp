@@ -147,6 +147,7 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
     s.expert_cache.reload_every_step = c.Get("reloadEveryStep").ToBoolean();
     s.expert_cache.direct_io = c.Get("directIo").ToBoolean();
   }
+  s.profile_ops = js.Get("profileOps").ToBoolean();
   return s;
 }
 
@@ -156,7 +157,8 @@ Napi::Function NativeModel::Init(Napi::Env env) {
   return DefineClass(env, "NativeModel",
                      {InstanceMethod("newContext", &NativeModel::NewContext),
                       InstanceMethod("dispose", &NativeModel::Dispose), InstanceMethod("info", &NativeModel::Info),
-                      InstanceMethod("expertCacheStats", &NativeModel::ExpertCacheStats)});
+                      InstanceMethod("expertCacheStats", &NativeModel::ExpertCacheStats),
+                      InstanceMethod("opTimes", &NativeModel::OpTimes)});
 }
 
 NativeModel::NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
@@ -227,6 +229,21 @@ Napi::Value NativeModel::ExpertCacheStats(const Napi::CallbackInfo& info) {
   o.Set("predictedUsed", double(st.predicted_used));
   o.Set("demandedPredicted", double(st.demanded_predicted));
   o.Set("inFlight", double(st.in_flight));
+  return o;
+}
+
+// opTimes() → { forwards, seconds: { embedding, norm, … } } summed since the model was made, or null unless the
+// spec had profileOps (and on CUDA, which does not time its phases).
+Napi::Value NativeModel::OpTimes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::shared_ptr<Engine> m = engine(env);
+  dsmoe::OpTimes t;
+  if (!m->op_times(&t)) return env.Null();
+  Napi::Object seconds = Napi::Object::New(env);
+  for (int i = 0; i < int(Op::Count); ++i) seconds.Set(op_name(Op(i)), t.seconds[i]);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("forwards", double(t.forwards));
+  o.Set("seconds", seconds);
   return o;
 }
 

@@ -20,6 +20,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value ExpertCacheStats(const Napi::CallbackInfo& info);
+  Napi::Value OpTimes(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Engine> engine_;  // contexts share ownership, so dispose never frees weights under a running call
 };

@@ -245,6 +245,13 @@ void Model::set_early_routing_hook(EarlyRoutingHook hook) {
   early_hook_ = std::move(hook);
 }
 
+bool Model::op_times(OpTimes* out) const {
+  if (!spec_.profile_ops) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  *out = op_times_;
+  return true;
+}
+
 void Model::reset_stats() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& c : counts_) std::fill(c.begin(), c.end(), 0);
@@ -346,15 +353,19 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     select_experts(probs.data(), T, E, rule, E, ids, w, count);
   };
 
+  OpClock clock(s.profile_ops);  // after the buffers above: their allocation is in no phase
   embedding(pool, s.embed.data, s.embed.dtype, d, tokens.data(), T, h.data());
+  clock.lap(Op::Embedding);
   AttentionShape shape{H, KV, hd, size_t(cache.max_context()) * kvn};
   for (int l = 0; l < s.layers; ++l) {
     const LayerSpec& L = s.layer[l];
     // --- attention block
     rmsnorm(pool, h.data(), static_cast<const float*>(L.attn_norm.data), T, d, s.rms_eps, a.data());
+    clock.lap(Op::Norm);
     Epilogue with_bias;
     with_bias.bias = static_cast<const float*>(L.qkv_bias.data);
     linear(pool, a.data(), T, d, L.qkv.data, s.attn_dtype, qkvn, qkv.data(), qkvn, with_bias);
+    clock.lap(Op::Qkv);
     for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn, qn, q.data() + size_t(t) * qn);
     rope(pool, q.data(), T, H, hd, positions.data(), s.rope_theta);
     for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn + qn, kvn, kv.data() + size_t(t) * kvn);
@@ -367,12 +378,15 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
       std::copy_n(qkv.data() + size_t(t) * qkvn + qn + kvn, kvn, vc + at);
     }
     attention(pool, q.data(), kc, vc, slots.data(), positions.data(), T, shape, att.data());
+    clock.lap(Op::Attention);
     Epilogue residual;
     residual.accumulate = true;  // h += o·Woᵀ
     linear(pool, att.data(), T, qn, L.o.data, s.attn_dtype, d, h.data(), d, residual);
+    clock.lap(Op::AttnOut);
 
     // --- MoE block: router over all E experts, selection, grouped experts added straight into h
     rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());
+    clock.lap(Op::Norm);
     if (L.pre_gate) {
       // Routed one block early, from the previous layer's mlp_norm output (below): use exactly that selection.
       sel_ids.swap(next_ids);
@@ -401,12 +415,14 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),
                     rows.data(), row_w.data());
     for (int e = 0; e < E; ++e) counts_[l][e] += expert_count[e];
+    clock.lap(Op::Router);
     if (cache_) {
       moe_cached(l, a.data(), T, offsets.data(), rows.data(), row_w.data(), h.data(), h.data());
     } else {
       ExpertWeights ew{L.gate_up.data, L.down.data, s.expert_dtype, d, L.intermediate, slot_of_[l].data()};
       moe_ffn(pool, a.data(), T, ew, E, offsets.data(), rows.data(), row_w.data(), h.data());
     }
+    clock.lap(Op::Experts);
     if (L.shared_intermediate > 0) {
       const int Is = L.shared_intermediate;
       std::vector<float> gu(size_t(T) * 2 * Is), hs(size_t(T) * Is), gate(T);
@@ -422,6 +438,7 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
       ep.row_scale = gate.data();
       ep.accumulate = true;
       linear(pool, hs.data(), T, Is, L.shared_down.data, s.dtype, d, h.data(), d, ep);
+      clock.lap(Op::SharedExpert);
     }
   }
   tokens_ += T;
@@ -431,11 +448,17 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
   // --- final norm and LM head on the requested rows only
   const int R = int(output_rows.size());
   std::vector<float> logits(size_t(R) * s.vocab);  // [R, V]
-  if (R == 0) return logits;
+  if (R == 0) {
+    clock.add_to(op_times_);
+    return logits;
+  }
   std::vector<float> hr(size_t(R) * d);  // [R, d]
   for (int r = 0; r < R; ++r) std::copy_n(h.data() + size_t(output_rows[r]) * d, d, hr.data() + size_t(r) * d);
   rmsnorm(pool, hr.data(), static_cast<const float*>(s.norm.data), R, d, s.rms_eps, hr.data());
+  clock.lap(Op::Norm);
   linear(pool, hr.data(), R, d, s.lm_head.data, s.lm_head.dtype, s.vocab, logits.data(), s.vocab, Epilogue{});
+  clock.lap(Op::LmHead);
+  clock.add_to(op_times_);
   return logits;
 }
 

@@ -14,6 +14,7 @@
 #include "../kernels/kernels.h"
 #include "expert_cache.h"
 #include "mapped_file.h"
+#include "op_timer.h"
 
 namespace dsmoe {
 
@@ -71,6 +72,7 @@ struct ModelSpec {
   std::vector<LayerSpec> layer;
   int threads = 0;                // 0 = hardware threads
   ExpertCacheSpec expert_cache;
+  bool profile_ops = false;       // time every phase of the forward (op_timer.h); read with Model::op_times
 };
 
 // Per-call routing override (design.md §5): dense = every kept expert with its full probability.
@@ -112,6 +114,9 @@ class Model {
   void reset_stats();
   // Expert cache counters; false (and nothing written) when the experts are resident.
   bool cache_stats(ExpertCacheStats* out) const;
+  // Wall time per phase summed over every forward since the model was made; false (nothing written) unless the
+  // spec asked for it (profile_ops).
+  bool op_times(OpTimes* out) const;
 
   // The early routings of the last forward (one per pre-gated layer, in layer order), and the hook called when each
   // becomes known. Both empty for models without pre_gate.
@@ -137,6 +142,7 @@ class Model {
   mutable std::mutex mutex_;                   // one forward at a time per model (the pool is not re-entrant)
   std::vector<std::vector<int64_t>> counts_;   // [L][E]
   int64_t tokens_ = 0;
+  OpTimes op_times_;                           // summed over forwards when spec_.profile_ops
   std::vector<EarlyRouting> early_;            // of the last forward
   EarlyRoutingHook early_hook_;
 };

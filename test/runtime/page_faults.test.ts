@@ -1,4 +1,4 @@
-import { pageFaultsDuring } from '../../src/bench/page_faults';
+import { pageFaultsDuring } from '../../src/runtime/page_faults';
 
 describe('pageFaultsDuring', () => {
   it('counts the minor faults of touching fresh memory, and none when nothing is touched', async () => {
