@@ -6,6 +6,7 @@
  *   node dist/bench/runtime.js [--dir checkpoints/bench/runtime] [--threads N] [--batches 1,4,16,64]
  *                              [--prefill-tokens 512] [--decode-steps 6] [--expert-dtype bf16|q8|q4|…] [--attn-dtype …] [--quick] [--json FILE] [--write-only]
  *                              [--shape ds-moe-1b|ds-moe-3b|ds-moe-6b|config.json] [--modes sparse,dense]
+ *                              [--residency mmap|populate|mlock|read]
  *
  * `--write-only` writes (or finds) the plan and exits, so that writing it stays outside a benchmark lock.
  * `--expert-dtype` / `--attn-dtype` store the routed experts / the attention projections at another dtype of
@@ -33,6 +34,7 @@ import { writeRandomPlan } from '../plan/random_plan';
 import type { ModelConfig } from '../model/config';
 import { loadNative, type NativeContext, type RoutingOverride } from '../runtime/native';
 import type { RawOpTimes } from '../runtime/op_times';
+import { DEFAULT_RESIDENCY, parseResidency, type Residency } from '../runtime/residency';
 import { nativeSpec } from '../runtime/spec';
 import { pageFaultsDuring } from '../runtime/page_faults';
 import { formatOpShares, opBreakdown, OPS, type OpBreakdown, type OpProbe } from '../runtime/op_times';
@@ -72,6 +74,7 @@ interface Args {
   writeOnly: boolean;
   shape?: string;
   modes: ('sparse' | 'dense')[];
+  residency: Residency;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -104,6 +107,7 @@ function parseArgs(argv: string[]): Args {
     json: value('--json'),
     shape,
     modes: (value('--modes') ?? 'sparse,dense').split(',') as Args['modes'],
+    residency: parseResidency(value('--residency') ?? DEFAULT_RESIDENCY),
   };
   if (!args.modes.length || !args.modes.every((m) => m === 'sparse' || m === 'dense')) throw new Error('--modes must list sparse and/or dense');
   if (!args.batches.every((b) => Number.isInteger(b) && b >= 1)) throw new Error('--batches must be positive integers');
@@ -230,7 +234,10 @@ async function main(): Promise<void> {
   const peak = [peak0.value];
   const peakShares = [peak0.share];
   const bandwidthShares = [bw0.share];
-  const model = new addon.NativeModel({ ...nativeSpec(loaded, threads), profileOps: true });
+  const load0 = now();
+  const model = new addon.NativeModel({ ...nativeSpec(loaded, threads), profileOps: true, residency: args.residency });
+  const loadS = now() - load0;
+  if (model.info().residencyWarning) process.stderr.write(`warning: ${model.info().residencyWarning}\n`);
   const probe: OpProbe = {
     read: () => model.opTimes(),
     sample: (row, counter) => addon.kernels.sample(row, 0.8, 0.95, 1, counter), // temperature 0.8, top-p 0.95
@@ -241,10 +248,13 @@ async function main(): Promise<void> {
   const info = addon.cpuInfo();
   process.stderr.write(
     `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}, attention ${args.attnDtype}), ${threads} threads, ${info.simd}; ` +
-      `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s\n`,
+      `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s; weights ${args.residency}, loaded in ${loadS.toFixed(2)} s\n`,
   );
   // Touch every weight once (page faults of the fresh mapping are not part of any figure).
-  await decode(ctx, V, 1, 1, { mode: 'dense' });
+  const warm0 = now();
+  const warmup = await pageFaultsDuring(() => decode(ctx, V, 1, 1, { mode: 'dense' }));
+  const warmupS = now() - warm0;
+  process.stderr.write(`bench: first dense pass over every weight: ${warmupS.toFixed(2)} s, page faults ${warmup.faults.minor} minor / ${warmup.faults.major} major\n`);
 
   const rows: Row[] = [];
   const attnFlops = cost.attention_flops_per_context_token ?? 0;
@@ -322,6 +332,11 @@ async function main(): Promise<void> {
     expert_dtype: args.expertDtype,
     attn_dtype: args.attnDtype,
     active_weight_bytes_per_token: cost.active_weight_bytes_per_token,
+    residency: args.residency,
+    load_s: loadS, // NativeModel construction: mapping (and populating, locking or reading) the weights
+    first_pass_s: warmupS, // the first dense prefill + decode, which faults in whatever the load did not
+    first_pass_minor_faults: warmup.faults.minor,
+    first_pass_major_faults: warmup.faults.major,
     threads,
     simd: info.simd,
     bandwidth_gbs: bw,

@@ -2,6 +2,7 @@ import { loadNative, type KernelWeights, type NativeAddon } from '../runtime/nat
 import { openPlan } from '../runtime/open_plan';
 import type { ExpertCacheOptions } from '../runtime/expert_cache';
 import type { Device } from '../runtime/backend';
+import type { Residency } from '../runtime/residency';
 import { f32ToBf16 } from '../checkpoint/safetensors';
 import type { OpenedPlan, ReportRuntime } from './report_runtime';
 import type { OurLayerTiming, PeerShape } from './peer_pytorch';
@@ -14,11 +15,12 @@ import { mean, percentile } from './statistics';
  */
 export function nativeReportRuntime(
   threads?: number,
-  options: { bandwidthBytesPerArray?: number; expertCache?: ExpertCacheOptions; device?: Device } = {},
+  options: { bandwidthBytesPerArray?: number; expertCache?: ExpertCacheOptions; device?: Device; residency?: Residency } = {},
 ): ReportRuntime {
   const addon = loadNative();
   const useThreads = threads && threads > 0 ? threads : addon.cpuInfo().threads;
   const cache = options.expertCache; // every plan the report runs reads its experts through the cache
+  const residency = options.residency; // how every plan the report opens holds its weights
   const runtimeDevice = options.device ?? 'cpu'; // the report compares with the CPU's measured limits
   return {
     probe: {
@@ -34,12 +36,14 @@ export function nativeReportRuntime(
         slots: options.slots,
         maxContext: options.maxContext,
         expertCache: cache,
+        residency,
         profileOps: true, // a few clock reads per layer against milliseconds per call: the report always says where time goes
       });
       process.stderr.write(`device: ${device}\n`);
       return {
         context,
         threads: model.info().threads,
+        residency: model.info().residency,
         dispose: () => model.dispose(),
         probe: {
           read: () => model.opTimes(),

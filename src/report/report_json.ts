@@ -30,7 +30,11 @@ export interface ReportJson {
     layers_note: string | null; // set when --layers shrank a paper shape
   };
   machine: MachineReport;
-  settings: { batches: number[]; prompt_len: number; decode_steps: number; repeats: number; warmup_rounds: number; threads: number };
+  settings: {
+    batches: number[]; prompt_len: number; decode_steps: number; repeats: number; warmup_rounds: number; threads: number;
+    /** How the plan's weights were held in memory (--residency), when the runtime says. */
+    residency?: string;
+  };
   /** Per mode: dense = the same plan with every kept expert (routing override), sparse = the plan's own routing. */
   quality: Record<ReportMode, Quality> | null;
   /** The dense checkpoint through the JS reference forward on a subset of windows, with the plan's dense mode on the same subset. */

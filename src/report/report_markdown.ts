@@ -55,7 +55,9 @@ export function reportMarkdown(report: ReportJson): string {
   const title = report.kind === 'random-init' ? `Speed report: ${report.sources.shape} (random init)` : 'Speedup report: dense vs sparse';
   out.push(`# ${title}`, '', `**${headline(report)}.**`, '');
   out.push(
-    `Machine: ${m.cpu}, ${m.cores} logical CPUs (${m.simd}), ${report.settings.threads} runtime threads, ` +
+    `Machine: ${m.cpu}, ${m.cores} logical CPUs (${m.simd}), ${report.settings.threads} runtime threads` +
+      (report.settings.residency ? ` (weights: ${report.settings.residency})` : '') +
+      ', ' +
       `${fixed(m.total_memory_gb, 1)} GiB RAM; measured in this run: memory bandwidth ${fixed(m.memory_bandwidth_gbs, 1)} GB/s ` +
       `(triad), FMA peak ${fixed(m.peak_gflops, 1)} GFLOP/s. Node ${m.node}, ${m.platform}. ${report.created}.`,
     '',

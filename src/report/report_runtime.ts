@@ -13,6 +13,8 @@ export interface OpenedPlan {
   dispose(): void;
   /** Per-op counters and the sampler: the throughput rows then say where the time goes (absent: not measured). */
   probe?: OpProbe;
+  /** How the weights are held in memory (src/runtime/residency.ts), when the runtime says. */
+  residency?: string;
 }
 
 export interface ReportRuntime {

@@ -267,6 +267,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
         settings: {
           batches: settings.batches, prompt_len: settings.promptLen, decode_steps: settings.decodeSteps,
           repeats: settings.repeats, warmup_rounds: 1, threads: opened.threads,
+          ...(opened.residency ? { residency: opened.residency } : {}),
         },
         quality,
         reference_check: referenceCheck,

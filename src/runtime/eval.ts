@@ -10,6 +10,7 @@ import { loadAnyTokenizer } from '../interop/hf_tokenizer';
 import type { Device } from './backend';
 import { SparseModel, type RuntimeMode, type ScoreResult } from './model';
 import type { ExpertCacheOptions, ExpertCacheStats } from './expert_cache';
+import type { Residency } from './residency';
 
 export interface SparseEvalOptions {
   text?: string; // path of a UTF-8 text file to score
@@ -20,6 +21,7 @@ export interface SparseEvalOptions {
   mode?: RuntimeMode; // 'plan' (default) or 'dense'
   maxTokens?: number; // held-out split only: at most this many predictions (default: the recipe's eval_tokens)
   expertCache?: ExpertCacheOptions; // read routed experts on demand (results are identical)
+  residency?: Residency; // how the weights are held in memory (results are identical)
 }
 
 export interface SparseEvalResult {
@@ -37,7 +39,7 @@ export interface SparseEvalResult {
 export async function evaluateSparse(dir: string, options: SparseEvalOptions = {}): Promise<SparseEvalResult> {
   // before mapping the weights; the plan folder's tokenizer is dsmoe's own or an imported model's
   const split = heldOutSplit(dir, { recipe: options.recipe, text: options.text, tokenizer: loadAnyTokenizer(dir) });
-  const model = SparseModel.load(dir, { threads: options.threads, device: options.device, expertCache: options.expertCache });
+  const model = SparseModel.load(dir, { threads: options.threads, device: options.device, expertCache: options.expertCache, residency: options.residency });
   try {
     model.setMode(options.mode ?? 'plan');
     const context = options.context ?? model.maxContext;

@@ -12,6 +12,7 @@ import type { Sampler } from '../sampling';
 import { nativeSampler, type SamplingOptions } from './sampling';
 import { openPlan } from './open_plan';
 import { expertCacheRates, type ExpertCacheOptions, type ExpertCacheStats } from './expert_cache';
+import type { Residency } from './residency';
 
 export type RuntimeMode = 'plan' | 'dense';
 
@@ -20,6 +21,7 @@ export interface LoadOptions {
   device?: Device; // default 'auto': CUDA when a GPU is usable, else the CPU
   maxContext?: number; // KV cache positions; default config.max_position_embeddings
   expertCache?: ExpertCacheOptions; // keep only part of the routed experts in memory (src/runtime/expert_cache.ts)
+  residency?: Residency; // how the weights are held in memory (src/runtime/residency.ts)
 }
 
 export interface ScoreOptions {

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { UserError } from '../errors';
 import type { NativeExpertCacheSpec, RawExpertCacheStats } from './expert_cache';
 import type { RawOpTimes } from './op_times';
+import type { Residency } from './residency';
 
 export type Simd = 'avx512' | 'avx2' | 'neon' | 'scalar';
 export type WeightDtype = 'f32' | 'bf16' | 'f16';
@@ -63,6 +64,7 @@ export interface NativeModelSpec {
   expertCache?: NativeExpertCacheSpec; // absent: every expert resident in the mapping
   device?: 'cpu' | 'cuda'; // default 'cpu'; 'cuda' only when cpuInfo().cuda (src/runtime/backend.ts decides)
   profileOps?: boolean; // time each phase of every forward (read with NativeModel.opTimes); off by default
+  residency?: Residency; // how the weights file is held in memory (src/runtime/residency.ts); default 'mmap'
 }
 
 export interface RoutingOverride {
@@ -102,7 +104,11 @@ export interface NativeContext {
 
 export interface NativeModel {
   newContext(slots: number, maxContext: number): NativeContext;
-  info(): { threads: number; dtype: TensorDtype; expertDtype: TensorDtype; attnDtype: TensorDtype; device: 'cpu' | 'cuda'; deviceName: string };
+  /** residency: how the weights are held; residencyWarning: why that fell short of the spec's ('' when it did not). */
+  info(): {
+    threads: number; dtype: TensorDtype; expertDtype: TensorDtype; attnDtype: TensorDtype; device: 'cpu' | 'cuda'; deviceName: string;
+    residency: Residency; residencyWarning: string;
+  };
   /** Expert cache counters since the model was made; null when the experts are resident. */
   expertCacheStats(): RawExpertCacheStats | null;
   /** Wall time per forward phase summed since the model was made; null unless the spec had profileOps (or on CUDA). */

@@ -7,6 +7,7 @@ import { selectBackend, type Device } from './backend';
 import type { NativeContext, NativeModel } from './native';
 import { nativeSpec } from './spec';
 import { residentWeightBytes, type ExpertCacheOptions } from './expert_cache';
+import { DEFAULT_RESIDENCY, parseResidency, type Residency } from './residency';
 
 export interface OpenPlanOptions {
   threads?: number; // 0 or absent: all hardware threads
@@ -16,6 +17,9 @@ export interface OpenPlanOptions {
   withinTrainedContext?: boolean; // refuse a maxContext beyond max_position_embeddings (checked before allocating)
   expertCache?: ExpertCacheOptions; // read routed experts on demand into a fixed cache (absent: all resident)
   profileOps?: boolean; // time each phase of every forward (NativeModel.opTimes; src/runtime/op_times.ts)
+  residency?: Residency; // how the weights are held in memory (src/runtime/residency.ts); default DEFAULT_RESIDENCY
+  /** Where a warning goes (an mlock refused by RLIMIT_MEMLOCK); default: a `warning:` line on stderr. */
+  onWarning?: (message: string) => void;
 }
 
 export interface OpenedPlan {
@@ -41,13 +45,18 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   if (options.withinTrainedContext && maxContext > config.max_position_embeddings) {
     throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
   }
+  const residency = parseResidency(options.residency ?? DEFAULT_RESIDENCY);
   const backend = selectBackend(options.device); // a UserError for --device cuda without a GPU, before any mapping
   if (backend.name === 'cuda' && options.expertCache) {
     throw new UserError(`--expert-cache is a CPU runtime option (on ${backend.describe} every expert is uploaded once); drop it or use --device cpu`);
   }
+  if (options.expertCache && residency !== 'mmap') {
+    throw new UserError(`--residency ${residency} holds every expert in memory, which --expert-cache exists to avoid; use one or the other`);
+  }
   const spec = {
     ...nativeSpec(loaded, threads, options.expertCache), // validates the cache size (UserError naming the flag)
     ...(options.profileOps ? { profileOps: true } : {}),
+    residency,
   };
   const fileBytes = fs.statSync(loaded.weightsPath).size;
   // With an expert cache only the resident tensors and the cache's slots take memory: a plan may exceed the machine.
@@ -60,6 +69,8 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
     if (error instanceof UserError) throw error;
     throw new UserError(`${dir}: the ${backend.name} runtime rejected the plan: ${(error as Error).message}`);
   }
+  const warning = backend.name === 'cpu' ? model.info().residencyWarning : '';
+  if (warning) (options.onWarning ?? ((message) => process.stderr.write(`warning: ${message}\n`)))(warning);
   try {
     return { loaded, model, context: model.newContext(options.slots, maxContext), maxContext, device: backend.describe };
   } catch (error) {

@@ -7,6 +7,7 @@ import type { Device } from '../runtime/backend';
 import { loadNative } from '../runtime/native';
 import { openPlan } from '../runtime/open_plan';
 import { expertCacheRates, type ExpertCacheOptions } from '../runtime/expert_cache';
+import type { Residency } from '../runtime/residency';
 import { nativeSampler } from '../runtime/sampling';
 import type { ServeModel } from './batch_evaluator';
 import { loadChatTemplate } from './chat_template';
@@ -23,6 +24,8 @@ export interface LoadServeModelOptions {
   device?: Device;
   /** Keep only part of the routed experts in memory (src/runtime/expert_cache.ts); absent: all resident. */
   expertCache?: ExpertCacheOptions;
+  /** How the weights are held in memory (src/runtime/residency.ts); default DEFAULT_RESIDENCY. */
+  residency?: Residency;
 }
 
 /**
@@ -41,6 +44,7 @@ export async function loadServeModel(dir: string, options: LoadServeModelOptions
     maxContext: options.maxContext,
     withinTrainedContext: true,
     expertCache: options.expertCache,
+    residency: options.residency,
   });
   const config = loaded.plan.config;
   if (tokenizer.vocabSize > config.vocab_size) {

@@ -40,6 +40,8 @@ class CpuEngine : public Engine {
   void reset_stats() override { model_->reset_stats(); }
   bool cache_stats(ExpertCacheStats* out) const override { return model_->cache_stats(out); }
   bool op_times(OpTimes* out) const override { return model_->op_times(out); }
+  std::string residency() const override { return residency_name(model_->residency()); }
+  std::string residency_warning() const override { return model_->residency_warning(); }
   std::vector<EarlyRouting> last_early_routing() const override { return model_->last_early_routing(); }
   const ModelSpec& spec() const override { return model_->spec(); }
   int threads() const override { return model_->threads(); }

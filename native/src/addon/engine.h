@@ -33,6 +33,9 @@ class Engine {
   // Wall time per forward phase (model.h Model::op_times); false where the spec did not ask for it or the device
   // does not time its phases (CUDA).
   virtual bool op_times(OpTimes* out) const { return false; }
+  // How the weights are held (mapped_file.h) and why that fell short of the spec's residency ("" when it did not).
+  virtual std::string residency() const { return residency_name(spec().residency); }
+  virtual std::string residency_warning() const { return ""; }
   // The last forward's pre-gated routings (Megrez2; model.h EarlyRouting); empty where the engine has none.
   virtual std::vector<EarlyRouting> last_early_routing() const { return {}; }  // false when every expert is resident (CUDA: always)
   virtual const ModelSpec& spec() const = 0;

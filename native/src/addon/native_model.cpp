@@ -148,6 +148,13 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
     s.expert_cache.direct_io = c.Get("directIo").ToBoolean();
   }
   s.profile_ops = js.Get("profileOps").ToBoolean();
+  if (js.Get("residency").IsString()) {
+    try {
+      s.residency = residency_from(js.Get("residency").As<Napi::String>().Utf8Value());
+    } catch (const std::exception& e) {
+      throw Napi::TypeError::New(env, std::string("spec.") + e.what());
+    }
+  }
   return s;
 }
 
@@ -208,6 +215,8 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   o.Set("attnDtype", dtype_name(m->spec().attn_dtype));
   o.Set("device", m->device());
   o.Set("deviceName", m->device_name());
+  o.Set("residency", m->residency());
+  o.Set("residencyWarning", m->residency_warning());
   return o;
 }
 

@@ -55,7 +55,10 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
     throw std::runtime_error("spec lists " + std::to_string(s.layer.size()) + " layers, config says " +
                              std::to_string(s.layers));
   const bool caching = s.expert_cache.slots > 0;
-  file_ = std::make_unique<MappedFile>(s.weights_path, /*read_ahead=*/!caching);
+  if (caching && s.residency != Residency::Mmap)
+    throw std::runtime_error(std::string("the expert cache reads experts from the mapped file: residency must be mmap, not ") +
+                             residency_name(s.residency));
+  file_ = std::make_unique<MappedFile>(s.weights_path, /*read_ahead=*/!caching, s.residency);
   const int64_t d = s.d, hd = s.d / s.heads, E = s.experts;
   const int64_t qkv = (s.heads + 2 * s.kv_heads) * hd;
   if (is_quantized(s.dtype)) throw std::runtime_error(std::string("the embedding and LM head are f32, bf16 or f16, not ") + dtype_name(s.dtype));

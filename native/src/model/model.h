@@ -73,6 +73,7 @@ struct ModelSpec {
   int threads = 0;                // 0 = hardware threads
   ExpertCacheSpec expert_cache;
   bool profile_ops = false;       // time every phase of the forward (op_timer.h); read with Model::op_times
+  Residency residency = Residency::Mmap;  // how the weights file is held in memory (mapped_file.h)
 };
 
 // Per-call routing override (design.md §5): dense = every kept expert with its full probability.
@@ -117,6 +118,9 @@ class Model {
   // Wall time per phase summed over every forward since the model was made; false (nothing written) unless the
   // spec asked for it (profile_ops).
   bool op_times(OpTimes* out) const;
+  // The residency in effect and why it fell short of the one asked for (empty when it did not: mapped_file.h).
+  Residency residency() const { return file_->residency(); }
+  const std::string& residency_warning() const { return file_->warning(); }
 
   // The early routings of the last forward (one per pre-gated layer, in layer order), and the hook called when each
   // becomes known. Both empty for models without pre_gate.

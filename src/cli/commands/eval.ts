@@ -10,6 +10,8 @@ import { formatRoutingStats } from '../../train/routing_stats';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 import { formatExpertCacheStats, type ExpertCacheOptions, type ExpertCacheStats } from '../../runtime/expert_cache';
 import { deviceOption, type Device } from '../device_option';
+import { residencyFromArgs, residencyOption } from '../residency_option';
+import type { Residency } from '../../runtime/residency';
 
 interface EvalArgs extends ExpertCacheArgs {
   'model-dir': string;
@@ -20,6 +22,7 @@ interface EvalArgs extends ExpertCacheArgs {
   backend: BackendChoice;
   threads?: number;
   device: Device;
+  residency?: string;
 }
 
 /** What both the dense (tfjs) and the sparse (native runtime) paths report. */
@@ -66,6 +69,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'print one JSON object on stdout' })
       .option('threads', { type: 'number', describe: 'sparse runtime threads (sparse folders only)' })
       .option('device', deviceOption('auto', ' (sparse folders only)'))
+      .option('residency', residencyOption())
       .option('backend', { type: 'string', choices: backendChoices, default: 'auto', describe: 'tfjs backend (dense folders)' }) as never,
   handler: async (args) => {
     const dir = path.resolve(args['model-dir']);
@@ -79,7 +83,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       const runtime = require('../../runtime/eval') as {
         evaluateSparse(
           dir: string,
-          options: { text?: string; recipe?: string; context?: number; threads?: number; device?: Device; expertCache?: ExpertCacheOptions },
+          options: { text?: string; recipe?: string; context?: number; threads?: number; device?: Device; expertCache?: ExpertCacheOptions; residency?: Residency },
         ): Promise<{ loss: number; perplexity: number; bits_per_byte: number; tokens: number; source: string; mode?: string; device: string }>;
       };
       const result = await runtime.evaluateSparse(dir, {
@@ -89,6 +93,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
         threads: args.threads,
         device: args.device,
         expertCache: expertCacheFromArgs(args),
+        residency: residencyFromArgs(args),
       });
       process.stderr.write(`device: ${result.device}\n`);
       report = { model_dir: dir, ...result, mode: `sparse${result.mode ? ':' + result.mode : ''}` };

@@ -6,6 +6,7 @@ import { SparseModel } from '../../runtime/model';
 import { formatExpertCacheStats } from '../../runtime/expert_cache';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 import { deviceOption, type Device } from '../device_option';
+import { residencyFromArgs, residencyOption } from '../residency_option';
 
 interface GenerateArgs extends ExpertCacheArgs {
   model: string;
@@ -17,6 +18,7 @@ interface GenerateArgs extends ExpertCacheArgs {
   threads?: number;
   dense: boolean;
   device: Device;
+  residency?: string;
 }
 
 /** `dsmoe generate <plan-dir> --prompt TEXT`: samples a continuation on the native runtime, streaming it to stdout. */
@@ -33,9 +35,15 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option('seed', { type: 'number', default: 0, describe: 'sampling seed: the same seed gives the same text' })
       .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
       .option('dense', { type: 'boolean', default: false, describe: 'use every kept expert (the dense baseline) instead of the plan' })
-      .option('device', deviceOption('auto')) as never,
+      .option('device', deviceOption('auto'))
+      .option('residency', residencyOption()) as never,
   handler: async (args) => {
-    const model = SparseModel.load(args.model, { threads: args.threads, device: args.device, expertCache: expertCacheFromArgs(args) }); // validates the plan folder first
+    const model = SparseModel.load(args.model, {
+      threads: args.threads,
+      device: args.device,
+      expertCache: expertCacheFromArgs(args),
+      residency: residencyFromArgs(args),
+    }); // validates the plan folder first
     process.stderr.write(`device: ${model.device}\n`);
     try {
       const tokenizer = loadAnyTokenizer(args.model); // dsmoe's own or an imported model's

@@ -11,6 +11,7 @@ import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from 
 import { deviceOption, type Device } from '../device_option';
 import { parseExpertDtypes } from '../../report/expert_dtype_rows';
 import { CLASS_DTYPE_FLAGS } from '../../plan/dtype';
+import { residencyFromArgs, residencyOption } from '../residency_option';
 
 interface ReportArgs extends ExpertCacheArgs {
   dense?: string;
@@ -42,6 +43,7 @@ interface ReportArgs extends ExpertCacheArgs {
   json: boolean;
   device: Device;
   'expert-dtypes'?: string;
+  residency?: string;
 }
 
 /** `dsmoe report`: dense vs sparse on the same tokens and machine (SPEC §5, §7). */
@@ -60,6 +62,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .option('batch', { type: 'string', describe: `batch sizes (sequences per call; default ${DEFAULT_BATCHES.join(',')}, with --shape chosen within --budget)` })
       .option('threads', { type: 'number', describe: 'runtime threads (default: all hardware threads)' })
       .option('device', deviceOption('cpu', '; default cpu, since the report compares with the CPU\'s measured bandwidth and FMA peak'))
+      .option('residency', residencyOption())
       .option('repeats', { type: 'number', describe: `timed repeats per mode and batch after one warm-up (default ${DEFAULT_REPEATS}, with --shape chosen within --budget)` })
       .option('budget', {
         type: 'number',
@@ -137,14 +140,14 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       if (!Number.isFinite(budget) || budget < 0) throw new UserError(`--budget must be a number of minutes ≥ 0, got ${args.budget}`);
       positive('layers', args.layers);
       positive('k', args.k);
-      const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
+      const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args), residency: residencyFromArgs(args) });
       report = await reportFromShape(runtime, {
         ...speed, shape: args.shape, layers: args.layers, dtype: args.dtype as PlanDtype, k: args.k, seed: args.seed, planDir: args['plan-dir'],
         budgetMinutes: budget, startedAt, expertDtypes,
       });
     } else {
       if (!args.sparse) throw new UserError('name the sparse plan with --sparse DIR (and the dense checkpoint with --dense DIR), or use --shape NAME --random-init');
-      const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args) });
+      const runtime = nativeReportRuntime(args.threads, { device: args.device, expertCache: expertCacheFromArgs(args), residency: residencyFromArgs(args) });
       report = await reportFromFolders(runtime, {
         ...speed,
         batches: speed.batches ?? DEFAULT_BATCHES,

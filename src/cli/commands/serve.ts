@@ -4,6 +4,7 @@ import { loadServeModel } from '../../serve/load_serve_model';
 import { runServer } from '../../serve/run_server';
 import { expertCacheFromArgs, withExpertCacheFlags, type ExpertCacheArgs } from '../expert_cache_flags';
 import { deviceOption, type Device } from '../device_option';
+import { residencyFromArgs, residencyOption } from '../residency_option';
 
 interface ServeArgs extends ExpertCacheArgs {
   'model-dir': string;
@@ -16,6 +17,7 @@ interface ServeArgs extends ExpertCacheArgs {
   'prefill-chunk': number;
   'model-name'?: string;
   device: Device;
+  residency?: string;
 }
 
 /** `dsmoe serve`: an OpenAI-compatible completions API over a sparse plan, with continuous batching. */
@@ -29,6 +31,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0 exposes it to the network)' })
       .option('threads', { type: 'number', describe: 'runtime threads (default: all cores)' })
       .option('device', deviceOption('auto'))
+      .option('residency', residencyOption())
       .option('max-batch', { type: 'number', default: 16, describe: 'sequences decoded together (one KV-cache slot each)' })
       .option('max-queue', { type: 'number', default: 256, describe: 'requests waiting for a slot before 429' })
       .option('max-context', { type: 'number', describe: "tokens per sequence (default: the model's max_position_embeddings)" })
@@ -55,6 +58,7 @@ export const serveCommand: CommandModule<object, ServeArgs> = {
       maxContext: args['max-context'],
       id: args['model-name'],
       expertCache: expertCacheFromArgs(args),
+      residency: residencyFromArgs(args),
       device: args.device,
     });
     process.stderr.write(`device: ${model.device}\n`);

@@ -66,6 +66,14 @@ describe('dsmoe eval', () => {
     await expect(evaluate(sparse, '--device', 'gpu')).rejects.toThrow(/device/);
   });
 
+  test('--residency: read and populate score exactly as the default mapping; a bad value is a one-line error', async () => {
+    const mapped = await evaluate(sparse, '--device', 'cpu');
+    for (const residency of ['read', 'populate']) {
+      expect(await evaluate(sparse, '--device', 'cpu', '--residency', residency)).toEqual(mapped);
+    }
+    await expect(evaluate(sparse, '--residency', 'no-mmap')).rejects.toThrow(/^--residency must be one of mmap, populate, mlock, read, got "no-mmap"$/);
+  });
+
   test('a recipe changed since training is an error, not a different split', async () => {
     const changed = path.join(root, 'recipes', 'changed.yaml');
     fs.writeFileSync(changed, fs.readFileSync(recipe, 'utf8').replace('seed: 1234', 'seed: 99'));
