@@ -8,15 +8,14 @@ import { DEFAULT_RESIDENCY, parseResidency, RESIDENCIES, type Residency } from '
 export function residencyOption() {
   return {
     type: 'string' as const,
-    default: DEFAULT_RESIDENCY,
     describe:
-      `how the plan's weights are held in memory (CPU): ${RESIDENCIES.join(', ')}. mmap maps the file and reads pages on first use; ` +
+      `how the plan's weights are held in memory (CPU): ${RESIDENCIES.join(', ')}; default ${DEFAULT_RESIDENCY} (mmap with --expert-cache). mmap maps the file and reads pages on first use; ` +
       'populate reads every page at load; mlock also locks them (a refused lock is a warning: raise `ulimit -l`); read copies the ' +
       'file into anonymous memory with huge pages (llama.cpp\'s --no-mmap). Results are identical; only speed and memory differ',
   };
 }
 
-/** The flag's value, checked (UserError naming --residency). */
-export function residencyFromArgs(args: { residency?: string }): Residency {
-  return parseResidency(args.residency ?? DEFAULT_RESIDENCY, '--residency');
+/** The flag's value, checked (UserError naming --residency); undefined when not given (the runtime's default). */
+export function residencyFromArgs(args: { residency?: string }): Residency | undefined {
+  return args.residency === undefined ? undefined : parseResidency(args.residency, '--residency');
 }

@@ -7,7 +7,7 @@ import { selectBackend, type Device } from './backend';
 import type { NativeContext, NativeModel } from './native';
 import { nativeSpec } from './spec';
 import { residentWeightBytes, type ExpertCacheOptions } from './expert_cache';
-import { DEFAULT_RESIDENCY, parseResidency, type Residency } from './residency';
+import { defaultResidency, parseResidency, type Residency } from './residency';
 
 export interface OpenPlanOptions {
   threads?: number; // 0 or absent: all hardware threads
@@ -17,7 +17,7 @@ export interface OpenPlanOptions {
   withinTrainedContext?: boolean; // refuse a maxContext beyond max_position_embeddings (checked before allocating)
   expertCache?: ExpertCacheOptions; // read routed experts on demand into a fixed cache (absent: all resident)
   profileOps?: boolean; // time each phase of every forward (NativeModel.opTimes; src/runtime/op_times.ts)
-  residency?: Residency; // how the weights are held in memory (src/runtime/residency.ts); default DEFAULT_RESIDENCY
+  residency?: Residency; // how the weights are held in memory (src/runtime/residency.ts); default: defaultResidency
   /** Where a warning goes (an mlock refused by RLIMIT_MEMLOCK); default: a `warning:` line on stderr. */
   onWarning?: (message: string) => void;
 }
@@ -45,8 +45,9 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   if (options.withinTrainedContext && maxContext > config.max_position_embeddings) {
     throw new UserError(`max context ${maxContext} exceeds the model's max_position_embeddings ${config.max_position_embeddings}`);
   }
-  const residency = parseResidency(options.residency ?? DEFAULT_RESIDENCY);
+  const asked = options.residency === undefined ? undefined : parseResidency(options.residency);
   const backend = selectBackend(options.device); // a UserError for --device cuda without a GPU, before any mapping
+  const residency = asked ?? defaultResidency(backend.name, options.expertCache !== undefined);
   if (backend.name === 'cuda' && options.expertCache) {
     throw new UserError(`--expert-cache is a CPU runtime option (on ${backend.describe} every expert is uploaded once); drop it or use --device cpu`);
   }

@@ -11,8 +11,16 @@ import { UserError } from '../errors';
 export const RESIDENCIES = ['mmap', 'populate', 'mlock', 'read'] as const;
 export type Residency = (typeof RESIDENCIES)[number];
 
-/** The default of every command that runs a plan (docs/design.md §5 "Weights residency"). */
+/** The default of every command that runs a plan on the CPU (docs/design.md §5 "Weights residency"). */
 export const DEFAULT_RESIDENCY: Residency = 'mmap';
+
+/**
+ * The residency when none is asked for: DEFAULT_RESIDENCY on the CPU; `mmap` with the expert cache (which reads
+ * experts itself and must not hold them all) and on CUDA (the host copy only feeds the upload).
+ */
+export function defaultResidency(device: 'cpu' | 'cuda', expertCache: boolean): Residency {
+  return device === 'cpu' && !expertCache ? DEFAULT_RESIDENCY : 'mmap';
+}
 
 /** A residency from a flag or option value; anything else is a one-line UserError naming the flag. */
 export function parseResidency(value: unknown, flag = '--residency'): Residency {

@@ -16,7 +16,7 @@ import { ADDON_PATH, loadNative, type NativeModel } from '../../src/runtime/nati
 import { nativeSpec } from '../../src/runtime/spec';
 import { openPlan } from '../../src/runtime/open_plan';
 import * as backend from '../../src/runtime/backend';
-import { parseResidency, RESIDENCIES, type Residency } from '../../src/runtime/residency';
+import { DEFAULT_RESIDENCY, defaultResidency, parseResidency, RESIDENCIES, type Residency } from '../../src/runtime/residency';
 import { residencyFromArgs } from '../../src/cli/residency_option';
 
 const config: ModelConfig = {
@@ -75,7 +75,10 @@ describe('weights residency', () => {
       expect(() => parseResidency(bad)).toThrow(UserError);
     }
     expect(() => residencyFromArgs({ residency: 'lock' })).toThrow('--residency must be one of mmap, populate, mlock, read, got "lock"');
-    expect(residencyFromArgs({})).toBe('mmap');
+    expect(residencyFromArgs({})).toBeUndefined();
+    expect(defaultResidency('cpu', false)).toBe(DEFAULT_RESIDENCY);
+    expect(defaultResidency('cpu', true)).toBe('mmap');
+    expect(defaultResidency('cuda', false)).toBe('mmap');
     expect(() => openPlan(dir, { slots: 1, residency: 'swap' as Residency })).toThrow(/^--residency must be one of .*got "swap"$/);
     const addon = loadNative();
     expect(() => new addon.NativeModel({ ...nativeSpec(loaded, 2), residency: 'swap' as Residency })).toThrow(
