@@ -12,7 +12,7 @@ export const RESIDENCIES = ['mmap', 'populate', 'mlock', 'read'] as const;
 export type Residency = (typeof RESIDENCIES)[number];
 
 /** The default of every command that runs a plan on the CPU (docs/design.md §5 "Weights residency"). */
-export const DEFAULT_RESIDENCY: Residency = 'mmap';
+export const DEFAULT_RESIDENCY: Residency = 'populate';
 
 /**
  * The residency when none is asked for: DEFAULT_RESIDENCY on the CPU; `mmap` with the expert cache (which reads
