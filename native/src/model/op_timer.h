@@ -1,6 +1,6 @@
 // Where a forward pass spends its time: wall time per phase (attention, router, experts, norms, LM head, …), summed
 // over forwards. The forward marks the end of each phase (`lap`); the time since the previous mark goes to that
-// phase. One steady_clock read per phase (about 25 per layer at most) against milliseconds per forward, so it is
+// phase. One steady_clock read per phase (nine per layer at most) against milliseconds per forward, so it is
 // cheap enough to leave on while measuring; off by default (ModelSpec::profile_ops) it costs one branch per mark.
 #pragma once
 #include <array>
