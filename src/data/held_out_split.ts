@@ -12,6 +12,10 @@
  * tokenized on its own), tokenized with the model folder's own tokenizer. Anything that cannot be found or checked
  * is a one-line UserError naming the file and the flag that fixes it: scoring or calibrating on other text than the
  * user thinks would make every figure downstream wrong without a word.
+ *
+ * The windows are cut here too, for every command, by one rule: a tokenizer that puts a BOS before prompts
+ * (`Tokenizer.bosId`: imported Llama/Mistral/Mixtral) gets it at the start of every window (bosWindows,
+ * docs/interop.md "BOS"); tokenizers without one (dsmoe's own, GPT-2/Qwen2) get the windows they always had.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -56,11 +60,14 @@ export interface HeldOutSplit {
    * `context` tokens after them, floor(maxTokens / context) windows, maxTokens default: the recipe's eval_tokens).
    * Text: non-overlapping windows of `context` tokens (context − 1 predictions each, a shorter last one takes the
    * rest; SPEC §7), at most `maxTokens` predictions (default: all). Equal-length windows come as one group.
+   * With the tokenizer's BOS the shapes are the same, but each window's first token is the BOS (bosWindows).
    */
   windows(context: number, maxTokens?: number): Windows[];
   /**
    * Non-overlapping windows of exactly `context` tokens cut from the runs in text order, `maxTokens` tokens in all
-   * at most (calibration): window i of a passage starts where scoring window i does.
+   * at most (calibration): window i of a passage starts where scoring window i does. With the tokenizer's BOS each
+   * is the BOS and the next context − 1 tokens, so every token of a passage is in one window (for `--text` these
+   * are the scoring windows).
    */
   calibrationWindows(context: number, maxTokens: number): number[][];
 }
@@ -83,6 +90,7 @@ export function heldOutSplit(modelDir: string, options: HeldOutOptions = {}): He
   }
   const runs = dataset.validationRuns.map((run) => dataset.tokens.subarray(run.start, run.end));
   const source = `validation split of ${file} (seed ${recipe.seed})`;
+  const bos = tokenizer.bosId;
   return {
     kind: 'validation',
     source,
@@ -94,10 +102,14 @@ export function heldOutSplit(modelDir: string, options: HeldOutOptions = {}): He
     bytesPerToken: dataset.validationBytesPerToken,
     windows: (context, maxTokens = recipe.train.eval_tokens) => {
       const longest = runs.reduce((n, run) => Math.max(n, run.length), 0);
-      if (longest <= context) throw new UserError(`${source}: no passage holds ${context + 1} tokens (the longest has ${longest}); lower the context`);
-      return [dataset.validationWindows(maxTokens, context)];
+      const needed = bos === undefined ? context + 1 : context; // the BOS stands in for the unpredicted first token
+      if (longest < needed) throw new UserError(`${source}: no passage holds ${needed} tokens (the longest has ${longest}); lower the context`);
+      if (bos === undefined) return [dataset.validationWindows(maxTokens, context)];
+      const groups = bosWindows(runs, bos, context, maxTokens, false);
+      if (groups.length === 0) throw new UserError(`${source}: ${maxTokens} tokens to score fill no window of ${context} predictions; score more tokens or lower the context`);
+      return groups;
     },
-    calibrationWindows: (context, maxTokens) => calibrationWindows(source, runs, context, maxTokens),
+    calibrationWindows: (context, maxTokens) => calibrationWindows(source, runs, context, maxTokens, bos),
   };
 }
 
@@ -120,29 +132,77 @@ function textSplit(file: string, tokenizer: Tokenizer): HeldOutSplit {
     runs: [tokens],
     tokenBytes: byteLengths(tokenizer),
     bytesPerToken: Buffer.byteLength(text, 'utf8') / tokens.length,
-    windows: (context, maxTokens) => textWindows(tokens, context, maxTokens),
-    calibrationWindows: (context, maxTokens) => calibrationWindows(file, [tokens], context, maxTokens),
+    windows: (context, maxTokens) =>
+      tokenizer.bosId === undefined ? textWindows(tokens, context, maxTokens) : bosWindows([tokens], tokenizer.bosId, context - 1, maxTokens ?? Infinity, true),
+    calibrationWindows: (context, maxTokens) => calibrationWindows(file, [tokens], context, maxTokens, tokenizer.bosId),
   };
 }
 
-/** Cuts token runs into non-overlapping windows of `context` tokens, up to `maxTokens` tokens in all. */
-export function cutWindows(runs: ArrayLike<number>[], context: number, maxTokens: number): number[][] {
-  const windows: number[][] = [];
+/**
+ * Scoring windows of a tokenizer that puts a BOS before prompts. Without a BOS a window's first token is only read,
+ * never predicted; here the BOS takes that place, so the window shapes stay (positions and predictions per window)
+ * and the text tokens follow on from the previous window: window i of a passage r predicts r[iP … iP + P − 1]
+ * (P = `predictions`) from the inputs [BOS, r[iP] … r[iP + P − 2]], and every token of a passage is predicted once,
+ * its first ones from the BOS alone. At most `maxTokens` predictions; with `shortLast` a passage's remaining tokens
+ * (fewer than P) make one shorter last window, in its own group after the full windows.
+ */
+export function bosWindows(runs: ArrayLike<number>[], bos: number, predictions: number, maxTokens: number, shortLast: boolean): Windows[] {
+  const full: [ArrayLike<number>, number][] = []; // (passage, first predicted index)
+  const short: [ArrayLike<number>, number][] = [];
   let total = 0;
   for (const run of runs) {
-    for (let start = 0; start + context <= run.length && total + context <= maxTokens; start += context) {
-      windows.push(Array.from({ length: context }, (_, t) => run[start + t]));
+    let start = 0;
+    for (; start + predictions <= run.length && total + predictions <= maxTokens; start += predictions) {
+      full.push([run, start]);
+      total += predictions;
+    }
+    const rest = run.length - start;
+    if (shortLast && rest > 0 && rest < predictions && total + rest <= maxTokens) {
+      short.push([run, start]);
+      total += rest;
+    }
+  }
+  const group = (windows: [ArrayLike<number>, number][], length: number): Windows => {
+    const inputs = new Int32Array(windows.length * length); // [count·length]
+    const targets = new Int32Array(windows.length * length); // [count·length]
+    windows.forEach(([run, start], i) => {
+      inputs[i * length] = bos;
+      for (let t = 0; t < length; t++) {
+        if (t > 0) inputs[i * length + t] = run[start + t - 1];
+        targets[i * length + t] = run[start + t];
+      }
+    });
+    return { inputs, targets, count: windows.length };
+  };
+  const groups = full.length ? [group(full, predictions)] : [];
+  for (const window of short) groups.push(group([window], window[0].length - window[1]));
+  return groups;
+}
+
+/**
+ * Cuts token runs into non-overlapping windows of `context` tokens, up to `maxTokens` tokens in all. With `bos`,
+ * each window is the BOS and the next context − 1 tokens of its run.
+ */
+export function cutWindows(runs: ArrayLike<number>[], context: number, maxTokens: number, bos?: number): number[][] {
+  const windows: number[][] = [];
+  const step = bos === undefined ? context : context - 1; // text tokens per window
+  let total = 0;
+  for (const run of runs) {
+    for (let start = 0; start + step <= run.length && total + context <= maxTokens; start += step) {
+      const text = Array.from({ length: step }, (_, t) => run[start + t]);
+      windows.push(bos === undefined ? text : [bos, ...text]);
       total += context;
     }
   }
   return windows;
 }
 
-function calibrationWindows(source: string, runs: Int32Array[], context: number, maxTokens: number): number[][] {
-  const windows = cutWindows(runs, context, maxTokens);
+function calibrationWindows(source: string, runs: Int32Array[], context: number, maxTokens: number, bos: number | undefined): number[][] {
+  const windows = cutWindows(runs, context, maxTokens, bos);
   if (windows.length === 0) {
     const longest = runs.reduce((n, run) => Math.max(n, run.length), 0);
-    throw new UserError(`calibration text ${source}: no passage holds ${context} tokens (the longest has ${longest}); lower --calib-context`);
+    const needed = bos === undefined ? context : context - 1; // text tokens per window
+    throw new UserError(`calibration text ${source}: no passage holds ${needed} tokens (the longest has ${longest}); lower --calib-context`);
   }
   return windows;
 }

@@ -1,5 +1,5 @@
 export { loadCorpusText, packageRoot, defaultCorpusPath } from './corpus';
-export { buildTokenizer, loadTokenizer, type Tokenizer, type TokenizerSpec } from './tokenizer';
+export { buildTokenizer, encodePrompt, loadTokenizer, type Tokenizer, type TokenizerSpec } from './tokenizer';
 export { EOS_TOKEN } from './byte_level';
 export { TokenDataset, validationBlockMask, entropyBits, textWindows, windowSequences, SPLIT_BLOCKS, type Windows } from './dataset';
 export { heldOutSplit, cutWindows, type HeldOutSplit, type HeldOutOptions } from './held_out_split';

@@ -49,7 +49,10 @@ export async function reportFromFolders(runtime: ReportRuntime, request: FolderR
   if (!denseDir) throw new UserError(`${request.sparseDir} records no dense source folder; pass --dense DIR`);
   const heldOut = heldOutSplit(denseDir, { recipe: request.recipe, text: request.text, tokenizer: loadAnyTokenizer(denseDir) });
   // The validation split in the trainer's windows of seq_len predictions; a text in windows of the model's context.
+  // The split's windows start with the tokenizer's BOS when it puts one before prompts (imported Llama/Mistral).
   const windows = windowSequences(heldOut.windows(heldOut.recipe?.data.seq_len ?? plan.config.max_position_embeddings, request.evalTokens));
+  const bos = heldOut.tokenizer.bosId;
+  const bosNote = bos === undefined ? '' : `, each starting with the tokenizer's BOS (id ${bos})`;
   const maxPositions = plan.config.max_position_embeddings;
   const promptLen = request.promptLen ?? Math.max(1, Math.min(32, Math.floor(maxPositions / 2)));
   const decodeSteps = request.decodeSteps ?? Math.max(1, Math.min(16, maxPositions - promptLen));
@@ -73,7 +76,7 @@ export async function reportFromFolders(runtime: ReportRuntime, request: FolderR
     referenceCheck: referenceWindows.length ? { windows: referenceWindows, referenceLoss: () => referenceLoss(denseDir, referenceWindows) } : null,
     peer: { enabled: request.peer, batches: [1, 64], dtypes: ['f32', 'bf16'], repeats: request.peerRepeats, timeoutMs: 300_000 },
     llamaCpp: { enabled: request.llamaCpp ?? false, repeats: request.llamaCppRepeats ?? 3 },
-    notes: [`Quality: ${windows.reduce((n, w) => n + w.length - 1, 0)} predictions in ${windows.length} windows, each scored from position 0; text: ${heldOut.source}.`],
+    notes: [`Quality: ${windows.reduce((n, w) => n + w.length - 1, 0)} predictions in ${windows.length} windows, each scored from position 0${bosNote}; text: ${heldOut.source}.`],
     progress: request.progress,
     expertDtypes: { dtypes: request.expertDtypes ?? defaultExpertDtypes(plan), given: request.expertDtypes !== undefined },
   };

@@ -6,6 +6,7 @@
  */
 import { UserError } from '../errors';
 import { heldOutSplit } from '../data/held_out_split';
+import { windowSequences } from '../data/dataset';
 import { loadAnyTokenizer } from '../interop/hf_tokenizer';
 import type { Device } from './backend';
 import { SparseModel, type RuntimeMode, type ScoreResult } from './model';
@@ -47,11 +48,11 @@ export async function evaluateSparse(dir: string, options: SparseEvalOptions = {
       throw new UserError(`${dir}: tokenizer has ${split.tokenizer.vocabSize} tokens but the model's vocabulary is ${model.vocabSize}`);
     }
     model.resetStats();
+    // The split's windows, cut by its one rule (with a BOS first for tokenizers that put one before prompts:
+    // docs/interop.md "BOS"). A text's windows are forwarded whole, as SparseModel.score forwards its windows.
     let result: ScoreResult;
     if (split.kind === 'text') {
-      // The runtime's own cut of one sequence: the windows split.windows(context) describes, each run whole.
-      // Tokenizers that add a BOS to prompts (imported Llama/Mistral) get it at the start of every window (docs/interop.md).
-      result = await model.score(split.runs[0], { context, bos: split.tokenizer.bosId });
+      result = await model.scoreSequences(windowSequences(split.windows(context)));
     } else {
       const [held] = split.windows(context, options.maxTokens); // the trainer's windows: all of one length, one group
       result = await model.scoreWindows(held.inputs, held.targets, held.count);

@@ -5,6 +5,7 @@
  */
 import { UserError } from '../errors';
 import type { Plan } from '../plan/plan_format';
+import { textWindows, windowSequences } from '../data/dataset';
 import type { Device } from './backend';
 import type { EarlyRouting, NativeContext, NativeModel, RoutingOverride, RoutingStats } from './native';
 import { loadNative } from './native';
@@ -26,11 +27,6 @@ export interface LoadOptions {
 
 export interface ScoreOptions {
   context?: number; // window length (tokens per window); default maxContext
-  /**
-   * A BOS id to start every window with (tokenizers that add one: imported Llama/Mistral): each window is then BOS
-   * plus the next context − 1 tokens, and every token of the sequence is predicted, the first ones from BOS alone.
-   */
-  bos?: number;
 }
 
 export interface ScoreResult {
@@ -126,49 +122,39 @@ export class SparseModel {
   /**
    * Mean next-token cross-entropy over non-overlapping windows of `context` tokens (SPEC §7, as `dsmoe eval` scores
    * a dense checkpoint): window i holds tokens [i·C, i·C + C) and predicts each of its tokens after the first from
-   * the ones before it, so a window of n tokens gives n − 1 predictions (a shorter last window takes the rest).
-   * With `bos`, window i is BOS + tokens [i·(C−1), (i+1)·(C−1)), predicting all of them.
+   * the ones before it, so a window of n tokens gives n − 1 predictions (a shorter last window takes the rest). The
+   * cut is src/data's textWindows, the one `--text` scoring uses.
    */
   score(tokens: ArrayLike<number>, options: ScoreOptions = {}): Promise<ScoreResult> {
     const context = options.context ?? this.maxContext;
     if (!Number.isInteger(context) || context < 2) throw new UserError(`context must be an integer ≥ 2, got ${options.context}`);
     if (context > this.maxContext) throw new UserError(`context ${context} exceeds the runtime's maxContext ${this.maxContext}`);
-    if (options.bos !== undefined) return this.scoreFromBos(tokens, context, options.bos);
     if (tokens.length < 2) throw new UserError(`score: need at least 2 tokens, got ${tokens.length}`);
-    const ids = this.checkTokens(tokens, 'score', Number.MAX_SAFE_INTEGER);
+    const ids = this.checkTokens(tokens, 'score', Number.MAX_SAFE_INTEGER); // an id's index in the whole sequence
+    return this.scoreSequences(windowSequences(textWindows(ids, context)));
+  }
+
+  /**
+   * Mean next-token cross-entropy over sequences each forwarded whole from position 0 (at most maxContext tokens):
+   * every token after a sequence's first is predicted from the ones before it. Targets come in order.
+   */
+  scoreSequences(sequences: readonly ArrayLike<number>[]): Promise<ScoreResult> {
+    const checked = sequences.map((sequence, i) => this.checkTokens(sequence, `score window ${i}`));
+    const short = checked.findIndex((ids) => ids.length < 2);
+    if (short >= 0) throw new UserError(`score window ${short}: need at least 2 tokens, got ${checked[short].length}`);
+    if (checked.length === 0) throw new UserError('score: no windows');
     const V = this.vocabSize;
     return this.serial(async () => {
       let lossSum = 0;
       const targets: number[] = [];
-      for (let start = 0; start + 1 < ids.length; start += context) {
-        const n = Math.min(context, ids.length - start); // tokens in this window
-        const logits = await this.forward(ids.subarray(start, start + n)); // [n, V]
-        for (let t = 0; t + 1 < n; t++) {
-          lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), ids[start + t + 1]);
-          targets.push(ids[start + t + 1]);
+      for (const ids of checked) {
+        const logits = await this.forward(ids); // [n, V]
+        for (let t = 0; t + 1 < ids.length; t++) {
+          lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), ids[t + 1]);
+          targets.push(ids[t + 1]);
         }
       }
       return { loss: lossSum / targets.length, tokens: targets.length, lossSum, targets: Int32Array.from(targets) };
-    });
-  }
-
-  private scoreFromBos(tokens: ArrayLike<number>, context: number, bos: number): Promise<ScoreResult> {
-    if (tokens.length < 1) throw new UserError('score: need at least 1 token after the BOS, got 0');
-    const ids = this.checkTokens(tokens, 'score', Number.MAX_SAFE_INTEGER);
-    const [bosId] = this.checkTokens([bos], 'score bos');
-    const V = this.vocabSize;
-    const step = context - 1; // text tokens per window
-    return this.serial(async () => {
-      let lossSum = 0;
-      for (let start = 0; start < ids.length; start += step) {
-        const text = ids.subarray(start, Math.min(ids.length, start + step));
-        const window = new Int32Array(text.length + 1);
-        window[0] = bosId;
-        window.set(text, 1);
-        const logits = await this.forward(window); // [n + 1, V]: row t predicts text[t]
-        for (let t = 0; t < text.length; t++) lossSum += crossEntropy(logits.subarray(t * V, (t + 1) * V), text[t]);
-      }
-      return { loss: lossSum / ids.length, tokens: ids.length, lossSum, targets: Int32Array.from(ids) };
     });
   }
 

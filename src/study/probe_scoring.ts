@@ -3,10 +3,11 @@
  * produces its answer's tokens exactly. That is decided in one forward pass over prompt + answer (teacher forcing):
  * greedy decoding reproduces the answer iff at every answer position the arg-max of the logits (ties to the lower
  * id, the sampler's greedy rule) is the answer's next token. Prompt and answer are tokenized separately and joined,
- * so with the byte tokenizer this is exactly "the generated text equals the answer".
+ * so with the byte tokenizer this is exactly "the generated text equals the answer". The prompt is read as
+ * `dsmoe generate` reads it (encodePrompt: after the BOS of tokenizers that put one before prompts).
  */
 import { UserError } from '../errors';
-import type { Tokenizer } from '../data';
+import { encodePrompt, type Tokenizer } from '../data';
 import type { SparseModel } from '../runtime/model';
 import type { ProbeItem } from './probes';
 
@@ -43,7 +44,7 @@ export async function scoreItems(model: SparseModel, tokenizer: Tokenizer, items
     score.accuracy = score.correct / score.items;
   };
   for (const item of items) {
-    const prompt = tokenizer.encode(item.prompt);
+    const prompt = encodePrompt(tokenizer, item.prompt); // a model whose tokenizer puts a BOS before prompts reads it first
     const answer = tokenizer.encode(item.answer);
     const ids = [...prompt, ...answer];
     if (prompt.length === 0 || answer.length === 0) throw new UserError(`probe item ${JSON.stringify(item.prompt)}: empty prompt or answer`);

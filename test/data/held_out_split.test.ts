@@ -1,10 +1,11 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import YAML from 'yaml';
-import { cutWindows, heldOutSplit, type HeldOutSplit } from '../../src/data/held_out_split';
-import { textWindows, windowSequences } from '../../src/data/dataset';
+import { bosWindows, cutWindows, heldOutSplit, type HeldOutSplit } from '../../src/data/held_out_split';
+import { textWindows, windowSequences, type Windows } from '../../src/data/dataset';
 import { prepareData } from '../../src/data/prepare';
-import { loadTokenizer } from '../../src/data/tokenizer';
+import { loadTokenizer, type Tokenizer } from '../../src/data/tokenizer';
+import { loadAnyTokenizer } from '../../src/interop/hf_tokenizer';
 import { loadRecipe } from '../../src/recipe';
 import { UserError } from '../../src/errors';
 import { randomDenseWeights, removeTempDirs, tempDir, tinyConfig, writeDenseFolder } from '../helpers/dense_fixtures';
@@ -45,6 +46,28 @@ function userError(run: () => unknown): string {
   throw new Error('expected a UserError');
 }
 
+/** The same tokenizer, putting `bosId` before prompts (as an imported Llama tokenizer does). */
+function withBos(tokenizer: Tokenizer, bosId: number): Tokenizer {
+  return Object.assign(Object.create(tokenizer) as Tokenizer, { bosId });
+}
+
+/**
+ * The BOS rule checked window by window against its definition: every window starts with the BOS, each later input
+ * is the target before it, and the targets of all windows in order are the passages' tokens, each predicted once.
+ */
+function expectBosWindows(groups: Windows[], bos: number, predicted: number[]): void {
+  const targets: number[] = [];
+  for (const { inputs, targets: want, count } of groups) {
+    const T = inputs.length / count;
+    for (let w = 0; w < count; w++) {
+      expect(inputs[w * T]).toBe(bos);
+      for (let t = 1; t < T; t++) expect(inputs[w * T + t]).toBe(want[w * T + t - 1]);
+      targets.push(...want.subarray(w * T, (w + 1) * T));
+    }
+  }
+  expect(targets).toEqual(predicted);
+}
+
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const bothFlags = escape('pass --recipe FILE (the recipe it was trained with) or --text FILE');
 
@@ -81,6 +104,29 @@ describe('the validation split', () => {
       expect(Array.from(sequence)).toEqual([...inputs, evalDense.targets[(i + 1) * T - 1]]); // T + 1 tokens, T predictions
       expect(calibration[i]).toEqual(inputs); // calibration windows start where the scored ones do
     });
+  });
+
+  test('with a tokenizer that puts a BOS before prompts: the same window shapes, the BOS first, every token predicted', () => {
+    const bos = split.tokenizer.eosId; // any id; the byte tokenizer given a BOS as an imported one has it
+    const bosSplit = heldOutSplit(dense, { tokenizer: withBos(loadTokenizer(dense), bos) });
+    expect(bosSplit.runs).toEqual(split.runs); // the text is the same; only the windows change
+    const T = 32;
+    const groups = bosSplit.windows(T, 128);
+    expect(groups).toHaveLength(1);
+    expect(groups[0].count).toBe(split.windows(T, 128)[0].count); // 4 windows of 32 predictions, as without the BOS
+    // a passage's windows predict its tokens from its first on, in order: BOS + 31 inputs, 32 targets
+    const predicted: number[] = [];
+    for (const run of split.runs) for (let start = 0; start + T <= run.length && predicted.length < 128; start += T) predicted.push(...run.subarray(start, start + T));
+    expectBosWindows(groups, bos, predicted);
+    // calibration: BOS + the next 31 tokens, so every token of a passage is in one window
+    const calibration = bosSplit.calibrationWindows(T, 128);
+    expect(calibration).toHaveLength(4);
+    calibration.forEach((window, i) => expect(window).toEqual([bos, ...split.runs[0].subarray(i * (T - 1), (i + 1) * (T - 1))]));
+    // a passage just long enough: `context` text tokens fill a window (the BOS stands in for the context + 1st)
+    const longest = Math.max(...split.runs.map((run) => run.length));
+    expect(bosSplit.windows(longest, longest)[0].count).toBe(1);
+    expect(userError(() => bosSplit.windows(longest + 1))).toMatch(new RegExp(`no passage holds ${longest + 1} tokens \\(the longest has ${longest}\\); lower the context$`));
+    expect(userError(() => bosSplit.windows(T, T - 1))).toMatch(/31 tokens to score fill no window of 32 predictions/);
   });
 
   test('found by the recorded name in ./recipes when the recorded file is gone', () => {
@@ -189,6 +235,26 @@ describe('--text', () => {
     expect(split.calibrationWindows(64, 1e6)).toEqual(cutWindows([tokens], 64, 1e6));
   });
 
+  test('an imported tokenizer with a BOS (the Llama fixture): each window is <s> + the next context − 1 tokens', () => {
+    const { dense } = trainedFolder();
+    const tokenizer = loadAnyTokenizer(path.join(__dirname, '..', 'fixtures', 'tokenizers', 'llama_bpe_legacy'));
+    expect(tokenizer.bosId).toBe(1);
+    const split = heldOutSplit(dense, { text: file, tokenizer });
+    const tokens = tokenizer.encode(text);
+    expect(split.runs).toEqual([Int32Array.from(tokens)]); // the text's own ids: no BOS in the text
+    const context = 16;
+    const groups = split.windows(context);
+    expectBosWindows(groups, 1, tokens); // every text token predicted once
+    const full = Math.floor(tokens.length / (context - 1));
+    expect(groups.map((g) => g.inputs.length / g.count)).toEqual(tokens.length % (context - 1) ? [context - 1, tokens.length % (context - 1)] : [context - 1]);
+    expect(groups[0].count).toBe(full);
+    // calibration windows are the full scoring windows, token for token
+    expect(split.calibrationWindows(context, 1e6)).toEqual(windowSequences([groups[0]]).map((w) => Array.from(w)));
+    // capped in predictions as without a BOS: whole windows only, the shorter last one when it fits
+    expect(split.windows(context, 2 * (context - 1))).toEqual([bosWindows([tokens], 1, context - 1, 2 * (context - 1), true)[0]]);
+    expect(split.windows(context, 2 * (context - 1))[0].count).toBe(2);
+  });
+
   test('works for a random-init plan', () => {
     const { dense } = trainedFolder();
     const plan = planFolder({ dir: null, model_sha256: null, model_type: 'qwen2_moe' }, dense);
@@ -213,6 +279,33 @@ describe('window cutters', () => {
   test('cutWindows: non-overlapping windows of context tokens up to the budget', () => {
     expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 2, 100)).toEqual([[1, 2], [3, 4], [6, 7]]);
     expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 2, 4)).toEqual([[1, 2], [3, 4]]);
+  });
+
+  test('bosWindows: BOS first, then the tokens after the last window\'s; capped in predictions', () => {
+    const tokens = Array.from({ length: 10 }, (_, i) => 10 + i);
+    const all = bosWindows([tokens], 99, 3, Infinity, true); // windows of 4 tokens: BOS + 3, 3 predictions
+    expect(all.map((g) => g.count)).toEqual([3, 1]);
+    expect(Array.from(all[0].inputs)).toEqual([99, 10, 11, 99, 13, 14, 99, 16, 17]);
+    expect(Array.from(all[0].targets)).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18]);
+    expect(Array.from(all[1].inputs)).toEqual([99]); // the shorter last window: BOS + 1 token, 1 prediction
+    expect(Array.from(all[1].targets)).toEqual([19]);
+    expect(bosWindows([tokens], 99, 3, 10, true)).toEqual(all); // 3 + 3 + 3 + 1 predictions fit
+    expect(bosWindows([tokens], 99, 3, 9, true)).toEqual([all[0]]);
+    expect(bosWindows([tokens], 99, 3, 8, true).map((g) => g.count)).toEqual([2]);
+    expect(bosWindows([tokens.slice(0, 9)], 99, 3, Infinity, true).map((g) => g.count)).toEqual([3]); // no rest
+    // several passages, full windows only (the validation split): each passage from its first token
+    const runs = [[1, 2, 3, 4, 5], [6, 7, 8]];
+    const [group, ...none] = bosWindows(runs, 0, 2, 100, false);
+    expect(none).toEqual([]);
+    expect(Array.from(group.inputs)).toEqual([0, 1, 0, 3, 0, 6]);
+    expect(Array.from(group.targets)).toEqual([1, 2, 3, 4, 6, 7]);
+    expect(bosWindows(runs, 0, 2, 5, false)[0].count).toBe(2);
+    expect(bosWindows(runs, 0, 2, 1, false)).toEqual([]);
+  });
+
+  test('cutWindows with a BOS: the BOS and the next context − 1 tokens', () => {
+    expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 3, 100, 0)).toEqual([[0, 1, 2], [0, 3, 4], [0, 6, 7]]);
+    expect(cutWindows([[1, 2, 3, 4, 5], [6, 7, 8]], 3, 6, 0)).toEqual([[0, 1, 2], [0, 3, 4]]); // context tokens each, BOS included
   });
 
   test('windowSequences: each window as its inputs and last target', () => {
