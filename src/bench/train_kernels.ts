@@ -19,7 +19,7 @@ import { loadRecipe, Recipe } from '../recipe';
 import { loadNative } from '../runtime/native';
 import { AdamW, clipByGlobalNorm } from '../train/adamw';
 import { selectBackend, BackendChoice } from '../train/backend';
-import { KernelTime, KernelTimer, registerNativeKernels, restoreTfjsKernels } from '../train/native_kernels';
+import { KernelTime, KernelTimer, ProductTime, registerNativeKernels, restoreTfjsKernels } from '../train/native_kernels';
 import { runPytorchPeer, PeerResult } from './train_peer';
 
 /** One optimizer step exactly as the trainer takes it (grad_accum 1): loss, gradients, clip, AdamW. */
@@ -97,6 +97,8 @@ export interface ThroughputRow {
   gflops: number; // 6 × params × tokens/s
   note?: string;
   profile?: KernelTime[];
+  /** matrix products by shape (with --profile) */
+  products?: ProductTime[];
 }
 
 /** Times `steps` optimizer steps after one warm-up step. */
@@ -209,6 +211,7 @@ async function main(): Promise<void> {
         tokensPerSecond,
         gflops: (6 * params * tokensPerSecond) / 1e9,
         profile: timer?.report(),
+        products: timer?.products(),
       };
       rows.push(row);
       say(formatRow(row));
@@ -216,6 +219,10 @@ async function main(): Promise<void> {
         const total = row.profile.reduce((s, k) => s + k.ms, 0);
         for (const k of row.profile.slice(0, 15)) {
           say(`    ${k.kernel.padEnd(22)} ${(k.ms / args.steps).toFixed(0).padStart(7)} ms/step  ${((100 * k.ms) / total).toFixed(1).padStart(5)}%  ${k.calls / args.steps} calls/step`);
+        }
+        say('    products by shape (batch×[M×K]·[K×N], flags):');
+        for (const p of (row.products ?? []).slice(0, 20)) {
+          say(`      ${p.shape.padEnd(44)} ${(p.ms / args.steps).toFixed(1).padStart(7)} ms/step  ${p.calls / args.steps} calls/step  ${(p.flops / p.ms / 1e6).toFixed(1).padStart(6)} GFLOP/s`);
         }
       }
     }
