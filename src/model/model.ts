@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expertPoolOf, headDim, ModelConfig, preGated } from './config';
 import { causalSelfAttention, groupedCausalMask } from './attention';
-import { plainMatMul } from './matmul';
+import { matMulTransposedB, plainMatMul } from './matmul';
 import { expertsMlp, sharedExpert, topKMask } from './moe';
 import { ParamMap } from './params';
 import { trainingNames } from '../plan/tensor_table';
@@ -146,8 +146,9 @@ export class MoEModel {
       h = tf.add(h, y) as tf.Tensor2D; // [N, d]
     }
     const final = rmsNorm(h, this.param(trainingNames.finalNorm), c.rms_norm_eps); // [N, d]
-    const head = c.tie_word_embeddings ? (tf.transpose(embed) as tf.Tensor2D) : this.param<tf.Tensor2D>(trainingNames.lmHead); // [d, V]
-    const logits = plainMatMul(final, head); // [N, V]
+    const logits = c.tie_word_embeddings
+      ? matMulTransposedB(final, embed) // [N, d]·[V, d]ᵀ = [N, V]
+      : plainMatMul(final, this.param<tf.Tensor2D>(trainingNames.lmHead)); // [N, d]·[d, V] = [N, V]
     if (logits.shape[0] !== n) throw new Error('internal: logits rows do not match the batch');
     return { logits, routerLogits, routerProbs, selections };
   }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { setTransposeFlagProducts } from '../../model/matmul';
 import { loadNative, NativeAddon } from '../../runtime/native';
 import { BackendKind, isSupportedBackend, supportedBackends } from './backend_tensors';
 import { batchMatMulKernel } from './batch_mat_mul';
@@ -53,6 +54,9 @@ export function registerNativeKernels(backendName: string, options: NativeKernel
     replaced.set(key, original);
     registered.push(kernelName);
   }
+  // The native BatchMatMul reads transposed operands in its packers, so the model's gradients pass flags instead
+  // of the explicit transposes written for tfjs-wasm (src/model/matmul.ts).
+  if (registered.includes('BatchMatMul')) setTransposeFlagProducts(backendName, true);
   return { registered };
 }
 
@@ -63,6 +67,7 @@ export function restoreTfjsKernels(): { restored: string[] } {
     if (tf.getKernel(original.kernelName, original.backendName)) tf.unregisterKernel(original.kernelName, original.backendName);
     tf.registerKernel(original);
     restored.push(key);
+    if (original.kernelName === 'BatchMatMul') setTransposeFlagProducts(original.backendName, false);
   }
   replaced.clear();
   return { restored };
