@@ -299,19 +299,46 @@ static void test_narrowing(const std::vector<Simd>& levels) {
   }
 }
 
+// The training GEMM: every transpose combination at shapes crossing its blocking (mr and the 128-row tile in M, nr
+// and the 256-column tile in N, kGemmKc = 256 in K), batches with and without broadcast entries (index arrays), and
+// the output written in place with guards around it.
 static void test_gemm(ThreadPool* pool, const char* level) {
+  struct Shape {
+    int M, N, K;
+  };
+  const Shape shapes[] = {{1, 19, 23}, {6, 19, 23}, {13, 1, 5}, {9, 33, 255}, {129, 17, 257}, {17, 257, 64}, {130, 40, 513}};
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb)
-      for (int M : {1, 6, 13}) {
-        int N = 19, K = 23;
-        std::vector<float> A = randn(size_t(M) * K), B = randn(size_t(K) * N);
-        Guarded ref(size_t(M) * N), got(size_t(M) * N);
-        gemm_ref(A.data(), B.data(), ref.data(), M, N, K, ta, tb);
-        gemm(pool, A.data(), B.data(), got.data(), M, N, K, ta, tb);
+      for (const Shape& s : shapes) {
+        std::vector<float> A = randn(size_t(s.M) * s.K), B = randn(size_t(s.K) * s.N);
+        Guarded ref(size_t(s.M) * s.N), got(size_t(s.M) * s.N);
+        gemm_ref(A.data(), B.data(), ref.data(), s.M, s.N, s.K, ta, tb);
+        gemm(pool, A.data(), B.data(), got.data(), s.M, s.N, s.K, ta, tb);
         char name[120];
-        std::snprintf(name, sizeof name, "gemm %s M=%d ta=%d tb=%d", level, M, ta, tb);
+        std::snprintf(name, sizeof name, "gemm %s M=%d N=%d K=%d ta=%d tb=%d", level, s.M, s.N, s.K, ta, tb);
         check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
       }
+  // Batches: 5 entries, A read through an index (entries 2, 0, 1, 1, 2 of 3), B entry by entry; then the other way.
+  const int32_t index[5] = {2, 0, 1, 1, 2};
+  for (int ta = 0; ta < 2; ++ta)
+    for (int tb = 0; tb < 2; ++tb)
+      for (int which = 0; which < 2; ++which) {
+        const int M = 11, N = 37, K = 20, count = 5;
+        GemmBatch batch{count, which == 0 ? index : nullptr, which == 1 ? index : nullptr};
+        std::vector<float> A = randn(size_t(which == 0 ? 3 : count) * M * K), B = randn(size_t(which == 1 ? 3 : count) * K * N);
+        Guarded ref(size_t(count) * M * N), got(size_t(count) * M * N);
+        gemm_ref(A.data(), B.data(), ref.data(), M, N, K, ta, tb, batch);
+        gemm(pool, A.data(), B.data(), got.data(), M, N, K, ta, tb, batch);
+        char name[120];
+        std::snprintf(name, sizeof name, "gemm batch %s ta=%d tb=%d index on %s", level, ta, tb, which == 0 ? "A" : "B");
+        check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
+      }
+  {  // the reference twin itself against a hand-computed product: [[1,2],[3,4]] · [[5,6],[7,8]] = [[19,22],[43,50]]
+    const float A[4] = {1, 2, 3, 4}, B[4] = {5, 6, 7, 8}, want[4] = {19, 22, 43, 50};
+    float C[4];
+    gemm_ref(A, B, C, 2, 2, 2, false, false);
+    check(std::string("gemm_ref by hand ") + level, want, C, 4, 0);
+  }
 }
 
 static void test_small_kernels(ThreadPool* pool, const char* level) {

@@ -121,6 +121,13 @@ export interface KernelOptions {
   threads?: number;
 }
 
+export interface GemmOptions extends KernelOptions {
+  out?: Float32Array;
+  count?: number;
+  aIndex?: Int32Array;
+  bIndex?: Int32Array;
+}
+
 export interface SelectRuleSpec {
   mode: 'dense' | 'topk' | 'threshold';
   k?: number;
@@ -142,7 +149,11 @@ export type KernelWeights = Float32Array | Uint16Array | Uint8Array;
 
 export interface NativeKernels {
   linear(X: Float32Array, M: number, K: number, W: KernelWeights, dtype: KernelDtype, N: number, opts?: KernelOptions & { bias?: Float32Array }): Float32Array;
-  gemm(A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, opts?: KernelOptions): Float32Array;
+  /**
+   * op(A)·op(B) over `count` entries (default 1): entry e of C [count, M, N] = op(A entry aIndex[e]) · op(B entry
+   * bIndex[e]) (entry e where an index is absent), written into `out` when given (returned), else a new array.
+   */
+  gemm(A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, opts?: GemmOptions): Float32Array;
   embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;
   rmsnorm(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions): Float32Array;
   rope(x: Float32Array, T: number, heads: number, hd: number, pos: Int32Array, theta: number, opts?: KernelOptions): Float32Array;

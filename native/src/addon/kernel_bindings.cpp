@@ -1,5 +1,6 @@
 // `kernels.*`: every kernel callable on TypedArrays, each with an `impl` option selecting the reference twin
 // ('ref') or the fast path ('fast', or for linear 'gemv' / 'gemm'), and `threads` for the pool size.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -84,17 +85,56 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   return Y;
 }
 
-// gemm(A, B, M, N, K, transA, transB, opts) → C [M, N]
+// gemm(A, B, M, N, K, transA, transB, { out?, count?, aIndex?, bIndex?, impl, threads }) → C [count, M, N]:
+// entry e of C = op(A entry aIndex[e]) · op(B entry bIndex[e]) (entry e when an index is absent), written into `out`
+// when given (no fresh array, no copy), else into a new array.
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int M = int_arg(info, 2, "M", 1), N = int_arg(info, 3, "N", 1), K = int_arg(info, 4, "K", 1);
-  float* A = f32_arg(info, 0, sz(M, K), "A");
-  float* B = f32_arg(info, 1, sz(K, N), "B");
   bool ta = info[5].ToBoolean(), tb = info[6].ToBoolean();
   Options o = options_arg(info, 7);
-  Napi::Float32Array C = new_f32(env, sz(M, N));
-  if (is_ref(o)) gemm_ref(A, B, C.Data(), M, N, K, ta, tb);
-  else gemm(pool_for(o.threads), A, B, C.Data(), M, N, K, ta, tb);
+  Napi::Object opts = info.Length() > 7 && info[7].IsObject() ? info[7].As<Napi::Object>() : Napi::Object::New(env);
+  GemmBatch batch;
+  if (present(opts, "count")) {
+    double c = opts.Get("count").ToNumber().DoubleValue();
+    if (!(c >= 1 && c <= 2147483647.0 && c == double(int64_t(c)))) throw Napi::RangeError::New(env, "count must be an integer ≥ 1");
+    batch.count = int(c);
+  }
+  // An index array of `count` entries, each in [0, entries of its operand); returns how many entries it needs.
+  auto index_arg = [&](const char* key, const int32_t*& index) -> size_t {
+    if (!present(opts, key)) return size_t(batch.count);
+    Napi::Value v = opts.Get(key);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+        v.As<Napi::TypedArray>().ElementLength() != size_t(batch.count))
+      throw Napi::TypeError::New(env, std::string(key) + " must be an Int32Array of count entries");
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
+    int32_t most = 0;
+    for (size_t e = 0; e < a.ElementLength(); ++e) {
+      if (a[e] < 0) throw Napi::RangeError::New(env, std::string(key) + " has a negative entry");
+      most = std::max(most, a[e]);
+    }
+    index = a.Data();
+    return size_t(most) + 1;
+  };
+  size_t aEntries = index_arg("aIndex", batch.a_index), bEntries = index_arg("bIndex", batch.b_index);
+  float* A = f32_arg(info, 0, aEntries * sz(M, K), "A");
+  float* B = f32_arg(info, 1, bEntries * sz(K, N), "B");
+  const size_t cSize = size_t(batch.count) * sz(M, N);
+  Napi::Float32Array C;
+  if (present(opts, "out")) {
+    Napi::Value v = opts.Get("out");
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        v.As<Napi::TypedArray>().ElementLength() < cSize)
+      throw Napi::TypeError::New(env, "out must be a Float32Array of at least count·M·N elements");
+    C = v.As<Napi::Float32Array>();
+    auto overlaps = [](const float* p, size_t n, const float* q, size_t m) { return p < q + m && q < p + n; };
+    if (overlaps(C.Data(), cSize, A, aEntries * sz(M, K)) || overlaps(C.Data(), cSize, B, bEntries * sz(K, N)))
+      throw Napi::RangeError::New(env, "out overlaps A or B");
+  } else {
+    C = new_f32(env, cSize);
+  }
+  if (is_ref(o)) gemm_ref(A, B, C.Data(), M, N, K, ta, tb, batch);
+  else gemm(pool_for(o.threads), A, B, C.Data(), M, N, K, ta, tb, batch);
   return C;
 }
 

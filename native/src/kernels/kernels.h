@@ -45,9 +45,18 @@ void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, 
 
 // ---------------------------------------------------------------------------------------------------------------
 // gemm.cpp: generic f32 C[M,N] = op(A)·op(B), op = transpose when the flag is set (A is [K,M] when transA,
-// B is [N,K] when transB). Shared with the tfjs training kernels.
-void gemm_ref(const float* A, const float* B, float* C, int M, int N, int K, bool transA, bool transB);
-void gemm(ThreadPool* pool, const float* A, const float* B, float* C, int M, int N, int K, bool transA, bool transB);
+// B is [N,K] when transB), over `count` batch entries: C entry e (C + e·M·N) = op(A entry a_index[e]) ·
+// op(B entry b_index[e]) (A + i·M·K, B + i·K·N; index e itself when the array is null). The tfjs training kernels'
+// product; C is written in place (no entry of C aliases A or B).
+struct GemmBatch {
+  int count = 1;
+  const int32_t* a_index = nullptr;
+  const int32_t* b_index = nullptr;
+};
+void gemm_ref(const float* A, const float* B, float* C, int M, int N, int K, bool transA, bool transB,
+              const GemmBatch& batch = GemmBatch{});
+void gemm(ThreadPool* pool, const float* A, const float* B, float* C, int M, int N, int K, bool transA, bool transB,
+          const GemmBatch& batch = GemmBatch{});
 
 // ---------------------------------------------------------------------------------------------------------------
 // embedding.cpp: out[t] = table[ids[t]] widened; table [V, d].

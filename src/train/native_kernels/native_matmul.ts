@@ -10,10 +10,10 @@ export interface NativeMatMulContext {
 }
 
 /**
- * op(a) · op(b) over broadcast batch dimensions into a new float32 tensor of the backend, one addon gemm per
- * batch entry (multithreaded, vectorized). Inputs are read in place from the backend's storage; the product is
- * written once into the output's storage. Returns the output and a view of its values (valid until the backend's
- * next allocation).
+ * op(a) · op(b) over broadcast batch dimensions into a new float32 tensor of the backend: one addon gemm call for
+ * every batch entry (multithreaded over the entries' tiles, vectorized; transposed operands are read by its packers,
+ * not copied). Inputs are read in place from the backend's storage and the product is written in place into the
+ * output's storage. Returns the output and a view of its values (valid until the backend's next allocation).
  */
 export function nativeMatMul(
   ctx: NativeMatMulContext,
@@ -31,20 +31,20 @@ export function nativeMatMul(
   const aValues = float32View(kind, backend, a); // [...batchA, M, K] or [..., K, M]
   const bValues = float32View(kind, backend, b); // [...batchB, K, N] or [..., N, K]
   const values = float32View(kind, backend, out.info);
-  if (M * N === 0) return { info: out.info, values };
+  const count = g.aBatch.length;
+  if (M * N * count === 0) return { info: out.info, values };
   if (K === 0) {
     values.fill(0); // an empty sum
     return { info: out.info, values };
   }
-  const aSize = M * K;
-  const bSize = K * N;
-  const cSize = M * N;
-  const opts = { threads: ctx.threads };
-  for (let entry = 0; entry < g.aBatch.length; entry++) {
-    const aEntry = aValues.subarray(g.aBatch[entry] * aSize, (g.aBatch[entry] + 1) * aSize);
-    const bEntry = bValues.subarray(g.bBatch[entry] * bSize, (g.bBatch[entry] + 1) * bSize);
-    const product = ctx.kernels.gemm(aEntry, bEntry, M, N, K, transposeA, transposeB, opts); // [M, N]
-    values.set(product, entry * cSize);
-  }
+  const identity = (index: Int32Array) => index.every((entry, e) => entry === e);
+  ctx.kernels.gemm(aValues, bValues, M, N, K, transposeA, transposeB, {
+    threads: ctx.threads,
+    out: values,
+    count,
+    // Broadcast batch dimensions read one entry of an operand for several outputs; otherwise entry e reads entry e.
+    aIndex: identity(g.aBatch) ? undefined : g.aBatch,
+    bIndex: identity(g.bBatch) ? undefined : g.bBatch,
+  });
   return { info: out.info, values };
 }
