@@ -171,6 +171,24 @@ describe.each(levels)('kernels at SIMD level %s', (level) => {
         }
   });
 
+  test('gemm over a batch with broadcast entries, written into out; bad batch options are refused', () => {
+    const [M, N, K, count] = [5, 7, 6, 4];
+    const A = randn(2 * M * K); // 2 entries, read as 1, 0, 1, 1
+    const B = randn(count * N * K); // transposed entries, one per output entry
+    const aIndex = Int32Array.from([1, 0, 1, 1]);
+    const out = new Float32Array(count * M * N).fill(Number.NaN);
+    expect(k.gemm(A, B, M, N, K, false, true, { threads: 3, out, count, aIndex })).toBe(out);
+    for (let e = 0; e < count; e++) {
+      const one = k.gemm(A.subarray(aIndex[e] * M * K, (aIndex[e] + 1) * M * K), B.subarray(e * N * K, (e + 1) * N * K), M, N, K, false, true, { impl: 'ref' });
+      expect(nmse(out.subarray(e * M * N, (e + 1) * M * N), one)).toBeLessThan(1e-10);
+    }
+    expect(() => k.gemm(A, B, M, N, K, false, true, { count, aIndex: Int32Array.from([0, 1]) })).toThrow(/aIndex must be an Int32Array of count entries/);
+    expect(() => k.gemm(A, B, M, N, K, false, true, { count, aIndex: Int32Array.from([0, -1, 0, 0]) })).toThrow(/aIndex has a negative entry/);
+    expect(() => k.gemm(A, B, M, N, K, false, true, { count, aIndex: Int32Array.from([0, 2, 0, 0]) })).toThrow(/A has \d+ elements/);
+    expect(() => k.gemm(A, B, M, N, K, false, true, { count, aIndex, out: new Float32Array(M * N) })).toThrow(/out must be a Float32Array/);
+    expect(() => k.gemm(A, B, M, N, K, false, true, { count: 1, out: B })).toThrow(/out overlaps A or B/);
+  });
+
   test('embedding rows, widened exactly', () => {
     for (const dtype of ['f32', 'bf16', 'f16'] as WeightDtype[]) {
       const V = 13;
