@@ -7,7 +7,9 @@
  * on Python 3.11). The engine writes the dense checkpoint folder of docs/design.md §2.
  */
 import { spawn, spawnSync } from 'child_process';
+import { randomUUID } from 'crypto';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import { writeJsonAtomic } from '../checkpoint/atomic';
 import { checkpointConfigFiles } from '../checkpoint/dense';
@@ -90,6 +92,19 @@ export function torchRunSpec(options: TorchRunOptions): Record<string, unknown> 
   };
 }
 
+/** A TCP port free on localhost now (the OS picks it), for a one-machine rendezvous. */
+function freeLocalPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no free local port'))));
+    });
+  });
+}
+
 /** Checks that `python` runs and imports torch; returns torch's version or throws one line saying what to install. */
 export function checkTorch(python: string): string {
   const result = spawnSync(python, ['-c', 'import torch, sys; sys.stdout.write(torch.__version__)'], { encoding: 'utf8' });
@@ -103,11 +118,17 @@ export function checkTorch(python: string): string {
   return result.stdout.trim();
 }
 
-/** The torchrun command line: `python -m dsmoe_torch.launch [rendezvous] -m dsmoe_torch.train --spec FILE`. */
-export function torchrunArgs(launch: TorchLaunch, specPath: string): string[] {
+/**
+ * The torchrun command line: `python -m dsmoe_torch.launch [rendezvous] -m dsmoe_torch.train --spec FILE`. One
+ * machine: `--standalone`, or with `localPort` the same rendezvous (c10d on localhost, a fresh id) on that port,
+ * because torch 1.13's `--standalone` always binds 29400 and a second run on the machine would fail to start.
+ */
+export function torchrunArgs(launch: TorchLaunch, specPath: string, localPort?: number): string[] {
   const args = ['-m', 'dsmoe_torch.launch', `--nproc_per_node=${launch.nprocPerNode}`, `--nnodes=${launch.nnodes}`];
   if (launch.nnodes > 1) {
     args.push(`--node_rank=${launch.nodeRank}`, `--master_addr=${launch.masterAddr}`, `--master_port=${launch.masterPort}`);
+  } else if (localPort !== undefined) {
+    args.push('--rdzv_backend=c10d', `--rdzv_endpoint=localhost:${localPort}`, `--rdzv_id=${randomUUID()}`);
   } else {
     args.push('--standalone');
   }
@@ -150,7 +171,8 @@ export async function launchTorchEngine(
   writeJsonAtomic(specPath, spec);
   const enginePath = path.join(packageRoot(), 'engines', 'torch');
   const env = { ...process.env, PYTHONPATH: [enginePath, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter) };
-  const child = spawn(launch.python, torchrunArgs(launch, specPath), { stdio: output ? ['ignore', 'pipe', 'pipe'] : 'inherit', env });
+  const localPort = launch.nnodes > 1 ? undefined : await freeLocalPort();
+  const child = spawn(launch.python, torchrunArgs(launch, specPath, localPort), { stdio: output ? ['ignore', 'pipe', 'pipe'] : 'inherit', env });
   if (output) {
     child.stdout?.on('data', (chunk: Buffer) => output(chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => output(chunk.toString()));

@@ -182,6 +182,11 @@ describe('the torch launcher', () => {
     expect(multi).toEqual(expect.arrayContaining(['--nproc_per_node=8', '--nnodes=4', '--node_rank=3', '--master_addr=10.0.0.1', '--master_port=29400']));
     expect(multi.slice(-4)).toEqual(['-m', 'dsmoe_torch.train', '--spec', '/r/torch_run.json']);
     expect(torchrunArgs({ python, nprocPerNode: 2, nnodes: 1, nodeRank: 0, masterAddr: 'x', masterPort: 1 }, 's')).toContain('--standalone');
+    // With a port (what launchTorchEngine passes): the standalone rendezvous on that port, not torch 1.13's fixed 29400.
+    const local = torchrunArgs({ python, nprocPerNode: 2, nnodes: 1, nodeRank: 0, masterAddr: 'x', masterPort: 1 }, 's', 41234);
+    expect(local).not.toContain('--standalone');
+    expect(local).toEqual(expect.arrayContaining(['--rdzv_backend=c10d', '--rdzv_endpoint=localhost:41234']));
+    expect(local.filter((a) => a.startsWith('--rdzv_id=')).length).toBe(1);
   });
 
   test('the run spec lists the tensor table in checkpoint order, decay on matrices only', () => {
