@@ -41,7 +41,7 @@ export class TrainingStepHarness {
 
   private routing(): RoutingOptions {
     const r = this.recipe.routing;
-    return { mode: r.mode, miAlpha: r.mi_alpha, topK: r.top_k, balanceAlpha: r.balance_alpha };
+    return { mode: r.mode, miAlpha: r.mi_alpha, topK: r.top_k, balanceAlpha: r.balance_alpha, miAlphaAttention: r.mi_alpha_attention };
   }
 
   /** One step on a batch of B·T tokens; returns the loss before the update. */

@@ -14,7 +14,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
-import { expertPoolOf, type ModelConfig } from '../model/config';
+import { attentionExperts, expertPoolOf, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
 import type { Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { PLAN_TOKENIZER_FILES } from '../plan/plan_format';
@@ -95,6 +95,12 @@ export async function convertCheckpoint(dense: DenseCheckpoint, options: Convert
   const log = options.log ?? (() => undefined);
   const c = dense.config;
   const E = c.num_experts;
+  if (attentionExperts(c) > 0) {
+    // The plan side of MoA (docs/design.md §12: attention_router/attention_select ops, packed per-expert q/o) is not built yet.
+    throw new UserError(
+      `${dense.dir}: attention_experts ${attentionExperts(c)}: convert does not handle attention experts (MoA) yet; evaluate the dense folder with dsmoe eval`,
+    );
+  }
   const { strategy, epsilon } = options;
   const renormalize = options.renormalize || dense.normTopkProb;
   const k = options.k ?? (strategy === 'topk' ? c.num_experts_per_tok : E);

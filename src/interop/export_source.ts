@@ -2,7 +2,8 @@
  * What `dsmoe export` reads: a dense folder (readAnyDenseCheckpoint, imports included) or a sparse plan folder (its
  * packed weights read back under dense names), reduced to the one routing description Qwen2-MoE's config can hold —
  * a single top-k for every layer and one `norm_topk_prob`. Whatever that config cannot express is refused, never
- * approximated: threshold routing without --top-k, pruned experts, and q/k norms.
+ * approximated: threshold routing without --top-k, pruned experts, q/k norms, and attention experts (MoA) unless there
+ * is one (docs/design.md §12).
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -12,6 +13,8 @@ import { readPlan } from '../plan/read_plan';
 import { planWeights } from '../plan/plan_reference';
 import { readAnyDenseCheckpoint } from './read_any_dense';
 import type { ReferenceWeights } from '../model/reference';
+import { attentionExperts, type ModelConfig } from '../model/config';
+import { denseNames } from '../plan/tensor_table';
 
 export interface ExportSource {
   kind: 'dense' | 'plan';
@@ -57,7 +60,33 @@ export function readExportSource(dir: string, requestedTopK?: number): ExportSou
   if (source.weights.qkNorm) {
     throw new UserError(`${dir}: this ${source.sourceModelType} model normalises q and k (OLMoE); Qwen2-MoE has no q/k norm, so it cannot be exported as Qwen2MoeForCausalLM`);
   }
+  const A = attentionExperts(source.weights.config);
+  if (A > 1) {
+    // Plain attention has no place for the per-token expert weights pa_a: the exported model would compute other logits.
+    throw new UserError(
+      `${dir}: attention_experts ${A}: Qwen2-MoE's plain attention cannot weight heads per token by the attention router (MoA), so a model with more than one attention expert cannot be exported`,
+    );
+  }
+  if (A === 1) {
+    source = { ...source, weights: asPlainAttention(source.weights) };
+    notes.push('one attention expert (pa ≡ 1): exported as plain attention, its router dropped');
+  }
   const E = source.weights.config.num_experts;
   if (!Number.isInteger(source.topK) || source.topK < 1 || source.topK > E) throw new UserError(`--top-k must be an integer in 1..${E}, got ${source.topK}`);
   return source;
+}
+
+/**
+ * A model with one attention expert as plain attention: that expert holds every head and its probability is always 1,
+ * so q_proj/q bias/o_proj are its tensors and the router is dropped (docs/design.md §12).
+ */
+function asPlainAttention(weights: ReferenceWeights): ReferenceWeights {
+  const { attention_experts: _a, heads_per_attention_expert: _n, ...plain } = weights.config;
+  const renamed = new Map<string, string>();
+  for (let l = 0; l < plain.num_hidden_layers; l++) {
+    renamed.set(denseNames.q(l), denseNames.attnExpertQ(l, 0));
+    renamed.set(denseNames.qBias(l), denseNames.attnExpertQBias(l, 0));
+    renamed.set(denseNames.o(l), denseNames.attnExpertO(l, 0));
+  }
+  return { ...weights, config: plain as ModelConfig, get: (name) => weights.get(renamed.get(name) ?? name) };
 }

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { UserError } from '../errors';
 import { configProblems, type ModelConfig } from '../model/config';
 import { files, type DenseCheckpoint } from '../checkpoint/dense';
-import { denseLayer, denseOuter, type DenseTensor } from '../plan/tensor_table';
+import { denseLayer, denseOuter, plainAttention, type DenseTensor } from '../plan/tensor_table';
 import type { HfArchitecture } from './architecture';
 import { openHfTensors, type HfTensors } from './hf_tensors';
 
@@ -67,14 +67,15 @@ function importSources(config: ModelConfig, tensors: HfTensors, arch: HfArchitec
   add(outer.embed);
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const layer = denseLayer(config, l, { qkNorm });
-    for (const tensor of [layer.inputNorm, layer.q, layer.k, layer.v]) add(tensor);
-    for (const bias of [layer.qBias, layer.kBias, layer.vBias]) {
+    const attn = plainAttention(layer); // imported architectures have plain attention
+    for (const tensor of [layer.inputNorm, attn.q, layer.k, layer.v]) add(tensor);
+    for (const bias of [attn.qBias, layer.kBias, layer.vBias]) {
       // Mixtral and OLMoE have no q/k/v biases: zero biases are the same computation
       if (qkvBias) add(bias);
       else sources.set(bias.name, zeros(bias.shape));
     }
     if (layer.qNorm && layer.kNorm) for (const tensor of [layer.qNorm, layer.kNorm]) add(tensor);
-    for (const tensor of [layer.o, layer.postAttentionNorm]) add(tensor);
+    for (const tensor of [attn.o, layer.postAttentionNorm]) add(tensor);
     add(layer.router, arch.router(l));
     // A shared pool's experts (Megrez2) are stored with its first layer only; the later layers name the same tensors.
     if (layer.ownsExperts) {

@@ -32,6 +32,10 @@ export function groupedCausalMask(groupSize: number, seqLen: number): tf.Tensor2
  * The two batched products use tfjs's batched matMul: measured on wasm it beat both a loop of per-sequence 2-D
  * products (unstack, or gather per entry) and explicit-transpose gradients, because per-op overhead dominates at
  * these sizes.
+ *
+ * With `expertProbs` (MoA, docs/design.md §12) the H heads are A attention experts of N_h = H/A consecutive heads,
+ * and the output is Σ_a p_a · o_a·Wo_a^T. Since Wo_a is expert a's block of rows of `outWeight`, that equals scaling
+ * each expert's head outputs by its p_a before one product with the whole `outWeight`: every expert computed, no loop.
  */
 export function causalSelfAttention(
   x: tf.Tensor2D, // [N, d], N = B·T, rows ordered (batch, position)
@@ -41,6 +45,7 @@ export function causalSelfAttention(
   shape: AttentionShape,
   rope: RopeTables, // tables for T positions
   mask: tf.Tensor2D, // [(H/KV)·T, T] from groupedCausalMask
+  expertProbs?: tf.Tensor2D, // [N, A] attention-router probabilities (MoA layers only)
 ): tf.Tensor2D {
   const { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: hd } = shape;
   const group = H / KV;
@@ -65,5 +70,10 @@ export function causalSelfAttention(
     .reshape([B, KV, group, T, hd])
     .transpose([0, 3, 1, 2, 4]) // [B, T, KV, group, hd]  head index = kv·group + g
     .reshape([B * T, H * hd]) as tf.Tensor2D; // [N, H·hd]
-  return plainMatMul(heads, outWeight); // [N, d]
+  if (!expertProbs) return plainMatMul(heads, outWeight); // [N, d]
+  const A = expertProbs.shape[1];
+  const weighted = tf
+    .mul(heads.reshape([B * T, A, (H / A) * hd]), expertProbs.reshape([B * T, A, 1])) // [N, A, N_h·hd]
+    .reshape([B * T, H * hd]) as tf.Tensor2D; // [N, H·hd]
+  return plainMatMul(weighted, outWeight); // [N, d]
 }

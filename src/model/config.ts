@@ -29,6 +29,14 @@ export interface ModelConfig {
   first_k_dense_replace?: number;
   /** Megrez2's pre-gated routing: layer l's router reads layer l−1's post-attention-norm output (`preGated`). Absent = false. */
   pre_gate?: boolean;
+  /**
+   * Mixture of attention heads (MoA, docs/design.md §12): A attention experts in every layer, each owning
+   * `heads_per_attention_expert` query heads (its slice of W_q and W_o); K/V stay shared. Absent or 0 = plain
+   * attention; written only when > 0.
+   */
+  attention_experts?: number;
+  /** N_h, query heads per attention expert: A · N_h = num_attention_heads. Present exactly when attention_experts > 0. */
+  heads_per_attention_expert?: number;
 }
 
 export function headDim(config: ModelConfig): number {
@@ -56,24 +64,34 @@ const FIELD_RULES: Record<keyof ModelConfig, 'positive integer' | 'non-negative 
   experts_shared_frequency: 'positive integer',
   first_k_dense_replace: 'non-negative integer',
   pre_gate: 'boolean',
+  attention_experts: 'non-negative integer',
+  heads_per_attention_expert: 'positive integer',
 };
 
-/** The fields a config may leave out, each meaning its default (Megrez2's sharing and pre-gating off). */
-const OPTIONAL_KEYS: readonly (keyof ModelConfig)[] = ['experts_shared_frequency', 'first_k_dense_replace', 'pre_gate'];
+/** The fields a config may leave out, each meaning its default (Megrez2's sharing and pre-gating off, plain attention). */
+const OPTIONAL_KEYS: readonly (keyof ModelConfig)[] = [
+  'experts_shared_frequency',
+  'first_k_dense_replace',
+  'pre_gate',
+  'attention_experts',
+  'heads_per_attention_expert',
+];
 
 export const MODEL_CONFIG_KEYS = Object.keys(FIELD_RULES) as (keyof ModelConfig)[];
 /** The fields every config (and every plan's config) must have. */
 export const REQUIRED_MODEL_CONFIG_KEYS = MODEL_CONFIG_KEYS.filter((key) => !OPTIONAL_KEYS.includes(key));
 
 /**
- * The config with Megrez2's optional fields dropped where they hold their defaults: the form written to
- * config.json and plan.json, so that a model without sharing or pre-gating is described exactly as before them.
+ * The config with the optional fields (Megrez2's, MoA's) dropped where they hold their defaults: the form written to
+ * config.json and plan.json, so that a model without them is described exactly as before them.
  */
 export function withoutDefaults(config: ModelConfig): ModelConfig {
   const out = { ...config };
   if (out.experts_shared_frequency === undefined || out.experts_shared_frequency === 1) delete out.experts_shared_frequency;
   if (out.first_k_dense_replace === undefined || out.first_k_dense_replace === 0) delete out.first_k_dense_replace;
   if (out.pre_gate === undefined || out.pre_gate === false) delete out.pre_gate;
+  if (out.attention_experts === undefined || out.attention_experts === 0) delete out.attention_experts;
+  if (out.heads_per_attention_expert === undefined) delete out.heads_per_attention_expert;
   return out;
 }
 
@@ -121,6 +139,16 @@ export function preGated(config: ModelConfig, l: number): boolean {
   return config.pre_gate === true && l >= Math.max(1, config.first_k_dense_replace ?? 0);
 }
 
+/** A, the attention experts of every layer; 0 for plain attention (docs/design.md §12). */
+export function attentionExperts(config: ModelConfig): number {
+  return config.attention_experts ?? 0;
+}
+
+/** N_h, query heads per attention expert (0 for plain attention). */
+export function headsPerAttentionExpert(config: ModelConfig): number {
+  return attentionExperts(config) > 0 ? (config.heads_per_attention_expert as number) : 0;
+}
+
 /** Returns a list of problems with a config's internal consistency (empty when it is usable). */
 export function configProblems(config: ModelConfig): string[] {
   const problems: string[] = [];
@@ -151,7 +179,23 @@ export function configProblems(config: ModelConfig): string[] {
       `first_k_dense_replace (${config.first_k_dense_replace}) must be below num_hidden_layers (${config.num_hidden_layers}) for experts_shared_frequency to share anything`,
     );
   }
+  problems.push(...attentionExpertProblems(config));
   return problems;
+}
+
+/** MoA's rules (docs/design.md §12): heads per expert given exactly when A > 0, and A · N_h = H. */
+function attentionExpertProblems(config: ModelConfig): string[] {
+  const A = attentionExperts(config);
+  const Nh = config.heads_per_attention_expert;
+  const H = config.num_attention_heads;
+  if (A === 0) {
+    return Nh === undefined ? [] : [`heads_per_attention_expert (${Nh}) is set but attention_experts is 0 (plain attention)`];
+  }
+  if (Nh === undefined) return [`heads_per_attention_expert is required when attention_experts is ${A}`];
+  if (A * Nh !== H) {
+    return [`attention_experts (${A}) × heads_per_attention_expert (${Nh}) must equal num_attention_heads (${H})`];
+  }
+  return [];
 }
 
 /** Parameter counts, for reports and for the recipe's `params` variable. */
@@ -168,7 +212,8 @@ export function parameterCounts(config: ModelConfig): {
   const d = config.hidden_size;
   const hd = headDim(config);
   const qkv = (config.num_attention_heads + 2 * config.num_key_value_heads) * hd;
-  const attentionPerLayer = qkv * d + qkv + config.num_attention_heads * hd * d;
+  // MoA re-slices W_q and W_o among the attention experts; only their router [A, d] is new.
+  const attentionPerLayer = qkv * d + qkv + config.num_attention_heads * hd * d + attentionExperts(config) * d;
   const expertPerExpert = 3 * d * config.moe_intermediate_size;
   const sharedPerLayer = config.shared_expert_intermediate_size > 0 ? 3 * d * config.shared_expert_intermediate_size + d : 0;
   const routerPerLayer = config.num_experts * d;
@@ -237,5 +282,7 @@ export function fromHfConfig(hf: Record<string, unknown>): ModelConfig {
     ...(hf.experts_shared_frequency !== undefined ? { experts_shared_frequency: hf.experts_shared_frequency as number } : {}),
     ...(hf.first_k_dense_replace !== undefined ? { first_k_dense_replace: hf.first_k_dense_replace as number } : {}),
     ...(hf.pre_gate !== undefined ? { pre_gate: hf.pre_gate as boolean } : {}),
+    ...(hf.attention_experts !== undefined ? { attention_experts: hf.attention_experts as number } : {}),
+    ...(hf.heads_per_attention_expert !== undefined ? { heads_per_attention_expert: hf.heads_per_attention_expert as number } : {}),
   };
 }

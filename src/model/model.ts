@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { expertPoolOf, headDim, ModelConfig, preGated } from './config';
+import { attentionExperts, expertPoolOf, headDim, ModelConfig, preGated } from './config';
 import { causalSelfAttention, groupedCausalMask } from './attention';
 import { matMulTransposedB, plainMatMul } from './matmul';
 import { expertsMlp, sharedExpert, topKMask } from './moe';
@@ -19,6 +19,8 @@ export interface RoutingOptions {
   softmaxAfterTopK?: boolean;
   /** weight of ST-MoE's router z-loss (0 or absent: not computed) */
   zLossAlpha?: number;
+  /** MI-loss weight of the attention routers (MoA layers, docs/design.md §12); default miAlpha */
+  miAlphaAttention?: number;
 }
 
 export interface ForwardOutput {
@@ -27,13 +29,17 @@ export interface ForwardOutput {
   routerProbs: tf.Tensor2D[]; // per layer [B·T, E], softmax over all experts
   /** per layer 0/1 selection [B·T, E] in top-k mode; empty in dense mode */
   selections: tf.Tensor2D[];
+  /** per layer [B·T, A], the attention router's softmax over all A attention experts; empty without MoA */
+  attentionRouterProbs: tf.Tensor2D[];
 }
 
 export interface LossTerms {
-  total: tf.Scalar; // lm + α · aux + α_z · z
+  total: tf.Scalar; // lm + α · aux + α_z · z (+ α_attention · attentionAux with MoA)
   lm: tf.Scalar; // mean next-token cross-entropy, nats
   aux: tf.Scalar; // MI loss (dense) or switch balance loss (topk), averaged over layers
   z: tf.Scalar; // router z-loss averaged over layers (0 when its weight is 0: not computed)
+  attentionAux: tf.Scalar | null; // MI loss of the attention routers, averaged over layers; null without MoA
+  attentionRouterProbs: tf.Tensor2D[]; // the forward's, for routing statistics
 }
 
 /** The decoder of docs/design.md §1 over parameters in the training layout (`params.ts`). */
@@ -89,9 +95,14 @@ export class MoEModel {
     const routerLogits: tf.Tensor2D[] = [];
     const routerProbs: tf.Tensor2D[] = [];
     const selections: tf.Tensor2D[] = [];
+    const attentionRouterProbs: tf.Tensor2D[] = [];
+    const moa = attentionExperts(c) > 0;
     let previousM: tf.Tensor2D | null = null; // the previous layer's mlp_norm output, for pre-gated routers
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const a = rmsNorm(h, this.param(trainingNames.attnNorm(l)), c.rms_norm_eps); // [N, d]
+      // MoA (design.md §12): the attention router reads the attention input; every expert runs, weighted by pa.
+      const pa = moa ? (tf.softmax(plainMatMul(a, this.param(trainingNames.attnRouter(l)))) as tf.Tensor2D) : undefined; // [N, A]
+      if (pa) attentionRouterProbs.push(pa);
       const attn = causalSelfAttention(
         a,
         this.param(trainingNames.qkv(l)),
@@ -100,6 +111,7 @@ export class MoEModel {
         shape,
         rope,
         mask,
+        pa,
       ); // [N, d]
       h = tf.add(h, attn) as tf.Tensor2D; // [N, d]
       const m = rmsNorm(h, this.param(trainingNames.mlpNorm(l)), c.rms_norm_eps); // [N, d]
@@ -150,7 +162,7 @@ export class MoEModel {
       ? matMulTransposedB(final, embed) // [N, d]·[V, d]ᵀ = [N, V]
       : plainMatMul(final, this.param<tf.Tensor2D>(trainingNames.lmHead)); // [N, d]·[d, V] = [N, V]
     if (logits.shape[0] !== n) throw new Error('internal: logits rows do not match the batch');
-    return { logits, routerLogits, routerProbs, selections };
+    return { logits, routerLogits, routerProbs, selections, attentionRouterProbs };
   }
 
   /** Language-model loss plus the routing loss, as scalars (call inside tf.tidy or a gradient function). */
@@ -169,7 +181,14 @@ export class MoEModel {
       z = tf.div(tf.addN(out.routerLogits.map(routerZLoss)), out.routerLogits.length) as tf.Scalar;
       total = tf.add(total, tf.mul(z, zAlpha)) as tf.Scalar;
     }
-    return { total, lm, aux, z };
+    let attentionAux: tf.Scalar | null = null;
+    if (out.attentionRouterProbs.length) {
+      // The attention routers' MI loss, with its own α (design.md §12; MoA trains densely only).
+      const perLayerAttention = out.attentionRouterProbs.map((probs) => mutualInformationLoss(probs));
+      attentionAux = tf.div(tf.addN(perLayerAttention), perLayerAttention.length) as tf.Scalar;
+      total = tf.add(total, tf.mul(attentionAux, routing.miAlphaAttention ?? routing.miAlpha)) as tf.Scalar;
+    }
+    return { total, lm, aux, z, attentionAux, attentionRouterProbs: out.attentionRouterProbs };
   }
 
   /** Releases the cached constants (parameters belong to the caller). */

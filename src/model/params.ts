@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { expertPoolOf, headDim, ModelConfig } from './config';
+import { attentionExperts, expertPoolOf, headDim, ModelConfig } from './config';
 import { trainingNames as n } from '../plan/tensor_table';
 
 /**
@@ -26,6 +26,7 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
   const H = config.num_attention_heads;
   const KV = config.num_key_value_heads;
   const E = config.num_experts;
+  const A = attentionExperts(config);
   const I = config.moe_intermediate_size;
   const Is = config.shared_expert_intermediate_size;
   const V = config.vocab_size;
@@ -46,6 +47,10 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
       matrix(n.qkv(l), [d, (H + 2 * KV) * hd]),
       vector(n.qkvBias(l), (H + 2 * KV) * hd, 0),
       matrix(n.o(l), [H * hd, d], residualStd),
+    );
+    // MoA's attention router (docs/design.md §12); the experts' q/o are column/row blocks of qkv and o above.
+    if (A > 0) specs.push(matrix(n.attnRouter(l), [d, A]));
+    specs.push(
       vector(n.mlpNorm(l), d, 1),
       matrix(n.router(l), [d, E]),
     );

@@ -6,7 +6,7 @@
  * Weights are looked up by their dense (Qwen2-MoE) names, `denseNames` in src/plan/tensor_table.ts.
  */
 import type { ModelConfig } from './config';
-import { expertPoolOf, headDim, preGated } from './config';
+import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert, preGated } from './config';
 import { denseNames } from '../plan/tensor_table';
 
 export interface ReferenceWeights {
@@ -31,7 +31,9 @@ export type RoutingRule =
 export interface ReferenceOptions {
   /** One rule per layer, or one rule for every layer; default dense. */
   routing?: RoutingRule[] | RoutingRule;
-  collectRouterProbs?: boolean;
+  /** MoA layers' attention-expert selection (docs/design.md §12), one rule per layer or one for all; default dense (all). */
+  attentionRouting?: RoutingRule[] | RoutingRule;
+  collectRouterProbs?: boolean; // also the attention routers' (MoA)
   collectRouterLogits?: boolean;
   collectSelected?: boolean;
 }
@@ -40,6 +42,7 @@ export interface ReferenceResult {
   logits: Float32Array; // [T, V]
   routerProbs?: Float32Array[]; // [L] of [T, E], softmax over all experts
   routerLogits?: Float32Array[]; // [L] of [T, E], before the softmax
+  attentionRouterProbs?: Float32Array[]; // [L] of [T, A], MoA models only
   selected?: number[][][]; // [L][T] expert ids used, in selection order
 }
 
@@ -237,13 +240,13 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
   const hd = headDim(c);
   const E = c.num_experts;
   const V = c.vocab_size;
-  const rules = Array.from({ length: c.num_hidden_layers }, (_, l): RoutingRule => {
-    const routing = options.routing ?? { mode: 'dense' };
-    return Array.isArray(routing) ? routing[l] : routing;
-  });
+  const ruleOf = (routing: RoutingRule[] | RoutingRule | undefined, l: number): RoutingRule =>
+    Array.isArray(routing) ? routing[l] : (routing ?? { mode: 'dense' });
+  const rules = Array.from({ length: c.num_hidden_layers }, (_, l) => ruleOf(options.routing, l));
   const positions = tokens.map((_, t) => t);
   const routerProbs: Float32Array[] = [];
   const routerLogits: Float32Array[] = [];
+  const attentionRouterProbs: Float32Array[] = [];
   const selected: number[][][] = [];
 
   const embed = weights.get(denseNames.embed); // [V, d]
@@ -257,7 +260,8 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
   for (let l = 0; l < c.num_hidden_layers; l++) {
     // attention block
     const a = rmsNorm(h, weights.get(denseNames.inputNorm(l)), c.rms_norm_eps); // [T, d]
-    const q = linear(a, weights.get(denseNames.q(l)), H * hd, weights.get(denseNames.qBias(l))); // [T, H·hd]
+    const A = attentionExperts(c);
+    const q = A > 0 ? moaQueries(weights, l, a) : linear(a, weights.get(denseNames.q(l)), H * hd, weights.get(denseNames.qBias(l))); // [T, H·hd]
     const k = linear(a, weights.get(denseNames.k(l)), KV * hd, weights.get(denseNames.kBias(l))); // [T, KV·hd]
     const v = linear(a, weights.get(denseNames.v(l)), KV * hd, weights.get(denseNames.vBias(l))); // [T, KV·hd]
     if (weights.qkNorm) {
@@ -267,8 +271,13 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     applyRope(q, positions, H, hd, c.rope_theta);
     applyRope(k, positions, KV, hd, c.rope_theta);
     const o = causalAttention(q, k, v, H, KV, hd); // [T, H·hd]
-    const attnOut = linear(o, weights.get(denseNames.o(l)), d); // [T, d]
-    h = addInto(h, attnOut);
+    if (A > 0) {
+      const pa = softmaxRows(linear(a, weights.get(denseNames.attnRouter(l)), A), A); // [T, A]
+      if (options.collectRouterProbs) attentionRouterProbs.push(pa);
+      h = addInto(h, moaOutput(weights, l, o, pa, ruleOf(options.attentionRouting, l)));
+    } else {
+      h = addInto(h, linear(o, weights.get(denseNames.o(l)), d)); // [T, d]
+    }
 
     // MoE block
     const m = rmsNorm(h, weights.get(denseNames.postAttentionNorm(l)), c.rms_norm_eps); // [T, d]
@@ -325,8 +334,46 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     logits,
     ...(options.collectRouterProbs ? { routerProbs } : {}),
     ...(options.collectRouterLogits ? { routerLogits } : {}),
+    ...(options.collectRouterProbs && attentionExperts(c) > 0 ? { attentionRouterProbs } : {}),
     ...(options.collectSelected ? { selected } : {}),
   };
+}
+
+/** A MoA layer's queries [T, H·hd]: expert a's q_proj slice gives heads a·N_h … (a+1)·N_h − 1 (design.md §12). */
+function moaQueries(weights: ReferenceWeights, l: number, a: Float32Array /* [T, d] */): Float32Array {
+  const c = weights.config;
+  const H = c.num_attention_heads;
+  const hd = headDim(c);
+  const width = headsPerAttentionExpert(c) * hd; // N_h·hd
+  const T = a.length / c.hidden_size;
+  const q = new Float32Array(T * H * hd); // [T, H·hd]
+  for (let e = 0; e < attentionExperts(c); e++) {
+    const qe = linear(a, weights.get(denseNames.attnExpertQ(l, e)), width, weights.get(denseNames.attnExpertQBias(l, e))); // [T, N_h·hd]
+    for (let t = 0; t < T; t++) q.set(qe.subarray(t * width, (t + 1) * width), t * H * hd + e * width);
+  }
+  return q;
+}
+
+/**
+ * A MoA layer's output Σ_{a ∈ Sa(t)} w_a · o_a·Wo_a^T [T, d] from the heads' outputs o [T, H·hd]: each token's experts
+ * chosen from pa by `rule` (dense: all), weighted by their probabilities (never renormalised unless the rule says so).
+ */
+function moaOutput(weights: ReferenceWeights, l: number, o: Float32Array, pa: Float32Array, rule: RoutingRule): Float32Array {
+  const c = weights.config;
+  const d = c.hidden_size;
+  const A = attentionExperts(c);
+  const width = headsPerAttentionExpert(c) * headDim(c); // N_h·hd
+  const T = pa.length / A;
+  const y = new Float32Array(T * d); // [T, d]
+  for (let t = 0; t < T; t++) {
+    const selection = selectExperts(pa.subarray(t * A, (t + 1) * A), rule);
+    selection.ids.forEach((e, j) => {
+      const oe = o.subarray(t * A * width + e * width, t * A * width + (e + 1) * width); // [N_h·hd], expert e's heads
+      const out = linear(oe, weights.get(denseNames.attnExpertO(l, e)), d); // [1, d]
+      for (let i = 0; i < d; i++) y[t * d + i] += selection.weights[j] * out[i];
+    });
+  }
+  return y;
 }
 
 function addInto(h: Float32Array, delta: Float32Array): Float32Array {

@@ -14,7 +14,7 @@
  * hands the same rows to native code, which takes every name from them.
  */
 import type { ModelConfig } from '../model/config';
-import { expertPoolOf, headDim } from '../model/config';
+import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert } from '../model/config';
 import { storageOf, tensorDtype, type StorageDtype, type TensorDtype } from './dtype';
 import type { Plan } from './plan_format';
 import { classDtypes, layerOps } from './plan_format';
@@ -38,6 +38,11 @@ export const denseNames = {
   qNorm: (l: number) => `model.layers.${l}.self_attn.q_norm.weight`,
   kNorm: (l: number) => `model.layers.${l}.self_attn.k_norm.weight`,
   o: (l: number) => `model.layers.${l}.self_attn.o_proj.weight`,
+  // MoA layers (docs/design.md §12): the attention router and each attention expert's q/o slices replace q_proj/o_proj.
+  attnRouter: (l: number) => `model.layers.${l}.self_attn.gate.weight`,
+  attnExpertQ: (l: number, a: number) => `model.layers.${l}.self_attn.experts.${a}.q_proj.weight`,
+  attnExpertQBias: (l: number, a: number) => `model.layers.${l}.self_attn.experts.${a}.q_proj.bias`,
+  attnExpertO: (l: number, a: number) => `model.layers.${l}.self_attn.experts.${a}.o_proj.weight`,
   router: (l: number) => `model.layers.${l}.mlp.gate.weight`,
   expertGate: (l: number, e: number) => `model.layers.${l}.mlp.experts.${e}.gate_proj.weight`,
   expertUp: (l: number, e: number) => `model.layers.${l}.mlp.experts.${e}.up_proj.weight`,
@@ -60,9 +65,10 @@ export const trainingNames = {
   lmHead: 'train.lm_head', // [d, V]
   finalNorm: 'train.norm', // [d]
   attnNorm: (l: number) => `train.layers.${l}.attn_norm`, // [d]
-  qkv: (l: number) => `train.layers.${l}.attn.qkv`, // [d, (H+2·KV)·hd]   q heads, then k heads, then v heads
+  qkv: (l: number) => `train.layers.${l}.attn.qkv`, // [d, (H+2·KV)·hd]   q heads, then k heads, then v heads (MoA: expert a's q = columns a·N_h·hd..)
   qkvBias: (l: number) => `train.layers.${l}.attn.qkv_bias`, // [(H+2·KV)·hd]
-  o: (l: number) => `train.layers.${l}.attn.o`, // [H·hd, d]
+  o: (l: number) => `train.layers.${l}.attn.o`, // [H·hd, d]   MoA: rows a·N_h·hd.. are attention expert a's W_o columns
+  attnRouter: (l: number) => `train.layers.${l}.attn.router`, // [d, A]   MoA layers only
   mlpNorm: (l: number) => `train.layers.${l}.mlp_norm`, // [d]
   router: (l: number) => `train.layers.${l}.router`, // [d, E]
   expertsGate: (l: number) => `train.layers.${l}.experts.gate_proj`, // [d, E·I]   expert e: columns e·I..(e+1)·I−1
@@ -123,17 +129,26 @@ export interface DenseExpert {
   down: DenseTensor; // [d, I]
 }
 
+/** One attention expert's slices of W_q, q's bias and W_o (MoA, docs/design.md §12). */
+export interface DenseAttentionExpert {
+  q: DenseTensor; // [N_h·hd, d]
+  qBias: DenseTensor; // [N_h·hd]
+  o: DenseTensor; // [d, N_h·hd]
+}
+
 export interface DenseLayer {
   inputNorm: DenseTensor; // [d]
-  q: DenseTensor; // [H·hd, d]
+  q: DenseTensor | null; // [H·hd, d]   null in a MoA layer (the attention experts hold it)
   k: DenseTensor; // [KV·hd, d]
   v: DenseTensor; // [KV·hd, d]
-  qBias: DenseTensor; // [H·hd]   zeros when untrained
+  qBias: DenseTensor | null; // [H·hd]   zeros when untrained; null in a MoA layer
   kBias: DenseTensor; // [KV·hd]
   vBias: DenseTensor; // [KV·hd]
   qNorm: DenseTensor | null; // [H·hd]   OLMoE imports only
   kNorm: DenseTensor | null; // [KV·hd]
-  o: DenseTensor; // [d, H·hd]
+  o: DenseTensor | null; // [d, H·hd]   null in a MoA layer
+  attnRouter: DenseTensor | null; // [A, d]   MoA layers only
+  attnExperts: DenseAttentionExpert[]; // [A]; empty in a plain layer
   postAttentionNorm: DenseTensor; // [d]
   router: DenseTensor; // [E, d]
   /** The layer whose routed experts this layer uses (`expertPoolOf`: Megrez2's cross-layer sharing); l itself unless shared. */
@@ -163,7 +178,10 @@ export function denseLayer(config: ModelConfig, l: number, options: DenseOptions
   const n = denseNames;
   const t = trainingNames;
   const p = expertPoolOf(config, l);
+  const A = attentionExperts(config);
+  const expertWidth = headsPerAttentionExpert(config) * hd; // N_h·hd, the q rows / o columns of one attention expert
   const tensor = (name: string, shape: number[], training: TrainingPiece | null): DenseTensor => ({ name, shape, training });
+  const moa = A > 0;
   const shared =
     Is > 0
       ? {
@@ -174,15 +192,21 @@ export function denseLayer(config: ModelConfig, l: number, options: DenseOptions
       : null;
   return {
     inputNorm: tensor(n.inputNorm(l), [d], piece(t.attnNorm(l), 'contiguous')),
-    q: tensor(n.q(l), [H * hd, d], piece(t.qkv(l), 'columns', 0)),
+    q: moa ? null : tensor(n.q(l), [H * hd, d], piece(t.qkv(l), 'columns', 0)),
     k: tensor(n.k(l), [KV * hd, d], piece(t.qkv(l), 'columns', H * hd)),
     v: tensor(n.v(l), [KV * hd, d], piece(t.qkv(l), 'columns', (H + KV) * hd)),
-    qBias: tensor(n.qBias(l), [H * hd], piece(t.qkvBias(l), 'contiguous', 0)),
+    qBias: moa ? null : tensor(n.qBias(l), [H * hd], piece(t.qkvBias(l), 'contiguous', 0)),
     kBias: tensor(n.kBias(l), [KV * hd], piece(t.qkvBias(l), 'contiguous', H * hd)),
     vBias: tensor(n.vBias(l), [KV * hd], piece(t.qkvBias(l), 'contiguous', (H + KV) * hd)),
     qNorm: options.qkNorm ? tensor(n.qNorm(l), [H * hd], null) : null,
     kNorm: options.qkNorm ? tensor(n.kNorm(l), [KV * hd], null) : null,
-    o: tensor(n.o(l), [d, H * hd], piece(t.o(l), 'rows')),
+    o: moa ? null : tensor(n.o(l), [d, H * hd], piece(t.o(l), 'rows')),
+    attnRouter: moa ? tensor(n.attnRouter(l), [A, d], piece(t.attnRouter(l), 'columns')) : null,
+    attnExperts: Array.from({ length: A }, (_, a) => ({
+      q: tensor(n.attnExpertQ(l, a), [expertWidth, d], piece(t.qkv(l), 'columns', a * expertWidth)),
+      qBias: tensor(n.attnExpertQBias(l, a), [expertWidth], piece(t.qkvBias(l), 'contiguous', a * expertWidth)),
+      o: tensor(n.attnExpertO(l, a), [d, expertWidth], piece(t.o(l), 'rows', a * expertWidth)),
+    })),
     postAttentionNorm: tensor(n.postAttentionNorm(l), [d], piece(t.mlpNorm(l), 'contiguous')),
     router: tensor(n.router(l), [config.num_experts, d], piece(t.router(l), 'columns')),
     pool: p,
@@ -210,18 +234,35 @@ export function denseOuter(config: ModelConfig): { embed: DenseTensor; finalNorm
   };
 }
 
+/** A plain (non-MoA) layer's q, q bias and o; throws on a MoA layer, which has attention experts instead. */
+export function plainAttention(layer: DenseLayer): { q: DenseTensor; qBias: DenseTensor; o: DenseTensor } {
+  if (!layer.q || !layer.qBias || !layer.o) throw new Error(`internal: ${layer.inputNorm.name} belongs to a layer with attention experts (MoA)`);
+  return { q: layer.q, qBias: layer.qBias, o: layer.o };
+}
+
+/** One layer's attention tensors in checkpoint order: plain, or MoA's router and experts (docs/design.md §12). */
+function attentionTensors(layer: DenseLayer): DenseTensor[] {
+  const qkNorm = layer.qNorm && layer.kNorm ? [layer.qNorm, layer.kNorm] : [];
+  if (layer.attnRouter) {
+    return [
+      layer.attnRouter,
+      ...layer.attnExperts.flatMap((x) => [x.q, x.qBias, x.o]),
+      layer.k,
+      layer.v,
+      layer.kBias,
+      layer.vBias,
+      ...qkNorm,
+    ];
+  }
+  const { q, qBias, o } = plainAttention(layer);
+  return [q, layer.k, layer.v, qBias, layer.kBias, layer.vBias, ...qkNorm, o];
+}
+
 /** One layer's dense tensors in checkpoint order; a shared pool's experts are listed with its first layer only. */
 function denseLayerTensors(layer: DenseLayer): DenseTensor[] {
   return [
     layer.inputNorm,
-    layer.q,
-    layer.k,
-    layer.v,
-    layer.qBias,
-    layer.kBias,
-    layer.vBias,
-    ...(layer.qNorm && layer.kNorm ? [layer.qNorm, layer.kNorm] : []),
-    layer.o,
+    ...attentionTensors(layer),
     layer.postAttentionNorm,
     layer.router,
     ...(layer.ownsExperts ? layer.experts.flatMap((x) => [x.gate, x.up, x.down]) : []),
@@ -304,15 +345,16 @@ export function planTensors(plan: Plan): PlanTensor[] {
   plan.layers.forEach((layer, l) => {
     const ops = layerOps(layer);
     const dense = denseLayer(c, l, { qkNorm: ops.attention.q_norm !== undefined });
+    const attn = plainAttention(dense); // plans with attention experts are refused by validatePlan (not built yet)
     const kept = ops.experts.kept.map((e) => dense.experts[e]);
     const K = kept.length;
     const I = ops.experts.intermediate_size;
     const row = (role: PlanRole, name: string, shape: number[], dtype: TensorDtype, op: number, field: string, parts: DenseTensor[]) =>
       push({ role, layer: l, name, shape, dtype, usedAt: `layers[${l}].ops[${op}].${field}`, parts });
     row('attnNorm', ops.attnNorm.weight, [d], f32, 0, 'weight', [dense.inputNorm]);
-    row('qkv', ops.attention.qkv, [qkvRows, d], attention, 1, 'qkv', [dense.q, dense.k, dense.v]);
-    row('qkvBias', ops.attention.qkv_bias, [qkvRows], f32, 1, 'qkv_bias', [dense.qBias, dense.kBias, dense.vBias]);
-    row('o', ops.attention.o, [d, c.num_attention_heads * hd], attention, 1, 'o', [dense.o]);
+    row('qkv', ops.attention.qkv, [qkvRows, d], attention, 1, 'qkv', [attn.q, dense.k, dense.v]);
+    row('qkvBias', ops.attention.qkv_bias, [qkvRows], f32, 1, 'qkv_bias', [attn.qBias, dense.kBias, dense.vBias]);
+    row('o', ops.attention.o, [d, c.num_attention_heads * hd], attention, 1, 'o', [attn.o]);
     if (dense.qNorm && dense.kNorm) {
       row('qNorm', ops.attention.q_norm as string, dense.qNorm.shape, f32, 1, 'q_norm', [dense.qNorm]);
       row('kNorm', ops.attention.k_norm as string, dense.kNorm.shape, f32, 1, 'k_norm', [dense.kNorm]);

@@ -3,7 +3,7 @@
  * Problems are collected, not thrown, so that one message can list the first few of them.
  */
 import type { ModelConfig } from '../model/config';
-import { configProblems, expertPoolOf, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
+import { attentionExperts, configProblems, expertPoolOf, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
 import type { Plan } from './plan_format';
 import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
 import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
@@ -153,6 +153,8 @@ function validateConfig(raw: unknown, check: FieldChecker, problems: string[]): 
   }
   const config = raw as unknown as ModelConfig;
   const configIssues = configProblems(config);
+  // Plans with attention experts (docs/design.md §12) are the runtime's next step; until then none is valid.
+  if (attentionExperts(config) > 0) configIssues.push(`attention_experts ${config.attention_experts}: plans with attention experts (MoA) are not supported yet`);
   for (const issue of configIssues) problems.push(`config: ${issue}`);
   return configIssues.length ? undefined : config;
 }

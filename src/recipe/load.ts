@@ -149,7 +149,9 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
     for (const leaf of modelLeaves) if (leaf !== 'granularity') model[leaf] = values.get(leaf);
     model.tie_word_embeddings = plain.get('model.tie_word_embeddings');
     model.pre_gate = plain.get('model.pre_gate');
-    // Defaults left out, so a recipe without Megrez2's fields resolves (and hashes) exactly as before them.
+    // Plain attention has no heads per expert (a value given anyway is refused in checkMoA).
+    if (model.attention_experts === 0) delete model.heads_per_attention_expert;
+    // Defaults left out, so a recipe without Megrez2's or MoA's fields resolves (and hashes) exactly as before them.
     return withoutDefaults(splitExperts(model as unknown as ModelConfig, values.get('granularity')!));
   };
   variables.set('params', {
@@ -187,6 +189,7 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
       balance_alpha: values.get('balance_alpha')!,
       ...(softmax !== 'before_topk' ? { softmax } : {}),
       ...(zLossAlpha !== 0 ? { z_loss_alpha: zLossAlpha } : {}),
+      ...(values.get('attention_experts')! > 0 ? { mi_alpha_attention: values.get('mi_alpha_attention')! } : {}),
     },
     data: {
       corpus: resolveCorpus(file, plain.get('data.corpus')),
@@ -213,8 +216,37 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
       checkpoint_every: values.get('checkpoint_every')!,
     },
   };
+  checkMoA(file, document, values, recipe);
   checkConsistency(file, recipe);
   return recipe;
+}
+
+/**
+ * MoA's fields (docs/design.md §12): at attention_experts 0 the other two may not be given; otherwise the experts
+ * split the query heads evenly, and they train densely only.
+ */
+function checkMoA(file: string, document: Raw, values: Map<string, number>, recipe: Recipe): void {
+  const A = values.get('attention_experts')!;
+  const H = values.get('num_attention_heads')!;
+  const given = (section: 'model' | 'routing', leaf: string) => isMapping(document[section]) && (document[section] as Raw)[leaf] !== undefined;
+  if (A === 0) {
+    for (const [section, leaf] of [['model', 'heads_per_attention_expert'], ['routing', 'mi_alpha_attention']] as const) {
+      if (given(section, leaf)) {
+        throw new UserError(`${file}: ${section}.${leaf}: only meaningful with attention experts, but model.attention_experts is 0 (plain attention); remove it or set attention_experts`);
+      }
+    }
+    return;
+  }
+  const Nh = values.get('heads_per_attention_expert')!;
+  if (!given('model', 'heads_per_attention_expert') && H % A !== 0) {
+    throw new UserError(`${file}: model.attention_experts: expected a divisor of model.num_attention_heads (${H}), got ${A}`);
+  }
+  if (A * Nh !== H) {
+    throw new UserError(`${file}: model.heads_per_attention_expert: expected num_attention_heads / attention_experts = ${H / A} (A · N_h = H), got ${Nh}`);
+  }
+  if (recipe.routing.mode === 'topk') {
+    throw new UserError(`${file}: routing.mode: attention experts (model.attention_experts ${A}) train densely only, expected dense, got "topk"`);
+  }
 }
 
 /** `max_steps`, or `tokens` from which max_steps = ceil(tokens / (batch_size · grad_accum · seq_len)). */

@@ -63,6 +63,11 @@ export const SECTIONS: Record<SectionName, Record<string, FieldSpec>> = {
     // experts of width moe_intermediate_size / G, and num_experts_per_tok and routing.top_k are multiplied by G, so
     // total and active expert parameters stay equal. The resolved model holds the split shape (load.ts).
     granularity: { kind: 'number', check: positiveInt, default: 1 },
+    // MoA (docs/design.md §12): A attention experts per layer of N_h query heads each, A · N_h = num_attention_heads.
+    // Both are left out of the resolved recipe at A = 0, so recipes without them hash as before.
+    attention_experts: { kind: 'number', check: nonNegativeInt, default: 0 },
+    // Not checked as an integer here: the loader names attention_experts when it does not divide the heads.
+    heads_per_attention_expert: { kind: 'number', check: positive, default: 'num_attention_heads / max(attention_experts, 1)' },
   },
   routing: {
     mode: { kind: 'enum', values: ['dense', 'topk'], default: 'dense' },
@@ -75,6 +80,8 @@ export const SECTIONS: Record<SectionName, Record<string, FieldSpec>> = {
     softmax: { kind: 'enum', values: ['before_topk', 'after_topk'], default: 'before_topk' },
     // ST-MoE's router z-loss weight: mean over tokens of (log Σ_e exp(router logit_e))², averaged over layers.
     z_loss_alpha: { kind: 'number', check: nonNegative, default: 0 },
+    // The attention router's MI-loss weight (MoA only; left out of the resolved recipe at attention_experts 0).
+    mi_alpha_attention: { kind: 'number', check: nonNegative, default: 'mi_alpha' },
   },
   data: {
     corpus: { kind: 'corpus', default: 'default' },

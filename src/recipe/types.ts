@@ -17,6 +17,7 @@ export interface Recipe {
     softmax?: 'before_topk' | 'after_topk';
     /** ST-MoE router z-loss weight; present only when > 0 */
     z_loss_alpha?: number;
+    mi_alpha_attention?: number; // MI-loss weight of the attention routers; present only with attention experts
   };
   data: {
     corpus: 'default' | string[]; // absolute paths of .txt / .jsonl files

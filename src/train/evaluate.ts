@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { attentionExperts } from '../model/config';
 import { MoEModel, tokenLosses } from '../model/model';
 import { LayerRoutingStats, RoutingStatsAccumulator } from './routing_stats';
 
@@ -15,6 +16,8 @@ export interface EvalResult {
   bits_per_byte: number; // loss / ln 2 / (bytes per token): comparable across tokenizers
   tokens: number; // predicted positions scored
   layers: LayerRoutingStats[];
+  /** the attention routers' statistics over the A attention experts (MoA models only, docs/design.md §12) */
+  attention_layers?: LayerRoutingStats[];
 }
 
 /**
@@ -29,6 +32,8 @@ export function evaluateWindows(
 ): EvalResult {
   const config = model.config;
   const stats = new RoutingStatsAccumulator(config.num_hidden_layers, config.num_experts);
+  const A = attentionExperts(config);
+  const attentionStats = A > 0 ? new RoutingStatsAccumulator(config.num_hidden_layers, A) : null;
   let lossSum = 0;
   let tokens = 0;
   for (const windows of Array.isArray(groups) ? groups : [groups]) {
@@ -38,15 +43,20 @@ export function evaluateWindows(
       const rows = Math.min(batchSize, windows.count - start);
       const inputs = windows.inputs.subarray(start * seqLen, (start + rows) * seqLen); // [rows·T]
       const targets = windows.targets.subarray(start * seqLen, (start + rows) * seqLen); // [rows·T]
-      const { losses, probs } = tf.tidy(() => {
+      const { losses, probs, attentionProbs } = tf.tidy(() => {
         const out = model.forward(inputs, rows, seqLen);
-        return { losses: tf.keep(tf.tensor1d(tokenLosses(out.logits, targets))), probs: out.routerProbs.map((p) => tf.keep(p)) };
+        return {
+          losses: tf.keep(tf.tensor1d(tokenLosses(out.logits, targets))),
+          probs: out.routerProbs.map((p) => tf.keep(p)),
+          attentionProbs: out.attentionRouterProbs.map((p) => tf.keep(p)),
+        };
       });
       const values = losses.dataSync();
       for (let i = 0; i < values.length; i++) lossSum += values[i];
       tokens += values.length;
       stats.add(probs.map((p) => p.dataSync() as Float32Array));
-      tf.dispose([losses, ...probs]);
+      attentionStats?.add(attentionProbs.map((p) => p.dataSync() as Float32Array));
+      tf.dispose([losses, ...probs, ...attentionProbs]);
     }
   }
   const loss = lossSum / Math.max(1, tokens);
@@ -56,5 +66,6 @@ export function evaluateWindows(
     bits_per_byte: loss / Math.LN2 / bytesPerToken,
     tokens,
     layers: stats.result(),
+    ...(attentionStats ? { attention_layers: attentionStats.result() } : {}),
   };
 }

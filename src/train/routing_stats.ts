@@ -1,5 +1,6 @@
 /**
- * Per-layer routing statistics over many tokens (what decides how sparse inference can be):
+ * Per-layer routing statistics over many tokens (what decides how sparse inference can be), for the MLP routers and,
+ * in MoA models, the attention routers (over the A attention experts; docs/design.md §12):
  * marginal entropy H(mean p), mean per-token entropy, probability mass held by the top 1/2/4 experts, and expert
  * load = share of tokens whose most probable expert is e. Entropies in nats.
  */
@@ -85,11 +86,11 @@ export class RoutingStatsAccumulator {
   }
 }
 
-/** One line per layer for the terminal. */
-export function formatRoutingStats(stats: LayerRoutingStats[]): string[] {
+/** One line per layer for the terminal; `label` names the router ("attention layer" for MoA's attention routers). */
+export function formatRoutingStats(stats: LayerRoutingStats[], label = 'layer'): string[] {
   return stats.map(
     (s) =>
-      `layer ${s.layer}: H(mean p) ${s.marginal_entropy.toFixed(3)} / ${s.max_entropy.toFixed(3)} nats, ` +
+      `${label} ${s.layer}: H(mean p) ${s.marginal_entropy.toFixed(3)} / ${s.max_entropy.toFixed(3)} nats, ` +
       `mean H(p) ${s.token_entropy.toFixed(3)}, top-1/2/4 mass ${s.top1_mass.toFixed(3)}/${s.top2_mass.toFixed(3)}/${s.top4_mass.toFixed(3)}, ` +
       `load [${s.expert_load.map((v) => v.toFixed(2)).join(' ')}]`,
   );

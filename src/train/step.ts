@@ -13,6 +13,9 @@ export interface StepOutcome {
   lm: number;
   aux: number;
   z: number; // router z-loss (0 when its weight is 0)
+  attentionAux: number | null; // MI loss of the attention routers (MoA), mean over the micro-batches; null without MoA
+  /** per micro-batch, per layer the attention routers' probabilities [B·T, A] (MoA; empty otherwise), for routing statistics */
+  attentionRouterProbs: Float32Array[][];
   gradNorm: number; // global gradient norm before clipping
 }
 
@@ -35,16 +38,20 @@ export function trainStep(
   const nameOf = new Map([...params].map(([name, v]) => [v.name, name]));
   const accum = microBatches.length;
   let gradSum: Map<string, tf.Tensor> | null = null;
-  const outcome = { loss: 0, lm: 0, aux: 0, z: 0, gradNorm: 0 };
+  const outcome: StepOutcome = { loss: 0, lm: 0, aux: 0, z: 0, attentionAux: null, attentionRouterProbs: [], gradNorm: 0 };
   for (const batch of microBatches) {
     let lm: tf.Tensor | null = null;
     let aux: tf.Tensor | null = null;
     let z: tf.Tensor | null = null;
+    let attentionAux: tf.Tensor | null = null;
+    let attentionProbs: tf.Tensor[] = [];
     const { value, grads } = tf.variableGrads(() => {
       const terms = model.loss(batch.inputs, batch.targets, batchSize, seqLen, routing);
       lm = tf.keep(terms.lm);
       aux = tf.keep(terms.aux);
       z = tf.keep(terms.z);
+      if (terms.attentionAux) attentionAux = tf.keep(terms.attentionAux);
+      attentionProbs = terms.attentionRouterProbs.map((p) => tf.keep(p));
       return terms.total;
     }, variables);
     const kept = [value, lm as unknown as tf.Tensor, aux as unknown as tf.Tensor, z as unknown as tf.Tensor];
@@ -53,7 +60,9 @@ export function trainStep(
     outcome.lm += lmValue / accum;
     outcome.aux += auxValue / accum;
     outcome.z += zValue / accum;
-    tf.dispose(kept);
+    if (attentionAux) outcome.attentionAux = (outcome.attentionAux ?? 0) + (attentionAux as tf.Tensor).dataSync()[0] / accum;
+    if (attentionProbs.length) outcome.attentionRouterProbs.push(attentionProbs.map((p) => Float32Array.from(p.dataSync() as Float32Array)));
+    tf.dispose([...kept, ...(attentionAux ? [attentionAux as tf.Tensor] : []), ...attentionProbs]);
     if (!gradSum) {
       gradSum = new Map(Object.entries(grads).map(([varName, g]) => [nameOf.get(varName) as string, g]));
     } else {

@@ -15,6 +15,7 @@ import { writeJsonAtomic } from '../checkpoint/atomic';
 import { checkpointConfigFiles } from '../checkpoint/dense';
 import { packageRoot, type PreparedFolder } from '../data';
 import { UserError } from '../errors';
+import { attentionExperts } from '../model/config';
 import { paramSpecs } from '../model/params';
 import { denseTensors } from '../plan/tensor_table';
 import { recipeHash, type Recipe } from '../recipe';
@@ -59,6 +60,9 @@ export function torchRunSpec(options: TorchRunOptions): Record<string, unknown> 
   }
   if (recipe.routing.z_loss_alpha) {
     throw new UserError(`${recipe.file}: routing.z_loss_alpha ${recipe.routing.z_loss_alpha}: the torch engine has no router z-loss (use --engine tfjs)`);
+  }
+  if (attentionExperts(config) > 0) {
+    throw new UserError(`${recipe.file}: model.attention_experts ${config.attention_experts}: the torch engine does not train attention experts (MoA) yet (use --engine tfjs)`);
   }
   const decayed = new Map(paramSpecs(config).map((s) => [s.name, s.decay]));
   const files = checkpointConfigFiles(config, prepared.tokenizer.eosId, checkpointConfigExtra(recipe, 0));

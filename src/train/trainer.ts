@@ -5,7 +5,7 @@ import { UserError } from '../errors';
 import { DenseCheckpointInput, saveDenseCheckpoint, TrainerState } from '../checkpoint/dense';
 import { readDenseCheckpoint } from '../checkpoint/read_dense';
 import { fromCheckpointTensors, toCheckpointTensors } from '../model/checkpoint_layout';
-import { ModelConfig, parameterCounts } from '../model/config';
+import { attentionExperts, ModelConfig, parameterCounts } from '../model/config';
 import { checkMemory, trainingMemory } from '../model/memory_estimate';
 import { MoEModel, RoutingOptions } from '../model/model';
 import { disposeParams, initParams, ParamMap, paramsFromArrays, paramSpecs, paramsToArrays } from '../model/params';
@@ -15,7 +15,7 @@ import { trainStep } from './step';
 import { TrainingDataset, TrainingTokenizer } from './data_source';
 import { EvalResult, evaluateWindows, TokenWindows } from './evaluate';
 import { formatDuration, TrainingProgress } from './progress';
-import { formatRoutingStats } from './routing_stats';
+import { formatRoutingStats, RoutingStatsAccumulator } from './routing_stats';
 import { learningRate } from './schedule';
 
 export interface TrainOptions {
@@ -55,6 +55,7 @@ export function routingOptions(recipe: Recipe): RoutingOptions {
     balanceAlpha: recipe.routing.balance_alpha,
     softmaxAfterTopK: recipe.routing.softmax === 'after_topk',
     zLossAlpha: recipe.routing.z_loss_alpha ?? 0,
+    ...(recipe.routing.mi_alpha_attention !== undefined ? { miAlphaAttention: recipe.routing.mi_alpha_attention } : {}),
   };
 }
 
@@ -87,6 +88,7 @@ export function checkpointConfigExtra(recipe: Recipe, steps: number): Record<str
       ...(recipe.routing.softmax ? { softmax: recipe.routing.softmax } : {}),
       ...(recipe.routing.z_loss_alpha ? { z_loss_alpha: recipe.routing.z_loss_alpha } : {}),
       ...(recipe.granularity ? { granularity: recipe.granularity } : {}),
+      ...(routing.miAlphaAttention !== undefined ? { mi_alpha_attention: routing.miAlphaAttention } : {}),
       seq_len: recipe.data.seq_len,
       tokenizer: recipe.tokenizer.type,
       steps,
@@ -233,7 +235,19 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let lastLoss: number | null = null;
   let interrupted = false;
   let finalEval: EvalResult | null = null;
-  let interval = { loss: 0, lm: 0, aux: 0, z: 0, steps: 0, start: performance.now() };
+  // MoA: the attention routers' MI loss and routing statistics over each logged interval's training batches.
+  const A = attentionExperts(config);
+  const newInterval = () => ({
+    loss: 0,
+    lm: 0,
+    aux: 0,
+    z: 0,
+    attentionAux: 0,
+    attentionStats: A > 0 ? new RoutingStatsAccumulator(config.num_hidden_layers, A) : null,
+    steps: 0,
+    start: performance.now(),
+  });
+  let interval = newInterval();
   const stopAt = options.stopAfterSteps !== undefined ? Math.min(maxSteps, startStep + options.stopAfterSteps) : maxSteps;
   try {
     while (step < stopAt) {
@@ -254,6 +268,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       interval.lm += outcome.lm;
       interval.aux += outcome.aux;
       interval.z += outcome.z;
+      interval.attentionAux += outcome.attentionAux ?? 0;
+      for (const probs of outcome.attentionRouterProbs) interval.attentionStats?.add(probs);
       interval.steps += 1;
 
       // --- log, evaluate, checkpoint
@@ -267,6 +283,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           lm_loss: interval.lm / interval.steps,
           [routing.mode === 'topk' ? 'balance_loss' : 'mi_loss']: interval.aux / interval.steps,
           ...(routing.zLossAlpha ? { z_loss: interval.z / interval.steps } : {}),
+          ...(interval.attentionStats
+            ? { mi_loss_attention: interval.attentionAux / interval.steps, attention_routing: interval.attentionStats.result() }
+            : {}),
           lr,
           grad_norm: gradNorm,
           tokens_per_s: (interval.steps * tokensPerStep) / seconds,
@@ -274,7 +293,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         };
         fs.appendFileSync(trainLogFile, JSON.stringify(record) + '\n');
         progress.update(step, record.loss, record.tokens_per_s, (maxSteps - step) * secondsPerStep);
-        interval = { loss: 0, lm: 0, aux: 0, z: 0, steps: 0, start: performance.now() };
+        interval = newInterval();
       }
       if (step % t.eval_every === 0 || step === maxSteps) {
         const result = evaluate();
@@ -305,6 +324,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (interrupted) info(`interrupted: checkpoint saved at step ${step} in ${outDir}; continue with --resume`);
   else info(`trained to step ${step}/${maxSteps} in ${formatDuration(wallSeconds)}; checkpoint in ${outDir}`);
   if (finalEval && verbose) for (const line of formatRoutingStats(finalEval.layers)) info(line);
+  if (finalEval?.attention_layers && verbose) for (const line of formatRoutingStats(finalEval.attention_layers, 'attention layer')) info(line);
   model.dispose();
   optimizer.dispose();
   disposeParams(params);

@@ -2,7 +2,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { readDenseCheckpoint } from '../../src/checkpoint/read_dense';
 import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors';
-import { expectUserError, saveFull, tmp } from '../helpers/saved_checkpoint';
+import { saveDenseCheckpoint } from '../../src/checkpoint/dense';
+import { fromCheckpointTensors, toCheckpointTensors } from '../../src/model/checkpoint_layout';
+import type { ModelConfig } from '../../src/model/config';
+import { disposeParams, initParams, paramsToArrays } from '../../src/model/params';
+import { config, expectUserError, saveFull, tmp } from '../helpers/saved_checkpoint';
 
 describe('a damaged checkpoint is rejected with one line naming the file and the tensor', () => {
   test('missing tensor', () => {
@@ -50,5 +54,44 @@ describe('a damaged checkpoint is rejected with one line naming the file and the
   });
   test('missing folder', () => {
     expectUserError(() => readDenseCheckpoint(path.join(tmp(), 'nope')), 'no such checkpoint folder');
+  });
+});
+
+describe('attention experts (MoA, docs/design.md §12)', () => {
+  const moa: ModelConfig = { ...config, num_attention_heads: 4, attention_experts: 2, heads_per_attention_expert: 2 }; // d 16, hd 4, KV 1
+
+  function saveMoA(dir: string): Map<string, Float32Array> {
+    const params = initParams(moa, 4);
+    const arrays = paramsToArrays(params);
+    disposeParams(params);
+    saveDenseCheckpoint(dir, { config: moa, tensors: toCheckpointTensors(moa, arrays), configExtra: { dsmoe: { routing: 'dense' } } });
+    return arrays;
+  }
+
+  test('save then read: the config and every training value come back exactly', () => {
+    const dir = tmp();
+    const arrays = saveMoA(dir);
+    const hf = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    expect([hf.attention_experts, hf.heads_per_attention_expert]).toEqual([2, 2]);
+    const checkpoint = readDenseCheckpoint(dir);
+    expect(checkpoint.config).toEqual(moa);
+    expect(checkpoint.get('model.layers.1.self_attn.gate.weight').length).toBe(2 * 16);
+    expect(checkpoint.get('model.layers.1.self_attn.experts.1.o_proj.weight').length).toBe(16 * 8);
+    const back = fromCheckpointTensors(moa, checkpoint.get);
+    for (const [name, values] of arrays) expect(back.get(name)).toEqual(values);
+  });
+
+  test('a missing attention-expert tensor is named; a plain config.json has no MoA field', () => {
+    const dir = tmp();
+    saveMoA(dir);
+    const file = path.join(dir, 'model.safetensors');
+    const reader = readSafetensors(file);
+    const kept = [...reader.header.tensors.values()].filter((t) => t.name !== 'model.layers.0.self_attn.experts.1.q_proj.bias');
+    writeSafetensors(file, kept.map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape, data: reader.get(t.name) })));
+    expectUserError(() => readDenseCheckpoint(dir), 'model.safetensors', 'model.layers.0.self_attn.experts.1.q_proj.bias');
+    const plain = tmp();
+    saveFull(plain);
+    const hf = JSON.parse(fs.readFileSync(path.join(plain, 'config.json'), 'utf8'));
+    expect(Object.keys(hf).filter((k) => k.includes('attention_expert'))).toEqual([]);
   });
 });

@@ -5,7 +5,9 @@ import type { Recipe } from '../../src/recipe';
  * A shrunken tiny recipe and a small slice of the embedded corpus, so trainer tests take seconds.
  * `overrides` replace whole sections' fields.
  */
-export function tinyTestRecipe(overrides: { train?: Partial<Recipe['train']>; routing?: Partial<Recipe['routing']> } = {}): Recipe {
+export function tinyTestRecipe(
+  overrides: { train?: Partial<Recipe['train']>; routing?: Partial<Recipe['routing']>; model?: Partial<Recipe['model']> } = {},
+): Recipe {
   return {
     name: 'test-tiny',
     file: '/virtual/test-tiny.yaml',
@@ -24,6 +26,7 @@ export function tinyTestRecipe(overrides: { train?: Partial<Recipe['train']>; ro
       rope_theta: 10000,
       rms_norm_eps: 1e-6,
       tie_word_embeddings: true,
+      ...overrides.model,
     },
     routing: { mode: 'dense', mi_alpha: 1e-2, top_k: 2, balance_alpha: 1e-2, ...overrides.routing },
     data: { corpus: 'default', text_field: 'text', validation_fraction: 0.1, seq_len: 32 },

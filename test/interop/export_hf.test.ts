@@ -142,3 +142,35 @@ describe('export to a Hugging Face Qwen2-MoE folder', () => {
     expect(() => exportHf(pruned, { outDir: tempDir('x'), dtype: 'f32' })).toThrow(/prunes experts/);
   });
 });
+
+describe('attention experts (MoA, docs/design.md §12)', () => {
+  const moa = (A: number) => ({ ...tinyConfig, attention_experts: A, heads_per_attention_expert: tinyConfig.num_attention_heads / A });
+
+  test('more than one attention expert is refused with one line naming attention_experts: plain attention has no per-token weights', () => {
+    const dir = tempDir('export-moa');
+    writeDenseFolder(dir, moa(2), randomDenseWeights(moa(2), 6));
+    const out = tempDir('export-moa-out');
+    let message = '';
+    try {
+      exportHf(dir, { outDir: out, topK: 2, dtype: 'f32' });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toMatch(/attention_experts 2: .*cannot be exported/);
+    expect(message).not.toContain('\n');
+    expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(false);
+  });
+
+  test('one attention expert exports as plain attention (its q/o, router dropped): identical logits', () => {
+    const dir = tempDir('export-moa1');
+    writeDenseFolder(dir, moa(1), randomDenseWeights(moa(1), 7));
+    const out = tempDir('export-moa1-out');
+    exportHf(dir, { outDir: out, topK: 2, dtype: 'f32' });
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(config).not.toHaveProperty('attention_experts');
+    const names = [...readSafetensorsHeader(path.join(out, 'model.safetensors')).tensors.keys()];
+    expect(names).toContain('model.layers.1.self_attn.q_proj.weight');
+    expect(names.some((n) => n.includes('self_attn.gate') || n.includes('self_attn.experts'))).toBe(false);
+    expect(Array.from(topkLogits(out, 2))).toEqual(Array.from(topkLogits(dir, 2)));
+  });
+});

@@ -60,3 +60,33 @@ describe('Megrez2 expert pools', () => {
     expect(configProblems({ ...base, first_k_dense_replace: 31, experts_shared_frequency: 2 })[0]).toMatch(/first_k_dense_replace \(31\) must be below/);
   });
 });
+
+describe('attention experts (MoA, docs/design.md §12)', () => {
+  const moa = { ...base, num_attention_heads: 4, num_key_value_heads: 2, attention_experts: 2, heads_per_attention_expert: 2 };
+
+  test('absent or 0 is plain attention, written exactly as before; A > 0 round-trips through config.json', () => {
+    expect(withoutDefaults({ ...base, attention_experts: 0 })).toEqual(base);
+    expect(JSON.stringify(toHfConfig({ ...base, attention_experts: 0 }))).toBe(JSON.stringify(toHfConfig(base)));
+    expect(fromHfConfig(toHfConfig(moa))).toEqual(moa);
+    expect(configProblems(moa)).toEqual([]);
+  });
+
+  test('bad combinations are named', () => {
+    expect(configProblems({ ...moa, heads_per_attention_expert: 1 })).toEqual([
+      'attention_experts (2) × heads_per_attention_expert (1) must equal num_attention_heads (4)',
+    ]);
+    expect(configProblems({ ...base, heads_per_attention_expert: 2 })).toEqual([
+      'heads_per_attention_expert (2) is set but attention_experts is 0 (plain attention)',
+    ]);
+    const { heads_per_attention_expert: _, ...noHeads } = moa;
+    expect(configProblems(noHeads)).toEqual(['heads_per_attention_expert is required when attention_experts is 2']);
+    expect(configProblems({ ...moa, attention_experts: -1 })).toEqual(['attention_experts must be a non-negative integer, got -1']);
+  });
+
+  test('the attention routers add A·d parameters per layer, stored and active', () => {
+    const plain = { ...moa, attention_experts: undefined, heads_per_attention_expert: undefined };
+    const L = base.num_hidden_layers;
+    expect(parameterCounts(moa).total - parameterCounts(withoutDefaults(plain)).total).toBe(L * 2 * base.hidden_size);
+    expect(parameterCounts(moa).activePerToken(2) - parameterCounts(withoutDefaults(plain)).activePerToken(2)).toBe(L * 2 * base.hidden_size);
+  });
+});

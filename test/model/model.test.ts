@@ -294,6 +294,129 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
     });
   });
 
+  describe('attention experts (MoA, docs/design.md §12)', () => {
+    test.each([
+      [4, 1],
+      [2, 2],
+      [1, 4],
+    ])('%i experts of %i heads: Σ_a p_a · (expert a alone) equals the weighted layer', (A, Nh) => {
+      // By linearity in W_o: the layer with probabilities equals the probability-weighted sum of plain layers whose
+      // W_o keeps only expert a's rows (the plain layer is checked against a naive loop above).
+      const [B, T, H, KV, hd] = [2, 5, A * Nh, 2, 4];
+      const d = 8;
+      const qkvWidth = (H + 2 * KV) * hd;
+      const x = tf.tensor2d(randomArray(B * T * d, 41), [B * T, d]);
+      const wqkv = tf.tensor2d(randomArray(d * qkvWidth, 42, 0.5), [d, qkvWidth]);
+      const bias = tf.tensor1d(randomArray(qkvWidth, 43, 0.1));
+      const wo = randomArray(H * hd * d, 44, 0.5); // [H·hd, d]
+      const probs = tf.softmax(tf.tensor2d(randomArray(B * T * A, 45, 2), [B * T, A])) as tf.Tensor2D; // [N, A]
+      const shape = { batch: B, seqLen: T, heads: H, kvHeads: KV, headDim: hd };
+      const rope = ropeTables(T, hd, 10000);
+      const mask = groupedCausalMask(H / KV, T);
+      const weighted = causalSelfAttention(x, wqkv, bias, tf.tensor2d(wo, [H * hd, d]), shape, rope, mask, probs).dataSync();
+      const expected = new Float64Array(B * T * d);
+      const p = probs.dataSync();
+      for (let a = 0; a < A; a++) {
+        const only = wo.map((v, i) => (Math.floor(i / d / (Nh * hd)) === a ? v : 0)); // rows a·N_h·hd … of W_o
+        const out = causalSelfAttention(x, wqkv, bias, tf.tensor2d(only, [H * hd, d]), shape, rope, mask).dataSync();
+        for (let n = 0; n < B * T; n++) for (let o = 0; o < d; o++) expected[n * d + o] += p[n * A + a] * out[n * d + o];
+      }
+      expect(nmse(expected, weighted)).toBeLessThan(1e-10);
+    });
+
+    test('gradient of the loss (lm + α·MI + α_attention·MI_attention) matches central finite differences of the plain reference', () => {
+      // Tiny shape; every parameter scaled up so that routers are far from uniform. The reference side is independent
+      // code: referenceForward on the checkpoint tensors, cross-entropy and both MI losses written out in float64.
+      const cfg: ModelConfig = {
+        vocab_size: 11,
+        hidden_size: 8,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        num_experts: 2,
+        moe_intermediate_size: 3,
+        shared_expert_intermediate_size: 0,
+        num_experts_per_tok: 2,
+        max_position_embeddings: 16,
+        rope_theta: 10000,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: true,
+        attention_experts: 2,
+        heads_per_attention_expert: 2,
+      };
+      const routing = { mode: 'dense' as const, miAlpha: 0.3, miAlphaAttention: 0.7, topK: 2, balanceAlpha: 0 };
+      const T = 5;
+      const inputs = Int32Array.from([3, 7, 1, 10, 4]);
+      const targets = Int32Array.from([7, 1, 10, 4, 2]);
+      const params = initParams(cfg, 8);
+      for (const v of params.values()) v.assign(tf.mul(v, v.shape.length > 1 ? 10 : 1));
+      const model = new MoEModel(cfg, params);
+      const names = [...params.keys()];
+      const { value, grads } = tf.variableGrads(() => model.loss(inputs, targets, 1, T, routing).total, names.map((n) => params.get(n)!));
+      const gradOf = new Map(names.map((n) => [n, grads[params.get(n)!.name].dataSync()]));
+      const arrays = paramsToArrays(params);
+
+      const mi = (probs: Float32Array[], width: number) => {
+        const perLayer = probs.map((p) => {
+          const n = p.length / width;
+          const h = (q: ArrayLike<number>) => -Array.from(q).reduce((acc, v) => acc + v * Math.log(v), 0);
+          const mean = Array.from({ length: width }, (_, e) => Array.from({ length: n }, (__, t) => p[t * width + e]).reduce((a, b) => a + b, 0) / n);
+          let tokenEntropy = 0;
+          for (let t = 0; t < n; t++) tokenEntropy += h(p.subarray(t * width, (t + 1) * width)) / n;
+          return tokenEntropy - h(mean);
+        });
+        return perLayer.reduce((a, b) => a + b, 0) / perLayer.length;
+      };
+      const referenceLoss = (values: Map<string, Float32Array>) => {
+        const tensors = new Map(toCheckpointTensors(cfg, values).map((t) => [t.name, t.data]));
+        const ref = referenceForward({ config: cfg, get: (n) => tensors.get(n) as Float32Array }, Array.from(inputs), { collectRouterProbs: true });
+        const V = cfg.vocab_size;
+        let ce = 0;
+        for (let t = 0; t < T; t++) {
+          const row = Array.from(ref.logits.subarray(t * V, (t + 1) * V));
+          const max = Math.max(...row);
+          ce += (Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0)) + max - row[targets[t]]) / T;
+        }
+        return ce + routing.miAlpha * mi(ref.routerProbs!, cfg.num_experts) + routing.miAlphaAttention * mi(ref.attentionRouterProbs!, 2);
+      };
+      expect(Math.abs(value.dataSync()[0] - referenceLoss(arrays))).toBeLessThan(1e-5);
+
+      // Coordinates in the attention router, expert 1's q columns and bias, expert 0's W_o rows, a shared k column,
+      // and the MLP router (whose gradient also flows through the attention experts below it).
+      const coordinates: [string, number][] = [
+        ['train.layers.0.attn.router', 3 * 2 + 0],
+        ['train.layers.0.attn.router', 5 * 2 + 1],
+        ['train.layers.1.attn.router', 1 * 2 + 1],
+        // hd = 2, so qkv [8, 16] holds expert 0's q in columns 0..3, expert 1's in 4..7, k in 8..11, v in 12..15
+        ['train.layers.0.attn.qkv', 2 * 16 + 5], // expert 1's q
+        ['train.layers.1.attn.qkv', 6 * 16 + 1], // expert 0's q
+        ['train.layers.0.attn.qkv', 4 * 16 + 9], // k, shared by both experts
+        ['train.layers.0.attn.qkv_bias', 6], // expert 1's q bias
+        ['train.layers.1.attn.o', 1 * 8 + 3], // o [8, 8], row 1: expert 0's W_o
+        ['train.layers.0.attn.o', 6 * 8 + 2], // row 6: expert 1's W_o
+        ['train.layers.1.router', 4 * 2 + 1],
+      ];
+      const eps = 3e-3;
+      let largest = 0;
+      for (const [name, index] of coordinates) {
+        const shifted = (delta: number) => {
+          const copy = new Map(arrays);
+          const values = Float32Array.from(arrays.get(name)!);
+          values[index] += delta;
+          copy.set(name, values);
+          return referenceLoss(copy);
+        };
+        const numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
+        largest = Math.max(largest, Math.abs(numeric));
+        expect(Math.abs(gradOf.get(name)![index] - numeric)).toBeLessThan(2e-4 + 2e-2 * Math.abs(numeric));
+      }
+      expect(largest).toBeGreaterThan(1e-2); // the checked gradients are not all vanishing
+      tf.dispose([value, ...Object.values(grads)]);
+      model.dispose();
+      disposeParams(params);
+    });
+  });
+
   describe('whole model', () => {
     const config: ModelConfig = {
       vocab_size: 19,
@@ -316,6 +439,9 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       ['tied, no shared expert', { ...config, tie_word_embeddings: true, shared_expert_intermediate_size: 0 }],
       ['Megrez2: 3 layers, experts shared by 2, pre-gated', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true }],
       ['Megrez2: 3 layers, first_k_dense_replace 1, f 2', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, first_k_dense_replace: 1 }],
+      ['MoA: 4 attention experts of 1 head (two experts per kv head)', { ...config, attention_experts: 4, heads_per_attention_expert: 1 }],
+      ['MoA: 2 attention experts of 2 heads (one kv head each), tied', { ...config, tie_word_embeddings: true, attention_experts: 2, heads_per_attention_expert: 2 }],
+      ['MoA: 1 attention expert of 4 heads (spanning both kv heads), Megrez2 sharing', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true, attention_experts: 1, heads_per_attention_expert: 4 }],
     ])('tfjs forward equals the plain reference forward on the checkpoint tensors (%s)', (_label, cfg) => {
       const params = initParams(cfg, 5);
       // Larger values than the 0.02 init so that every term matters in the comparison.
@@ -334,6 +460,9 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       );
       expect(nmse(reference.logits, out.logits.dataSync())).toBeLessThan(1e-9);
       for (let l = 0; l < cfg.num_hidden_layers; l++) expect(nmse(reference.routerProbs![l], out.routerProbs[l].dataSync())).toBeLessThan(1e-9);
+      // MoA: the attention routers' probabilities too, one [T, A] per layer (none without attention experts).
+      expect(out.attentionRouterProbs.length).toBe(cfg.attention_experts ? cfg.num_hidden_layers : 0);
+      out.attentionRouterProbs.forEach((pa, l) => expect(nmse(reference.attentionRouterProbs![l], pa.dataSync())).toBeLessThan(1e-9));
       model.dispose();
       disposeParams(params);
     });

@@ -226,3 +226,53 @@ describe('errors name the file, the field, the value and what was expected', () 
     expect(() => loadRecipe(make())).toThrow(message);
   });
 });
+
+describe('attention experts (MoA, docs/design.md §12)', () => {
+  test('absent or 0: no MoA field in the resolved recipe, and the hash is the one without them', () => {
+    const plain = loadRecipe(write('plain.yaml', minimal()));
+    const zero = loadRecipe(write('plain.yaml', minimal({ model: '  attention_experts: 0' })));
+    for (const r of [plain, zero]) {
+      expect(r.model).not.toHaveProperty('attention_experts');
+      expect(r.model).not.toHaveProperty('heads_per_attention_expert');
+      expect(r.routing).not.toHaveProperty('mi_alpha_attention');
+    }
+    expect(recipeHash(zero)).toBe(recipeHash(plain));
+  });
+
+  test('heads per expert defaults to H / A, mi_alpha_attention to mi_alpha; the router counts in params', () => {
+    const moa = loadRecipe(write('moa.yaml', minimal({ model: '  attention_experts: 2', routing: '  mode: dense\n  mi_alpha: 3e-3' })));
+    expect(moa.model.attention_experts).toBe(2);
+    expect(moa.model.heads_per_attention_expert).toBe(2);
+    expect(moa.routing.mi_alpha_attention).toBe(3e-3);
+    const plain = loadRecipe(write('plain.yaml', minimal()));
+    expect(parameterCounts(moa.model).total - parameterCounts(plain.model).total).toBe(2 * 2 * 64); // L · A · d
+    const given = loadRecipe(write('given.yaml', minimal({ model: '  attention_experts: 4\n  heads_per_attention_expert: 1', routing: '  mode: dense\n  mi_alpha_attention: 2e-4' })));
+    expect([given.model.heads_per_attention_expert, given.routing.mi_alpha_attention]).toEqual([1, 2e-4]);
+    expect(recipeHash(given)).not.toBe(recipeHash(plain));
+  });
+
+  test('tiny-moa is tiny plus 4 attention experts of one head', () => {
+    const tiny = loadRecipe(path.join(recipesDir, 'tiny.yaml'));
+    const moa = loadRecipe(path.join(recipesDir, 'tiny-moa.yaml'));
+    expect(moa.model).toEqual({ ...tiny.model, attention_experts: 4, heads_per_attention_expert: 1 });
+    expect(moa.train).toEqual(tiny.train);
+    expect(moa.routing).toEqual({ ...tiny.routing, mi_alpha_attention: 1e-2 });
+  });
+
+  const cases: [string, () => string, RegExp][] = [
+    ['heads without experts', () => write('m1.yaml', minimal({ model: '  heads_per_attention_expert: 2' })), /m1\.yaml: model\.heads_per_attention_expert: only meaningful with attention experts, but model\.attention_experts is 0/],
+    ['attention alpha without experts', () => write('m2.yaml', minimal({ routing: '  mode: dense\n  mi_alpha_attention: 1e-3' })), /m2\.yaml: routing\.mi_alpha_attention: only meaningful with attention experts/],
+    ['experts that do not divide the heads', () => write('m3.yaml', minimal({ model: '  attention_experts: 3' })), /m3\.yaml: model\.attention_experts: expected a divisor of model\.num_attention_heads \(4\), got 3/],
+    ['heads that do not multiply to H', () => write('m4.yaml', minimal({ model: '  attention_experts: 2\n  heads_per_attention_expert: 1' })), /m4\.yaml: model\.heads_per_attention_expert: expected num_attention_heads \/ attention_experts = 2 \(A · N_h = H\), got 1/],
+    ['negative experts', () => write('m5.yaml', minimal({ model: '  attention_experts: -1' })), /m5\.yaml: model\.attention_experts: expected a non-negative integer, got -1/],
+    ['sparse training', () => write('m6.yaml', minimal({ model: '  attention_experts: 2', routing: '  mode: topk' })), /m6\.yaml: routing\.mode: attention experts \(model\.attention_experts 2\) train densely only, expected dense, got "topk"/],
+  ];
+  test.each(cases)('%s is one line naming the field', (_label, make, message) => {
+    expect(() => loadRecipe(make())).toThrow(message);
+    try {
+      loadRecipe(make());
+    } catch (error) {
+      expect((error as Error).message).not.toContain('\n');
+    }
+  });
+});

@@ -207,5 +207,7 @@ describe('the torch launcher', () => {
     expect(() => torchRunSpec({ recipe: zLoss, prepared, outDir: root, resume: false, maxSteps: 1, device: 'cpu', precision: 'f32', parallel: 'ddp', activationCheckpointing: false })).toThrow(
       /routing\.z_loss_alpha 0\.001: the torch engine has no router z-loss \(use --engine tfjs\)/,
     );
+    const moa = { ...recipe, model: { ...recipe.model, attention_experts: recipe.model.num_attention_heads, heads_per_attention_expert: 1 } };
+    expect(() => torchRunSpec({ recipe: moa, prepared, outDir: root, resume: false, maxSteps: 1, device: 'cpu', precision: 'f32', parallel: 'ddp', activationCheckpointing: false })).toThrow(/does not train attention experts/);
   });
 });

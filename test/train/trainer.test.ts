@@ -97,6 +97,27 @@ describe('resume', () => {
     expect(readJsonl(path.join(split, 'train_log.jsonl')).map((r) => r.step)).toEqual([1, 2, 4, 5, 6, 8]);
   });
 
+  test('attention experts (MoA): resuming reproduces the uninterrupted run, the attention routers and their moments included', async () => {
+    const recipe = tinyTestRecipe({
+      model: { num_attention_heads: 4, attention_experts: 2, heads_per_attention_expert: 2 },
+      routing: { mi_alpha_attention: 5e-2 },
+    });
+    const straight = await train(options(recipe));
+    const split = tmp();
+    await train(options(recipe, split, { stopAfterSteps: 4 }));
+    await train(options(recipe, split, { resume: true }));
+    for (const file of ['model.safetensors', 'optimizer.safetensors']) {
+      const a = tensorBytes(path.join(straight.outDir, file));
+      const b = tensorBytes(path.join(split, file));
+      expect([...b.keys()]).toEqual([...a.keys()]);
+      expect([...a.keys()]).toContain('model.layers.0.self_attn.gate.weight' + (file === 'model.safetensors' ? '' : '.exp_avg'));
+      for (const [name, bytes] of a) expect(Buffer.compare(bytes, b.get(name) as Buffer)).toBe(0);
+    }
+    const log = readJsonl(path.join(split, 'train_log.jsonl'));
+    expect(log[0]).toHaveProperty('mi_loss_attention');
+    expect(readJsonl(path.join(split, 'eval_log.jsonl')).pop()).toHaveProperty('attention_layers');
+  });
+
   test('Ctrl-C saves at the end of the current step; resuming reproduces the uninterrupted run', async () => {
     const recipe = tinyTestRecipe({ routing: { mode: 'topk' } }); // the SMoE baseline trains too
     const straight = await train(options(recipe));

@@ -109,6 +109,7 @@ export const evalCommand: CommandModule<object, EvalArgs> = {
       `loss ${report.loss.toFixed(4)} nats/token, perplexity ${report.perplexity.toFixed(3)}, ${report.bits_per_byte.toFixed(4)} bits/byte, ${report.tokens} tokens`,
     ];
     if (Array.isArray(report.layers)) lines.push(...formatRoutingStats(report.layers as never));
+    if (Array.isArray(report.attention_layers)) lines.push(...formatRoutingStats(report.attention_layers as never, 'attention layer'));
     if (report.expert_cache) lines.push(formatExpertCacheStats(report.expert_cache as ExpertCacheStats));
     if (Array.isArray(report.routing)) lines.push(`experts per token by layer: ${(report.routing as number[]).map((k) => k.toFixed(2)).join(' ')}`);
     process.stdout.write(lines.join('\n') + '\n');
