@@ -91,16 +91,19 @@ function selectRule(select: Omit<SelectOp, 'op'>, kept?: number[]): RoutingRule 
     : { mode: 'threshold', epsilon: select.epsilon, kMax: select.k_max, renormalize: select.renormalize, ...(kept ? { kept } : {}) };
 }
 
+/** The plan side of MoA (docs/design.md §12: attention_router/attention_select ops, packed per-expert q/o) is not built yet. */
+export function refuseAttentionExperts(dense: DenseCheckpoint): void {
+  const A = attentionExperts(dense.config);
+  if (A > 0) {
+    throw new UserError(`${dense.dir}: attention_experts ${A}: convert does not handle attention experts (MoA) yet; evaluate the dense folder with dsmoe eval`);
+  }
+}
+
 export async function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOptions): Promise<ConvertResult> {
   const log = options.log ?? (() => undefined);
   const c = dense.config;
   const E = c.num_experts;
-  if (attentionExperts(c) > 0) {
-    // The plan side of MoA (docs/design.md §12: attention_router/attention_select ops, packed per-expert q/o) is not built yet.
-    throw new UserError(
-      `${dense.dir}: attention_experts ${attentionExperts(c)}: convert does not handle attention experts (MoA) yet; evaluate the dense folder with dsmoe eval`,
-    );
-  }
+  refuseAttentionExperts(dense);
   const { strategy, epsilon } = options;
   const renormalize = options.renormalize || dense.normTopkProb;
   const k = options.k ?? (strategy === 'topk' ? c.num_experts_per_tok : E);

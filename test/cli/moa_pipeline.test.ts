@@ -28,8 +28,8 @@ test('train tiny-moa a few steps → reload → eval reports attention routing; 
   const root = tempDir('moa');
   const recipe = writeTestRecipe(root, 'tiny-moa-test', 'tiny-moa');
   const shrunk = YAML.parse(fs.readFileSync(recipe, 'utf8'));
-  // Smaller than tiny (d 64, 4 MLP experts) so that training stays a few seconds; tiny-moa's MoA settings kept.
-  shrunk.model = { ...shrunk.model, hidden_size: 64, num_experts: 4 };
+  // Smaller than tiny (d 32, 4 MLP experts) so that training stays a few seconds; tiny-moa's MoA settings kept.
+  shrunk.model = { ...shrunk.model, hidden_size: 32, num_experts: 4 };
   shrunk.train = { ...shrunk.train, batch_size: 8, eval_tokens: 256, log_every: 2, eval_every: 12, warmup_steps: 2 };
   fs.writeFileSync(recipe, YAML.stringify(shrunk));
   const dense = path.join(root, 'dense');

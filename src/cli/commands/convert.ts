@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { heldOutSplit } from '../../data/held_out_split';
 import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
-import { convertCheckpoint, DEFAULT_EPSILON } from '../../convert/convert_checkpoint';
+import { convertCheckpoint, DEFAULT_EPSILON, refuseAttentionExperts } from '../../convert/convert_checkpoint';
 import { convertChoosingPlan } from '../../convert/convert_choosing_plan';
 import { DEFAULT_MAX_LOSS_INCREASE } from '../../convert/choose_plan';
 import { DEFAULT_EPSILONS } from '../../runtime/quality_cost_sweep';
@@ -89,6 +89,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       if (!args.quiet) process.stderr.write(`convert: ${line}\n`);
     };
     const dense = readAnyDenseCheckpoint(args.dense);
+    refuseAttentionExperts(dense); // before calibration text is looked for
     const c = dense.config;
     const dsmoe = (dense.hfConfig.dsmoe ?? {}) as Record<string, unknown>;
     const trainedContext = typeof dsmoe.seq_len === 'number' ? dsmoe.seq_len : Math.min(c.max_position_embeddings, 256);
