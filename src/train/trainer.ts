@@ -183,10 +183,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
   const model = new MoEModel(config, params);
   const counts = parameterCounts(config);
+  const A = attentionExperts(config); // MoA's attention experts per layer (0: plain attention)
   const tokensPerStep = t.batch_size * t.grad_accum * seqLen;
   info(
     `${recipe.name}: ${(counts.total / 1e6).toFixed(2)} M parameters, ${config.num_experts} experts × ${config.num_hidden_layers} layers` +
-      `${recipe.granularity ? ` (granularity ${recipe.granularity})` : ''}, routing ${routing.mode}` +
+      `${recipe.granularity ? ` (granularity ${recipe.granularity})` : ''}, ` +
+      (A > 0 ? `${A} attention experts of ${config.heads_per_attention_expert} heads, ` : '') +
+      `routing ${routing.mode}` +
       `${routing.mode === 'topk' ? ` top-${routing.topK}${routing.softmaxAfterTopK ? ', softmax after top-k' : ''}` : ''}` +
       `${routing.zLossAlpha ? `, z-loss ${routing.zLossAlpha}` : ''}, ${tokensPerStep} tokens/step, ${maxSteps} steps, backend ${options.backendName}`,
   );
@@ -236,7 +239,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let interrupted = false;
   let finalEval: EvalResult | null = null;
   // MoA: the attention routers' MI loss and routing statistics over each logged interval's training batches.
-  const A = attentionExperts(config);
   const newInterval = () => ({
     loss: 0,
     lm: 0,
