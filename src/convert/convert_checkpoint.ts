@@ -16,10 +16,10 @@ import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
 import { attentionExperts, expertPoolOf, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
-import type { Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
-import { PLAN_TOKENIZER_FILES } from '../plan/plan_format';
+import type { AttentionStrategy, AttentionStrategyName, Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
+import { layerOps, PLAN_TOKENIZER_FILES } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
-import { buildPlan, WEIGHTS_FILE } from '../plan/build_plan';
+import { allAttentionExperts, buildPlan, WEIGHTS_FILE, type AttentionDecisions } from '../plan/build_plan';
 import type { DenseCheckpoint } from '../checkpoint/dense';
 import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routing_stats';
 import { writePackedWeights } from './pack_weights';
@@ -50,6 +50,15 @@ export interface ConvertOptions {
   /** Recorded in plan.json when the routing was chosen from a sweep. */
   choice?: PlanChoice;
   log?: (line: string) => void;
+  /** MoA models (docs/design.md §12): how attention experts are selected; default every attention expert (`all`). */
+  attention?: AttentionConvertOptions;
+}
+
+export interface AttentionConvertOptions {
+  strategy: AttentionStrategyName;
+  /** topk: attention experts per token (default A); threshold: the most per token (default A). */
+  k?: number;
+  epsilon?: number; // threshold on A·pa_a (default DEFAULT_EPSILON)
 }
 
 export interface CalibrationLayerReport {
@@ -91,19 +100,38 @@ function selectRule(select: Omit<SelectOp, 'op'>, kept?: number[]): RoutingRule 
     : { mode: 'threshold', epsilon: select.epsilon, kMax: select.k_max, renormalize: select.renormalize, ...(kept ? { kept } : {}) };
 }
 
-/** The plan side of MoA (docs/design.md §12: attention_router/attention_select ops, packed per-expert q/o) is not built yet. */
-export function refuseAttentionExperts(dense: DenseCheckpoint): void {
-  const A = attentionExperts(dense.config);
-  if (A > 0) {
-    throw new UserError(`${dense.dir}: attention_experts ${A}: convert does not handle attention experts (MoA) yet; evaluate the dense folder with dsmoe eval`);
+/**
+ * The attention experts' selection of a MoA plan (docs/design.md §12) from the --attention-* flags; null for plain
+ * attention. `all` and `topk` need no calibration; `threshold` is sized by its k_max (the cost assumes k_max per
+ * token). Calibration and pruning of attention experts are not done yet: threshold-topk is refused.
+ */
+export function attentionDecisions(config: ModelConfig, options: AttentionConvertOptions | undefined, where: string): AttentionDecisions | null {
+  const A = attentionExperts(config);
+  if (A === 0) {
+    if (options && options.strategy !== 'all') throw new UserError(`--attention-strategy ${options.strategy}: ${where} has no attention experts (config.attention_experts is 0)`);
+    return null;
   }
+  const all = allAttentionExperts(config);
+  const strategy = options?.strategy ?? 'all';
+  if (strategy === 'all') return all;
+  if (strategy === 'threshold-topk') {
+    throw new UserError(`--attention-strategy threshold-topk: calibration of attention experts is not implemented yet; use all, topk or threshold (${where})`);
+  }
+  const k = options?.k ?? A;
+  if (!Number.isInteger(k) || k < 1 || k > A) throw new UserError(`--attention-k must be an integer in 1..${A} (attention_experts in ${where}), got ${k}`);
+  const epsilon = options?.epsilon ?? DEFAULT_EPSILON;
+  if (!(epsilon >= 0 && epsilon < A)) throw new UserError(`--attention-epsilon must be a number in 0..${A} (exclusive: A·pa_a ≤ A = ${A}), got ${epsilon}`);
+  const select = strategy === 'topk'
+    ? { mode: 'topk' as const, k, epsilon, k_max: k, renormalize: false }
+    : { mode: 'threshold' as const, k, epsilon, k_max: k, renormalize: false };
+  return { kept: all.kept, select: all.select.map(() => select), expectedExperts: all.expectedExperts.map(() => k) };
 }
 
 export async function convertCheckpoint(dense: DenseCheckpoint, options: ConvertOptions): Promise<ConvertResult> {
   const log = options.log ?? (() => undefined);
   const c = dense.config;
   const E = c.num_experts;
-  refuseAttentionExperts(dense);
+  attentionDecisions(c, options.attention, dense.dir); // flags checked before calibration
   const { strategy, epsilon } = options;
   const renormalize = options.renormalize || dense.normTopkProb;
   const k = options.k ?? (strategy === 'topk' ? c.num_experts_per_tok : E);
@@ -255,11 +283,18 @@ async function decideAndWrite(
       routing_rule: renormalize ? 'softmax-renormalized' : 'softmax-unnormalized',
     },
     qkNorm: dense.qkNorm === true,
-    strategy: { name: strategy, k: strategy === 'topk' ? k : null, epsilon, calib_tokens: tokenCount },
+    strategy: {
+      name: strategy,
+      k: strategy === 'topk' ? k : null,
+      epsilon,
+      calib_tokens: tokenCount,
+      ...(attentionExperts(c) > 0 ? { attention: attentionStrategy(options.attention, attentionExperts(c)) } : {}),
+    },
     kept,
     select,
     expectedExperts,
     choice: options.choice,
+    ...attentionPlanFields(c, options.attention, dense.dir),
     calibration: finalStats
       ? {
           tokens: tokenCount,
@@ -293,13 +328,25 @@ async function decideAndWrite(
   return { plan, calibration, table: calibrationTable(plan, calibration) };
 }
 
+/** plan.json's `strategy.attention`. */
+function attentionStrategy(options: AttentionConvertOptions | undefined, A: number): AttentionStrategy {
+  const name = options?.strategy ?? 'all';
+  return { name, k: name === 'topk' ? (options?.k ?? A) : null, epsilon: name === 'all' ? 0 : (options?.epsilon ?? DEFAULT_EPSILON) };
+}
+
+/** buildPlan's attention decisions and the strategy's `attention` entry, for MoA models only. */
+function attentionPlanFields(config: ModelConfig, options: AttentionConvertOptions | undefined, where: string): { attention?: AttentionDecisions } {
+  const attention = attentionDecisions(config, options, where);
+  return attention ? { attention } : {};
+}
+
 /** The per-layer summary printed by `dsmoe convert`. */
 export function calibrationTable(plan: Plan, calibration: CalibrationReport | null): string {
   const lines: string[] = [];
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   lines.push('layer  mode       k  thr-mean  mean-k  mass    load min..max   never  pruned');
   plan.layers.forEach((layer, l) => {
-    const select = layer.ops[5] as SelectOp;
+    const select = layerOps(layer).select;
     const cal = calibration?.layers[l];
     const load = cal ? (cal.after_pruning?.expert_load ?? cal.expert_load) : null;
     const keptLoad = load && cal ? cal.kept.map((e) => load[e]) : null;
@@ -322,6 +369,12 @@ export function calibrationTable(plan: Plan, calibration: CalibrationReport | nu
       `calibration loss (nats/token, ${calibration.tokens} tokens): dense ${f(calibration.loss.dense)}  plan ${f(calibration.loss.plan)}` +
         (calibration.loss.pruned !== null ? `  after pruning ${f(calibration.loss.pruned)}` : ''),
     );
+  }
+  const attention = plan.strategy.attention;
+  if (attention) {
+    const select = layerOps(plan.layers[0]).attnSelect!;
+    const rule = attention.name === 'all' ? 'every attention expert' : attention.name === 'topk' ? `top-${select.k}` : `A·pa > ${select.epsilon}, at most ${select.k_max}`;
+    lines.push(`attention experts: ${rule} of ${plan.config.attention_experts} per token`);
   }
   const cost = plan.cost;
   lines.push(

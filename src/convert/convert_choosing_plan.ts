@@ -8,7 +8,7 @@
 import { UserError } from '../errors';
 import type { DenseCheckpoint } from '../checkpoint/dense';
 import type { PlanChoice } from '../plan/plan_format';
-import { convertCheckpoint, DEFAULT_EPSILON, refuseAttentionExperts, type ConvertOptions, type ConvertResult } from './convert_checkpoint';
+import { attentionDecisions, convertCheckpoint, DEFAULT_EPSILON, type ConvertOptions, type ConvertResult } from './convert_checkpoint';
 import { choosePlan } from './choose_plan';
 import { sweepPlanChoices } from './plan_sweep';
 
@@ -20,7 +20,7 @@ export interface ChoosingOptions extends Omit<ConvertOptions, 'strategy' | 'k' |
 }
 
 export async function convertChoosingPlan(dense: DenseCheckpoint, options: ChoosingOptions): Promise<ConvertResult & { choice: PlanChoice }> {
-  refuseAttentionExperts(dense);
+  attentionDecisions(dense.config, options.attention, dense.dir); // the flags checked before the sweep
   const log = options.log ?? (() => undefined);
   const windows = options.calibWindows.filter((w) => w.length >= 2);
   if (windows.length === 0) {

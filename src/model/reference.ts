@@ -261,7 +261,8 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     // attention block
     const a = rmsNorm(h, weights.get(denseNames.inputNorm(l)), c.rms_norm_eps); // [T, d]
     const A = attentionExperts(c);
-    const q = A > 0 ? moaQueries(weights, l, a) : linear(a, weights.get(denseNames.q(l)), H * hd, weights.get(denseNames.qBias(l))); // [T, H·hd]
+    const attentionRule = ruleOf(options.attentionRouting, l);
+    const q = A > 0 ? moaQueries(weights, l, a, candidates(attentionRule, A)) : linear(a, weights.get(denseNames.q(l)), H * hd, weights.get(denseNames.qBias(l))); // [T, H·hd]
     const k = linear(a, weights.get(denseNames.k(l)), KV * hd, weights.get(denseNames.kBias(l))); // [T, KV·hd]
     const v = linear(a, weights.get(denseNames.v(l)), KV * hd, weights.get(denseNames.vBias(l))); // [T, KV·hd]
     if (weights.qkNorm) {
@@ -274,7 +275,7 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
     if (A > 0) {
       const pa = softmaxRows(linear(a, weights.get(denseNames.attnRouter(l)), A), A); // [T, A]
       if (options.collectRouterProbs) attentionRouterProbs.push(pa);
-      h = addInto(h, moaOutput(weights, l, o, pa, ruleOf(options.attentionRouting, l)));
+      h = addInto(h, moaOutput(weights, l, o, pa, attentionRule));
     } else {
       h = addInto(h, linear(o, weights.get(denseNames.o(l)), d)); // [T, d]
     }
@@ -339,15 +340,23 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
   };
 }
 
-/** A MoA layer's queries [T, H·hd]: expert a's q_proj slice gives heads a·N_h … (a+1)·N_h − 1 (design.md §12). */
-function moaQueries(weights: ReferenceWeights, l: number, a: Float32Array /* [T, d] */): Float32Array {
+/** The experts a rule can select: its `kept` (pruning), or all n. */
+function candidates(rule: RoutingRule, n: number): number[] {
+  return rule.mode !== 'dense' && rule.kept ? rule.kept : Array.from({ length: n }, (_, e) => e);
+}
+
+/**
+ * A MoA layer's queries [T, H·hd]: expert a's q_proj slice gives heads a·N_h … (a+1)·N_h − 1 (design.md §12). Only
+ * the `experts` a rule can select are computed (a pruned expert has no weights); the others' heads stay zero, unused.
+ */
+function moaQueries(weights: ReferenceWeights, l: number, a: Float32Array /* [T, d] */, experts: number[]): Float32Array {
   const c = weights.config;
   const H = c.num_attention_heads;
   const hd = headDim(c);
   const width = headsPerAttentionExpert(c) * hd; // N_h·hd
   const T = a.length / c.hidden_size;
   const q = new Float32Array(T * H * hd); // [T, H·hd]
-  for (let e = 0; e < attentionExperts(c); e++) {
+  for (const e of experts) {
     const qe = linear(a, weights.get(denseNames.attnExpertQ(l, e)), width, weights.get(denseNames.attnExpertQBias(l, e))); // [T, N_h·hd]
     for (let t = 0; t < T; t++) q.set(qe.subarray(t * width, (t + 1) * width), t * H * hd + e * width);
   }

@@ -2,8 +2,8 @@
  * Assembles a `Plan` (docs/design.md §4) from its decisions: kept experts and the select rule of every layer.
  * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
  */
-import { expertPoolOf, preGated, withoutDefaults, type ModelConfig } from '../model/config';
-import type { Plan, PlanCalibration, PlanClassDtypes, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
+import { attentionExperts, expertPoolOf, headsPerAttentionExpert, preGated, withoutDefaults, type ModelConfig } from '../model/config';
+import type { AttentionSelectOp, Plan, PlanCalibration, PlanClassDtypes, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
 import { classDtypes, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { planNames as n } from './tensor_table';
 import { planCost } from './cost';
@@ -25,6 +25,25 @@ export interface PlanDecisions {
   qkNorm?: boolean;
   /** Why this routing was chosen, when the converter chose it from a quality–cost sweep. */
   choice?: PlanChoice;
+  /** MoA models (docs/design.md §12); absent: every attention expert kept and run (`allAttentionExperts`). */
+  attention?: AttentionDecisions;
+}
+
+export interface AttentionDecisions {
+  kept: number[][]; // [L][K_l] attention expert ids kept per layer, increasing
+  select: Omit<AttentionSelectOp, 'op'>[]; // [L]
+  expectedExperts: number[]; // [L] attention experts per token the cost figures assume
+}
+
+/** The default for a MoA model: every attention expert kept and selected (the paper's top-K mode). */
+export function allAttentionExperts(config: ModelConfig): AttentionDecisions {
+  const A = attentionExperts(config);
+  const L = config.num_hidden_layers;
+  return {
+    kept: Array.from({ length: L }, () => Array.from({ length: A }, (_, a) => a)),
+    select: Array.from({ length: L }, () => ({ mode: 'all' as const, k: A, epsilon: 0, k_max: A, renormalize: false })),
+    expectedExperts: new Array<number>(L).fill(A),
+  };
 }
 
 export function buildPlan(decisions: PlanDecisions): Plan {
@@ -34,6 +53,8 @@ export function buildPlan(decisions: PlanDecisions): Plan {
   const dtypes = given && (given.experts !== decisions.dtype || given.attention !== decisions.dtype) ? given : undefined;
   const shared = config.shared_expert_intermediate_size > 0;
   const sharing = (config.experts_shared_frequency ?? 1) > 1;
+  const moa = attentionExperts(config) > 0;
+  const attention = moa ? (decisions.attention ?? allAttentionExperts(config)) : null;
   const layers: PlanLayer[] = [];
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const pool = expertPoolOf(config, l);
@@ -42,12 +63,19 @@ export function buildPlan(decisions: PlanDecisions): Plan {
     }
     const ops: PlanOp[] = [
       { op: 'rms_norm', weight: n.attnNorm(l) },
+      ...(attention
+        ? ([
+            { op: 'attention_router', weight: n.attnRouter(l), num_experts: attentionExperts(config) },
+            { op: 'attention_select', ...attention.select[l] },
+          ] as PlanOp[])
+        : []),
       {
         op: 'attention',
         qkv: n.qkv(l),
         qkv_bias: n.qkvBias(l),
         o: n.o(l),
         ...(decisions.qkNorm ? { q_norm: n.qNorm(l), k_norm: n.kNorm(l) } : {}),
+        ...(attention ? { kept: attention.kept[l], heads_per_expert: headsPerAttentionExpert(config) } : {}),
       },
       { op: 'residual' },
       { op: 'rms_norm', weight: n.mlpNorm(l) },
@@ -82,7 +110,7 @@ export function buildPlan(decisions: PlanDecisions): Plan {
     dtype: decisions.dtype,
     ...(dtypes ? { dtypes } : {}),
     weights: WEIGHTS_FILE,
-    strategy: decisions.strategy,
+    strategy: attention && !decisions.strategy.attention ? { ...decisions.strategy, attention: { name: 'all', k: null, epsilon: 0 } } : decisions.strategy,
     embedding: n.embed,
     layers,
     final: { norm: n.finalNorm, lm_head: config.tie_word_embeddings ? n.embed : n.lmHead },
@@ -93,6 +121,7 @@ export function buildPlan(decisions: PlanDecisions): Plan {
       kept.map((k) => k.length),
       decisions.expectedExperts,
       classDtypes({ dtype: decisions.dtype, dtypes }),
+      attention ? { kept: attention.kept.map((k) => k.length), active: attention.expectedExperts } : undefined,
     ),
     ...(decisions.choice ? { choice: decisions.choice } : {}),
   };

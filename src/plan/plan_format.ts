@@ -41,6 +41,16 @@ export interface PlanStrategy {
   k: number | null; // the fixed k of `topk`; null when k is chosen per layer (threshold-topk) or varies (threshold)
   epsilon: number; // threshold on E·p_e used by `threshold` and by calibration
   calib_tokens: number; // 0 when no calibration ran (random-init plans)
+  /** MoA plans only (docs/design.md §12): how the attention experts are selected. */
+  attention?: AttentionStrategy;
+}
+
+/** `all`: every kept attention expert (the paper's top-K mode); the others as for MLP experts over A·pa_a. */
+export type AttentionStrategyName = 'all' | StrategyName;
+export interface AttentionStrategy {
+  name: AttentionStrategyName;
+  k: number | null; // topk's k; null for the others
+  epsilon: number;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -52,12 +62,30 @@ export interface RmsNormOp {
 }
 export interface AttentionOp {
   op: 'attention';
-  qkv: string; // [(H+2·KV)·hd, d]   q rows, then k, then v
-  qkv_bias: string; // [(H+2·KV)·hd] F32
-  o: string; // [d, H·hd]
+  qkv: string; // [(H+2·KV)·hd, d]   q rows, then k, then v; MoA: [(K·N_h+2·KV)·hd, d], q rows of the kept experts
+  qkv_bias: string; // [(H+2·KV)·hd] F32 (MoA: as qkv)
+  o: string; // [d, H·hd]; MoA: [K, d, N_h·hd], per kept expert its W_o columns
   // OLMoE imports only: RMSNorm of the whole q [H·hd] and k [KV·hd] projections (F32 weights), before RoPE
   q_norm?: string;
   k_norm?: string;
+  /** MoA layers only (docs/design.md §12): original attention expert ids, strictly increasing; packed head j is original head kept[j / N_h]·N_h + j % N_h. */
+  kept?: number[];
+  heads_per_expert?: number; // N_h, MoA layers only
+}
+/** MoA layers: the attention router, softmax over all A experts of attn_norm's output. */
+export interface AttentionRouterOp {
+  op: 'attention_router';
+  weight: string; // [A, d] F32
+  num_experts: number; // A
+}
+/** MoA layers: which attention experts a token runs; `all` = every kept expert (k = k_max = K). */
+export interface AttentionSelectOp {
+  op: 'attention_select';
+  mode: 'all' | 'topk' | 'threshold';
+  k: number;
+  epsilon: number; // threshold: keep a iff A·pa_a > epsilon (the arg-max always kept)
+  k_max: number;
+  renormalize: boolean; // always false (DS-MoE); kept for symmetry with `select`
 }
 export interface ResidualOp {
   op: 'residual';
@@ -103,7 +131,7 @@ export interface SharedExpertOp {
 export interface CombineOp {
   op: 'combine';
 }
-export type PlanOp = RmsNormOp | AttentionOp | ResidualOp | RouterOp | SelectOp | ExpertsOp | SharedExpertOp | CombineOp;
+export type PlanOp = RmsNormOp | AttentionRouterOp | AttentionSelectOp | AttentionOp | ResidualOp | RouterOp | SelectOp | ExpertsOp | SharedExpertOp | CombineOp;
 
 export interface PlanLayer {
   index: number;
@@ -120,6 +148,8 @@ export interface PlanLayerCalibration {
 export interface PlanCalibration {
   tokens: number;
   layers: PlanLayerCalibration[];
+  /** MoA plans with calibration: one entry per layer over the A attention experts. */
+  attention_layers?: PlanLayerCalibration[];
 }
 
 /** Per-token costs; see src/plan/cost.ts for exactly what each counts. */
@@ -182,6 +212,8 @@ export function classDtypes(plan: Pick<Plan, 'dtype' | 'dtypes'>): PlanClassDtyp
 /** The ops of one layer by role (the order is fixed, so this is a destructuring of `layer.ops`). */
 export interface LayerOps {
   attnNorm: RmsNormOp;
+  attnRouter: AttentionRouterOp | null; // MoA layers only
+  attnSelect: AttentionSelectOp | null; // MoA layers only
   attention: AttentionOp;
   mlpNorm: RmsNormOp;
   router: RouterOp;
@@ -192,22 +224,31 @@ export interface LayerOps {
 
 export function layerOps(layer: PlanLayer): LayerOps {
   const ops = layer.ops;
-  const shared = ops[7].op === 'shared_expert' ? (ops[7] as SharedExpertOp) : null;
+  const m = moaOffset(layer);
+  const shared = ops[7 + m].op === 'shared_expert' ? (ops[7 + m] as SharedExpertOp) : null;
   return {
     attnNorm: ops[0] as RmsNormOp,
-    attention: ops[1] as AttentionOp,
-    mlpNorm: ops[3] as RmsNormOp,
-    router: ops[4] as RouterOp,
-    select: ops[5] as SelectOp,
-    experts: ops[6] as ExpertsOp,
+    attnRouter: m ? (ops[1] as AttentionRouterOp) : null,
+    attnSelect: m ? (ops[2] as AttentionSelectOp) : null,
+    attention: ops[1 + m] as AttentionOp,
+    mlpNorm: ops[3 + m] as RmsNormOp,
+    router: ops[4 + m] as RouterOp,
+    select: ops[5 + m] as SelectOp,
+    experts: ops[6 + m] as ExpertsOp,
     shared,
   };
 }
 
+/** 2 in a MoA layer (attention_router and attention_select precede attention), else 0: the shift of every later op's index. */
+export function moaOffset(layer: { ops: readonly { op: string }[] }): number {
+  return layer.ops[1]?.op === 'attention_router' ? 2 : 0;
+}
+
 /** The op sequence of every layer; `shared_expert` sits between `experts` and `combine` when present. */
-export function expectedOpOrder(hasShared: boolean): PlanOp['op'][] {
+export function expectedOpOrder(hasShared: boolean, moa = false): PlanOp['op'][] {
   return [
     'rms_norm',
+    ...(moa ? (['attention_router', 'attention_select'] as const) : []),
     'attention',
     'residual',
     'rms_norm',

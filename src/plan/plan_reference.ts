@@ -20,6 +20,20 @@ export function planRoutingRules(plan: Plan): RoutingRule[] {
   });
 }
 
+/** A MoA plan's attention_select ops as routing rules over the A attention experts (`all`: every kept expert); [] for plain plans. */
+export function planAttentionRules(plan: Plan): RoutingRule[] {
+  if (!plan.layers.some((layer) => layerOps(layer).attnSelect)) return [];
+  return plan.layers.map((layer) => {
+    const { attnSelect: select, attention } = layerOps(layer);
+    const kept = attention.kept as number[];
+    if (!select) throw new Error('plan: a layer without attention_select in a MoA plan'); // validatePlan rules this out
+    if (select.mode === 'all') return { mode: 'topk', k: kept.length, kept };
+    return select.mode === 'topk'
+      ? { mode: 'topk', k: select.k, kept }
+      : { mode: 'threshold', epsilon: select.epsilon, kMax: select.k_max, kept };
+  });
+}
+
 /** Where a dense tensor sits inside a packed one: elements [offset, offset + size). */
 interface Block {
   packed: PlanTensor;
@@ -45,11 +59,19 @@ export function planWeights(loaded: LoadedPlan): ReferenceWeights {
   // Pruned experts are absent from the packed tensors; asking for one is a caller's mistake worth naming.
   const pruned = new Map<string, string>();
   plan.layers.forEach((layer, l) => {
-    const kept = layerOps(layer).experts.kept;
-    denseLayer(plan.config, l).experts.forEach((expert, e) => {
+    const ops = layerOps(layer);
+    const kept = ops.experts.kept;
+    const dense = denseLayer(plan.config, l);
+    dense.experts.forEach((expert, e) => {
       if (kept.includes(e)) return;
       const why = `plan: expert ${e} of layer ${l} was pruned (kept: ${kept.join(', ')})`;
       for (const tensor of [expert.gate, expert.up, expert.down]) pruned.set(tensor.name, why);
+    });
+    const keptA = ops.attention.kept;
+    dense.attnExperts.forEach((expert, a) => {
+      if (!keptA || keptA.includes(a)) return;
+      const why = `plan: attention expert ${a} of layer ${l} was pruned (kept: ${keptA.join(', ')})`;
+      for (const tensor of [expert.q, expert.qBias, expert.o]) pruned.set(tensor.name, why);
     });
   });
 

@@ -17,7 +17,7 @@ import type { ModelConfig } from '../model/config';
 import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert } from '../model/config';
 import { storageOf, tensorDtype, type StorageDtype, type TensorDtype } from './dtype';
 import type { Plan } from './plan_format';
-import { classDtypes, layerOps } from './plan_format';
+import { classDtypes, layerOps, moaOffset } from './plan_format';
 
 // ---------------------------------------------------------------------------------------------------------------
 // names
@@ -89,6 +89,7 @@ export const planNames = {
   qkv: (l: number) => `layers.${l}.attn.qkv`,
   qkvBias: (l: number) => `layers.${l}.attn.qkv_bias`,
   o: (l: number) => `layers.${l}.attn.o`,
+  attnRouter: (l: number) => `layers.${l}.attn.router`, // MoA layers only
   qNorm: (l: number) => `layers.${l}.attn.q_norm`,
   kNorm: (l: number) => `layers.${l}.attn.k_norm`,
   mlpNorm: (l: number) => `layers.${l}.mlp_norm`,
@@ -296,6 +297,7 @@ export type PlanRole =
   | 'qkv'
   | 'qkvBias'
   | 'o'
+  | 'attnRouter'
   | 'qNorm'
   | 'kNorm'
   | 'mlpNorm'
@@ -345,32 +347,44 @@ export function planTensors(plan: Plan): PlanTensor[] {
   plan.layers.forEach((layer, l) => {
     const ops = layerOps(layer);
     const dense = denseLayer(c, l, { qkNorm: ops.attention.q_norm !== undefined });
-    const attn = plainAttention(dense); // plans with attention experts are refused by validatePlan (not built yet)
     const kept = ops.experts.kept.map((e) => dense.experts[e]);
     const K = kept.length;
     const I = ops.experts.intermediate_size;
     const row = (role: PlanRole, name: string, shape: number[], dtype: TensorDtype, op: number, field: string, parts: DenseTensor[]) =>
       push({ role, layer: l, name, shape, dtype, usedAt: `layers[${l}].ops[${op}].${field}`, parts });
     row('attnNorm', ops.attnNorm.weight, [d], f32, 0, 'weight', [dense.inputNorm]);
-    row('qkv', ops.attention.qkv, [qkvRows, d], attention, 1, 'qkv', [attn.q, dense.k, dense.v]);
-    row('qkvBias', ops.attention.qkv_bias, [qkvRows], f32, 1, 'qkv_bias', [attn.qBias, dense.kBias, dense.vBias]);
-    row('o', ops.attention.o, [d, c.num_attention_heads * hd], attention, 1, 'o', [attn.o]);
+    const m = moaOffset(layer); // MoA layers: attention_router and attention_select sit before attention
+    if (ops.attnRouter && ops.attention.kept) {
+      // MoA (docs/design.md §12): q rows and q bias of the kept attention experts, then k and v; o per kept expert.
+      const keptA = ops.attention.kept.map((a) => dense.attnExperts[a]);
+      const rows = (keptA.length * headsPerAttentionExpert(c) + 2 * c.num_key_value_heads) * hd;
+      const width = headsPerAttentionExpert(c) * hd;
+      row('attnRouter', ops.attnRouter.weight, [attentionExperts(c), d], f32, 1, 'weight', [dense.attnRouter as DenseTensor]);
+      row('qkv', ops.attention.qkv, [rows, d], attention, 3, 'qkv', [...keptA.map((x) => x.q), dense.k, dense.v]);
+      row('qkvBias', ops.attention.qkv_bias, [rows], f32, 3, 'qkv_bias', [...keptA.map((x) => x.qBias), dense.kBias, dense.vBias]);
+      row('o', ops.attention.o, [keptA.length, d, width], attention, 3, 'o', keptA.map((x) => x.o));
+    } else {
+      const attn = plainAttention(dense);
+      row('qkv', ops.attention.qkv, [qkvRows, d], attention, 1, 'qkv', [attn.q, dense.k, dense.v]);
+      row('qkvBias', ops.attention.qkv_bias, [qkvRows], f32, 1, 'qkv_bias', [attn.qBias, dense.kBias, dense.vBias]);
+      row('o', ops.attention.o, [d, c.num_attention_heads * hd], attention, 1, 'o', [attn.o]);
+    }
     if (dense.qNorm && dense.kNorm) {
       row('qNorm', ops.attention.q_norm as string, dense.qNorm.shape, f32, 1, 'q_norm', [dense.qNorm]);
       row('kNorm', ops.attention.k_norm as string, dense.kNorm.shape, f32, 1, 'k_norm', [dense.kNorm]);
     }
-    row('mlpNorm', ops.mlpNorm.weight, [d], f32, 3, 'weight', [dense.postAttentionNorm]);
-    row('router', ops.router.weight, [c.num_experts, d], f32, 4, 'weight', [dense.router]);
+    row('mlpNorm', ops.mlpNorm.weight, [d], f32, 3 + m, 'weight', [dense.postAttentionNorm]);
+    row('router', ops.router.weight, [c.num_experts, d], f32, 4 + m, 'weight', [dense.router]);
     if (dense.ownsExperts) {
       // A shared pool is packed once, with its first layer; the other layers' experts ops name the same tensors.
-      row('gateUp', ops.experts.gate_up, [K, 2 * I, d], experts, 6, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));
-      row('down', ops.experts.down, [K, d, I], experts, 6, 'down', kept.map((x) => x.down));
+      row('gateUp', ops.experts.gate_up, [K, 2 * I, d], experts, 6 + m, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));
+      row('down', ops.experts.down, [K, d, I], experts, 6 + m, 'down', kept.map((x) => x.down));
     }
     if (ops.shared && dense.shared) {
       const Is = ops.shared.intermediate_size;
-      row('sharedGateUp', ops.shared.gate_up, [2 * Is, d], matrix, 7, 'gate_up', [dense.shared.gate, dense.shared.up]);
-      row('sharedDown', ops.shared.down, [d, Is], matrix, 7, 'down', [dense.shared.down]);
-      row('sharedGate', ops.shared.gate, [d], f32, 7, 'gate', [dense.sharedExpertGate]);
+      row('sharedGateUp', ops.shared.gate_up, [2 * Is, d], matrix, 7 + m, 'gate_up', [dense.shared.gate, dense.shared.up]);
+      row('sharedDown', ops.shared.down, [d, Is], matrix, 7 + m, 'down', [dense.shared.down]);
+      row('sharedGate', ops.shared.gate, [d], f32, 7 + m, 'gate', [dense.sharedExpertGate]);
     }
   });
   push({ role: 'norm', layer: null, name: plan.final.norm, shape: [d], dtype: f32, usedAt: 'final.norm', parts: [outer.finalNorm] });

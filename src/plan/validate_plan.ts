@@ -3,7 +3,7 @@
  * Problems are collected, not thrown, so that one message can list the first few of them.
  */
 import type { ModelConfig } from '../model/config';
-import { attentionExperts, configProblems, expertPoolOf, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
+import { attentionExperts, configProblems, expertPoolOf, headsPerAttentionExpert, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
 import type { Plan } from './plan_format';
 import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
 import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
@@ -85,6 +85,16 @@ export function validatePlanJson(raw: unknown, problems: string[]): Plan | undef
     if (strategy.k !== null) check.int(strategy, 'k', 'strategy', 1, config ? config.num_experts : Infinity);
     check.number(strategy, 'epsilon', 'strategy', 0);
     check.int(strategy, 'calib_tokens', 'strategy', 0, Number.MAX_SAFE_INTEGER);
+    const moa = config !== undefined && attentionExperts(config) > 0;
+    if (moa || strategy.attention !== undefined) {
+      const attention = moa ? check.object(strategy, 'attention', 'strategy') : undefined;
+      if (!moa) check.fail('strategy.attention', 'no attention strategy (config.attention_experts is 0)', strategy.attention);
+      if (attention) {
+        check.literal(attention, 'name', 'strategy.attention', ['all', 'topk', 'threshold', 'threshold-topk'] as const);
+        if (attention.k !== null) check.int(attention, 'k', 'strategy.attention', 1, attentionExperts(config as ModelConfig));
+        check.number(attention, 'epsilon', 'strategy.attention', 0);
+      }
+    }
   }
   const final = check.object(raw, 'final', '');
   if (final) {
@@ -153,15 +163,35 @@ function validateConfig(raw: unknown, check: FieldChecker, problems: string[]): 
   }
   const config = raw as unknown as ModelConfig;
   const configIssues = configProblems(config);
-  // Plans with attention experts (docs/design.md §12) are the runtime's next step; until then none is valid.
-  if (attentionExperts(config) > 0) configIssues.push(`attention_experts ${config.attention_experts}: plans with attention experts (MoA) are not supported yet`);
   for (const issue of configIssues) problems.push(`config: ${issue}`);
   return configIssues.length ? undefined : config;
 }
 
+/** 2 when the config has attention experts (attention_router and attention_select precede attention), else 0. */
+function moaShift(config: ModelConfig): number {
+  return attentionExperts(config) > 0 ? 2 : 0;
+}
+
+/** A MoA layer's attention op: `kept` strictly increasing ids in 0..A−1, `heads_per_expert` N_h. Returns K (0 when invalid). */
+function checkAttentionKept(op: Obj, opAt: string, config: ModelConfig, check: FieldChecker): number {
+  const A = attentionExperts(config);
+  check.int(op, 'heads_per_expert', opAt, headsPerAttentionExpert(config), headsPerAttentionExpert(config));
+  if (!Array.isArray(op.kept) || op.kept.length === 0) {
+    check.fail(`${opAt}.kept`, 'a non-empty array of attention expert ids', op.kept);
+    return 0;
+  }
+  const kept = op.kept as unknown[];
+  const bad = kept.findIndex((id, i) => !isInt(id) || id < 0 || id >= A || (i > 0 && (id as number) <= (kept[i - 1] as number)));
+  if (bad >= 0) {
+    check.fail(`${opAt}.kept[${bad}]`, `attention expert ids in 0..${A - 1}, unique and increasing`, kept[bad]);
+    return 0;
+  }
+  return kept.length;
+}
+
 /** Every layer of a shared expert pool names its first layer's tensors and kept list (the weights file holds them once). */
 function checkPools(layers: Obj[], config: ModelConfig, check: FieldChecker): void {
-  const expertsOf = (l: number) => (layers[l].ops as Obj[])[6];
+  const expertsOf = (l: number) => (layers[l].ops as Obj[])[6 + moaShift(config)];
   layers.forEach((_, l) => {
     const pool = expertPoolOf(config, l);
     if (pool === l) return;
@@ -169,7 +199,7 @@ function checkPools(layers: Obj[], config: ModelConfig, check: FieldChecker): vo
     const owner = expertsOf(pool);
     for (const key of ['gate_up', 'down', 'kept']) {
       if (JSON.stringify(mine[key]) !== JSON.stringify(owner[key])) {
-        check.fail(`layers[${l}].ops[6].${key}`, `${JSON.stringify(owner[key])}, as layer ${pool} (its expert pool)`, mine[key]);
+        check.fail(`layers[${l}].ops[${6 + moaShift(config)}].${key}`, `${JSON.stringify(owner[key])}, as layer ${pool} (its expert pool)`, mine[key]);
       }
     }
   });
@@ -180,17 +210,20 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
   if (!isObj(raw)) return check.fail(at, 'an object', raw);
   if (raw.index !== l) check.fail(`${at}.index`, `${l}`, raw.index);
   if (!Array.isArray(raw.ops)) return check.fail(`${at}.ops`, 'an array', raw.ops);
-  const order = expectedOpOrder(config.shared_expert_intermediate_size > 0);
+  const A = attentionExperts(config);
+  const order = expectedOpOrder(config.shared_expert_intermediate_size > 0, A > 0);
   const actual = raw.ops.map((op) => (isObj(op) ? op.op : undefined));
   if (actual.length !== order.length || actual.some((name, i) => name !== order[i])) {
-    const why = config.shared_expert_intermediate_size > 0 ? 'with a shared expert' : 'without a shared expert';
+    const why = `${config.shared_expert_intermediate_size > 0 ? 'with' : 'without'} a shared expert${A > 0 ? `, attention_experts ${A}` : ''}`;
     return check.fail(`${at}.ops`, `ops in the order [${order.join(', ')}] (${why})`, `[${actual.join(', ')}]`);
   }
   const ops = raw.ops as Obj[];
   const E = config.num_experts;
+  const shift = moaShift(config);
+  const attentionKept = A > 0 ? checkAttentionKept(ops[1 + shift], `${at}.ops[${1 + shift}]`, config, check) : 0;
   let keptCount = 0;
-  const experts = ops[6];
-  const keptAt = `${at}.ops[6].kept`;
+  const experts = ops[6 + shift];
+  const keptAt = `${at}.ops[${6 + shift}].kept`;
   if (!Array.isArray(experts.kept) || experts.kept.length === 0) {
     check.fail(keptAt, 'a non-empty array of expert ids', experts.kept);
   } else {
@@ -216,7 +249,29 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
           check.string(op, 'q_norm', opAt);
           check.string(op, 'k_norm', opAt);
         }
+        if (A === 0 && (op.kept !== undefined || op.heads_per_expert !== undefined)) {
+          check.fail(`${opAt}.kept`, 'no kept / heads_per_expert (plain attention: config.attention_experts is 0)', op.kept ?? op.heads_per_expert);
+        }
         break;
+      case 'attention_router':
+        check.string(op, 'weight', opAt);
+        check.int(op, 'num_experts', opAt, A, A);
+        break;
+      case 'attention_select': {
+        const mode = check.literal(op, 'mode', opAt, ['all', 'topk', 'threshold'] as const);
+        const limit = attentionKept || A;
+        const kMax = check.int(op, 'k_max', opAt, 1, limit);
+        check.int(op, 'k', opAt, 1, kMax ?? limit);
+        if (mode === 'all' && kMax !== undefined && (kMax !== limit || op.k !== limit)) {
+          check.fail(`${opAt}.k`, `k = k_max = ${limit} (mode all: every kept attention expert)`, op.k);
+        }
+        check.number(op, 'epsilon', opAt, 0);
+        if (mode === 'threshold' && typeof op.epsilon === 'number' && op.epsilon >= A) {
+          check.fail(`${opAt}.epsilon`, `a threshold below A = ${A} (A·pa_a ≤ A, so ε ≥ A keeps only the arg-max)`, op.epsilon);
+        }
+        if (check.boolean(op, 'renormalize', opAt) === true) check.fail(`${opAt}.renormalize`, 'false (attention probabilities are never renormalised)', true);
+        break;
+      }
       case 'router':
         check.string(op, 'weight', opAt);
         check.int(op, 'num_experts', opAt, E, E);

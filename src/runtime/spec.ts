@@ -13,6 +13,9 @@ import { nativeExpertCacheSpec, type ExpertCacheOptions } from './expert_cache';
 
 export function nativeSpec(loaded: LoadedPlan, threads: number, expertCache?: ExpertCacheOptions): NativeModelSpec {
   const { plan, header, weightsPath } = loaded;
+  if (plan.config.attention_experts) {
+    throw new UserError(`${weightsPath}: attention_experts ${plan.config.attention_experts}: the native runtime does not run attention experts (MoA) yet; the plan reference (src/plan/plan_reference.ts) does`);
+  }
   // The element type and logical shape come from the table (a quantized tensor's header says U8 and bytes).
   const tensor = ({ name, dtype, shape, storage }: PlanTensor): NativeTensorRef => {
     const info = header.tensors.get(name);

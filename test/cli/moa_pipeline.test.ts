@@ -2,7 +2,8 @@
  * Attention experts (MoA, docs/design.md §12) end to end through the commands a user runs: `train` a shrunk
  * tiny-moa a few steps (the loss falls, train_log.jsonl carries the attention routers' MI loss and statistics), the
  * checkpoint reloads and computes what the plain reference computes on its tensors, `eval` reports the attention
- * routing, and `convert` / `export` refuse it with one line (the plan side is not built yet).
+ * routing, `convert` keeps every attention expert by default and the plan reference's loss equals the dense
+ * checkpoint's, and `export` refuses it with one line.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -13,7 +14,9 @@ import { evalCommand } from '../../src/cli/commands/eval';
 import { exportCommand } from '../../src/cli/commands/export';
 import { trainCommand } from '../../src/cli/commands/train';
 import { readDenseCheckpoint } from '../../src/checkpoint/read_dense';
-import { referenceForward } from '../../src/model/reference';
+import { nextTokenLoss, referenceForward } from '../../src/model/reference';
+import { readPlan } from '../../src/plan/read_plan';
+import { planAttentionRules, planRoutingRules, planWeights } from '../../src/plan/plan_reference';
 import { loadDenseModel } from '../../src/train/load_dense_model';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
 import { writeTestRecipe } from '../helpers/recipe_fixtures';
@@ -24,7 +27,7 @@ afterAll(removeTempDirs);
 const L = 2;
 const A = 4; // tiny-moa: 4 attention experts of 1 head
 
-test('train tiny-moa a few steps → reload → eval reports attention routing; convert and export refuse', async () => {
+test('train tiny-moa a few steps → reload → eval reports attention routing → convert (every attention expert kept) = dense; export refuses', async () => {
   const root = tempDir('moa');
   const recipe = writeTestRecipe(root, 'tiny-moa-test', 'tiny-moa');
   const shrunk = YAML.parse(fs.readFileSync(recipe, 'utf8'));
@@ -75,9 +78,22 @@ test('train tiny-moa a few steps → reload → eval reports attention routing; 
   const text = await run(evalCommand as never, ['eval', dense, '--backend', 'cpu', '--context', '32']);
   expect(text).toMatch(/attention layer 1: H\(mean p\) [\d.]+ \/ 1\.386 nats/);
 
-  // --- convert and export: one line each
-  await expect(run(convertCommand as never, ['convert', dense, '--out', path.join(root, 'sparse'), '--calib-tokens', '0', '--quiet'])).rejects.toThrow(
-    /attention_experts 4: convert does not handle attention experts \(MoA\) yet/,
+  // --- convert with every attention expert kept (the default): the plan reference's loss is the dense checkpoint's
+  const sparse = path.join(root, 'sparse');
+  await run(convertCommand as never, ['convert', dense, '--out', sparse, '--strategy', 'topk', '--k', '4', '--calib-tokens', '0', '--quiet']);
+  const loadedPlan = readPlan(sparse);
+  expect(loadedPlan.plan.strategy.attention).toEqual({ name: 'all', k: null, epsilon: 0 });
+  const text2 = Array.from('And the earth was without form, and void; and darkness was upon the face of the deep.', (ch) => ch.charCodeAt(0));
+  const lossOf = (logits: Float32Array) => {
+    const { sum, count } = nextTokenLoss(logits, text2, checkpoint.config.vocab_size);
+    return sum / count;
+  };
+  const denseLoss = lossOf(referenceForward(checkpoint, text2).logits);
+  const planLoss = lossOf(
+    referenceForward(planWeights(loadedPlan), text2, { routing: planRoutingRules(loadedPlan.plan), attentionRouting: planAttentionRules(loadedPlan.plan) }).logits,
   );
+  expect(Math.abs(planLoss - denseLoss) / denseLoss).toBeLessThan(1e-3);
+
+  // --- export: one line
   await expect(run(exportCommand as never, ['export', dense, '--out', path.join(root, 'hf'), '--quiet'])).rejects.toThrow(/attention_experts 4: .*cannot be exported/);
 }, 600_000); // generous: the shared build machine runs at load 20+

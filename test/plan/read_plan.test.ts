@@ -70,10 +70,10 @@ describe('readPlan rejects', () => {
   test('an inconsistent config', () => {
     expectRejected(planWith((p) => (p.config.num_attention_heads = 5)), 'plan.json: config: hidden_size (12) must be divisible by num_attention_heads (5)');
     expectRejected(planWith((p) => delete p.config.rope_theta), 'plan.json: config: missing rope_theta');
-    // Plans with attention experts (docs/design.md §12) are not built yet: refused, never run as plain attention.
+    // A plain plan whose config claims attention experts (docs/design.md §12) lacks their ops: never run as plain attention.
     expectRejected(
       planWith((p) => Object.assign(p.config, { attention_experts: 2, heads_per_attention_expert: p.config.num_attention_heads / 2 })),
-      'plan.json: config: attention_experts 2: plans with attention experts (MoA) are not supported yet',
+      'plan.json: layers[0].ops: expected ops in the order [rms_norm, attention_router, attention_select, attention,',
     );
   });
 

@@ -3,14 +3,14 @@ import type { CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { heldOutSplit } from '../../data/held_out_split';
 import { loadAnyTokenizer } from '../../interop/hf_tokenizer';
-import { convertCheckpoint, DEFAULT_EPSILON, refuseAttentionExperts } from '../../convert/convert_checkpoint';
+import { attentionDecisions, convertCheckpoint, DEFAULT_EPSILON, type AttentionConvertOptions } from '../../convert/convert_checkpoint';
 import { convertChoosingPlan } from '../../convert/convert_choosing_plan';
 import { DEFAULT_MAX_LOSS_INCREASE } from '../../convert/choose_plan';
 import { DEFAULT_EPSILONS } from '../../runtime/quality_cost_sweep';
 import { parseNumberList } from '../../report/parse_list';
 import { readAnyDenseCheckpoint } from '../../interop/read_any_dense';
 import { CLASS_DTYPE_FLAGS, classDtypeProblems, matrixDtypeOfFlag, PLAN_DTYPES, type ClassDtypeFlag } from '../../plan/dtype';
-import type { PlanClassDtypes, PlanDtype, StrategyName } from '../../plan/plan_format';
+import type { AttentionStrategyName, PlanClassDtypes, PlanDtype, StrategyName } from '../../plan/plan_format';
 
 interface ConvertArgs {
   dense: string;
@@ -31,6 +31,9 @@ interface ConvertArgs {
   renormalize: boolean;
   threads?: number;
   quiet: boolean;
+  'attention-strategy'?: AttentionStrategyName;
+  'attention-k'?: number;
+  'attention-epsilon'?: number;
 }
 
 /** `dsmoe convert <dense-dir> --out DIR`: a dense checkpoint → a sparse plan folder (docs/design.md §4). */
@@ -81,6 +84,12 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       })
       .option('prune-below', { type: 'number', describe: 'drop experts selected by fewer than this share of calibration tokens (e.g. 0.01); reports the loss after' })
       .option('renormalize', { type: 'boolean', default: false, describe: 'divide the selected probabilities by their sum (Mixtral-style); DS-MoE does not' })
+      .option('attention-strategy', {
+        choices: ['all', 'topk', 'threshold', 'threshold-topk'] as const,
+        describe: 'models with attention experts (MoA): all (default) runs every attention expert, the paper\'s top-K mode; topk: --attention-k per token; threshold: keep a iff A·pa_a > --attention-epsilon, at most --attention-k',
+      })
+      .option('attention-k', { type: 'number', describe: 'attention experts per token (topk) or the most per token (threshold); default all A' })
+      .option('attention-epsilon', { type: 'number', describe: `threshold ε on A·pa_a for attention experts (default ${DEFAULT_EPSILON})` })
       .option('threads', { type: 'number', describe: 'worker threads for calibration (default: the cores, at most 8)' })
       .option('quiet', { type: 'boolean', default: false, describe: 'print only the table' }),
   handler: async (args) => {
@@ -89,7 +98,11 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       if (!args.quiet) process.stderr.write(`convert: ${line}\n`);
     };
     const dense = readAnyDenseCheckpoint(args.dense);
-    refuseAttentionExperts(dense); // before calibration text is looked for
+    const attention: AttentionConvertOptions | undefined =
+      args['attention-strategy'] !== undefined || args['attention-k'] !== undefined || args['attention-epsilon'] !== undefined
+        ? { strategy: args['attention-strategy'] ?? (args['attention-epsilon'] !== undefined ? 'threshold' : 'topk'), k: args['attention-k'], epsilon: args['attention-epsilon'] }
+        : undefined;
+    attentionDecisions(dense.config, attention, args.dense); // before calibration text is looked for
     const c = dense.config;
     const dsmoe = (dense.hfConfig.dsmoe ?? {}) as Record<string, unknown>;
     const trainedContext = typeof dsmoe.seq_len === 'number' ? dsmoe.seq_len : Math.min(c.max_position_embeddings, 256);
@@ -132,6 +145,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       renormalize: args.renormalize,
       threads,
       log,
+      ...(attention ? { attention } : {}),
     };
     const forced = args.strategy !== undefined || args.k !== undefined || args.epsilon !== undefined;
     const result = forced

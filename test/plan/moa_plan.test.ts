@@ -1,0 +1,166 @@
+/**
+ * Plans of models with attention experts (MoA, docs/design.md §12): convert packs the kept experts' q rows, q bias
+ * and W_o columns per the table, the plan reference (planWeights + planAttentionRules) computes the dense model's
+ * logits when every attention expert is kept and the sparse rule's otherwise, the cost counts attention experts,
+ * and validation names what is wrong.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { convertCheckpoint, type ConvertOptions } from '../../src/convert/convert_checkpoint';
+import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
+import { readPlan } from '../../src/plan/read_plan';
+import { layerOps } from '../../src/plan/plan_format';
+import { planAttentionRules, planRoutingRules, planWeights } from '../../src/plan/plan_reference';
+import { costSplit } from '../../src/plan/cost';
+import { denseNames } from '../../src/plan/tensor_table';
+import { readSafetensors } from '../../src/checkpoint/safetensors';
+import { headDim, type ModelConfig } from '../../src/model/config';
+import { referenceForward } from '../../src/model/reference';
+import { randomDenseWeights, removeTempDirs, seededUniform, tempDir, tinyConfig, writeDenseFolder } from '../helpers/dense_fixtures';
+
+afterAll(removeTempDirs);
+
+/** 4 attention experts of 2 heads over 2 kv heads: experts 0–1 read kv head 0, experts 2–3 kv head 1. */
+const moa: ModelConfig = {
+  ...tinyConfig,
+  hidden_size: 16,
+  num_attention_heads: 8,
+  num_key_value_heads: 2,
+  attention_experts: 4,
+  heads_per_attention_expert: 2,
+};
+
+function denseFolder(config: ModelConfig, seed: number): string {
+  const dir = tempDir('moa-dense');
+  writeDenseFolder(dir, config, randomDenseWeights(config, seed));
+  return dir;
+}
+
+async function convert(denseDir: string, options: Partial<ConvertOptions>) {
+  const outDir = tempDir('moa-sparse');
+  const result = await convertCheckpoint(readAnyDenseCheckpoint(denseDir), {
+    outDir,
+    strategy: 'topk',
+    k: moa.num_experts,
+    epsilon: 0.48,
+    dtype: 'f32',
+    calibWindows: [],
+    calibSource: 'none',
+    renormalize: false,
+    ...options,
+  });
+  return { ...result, outDir };
+}
+
+function tokens(n: number, seed: number): number[] {
+  const rand = seededUniform(seed);
+  return Array.from({ length: n }, () => Math.floor(rand() * 256));
+}
+
+const ids = tokens(19, 5);
+
+describe('MoA plans', () => {
+  test('every attention expert kept (the default): packed exactly, plan ops per §12, plan reference = dense reference', async () => {
+    const denseDir = denseFolder(moa, 7);
+    const { outDir, plan } = await convert(denseDir, {});
+    const loaded = readPlan(outDir);
+    const ops = layerOps(plan.layers[0]);
+    expect(plan.layers[0].ops.map((op) => op.op).slice(0, 4)).toEqual(['rms_norm', 'attention_router', 'attention_select', 'attention']);
+    expect(ops.attnRouter).toEqual({ op: 'attention_router', weight: 'layers.0.attn.router', num_experts: 4 });
+    expect(ops.attnSelect).toEqual({ op: 'attention_select', mode: 'all', k: 4, epsilon: 0, k_max: 4, renormalize: false });
+    expect(ops.attention.kept).toEqual([0, 1, 2, 3]);
+    expect(ops.attention.heads_per_expert).toBe(2);
+    expect(plan.strategy.attention).toEqual({ name: 'all', k: null, epsilon: 0 });
+    const hd = headDim(moa); // 2
+    expect(loaded.header.tensors.get('layers.0.attn.o')!.shape).toEqual([4, moa.hidden_size, 2 * hd]);
+    expect(loaded.header.tensors.get('layers.1.attn.router')!.shape).toEqual([4, moa.hidden_size]);
+
+    // Every dense tensor read back from the packed file, bit for bit.
+    const source = readSafetensors(path.join(denseDir, 'model.safetensors'));
+    const unpacked = planWeights(loaded);
+    // (the zero shared-expert gate of a model without shared expert is not packed)
+    for (const name of [...source.header.tensors.keys()].filter((n) => !n.includes('shared_expert_gate'))) expect(Array.from(unpacked.get(name))).toEqual(Array.from(source.get(name)));
+    // The packed o of layer 1 is expert a's W_o columns [d, N_h·hd] one after the other.
+    const o = readSafetensors(loaded.weightsPath).get('layers.1.attn.o');
+    const o2 = source.get(denseNames.attnExpertO(1, 2));
+    expect(Array.from(o.subarray(2 * o2.length, 3 * o2.length))).toEqual(Array.from(o2));
+
+    const dense = referenceForward(readAnyDenseCheckpoint(denseDir), ids).logits;
+    const viaPlan = referenceForward(unpacked, ids, { routing: planRoutingRules(loaded.plan), attentionRouting: planAttentionRules(loaded.plan) }).logits;
+    expect(Array.from(viaPlan)).toEqual(Array.from(dense));
+  });
+
+  test('top-k and threshold attention experts: the plan reference follows the rule, and differs from dense', async () => {
+    const denseDir = denseFolder(moa, 8);
+    const dense = referenceForward(readAnyDenseCheckpoint(denseDir), ids);
+    for (const attention of [
+      { strategy: 'topk' as const, k: 2 },
+      { strategy: 'threshold' as const, k: 3, epsilon: 0.9 },
+    ]) {
+      const { outDir, plan } = await convert(denseDir, { attention });
+      const loaded = readPlan(outDir);
+      const select = layerOps(plan.layers[1]).attnSelect!;
+      expect(select.mode).toBe(attention.strategy);
+      expect(select.k_max).toBe(attention.k);
+      const rules = planAttentionRules(plan);
+      expect(rules[0]).toEqual(attention.strategy === 'topk' ? { mode: 'topk', k: 2, kept: [0, 1, 2, 3] } : { mode: 'threshold', epsilon: 0.9, kMax: 3, kept: [0, 1, 2, 3] });
+      const viaPlan = referenceForward(planWeights(loaded), ids, { routing: planRoutingRules(plan), attentionRouting: rules }).logits;
+      const want = referenceForward(readAnyDenseCheckpoint(denseDir), ids, { attentionRouting: rules }).logits;
+      expect(Array.from(viaPlan)).toEqual(Array.from(want));
+      expect(Array.from(viaPlan)).not.toEqual(Array.from(dense.logits));
+      // Fewer attention experts per token: fewer active parameters, all of it on the attention side.
+      const split = costSplit(plan);
+      const all = costSplit((await convert(denseDir, {})).plan);
+      expect(split.mlp).toEqual(all.mlp);
+      expect(split.attention.params).toBeLessThan(all.attention.params);
+      const perExpert = 2 * (2 * hdOf(moa) * moa.hidden_size) + 2 * hdOf(moa); // q rows + o columns + q bias
+      expect(all.attention.params - split.attention.params).toBe(moa.num_hidden_layers * (4 - attention.k) * perExpert);
+      expect(plan.cost.active_params_per_token).toBe(split.attention.params + split.mlp.params + split.other.params);
+    }
+  });
+
+  test('cost: with every expert kept, the MoA plan costs what the plain model of the same shape costs plus the routers', async () => {
+    const moaPlan = (await convert(denseFolder(moa, 9), {})).plan;
+    const plain: ModelConfig = { ...moa, attention_experts: undefined, heads_per_attention_expert: undefined };
+    delete plain.attention_experts;
+    delete plain.heads_per_attention_expert;
+    const plainPlan = (await convert(denseFolder(plain, 9), {})).plan;
+    const routers = moa.num_hidden_layers * 4 * moa.hidden_size;
+    expect(moaPlan.cost.total_params).toBe(plainPlan.cost.total_params + routers);
+    expect(moaPlan.cost.active_params_per_token).toBe(plainPlan.cost.active_params_per_token + routers);
+    expect(moaPlan.cost.dense_active_params_per_token).toBe(plainPlan.cost.dense_active_params_per_token + routers);
+    expect(costSplit(plainPlan).attention.params + routers).toBe(costSplit(moaPlan).attention.params);
+  });
+
+  test('bad attention flags and plans are refused with one line', async () => {
+    const denseDir = denseFolder(moa, 10);
+    await expect(convert(denseDir, { attention: { strategy: 'topk', k: 5 } })).rejects.toThrow(/^--attention-k must be an integer in 1\.\.4/);
+    await expect(convert(denseDir, { attention: { strategy: 'threshold', epsilon: 4 } })).rejects.toThrow(/^--attention-epsilon must be a number in 0\.\.4/);
+    await expect(convert(denseFolder(tinyConfig, 1), { attention: { strategy: 'topk', k: 1 } })).rejects.toThrow(/has no attention experts/);
+
+    const { outDir } = await convert(denseDir, {});
+    const planPath = path.join(outDir, 'plan.json');
+    const original = fs.readFileSync(planPath, 'utf8');
+    const edit = (f: (p: { layers: { ops: Record<string, unknown>[] }[] }) => void) => {
+      const p = JSON.parse(original);
+      f(p);
+      fs.writeFileSync(planPath, JSON.stringify(p));
+    };
+    edit((p) => (p.layers[0].ops[3].kept = [0, 2, 1, 3]));
+    expect(() => readPlan(outDir)).toThrow('plan.json: layers[0].ops[3].kept[2]: expected attention expert ids in 0..3, unique and increasing, got 1');
+    edit((p) => (p.layers[1].ops[2].k = 2));
+    expect(() => readPlan(outDir)).toThrow('plan.json: layers[1].ops[2].k: expected k = k_max = 4 (mode all: every kept attention expert), got 2');
+    edit((p) => p.layers[0].ops.splice(1, 2));
+    expect(() => readPlan(outDir)).toThrow(/layers\[0\]\.ops: expected ops in the order \[rms_norm, attention_router, attention_select, attention,/);
+    // A packed tensor of the wrong shape (one expert's o missing) is named by the weights check.
+    edit((p) => {
+      p.layers[0].ops[3].kept = [0, 1, 2];
+      Object.assign(p.layers[0].ops[2], { k: 3, k_max: 3 });
+    });
+    expect(() => readPlan(outDir)).toThrow(/tensor "layers\.0\.attn\.o": expected shape \[3, 16, 4\], got \[4, 16, 4\]/);
+  });
+});
+
+function hdOf(config: ModelConfig): number {
+  return headDim(config);
+}
