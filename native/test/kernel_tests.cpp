@@ -384,6 +384,33 @@ static void test_small_kernels(ThreadPool* pool, const char* level) {
     std::snprintf(name, sizeof name, "attention %s hd=%d", level, hd);
     check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
   }
+  {  // attention with a head mask (MoA): marked (token, head) pairs equal the unmasked result, the others untouched
+    int H = 4, KV = 2, S = 2, C = 40, T = 5, hd = 13;
+    std::vector<float> q = randn(size_t(T) * H * hd), kc = randn(size_t(S) * C * KV * hd), vc = randn(size_t(S) * C * KV * hd);
+    std::vector<int32_t> slot = {0, 0, 1, 1, 0}, pos = {0, 1, 30, 39, 2};
+    std::vector<uint8_t> active(size_t(T) * H);
+    for (size_t i = 0; i < active.size(); ++i) active[i] = uint8_t((i * 7 + 3) % 5 < 3);
+    AttentionShape all{H, KV, hd, size_t(C) * KV * hd};
+    AttentionShape masked = all;
+    masked.active = active.data();
+    std::vector<float> full(size_t(T) * H * hd);
+    attention_ref(q.data(), kc.data(), vc.data(), slot.data(), pos.data(), T, all, full.data());
+    const float sentinel = 12345.f;
+    for (int fast = 0; fast < 2; ++fast) {
+      Guarded out(full.size());
+      std::fill(out.data(), out.data() + out.n(), sentinel);
+      if (fast) attention(pool, q.data(), kc.data(), vc.data(), slot.data(), pos.data(), T, masked, out.data());
+      else attention_ref(q.data(), kc.data(), vc.data(), slot.data(), pos.data(), T, masked, out.data());
+      std::vector<float> want, got;  // the marked pairs' values, compared with the unmasked result
+      size_t touched = 0;            // unmarked values that changed
+      for (size_t i = 0; i < full.size(); ++i) {
+        if (active[i / hd]) want.push_back(full[i]), got.push_back(out.data()[i]);
+        else touched += out.data()[i] != sentinel;
+      }
+      std::snprintf(name, sizeof name, "attention masked %s %s", fast ? "fast" : "ref", level);
+      check(name, want.data(), got.data(), want.size(), fast ? 1e-7 : 0, out.guards_intact() && touched == 0 && !want.empty());
+    }
+  }
   {  // combine: rows hit the same token more than once
     int R = 11, d = 37, T = 4;
     std::vector<float> out = randn(size_t(R) * d), init = randn(size_t(T) * d);

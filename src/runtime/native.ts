@@ -32,11 +32,21 @@ export interface NativeSelectSpec {
   renormalize: boolean;
 }
 
+export interface NativeAttentionExpertsSpec {
+  experts: number; // A
+  headsPerExpert: number; // N_h
+  router: NativeTensorRef; // [A, d] F32
+  kept: number[]; // original attention expert ids of the K_a packed ones
+  select: { mode: 'all' | 'topk' | 'threshold'; k: number; epsilon: number; kMax: number };
+}
+
 export interface NativeLayerSpec {
   attnNorm: NativeTensorRef; // [d] F32
-  qkv: NativeTensorRef; // [(H+2KV)·hd, d]
-  qkvBias: NativeTensorRef; // [(H+2KV)·hd] F32
-  o: NativeTensorRef; // [d, H·hd]
+  qkv: NativeTensorRef; // [(H+2KV)·hd, d]; MoA: [(K_a·N_h+2KV)·hd, d], the kept attention experts' q rows first
+  qkvBias: NativeTensorRef; // [(H+2KV)·hd] F32 (MoA: as qkv)
+  o: NativeTensorRef; // [d, H·hd]; MoA: [K_a, d, N_h·hd]
+  /** MoA layers only (docs/design.md §12): the attention router, selection and kept attention experts. */
+  attention?: NativeAttentionExpertsSpec;
   mlpNorm: NativeTensorRef; // [d] F32
   router: NativeTensorRef; // [E, d] F32
   gateUp: NativeTensorRef; // [K, 2I, d]
@@ -77,6 +87,8 @@ export interface RoutingStats {
   tokens: number;
   expertCounts: Int32Array[]; // per layer [E]: selections since the last reset
   activeExperts: number; // mean experts per token per layer
+  attentionExpertCounts?: Int32Array[]; // MoA models: per layer [A], attention expert selections since the last reset
+  activeAttentionExperts?: number; // MoA models: mean attention experts per token per layer
 }
 
 /**

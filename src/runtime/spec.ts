@@ -13,9 +13,6 @@ import { nativeExpertCacheSpec, type ExpertCacheOptions } from './expert_cache';
 
 export function nativeSpec(loaded: LoadedPlan, threads: number, expertCache?: ExpertCacheOptions): NativeModelSpec {
   const { plan, header, weightsPath } = loaded;
-  if (plan.config.attention_experts) {
-    throw new UserError(`${weightsPath}: attention_experts ${plan.config.attention_experts}: the native runtime does not run attention experts (MoA) yet; the plan reference (src/plan/plan_reference.ts) does`);
-  }
   // The element type and logical shape come from the table (a quantized tensor's header says U8 and bytes).
   const tensor = ({ name, dtype, shape, storage }: PlanTensor): NativeTensorRef => {
     const info = header.tensors.get(name);
@@ -56,6 +53,17 @@ export function nativeSpec(loaded: LoadedPlan, threads: number, expertCache?: Ex
         qkv: ref(l, 'qkv'),
         qkvBias: ref(l, 'qkvBias'),
         o: ref(l, 'o'),
+        ...(ops.attnRouter && ops.attnSelect && ops.attention.kept
+          ? {
+              attention: {
+                experts: ops.attnRouter.num_experts,
+                headsPerExpert: ops.attention.heads_per_expert as number,
+                router: ref(l, 'attnRouter'),
+                kept: [...ops.attention.kept],
+                select: { mode: ops.attnSelect.mode, k: ops.attnSelect.k, epsilon: ops.attnSelect.epsilon, kMax: ops.attnSelect.k_max },
+              },
+            }
+          : {}),
         mlpNorm: ref(l, 'mlpNorm'),
         router: ref(l, 'router'),
         // A shared pool's tensors are listed once, under its first layer: every layer of the pool gets the same

@@ -43,6 +43,7 @@ class CpuEngine : public Engine {
   std::string residency() const override { return residency_name(model_->residency()); }
   std::string residency_warning() const override { return model_->residency_warning(); }
   std::vector<EarlyRouting> last_early_routing() const override { return model_->last_early_routing(); }
+  std::vector<std::vector<int64_t>> attention_stats() const override { return model_->attention_stats(); }
   const ModelSpec& spec() const override { return model_->spec(); }
   int threads() const override { return model_->threads(); }
   std::string device() const override { return "cpu"; }

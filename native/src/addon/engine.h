@@ -36,6 +36,8 @@ class Engine {
   // How the weights are held (mapped_file.h) and why that fell short of the spec's residency ("" when it did not).
   virtual std::string residency() const { return residency_name(spec().residency); }
   virtual std::string residency_warning() const { return ""; }
+  // Selections per layer per attention expert since the last reset (MoA; empty where the engine has none).
+  virtual std::vector<std::vector<int64_t>> attention_stats() const { return {}; }
   // The last forward's pre-gated routings (Megrez2; model.h EarlyRouting); empty where the engine has none.
   virtual std::vector<EarlyRouting> last_early_routing() const { return {}; }  // false when every expert is resident (CUDA: always)
   virtual const ModelSpec& spec() const = 0;

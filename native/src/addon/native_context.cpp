@@ -153,6 +153,25 @@ Napi::Value NativeContext::RoutingStats(const Napi::CallbackInfo& info) {
   o.Set("expertCounts", per_layer);
   double denom = double(tokens) * double(counts.empty() ? 1 : counts.size());
   o.Set("activeExperts", Napi::Number::New(env, tokens ? selections / denom : 0));
+  // MoA models: the same over the attention experts (plain layers have none, and are left out of the mean).
+  std::vector<std::vector<int64_t>> attention = engine_->attention_stats();
+  bool moa = false;
+  for (const auto& row : attention) moa = moa || !row.empty();
+  if (moa) {
+    Napi::Array attn_layers = Napi::Array::New(env, attention.size());
+    double attn_selections = 0, attn_layers_counted = 0;
+    for (size_t l = 0; l < attention.size(); ++l) {
+      Napi::Int32Array a = Napi::Int32Array::New(env, attention[l].size());
+      for (size_t e = 0; e < attention[l].size(); ++e) {
+        a[e] = int32_t(attention[l][e]);
+        attn_selections += double(attention[l][e]);
+      }
+      attn_layers_counted += attention[l].empty() ? 0 : 1;
+      attn_layers.Set(uint32_t(l), a);
+    }
+    o.Set("attentionExpertCounts", attn_layers);
+    o.Set("activeAttentionExperts", Napi::Number::New(env, tokens ? attn_selections / (double(tokens) * attn_layers_counted) : 0));
+  }
   return o;
 }
 

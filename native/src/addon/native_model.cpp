@@ -120,6 +120,26 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Object& js) {
       if (!ka.Get(i).IsNumber()) throw Napi::TypeError::New(env, at + ".kept must hold numbers");
       ls.kept.push_back(ka.Get(i).As<Napi::Number>().Int32Value());
     }
+    if (L.Get("attention").IsObject()) {  // MoA (design.md §12)
+      Napi::Object at_ = L.Get("attention").As<Napi::Object>();
+      const std::string where = at + ".attention";
+      ls.attn_experts = int_field(env, at_, "experts", where);
+      ls.heads_per_expert = int_field(env, at_, "headsPerExpert", where);
+      ls.attn_router = tensor_field(env, at_, "router", where);
+      Napi::Object asel = obj_field(env, at_, "select", where);
+      const std::string amode = str_field(env, asel, "mode", where + ".select");
+      ls.attn_select.mode = amode == "all" ? SelectMode::Dense : mode_from(env, amode);
+      ls.attn_select.k = int_field(env, asel, "k", where + ".select");
+      ls.attn_select.epsilon = float(num_field(env, asel, "epsilon", where + ".select"));
+      ls.attn_select.k_max = int_field(env, asel, "kMax", where + ".select");
+      Napi::Value akept = at_.Get("kept");
+      if (!akept.IsArray()) throw Napi::TypeError::New(env, where + ".kept must be an array");
+      Napi::Array aka = akept.As<Napi::Array>();
+      for (uint32_t i = 0; i < aka.Length(); ++i) {
+        if (!aka.Get(i).IsNumber()) throw Napi::TypeError::New(env, where + ".kept must hold numbers");
+        ls.attn_kept.push_back(aka.Get(i).As<Napi::Number>().Int32Value());
+      }
+    }
     if (L.Get("shared").IsObject()) {
       Napi::Object sh = L.Get("shared").As<Napi::Object>();
       ls.shared_intermediate = int_field(env, sh, "intermediate", at + ".shared");

@@ -1,5 +1,6 @@
 // Grouped-query causal attention over the KV cache: query head h reads kv head h / (H / KV); token t attends to
-// positions 0..pos[t] of its own slot (the batch's own keys were written to the cache before this runs).
+// positions 0..pos[t] of its own slot (the batch's own keys were written to the cache before this runs). With
+// `active`, only the (token, head) pairs it marks are computed.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -18,6 +19,7 @@ void attention_ref(const float* q, const float* kcache, const float* vcache, con
   std::vector<double> score;
   for (int t = 0; t < T; ++t)
     for (int h = 0; h < s.H; ++h) {
+      if (s.active && !s.active[size_t(t) * s.H + h]) continue;
       const float* qv = q + (size_t(t) * s.H + h) * s.hd;
       const float* K = kcache + size_t(slot[t]) * s.slot_stride + size_t(h / group) * s.hd;
       const float* V = vcache + size_t(slot[t]) * s.slot_stride + size_t(h / group) * s.hd;
@@ -54,6 +56,7 @@ void attention(ThreadPool* pool, const float* q, const float* kcache, const floa
     std::vector<float> score;
     for (size_t item = b; item < e; ++item) {
       int t = int(item / s.H), h = int(item % s.H);
+      if (s.active && !s.active[item]) continue;
       const float* qv = q + item * s.hd;
       const float* K = kcache + size_t(slot[t]) * s.slot_stride + size_t(h / group) * s.hd;
       const float* V = vcache + size_t(slot[t]) * s.slot_stride + size_t(h / group) * s.hd;

@@ -78,6 +78,9 @@ void rope(ThreadPool* pool, float* x, int T, int heads, int hd, const int32_t* p
 struct AttentionShape {
   int H, KV, hd;            // query heads, kv heads, head dim
   size_t slot_stride;       // floats between slots in kcache/vcache (= maxContext · KV · hd)
+  // [T, H] or null: 0 skips (token, head), leaving its output untouched (MoA: heads of attention experts a token did
+  // not select, design.md §12); null computes every head.
+  const uint8_t* active = nullptr;
 };
 // q, out [T, H·hd]; kcache, vcache [slots, maxContext, KV·hd]; token t reads positions 0..pos[t] of slot[t].
 void attention_ref(const float* q, const float* kcache, const float* vcache, const int32_t* slot, const int32_t* pos,

@@ -112,9 +112,12 @@ CudaModel::CudaModel(ModelSpec spec) : host_(one_thread(std::move(spec))), scrat
   if (dsmoe_cuda_device_count() <= 0) throw std::runtime_error("no CUDA device is visible (no driver, no GPU, or too old a driver)");
   if (s.expert_cache.slots > 0)
     throw std::runtime_error("the expert cache is a CPU runtime option: on CUDA every expert is uploaded to the device");
-  for (const LayerSpec& L : s.layer)
+  for (const LayerSpec& L : s.layer) {
     if (L.pre_gate)  // refused before any device work: routing on this layer's own input would change the model
       throw std::runtime_error("the CUDA runtime does not run pre-gated routing (Megrez2 pre_gate) yet; use the CPU runtime");
+    if (L.attn_experts > 0)  // likewise: plain attention over packed MoA tensors would read the wrong rows
+      throw std::runtime_error("the CUDA runtime does not run attention experts (MoA) yet; use the CPU runtime");
+  }
   check_shapes(s, head_dim());
   check(dsmoe_cuda_set_device(0), "set_device(0)");
   char name[256] = {0};

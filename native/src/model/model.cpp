@@ -82,9 +82,13 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
       slot_of_[l][e] = i;
     }
     check_tensor(L.attn_norm, {d}, F32);
-    check_tensor(L.qkv, {qkv, d}, s.attn_dtype);
-    check_tensor(L.qkv_bias, {qkv}, F32);
-    check_tensor(L.o, {d, s.heads * hd}, s.attn_dtype);
+    if (L.attn_experts > 0) {
+      check_moa_layer(l);
+    } else {
+      check_tensor(L.qkv, {qkv, d}, s.attn_dtype);
+      check_tensor(L.qkv_bias, {qkv}, F32);
+      check_tensor(L.o, {d, s.heads * hd}, s.attn_dtype);
+    }
     check_tensor(L.mlp_norm, {d}, F32);
     check_tensor(L.router, {E, d}, F32);
     check_tensor(L.gate_up, {K, 2 * I, d}, s.expert_dtype);
@@ -108,6 +112,8 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
     }
   }
   counts_.assign(s.layers, std::vector<int64_t>(E, 0));
+  attn_counts_.resize(s.layers);
+  for (int l = 0; l < s.layers; ++l) attn_counts_[l].assign(spec_.layer[l].attn_experts, 0);
   if (caching) {
     const ExpertCacheSpec& c = s.expert_cache;
     if (c.prefetch_margin < 0 || c.prefetch_margin > E) throw std::runtime_error("prefetch margin must be in [0, experts]");
@@ -130,6 +136,7 @@ Model::Model(ModelSpec spec) : spec_(std::move(spec)), pool_(spec_.threads > 0 ?
     advise(spec_.embed), advise(spec_.norm), advise(spec_.lm_head);
     for (const LayerSpec& L : spec_.layer) {
       for (const TensorRef* t : {&L.attn_norm, &L.qkv, &L.qkv_bias, &L.o, &L.mlp_norm, &L.router}) advise(*t);
+      if (L.attn_experts > 0) advise(L.attn_router);
       if (L.shared_intermediate > 0)
         for (const TensorRef* t : {&L.shared_gate_up, &L.shared_down, &L.shared_gate}) advise(*t);
     }
@@ -255,9 +262,15 @@ bool Model::op_times(OpTimes* out) const {
   return true;
 }
 
+std::vector<std::vector<int64_t>> Model::attention_stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return attn_counts_;
+}
+
 void Model::reset_stats() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& c : counts_) std::fill(c.begin(), c.end(), 0);
+  for (auto& c : attn_counts_) std::fill(c.begin(), c.end(), 0);
   tokens_ = 0;
 }
 
@@ -365,27 +378,33 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     // --- attention block
     rmsnorm(pool, h.data(), static_cast<const float*>(L.attn_norm.data), T, d, s.rms_eps, a.data());
     clock.lap(Op::Norm);
-    Epilogue with_bias;
-    with_bias.bias = static_cast<const float*>(L.qkv_bias.data);
-    linear(pool, a.data(), T, d, L.qkv.data, s.attn_dtype, qkvn, qkv.data(), qkvn, with_bias);
-    clock.lap(Op::Qkv);
-    for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn, qn, q.data() + size_t(t) * qn);
-    rope(pool, q.data(), T, H, hd, positions.data(), s.rope_theta);
-    for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn + qn, kvn, kv.data() + size_t(t) * kvn);
-    rope(pool, kv.data(), T, KV, hd, positions.data(), s.rope_theta);
-    float* kc = cache.k(l);
-    float* vc = cache.v(l);
-    for (int t = 0; t < T; ++t) {
-      size_t at = size_t(slots[t]) * shape.slot_stride + size_t(positions[t]) * kvn;
-      std::copy_n(kv.data() + size_t(t) * kvn, kvn, kc + at);
-      std::copy_n(qkv.data() + size_t(t) * qkvn + qn + kvn, kvn, vc + at);
+    if (L.attn_experts > 0) {
+      // MoA (moa_attention.cpp): its router, q/k/v, attention and W_o all count as the attention phase.
+      moa_attention(l, a.data(), T, slots.data(), positions.data(), cache, routing, h.data());
+      clock.lap(Op::Attention);
+    } else {
+      Epilogue with_bias;
+      with_bias.bias = static_cast<const float*>(L.qkv_bias.data);
+      linear(pool, a.data(), T, d, L.qkv.data, s.attn_dtype, qkvn, qkv.data(), qkvn, with_bias);
+      clock.lap(Op::Qkv);
+      for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn, qn, q.data() + size_t(t) * qn);
+      rope(pool, q.data(), T, H, hd, positions.data(), s.rope_theta);
+      for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn + qn, kvn, kv.data() + size_t(t) * kvn);
+      rope(pool, kv.data(), T, KV, hd, positions.data(), s.rope_theta);
+      float* kc = cache.k(l);
+      float* vc = cache.v(l);
+      for (int t = 0; t < T; ++t) {
+        size_t at = size_t(slots[t]) * shape.slot_stride + size_t(positions[t]) * kvn;
+        std::copy_n(kv.data() + size_t(t) * kvn, kvn, kc + at);
+        std::copy_n(qkv.data() + size_t(t) * qkvn + qn + kvn, kvn, vc + at);
+      }
+      attention(pool, q.data(), kc, vc, slots.data(), positions.data(), T, shape, att.data());
+      clock.lap(Op::Attention);
+      Epilogue residual;
+      residual.accumulate = true;  // h += o·Woᵀ
+      linear(pool, att.data(), T, qn, L.o.data, s.attn_dtype, d, h.data(), d, residual);
+      clock.lap(Op::AttnOut);
     }
-    attention(pool, q.data(), kc, vc, slots.data(), positions.data(), T, shape, att.data());
-    clock.lap(Op::Attention);
-    Epilogue residual;
-    residual.accumulate = true;  // h += o·Woᵀ
-    linear(pool, att.data(), T, qn, L.o.data, s.attn_dtype, d, h.data(), d, residual);
-    clock.lap(Op::AttnOut);
 
     // --- MoE block: router over all E experts, selection, grouped experts added straight into h
     rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());

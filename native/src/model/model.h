@@ -35,6 +35,13 @@ struct LayerSpec {
   TensorRef shared_gate_up, shared_down, shared_gate;
   int pool = -1;                  // the layer whose expert tensors these are (Megrez2 sharing; plan.json's experts.pool)
   bool pre_gate = false;          // router reads the previous layer's mlp_norm output: routed one block early
+  // Attention experts (MoA, design.md §12); attn_experts = 0: plain attention. With A > 0, qkv is
+  // [(K·N_h + 2·KV)·hd, d] (the kept experts' q rows, then k, then v), qkv_bias likewise, o [K, d, N_h·hd].
+  int attn_experts = 0;           // A
+  int heads_per_expert = 0;       // N_h (A·N_h = H)
+  TensorRef attn_router;          // [A, d] F32
+  SelectRule attn_select;         // the plan's attention_select (mode Dense: every kept expert, "all")
+  std::vector<int32_t> attn_kept; // original attention expert ids in packed order
 };
 
 // The expert cache (expert_cache.h): slots = 0 keeps every expert resident in the mapping (the default).
@@ -112,6 +119,8 @@ class Model {
 
   // Routing statistics since the last reset: selections per layer per expert, tokens seen.
   void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const;
+  // Selections per layer per attention expert since the last reset (MoA models; empty rows in plain layers).
+  std::vector<std::vector<int64_t>> attention_stats() const;
   void reset_stats();
   // Expert cache counters; false (and nothing written) when the experts are resident.
   bool cache_stats(ExpertCacheStats* out) const;
@@ -134,6 +143,11 @@ class Model {
                   const float* h_for_prediction, float* y);
   void prefetch_next(int l, const float* h, int T);
 
+  // Layer l's MoA attention block (moa_attention.cpp): h += Σ_{a selected} pa_a · o_a·Wo_aᵀ, k/v into the cache.
+  void moa_attention(int l, const float* a, int T, const int32_t* slots, const int32_t* positions, KvCache& cache,
+                     const RoutingOverride& routing, float* h);
+  void check_moa_layer(int l);
+
   // Checks t's shape (logical: weights, not bytes), dtype and byte range in the file, and points t.data at it.
   void check_tensor(TensorRef& t, const std::vector<int64_t>& want, DType expect);
 
@@ -145,6 +159,9 @@ class Model {
   std::vector<std::vector<int32_t>> slot_of_;  // [L][E] packed index or −1
   mutable std::mutex mutex_;                   // one forward at a time per model (the pool is not re-entrant)
   std::vector<std::vector<int64_t>> counts_;   // [L][E]
+  std::vector<std::vector<uint8_t>> attn_allowed_;     // [L][A] 1 when the attention expert is kept (MoA)
+  std::vector<std::vector<int32_t>> attn_slot_;        // [L][A] packed index or −1
+  std::vector<std::vector<int64_t>> attn_counts_;      // [L][A]
   int64_t tokens_ = 0;
   OpTimes op_times_;                           // summed over forwards when spec_.profile_ops
   std::vector<EarlyRouting> early_;            // of the last forward
