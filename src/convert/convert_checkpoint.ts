@@ -16,7 +16,7 @@ import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
 import { attentionExperts, expertPoolOf, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
-import type { AttentionStrategy, AttentionStrategyName, Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
+import type { AttentionSelectOp, AttentionStrategy, AttentionStrategyName, Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { layerOps, PLAN_TOKENIZER_FILES } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { allAttentionExperts, buildPlan, WEIGHTS_FILE, type AttentionDecisions } from '../plan/build_plan';
@@ -101,9 +101,10 @@ function selectRule(select: Omit<SelectOp, 'op'>, kept?: number[]): RoutingRule 
 }
 
 /**
- * The attention experts' selection of a MoA plan (docs/design.md §12) from the --attention-* flags; null for plain
- * attention. `all` and `topk` need no calibration; `threshold` is sized by its k_max (the cost assumes k_max per
- * token). Calibration and pruning of attention experts are not done yet: threshold-topk is refused.
+ * The attention experts' selection of a MoA plan (docs/design.md §12) from the --attention-* flags, before
+ * calibration; null for plain attention. `all` and `topk` need no calibration; `threshold` is sized by the
+ * calibrated mean count when there is calibration (else by k_max); threshold-topk needs calibration. Every attention
+ * expert is kept (pruning of attention experts is not done).
  */
 export function attentionDecisions(config: ModelConfig, options: AttentionConvertOptions | undefined, where: string): AttentionDecisions | null {
   const A = attentionExperts(config);
@@ -114,13 +115,11 @@ export function attentionDecisions(config: ModelConfig, options: AttentionConver
   const all = allAttentionExperts(config);
   const strategy = options?.strategy ?? 'all';
   if (strategy === 'all') return all;
-  if (strategy === 'threshold-topk') {
-    throw new UserError(`--attention-strategy threshold-topk: calibration of attention experts is not implemented yet; use all, topk or threshold (${where})`);
-  }
   const k = options?.k ?? A;
   if (!Number.isInteger(k) || k < 1 || k > A) throw new UserError(`--attention-k must be an integer in 1..${A} (attention_experts in ${where}), got ${k}`);
   const epsilon = options?.epsilon ?? DEFAULT_EPSILON;
   if (!(epsilon >= 0 && epsilon < A)) throw new UserError(`--attention-epsilon must be a number in 0..${A} (exclusive: A·pa_a ≤ A = ${A}), got ${epsilon}`);
+  // threshold-topk starts as the threshold it calibrates on; decideAndWrite turns it into each layer's top-k.
   const select = strategy === 'topk'
     ? { mode: 'topk' as const, k, epsilon, k_max: k, renormalize: false }
     : { mode: 'threshold' as const, k, epsilon, k_max: k, renormalize: false };
@@ -144,6 +143,9 @@ export async function convertCheckpoint(dense: DenseCheckpoint, options: Convert
   if (pruneBelow !== undefined && !(pruneBelow >= 0 && pruneBelow <= 1)) throw new UserError(`--prune-below must be a share in 0..1, got ${pruneBelow}`);
   const windows = options.calibWindows.filter((w) => w.length > 0);
   const calibrating = windows.length > 0;
+  if (!calibrating && options.attention?.strategy === 'threshold-topk' && attentionExperts(c) > 0) {
+    throw new UserError('--attention-strategy threshold-topk needs calibration tokens (--calib-tokens > 0)');
+  }
   if (!calibrating && (strategy === 'threshold-topk' || pruneBelow !== undefined)) {
     throw new UserError(`${strategy === 'threshold-topk' ? 'the threshold-topk strategy' : '--prune-below'} needs calibration tokens (--calib-tokens > 0)`);
   }
@@ -172,9 +174,14 @@ async function decideAndWrite(
   const E = c.num_experts;
   const { strategy, epsilon } = options;
   const calibrating = windows.length > 0;
+  // MoA (docs/design.md §12): the attention experts' selection, calibrated alongside the MLP's in every pass.
+  const attention = attentionDecisions(c, options.attention, dense.dir);
+  const A = attentionExperts(c);
+  const attentionName = options.attention?.strategy ?? 'all';
+  const attentionRules = (): RoutingRule[] => (attention ? attention.select.map((s, l) => attentionRule(s, attention.kept[l])) : []);
   const pass = async (label: string, rules: RoutingRule[]): Promise<PassResult> => {
     const started = Date.now();
-    const result = await runner!.run(windows, rules);
+    const result = await runner!.run(windows, { mlp: rules, attention: attentionRules() });
     log(`  ${label}: loss ${result.loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s on ${runner!.threads} thread(s))`);
     return result;
   };
@@ -200,13 +207,31 @@ async function decideAndWrite(
     }
   }
 
+  // Attention threshold-topk: each layer's k from pass A's threshold count, as for the MLP.
+  if (attention && attentionName === 'threshold-topk' && passA) {
+    attention.select = attention.select.map((s, l) => {
+      const mean = layerRoutingStats(passA!.attentionProbs[l], A, attentionRule(s, attention.kept[l])).meanSelected;
+      const chosen = kFromThresholdMean(mean, s.k_max);
+      return { mode: 'topk', k: chosen, epsilon: s.epsilon, k_max: chosen, renormalize: false };
+    });
+    attention.expectedExperts = attention.select.map((s) => s.k);
+  }
+
   // --- pass B: the plan's rule when it differs from pass A's ---------------------------------------------------
   let planPass = passA;
-  if (calibrating && strategy === 'threshold-topk') {
+  if (calibrating && (strategy === 'threshold-topk' || attentionName === 'threshold-topk')) {
     log(`calibrating under the chosen per-layer top-k (${select.map((s) => s.k).join(', ')})`);
     planPass = await pass('pass B', select.map((s) => selectRule(s)));
   }
   const planStats = planPass ? planPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l]))) : null;
+  const attentionStats = attention && planPass
+    ? planPass.attentionProbs.map((p, l) => layerRoutingStats(p, A, attentionRule(attention.select[l], attention.kept[l])))
+    : null;
+  if (attention && attentionStats && attentionName === 'threshold') {
+    // The threshold's calibrated mean count sizes the plan and its cost, as for MLP experts.
+    attention.select = attention.select.map((s, l) => ({ ...s, k: kFromThresholdMean(attentionStats[l].meanSelected, s.k_max) }));
+    attention.expectedExperts = attentionStats.map((st) => st.meanSelected);
+  }
 
   // --- pass C: pruning ------------------------------------------------------------------------------------------
   const allExperts = Array.from({ length: E }, (_, e) => e);
@@ -231,7 +256,7 @@ async function decideAndWrite(
   // --- pass D: dense quality --------------------------------------------------------------------------------------
   // A top-k plan with k = E (before pruning) is the dense model: its loss is the dense loss, no pass needed.
   let denseLoss: number | null = null;
-  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize);
+  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize) && attentionName === 'all';
   if (calibrating && planPass) {
     if (planIsDense) {
       denseLoss = planPass.loss;
@@ -294,7 +319,7 @@ async function decideAndWrite(
     select,
     expectedExperts,
     choice: options.choice,
-    ...attentionPlanFields(c, options.attention, dense.dir),
+    ...(attention ? { attention } : {}),
     calibration: finalStats
       ? {
           tokens: tokenCount,
@@ -305,6 +330,17 @@ async function decideAndWrite(
             never_selected: s.neverSelected,
             mean_selected: s.meanSelected,
           })),
+          ...(attention && attentionStats
+            ? {
+                attention_layers: attentionStats.map((s, l) => ({
+                  k: attention.select[l].k,
+                  mass_covered: s.massCovered,
+                  expert_load: s.expertLoad,
+                  never_selected: s.neverSelected,
+                  mean_selected: s.meanSelected,
+                })),
+              }
+            : {}),
         }
       : null,
   });
@@ -328,16 +364,16 @@ async function decideAndWrite(
   return { plan, calibration, table: calibrationTable(plan, calibration) };
 }
 
+/** A routing rule of the reference forward for an attention_select (`all`: top-K of the kept). */
+function attentionRule(select: Omit<AttentionSelectOp, 'op'>, kept: number[]): RoutingRule {
+  if (select.mode === 'all') return { mode: 'topk', k: kept.length, kept };
+  return select.mode === 'topk' ? { mode: 'topk', k: select.k, kept } : { mode: 'threshold', epsilon: select.epsilon, kMax: select.k_max, kept };
+}
+
 /** plan.json's `strategy.attention`. */
 function attentionStrategy(options: AttentionConvertOptions | undefined, A: number): AttentionStrategy {
   const name = options?.strategy ?? 'all';
   return { name, k: name === 'topk' ? (options?.k ?? A) : null, epsilon: name === 'all' ? 0 : (options?.epsilon ?? DEFAULT_EPSILON) };
-}
-
-/** buildPlan's attention decisions and the strategy's `attention` entry, for MoA models only. */
-function attentionPlanFields(config: ModelConfig, options: AttentionConvertOptions | undefined, where: string): { attention?: AttentionDecisions } {
-  const attention = attentionDecisions(config, options, where);
-  return attention ? { attention } : {};
 }
 
 /** The per-layer summary printed by `dsmoe convert`. */

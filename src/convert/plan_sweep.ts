@@ -9,7 +9,7 @@
 import * as path from 'path';
 import { writeJsonAtomic } from '../checkpoint/atomic';
 import { activeParamsWithExperts } from '../plan/cost';
-import { buildPlan } from '../plan/build_plan';
+import { attentionDecisionsOf, buildPlan } from '../plan/build_plan';
 import type { Plan, PlanChoicePoint, SelectOp } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
 import { openPlan } from '../runtime/open_plan';
@@ -115,5 +115,6 @@ function withLayerK(plan: Plan, layerK: number[]): Plan {
     expectedExperts: layerK,
     calibration: null,
     qkNorm: plan.layers.some((layer) => layer.ops.some((op) => op.op === 'attention' && 'q_norm' in op)),
+    attention: attentionDecisionsOf(plan), // MoA: the attention routing stays the plan's
   });
 }

@@ -4,7 +4,7 @@
  */
 import { attentionExperts, expertPoolOf, headsPerAttentionExpert, preGated, withoutDefaults, type ModelConfig } from '../model/config';
 import type { AttentionSelectOp, Plan, PlanCalibration, PlanClassDtypes, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
-import { classDtypes, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
+import { classDtypes, layerOps, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { planNames as n } from './tensor_table';
 import { planCost } from './cost';
 
@@ -43,6 +43,23 @@ export function allAttentionExperts(config: ModelConfig): AttentionDecisions {
     kept: Array.from({ length: L }, () => Array.from({ length: A }, (_, a) => a)),
     select: Array.from({ length: L }, () => ({ mode: 'all' as const, k: A, epsilon: 0, k_max: A, renormalize: false })),
     expectedExperts: new Array<number>(L).fill(A),
+  };
+}
+
+/** A MoA plan's attention decisions, read back from its ops (to rebuild it with other MLP routing); undefined for plain plans. */
+export function attentionDecisionsOf(plan: Plan): AttentionDecisions | undefined {
+  if (!plan.layers.some((layer) => layerOps(layer).attnSelect)) return undefined;
+  const ops = plan.layers.map((layer) => layerOps(layer));
+  return {
+    kept: ops.map((o) => [...(o.attention.kept as number[])]),
+    select: ops.map((o) => {
+      const { op: _op, ...select } = o.attnSelect as AttentionSelectOp;
+      return select;
+    }),
+    expectedExperts: ops.map((o, l) => {
+      const mean = plan.calibration?.attention_layers?.[l]?.mean_selected;
+      return o.attnSelect!.mode === 'threshold' && mean !== undefined ? mean : o.attnSelect!.k;
+    }),
   };
 }
 

@@ -16,6 +16,7 @@ import { trainCommand } from '../../src/cli/commands/train';
 import { readDenseCheckpoint } from '../../src/checkpoint/read_dense';
 import { nextTokenLoss, referenceForward } from '../../src/model/reference';
 import { readPlan } from '../../src/plan/read_plan';
+import { SparseModel } from '../../src/runtime/model';
 import { planAttentionRules, planRoutingRules, planWeights } from '../../src/plan/plan_reference';
 import { loadDenseModel } from '../../src/train/load_dense_model';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
@@ -93,6 +94,37 @@ test('train tiny-moa a few steps → reload → eval reports attention routing �
     referenceForward(planWeights(loadedPlan), text2, { routing: planRoutingRules(loadedPlan.plan), attentionRouting: planAttentionRules(loadedPlan.plan) }).logits,
   );
   expect(Math.abs(planLoss - denseLoss) / denseLoss).toBeLessThan(1e-3);
+  // ... and so is the native runtime's (the issue's first "done when" line)
+  const nativeLoss = async (dir: string) => {
+    const model = SparseModel.load(dir, { threads: 2 });
+    const score = await model.score(text2, { context: text2.length });
+    await model.dispose();
+    return score.loss;
+  };
+  expect(Math.abs((await nativeLoss(sparse)) - denseLoss) / denseLoss).toBeLessThan(1e-3);
+
+  // --- sparse attention experts: the native runtime computes the plan reference's logits; the loss moves a little
+  const sparseLosses: string[] = [];
+  for (const flags of [['--attention-k', '2'], ['--attention-k', '1'], ['--attention-strategy', 'threshold']]) {
+    const dir = path.join(root, `sparse-${flags.join('')}`);
+    await run(convertCommand as never, ['convert', dense, '--out', dir, '--strategy', 'topk', '--k', '4', '--calib-tokens', '0', '--quiet', ...flags]);
+    const p = readPlan(dir);
+    const want = referenceForward(planWeights(p), text2, { routing: planRoutingRules(p.plan), attentionRouting: planAttentionRules(p.plan) }).logits;
+    const model = SparseModel.load(dir, { threads: 2 });
+    const got = await model.logits(text2);
+    await model.dispose();
+    let diff = 0;
+    let scale = 0;
+    got.forEach((v, i) => {
+      diff = Math.max(diff, Math.abs(v - want[i]));
+      scale = Math.max(scale, Math.abs(want[i]));
+    });
+    expect(diff / scale).toBeLessThan(1e-4);
+    const loss = await nativeLoss(dir);
+    expect(Math.abs(loss - lossOf(want)) / lossOf(want)).toBeLessThan(1e-3);
+    sparseLosses.push(`${flags.join(' ')}: ${loss.toFixed(4)} (dense ${denseLoss.toFixed(4)}, ${(((loss - denseLoss) / denseLoss) * 100).toFixed(2)}%)`);
+  }
+  process.stdout.write(`MoA sparse attention losses on the test text: ${sparseLosses.join('; ')}\n`);
 
   // --- export: one line
   await expect(run(exportCommand as never, ['export', dense, '--out', path.join(root, 'hf'), '--quiet'])).rejects.toThrow(/attention_experts 4: .*cannot be exported/);

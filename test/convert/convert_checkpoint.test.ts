@@ -273,7 +273,7 @@ describe('calibration passes', () => {
     const calib = windows(3, 8, 4);
     const runner = CalibrationRunner.create(weights, '(in-process)', 1);
     const rules = [{ mode: 'topk' as const, k: 2 }, { mode: 'dense' as const }];
-    const pass = await runner.run(calib, rules);
+    const pass = await runner.run(calib, { mlp: rules, attention: [] });
     await runner.close();
     let sum = 0;
     calib.forEach((w, j) => {

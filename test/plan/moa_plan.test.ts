@@ -119,6 +119,46 @@ describe('MoA plans', () => {
     }
   });
 
+  test('calibrated attention experts: threshold sized by its mean count, threshold-topk a per-layer k, statistics in plan.json', async () => {
+    const denseDir = denseFolder(moa, 11);
+    const calib = [tokens(16, 1), tokens(16, 2), tokens(12, 3)];
+    const { plan: threshold } = await convert(denseDir, { calibWindows: calib, calibSource: 'random bytes', attention: { strategy: 'threshold', epsilon: 0.9, k: 3 } });
+    const stats = threshold.calibration!.attention_layers!;
+    expect(stats).toHaveLength(moa.num_hidden_layers);
+    // The mean count, counted independently: the reference forward's attention probabilities under the plan's rules.
+    const rules = planAttentionRules(threshold);
+    const counts = [0, 0];
+    let n = 0;
+    for (const window of calib) {
+      const result = referenceForward(readAnyDenseCheckpoint(denseDir), window, { routing: planRoutingRules(threshold), attentionRouting: rules, collectRouterProbs: true });
+      n += window.length;
+      result.attentionRouterProbs!.forEach((pa, l) => {
+        for (let t = 0; t < window.length; t++) {
+          const p = Array.from(pa.subarray(t * 4, (t + 1) * 4));
+          const above = p.filter((x) => 4 * x > 0.9).length;
+          counts[l] += Math.min(3, Math.max(1, above));
+        }
+      });
+    }
+    stats.forEach((layer, l) => {
+      expect(layer.mean_selected).toBeCloseTo(counts[l] / n, 9);
+      expect(layerOps(threshold.layers[l]).attnSelect!.k).toBe(Math.min(3, Math.max(1, Math.ceil(counts[l] / n - 0.05))));
+      expect(layer.expert_load.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+    });
+    expect(costSplit(threshold).attention.params).toBeLessThan(costSplit((await convert(denseDir, {})).plan).attention.params);
+
+    const { plan: perLayer, outDir } = await convert(denseDir, { calibWindows: calib, calibSource: 'random bytes', attention: { strategy: 'threshold-topk', epsilon: 0.9, k: 3 } });
+    perLayer.layers.forEach((layer, l) => {
+      const select = layerOps(layer).attnSelect!;
+      expect(select.mode).toBe('topk');
+      expect(select.k).toBe(select.k_max);
+      expect(select.k).toBe(Math.min(3, Math.max(1, Math.ceil(counts[l] / n - 0.05)))); // from the threshold pass
+    });
+    expect(perLayer.strategy.attention).toEqual({ name: 'threshold-topk', k: null, epsilon: 0.9 });
+    readPlan(outDir);
+    await expect(convert(denseDir, { attention: { strategy: 'threshold-topk' } })).rejects.toThrow(/^--attention-strategy threshold-topk needs calibration tokens/);
+  });
+
   test('cost: with every expert kept, the MoA plan costs what the plain model of the same shape costs plus the routers', async () => {
     const moaPlan = (await convert(denseFolder(moa, 9), {})).plan;
     const plain: ModelConfig = { ...moa, attention_experts: undefined, heads_per_attention_expert: undefined };
