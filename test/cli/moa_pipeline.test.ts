@@ -17,6 +17,7 @@ import { readDenseCheckpoint } from '../../src/checkpoint/read_dense';
 import { nextTokenLoss, referenceForward } from '../../src/model/reference';
 import { readPlan } from '../../src/plan/read_plan';
 import { SparseModel } from '../../src/runtime/model';
+import { layerOps } from '../../src/plan/plan_format';
 import { planAttentionRules, planRoutingRules, planWeights } from '../../src/plan/plan_reference';
 import { loadDenseModel } from '../../src/train/load_dense_model';
 import { removeTempDirs, tempDir } from '../helpers/dense_fixtures';
@@ -84,7 +85,13 @@ test('train tiny-moa a few steps → reload → eval reports attention routing �
   await run(convertCommand as never, ['convert', dense, '--out', sparse, '--strategy', 'topk', '--k', '4', '--calib-tokens', '0', '--quiet']);
   const loadedPlan = readPlan(sparse);
   expect(loadedPlan.plan.strategy.attention).toEqual({ name: 'all', k: null, epsilon: 0 });
-  const text2 = Array.from('And the earth was without form, and void; and darkness was upon the face of the deep.', (ch) => ch.charCodeAt(0));
+  const longText = Array.from(
+    'And the earth was without form, and void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters. ' +
+      'And God said, Let there be light: and there was light. And God saw the light, that it was good: and God divided the light from the darkness.',
+    (ch) => ch.charCodeAt(0),
+  );
+  const context = checkpoint.config.max_position_embeddings;
+  const text2 = longText.slice(0, context); // one window the model was built for
   const lossOf = (logits: Float32Array) => {
     const { sum, count } = nextTokenLoss(logits, text2, checkpoint.config.vocab_size);
     return sum / count;
@@ -95,9 +102,9 @@ test('train tiny-moa a few steps → reload → eval reports attention routing �
   );
   expect(Math.abs(planLoss - denseLoss) / denseLoss).toBeLessThan(1e-3);
   // ... and so is the native runtime's (the issue's first "done when" line)
-  const nativeLoss = async (dir: string) => {
+  const nativeLoss = async (dir: string, ids = text2) => {
     const model = SparseModel.load(dir, { threads: 2 });
-    const score = await model.score(text2, { context: text2.length });
+    const score = await model.score(ids, { context });
     await model.dispose();
     return score.loss;
   };
@@ -105,6 +112,7 @@ test('train tiny-moa a few steps → reload → eval reports attention routing �
 
   // --- sparse attention experts: the native runtime computes the plan reference's logits; the loss moves a little
   const sparseLosses: string[] = [];
+  const denseLong = await nativeLoss(sparse, longText); // every expert of both kinds, windows of `context` tokens
   for (const flags of [['--attention-k', '2'], ['--attention-k', '1'], ['--attention-strategy', 'threshold']]) {
     const dir = path.join(root, `sparse-${flags.join('')}`);
     await run(convertCommand as never, ['convert', dense, '--out', dir, '--strategy', 'topk', '--k', '4', '--calib-tokens', '0', '--quiet', ...flags]);
@@ -122,9 +130,11 @@ test('train tiny-moa a few steps → reload → eval reports attention routing �
     expect(diff / scale).toBeLessThan(1e-4);
     const loss = await nativeLoss(dir);
     expect(Math.abs(loss - lossOf(want)) / lossOf(want)).toBeLessThan(1e-3);
-    sparseLosses.push(`${flags.join(' ')}: ${loss.toFixed(4)} (dense ${denseLoss.toFixed(4)}, ${(((loss - denseLoss) / denseLoss) * 100).toFixed(2)}%)`);
+    const long = await nativeLoss(dir, longText);
+    const rule = p.plan.layers.map((layer) => JSON.stringify(layerOps(layer).attnSelect)).join(' ');
+    sparseLosses.push(`${flags.join(' ')} ${rule}: ${long.toFixed(4)} vs dense ${denseLong.toFixed(4)} (${(((long - denseLong) / denseLong) * 100).toFixed(2)}%)`);
   }
-  process.stdout.write(`MoA sparse attention losses on the test text: ${sparseLosses.join('; ')}\n`);
+  process.stdout.write(`MoA sparse attention, native loss (nats) on ${longText.length} tokens in windows of ${context}: ${sparseLosses.join('; ')}\n`);
 
   // --- export: one line
   await expect(run(exportCommand as never, ['export', dense, '--out', path.join(root, 'hf'), '--quiet'])).rejects.toThrow(/attention_experts 4: .*cannot be exported/);
