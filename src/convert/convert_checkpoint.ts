@@ -179,9 +179,10 @@ async function decideAndWrite(
   const A = attentionExperts(c);
   const attentionName = options.attention?.strategy ?? 'all';
   const attentionRules = (): RoutingRule[] => (attention ? attention.select.map((s, l) => attentionRule(s, attention.kept[l])) : []);
-  const pass = async (label: string, rules: RoutingRule[]): Promise<PassResult> => {
+  // `dense`: every attention expert too (the dense model's pass), whatever the plan selects.
+  const pass = async (label: string, rules: RoutingRule[], dense = false): Promise<PassResult> => {
     const started = Date.now();
-    const result = await runner!.run(windows, { mlp: rules, attention: attentionRules() });
+    const result = await runner!.run(windows, { mlp: rules, attention: dense ? [] : attentionRules() });
     log(`  ${label}: loss ${result.loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(1)} s on ${runner!.threads} thread(s))`);
     return result;
   };
@@ -262,7 +263,7 @@ async function decideAndWrite(
       denseLoss = planPass.loss;
     } else {
       log('measuring the dense loss on the same tokens');
-      denseLoss = (await pass('pass D (dense)', new Array(L).fill({ mode: 'dense' }))).loss;
+      denseLoss = (await pass('pass D (dense)', new Array(L).fill({ mode: 'dense' }), true)).loss;
     }
   }
 
@@ -408,9 +409,14 @@ export function calibrationTable(plan: Plan, calibration: CalibrationReport | nu
   }
   const attention = plan.strategy.attention;
   if (attention) {
-    const select = layerOps(plan.layers[0]).attnSelect!;
-    const rule = attention.name === 'all' ? 'every attention expert' : attention.name === 'topk' ? `top-${select.k}` : `A·pa > ${select.epsilon}, at most ${select.k_max}`;
-    lines.push(`attention experts: ${rule} of ${plan.config.attention_experts} per token`);
+    const selects = plan.layers.map((layer) => layerOps(layer).attnSelect!);
+    const rule = attention.name === 'all'
+      ? 'every attention expert'
+      : attention.name === 'threshold'
+        ? `A·pa > ${selects[0].epsilon}, at most ${selects[0].k_max}`
+        : `top-k, k per layer ${selects.map((s) => s.k).join(', ')}`;
+    const means = plan.calibration?.attention_layers?.map((layer) => layer.mean_selected?.toFixed(2)).join(', ');
+    lines.push(`attention experts: ${rule} of ${plan.config.attention_experts} per token${means ? ` (calibrated mean per layer ${means})` : ''}`);
   }
   const cost = plan.cost;
   lines.push(

@@ -15,7 +15,7 @@ import { costSplit } from '../../src/plan/cost';
 import { denseNames } from '../../src/plan/tensor_table';
 import { readSafetensors } from '../../src/checkpoint/safetensors';
 import { headDim, type ModelConfig } from '../../src/model/config';
-import { referenceForward } from '../../src/model/reference';
+import { nextTokenLoss, referenceForward } from '../../src/model/reference';
 import { randomDenseWeights, removeTempDirs, seededUniform, tempDir, tinyConfig, writeDenseFolder } from '../helpers/dense_fixtures';
 
 afterAll(removeTempDirs);
@@ -122,7 +122,17 @@ describe('MoA plans', () => {
   test('calibrated attention experts: threshold sized by its mean count, threshold-topk a per-layer k, statistics in plan.json', async () => {
     const denseDir = denseFolder(moa, 11);
     const calib = [tokens(16, 1), tokens(16, 2), tokens(12, 3)];
-    const { plan: threshold } = await convert(denseDir, { calibWindows: calib, calibSource: 'random bytes', attention: { strategy: 'threshold', epsilon: 0.9, k: 3 } });
+    const { plan: threshold, calibration } = await convert(denseDir, { calibWindows: calib, calibSource: 'random bytes', attention: { strategy: 'threshold', epsilon: 0.9, k: 3 } });
+    // The report's dense loss is the dense model's (every attention expert too), not the plan's.
+    let sum = 0;
+    let count = 0;
+    for (const window of calib) {
+      const l = nextTokenLoss(referenceForward(readAnyDenseCheckpoint(denseDir), window).logits, window, moa.vocab_size);
+      sum += l.sum;
+      count += l.count;
+    }
+    expect(calibration!.loss.dense).toBeCloseTo(sum / count, 9);
+    expect(calibration!.loss.plan).not.toBeCloseTo(sum / count, 6);
     const stats = threshold.calibration!.attention_layers!;
     expect(stats).toHaveLength(moa.num_hidden_layers);
     // The mean count, counted independently: the reference forward's attention probabilities under the plan's rules.
