@@ -23,6 +23,7 @@ import { resolveShape } from '../report/paper_shapes';
 import { loadNative, type NativeContext, type RoutingOverride } from '../runtime/native';
 import { nativeSpec } from '../runtime/spec';
 import { SparseModel } from '../runtime/model';
+import { TINY_SERVE_CONFIG } from '../serve/load_serve_model';
 
 interface Args {
   dir: string;
@@ -57,21 +58,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 /** recipes/tiny.yaml's model with the byte tokenizer (the demo's plan shape). */
-const TINY: ModelConfig = {
-  vocab_size: 257,
-  hidden_size: 128,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_experts: 8,
-  moe_intermediate_size: 64,
-  shared_expert_intermediate_size: 0,
-  num_experts_per_tok: 2,
-  max_position_embeddings: 64,
-  rope_theta: 10000,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: true,
-};
+const TINY: ModelConfig = { ...TINY_SERVE_CONFIG, max_position_embeddings: 64 };
 const F32_TARGET = 1e-3;
 
 const say = (line: string) => process.stderr.write(`cuda-check: ${line}\n`);

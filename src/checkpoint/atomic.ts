@@ -30,12 +30,16 @@ function syncFolder(folder: string): void {
   }
 }
 
-/** Writes `data` to `file` atomically and durably (see above). */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+/**
+ * Writes `file` atomically and durably (see above): `write` fills the open temporary file; on any error the
+ * temporary is removed and the old `file` is untouched.
+ */
+export function writeAtomicWith<T>(file: string, write: (fd: number) => T): T {
   const temporary = temporaryName(file);
   const fd = fs.openSync(temporary, 'w');
+  let result: T;
   try {
-    fs.writeFileSync(fd, data);
+    result = write(fd);
     fs.fsyncSync(fd);
   } catch (error) {
     fs.closeSync(fd);
@@ -44,6 +48,12 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   }
   fs.closeSync(fd);
   commitTemporary(temporary, file);
+  return result;
+}
+
+/** Writes `data` to `file` atomically and durably (see above). */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
+  writeAtomicWith(file, (fd) => fs.writeFileSync(fd, data));
 }
 
 export function writeJsonAtomic(file: string, value: unknown): void {

@@ -10,7 +10,7 @@
  */
 import * as fs from 'fs';
 import * as os from 'os';
-import { commitTemporary, temporaryName } from './atomic';
+import { writeAtomicWith } from './atomic';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8';
 
@@ -435,20 +435,11 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
   const lengthBytes = Buffer.alloc(8);
   lengthBytes.writeBigUInt64LE(BigInt(headerBytes.length));
 
-  const temporary = temporaryName(file);
-  const fd = fs.openSync(temporary, 'w');
-  try {
+  writeAtomicWith(file, (fd) => {
     writeAll(fd, lengthBytes);
     writeAll(fd, headerBytes);
     for (const bytes of payloads) writeAll(fd, bytes);
-    fs.fsyncSync(fd);
-  } catch (error) {
-    fs.closeSync(fd);
-    fs.rmSync(temporary, { force: true });
-    throw error;
-  }
-  fs.closeSync(fd);
-  commitTemporary(temporary, file);
+  });
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {

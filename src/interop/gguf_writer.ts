@@ -14,7 +14,7 @@
  * to `NAME.tmp-<pid>`, is fsynced and renamed (src/checkpoint/atomic.ts).
  */
 import * as fs from 'fs';
-import { commitTemporary, temporaryName } from '../checkpoint/atomic';
+import { writeAtomicWith } from '../checkpoint/atomic';
 import { GGML_TYPE_ID, ggmlByteLength, type GgmlType } from './ggml_types';
 
 export const GGUF_VERSION = 3;
@@ -224,9 +224,7 @@ export function writeGguf(
   const declared = metadata.find(([key]) => key === 'general.alignment');
   if (declared && declared[1].value !== alignment) throw new Error(`gguf: general.alignment ${declared[1].value} differs from the alignment used, ${alignment}`);
   const { header, layout } = ggufHeader(metadata, tensors, alignment);
-  const temporary = temporaryName(file);
-  const fd = fs.openSync(temporary, 'w');
-  try {
+  writeAtomicWith(file, (fd) => {
     let position = 0;
     const put = (bytes: Uint8Array) => {
       let done = 0;
@@ -242,13 +240,6 @@ export function writeGguf(
       const padding = layout.dataStart + (i + 1 < tensors.length ? layout.tensors[i + 1].offset : layout.fileSize - layout.dataStart) - position;
       if (padding > 0) put(Buffer.alloc(padding));
     });
-    fs.fsyncSync(fd);
-  } catch (error) {
-    fs.closeSync(fd);
-    fs.rmSync(temporary, { force: true });
-    throw error;
-  }
-  fs.closeSync(fd);
-  commitTemporary(temporary, file);
+  });
   return layout;
 }

@@ -10,17 +10,7 @@ import { configProblems, parameterCounts, splitExperts, withoutDefaults, type Mo
 import { FieldError, resolveVariables, type Variable } from './expressions';
 import { BYTE_VOCAB_SIZE, SECTIONS, TOP_LEVEL, type FieldSpec, type SectionName } from './schema';
 import type { Recipe } from './types';
-
-type Raw = Record<string, unknown>;
-
-function isMapping(value: unknown): value is Raw {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-function show(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text;
-}
+import { isMapping, show, type Raw } from './raw_values';
 
 function parseFile(file: string): unknown {
   let text: string;

@@ -4,7 +4,7 @@
  * accuracy against both, one panel per probe.
  */
 import type { TopLevelSpec } from 'vega-lite';
-import { CHART_CONFIG, SCHEMA } from '../report/charts/render_svg';
+import { CHART_CONFIG, SCHEMA, chartFrame } from '../report/charts/render_svg';
 
 export interface ChartRow {
   point: string;
@@ -35,5 +35,5 @@ export function studyChart(rows: readonly ChartRow[], axes: { x: string; y: stri
       resolve: { scale: { y: 'independent' } },
     } as TopLevelSpec;
   }
-  return { $schema: SCHEMA, title: axes.title, config: CHART_CONFIG, width: 420, height: 300, data: { values: rows as ChartRow[] }, ...single } as TopLevelSpec;
+  return { ...chartFrame(axes.title), data: { values: rows as ChartRow[] }, ...single } as TopLevelSpec;
 }

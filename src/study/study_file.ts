@@ -28,6 +28,7 @@ import { UserError } from '../errors';
 import { SECTIONS, TOP_LEVEL } from '../recipe/schema';
 import { DEFAULT_EPSILON } from '../convert/convert_checkpoint';
 import { parseProbeSpec, type ProbeSpec } from './probes';
+import { isMapping, show, type Raw } from '../recipe/raw_values';
 
 /** Where a recipe field lives: `model.num_experts` → { section: 'model', leaf: 'num_experts' }; top-level: section ''. */
 export interface FieldPath {
@@ -84,17 +85,6 @@ export interface StudySpec {
 
 const TOP_KEYS = ['name', 'recipe', 'set', 'cases', 'axes', 'constraint', 'probes', 'convert'];
 const CONSTRAINT_QUANTITIES: ConstraintQuantity[] = ['active_params', 'training_flops'];
-
-type Raw = Record<string, unknown>;
-
-function isMapping(value: unknown): value is Raw {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
-
-function show(value: unknown): string {
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text;
-}
 
 /**
  * A key of `set` / `axes` as a recipe field: `section.leaf`, a bare leaf (the names recipe expressions use), `name`

@@ -1,6 +1,6 @@
 import type { TopLevelSpec } from 'vega-lite';
 import type { ExpertDtypeRow } from '../report_json';
-import { CHART_CONFIG, SCHEMA } from './render_svg';
+import { chartFrame } from './render_svg';
 
 /** Held-out perplexity against weight bytes read per token, one labelled point per expert dtype (scored rows only). */
 export function expertDtypeChart(rows: readonly ExpertDtypeRow[], title: string): TopLevelSpec {
@@ -10,11 +10,7 @@ export function expertDtypeChart(rows: readonly ExpertDtypeRow[], title: string)
   const x = { field: 'kib_per_token', type: 'quantitative' as const, title: 'Weight bytes read per token (KiB)', scale: { zero: false } };
   const y = { field: 'perplexity', type: 'quantitative' as const, title: 'Held-out perplexity', scale: { zero: false } };
   return {
-    $schema: SCHEMA,
-    title,
-    config: CHART_CONFIG,
-    width: 420,
-    height: 300,
+    ...chartFrame(title),
     data: { values },
     layer: [
       { mark: { type: 'line', point: true }, encoding: { x, y, order: { field: 'kib_per_token', type: 'quantitative' } } },

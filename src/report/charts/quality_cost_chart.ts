@@ -1,6 +1,6 @@
 import type { TopLevelSpec } from 'vega-lite';
 import type { QualityCostPoint } from '../../runtime/quality_cost_sweep';
-import { CHART_CONFIG, SCHEMA } from './render_svg';
+import { chartFrame } from './render_svg';
 
 /** A labelled reference point on the quality–cost chart (the dense baseline, the converted plan). */
 export interface QualityCostMarker {
@@ -18,11 +18,7 @@ export function qualityCostChart(points: readonly QualityCostPoint[], markers: r
     setting: p.sweep === 'topk' ? `k=${p.k}` : `ε=${p.epsilon}`,
   }));
   return {
-    $schema: SCHEMA,
-    title,
-    config: CHART_CONFIG,
-    width: 420,
-    height: 300,
+    ...chartFrame(title),
     layer: [
       {
         data: { values },

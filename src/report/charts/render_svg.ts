@@ -26,3 +26,8 @@ export const CHART_CONFIG = {
 } as const;
 
 export const SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
+
+/** The frame every single-panel chart shares: schema, title, look and the README-sized plot area. */
+export function chartFrame(title: string, width = 420, height = 300) {
+  return { $schema: SCHEMA, title, config: CHART_CONFIG, width, height };
+}

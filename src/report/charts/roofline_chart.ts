@@ -1,5 +1,5 @@
 import type { TopLevelSpec } from 'vega-lite';
-import { CHART_CONFIG, SCHEMA } from './render_svg';
+import { chartFrame } from './render_svg';
 
 /** One measured point of the roofline: a (mode, phase, batch) run's arithmetic intensity and achieved rate. */
 export interface RooflinePoint {
@@ -25,11 +25,7 @@ export function rooflineChart(points: readonly RooflinePoint[], bandwidthGBs: nu
     return { flops_per_byte: x, gflops: Math.min(peakGflops, x * bandwidthGBs) };
   });
   return {
-    $schema: SCHEMA,
-    title,
-    config: CHART_CONFIG,
-    width: 420,
-    height: 300,
+    ...chartFrame(title),
     layer: [
       {
         data: { values: roof },
