@@ -19,6 +19,17 @@ export function numberField(hf: HfConfig, key: string, fallback?: number): numbe
   return typeof value === 'number' ? value : (fallback as number);
 }
 
+/** The decoder's size fields, named alike in every architecture's config.json (kv heads default to the query heads). */
+export function decoderShape(hf: HfConfig): Pick<ModelConfig, 'vocab_size' | 'hidden_size' | 'num_hidden_layers' | 'num_attention_heads' | 'num_key_value_heads'> {
+  return {
+    vocab_size: numberField(hf, 'vocab_size'),
+    hidden_size: numberField(hf, 'hidden_size'),
+    num_hidden_layers: numberField(hf, 'num_hidden_layers'),
+    num_attention_heads: numberField(hf, 'num_attention_heads'),
+    num_key_value_heads: numberField(hf, 'num_key_value_heads', numberField(hf, 'num_attention_heads')),
+  };
+}
+
 /** rope_theta: transformers 4 writes it at the top level, transformers 5 inside `rope_parameters`. */
 export function ropeTheta(hf: HfConfig, fallback: number): number {
   const parameters = hf.rope_parameters as Record<string, unknown> | undefined;

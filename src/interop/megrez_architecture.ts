@@ -10,7 +10,7 @@
  */
 import type { ModelConfig } from '../model/config';
 import type { HfArchitecture, ImportedConfig } from './architecture';
-import { commonProblems, numberField, ropeTheta, type HfConfig } from './hf_config_fields';
+import { commonProblems, decoderShape, type HfConfig, numberField, ropeTheta } from './hf_config_fields';
 import { denseNames } from '../plan/tensor_table';
 import { MEGREZ_MODEL_TYPE } from './megrez_layout';
 
@@ -20,11 +20,7 @@ export const megrezArchitecture: HfArchitecture = {
     const problems = [...commonProblems(hf), ...megrezProblems(hf)];
     const f = numberField(hf, 'experts_shared_frequency', 1);
     const config: ModelConfig = {
-      vocab_size: numberField(hf, 'vocab_size'),
-      hidden_size: numberField(hf, 'hidden_size'),
-      num_hidden_layers: numberField(hf, 'num_hidden_layers'),
-      num_attention_heads: numberField(hf, 'num_attention_heads'),
-      num_key_value_heads: numberField(hf, 'num_key_value_heads', numberField(hf, 'num_attention_heads')),
+      ...decoderShape(hf),
       num_experts: numberField(hf, 'n_routed_experts'),
       moe_intermediate_size: numberField(hf, 'moe_intermediate_size'),
       shared_expert_intermediate_size: 0,

@@ -7,7 +7,7 @@
  */
 import type { ModelConfig } from '../model/config';
 import type { HfArchitecture, ImportedConfig } from './architecture';
-import { commonProblems, numberField, ropeTheta, type HfConfig } from './hf_config_fields';
+import { commonProblems, decoderShape, type HfConfig, numberField, ropeTheta } from './hf_config_fields';
 
 const layer = (l: number) => `model.layers.${l}`;
 
@@ -19,11 +19,7 @@ export const olmoeArchitecture: HfArchitecture = {
     // attention_bias also gives o_proj a bias, which the internal model has no place for
     if (hf.attention_bias === true) problems.push('attention_bias true (an o_proj bias, which the internal model has no place for)');
     const config: ModelConfig = {
-      vocab_size: numberField(hf, 'vocab_size'),
-      hidden_size: numberField(hf, 'hidden_size'),
-      num_hidden_layers: numberField(hf, 'num_hidden_layers'),
-      num_attention_heads: numberField(hf, 'num_attention_heads'),
-      num_key_value_heads: numberField(hf, 'num_key_value_heads', numberField(hf, 'num_attention_heads')),
+      ...decoderShape(hf),
       num_experts: numberField(hf, 'num_experts', 64),
       moe_intermediate_size: numberField(hf, 'intermediate_size', 2048),
       shared_expert_intermediate_size: 0,

@@ -6,7 +6,7 @@
  */
 import type { ModelConfig } from '../model/config';
 import type { HfArchitecture, ImportedConfig } from './architecture';
-import { capAtWindow, commonProblems, numberField, ropeTheta, type HfConfig } from './hf_config_fields';
+import { capAtWindow, commonProblems, decoderShape, type HfConfig, numberField, ropeTheta } from './hf_config_fields';
 import { denseNames } from '../plan/tensor_table';
 
 export const qwen2MoeArchitecture: HfArchitecture = {
@@ -15,11 +15,7 @@ export const qwen2MoeArchitecture: HfArchitecture = {
     const problems = commonProblems(hf);
     const notes: string[] = [];
     const config: ModelConfig = {
-      vocab_size: numberField(hf, 'vocab_size'),
-      hidden_size: numberField(hf, 'hidden_size'),
-      num_hidden_layers: numberField(hf, 'num_hidden_layers'),
-      num_attention_heads: numberField(hf, 'num_attention_heads'),
-      num_key_value_heads: numberField(hf, 'num_key_value_heads', numberField(hf, 'num_attention_heads')),
+      ...decoderShape(hf),
       num_experts: numberField(hf, 'num_experts', 60),
       moe_intermediate_size: numberField(hf, 'moe_intermediate_size', 1408),
       shared_expert_intermediate_size: numberField(hf, 'shared_expert_intermediate_size', 5632),
