@@ -91,7 +91,7 @@ export function studyMarkdown(study: StudyJson, figures: string[], command: stri
   const probeKinds = [...new Set(done.flatMap((p) => Object.keys(p.probes?.plan ?? {})))];
   const header = ['point', 'routing', 'total params', 'active params', 'tokens', 'TPP', 'dense loss', 'dense ppl', 'plan k', 'sparse ppl', ...probeKinds.map((k) => `${k} (plan / dense)`)];
   const rows = study.points.map((p) => {
-    if (p.status !== 'done') return [p.label, '-', formatCount(p.cost.total_params), formatCount(p.cost.active_params), formatCount(p.cost.tokens), number(p.cost.tpp, 1), 'pending', '', '', '', ...probeKinds.map(() => '')];
+    if (p.status !== 'done') return [p.label, '-', formatCount(p.cost.total_params), formatCount(p.cost.active_params), formatCount(p.cost.tokens), formatTpp(p.cost.tpp), 'pending', '', '', '', ...probeKinds.map(() => '')];
     const r = p as PointResult;
     return [
       r.label,
@@ -99,7 +99,7 @@ export function studyMarkdown(study: StudyJson, figures: string[], command: stri
       formatCount(r.cost.total_params),
       formatCount(r.cost.active_params),
       formatCount(r.cost.tokens),
-      number(r.cost.tpp, 1),
+      formatTpp(r.cost.tpp),
       number(r.dense.loss, 4),
       number(r.dense.perplexity, 3),
       r.plan.k.join(','),
@@ -134,4 +134,9 @@ export async function writeStudyOutputs(dir: string, spec: StudySpec, points: St
   const figures = done.length ? await writeCharts(dir, done) : [];
   writeFileAtomic(path.join(dir, 'study.md'), studyMarkdown(study, figures.filter((f) => FIGURES.includes(f)), command));
   return study;
+}
+
+/** Tokens per parameter: one decimal from 1 up, two significant digits below (a reduced run trains well under 1). */
+function formatTpp(tpp: number): string {
+  return tpp >= 1 ? tpp.toFixed(1) : tpp.toPrecision(2);
 }
