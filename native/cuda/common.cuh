@@ -62,6 +62,12 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// expert e's matrix: through the slot table when there is one (the device expert cache), else packed at base
+__device__ __forceinline__ const uint16_t* expert_matrix(const uint16_t* base, const uint16_t* const* table, int e,
+                                                         size_t elements) {
+  return table ? table[e] : base + (size_t)e * elements;
+}
+
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
 
 // ------------------------------------------------------------------------------------------------------------------

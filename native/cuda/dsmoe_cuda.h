@@ -155,6 +155,11 @@ typedef struct dsmoe_cuda_moe_weights {
   const uint16_t* gate_up;  /* [K, 2I, d] bf16 */
   const uint16_t* down;     /* [K, d, I] bf16 */
   int E, K, d, I;
+  /* Optional slot tables, device arrays [K] of device pointers (NULL: packed at gate_up / down): expert p's
+   * [2I, d] / [d, I] matrices at gate_up_table[p] / down_table[p]. The device expert cache
+   * (dsmoe_cuda_expert_cache.h) fills them; only the selected experts' entries are read. */
+  const uint16_t* const* gate_up_table;
+  const uint16_t* const* down_table;
 } dsmoe_cuda_moe_weights;
 
 typedef struct dsmoe_cuda_moe_select {

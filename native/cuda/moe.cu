@@ -4,8 +4,6 @@
 #include "common.cuh"
 #include "moe_gemm.cuh"
 
-#define MOE_GEMV_MAX_SEL 64
-
 namespace {
 
 struct MoeWorkspace {
@@ -53,6 +51,36 @@ MoeWorkspace carve(char* base, int T, const dsmoe_cuda_moe_weights* w, const dsm
 
 }  // namespace
 
+int moe_run_experts(const dsmoe_cuda_moe_weights* w, const dsmoe_cuda_moe_select* s, int T_ws, const float* m, int T,
+                    const int* ids, const float* wts, float* out, int path, void* workspace, cudaStream_t stream) {
+  if (T == 0) return 0;
+  MoeWorkspace ws = carve((char*)workspace, T_ws, w, s);
+  const int k = s->k;
+  if (path == DSMOE_PATH_GEMV) {
+    int st = launch_moe_gemv_gate_up(m, w->gate_up, w->gate_up_table, ids, T, k, w->d, w->I, ws.h_f32, stream);
+    if (st) return st;
+    return launch_moe_gemv_down(ws.h_f32, w->down, w->down_table, ids, wts, T, k, w->d, w->I, out, stream);
+  }
+  int st = dsmoe_cuda_cast_bf16(m, ws.x_bf16, (size_t)T * w->d, stream);
+  if (st) return st;
+  st = dsmoe_cuda_group_tokens(ids, wts, T, k, w->K, ws.counts, ws.cursor, ws.offsets, ws.row_token, ws.row_weight,
+                               nullptr, stream);
+  if (st) return st;
+  st = launch_moe_gemm_gate_up(ws.x_bf16, w->gate_up, w->gate_up_table, ws.offsets, ws.row_token, T * k, w->K, w->d,
+                               w->I, ws.h_bf16, stream);
+  if (st) return st;
+  return launch_moe_gemm_down(ws.h_bf16, w->down, w->down_table, ws.offsets, ws.row_token, ws.row_weight, T * k, w->K,
+                              w->d, w->I, out, stream);
+}
+
+void moe_router_buffers(const dsmoe_cuda_moe_weights* w, const dsmoe_cuda_moe_select* s, int T_ws, void* workspace,
+                        int** sel_ids, float** sel_w, float** probs) {
+  MoeWorkspace ws = carve((char*)workspace, T_ws, w, s);
+  *sel_ids = ws.sel_ids;
+  *sel_w = ws.sel_w;
+  *probs = ws.probs;
+}
+
 extern "C" {
 
 size_t dsmoe_cuda_moe_workspace_size(int T, const dsmoe_cuda_moe_weights* w, const dsmoe_cuda_moe_select* s) {
@@ -73,21 +101,7 @@ int dsmoe_cuda_moe_forward(const dsmoe_cuda_moe_weights* w, const dsmoe_cuda_moe
                                     s->renormalize, probs ? probs : ws.probs, ids, wts, nullptr, stream);
   if (st) return st;
   if (path == DSMOE_PATH_AUTO) path = (size_t)T * k <= MOE_GEMV_MAX_SEL ? DSMOE_PATH_GEMV : DSMOE_PATH_GEMM;
-  if (path == DSMOE_PATH_GEMV) {
-    st = dsmoe_cuda_moe_gemv_gate_up(m, w->gate_up, ids, T, k, w->d, w->I, ws.h_f32, stream);
-    if (st) return st;
-    return dsmoe_cuda_moe_gemv_down(ws.h_f32, w->down, ids, wts, T, k, w->d, w->I, out, stream);
-  }
-  st = dsmoe_cuda_cast_bf16(m, ws.x_bf16, (size_t)T * w->d, stream);
-  if (st) return st;
-  st = dsmoe_cuda_group_tokens(ids, wts, T, k, w->K, ws.counts, ws.cursor, ws.offsets, ws.row_token, ws.row_weight,
-                               nullptr, stream);
-  if (st) return st;
-  st = dsmoe_cuda_moe_gemm_gate_up(ws.x_bf16, w->gate_up, ws.offsets, ws.row_token, T * k, w->K, w->d, w->I,
-                                   ws.h_bf16, stream);
-  if (st) return st;
-  return dsmoe_cuda_moe_gemm_down(ws.h_bf16, w->down, ws.offsets, ws.row_token, ws.row_weight, T * k, w->K, w->d,
-                                  w->I, out, stream);
+  return moe_run_experts(w, s, T, m, T, ids, wts, out, path, workspace, as_stream(stream));
 }
 
 }  // extern "C"

@@ -38,6 +38,7 @@ template <int EPI>
 __global__ void __launch_bounds__(GM_THREADS)
 tc_gemm_kernel(const uint16_t* __restrict__ A,        // GATE_UP: x (T, Kd); DOWN / LINEAR: (rows, Kd)
                const uint16_t* __restrict__ W,        // (K, rows_per_expert, Kd)
+               const uint16_t* const* __restrict__ W_table,  // (K) expert → its matrix, or null: W + e · matrix
                const int* __restrict__ offsets,       // (K + 1), null for LINEAR
                const int* __restrict__ row_token,     // (max_rows) gather / scatter map, null for LINEAR
                const float* __restrict__ row_weight,  // (max_rows) DOWN only
@@ -75,7 +76,7 @@ tc_gemm_kernel(const uint16_t* __restrict__ A,        // GATE_UP: x (T, Kd); DOW
 
   const int rows_per_expert = EPI == GEMM_GATE_UP ? 2 * N : N;
   const int n0 = EPI == GEMM_GATE_UP ? blockIdx.y * GM_GROUP : blockIdx.y * 2 * GM_GROUP;
-  const uint16_t* We = W + (size_t)e * rows_per_expert * Kd;
+  const uint16_t* We = expert_matrix(W, W_table, e, (size_t)rows_per_expert * Kd);
   const int tid = threadIdx.x;
 
   // each thread copies 2 A chunks and 2 B chunks (16 bytes each) per stage; sources fixed for the whole K loop
@@ -195,37 +196,50 @@ tc_gemm_kernel(const uint16_t* __restrict__ A,        // GATE_UP: x (T, Kd); DOW
 
 int launch_tc_gemm(int epi, const uint16_t* A, const uint16_t* W, const int* offsets, const int* row_token,
                    const float* row_weight, const float* bias, int K, int max_rows, int Kd, int N, int accumulate,
-                   uint16_t* h_out, float* out, cudaStream_t s) {
+                   uint16_t* h_out, float* out, cudaStream_t s, const uint16_t* const* W_table) {
   if (max_rows == 0) return 0;
   const unsigned mt = ceil_div(max_rows, GM_BM) + (epi == GEMM_LINEAR ? 0 : K);  // upper bound on row tiles
   const unsigned nt = epi == GEMM_GATE_UP ? ceil_div(N, GM_GROUP) : ceil_div(N, 2 * GM_GROUP);
   dim3 grid(mt, nt);
   if (epi == GEMM_GATE_UP)
-    launch_k(tc_gemm_kernel<GEMM_GATE_UP>, grid, GM_THREADS, 0, s, A, W, offsets, row_token, row_weight, bias, K,
+    launch_k(tc_gemm_kernel<GEMM_GATE_UP>, grid, GM_THREADS, 0, s, A, W, W_table, offsets, row_token, row_weight, bias, K,
                                                             max_rows, Kd, N, accumulate, h_out, out);
   else if (epi == GEMM_DOWN)
-    launch_k(tc_gemm_kernel<GEMM_DOWN>, grid, GM_THREADS, 0, s, A, W, offsets, row_token, row_weight, bias, K, max_rows,
+    launch_k(tc_gemm_kernel<GEMM_DOWN>, grid, GM_THREADS, 0, s, A, W, W_table, offsets, row_token, row_weight, bias, K, max_rows,
                                                          Kd, N, accumulate, h_out, out);
   else
-    launch_k(tc_gemm_kernel<GEMM_LINEAR>, grid, GM_THREADS, 0, s, A, W, offsets, row_token, row_weight, bias, K,
+    launch_k(tc_gemm_kernel<GEMM_LINEAR>, grid, GM_THREADS, 0, s, A, W, W_table, offsets, row_token, row_weight, bias, K,
                                                            max_rows, Kd, N, accumulate, h_out, out);
   return (int)cudaGetLastError();
+}
+
+int launch_moe_gemm_gate_up(const uint16_t* x_bf16, const uint16_t* gate_up, const uint16_t* const* table,
+                            const int* offsets, const int* row_token, int max_rows, int K, int d, int I, uint16_t* h,
+                            cudaStream_t stream) {
+  DSMOE_RETURN_IF(max_rows < 0 || K <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32);
+  return launch_tc_gemm(GEMM_GATE_UP, x_bf16, gate_up, offsets, row_token, nullptr, nullptr, K, max_rows, d, I, 0, h,
+                        nullptr, stream, table);
+}
+
+int launch_moe_gemm_down(const uint16_t* h, const uint16_t* down, const uint16_t* const* table, const int* offsets,
+                         const int* row_token, const float* row_weight, int max_rows, int K, int d, int I, float* out,
+                         cudaStream_t stream) {
+  DSMOE_RETURN_IF(max_rows < 0 || K <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32);
+  return launch_tc_gemm(GEMM_DOWN, h, down, offsets, row_token, row_weight, nullptr, K, max_rows, I, d, 0, nullptr,
+                        out, stream, table);
 }
 
 extern "C" {
 
 int dsmoe_cuda_moe_gemm_gate_up(const uint16_t* x_bf16, const uint16_t* gate_up, const int* offsets,
                                 const int* row_token, int max_rows, int K, int d, int I, uint16_t* h, void* stream) {
-  DSMOE_RETURN_IF(max_rows < 0 || K <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32);
-  return launch_tc_gemm(GEMM_GATE_UP, x_bf16, gate_up, offsets, row_token, nullptr, nullptr, K, max_rows, d, I, 0, h,
-                        nullptr, as_stream(stream));
+  return launch_moe_gemm_gate_up(x_bf16, gate_up, nullptr, offsets, row_token, max_rows, K, d, I, h, as_stream(stream));
 }
 
 int dsmoe_cuda_moe_gemm_down(const uint16_t* h, const uint16_t* down, const int* offsets, const int* row_token,
                              const float* row_weight, int max_rows, int K, int d, int I, float* out, void* stream) {
-  DSMOE_RETURN_IF(max_rows < 0 || K <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32);
-  return launch_tc_gemm(GEMM_DOWN, h, down, offsets, row_token, row_weight, nullptr, K, max_rows, I, d, 0, nullptr,
-                        out, as_stream(stream));
+  return launch_moe_gemm_down(h, down, nullptr, offsets, row_token, row_weight, max_rows, K, d, I, out,
+                              as_stream(stream));
 }
 
 }  // extern "C"

@@ -2,6 +2,7 @@
 // Memory bound: every selected expert's weights are streamed once per selection with 16-byte non-allocating loads,
 // activations stay f32 (no bf16 rounding on this path), accumulation in f32.
 #include "common.cuh"
+#include "moe_gemm.cuh"
 
 #define GEMV_WARPS 4
 #define GU_OUT_PER_WARP 2  // h outputs per warp: 2 gate rows + 2 up rows in flight
@@ -14,6 +15,7 @@
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
 moe_gemv_gate_up_kernel(const float* __restrict__ x,         // (T, d)
                         const uint16_t* __restrict__ gate_up, // (K, 2I, d)
+                        const uint16_t* const* __restrict__ table,  // (K) expert → [2I, d], or null: packed
                         const int* __restrict__ sel_ids,      // (T, k)
                         int k, int d, int I,
                         float* __restrict__ h) {              // (T * k, I)
@@ -25,7 +27,7 @@ moe_gemv_gate_up_kernel(const float* __restrict__ x,         // (T, d)
   const int i0 = (blockIdx.x * GEMV_WARPS + warp) * GU_OUT_PER_WARP;
   if (i0 >= I) return;
   const float* xr = x + (size_t)(a / k) * d;
-  const uint16_t* W = gate_up + (size_t)e * 2 * I * d;
+  const uint16_t* W = expert_matrix(gate_up, table, e, (size_t)2 * I * d);
   const uint4* rows[2 * GU_OUT_PER_WARP];
 #pragma unroll
   for (int r = 0; r < GU_OUT_PER_WARP; ++r) {
@@ -60,6 +62,7 @@ moe_gemv_gate_up_kernel(const float* __restrict__ x,         // (T, d)
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
 moe_gemv_down_kernel(const float* __restrict__ h,          // (T * k, I)
                      const uint16_t* __restrict__ down,    // (K, d, I)
+                     const uint16_t* const* __restrict__ table,  // (K) expert → [d, I], or null: packed
                      const int* __restrict__ sel_ids,      // (T, k)
                      const float* __restrict__ sel_w,      // (T, k)
                      int k, int d, int I,
@@ -83,7 +86,7 @@ moe_gemv_down_kernel(const float* __restrict__ h,          // (T * k, I)
         const int e = j < k ? sel_ids[(size_t)t * k + j] : -1;
         wt[jj] = e >= 0 ? sel_w[(size_t)t * k + j] : 0.f;
         if (e >= 0 && active) {
-          const uint16_t* W = down + (size_t)e * d * I + c;
+          const uint16_t* W = expert_matrix(down, table, e, (size_t)d * I) + c;
 #pragma unroll
           for (int r = 0; r < DN_ROWS_PER_WARP; ++r)
             w[jj][r] = ld_stream(reinterpret_cast<const uint4*>(W + (size_t)min(n0 + r, d - 1) * I));
@@ -111,24 +114,34 @@ moe_gemv_down_kernel(const float* __restrict__ h,          // (T * k, I)
   }
 }
 
+int launch_moe_gemv_gate_up(const float* x, const uint16_t* gate_up, const uint16_t* const* table, const int* sel_ids,
+                            int T, int k, int d, int I, float* h, cudaStream_t stream) {
+  DSMOE_RETURN_IF(T < 0 || k <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32 || (size_t)T * k > 65535);
+  if (T == 0) return 0;
+  dim3 grid(ceil_div(I, GEMV_WARPS * GU_OUT_PER_WARP), T * k);
+  launch_k(moe_gemv_gate_up_kernel, grid, 32 * GEMV_WARPS, 0, stream, x, gate_up, table, sel_ids, k, d, I, h);
+  DSMOE_LAUNCH_STATUS();
+}
+
+int launch_moe_gemv_down(const float* h, const uint16_t* down, const uint16_t* const* table, const int* sel_ids,
+                         const float* sel_w, int T, int k, int d, int I, float* out, cudaStream_t stream) {
+  DSMOE_RETURN_IF(T < 0 || k <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32 || T > 65535);
+  if (T == 0) return 0;
+  dim3 grid(ceil_div(d, GEMV_WARPS * DN_ROWS_PER_WARP), T);
+  launch_k(moe_gemv_down_kernel, grid, 32 * GEMV_WARPS, 0, stream, h, down, table, sel_ids, sel_w, k, d, I, out);
+  DSMOE_LAUNCH_STATUS();
+}
+
 extern "C" {
 
 int dsmoe_cuda_moe_gemv_gate_up(const float* x, const uint16_t* gate_up, const int* sel_ids, int T, int k, int d,
                                 int I, float* h, void* stream) {
-  DSMOE_RETURN_IF(T < 0 || k <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32 || (size_t)T * k > 65535);
-  if (T == 0) return 0;
-  dim3 grid(ceil_div(I, GEMV_WARPS * GU_OUT_PER_WARP), T * k);
-  launch_k(moe_gemv_gate_up_kernel, grid, 32 * GEMV_WARPS, 0, as_stream(stream), x, gate_up, sel_ids, k, d, I, h);
-  DSMOE_LAUNCH_STATUS();
+  return launch_moe_gemv_gate_up(x, gate_up, nullptr, sel_ids, T, k, d, I, h, as_stream(stream));
 }
 
 int dsmoe_cuda_moe_gemv_down(const float* h, const uint16_t* down, const int* sel_ids, const float* sel_w, int T,
                              int k, int d, int I, float* out, void* stream) {
-  DSMOE_RETURN_IF(T < 0 || k <= 0 || d <= 0 || I <= 0 || d % 32 || I % 32 || T > 65535);
-  if (T == 0) return 0;
-  dim3 grid(ceil_div(d, GEMV_WARPS * DN_ROWS_PER_WARP), T);
-  launch_k(moe_gemv_down_kernel, grid, 32 * GEMV_WARPS, 0, as_stream(stream), h, down, sel_ids, sel_w, k, d, I, out);
-  DSMOE_LAUNCH_STATUS();
+  return launch_moe_gemv_down(h, down, nullptr, sel_ids, sel_w, T, k, d, I, out, as_stream(stream));
 }
 
 }  // extern "C"
