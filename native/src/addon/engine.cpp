@@ -62,7 +62,7 @@ class CudaEngine : public Engine {
   }
   void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const override { model_->stats(counts, tokens); }
   void reset_stats() override { model_->reset_stats(); }
-  bool cache_stats(ExpertCacheStats*) const override { return false; }
+  bool cache_stats(ExpertCacheStats* out) const override { return model_->cache_stats(out); }
   const ModelSpec& spec() const override { return model_->spec(); }
   int threads() const override { return 1; }  // the host thread that drives the stream
   std::string device() const override { return "cuda"; }

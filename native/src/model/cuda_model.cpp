@@ -1,10 +1,12 @@
 #include "cuda_model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "../../cuda/dsmoe_cuda.h"
+#include "../../cuda/dsmoe_cuda_expert_cache.h"
 
 namespace dsmoe {
 
@@ -99,19 +101,42 @@ void DeviceBuffer::grow(size_t bytes, const char* what) {
 }
 
 struct CudaModel::Scratch {
-  DeviceBuffer h, a, qkv, att, batch, rows_h, logits, sel_ids, shared_ids, shared_w, shared_h, workspace;
+  DeviceBuffer h, a, qkv, att, batch, rows_h, logits, sel_ids, shared_ids, shared_w, shared_h, guess_m, workspace;
 };
 
-static ModelSpec one_thread(ModelSpec spec) {
+static ModelSpec host_spec(ModelSpec spec) {
   spec.threads = 1;  // the host model only maps and checks; it never computes
+  spec.expert_cache = ExpertCacheSpec{};  // nor reads experts on demand: the device cache does (below)
   return spec;
 }
 
-CudaModel::CudaModel(ModelSpec spec) : host_(one_thread(std::move(spec))), scratch_(std::make_unique<Scratch>()) {
+static ModelSpec with_cache(ModelSpec spec, const ExpertCacheSpec& cache) {
+  spec.expert_cache = cache;
+  return spec;
+}
+
+static dsmoe_cuda_expert_cache* as_cache(void* p) { return static_cast<dsmoe_cuda_expert_cache*>(p); }
+
+// Fills a pinned host tier with a tensor's matrices as bf16: bf16 plans as stored, f32 / f16 rounded once here.
+static void fill_bf16(uint16_t* dst, const TensorRef& t) {
+  const size_t n = elements(t);
+  if (t.dtype == DType::BF16) {
+    std::memcpy(dst, t.data, n * 2);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(load_f32(t.data, t.dtype, i));
+}
+
+CudaModel::CudaModel(ModelSpec spec)
+    : cache_spec_(spec.expert_cache),
+      host_(host_spec(std::move(spec))),
+      spec_(with_cache(host_.spec(), cache_spec_)),
+      scratch_(std::make_unique<Scratch>()) {
   const ModelSpec& s = host_.spec();
   if (dsmoe_cuda_device_count() <= 0) throw std::runtime_error("no CUDA device is visible (no driver, no GPU, or too old a driver)");
-  if (s.expert_cache.slots > 0)
-    throw std::runtime_error("the expert cache is a CPU runtime option: on CUDA every expert is uploaded to the device");
+  const bool caching = cache_spec_.slots > 0;
+  if (caching && cache_spec_.direct_io)
+    throw std::runtime_error("the expert cache's direct I/O is a CPU runtime option: on CUDA the experts are read from pinned host memory");
   for (const LayerSpec& L : s.layer) {
     if (L.pre_gate)  // refused before any device work: routing on this layer's own input would change the model
       throw std::runtime_error("the CUDA runtime does not run pre-gated routing (Megrez2 pre_gate) yet; use the CPU runtime");
@@ -139,8 +164,10 @@ CudaModel::CudaModel(ModelSpec spec) : host_(one_thread(std::move(spec))), scrat
       upload_matrix(D.o, L.o, stream_);
       upload_f32(D.mlp_norm, L.mlp_norm, stream_);
       upload_f32(D.router, L.router, stream_);
-      upload_matrix(D.gate_up, L.gate_up, stream_);
-      upload_matrix(D.down, L.down, stream_);
+      if (!caching) {
+        upload_matrix(D.gate_up, L.gate_up, stream_);
+        upload_matrix(D.down, L.down, stream_);
+      }
       std::vector<int32_t> slot(s.experts, -1);  // expert → kept-order slot, −1 when pruned
       for (size_t i = 0; i < L.kept.size(); ++i) slot[L.kept[i]] = int32_t(i);
       upload_vector(D.expert_slot, slot, stream_, "expert_slot");
@@ -150,8 +177,27 @@ CudaModel::CudaModel(ModelSpec spec) : host_(one_thread(std::move(spec))), scrat
         upload_f32(D.shared_gate, L.shared_gate, stream_);
       }
     }
+    if (caching) {
+      // one cache layer per expert pool (a Megrez2 pool's later layers hold nothing and read its first layer's)
+      std::vector<dsmoe_cuda_cached_layer> pools(s.layers, dsmoe_cuda_cached_layer{0, s.d, 0});
+      for (int l = 0; l < s.layers; ++l)
+        if (s.layer[l].pool == l) pools[l] = {int(s.layer[l].kept.size()), s.d, s.layer[l].intermediate};
+      dsmoe_cuda_expert_cache* cache = nullptr;
+      check(dsmoe_cuda_expert_cache_create(&cache, pools.data(), s.layers, cache_spec_.slots, stream_),
+            "expert cache allocation (" + std::to_string(cache_spec_.slots) + " experts per layer)");
+      expert_cache_ = cache;
+      for (int l = 0; l < s.layers; ++l) {
+        if (pools[l].K == 0) continue;
+        uint16_t *gate_up, *down;
+        check(dsmoe_cuda_expert_cache_host(cache, l, &gate_up, &down), "expert cache host tier");
+        fill_bf16(gate_up, s.layer[l].gate_up);
+        fill_bf16(down, s.layer[l].down);
+      }
+    }
     check(dsmoe_cuda_stream_synchronize(stream_), "upload");
   } catch (...) {
+    if (expert_cache_) dsmoe_cuda_expert_cache_destroy(as_cache(expert_cache_));
+    expert_cache_ = nullptr;
     layers_.clear();
     dsmoe_cuda_stream_destroy(stream_);
     throw;
@@ -161,6 +207,7 @@ CudaModel::CudaModel(ModelSpec spec) : host_(one_thread(std::move(spec))), scrat
 
 CudaModel::~CudaModel() {
   dsmoe_cuda_stream_synchronize(stream_);
+  if (expert_cache_) dsmoe_cuda_expert_cache_destroy(as_cache(expert_cache_));
   scratch_.reset();
   layers_.clear();
   dsmoe_cuda_stream_destroy(stream_);
@@ -178,6 +225,24 @@ void CudaModel::reset_stats() {
   tokens_ = 0;
 }
 
+bool CudaModel::cache_stats(ExpertCacheStats* out) const {
+  if (!expert_cache_) return false;
+  dsmoe_cuda_expert_cache_counters c{};
+  check(dsmoe_cuda_expert_cache_stats(as_cache(expert_cache_), &c), "expert cache stats");
+  *out = ExpertCacheStats{};
+  out->hits = c.hits;
+  out->misses = c.misses;
+  out->loads = c.loads;
+  out->bytes_read = c.bytes_copied;  // host → device copies: the device cache's reads from its slow tier
+  out->stall_seconds = c.stall_seconds;
+  out->prefetches = c.prefetches;
+  out->predicted = c.predicted;
+  out->predicted_used = c.predicted_used;
+  out->demanded_predicted = c.demanded_predicted;
+  out->in_flight = c.in_flight;
+  return true;
+}
+
 std::vector<float> CudaModel::forward(CudaKvCache& cache, const std::vector<int32_t>& tokens,
                                       const std::vector<int32_t>& slots, const std::vector<int32_t>& positions,
                                       const std::vector<int32_t>& output_rows, const RoutingOverride& routing) {
@@ -191,6 +256,20 @@ std::vector<float> CudaModel::forward(CudaKvCache& cache, const std::vector<int3
   // Selections and workspace per layer (the routing override changes k, so both are sized per call).
   std::vector<dsmoe_cuda_moe_weights> moe(s.layers);
   std::vector<dsmoe_cuda_moe_select> select(s.layers);
+  // The speculative prefetch (as the CPU runtime's Model::prefetch_next): layer l+1's router on layer l's residual
+  // after attention, normed with layer l+1's mlp_norm, top (plan's k + margin) experts per token. k = 0: none.
+  std::vector<dsmoe_cuda_moe_guess> guess(s.layers, dsmoe_cuda_moe_guess{-1, nullptr, nullptr, nullptr, E, 0, 0});
+  auto next_layer_guess = [&](int l) {
+    dsmoe_cuda_moe_guess g{-1, nullptr, nullptr, nullptr, E, 0, 0};
+    if (!cache_spec_.prefetch || l + 1 >= s.layers) return g;
+    const LayerSpec& N = s.layer[l + 1];
+    g.layer = N.pool;
+    g.router = layers_[l + 1].router.as<float>();
+    g.expert_slot = layers_[l + 1].expert_slot.as<int>();
+    g.K = int(N.kept.size());
+    g.k = std::min({g.K, std::max(1, N.select.k) + cache_spec_.prefetch_margin, 32});
+    return g;
+  };
   std::vector<size_t> sel_at(s.layers + 1, 0);  // layer l's sel_ids start at sel_at[l] ints
   size_t workspace = std::max({dsmoe_cuda_linear_workspace_size(T, std::max(d, qn)),
                                dsmoe_cuda_linear_workspace_size(std::max(R, 1), d),
@@ -201,7 +280,12 @@ std::vector<float> CudaModel::forward(CudaKvCache& cache, const std::vector<int3
     const Layer& D = layers_[l];
     select[l] = cuda_select(L, routing, l);
     moe[l] = {D.router.as<float>(), D.expert_slot.as<int>(), D.gate_up.as<uint16_t>(), D.down.as<uint16_t>(),
-              E, int(L.kept.size()), d, L.intermediate};
+              E, int(L.kept.size()), d, L.intermediate, nullptr, nullptr};
+    if (expert_cache_) {
+      guess[l] = next_layer_guess(l);
+      workspace = std::max(workspace, dsmoe_cuda_moe_cached_workspace_size(T, &moe[l], &select[l],
+                                                                           guess[l].k > 0 ? &guess[l] : nullptr));
+    }
     workspace = std::max(workspace, dsmoe_cuda_moe_workspace_size(T, &moe[l], &select[l]));
     sel_at[l + 1] = sel_at[l] + size_t(T) * select[l].k;
     shared_max = std::max(shared_max, L.shared_intermediate);
@@ -216,6 +300,7 @@ std::vector<float> CudaModel::forward(CudaKvCache& cache, const std::vector<int3
   S.att.grow(size_t(T) * qn * 4, "attention output");
   S.sel_ids.grow(sel_at[s.layers] * 4, "sel_ids");
   S.workspace.grow(workspace, "workspace");
+  if (expert_cache_ && cache_spec_.prefetch) S.guess_m.grow(size_t(T) * d * 4, "guess input");
   if (shared_max > 0) {
     S.shared_ids.grow(size_t(T) * 4, "shared expert ids");
     S.shared_w.grow(size_t(T) * 4, "shared expert gates");
@@ -251,9 +336,26 @@ std::vector<float> CudaModel::forward(CudaKvCache& cache, const std::vector<int3
     check(dsmoe_cuda_linear(att, D.o.as<uint16_t>(), nullptr, h, T, qn, d, 1, ws, ws_bytes, stream_), "o" + at);
     // --- MoE block, added into the residual stream
     check(dsmoe_cuda_rms_norm(h, D.mlp_norm.as<float>(), a, nullptr, T, d, s.rms_eps, stream_), "rms_norm" + at);
-    check(dsmoe_cuda_moe_forward(&moe[l], &select[l], a, T, h, S.sel_ids.as<int>() + sel_at[l], nullptr, nullptr,
-                                 DSMOE_PATH_AUTO, ws, ws_bytes, stream_),
-          "moe_forward" + at);
+    if (expert_cache_) {
+      dsmoe_cuda_moe_guess* g = guess[l].k > 0 ? &guess[l] : nullptr;
+      if (g) {  // h is layer l's residual after attention: what the CPU runtime's guess reads too
+        check(dsmoe_cuda_rms_norm(h, layers_[l + 1].mlp_norm.as<float>(), S.guess_m.as<float>(), nullptr, T, d, s.rms_eps,
+                                  stream_),
+              "guess rms_norm" + at);
+        g->m = S.guess_m.as<float>();
+      }
+      const int status = dsmoe_cuda_moe_forward_cached(as_cache(expert_cache_), L.pool, &moe[l], &select[l], a, T, h,
+                                                       S.sel_ids.as<int>() + sel_at[l], nullptr, nullptr,
+                                                       DSMOE_PATH_AUTO, g, ws, ws_bytes);
+      const std::string refusal = dsmoe_cuda_expert_cache_refusal(as_cache(expert_cache_));
+      if (status != 0 && !refusal.empty())  // a selection the slots cannot hold: the reason, not the error code
+        throw std::runtime_error("layer " + std::to_string(l) + ": " + refusal + " (use a larger --expert-cache)");
+      check(status, "moe_forward with the expert cache" + at);
+    } else {
+      check(dsmoe_cuda_moe_forward(&moe[l], &select[l], a, T, h, S.sel_ids.as<int>() + sel_at[l], nullptr, nullptr,
+                                   DSMOE_PATH_AUTO, ws, ws_bytes, stream_),
+            "moe_forward" + at);
+    }
     if (L.shared_intermediate > 0) {  // a one-expert MoE with its sigmoid gate as the routing weight
       const int Is = L.shared_intermediate;
       int* ids = S.shared_ids.as<int>();
@@ -288,6 +390,8 @@ std::vector<float> CudaModel::forward(CudaKvCache& cache, const std::vector<int3
   }
   tokens_ += T;
   for (auto& [slot, n] : next) cache.set_length(slot, n);
+  if (expert_cache_ && cache_spec_.reload_every_step)
+    check(dsmoe_cuda_expert_cache_invalidate(as_cache(expert_cache_)), "expert cache invalidate");
   return logits;
 }
 

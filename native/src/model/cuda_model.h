@@ -40,7 +40,7 @@ class CudaModel {
   CudaModel(const CudaModel&) = delete;
   CudaModel& operator=(const CudaModel&) = delete;
 
-  const ModelSpec& spec() const { return host_.spec(); }
+  const ModelSpec& spec() const { return spec_; }
   int head_dim() const { return host_.head_dim(); }
   const std::string& device_name() const { return device_name_; }
 
@@ -51,6 +51,8 @@ class CudaModel {
 
   void stats(std::vector<std::vector<int64_t>>* counts, int64_t* tokens) const;
   void reset_stats();
+  // The device expert cache's counters (native/cuda/dsmoe_cuda_expert_cache.h); false when every expert is resident.
+  bool cache_stats(ExpertCacheStats* out) const;
 
  private:
   struct Layer {
@@ -59,7 +61,12 @@ class CudaModel {
   };
   struct Scratch;  // activations and workspace, grown to the largest batch seen
 
+  ExpertCacheSpec cache_spec_;  // spec.expert_cache as asked (the host model below gets none: it never computes)
   Model host_;  // the mapped, checked weights: the source of every upload (its forward is never called)
+  ModelSpec spec_;  // host_.spec() with cache_spec_ put back, as the engine reports it
+  // With spec.expert_cache.slots > 0: the routed experts stay in pinned host memory and a fixed pool of device slots
+  // per expert pool holds the ones in use (dsmoe_cuda_expert_cache*, opaque here so no CUDA header is needed).
+  void* expert_cache_ = nullptr;
   std::string device_name_;
   void* stream_ = nullptr;
   DeviceBuffer embed_, norm_, lm_head_;
