@@ -4,9 +4,12 @@
 #   bash scripts/gpu-prepare.sh                       (here, before: Node binary, Node-API headers, dist/ → .devtools)
 #   OUT=/some/dir bash scripts/gpu-check.sh           (there; OUT defaults to ./gpu-out)
 #   OUT=/some/dir bash scripts/gpu-check.sh --dry-run (anywhere: the shell logic, every GPU step skipped)
+#   ONLY="cache cache-memcheck" OUT=/some/dir bash scripts/gpu-check.sh
+#                                                     (the builds and the named steps only; without e2e in ONLY the
+#                                                     addon is not built and Node is not needed)
 #
 # Builds native/cuda and the Node addon with it (docs/cuda.md), runs the kernel test harness, the decode / MoE-layer
-# benchmark, the PyTorch peer of the MoE layer on the same card, the addon end to end (`device: 'cuda'` against the
+# benchmark, the device expert cache's test and timing (issue 13), the PyTorch peer of the MoE layer on the same card, the addon end to end (`device: 'cuda'` against the
 # CPU runtime on the tiny plan, decode at the DS-MoE-1B / 6B shapes: src/bench/cuda_check.ts), the transformers
 # checks (scripts/make_hf_fixtures.py: fixtures made by transformers into $OUT/hf, our exports loaded and compared),
 # and last the harness under compute-sanitizer (memcheck on the quick subset, racecheck on the expert kernels).
@@ -17,6 +20,7 @@ set -u
 cd "$(dirname "$0")/.."
 DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
+ONLY="${ONLY:-}"
 
 OUT="${OUT:-./gpu-out}"
 mkdir -p "$OUT"
@@ -30,10 +34,21 @@ STATUS=0
 
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 
+# with ONLY set, the build steps and the steps it names run; the others are skipped (and count as passed)
+wanted() {
+  [ -z "$ONLY" ] && return 0
+  case "$1" in configure* | build* | nvcc-build) return 0 ;; esac
+  [[ " $ONLY " == *" $1 "* ]]
+}
+
 # step NAME CAP_SECONDS CMD...: runs CMD with stdout+stderr in $OUT/NAME.log, under min(CAP, time left - 10 s)
 step() {
   local name=$1 cap=$2
   shift 2
+  if ! wanted "$name"; then
+    say "$(printf '%-10s %-22s %s' "$name" "SKIP (not in ONLY)" "$*")"
+    return 0
+  fi
   local left=$((DEADLINE - $(date +%s) - 10))
   if [ "$left" -lt 20 ]; then
     say "SKIP $name (out of time)"
@@ -76,7 +91,9 @@ for d in node_modules/node-api-headers/include .devtools/node-api-include; do [ 
 NADDON=""
 for d in node_modules/node-addon-api .devtools/node-addon-api; do [ -f "$d/napi.h" ] && NADDON="$(pwd)/$d" && break; done
 WITH_NODE=0
-if [ -n "$NODE" ] && [ -n "$NAPI" ] && [ -n "$NADDON" ] && [ -f dist/bench/cuda_check.js ]; then
+if ! wanted e2e; then
+  say "node       not needed (ONLY=$ONLY): native/cuda alone is built"
+elif [ -n "$NODE" ] && [ -n "$NAPI" ] && [ -n "$NADDON" ] && [ -f dist/bench/cuda_check.js ]; then
   WITH_NODE=1
   echo "node $("$NODE" --version)" >> "$OUT/machine.txt"
 else
@@ -92,13 +109,16 @@ nvcc_build() {
   local src=native/cuda flags=(-O3 -std=c++17 -lineinfo --expt-relaxed-constexpr -cudart static --threads 0
     -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_90,code=compute_90)
   local lib=("$src"/runtime.cu "$src"/norm.cu "$src"/rope.cu "$src"/linear.cu "$src"/attention.cu "$src"/router.cu
-    "$src"/grouping.cu "$src"/moe_gemv.cu "$src"/moe_gemm.cu "$src"/moe.cu "$src"/sampling.cu)
+    "$src"/grouping.cu "$src"/moe_gemv.cu "$src"/moe_gemm.cu "$src"/moe.cu "$src"/expert_cache.cu "$src"/sampling.cu)
   mkdir -p "$BUILD"
   nvcc "${flags[@]}" -I"$src" "${lib[@]}" "$src"/test_main.cpp "$src"/reference.cpp "$src"/../src/kernels/sampling.cpp \
     -o "$BUILD/dsmoe_cuda_test" &
   local p1=$!
+  nvcc "${flags[@]}" -I"$src" "${lib[@]}" "$src"/expert_cache_test.cu -o "$BUILD/dsmoe_cuda_expert_cache_test" &
+  local p3=$!
   nvcc "${flags[@]}" -I"$src" "${lib[@]}" "$src"/bench_main.cu -o "$BUILD/dsmoe_cuda_bench"
   local r2=$?
+  wait "$p3" || r2=1
   wait "$p1" && return "$r2"
 }
 
@@ -125,6 +145,7 @@ fi
 VECTORS="$(pwd)/test/fixtures/sampler_vectors.json"  # the sampler contract's shared vectors (docs/design.md §10)
 if [ "$built" != 0 ]; then
   step test 120 "$BUILD/dsmoe_cuda_test" --vectors "$VECTORS"
+  step cache 150 "$BUILD/dsmoe_cuda_expert_cache_test"
   step bench 90 "$BUILD/dsmoe_cuda_bench"
   step peer 120 python3 native/cuda/peer_torch.py
 fi
@@ -133,7 +154,7 @@ if [ "$built" = 1 ] || { [ "$DRY" = 1 ] && [ "$WITH_NODE" = 1 ]; }; then
   E2E_FLAGS=(--require-cuda)
   [ "$DRY" = 1 ] && E2E_FLAGS=(--quick)
   step e2e 150 "$NODE" dist/bench/cuda_check.js --dir "$(mktemp -d)" "${E2E_FLAGS[@]}"
-elif [ "$built" = 2 ]; then
+elif [ "$built" = 2 ] && wanted e2e; then
   say "FAIL e2e     (the addon was not built: see configure.log / build.log)"
   STATUS=1
 fi
@@ -151,6 +172,7 @@ if [ "$built" != 0 ]; then
   elif [ -x "$SAN" ]; then
     step memcheck 120 "$SAN" --tool memcheck --error-exitcode 3 "$BUILD/dsmoe_cuda_test" --quick --vectors "$VECTORS"
     step racecheck 60 "$SAN" --tool racecheck --error-exitcode 3 "$BUILD/dsmoe_cuda_test" --quick --filter experts
+    step cache-memcheck 120 "$SAN" --tool memcheck --error-exitcode 3 "$BUILD/dsmoe_cuda_expert_cache_test" --quick
   else
     say "SKIP sanitizers (compute-sanitizer not found)"
     STATUS=1
@@ -158,7 +180,7 @@ if [ "$built" != 0 ]; then
 fi
 
 # every JSON figure in one file, then the targets of issues 7 and 20 side by side
-cat "$OUT"/bench.log "$OUT"/peer.log "$OUT"/e2e.log 2>/dev/null | grep '^{' > "$OUT/results.jsonl" || true
+cat "$OUT"/bench.log "$OUT"/cache.log "$OUT"/peer.log "$OUT"/e2e.log 2>/dev/null | grep '^{' > "$OUT/results.jsonl" || true
 python3 - "$OUT/results.jsonl" <<'PY' | tee -a "$OUT/summary.txt"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -167,6 +189,16 @@ def find(bench, **kw):
 for r in find("decode_b1"):
     print(f"decode b1 k={r['k']} pdl={r.get('pdl')}: {r['ms_per_token']:.3f} ms/token, {r['weight_gbs']:.0f} GB/s weights = "
           f"{100 * r['fraction_of_d2d']:.1f}% of d2d {r['d2d_gbs']:.0f} GB/s on {r['card']} (target >= 70% for k=13)")
+for r in find("pcie_htod"):
+    print(f"pcie host->device (pinned, cudaMemcpyAsync 256 MiB): {r['gbs']:.1f} GB/s on {r['card']}")
+for r in find("expert_cache_decode"):
+    if r["mode"] == "resident":
+        print(f"expert cache decode b1 ({r['layers']} MoE layers, {r['experts']} x d{r['d']}/I{r['I']}, k {r['k']}): "
+              f"resident {r['tok_s']:.1f} tok/s")
+    else:
+        print(f"expert cache decode b1 {r['mode']} ({r['slots']} slots): {r['tok_s']:.1f} tok/s = "
+              f"{r['vs_resident']:.3f} x resident, hit rate {r['hit_rate']:.3f}, recall {r['recall']}, "
+              f"{r['gb_copied_per_token']:.3f} GB/token copied, PCIe bound {r['pcie_bound_tok_s']:.1f} tok/s")
 for r in find("decode_b1_speedup"):
     print(f"decode dense/sparse speedup {r['speedup']:.2f}x (ideal {r['ideal']:.2f}x) on {r['card']}")
 for k in (13, 32):
@@ -196,7 +228,9 @@ for r in find("addon_decode_b1_speedup"):
           f"= {r['fraction_of_ideal']:.2f} (target >= 0.9 at ds-moe-6b)")
 PY
 grep -h "transformers vs dsmoe" "$OUT"/hf.log 2>/dev/null | tee -a "$OUT/summary.txt"
-grep -h "dsmoe_cuda_test:" "$OUT"/test.log "$OUT"/memcheck.log "$OUT"/racecheck.log 2>/dev/null | tee -a "$OUT/summary.txt"
-grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log 2>/dev/null | tee -a "$OUT/summary.txt"
+grep -h "dsmoe_cuda_test:\|dsmoe_cuda_expert_cache_test:" "$OUT"/test.log "$OUT"/cache.log "$OUT"/memcheck.log \
+  "$OUT"/racecheck.log "$OUT"/cache-memcheck.log 2>/dev/null | tee -a "$OUT/summary.txt"
+grep -h "ERROR SUMMARY\|RACECHECK SUMMARY" "$OUT"/memcheck.log "$OUT"/racecheck.log "$OUT"/cache-memcheck.log 2>/dev/null |
+  tee -a "$OUT/summary.txt"
 say "total $(($(date +%s) - START))s, status $STATUS"
 exit "$STATUS"
