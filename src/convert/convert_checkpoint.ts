@@ -73,6 +73,17 @@ export interface CalibrationLayerReport {
   pruned: number[];
   kept: number[];
   after_pruning?: { mass_covered: number; expert_load: number[]; never_selected: number[] };
+  /** MoA models: the attention experts' routing and pruning in this layer (same fields as the MLP's above). */
+  attention?: CalibrationAttentionReport;
+}
+
+export interface CalibrationAttentionReport {
+  mean_selected: number; // under the plan's attention rule, before pruning
+  expert_load: number[]; // [A] under the plan's attention rule (`all`: 1 for every expert), before pruning
+  /** [A] the share of tokens with A·pa_a > ε: what pruning reads for `all`, where every token runs every expert. */
+  threshold_load: number[];
+  pruned: number[];
+  kept: number[];
 }
 
 export interface CalibrationReport {
@@ -104,7 +115,7 @@ function selectRule(select: Omit<SelectOp, 'op'>, kept?: number[]): RoutingRule 
  * The attention experts' selection of a MoA plan (docs/design.md §12) from the --attention-* flags, before
  * calibration; null for plain attention. `all` and `topk` need no calibration; `threshold` is sized by the
  * calibrated mean count when there is calibration (else by k_max); threshold-topk needs calibration. Every attention
- * expert is kept (pruning of attention experts is not done).
+ * expert starts kept; `--prune-below` prunes them after calibration (`pruneAttentionExperts`).
  */
 export function attentionDecisions(config: ModelConfig, options: AttentionConvertOptions | undefined, where: string): AttentionDecisions | null {
   const A = attentionExperts(config);
@@ -238,7 +249,13 @@ async function decideAndWrite(
   const allExperts = Array.from({ length: E }, (_, e) => e);
   let kept = Array.from({ length: L }, () => allExperts);
   let prunedStats: LayerRoutingStats[] | null = null;
+  let prunedAttentionStats: LayerRoutingStats[] | null = null;
   let prunedLoss: number | null = null;
+  // MoA: each layer's attention-expert load as pruning reads it (`all` runs every expert: the threshold's load).
+  const attentionEpsilon = options.attention?.epsilon ?? DEFAULT_EPSILON;
+  const attentionThresholdLoad = attention && planPass
+    ? planPass.attentionProbs.map((p, l) => layerRoutingStats(p, A, { mode: 'threshold', epsilon: attentionEpsilon, kept: attention.kept[l] }).expertLoad)
+    : null;
   if (pruneBelow !== undefined && planStats) {
     const keptPerLayer = planStats.map((s, l) => keptAfterPruning(s.expertLoad, pruneBelow, select[l].mode === 'topk' ? select[l].k : 1));
     // A pool shared by several layers (Megrez2) is stored once: it keeps every expert any of its layers keeps.
@@ -248,16 +265,29 @@ async function decideAndWrite(
       select[l].k = Math.min(select[l].k, select[l].k_max);
     });
     const prunedCount = kept.reduce((n, ids) => n + E - ids.length, 0);
-    log(`pruning ${prunedCount} expert(s) selected by fewer than ${(pruneBelow * 100).toFixed(2)}% of tokens; measuring the loss after pruning`);
+    const prunedAttention = attention && attentionStats && attentionThresholdLoad
+      ? pruneAttentionExperts(attention, attentionName === 'all' ? attentionThresholdLoad : attentionStats.map((st) => st.expertLoad), pruneBelow)
+      : 0;
+    log(
+      `pruning ${prunedCount} expert(s)${attention ? ` and ${prunedAttention} attention expert(s)` : ''} selected by fewer than ` +
+        `${(pruneBelow * 100).toFixed(2)}% of tokens${attention && attentionName === 'all' ? ` (attention experts: A·pa > ${attentionEpsilon})` : ''}; measuring the loss after pruning`,
+    );
     const prunedPass = await pass('pass C (pruned)', select.map((s, l) => selectRule(s, kept[l])));
     prunedStats = prunedPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l], kept[l])));
+    if (attention) prunedAttentionStats = prunedPass.attentionProbs.map((p, l) => layerRoutingStats(p, A, attentionRule(attention.select[l], attention.kept[l])));
     prunedLoss = prunedPass.loss;
+  }
+  const finalAttentionStats = prunedAttentionStats ?? attentionStats;
+  if (attention && finalAttentionStats) {
+    // What the cost assumes per token: the kept experts (`all`), k (topk), the calibrated mean (threshold).
+    attention.expectedExperts = attention.select.map((s, l) => (s.mode === 'threshold' ? finalAttentionStats[l].meanSelected : s.k));
   }
 
   // --- pass D: dense quality --------------------------------------------------------------------------------------
   // A top-k plan with k = E (before pruning) is the dense model: its loss is the dense loss, no pass needed.
   let denseLoss: number | null = null;
-  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize) && attentionName === 'all';
+  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize) && attentionName === 'all' &&
+    (!attention || attention.kept.every((ids) => ids.length === A));
   if (calibrating && planPass) {
     if (planIsDense) {
       denseLoss = planPass.loss;
@@ -293,6 +323,17 @@ async function decideAndWrite(
           kept: kept[l],
           ...(prunedStats
             ? { after_pruning: { mass_covered: prunedStats[l].massCovered, expert_load: prunedStats[l].expertLoad, never_selected: prunedStats[l].neverSelected } }
+            : {}),
+          ...(attention && attentionStats && attentionThresholdLoad
+            ? {
+                attention: {
+                  mean_selected: attentionStats[l].meanSelected,
+                  expert_load: attentionStats[l].expertLoad,
+                  threshold_load: attentionThresholdLoad[l],
+                  pruned: Array.from({ length: A }, (_, a) => a).filter((a) => !attention.kept[l].includes(a)),
+                  kept: attention.kept[l],
+                },
+              }
             : {}),
         })),
       }
@@ -331,9 +372,9 @@ async function decideAndWrite(
             never_selected: s.neverSelected,
             mean_selected: s.meanSelected,
           })),
-          ...(attention && attentionStats
+          ...(attention && finalAttentionStats
             ? {
-                attention_layers: attentionStats.map((s, l) => ({
+                attention_layers: finalAttentionStats.map((s, l) => ({
                   k: attention.select[l].k,
                   mass_covered: s.massCovered,
                   expert_load: s.expertLoad,
@@ -363,6 +404,28 @@ async function decideAndWrite(
   writeJsonAtomic(path.join(options.outDir, 'plan.json'), plan);
   readPlan(options.outDir, { qkNorm: dense.qkNorm === true }); // what the runtime will check, checked now
   return { plan, calibration, table: calibrationTable(plan, calibration) };
+}
+
+/**
+ * Prunes the attention experts selected by fewer than `share` of calibration tokens (`load[l][a]`), as MLP experts
+ * are pruned: never fewer than the layer's top-k (1 for `all` and threshold). Narrows each layer's select to the kept
+ * experts (`all`: k = k_max = K) and returns how many attention experts were pruned.
+ */
+function pruneAttentionExperts(attention: AttentionDecisions, load: number[][], share: number): number {
+  let pruned = 0;
+  attention.kept = attention.kept.map((ids, l) => {
+    const s = attention.select[l];
+    const keep = keptAfterPruning(load[l], share, s.mode === 'topk' ? s.k : 1);
+    pruned += ids.length - keep.length;
+    return keep;
+  });
+  attention.select = attention.select.map((s, l) => {
+    const K = attention.kept[l].length;
+    if (s.mode === 'all') return { ...s, k: K, k_max: K };
+    const kMax = Math.min(s.k_max, K);
+    return { ...s, k_max: kMax, k: Math.min(s.k, kMax) };
+  });
+  return pruned;
 }
 
 /** A routing rule of the reference forward for an attention_select (`all`: top-K of the kept). */
@@ -417,6 +480,8 @@ export function calibrationTable(plan: Plan, calibration: CalibrationReport | nu
         : `top-k, k per layer ${selects.map((s) => s.k).join(', ')}`;
     const means = plan.calibration?.attention_layers?.map((layer) => layer.mean_selected?.toFixed(2)).join(', ');
     lines.push(`attention experts: ${rule} of ${plan.config.attention_experts} per token${means ? ` (calibrated mean per layer ${means})` : ''}`);
+    const pruned = calibration?.layers.map((layer) => layer.attention?.pruned ?? []) ?? [];
+    if (pruned.some((ids) => ids.length)) lines.push(`attention experts pruned per layer: ${pruned.map((ids, l) => `${l}: ${ids.length ? ids.join(',') : '-'}`).join('  ')}`);
   }
   const cost = plan.cost;
   lines.push(

@@ -2,7 +2,7 @@
  * Plans of models with attention experts (MoA, docs/design.md §12): convert packs the kept experts' q rows, q bias
  * and W_o columns per the table, the plan reference (planWeights + planAttentionRules) computes the dense model's
  * logits when every attention expert is kept and the sparse rule's otherwise, the cost counts attention experts,
- * and validation names what is wrong.
+ * pruning drops the rarely selected ones, and validation names what is wrong.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -182,6 +182,91 @@ describe('MoA plans', () => {
     expect(costSplit(plainPlan).attention.params + routers).toBe(costSplit(moaPlan).attention.params);
   });
 
+  test('pruning, top-1: an attention expert no token selects leaves the plan (q rows, q bias, W_o columns) and nothing else changes', async () => {
+    const weights = randomDenseWeights(moa, 12);
+    neverFourth(weights, moa);
+    const denseDir = tempDir('moa-dense');
+    writeDenseFolder(denseDir, moa, weights);
+    const calib = [tokens(16, 1), tokens(16, 2), tokens(16, 3)];
+    const attention = { strategy: 'topk' as const, k: 1 };
+    const base = { calibWindows: calib, calibSource: 'random bytes', attention };
+    const unpruned = await convert(denseDir, base);
+    const pruned = await convert(denseDir, { ...base, pruneBelow: 0.02 });
+    pruned.calibration!.layers.forEach((layer, l) => {
+      expect(layer.attention!.expert_load[3]).toBe(0);
+      expect(Math.min(...layer.attention!.expert_load.slice(0, 3))).toBeGreaterThanOrEqual(0.02); // so only expert 3 goes
+      expect(layer.attention!.pruned).toEqual([3]);
+      expect(layer.pruned).toEqual([]); // top-k with k = E: every MLP expert serves every token
+      const ops = layerOps(pruned.plan.layers[l]);
+      expect(ops.attention.kept).toEqual([0, 1, 2]);
+      expect(ops.attnSelect).toMatchObject({ mode: 'topk', k: 1, k_max: 1 });
+    });
+    const loaded = readPlan(pruned.outDir);
+    const hd = headDim(moa);
+    expect(loaded.header.tensors.get('layers.0.attn.o')!.shape).toEqual([3, moa.hidden_size, 2 * hd]);
+    expect(loaded.header.tensors.get('layers.1.attn.qkv')!.shape).toEqual([(3 * 2 + 2 * 2) * hd, moa.hidden_size]);
+    const packed = planWeights(loaded);
+    expect(() => packed.get(denseNames.attnExpertQ(1, 3))).toThrow('plan: attention expert 3 of layer 1 was pruned (kept: 0, 1, 2)');
+    expect(Array.from(packed.get(denseNames.attnExpertO(1, 2)))).toEqual(Array.from(weights.get(denseNames.attnExpertO(1, 2))!)); // ids stay original
+
+    // Expert 3 is never selected, so the pruned plan computes exactly what the unpruned one does, on any tokens.
+    const viaPlan = (dir: string) => {
+      const l = readPlan(dir);
+      return referenceForward(planWeights(l), ids, { routing: planRoutingRules(l.plan), attentionRouting: planAttentionRules(l.plan) }).logits;
+    };
+    expect(Array.from(viaPlan(pruned.outDir))).toEqual(Array.from(viaPlan(unpruned.outDir)));
+    expect(pruned.calibration!.loss.pruned).toBe(pruned.calibration!.loss.plan);
+    // Stored parameters: one attention expert (q rows, q bias, W_o columns) fewer per layer; per token, the same.
+    const perExpert = 2 * (2 * hd * moa.hidden_size) + 2 * hd;
+    expect(unpruned.plan.cost.total_params - pruned.plan.cost.total_params).toBe(moa.num_hidden_layers * perExpert);
+    expect(pruned.plan.cost.active_params_per_token).toBe(unpruned.plan.cost.active_params_per_token);
+  });
+
+  test('pruning, every attention expert run (`all`): experts rarely above A·pa > ε go; the plan equals the dense model without them', async () => {
+    const denseDir = denseFolder(moa, 13);
+    const calib = [tokens(16, 4), tokens(16, 5), tokens(16, 6)];
+    const epsilon = 1.0;
+    const share = 0.4;
+    const { plan, calibration, outDir } = await convert(denseDir, { calibWindows: calib, calibSource: 'random bytes', pruneBelow: share, attention: { strategy: 'all', epsilon } });
+    // The load pruning reads, counted independently: tokens with A·pa_a > ε (or a the arg-max), from the dense forward
+    // (with every attention and MLP expert kept the plan's calibration pass is the dense model's).
+    const load = [0, 1].map(() => [0, 0, 0, 0]);
+    let n = 0;
+    for (const window of calib) {
+      const result = referenceForward(readAnyDenseCheckpoint(denseDir), window, { collectRouterProbs: true });
+      n += window.length;
+      result.attentionRouterProbs!.forEach((pa, l) => {
+        for (let t = 0; t < window.length; t++) {
+          const p = Array.from(pa.subarray(t * 4, (t + 1) * 4));
+          const top = p.indexOf(Math.max(...p));
+          p.forEach((x, a) => (load[l][a] += 4 * x > epsilon || a === top ? 1 : 0));
+        }
+      });
+    }
+    const kept = load.map((row) => {
+      const ids = row.flatMap((c, a) => (c / n >= share ? [a] : []));
+      return ids.length ? ids : [row.indexOf(Math.max(...row))];
+    });
+    expect(kept.some((ids) => ids.length < 4)).toBe(true); // the case is not vacuous
+    plan.layers.forEach((layer, l) => {
+      calibration!.layers[l].attention!.threshold_load.forEach((x, a) => expect(x).toBeCloseTo(load[l][a] / n, 9));
+      expect(layerOps(layer).attention.kept).toEqual(kept[l]);
+      expect(layerOps(layer).attnSelect).toMatchObject({ mode: 'all', k: kept[l].length, k_max: kept[l].length });
+    });
+    // A naive reference: the dense checkpoint with each layer's attention restricted to the kept experts.
+    const naive = referenceForward(readAnyDenseCheckpoint(denseDir), ids, { attentionRouting: kept.map((ids) => ({ mode: 'topk' as const, k: ids.length, kept: ids })) }).logits;
+    const loaded = readPlan(outDir);
+    expect(Array.from(referenceForward(planWeights(loaded), ids, { routing: planRoutingRules(plan), attentionRouting: planAttentionRules(plan) }).logits)).toEqual(Array.from(naive));
+    // Fewer attention experts stored and run: both counts drop by the pruned experts' q rows, q bias and W_o columns.
+    const all = (await convert(denseDir, {})).plan;
+    const perExpert = 2 * (2 * headDim(moa) * moa.hidden_size) + 2 * headDim(moa);
+    const prunedCount = kept.reduce((sum, ids) => sum + 4 - ids.length, 0);
+    expect(all.cost.total_params - plan.cost.total_params).toBe(prunedCount * perExpert);
+    expect(all.cost.active_params_per_token - plan.cost.active_params_per_token).toBe(prunedCount * perExpert);
+    expect(costSplit(all).attention.params - costSplit(plan).attention.params).toBe(prunedCount * perExpert);
+    expect(calibration!.loss.dense).not.toBe(calibration!.loss.pruned);
+  });
+
   test('bad attention flags and plans are refused with one line', async () => {
     const denseDir = denseFolder(moa, 10);
     await expect(convert(denseDir, { attention: { strategy: 'topk', k: 5 } })).rejects.toThrow(/^--attention-k must be an integer in 1\.\.4/);
@@ -210,6 +295,21 @@ describe('MoA plans', () => {
     expect(() => readPlan(outDir)).toThrow(/tensor "layers\.0\.attn\.o": expected shape \[3, 16, 4\], got \[4, 16, 4\]/);
   });
 });
+
+/**
+ * Sets every layer's attention router rows to [v, −v, u, u/2]: expert 3's logit u·x/2 is below expert 2's when
+ * u·x > 0 and otherwise at most 0 ≤ max(v·x, −v·x), so it is never the arg-max and top-1 never selects it.
+ */
+function neverFourth(weights: Map<string, Float32Array>, config: ModelConfig): void {
+  const d = config.hidden_size;
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const router = weights.get(denseNames.attnRouter(l))!; // [A, d]
+    for (let i = 0; i < d; i++) {
+      router[d + i] = -router[i];
+      router[3 * d + i] = 0.5 * router[2 * d + i];
+    }
+  }
+}
 
 function hdOf(config: ModelConfig): number {
   return headDim(config);

@@ -2,8 +2,8 @@
  * The native runtime's attention experts (MoA, docs/design.md §12) against the plain-TypeScript reference forward
  * over the plan's own weights: every attention expert kept equals the dense model (logits and loss), top-k and
  * threshold attention experts equal the sparse reference, a mixed prefill/decode batch over two slots equals
- * one-sequence runs, bf16 attention matrices equal the reference on the rounded weights, and the routing statistics
- * count attention experts. Random dense models with weights large enough that router probabilities are far from
+ * one-sequence runs, bf16 attention matrices equal the reference on the rounded weights, the routing statistics
+ * count attention experts, and plans with pruned attention experts read the packed subset under its original ids. Random dense models with weights large enough that router probabilities are far from
  * ties. Needs the addon (npm run build:native).
  */
 import { convertCheckpoint, type AttentionConvertOptions } from '../../src/convert/convert_checkpoint';
@@ -16,6 +16,7 @@ import type { ModelConfig } from '../../src/model/config';
 import { SparseModel } from '../../src/runtime/model';
 import { loadNative } from '../../src/runtime/native';
 import { nativeSpec } from '../../src/runtime/spec';
+import { denseNames } from '../../src/plan/tensor_table';
 import { randomDenseWeights, removeTempDirs, seededUniform, tempDir, writeDenseFolder } from '../helpers/dense_fixtures';
 
 afterAll(removeTempDirs);
@@ -150,6 +151,53 @@ describe('native MoA attention', () => {
     expect(relError(second.subarray(0, V), refA.subarray(8 * V, 9 * V))).toBeLessThan(1e-4);
     expect(relError(second.subarray(V, 2 * V), refB.subarray(5 * V, 6 * V))).toBeLessThan(1e-4);
     model.dispose();
+  });
+
+  test('pruned attention experts: a never-selected one pruned changes nothing; `all` over the kept equals the naive reference', async () => {
+    // Routers [v, −v, u, u/2] (see neverFourth): top-1 never selects attention expert 3.
+    const weights = randomDenseWeights(config, 22, 0.25);
+    const d = config.hidden_size;
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      const router = weights.get(denseNames.attnRouter(l))!; // [A, d]
+      for (let i = 0; i < d; i++) {
+        router[d + i] = -router[i];
+        router[3 * d + i] = 0.5 * router[2 * d + i];
+      }
+    }
+    const dir = tempDir('moa-rt-dense-pruned');
+    writeDenseFolder(dir, config, weights);
+    const calib = [tokens(24, 7), tokens(24, 8)];
+    const convertPruned = async (attention: AttentionConvertOptions, pruneBelow?: number) => {
+      const out = tempDir('moa-rt-plan');
+      await convertCheckpoint(readAnyDenseCheckpoint(dir), {
+        outDir: out, strategy: 'topk', k: 4, epsilon: 0.48, dtype: 'f32', calibWindows: calib, calibSource: 'random bytes', renormalize: false, attention,
+        ...(pruneBelow !== undefined ? { pruneBelow } : {}),
+      });
+      return { out, loaded: readPlan(out) };
+    };
+    const logitsOf = async (out: string, mode?: 'dense') => {
+      const model = SparseModel.load(out, { threads: 2 });
+      if (mode) model.setMode(mode);
+      const logits = await model.logits(ids);
+      await model.dispose();
+      return logits;
+    };
+
+    const unpruned = await convertPruned({ strategy: 'topk', k: 1 });
+    const pruned = await convertPruned({ strategy: 'topk', k: 1 }, 0.02);
+    pruned.loaded.plan.layers.forEach((layer) => expect(layer.ops[3]).toMatchObject({ op: 'attention', kept: [0, 1, 2] }));
+    const got = await logitsOf(pruned.out);
+    expect(relError(got, await logitsOf(unpruned.out))).toBeLessThan(1e-6);
+    expect(relError(got, planReference(pruned.loaded, ids))).toBeLessThan(1e-4);
+
+    // Every kept attention expert (`all`), pruned by the threshold's load: the dense checkpoint with each layer's
+    // attention restricted to the kept experts, also under the `dense` routing override.
+    const all = await convertPruned({ strategy: 'all', epsilon: 1.0 }, 0.4);
+    const kept = all.loaded.plan.layers.map((layer) => (layer.ops[3] as { kept: number[] }).kept);
+    expect(kept.some((k) => k.length < 4)).toBe(true);
+    const naive = referenceForward(readAnyDenseCheckpoint(dir), ids, { attentionRouting: kept.map((k) => ({ mode: 'topk' as const, k: k.length, kept: k })) }).logits;
+    expect(relError(await logitsOf(all.out), naive)).toBeLessThan(1e-4);
+    expect(relError(await logitsOf(all.out, 'dense'), naive)).toBeLessThan(1e-4);
   });
 
   test('bf16 attention matrices: the reference on the same rounded weights, top-2', async () => {
