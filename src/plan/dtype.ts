@@ -9,7 +9,7 @@
  * Encoding goes through the safetensors module's converters so that the dense and sparse paths round alike.
  */
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../checkpoint/safetensors';
-import type { ModelConfig } from '../model/config';
+import { attentionExperts, headDim, headsPerAttentionExpert, type ModelConfig } from '../model/config';
 import type { MatrixDtype, PlanClassDtypes, PlanDtype } from './plan_format';
 import { dequantize, quantize, QUANT_BLOCK, type QuantType } from './quantize';
 
@@ -100,20 +100,27 @@ export function matrixDtypeOfFlag(flag: ClassDtypeFlag): MatrixDtype {
 /**
  * Why `config` cannot store a class of matrices at these dtypes, one line per class (empty when it can): quantized
  * rows are whole blocks (of 32 weights, or 64 for q3_a / q2_a) — the experts' rows are d (gate_up) and I (down)
- * long, attention's d (qkv, o).
+ * long, attention's d (qkv, o). In a MoA layer (docs/design.md §12) W_o is stored per attention expert, [d, N_h·hd],
+ * so its rows are one attention expert's width N_h·hd.
  */
 export function classDtypeProblems(config: ModelConfig, classes: PlanClassDtypes): string[] {
-  const rows = {
-    experts: [['hidden_size', config.hidden_size], ['moe_intermediate_size', config.moe_intermediate_size]],
-    attention: [['hidden_size', config.hidden_size]],
-  } as const;
+  const A = attentionExperts(config);
+  const rows: Record<keyof PlanClassDtypes, [string, number][]> = {
+    experts: [['config.hidden_size is', config.hidden_size], ['config.moe_intermediate_size is', config.moe_intermediate_size]],
+    attention: [
+      ['config.hidden_size is', config.hidden_size],
+      ...(A > 0
+        ? [[`the attention expert's width heads_per_attention_expert × head_dim = ${headsPerAttentionExpert(config)} × ${headDim(config)} is`, headsPerAttentionExpert(config) * headDim(config)] as [string, number]]
+        : []),
+    ],
+  };
   const problems: string[] = [];
   for (const cls of ['experts', 'attention'] as const) {
     const dtype = classes[cls];
     const block = blockValues(dtype);
     const bad = rows[cls].find(([, n]) => n % block !== 0);
     if (isQuantized(dtype) && bad) {
-      problems.push(`${cls} at ${dtype}: blocks of ${block} weights need rows of a multiple of ${block}, but config.${bad[0]} is ${bad[1]}`);
+      problems.push(`${cls} at ${dtype}: blocks of ${block} weights need rows of a multiple of ${block}, but ${bad[0]} ${bad[1]}`);
     }
   }
   return problems;

@@ -131,7 +131,8 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
     };
     const dtypeProblems = classDtypeProblems(c, dtypes);
     if (dtypeProblems.length) {
-      throw new UserError(`${args['expert-dtype'] && dtypeProblems[0].startsWith('experts') ? '--expert-dtype' : '--attn-dtype'}: ${dtypeProblems[0]} (${path.join(args.dense, 'config.json')})`);
+      const flag = args['expert-dtype'] && dtypeProblems[0].startsWith('experts') ? 'expert-dtype' : 'attn-dtype';
+      throw new UserError(`--${flag} ${args[flag] ?? args.dtype}: ${dtypeProblems[0]} (${path.join(args.dense, 'config.json')})`);
     }
     const threads = args.threads;
     if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) throw new UserError(`--threads must be a positive integer, got ${threads}`);

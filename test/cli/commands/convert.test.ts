@@ -172,14 +172,27 @@ describe('dsmoe convert', () => {
     const narrow = tempDir('cli-dense-blocks32');
     writeDenseFolder(narrow, { ...tinyConfig, hidden_size: 32, moe_intermediate_size: 32 }, randomDenseWeights({ ...tinyConfig, hidden_size: 32, moe_intermediate_size: 32 }, 3));
     await expect(runConvert([narrow, '--out', tempDir('cli-out'), '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q3'])).rejects.toThrow(
-      /^--expert-dtype: experts at q3_a: blocks of 64 weights need rows of a multiple of 64, but config.hidden_size is 32 \(.*config\.json\)$/,
+      /^--expert-dtype q3: experts at q3_a: blocks of 64 weights need rows of a multiple of 64, but config.hidden_size is 32 \(.*config\.json\)$/,
     );
   });
 
   test('a quantized class whose rows are not whole blocks of 32 is one line naming the flag and the size', async () => {
     await expect(runConvert([dense, '--out', tempDir('cli-out'), '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--expert-dtype', 'q4'])).rejects.toThrow(
-      /^--expert-dtype: experts at q4_0: blocks of 32 weights need rows of a multiple of 32, but config.hidden_size is 8 \(.*config\.json\)$/,
+      /^--expert-dtype q4: experts at q4_0: blocks of 32 weights need rows of a multiple of 32, but config.hidden_size is 8 \(.*config\.json\)$/,
     );
+  });
+
+  test('MoA: a quantized --attn-dtype must fill an attention expert\'s W_o rows (N_h × head_dim) with whole blocks', async () => {
+    // d 64 and I 64 fill Q3_A blocks; 2 attention experts × 2 heads of head dim 16 make W_o rows of 32 weights.
+    const moa = { ...tinyConfig, hidden_size: 64, moe_intermediate_size: 64, num_attention_heads: 4, num_key_value_heads: 2, attention_experts: 2, heads_per_attention_expert: 2 };
+    const dir = tempDir('cli-dense-moa');
+    writeDenseFolder(dir, moa, randomDenseWeights(moa, 4));
+    const args = (flag: string) => [dir, '--out', tempDir('cli-out'), '--strategy', 'topk', '--k', '2', '--calib-tokens', '0', '--attn-dtype', flag, '--quiet'];
+    await expect(runConvert(args('q3'))).rejects.toThrow(
+      /^--attn-dtype q3: attention at q3_a: blocks of 64 weights need rows of a multiple of 64, but the attention expert's width heads_per_attention_expert × head_dim = 2 × 16 is 32 \(.*config\.json\)$/,
+    );
+    await expect(runConvert(args('q2'))).rejects.toThrow(/^--attn-dtype q2: attention at q2_a: .*width heads_per_attention_expert × head_dim = 2 × 16 is 32 /);
+    await runConvert(args('q4')); // 32 is one Q4_0 block
   });
 
   test('user errors are one line naming the problem', async () => {
