@@ -24,6 +24,7 @@ import type { DenseCheckpoint } from '../checkpoint/dense';
 import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routing_stats';
 import { writePackedWeights } from './pack_weights';
 import { writeJsonAtomic } from '../checkpoint/atomic';
+import { costSplit } from '../plan/cost';
 
 export const DEFAULT_EPSILON = 0.48;
 /** Files copied from the dense folder when present (tokenizer.json and tokenizer_config.json are required). */
@@ -484,9 +485,11 @@ export function calibrationTable(plan: Plan, calibration: CalibrationReport | nu
     if (pruned.some((ids) => ids.length)) lines.push(`attention experts pruned per layer: ${pruned.map((ids, l) => `${l}: ${ids.length ? ids.join(',') : '-'}`).join('  ')}`);
   }
   const cost = plan.cost;
+  const split = costSplit(plan);
   lines.push(
     `active params/token ${cost.active_params_per_token.toLocaleString('en-US')} of ${cost.dense_active_params_per_token.toLocaleString('en-US')} dense ` +
-      `(${pct(cost.active_params_per_token / cost.dense_active_params_per_token)}); weight bytes/token ${pct(cost.active_weight_bytes_per_token / cost.dense_weight_bytes_per_token)} of dense`,
+      `(${pct(cost.active_params_per_token / cost.dense_active_params_per_token)}; attention ${split.attention.params.toLocaleString('en-US')}, MLP ${split.mlp.params.toLocaleString('en-US')}); ` +
+      `weight bytes/token ${pct(cost.active_weight_bytes_per_token / cost.dense_weight_bytes_per_token)} of dense`,
   );
   return lines.join('\n');
 }

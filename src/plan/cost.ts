@@ -20,8 +20,7 @@
  */
 import type { ModelConfig } from '../model/config';
 import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert } from '../model/config';
-import type { Plan, PlanClassDtypes, PlanCost, PlanDtype } from './plan_format';
-import { classDtypes, layerOps } from './plan_format';
+import type { MatrixDtype, PlanClassDtypes, PlanCost, PlanDtype } from './plan_format';
 import { bytesPerWeight } from './dtype';
 
 /** MoA plans (docs/design.md §12): attention experts kept per layer and expected per token. */
@@ -66,8 +65,8 @@ export function planCost(
     experts.forEach((a, l) => addLayer(split, parts(a, attn[l]), classes, b));
     return split;
   };
-  const active = sumSplit(perToken(activePerLayer, attention?.active ?? denseAttention));
-  const dense = sumSplit(perToken(keptPerLayer.map(() => E), denseAttention));
+  const active = splitTotal(perToken(activePerLayer, attention?.active ?? denseAttention));
+  const dense = splitTotal(perToken(keptPerLayer.map(() => E), denseAttention));
   let total = V * d + d + (config.tie_word_embeddings ? 0 : lmHeadParams);
   keptPerLayer.forEach((K, l) => {
     const p = parts(expertPoolOf(config, l) === l ? K : 0, attention?.kept[l] ?? A);
@@ -139,7 +138,8 @@ function addLayer(split: CostSplit, p: LayerParts, classes: PlanClassDtypes, b: 
   split.mlp.bytes += p.mlpMatrix * b + p.expertMatrix * bytesPerWeight(classes.experts) + p.mlpF32 * 4;
 }
 
-function sumSplit(split: CostSplit): PartCost {
+/** The three parts summed: the figures `plan.cost` states for the same expert counts. */
+export function splitTotal(split: CostSplit): PartCost {
   const parts = [split.attention, split.mlp, split.other];
   return {
     params: parts.reduce((n, x) => n + x.params, 0),
@@ -149,33 +149,76 @@ function sumSplit(split: CostSplit): PartCost {
 }
 
 /**
+ * What the per-token split reads from a plan: its config, dtypes, each layer's `select` / `attention_select` ops and
+ * calibrated means, and its cost (a `Plan`, or the report's structural view of one, src/report/plan_view.ts).
+ */
+export interface CostView {
+  config: ModelConfig;
+  dtype: string;
+  dtypes?: { experts: string; attention: string };
+  layers: readonly { ops: readonly { op: string; k?: number; mode?: string }[] }[];
+  calibration?: null | { layers: readonly { mean_selected?: number }[]; attention_layers?: readonly { mean_selected?: number }[] };
+  cost: PlanCost;
+}
+
+/**
  * A plan's active per-token figures split into attention, MLP and the rest, from its ops: the expected experts of
  * each layer as the plan's cost assumed them (`calibration` means for threshold selects, else k; attention `all`: K).
+ * The three parts sum to `plan.cost`'s active figures.
  */
-export function costSplit(plan: Plan): CostSplit {
+export function costSplit(plan: CostView): CostSplit {
+  return splitWith(plan, (l) => ({ experts: plannedExperts(plan, l), attention: plannedAttentionExperts(plan, l) }));
+}
+
+/** The split of the dense model the plan's `dense_*` figures count: all E experts and all A attention experts. */
+export function denseCostSplit(plan: CostView): CostSplit {
+  const A = attentionExperts(plan.config);
+  return splitWith(plan, () => ({ experts: plan.config.num_experts, attention: A }));
+}
+
+/**
+ * The split when `meanExperts` MLP experts per layer run on average (at most E) and the attention experts run as
+ * the plan selects them: the quality–cost sweep's points, whose routing override changes only the MLP's selection.
+ */
+export function costSplitWithExperts(plan: CostView, meanExperts: number): CostSplit {
+  const experts = Math.min(plan.config.num_experts, meanExperts);
+  return splitWith(plan, (l) => ({ experts, attention: plannedAttentionExperts(plan, l) }));
+}
+
+function splitWith(plan: CostView, counts: (l: number) => { experts: number; attention: number }): CostSplit {
   const c = plan.config;
   const split = emptySplit();
-  const b = bytesPerWeight(plan.dtype);
+  const b = bytesPerWeight(plan.dtype as MatrixDtype);
+  const classes = { experts: (plan.dtypes?.experts ?? plan.dtype) as MatrixDtype, attention: (plan.dtypes?.attention ?? plan.dtype) as MatrixDtype };
   split.other.params = c.hidden_size + c.vocab_size * c.hidden_size;
   split.other.macs = c.vocab_size * c.hidden_size;
   split.other.bytes = c.hidden_size * 4 + c.vocab_size * c.hidden_size * b + c.hidden_size * b;
-  plan.layers.forEach((layer, l) => {
-    const ops = layerOps(layer);
-    const meanMlp = plan.calibration?.layers[l]?.mean_selected;
-    const experts = ops.select.mode === 'threshold' && meanMlp !== undefined ? meanMlp : ops.select.k;
-    const sel = ops.attnSelect;
-    const meanAttn = plan.calibration?.attention_layers?.[l]?.mean_selected;
-    const attn = !sel ? 0 : sel.mode === 'threshold' && meanAttn !== undefined ? meanAttn : sel.k;
-    addLayer(split, layerParts(c, experts, attn), classDtypes(plan), b);
+  plan.layers.forEach((_, l) => {
+    const { experts, attention } = counts(l);
+    addLayer(split, layerParts(c, experts, attention), classes, b);
   });
   return split;
 }
 
-/** What the per-token figures below read from a plan: its config, depth and cost (a Plan, or the report's view). */
-export interface CostView {
-  config: ModelConfig;
-  layers: readonly unknown[];
-  cost: PlanCost;
+/** MoA plans: attention experts per token of every layer as the plan's cost assumes them; undefined for plain attention. */
+export function attentionExpertsPerToken(plan: CostView): number[] | undefined {
+  if (attentionExperts(plan.config) === 0) return undefined;
+  return plan.layers.map((_, l) => plannedAttentionExperts(plan, l));
+}
+
+/** MLP experts per token in layer l as the plan's cost assumes: the calibrated mean of a threshold select, else k. */
+function plannedExperts(plan: CostView, l: number): number {
+  const select = plan.layers[l].ops.find((op) => op.op === 'select');
+  const mean = plan.calibration?.layers[l]?.mean_selected;
+  return select?.mode === 'threshold' && mean !== undefined ? mean : (select?.k ?? plan.config.num_experts);
+}
+
+/** Attention experts per token in layer l (MoA): the calibrated mean of a threshold select, else k (`all`: K); 0 without MoA. */
+function plannedAttentionExperts(plan: CostView, l: number): number {
+  const select = plan.layers[l].ops.find((op) => op.op === 'attention_select');
+  if (!select) return 0;
+  const mean = plan.calibration?.attention_layers?.[l]?.mean_selected;
+  return select.mode === 'threshold' && mean !== undefined ? mean : (select.k as number);
 }
 
 /** Parameters of one expert (gate, up, down). */
@@ -184,11 +227,9 @@ export function expertParams(plan: CostView): number {
 }
 
 /**
- * Active parameters per token when `meanExperts` experts per layer run on average: the dense count (all E experts)
- * less the experts that do not run. Linear in the expert count, so a mean over tokens gives the mean count.
+ * Active parameters per token when `meanExperts` MLP experts per layer run on average and the attention experts as
+ * the plan selects them. Linear in the expert count, so a mean over tokens gives the mean count.
  */
 export function activeParamsWithExperts(plan: CostView, meanExperts: number): number {
-  const E = plan.config.num_experts;
-  const notRun = plan.layers.length * (E - Math.min(E, meanExperts));
-  return plan.cost.dense_active_params_per_token - notRun * expertParams(plan);
+  return splitTotal(costSplitWithExperts(plan, meanExperts)).params;
 }

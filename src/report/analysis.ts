@@ -6,6 +6,7 @@ import { speedupAt } from './throughput';
 import type { MachineReport } from './machine';
 import type { RooflinePoint } from './charts/roofline_chart';
 import { denseSelection, idealSpeedup, weightBytesPerCall } from './cost_model';
+import { costSplit, denseCostSplit, type CostSplit } from '../plan/cost';
 
 /**
  * Turns timings into the figures the report states: speedups (measured vs ideal), the share of the measured memory
@@ -22,6 +23,8 @@ export interface ModeCost {
   active_params_per_token: number;
   flops_per_token: number;
   weight_bytes_per_token: number;
+  /** The per-token figures split into attention (MoA: its attention experts), MLP (routed and shared experts) and the rest. */
+  split: CostSplit;
 }
 
 export interface BandwidthFigure {
@@ -65,12 +68,14 @@ export function modeCosts(plan: PlanView): Record<ReportMode, ModeCost> {
       active_params_per_token: plan.cost.dense_active_params_per_token,
       flops_per_token: plan.cost.dense_flops_per_token,
       weight_bytes_per_token: plan.cost.dense_weight_bytes_per_token,
+      split: denseCostSplit(plan),
     },
     sparse: {
       total_params: plan.cost.total_params,
       active_params_per_token: plan.cost.active_params_per_token,
       flops_per_token: plan.cost.active_flops_per_token,
       weight_bytes_per_token: plan.cost.active_weight_bytes_per_token,
+      split: costSplit(plan),
     },
   };
 }

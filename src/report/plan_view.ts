@@ -15,7 +15,11 @@ export interface PlanView {
   dtypes?: { experts: string; attention: string };
   strategy: { name: string; k?: number | null; epsilon?: number; calib_tokens?: number };
   layers: { index: number; ops: ReadonlyArray<{ op: string; kept?: number[]; k?: number; mode?: string; epsilon?: number }> }[];
-  calibration?: null | { tokens: number; layers: { k?: number; mass_covered?: number; expert_load?: number[]; never_selected?: number[] }[] };
+  calibration?: null | {
+    tokens: number;
+    layers: { k?: number; mass_covered?: number; expert_load?: number[]; never_selected?: number[]; mean_selected?: number }[];
+    attention_layers?: { mean_selected?: number }[]; // MoA plans
+  };
   cost: PlanCost;
 }
 

@@ -27,6 +27,8 @@ export interface ReportJson {
     dtypes?: { experts: string; attention: string };
     strategy: { name: string; k: number | null; epsilon: number | null };
     experts_per_token: number[]; // per layer, the plan's k (threshold: its calibrated sizing k)
+    /** MoA plans: attention experts per token per layer as the cost assumes them (all: K; threshold: the calibrated mean). */
+    attention_experts_per_token?: number[];
     layers_note: string | null; // set when --layers shrank a paper shape
   };
   machine: MachineReport;
@@ -40,6 +42,7 @@ export interface ReportJson {
   /** The dense checkpoint through the JS reference forward on a subset of windows, with the plan's dense mode on the same subset. */
   reference_check: { windows: number; tokens: number; reference_loss: number; plan_dense_loss: number; plan_sparse_loss: number } | null;
   params: Record<ReportMode, { total: number; active_per_token: number }>;
+  /** Per mode, with `split`: active params, MACs and weight bytes per token of attention (MoA: its experts), MLP and the rest. */
   cost: Record<ReportMode, ModeCost>;
   throughput: ThroughputRow[];
   ideal_speedup: number;

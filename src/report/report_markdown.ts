@@ -121,6 +121,7 @@ export function reportMarkdown(report: ReportJson): string {
       ]),
     ),
     '',
+    ...costSplitSection(report),
     ...megrezNotes(report),
     `Ideal speedup at batch 1 = dense weight bytes per token ÷ sparse = **${fixed(report.ideal_speedup)}×**; ` +
       `measured (decode, batch ${report.speedup_batch}, median of paired repeats) **${fixed(report.measured_speedup)}×**, ` +
@@ -172,15 +173,21 @@ export function reportMarkdown(report: ReportJson): string {
     out.push('## Quality–cost curve', '');
     out.push(
       markdownTable(
-        ['routing', 'experts/token/layer', 'active params', 'loss', 'perplexity'],
+        ['routing', 'experts/token/layer', 'active params', 'of which attention', 'of which MLP', 'loss', 'perplexity'],
         report.quality_cost.map((p) => [
           p.sweep === 'topk' ? `top-${p.k}` : `threshold ε=${p.epsilon}`,
           fixed(p.mean_active_experts, 2),
           formatCount(p.active_params),
+          p.active_attention_params === undefined ? '–' : formatCount(p.active_attention_params),
+          p.active_mlp_params === undefined ? '–' : formatCount(p.active_mlp_params),
           fixed(p.loss, 4),
           fixed(p.perplexity, 3),
         ]),
       ),
+      '',
+      isMoa(report)
+        ? "Each point routes the MLP experts as its row says; the attention experts run as the plan selects them (the sweep's routing override changes only the MLP's), so the attention column is the plan's throughout. The rest of the active parameters is the LM head and final norm."
+        : 'Active parameters other than attention and MLP are the LM head and final norm.',
       '',
     );
   }
@@ -322,6 +329,45 @@ export function megrezNotes(report: Pick<ReportJson, 'model'>): string[] {
     );
   }
   return notes;
+}
+
+function isMoa(report: Pick<ReportJson, 'model'>): boolean {
+  return (report.model.config.attention_experts ?? 0) > 0;
+}
+
+/**
+ * Active parameters and weight bytes per token split by attention and MLP (src/plan/cost.ts `costSplit`): in a MoA
+ * plan (docs/design.md §12) the attention side holds the attention experts a token runs, so a plan that prunes or
+ * selects attention experts shows it here. Nothing for reports written before the split.
+ */
+export function costSplitSection(report: Pick<ReportJson, 'model' | 'cost'>): string[] {
+  const dense = report.cost.dense.split;
+  const sparse = report.cost.sparse.split;
+  if (!dense || !sparse) return [];
+  const moa = isMoa(report);
+  const row = (mode: string, split: NonNullable<typeof dense>) => [
+    mode,
+    formatCount(split.attention.params),
+    formatCount(split.mlp.params),
+    formatCount(split.other.params),
+    formatBytes(split.attention.bytes),
+    formatBytes(split.mlp.bytes),
+    formatBytes(split.other.bytes),
+  ];
+  const A = report.model.config.attention_experts ?? 0;
+  return [
+    markdownTable(
+      ['mode', 'attention params / token', 'MLP params / token', 'LM head + norm', 'attention bytes / token', 'MLP bytes / token', 'LM head, norm + embedding row'],
+      [row('dense', dense), row('sparse', sparse)],
+    ),
+    '',
+    moa
+      ? `Attention holds the mixture of attention heads (${A} attention experts × ${report.model.config.heads_per_attention_expert} heads per layer): ` +
+        "its q rows, q bias and W_o columns count once per attention expert a token runs, k/v and the attention router always. " +
+        `Dense runs all ${A}; sparse runs the plan's attention experts (attention experts per token by layer: ${report.model.attention_experts_per_token?.join(', ') ?? '–'}).`
+      : 'Attention is q/k/v/o, their biases and the attention norm; MLP the routed experts, the shared expert, the router and the MLP norm.',
+    '',
+  ];
 }
 
 /** The quality–cost rows per expert bit-width (expert_dtype_rows.ts); nothing when none were measured. */

@@ -2,6 +2,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic, writeJsonAtomic } from '../checkpoint/atomic';
 import type { ReportRuntime } from './report_runtime';
+import { attentionExpertsPerToken } from '../plan/cost';
 import type { PlanView } from './plan_view';
 import { keptExperts, planTopK } from './plan_view';
 import type { ReportJson } from './report_json';
@@ -261,6 +262,7 @@ export async function runReport(runtime: ReportRuntime, options: ReportOptions):
           ...(plan.dtypes ? { dtypes: plan.dtypes } : {}),
           strategy: { name: plan.strategy.name, k: plan.strategy.k ?? null, epsilon: plan.strategy.epsilon ?? null },
           experts_per_token: planTopK(plan),
+          ...(attentionExpertsPerToken(plan) ? { attention_experts_per_token: attentionExpertsPerToken(plan) } : {}),
           layers_note: options.layersNote,
         },
         machine,

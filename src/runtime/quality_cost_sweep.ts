@@ -1,6 +1,6 @@
 import type { EvaluationContext, RoutingOverride } from './evaluation_context';
 import { Quality, QualityInput, measureQuality } from './quality';
-import { activeParamsWithExperts, type CostView } from '../plan/cost';
+import { costSplitWithExperts, splitTotal, type CostView } from '../plan/cost';
 
 /**
  * The paper's Figure 4: held-out loss against active parameters per token, for fixed top-k (k = 1 … E) and for the
@@ -12,8 +12,11 @@ export interface QualityCostPoint {
   sweep: 'topk' | 'threshold';
   k: number | null;
   epsilon: number | null;
-  mean_active_experts: number;
+  mean_active_experts: number; // MLP experts per token per layer
   active_params: number;
+  /** active_params split (src/plan/cost.ts): attention (MoA: the plan's attention experts, which the sweep leaves as they are) and MLP. */
+  active_attention_params: number;
+  active_mlp_params: number;
   loss: number;
   perplexity: number;
   bits_per_byte: number;
@@ -36,12 +39,15 @@ export function toQualityCostPoint(plan: CostView, routing: RoutingOverride, qua
   // Top-k runs exactly k experts (capped by the kept count); the counters confirm it, and the threshold rule
   // needs them: its mean expert count is only known after running.
   const meanExperts = Number.isFinite(quality.mean_active_experts) ? quality.mean_active_experts : (routing.k ?? NaN);
+  const split = costSplitWithExperts(plan, meanExperts);
   return {
     sweep: routing.mode === 'threshold' ? 'threshold' : 'topk',
     k: routing.mode === 'topk' ? (routing.k ?? null) : null,
     epsilon: routing.mode === 'threshold' ? (routing.epsilon ?? null) : null,
     mean_active_experts: meanExperts,
-    active_params: activeParamsWithExperts(plan, meanExperts),
+    active_params: splitTotal(split).params,
+    active_attention_params: split.attention.params,
+    active_mlp_params: split.mlp.params,
     loss: quality.loss,
     perplexity: quality.perplexity,
     bits_per_byte: quality.bits_per_byte,

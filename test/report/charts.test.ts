@@ -68,7 +68,7 @@ describe('report charts render to SVG headless', () => {
 
   test('quality–cost chart labels the reference points', async () => {
     const points = [1, 2, 4, 8].map((k) => ({
-      sweep: 'topk' as const, k, epsilon: null, mean_active_experts: k, active_params: k * 1e6, loss: 2 - k / 10, perplexity: Math.exp(2 - k / 10), bits_per_byte: 1, layer_mean_experts: [k],
+      sweep: 'topk' as const, k, epsilon: null, mean_active_experts: k, active_params: k * 1e6, active_attention_params: 0, active_mlp_params: k * 1e6, loss: 2 - k / 10, perplexity: Math.exp(2 - k / 10), bits_per_byte: 1, layer_mean_experts: [k],
     }));
     const svg = await renderSvg(qualityCostChart(points, [{ label: 'plan', active_params: 2e6, perplexity: 5 }], 'Quality–cost'));
     expectSvg(svg);

@@ -1,7 +1,7 @@
 import type { ModelConfig } from '../../src/model/config';
 import { planCost } from '../../src/plan/cost';
 import type { PlanView } from '../../src/report/plan_view';
-import { activeParamsWithExperts } from '../../src/plan/cost';
+import { activeParamsWithExperts, costSplit, denseCostSplit, splitTotal } from '../../src/plan/cost';
 import {
   bitsPerByte,
   expectedDistinctExperts,
@@ -60,6 +60,32 @@ describe('cost model', () => {
     expect(activeParamsWithExperts(p, 4)).toBe(p.cost.dense_active_params_per_token);
     expect(activeParamsWithExperts(p, 1)).toBe(p.cost.active_params_per_token);
     expect(activeParamsWithExperts(p, 2.5) - activeParamsWithExperts(p, 1.5)).toBe(2 * 96);
+  });
+
+  test('MoA: the split counts the attention experts a token runs; the sweep changes the MLP experts only', () => {
+    // 4 heads of 2 as 2 attention experts × 2 heads over 2 kv heads; attention top-1 of 2, MLP top-1 of 4.
+    const moa: ModelConfig = { ...config, num_attention_heads: 4, num_key_value_heads: 2, attention_experts: 2, heads_per_attention_expert: 2 };
+    const view: PlanView = {
+      config: moa,
+      dtype: 'f32',
+      strategy: { name: 'topk', k: 1 },
+      layers: [0, 1].map((index) => ({ index, ops: [{ op: 'attention_select', mode: 'topk', k: 1 }, { op: 'select', mode: 'topk', k: 1 }, { op: 'experts', kept: [0, 1, 2, 3] }] })),
+      calibration: null,
+      cost: planCost(moa, 'f32', [4, 4], [1, 1], undefined, { kept: [2, 2], active: [1, 1] }),
+    };
+    const split = costSplit(view);
+    expect(splitTotal(split).params).toBe(view.cost.active_params_per_token);
+    expect(splitTotal(split).bytes).toBe(view.cost.active_weight_bytes_per_token);
+    expect(splitTotal(denseCostSplit(view)).params).toBe(view.cost.dense_active_params_per_token);
+    // Per layer by hand: one attention expert = q rows 2·2·8 + q bias 4 + W_o columns 8·4 = 68; k/v 2·2·2·8 = 64 and
+    // their bias 8, the attention router 2·8 and the norm 8 always. MLP: one expert 3·4·8 = 96, router 4·8, norm 8.
+    expect(split.attention.params).toBe(2 * (68 + 64 + 8 + 16 + 8));
+    expect(denseCostSplit(view).attention.params - split.attention.params).toBe(2 * 68);
+    expect(split.mlp.params).toBe(2 * (96 + 32 + 8));
+    expect(split.other.params).toBe(8 + 16 * 8); // final norm + (tied) LM head
+    // Quality–cost points: k MLP experts, the plan's attention expert — not the dense model's two.
+    expect(activeParamsWithExperts(view, 1)).toBe(view.cost.active_params_per_token);
+    expect(activeParamsWithExperts(view, 4)).toBe(view.cost.dense_active_params_per_token - 2 * 68);
   });
 
   test('bits per byte', () => {

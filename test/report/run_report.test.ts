@@ -148,6 +148,15 @@ describe('report pipeline over a scripted runtime', () => {
     expect(decodeAt1('dense')?.ops_ms?.experts).toBeCloseTo(E * UNIT_MS, 9);
     expect(decodeAt1('sparse')?.ops_ms?.experts).toBeCloseTo(K * UNIT_MS, 9);
     expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toContain('## Where the time goes');
+    // The attention / MLP / rest split sums to the per-token figures of its mode, and report.md states it.
+    for (const mode of ['dense', 'sparse'] as const) {
+      const { attention, mlp, other } = report.cost[mode].split;
+      expect(attention.params + mlp.params + other.params).toBe(report.params[mode].active_per_token);
+      expect(attention.bytes + mlp.bytes + other.bytes).toBeCloseTo(report.cost[mode].weight_bytes_per_token, 6);
+      expect(attention.params).toBe(report.cost.dense.split.attention.params); // plain attention: routing leaves it alone
+    }
+    for (const point of report.quality_cost) expect(point.active_params - point.active_attention_params - point.active_mlp_params).toBe(report.cost.sparse.split.other.params);
+    expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toContain('| mode | attention params / token | MLP params / token |');
     // scripted decode at batch 1: dense reads 1 + 4 units, sparse 1 + 1 → 2.5×
     expect(report.measured_speedup).toBeCloseTo(2.5, 12);
     const decode1 = report.throughput.find((r) => r.mode === 'sparse' && r.phase === 'decode' && r.batch === 1)!;
