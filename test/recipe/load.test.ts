@@ -2,6 +2,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { parameterCounts } from '../../src/model/config';
+import { classDtypeProblems } from '../../src/plan/dtype';
+import { resolveShape } from '../../src/report/paper_shapes';
 import { loadRecipe, recipeHash } from '../../src/recipe';
 
 const recipesDir = path.join(__dirname, '..', '..', 'recipes');
@@ -93,6 +95,34 @@ describe('shipped recipes', () => {
       expect(r.routing.mi_alpha).toBe(alpha);
       const tokensPerStep = r.train.batch_size * r.train.grad_accum * r.data.seq_len;
       expect(r.train.max_steps).toBe(Math.ceil((20 * parameterCounts(r.model).total) / tokensPerStep));
+    }
+  });
+
+  test("paper shapes with MoA: the paper's attention experts over 32 heads, otherwise the plain recipe; the same as report --shape's", () => {
+    const shapes: [string, number, number, number, number][] = [
+      // size, attention experts, heads each, head dim, α_attention
+      ['1b', 16, 2, 64, 3.5e-4],
+      ['3b', 8, 4, 96, 2e-4],
+      ['6b', 8, 4, 128, 2e-4],
+    ];
+    for (const [size, A, Nh, hd, alpha] of shapes) {
+      const plain = loadRecipe(path.join(recipesDir, `ds-moe-${size}.yaml`));
+      const moa = loadRecipe(path.join(recipesDir, `ds-moe-${size}-moa.yaml`));
+      expect(moa.model).toEqual({ ...plain.model, num_attention_heads: 32, num_key_value_heads: 32, attention_experts: A, heads_per_attention_expert: Nh });
+      expect(moa.model.hidden_size / moa.model.num_attention_heads).toBe(hd);
+      expect(moa.routing).toEqual({ ...plain.routing, mi_alpha_attention: alpha });
+      expect(moa.data).toEqual(plain.data);
+      // The schedule is the plain recipe's; its step count follows the token budget, 20 × params.
+      expect({ ...moa.train, max_steps: 0, warmup_steps: 0 }).toEqual({ ...plain.train, max_steps: 0, warmup_steps: 0 });
+      // q/k/v/o keep their d × d sizes: the attention routers are the only new parameters.
+      const L = moa.model.num_hidden_layers;
+      expect(parameterCounts(moa.model).total - parameterCounts(plain.model).total).toBe(L * A * moa.model.hidden_size);
+      // Every quantized --attn-dtype fits: an attention expert's W_o rows (N_h × head dim) are whole blocks of 64.
+      expect(classDtypeProblems(moa.model, { experts: 'q2_a', attention: 'q2_a' })).toEqual([]);
+      // `dsmoe report --shape ds-moe-<size>-moa` runs the same model (its vocabulary and context are the report's).
+      const shape = resolveShape(`ds-moe-${size}-moa`);
+      const { vocab_size: _v, max_position_embeddings: _m, num_experts_per_tok: _k, ...model } = moa.model;
+      expect(shape.config).toMatchObject(model);
     }
   });
 

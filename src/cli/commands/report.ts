@@ -54,7 +54,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     withExpertCacheFlags(yargs)
       .usage(
         '$0 report --dense <dense-dir> --sparse <sparse-dir> --out DIR [--batch 1,4,16,64]\n' +
-          '$0 report --shape <ds-moe-1b|ds-moe-3b|ds-moe-6b|config.json> --random-init --out DIR [--layers N]',
+          '$0 report --shape <ds-moe-1b|ds-moe-3b|ds-moe-6b|ds-moe-1b-moa|ds-moe-3b-moa|ds-moe-6b-moa|config.json> --random-init --out DIR [--layers N]',
       )
       .option('dense', { type: 'string', describe: 'dense checkpoint folder (default: the plan\'s source)' })
       .option('sparse', { type: 'string', describe: 'sparse plan folder (dsmoe convert output)' })
