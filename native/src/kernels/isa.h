@@ -36,6 +36,11 @@ struct ScalarOps {
   static inline void store(float* p, vec v) { *p = v; }
   template <DType WT>
   static inline vec load_w(const void* p, size_t i) { return load_f32(p, WT, i); }
+  // bf16 weights p[0], p[1] widened: the even one and the odd one (gemv_bf16_isa.inc's split layout).
+  static inline void widen_bf16_split(const uint16_t* p, vec& even, vec& odd) {
+    even = bf16_to_f32(p[0]);
+    odd = bf16_to_f32(p[1]);
+  }
   static inline vec fmadd(vec a, vec b, vec c) { return a * b + c; }
   static inline vec add(vec a, vec b) { return a + b; }
   static inline vec mul(vec a, vec b) { return a * b; }
@@ -90,6 +95,13 @@ struct Avx2Ops {
       if constexpr (WT == DType::F16) return _mm256_cvtph_ps(h);
       else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
+  }
+  // 16 bf16 weights in one 32-byte load: each 32-bit lane holds an even weight (low half) and an odd one (high
+  // half), so a 16-bit left shift gives the 8 even weights as f32 and masking the low half the 8 odd ones.
+  DSMOE_AVX2 static inline void widen_bf16_split(const uint16_t* p, vec& even, vec& odd) {
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    even = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
+    odd = _mm256_castsi256_ps(_mm256_and_si256(raw, _mm256_set1_epi32(int(0xFFFF0000u))));
   }
   DSMOE_AVX2 static inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   DSMOE_AVX2 static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
@@ -147,6 +159,12 @@ struct Avx512Ops {
       if constexpr (WT == DType::F16) return _mm512_cvtph_ps(h);
       else return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
+  }
+  // 32 bf16 weights (one cache line) in one 64-byte load, split into even and odd as Avx2Ops does.
+  DSMOE_AVX512 static inline void widen_bf16_split(const uint16_t* p, vec& even, vec& odd) {
+    const __m512i raw = _mm512_loadu_si512(p);
+    even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+    odd = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(int(0xFFFF0000u))));
   }
   DSMOE_AVX512 static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   DSMOE_AVX512 static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }

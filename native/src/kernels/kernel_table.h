@@ -34,11 +34,11 @@ struct KernelTable {
 };
 
 // The table of one ISA, from the names every kernel_table_<isa>.cpp defines in its own namespace: the shared
-// bodies (gemv, rmsnorm_row, widen_row, dot, axpy), its pack and microkernel, and MR × NR.
+// bodies (gemv, gemv_bf16, rmsnorm_row, widen_row, dot, axpy), its pack and microkernel, and MR × NR.
 #define DSMOE_KERNEL_TABLE(ISA)                                                                                  \
   KernelTable {                                                                                                  \
     ISA,                                                                                                         \
-        {gemv<DType::F32>, gemv<DType::BF16>, gemv<DType::F16>, gemv<DType::Q8_0>, gemv<DType::Q4_0>,            \
+        {gemv<DType::F32>, gemv_bf16, gemv<DType::F16>, gemv<DType::Q8_0>, gemv<DType::Q4_0>,            \
          gemv<DType::Q3_A>, gemv<DType::Q2_A>},                                                                   \
         {pack<DType::F32>, pack<DType::BF16>, pack<DType::F16>, pack<DType::Q8_0>, pack<DType::Q4_0>,            \
          pack<DType::Q3_A>, pack<DType::Q2_A>},                                                                   \

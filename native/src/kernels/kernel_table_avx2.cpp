@@ -1,6 +1,8 @@
 // The AVX2 + FMA + F16C kernel table: the shared bodies over 8-lane vectors, and the hand-scheduled 6 × 16 GEMM
 // micro-kernel with its transposing panel packer.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "isa.h"
 #include "kernel_table.h"
@@ -12,6 +14,7 @@ namespace avx2_kernels {
 #define DSMOE_TARGET DSMOE_AVX2
 using Ops = Avx2Ops;
 #include "gemv_isa.inc"
+#include "gemv_bf16_isa.inc"
 #include "rows_isa.inc"
 #undef DSMOE_TARGET
 

@@ -1,6 +1,8 @@
 // The AVX-512 (F, BW, VL) kernel table: the shared bodies over 16-lane vectors, and the hand-scheduled 8 × 32 GEMM
 // micro-kernel with its panel packer.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "isa.h"
 #include "kernel_table.h"
@@ -12,6 +14,7 @@ namespace avx512_kernels {
 #define DSMOE_TARGET DSMOE_AVX512
 using Ops = Avx512Ops;
 #include "gemv_isa.inc"
+#include "gemv_bf16_isa.inc"
 #include "rows_isa.inc"
 #undef DSMOE_TARGET
 

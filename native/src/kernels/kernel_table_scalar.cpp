@@ -1,6 +1,8 @@
 // The scalar kernel table (also what ARM builds run): the shared bodies over one-lane "vectors", and a plain
 // 4 × 8 GEMM micro-kernel.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "isa.h"
 #include "kernel_table.h"
@@ -11,6 +13,7 @@ namespace scalar_kernels {
 #define DSMOE_TARGET
 using Ops = ScalarOps;
 #include "gemv_isa.inc"
+#include "gemv_bf16_isa.inc"
 #include "rows_isa.inc"
 #undef DSMOE_TARGET
 
