@@ -468,6 +468,60 @@ static void test_moe(ThreadPool* pool, const char* level) {
     }
 }
 
+// The experts' partition into work items (blocks of ≈ kMoeItemBytes of weight rows, any thread) against running
+// each expert whole on one thread (linear per expert, the GEMV path: ≤ 4 tokens per expert): every output row goes
+// through the same kernel calls in the same order, so the results must be equal bit for bit. Also with one scratch
+// reused across calls of different sizes (moe_ffn keeps its buffers; stale contents must not leak into a result),
+// and at shapes whose rows split into several items (d large enough for several blocks per expert).
+static void test_moe_partition(ThreadPool* pool, const char* level) {
+  MoeScratch scratch;
+  for (DType t : {DType::F32, DType::BF16, DType::Q8_0})
+    for (int T : {4, 1, 3, 2}) {  // largest first: later calls reuse bigger buffers
+      const int E = 5, d = 1024, I = 96, k = 2;  // d rows of I: down blocks of several items per expert
+      std::vector<int32_t> slot_of = {0, 1, 2, 3, 4};
+      Weights gu = make_weights(size_t(E) * 2 * I * d, t, 0.2f), dw = make_weights(size_t(E) * d * I, t, 0.2f);
+      std::vector<float> x = randn(size_t(T) * d), logits = randn(size_t(T) * E);
+      softmax_rows(logits.data(), T, E);
+      SelectRule rule;
+      rule.mode = SelectMode::TopK;
+      rule.k = k;
+      std::vector<int32_t> ids(size_t(T) * E), count(T), ecount(E), offsets(E + 1), rows(size_t(T) * E);
+      std::vector<float> w(size_t(T) * E), roww(size_t(T) * E);
+      select_experts(logits.data(), T, E, rule, E, ids.data(), w.data(), count.data());
+      group_by_expert(ids.data(), w.data(), count.data(), T, E, E, ecount.data(), offsets.data(), rows.data(), roww.data());
+      ExpertWeights ew{gu.data(), dw.data(), t, d, I, slot_of.data()};
+      // Per expert, whole: gather, gate+up, SwiGLU, down with the routing weight, then combine in row order.
+      const int R = offsets[E];
+      std::vector<float> xs(size_t(R) * d), g(size_t(R) * 2 * I), hh(size_t(R) * I), out(size_t(R) * d);
+      for (int r = 0; r < R; ++r) std::copy_n(x.data() + size_t(rows[r]) * d, d, xs.data() + size_t(r) * d);
+      for (int e = 0; e < E; ++e) {
+        const int off = offsets[e], n = offsets[e + 1] - off;
+        if (n == 0) continue;
+        const char* Wgu = static_cast<const char*>(gu.data()) + bytes_of(t, size_t(e) * 2 * I * d);
+        const char* Wd = static_cast<const char*>(dw.data()) + bytes_of(t, size_t(e) * d * I);
+        linear(nullptr, xs.data() + size_t(off) * d, n, d, Wgu, t, 2 * I, g.data() + size_t(off) * 2 * I, 2 * I, Epilogue{});
+        swiglu(g.data() + size_t(off) * 2 * I, n, I, hh.data() + size_t(off) * I);
+        Epilogue ep;
+        ep.row_scale = roww.data() + off;
+        linear(nullptr, hh.data() + size_t(off) * I, n, I, Wd, t, d, out.data() + size_t(off) * d, d, ep);
+      }
+      std::vector<float> whole(size_t(T) * d, 0.f);
+      combine_ref(out.data(), rows.data(), R, d, whole.data());
+      for (int use_scratch = 0; use_scratch < 2; ++use_scratch) {
+        Guarded got(size_t(T) * d);
+        moe_ffn(pool, x.data(), T, ew, E, offsets.data(), rows.data(), roww.data(), got.data(), use_scratch ? &scratch : nullptr);
+        ++g_checks;
+        if (!got.guards_intact() || std::memcmp(got.data(), whole.data(), whole.size() * sizeof(float)) != 0) {
+          size_t i = 0;
+          while (i < whole.size() && got.data()[i] == whole[i]) ++i;
+          std::printf("FAIL moe_ffn partition %s %s T=%d scratch=%d: differs from per-expert at %zu\n", level, dn(t), T,
+                      use_scratch, i);
+          ++g_failures;
+        }
+      }
+    }
+}
+
 // Selection rules (design.md §1) on hand-made rows.
 static void test_select() {
   auto run = [](const std::vector<float>& p, SelectRule rule, std::vector<int> want) {
@@ -563,6 +617,7 @@ int main() {
       test_gemm(pool, tag.c_str());
       test_small_kernels(pool, tag.c_str());
       test_moe(pool, tag.c_str());
+      test_moe_partition(pool, tag.c_str());
     }
   }
   test_linear_sweep(levels, &pool3);

@@ -72,56 +72,68 @@ void combine(ThreadPool* pool, const float* out, const int32_t* rows, int R, int
   });
 }
 
-// The whole layer's experts in four pool jobs, however many experts are active: work items are (expert, block of
-// output columns), so a decode step over 32 experts costs as few synchronisations as one over 2.
+// Grows v to at least n elements (never shrinks it) and returns its data.
+static float* at_least(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+// The whole layer's experts in one pool job per phase (gate+up, then down), however many experts are active: work
+// items are (expert, block of output rows), so a decode step over 32 experts costs as few synchronisations as one
+// over 2, and the threads take items from one shared counter, each item about kMoeItemBytes of weights (balanced by
+// bytes: a block of down rows, which are I long, has more rows than a block of gate+up rows, which are d long).
+// Every output row is computed by the same kernel call sequence whatever block it falls in, so the result does not
+// depend on the partition (bit for bit: test_moe_partition).
 void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,
-             const int32_t* rows, const float* row_weight, float* y) {
+             const int32_t* rows, const float* row_weight, float* y, MoeScratch* scratch) {
   (void)T;
   const int d = w.d, I = w.I;
   const int R = offsets[E];
   if (R == 0) return;
-  constexpr int kBlock = 64;  // output-column granularity of work items (a multiple of every GEMM panel width)
-  std::vector<float> xs(size_t(R) * d);      // [R, d]   gathered rows, expert by expert
-  std::vector<float> gu(size_t(R) * 2 * I);  // [R, 2I]
-  std::vector<float> h(size_t(R) * I);       // [R, I]
-  std::vector<float> out(size_t(R) * d);     // [R, d]   weighted expert outputs
+  constexpr int kBlock = 64;  // GEMM experts' output-row granularity (a multiple of every GEMM panel width)
+  MoeScratch local;
+  MoeScratch& s = scratch ? *scratch : local;
+  float* xs = at_least(s.xs, size_t(R) * d);      // [R, d]   gathered rows, expert by expert
+  float* gu = at_least(s.gu, size_t(R) * 2 * I);  // [R, 2I]
+  float* h = at_least(s.h, size_t(R) * I);        // [R, I]
+  float* out = at_least(s.out, size_t(R) * d);    // [R, d]   weighted expert outputs
   parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) {
-    for (size_t r = b; r < e; ++r) std::copy(x + size_t(rows[r]) * d, x + size_t(rows[r] + 1) * d, xs.begin() + r * d);
+    for (size_t r = b; r < e; ++r) std::copy(x + size_t(rows[r]) * d, x + size_t(rows[r] + 1) * d, xs + r * d);
   });
   struct Item { int expert, n0, n1; };
   int active = 0;
   for (int e = 0; e < E; ++e) active += offsets[e + 1] > offsets[e] && w.slot_of_expert[e] >= 0;
   const int threads = pool ? pool->size() : 1;
-  // GEMV experts (≤ 4 rows) are split into kBlock-row items: pure weight streaming, fine-grained balance. A GEMM
-  // expert packs its rows once per item, so it is split only as far as needed to give every thread work.
+  // GEMV experts (≤ 4 rows): pure weight streaming, items of ≈ kMoeItemBytes (a multiple of 4 rows, the GEMV's
+  // tile). A GEMM expert packs its rows once per item, so it is split only as far as needed to give every thread work.
   const int split = std::max(1, (4 * threads + active - 1) / std::max(1, active));
-  auto items_for = [&](int N) {
+  auto items_for = [&](int N, int K) {
+    const size_t row_bytes = std::max<size_t>(1, bytes_of(w.dtype, size_t(K)));
+    const int gemv_rows = int(std::max<size_t>(4, kMoeItemBytes / row_bytes / 4 * 4));
     std::vector<Item> items;
     for (int e = 0; e < E; ++e) {
       int n = offsets[e + 1] - offsets[e];
       if (n == 0 || w.slot_of_expert[e] < 0) continue;
-      int width = kBlock;
+      int width = gemv_rows;
       if (n > 4) width = std::max(kBlock, ((N + split - 1) / split + kBlock - 1) / kBlock * kBlock);
       for (int n0 = 0; n0 < N; n0 += width) items.push_back({e, n0, std::min(N, n0 + width)});
     }
     return items;
   };
   // gate+up: [n_e, d] · [2I, d]ᵀ, one block of weight rows per item.
-  std::vector<Item> items = items_for(2 * I);
+  std::vector<Item> items = items_for(2 * I, d);
   parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
       const Item& it = items[i];
       int off = offsets[it.expert], n = offsets[it.expert + 1] - off;
       const char* W = static_cast<const char*>(w.gate_up) + bytes_of(w.dtype, (size_t(w.slot_of_expert[it.expert]) * 2 * I + it.n0) * d);
-      linear(nullptr, xs.data() + size_t(off) * d, n, d, W, w.dtype, it.n1 - it.n0, gu.data() + size_t(off) * 2 * I + it.n0,
-             2 * I, Epilogue{});
+      linear(nullptr, xs + size_t(off) * d, n, d, W, w.dtype, it.n1 - it.n0, gu + size_t(off) * 2 * I + it.n0, 2 * I,
+             Epilogue{});
     }
   });
-  parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) {
-    swiglu(gu.data() + b * 2 * I, int(e - b), I, h.data() + b * I);
-  });
+  parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) { swiglu(gu + b * 2 * I, int(e - b), I, h + b * I); });
   // down with the routing weight in the epilogue: [n_e, I] · [d, I]ᵀ · w.
-  items = items_for(d);
+  items = items_for(d, I);
   parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
       const Item& it = items[i];
@@ -129,12 +141,12 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
       const char* W = static_cast<const char*>(w.down) + bytes_of(w.dtype, (size_t(w.slot_of_expert[it.expert]) * d + it.n0) * I);
       Epilogue ep;
       ep.row_scale = row_weight + off;
-      linear(nullptr, h.data() + size_t(off) * I, n, I, W, w.dtype, it.n1 - it.n0, out.data() + size_t(off) * d + it.n0, d, ep);
+      linear(nullptr, h + size_t(off) * I, n, I, W, w.dtype, it.n1 - it.n0, out + size_t(off) * d + it.n0, d, ep);
     }
   });
   for (int e = 0; e < E; ++e)  // rows routed to a pruned expert contribute nothing
-    if (w.slot_of_expert[e] < 0) std::fill(out.begin() + size_t(offsets[e]) * d, out.begin() + size_t(offsets[e + 1]) * d, 0.f);
-  combine(pool, out.data(), rows, R, d, y);
+    if (w.slot_of_expert[e] < 0) std::fill(out + size_t(offsets[e]) * d, out + size_t(offsets[e + 1]) * d, 0.f);
+  combine(pool, out, rows, R, d, y);
 }
 
 }  // namespace dsmoe

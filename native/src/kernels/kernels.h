@@ -14,6 +14,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "../common/dtype.h"
 
@@ -134,8 +135,15 @@ void combine_ref(const float* out, const int32_t* rows, int R, int d, float* y);
 void combine(ThreadPool* pool, const float* out, const int32_t* rows, int R, int d, float* y);
 void moe_ffn_ref(const float* x /*[T, d]*/, int T, const ExpertWeights& w, int E, const int32_t* offsets,
                  const int32_t* rows, const float* row_weight, float* y /*[T, d]*/);
+// The buffers of moe_ffn, kept by the caller from call to call (grown to the largest call, never shrunk): a decode
+// step then allocates nothing and takes no page faults on fresh memory. Null: moe_ffn allocates its own.
+struct MoeScratch {
+  std::vector<float> xs, gu, h, out;  // [R, d] gathered rows, [R, 2I], [R, I], [R, d] weighted outputs
+};
+// Bytes of weights per work item of a GEMV expert (≤ 4 rows): the unit the threads balance the layer's experts by.
+constexpr size_t kMoeItemBytes = size_t(128) << 10;
 void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,
-             const int32_t* rows, const float* row_weight, float* y);
+             const int32_t* rows, const float* row_weight, float* y, MoeScratch* scratch = nullptr);
 
 // ---------------------------------------------------------------------------------------------------------------
 // measure.cpp: what the benchmark compares against.

@@ -3,6 +3,7 @@
 // here own threading and blocking; the ISA-specific bodies come from the kernel table (kernel_table.h).
 #include <algorithm>
 #include <cstdlib>
+#include <new>
 
 #include "../common/threadpool.h"
 #include "kernel_table.h"
@@ -38,13 +39,28 @@ void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, 
 // over it, accumulating into a C buffer [strips·mr, nr] that the epilogue (bias, routing weight, scatter) empties at
 // the end. The blocking boundaries the tests cross: K = kGemmKc ± 1, M = mr ± 1, N not a multiple of nr.
 
-struct AlignedFloats {
-  float* p;
-  explicit AlignedFloats(size_t n) : p(static_cast<float*>(std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64))) {}
-  ~AlignedFloats() { std::free(p); }
-  AlignedFloats(const AlignedFloats&) = delete;
-  AlignedFloats& operator=(const AlignedFloats&) = delete;
-};
+// Per-thread buffers, 64-byte aligned, grown to the largest request and kept: once warm, a GEMM call allocates
+// nothing (fresh allocations of this size come from mmap and page-fault on every call). Three kinds, because one
+// call uses its Ap on the calling thread while every thread, the caller included, uses a panel and a C.
+enum class GemmBuffer { Ap, Panel, C };
+static float* gemm_buffer(GemmBuffer which, size_t n) {
+  struct Buffer {
+    float* p = nullptr;
+    size_t n = 0;
+    ~Buffer() { std::free(p); }
+  };
+  static thread_local Buffer buffers[3];
+  Buffer& b = buffers[int(which)];
+  if (b.n < n) {
+    std::free(b.p);
+    b.p = nullptr;
+    b.n = 0;
+    b.p = static_cast<float*>(std::aligned_alloc(64, ((n * 4 + 63) / 64) * 64));
+    if (!b.p) throw std::bad_alloc();
+    b.n = n;
+  }
+  return b.p;
+}
 
 void pack_panel_plain(const void* W, DType wt, int K, int k0, int kc, int N, int n0, int nr, float* panel) {
   for (int j = 0; j < nr; ++j) {
@@ -68,31 +84,31 @@ void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, 
     return;
   }
   // Ap [strips][K][MR]; rows past M repeat row M−1 (computed, never stored).
-  AlignedFloats Ap(size_t(strips) * K * MR);
+  float* Ap = gemm_buffer(GemmBuffer::Ap, size_t(strips) * K * MR);
   parallel_for(pool, size_t(strips), 4, [&](size_t s0, size_t s1, int) {
     for (size_t st = s0; st < s1; ++st)
       for (int i = 0; i < MR; ++i) {
         const float* src = X + size_t(std::min(int(st) * MR + i, M - 1)) * K;
-        float* dst = Ap.p + st * K * MR + i;
+        float* dst = Ap + st * K * MR + i;
         for (int k = 0; k < K; ++k) dst[size_t(k) * MR] = src[k];
       }
   });
   auto pack = kt.pack[int(wt)];
   const size_t blocks = (size_t(N) + NR - 1) / NR;
   parallel_for(pool, blocks, 1, [&](size_t b0, size_t b1, int) {
-    AlignedFloats panel(size_t(kGemmKc) * NR);  // [kGemmKc, NR]
-    AlignedFloats C(size_t(strips) * MR * NR);  // [strips·MR, NR]
+    float* panel = gemm_buffer(GemmBuffer::Panel, size_t(kGemmKc) * NR);  // [kGemmKc, NR]
+    float* C = gemm_buffer(GemmBuffer::C, size_t(strips) * MR * NR);      // [strips·MR, NR]
     for (size_t b = b0; b < b1; ++b) {
       const int n0 = int(b) * NR;
       for (int k0 = 0; k0 < K; k0 += kGemmKc) {
         const int kc = std::min(kGemmKc, K - k0);
-        pack(W, K, k0, kc, N, n0, panel.p);
+        pack(W, K, k0, kc, N, n0, panel);
         for (int st = 0; st < strips; ++st)
-          kt.microkernel(kc, Ap.p + (size_t(st) * K + k0) * MR, panel.p, C.p + size_t(st) * MR * NR, k0 > 0);
+          kt.microkernel(kc, Ap + (size_t(st) * K + k0) * MR, panel, C + size_t(st) * MR * NR, k0 > 0);
       }
       const int cols = std::min(NR, N - n0);
       for (int m = 0; m < M; ++m)
-        for (int j = 0; j < cols; ++j) store_out(C.p[size_t(m) * NR + j], m, n0 + j, Y, ldy, ep);
+        for (int j = 0; j < cols; ++j) store_out(C[size_t(m) * NR + j], m, n0 + j, Y, ldy, ep);
     }
   });
 }

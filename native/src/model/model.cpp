@@ -10,6 +10,13 @@
 
 namespace dsmoe {
 
+// Grows v to at least n elements (never shrinks it: the forward's buffers keep the largest batch's size).
+template <class T>
+static T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
 static std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
@@ -222,7 +229,7 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
     for (size_t i = start; i < end; ++i) cache_slot[active[i]] = got[i - start];
     ExpertWeights ew{cache_->gate_up_pool(c), cache_->down_pool(c), s.expert_dtype, s.d, L.intermediate, cache_slot.data()};
     if (start == 0 && end == active.size()) {
-      moe_ffn(&pool_, a, T, ew, E, offsets, rows, row_w, y);
+      moe_ffn(&pool_, a, T, ew, E, offsets, rows, row_w, y, &buffers_.moe);
     } else {
       sub_rows.clear();
       sub_w.clear();
@@ -232,7 +239,7 @@ void Model::moe_cached(int l, const float* a, int T, const int32_t* offsets, con
           for (int r = offsets[e]; r < offsets[e + 1]; ++r) sub_rows.push_back(rows[r]), sub_w.push_back(row_w[r]);
         sub_offsets[e + 1] = int32_t(sub_rows.size());
       }
-      moe_ffn(&pool_, a, T, ew, E, sub_offsets.data(), sub_rows.data(), sub_w.data(), y);
+      moe_ffn(&pool_, a, T, ew, E, sub_offsets.data(), sub_rows.data(), sub_w.data(), y, &buffers_.moe);
     }
     cache_->release(c);
   }
@@ -347,85 +354,94 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
   ThreadPool* pool = &pool_;
   const int d = s.d, H = s.heads, KV = s.kv_heads, hd = head_dim(), E = s.experts;
   const int qn = H * hd, kvn = KV * hd, qkvn = qn + 2 * kvn;
-  std::vector<float> h(size_t(T) * d);       // [T, d] residual stream
-  std::vector<float> a(size_t(T) * d);       // [T, d] normed
-  std::vector<float> qkv(size_t(T) * qkvn);  // [T, (H+2KV)·hd]
-  std::vector<float> q(size_t(T) * qn);      // [T, H·hd]
-  std::vector<float> kv(size_t(T) * kvn);    // [T, KV·hd] scratch for k before rope
-  std::vector<float> att(size_t(T) * qn);    // [T, H·hd]
-  std::vector<float> probs(size_t(T) * E);   // [T, E]
-  std::vector<int32_t> sel_ids(size_t(T) * E), sel_count(T), expert_count(E), offsets(E + 1), rows(size_t(T) * E);
-  std::vector<float> sel_w(size_t(T) * E), row_w(size_t(T) * E);
-  std::vector<int32_t> next_ids(size_t(T) * E), next_count(T);  // a pre-gated next layer's selection
-  std::vector<float> next_w(size_t(T) * E);
+  // Activations and scratch from the model's buffers (grown to the largest batch seen, reused): a decode step
+  // allocates nothing, so it takes no page faults on fresh memory. Every buffer is written before it is read.
+  ForwardBuffers& b = buffers_;
+  float* h = grow(b.h, size_t(T) * d);          // [T, d] residual stream
+  float* a = grow(b.a, size_t(T) * d);          // [T, d] normed
+  float* qkv = grow(b.qkv, size_t(T) * qkvn);   // [T, (H+2KV)·hd]
+  float* q = grow(b.q, size_t(T) * qn);         // [T, H·hd]
+  float* kv = grow(b.kv, size_t(T) * kvn);      // [T, KV·hd] scratch for k before rope
+  float* att = grow(b.att, size_t(T) * qn);     // [T, H·hd]
+  float* probs = grow(b.probs, size_t(T) * E);  // [T, E]
+  int32_t* sel_ids = grow(b.sel_ids, size_t(T) * E);
+  int32_t* sel_count = grow(b.sel_count, size_t(T));
+  int32_t* expert_count = grow(b.expert_count, size_t(E));
+  int32_t* offsets = grow(b.offsets, size_t(E) + 1);
+  int32_t* rows = grow(b.rows, size_t(T) * E);
+  float* sel_w = grow(b.sel_w, size_t(T) * E);
+  float* row_w = grow(b.row_w, size_t(T) * E);
+  int32_t* next_ids = grow(b.next_ids, size_t(T) * E);  // a pre-gated next layer's selection
+  int32_t* next_count = grow(b.next_count, size_t(T));
+  float* next_w = grow(b.next_w, size_t(T) * E);
   early_.clear();
   // Router of `layer` over the rows `x` [T, d] (softmax over all E), then its select rule (or the override).
   auto route = [&](int layer, const float* x, int32_t* ids, float* w, int32_t* count) {
     const LayerSpec& R = s.layer[layer];
-    linear(pool, x, T, d, R.router.data, DType::F32, E, probs.data(), E, Epilogue{});
-    softmax_rows(probs.data(), T, E);
+    linear(pool, x, T, d, R.router.data, DType::F32, E, probs, E, Epilogue{});
+    softmax_rows(probs, T, E);
     SelectRule rule = layer_rule(R, routing);
     rule.allowed = allowed_[layer].data();
-    select_experts(probs.data(), T, E, rule, E, ids, w, count);
+    select_experts(probs, T, E, rule, E, ids, w, count);
   };
 
   OpClock clock(s.profile_ops);  // after the buffers above: their allocation is in no phase
-  embedding(pool, s.embed.data, s.embed.dtype, d, tokens.data(), T, h.data());
+  embedding(pool, s.embed.data, s.embed.dtype, d, tokens.data(), T, h);
   clock.lap(Op::Embedding);
   AttentionShape shape{H, KV, hd, size_t(cache.max_context()) * kvn};
   for (int l = 0; l < s.layers; ++l) {
     const LayerSpec& L = s.layer[l];
     // --- attention block
-    rmsnorm(pool, h.data(), static_cast<const float*>(L.attn_norm.data), T, d, s.rms_eps, a.data());
+    rmsnorm(pool, h, static_cast<const float*>(L.attn_norm.data), T, d, s.rms_eps, a);
     clock.lap(Op::Norm);
     if (L.attn_experts > 0) {
       // MoA (moa_attention.cpp): its router, q/k/v, attention and W_o all count as the attention phase.
-      moa_attention(l, a.data(), T, slots.data(), positions.data(), cache, routing, h.data());
+      moa_attention(l, a, T, slots.data(), positions.data(), cache, routing, h);
       clock.lap(Op::Attention);
     } else {
       Epilogue with_bias;
       with_bias.bias = static_cast<const float*>(L.qkv_bias.data);
-      linear(pool, a.data(), T, d, L.qkv.data, s.attn_dtype, qkvn, qkv.data(), qkvn, with_bias);
+      linear(pool, a, T, d, L.qkv.data, s.attn_dtype, qkvn, qkv, qkvn, with_bias);
       clock.lap(Op::Qkv);
-      for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn, qn, q.data() + size_t(t) * qn);
-      rope(pool, q.data(), T, H, hd, positions.data(), s.rope_theta);
-      for (int t = 0; t < T; ++t) std::copy_n(qkv.data() + size_t(t) * qkvn + qn, kvn, kv.data() + size_t(t) * kvn);
-      rope(pool, kv.data(), T, KV, hd, positions.data(), s.rope_theta);
+      for (int t = 0; t < T; ++t) std::copy_n(qkv + size_t(t) * qkvn, qn, q + size_t(t) * qn);
+      rope(pool, q, T, H, hd, positions.data(), s.rope_theta);
+      for (int t = 0; t < T; ++t) std::copy_n(qkv + size_t(t) * qkvn + qn, kvn, kv + size_t(t) * kvn);
+      rope(pool, kv, T, KV, hd, positions.data(), s.rope_theta);
       float* kc = cache.k(l);
       float* vc = cache.v(l);
       for (int t = 0; t < T; ++t) {
         size_t at = size_t(slots[t]) * shape.slot_stride + size_t(positions[t]) * kvn;
-        std::copy_n(kv.data() + size_t(t) * kvn, kvn, kc + at);
-        std::copy_n(qkv.data() + size_t(t) * qkvn + qn + kvn, kvn, vc + at);
+        std::copy_n(kv + size_t(t) * kvn, kvn, kc + at);
+        std::copy_n(qkv + size_t(t) * qkvn + qn + kvn, kvn, vc + at);
       }
-      attention(pool, q.data(), kc, vc, slots.data(), positions.data(), T, shape, att.data());
+      attention(pool, q, kc, vc, slots.data(), positions.data(), T, shape, att);
       clock.lap(Op::Attention);
       Epilogue residual;
       residual.accumulate = true;  // h += o·Woᵀ
-      linear(pool, att.data(), T, qn, L.o.data, s.attn_dtype, d, h.data(), d, residual);
+      linear(pool, att, T, qn, L.o.data, s.attn_dtype, d, h, d, residual);
       clock.lap(Op::AttnOut);
     }
 
     // --- MoE block: router over all E experts, selection, grouped experts added straight into h
-    rmsnorm(pool, h.data(), static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a.data());
+    rmsnorm(pool, h, static_cast<const float*>(L.mlp_norm.data), T, d, s.rms_eps, a);
     clock.lap(Op::Norm);
     if (L.pre_gate) {
       // Routed one block early, from the previous layer's mlp_norm output (below): use exactly that selection.
-      sel_ids.swap(next_ids);
-      sel_w.swap(next_w);
-      sel_count.swap(next_count);
+      std::swap(sel_ids, next_ids);
+      std::swap(sel_w, next_w);
+      std::swap(sel_count, next_count);
     } else {
-      route(l, a.data(), sel_ids.data(), sel_w.data(), sel_count.data());
+      route(l, a, sel_ids, sel_w, sel_count);
     }
     if (l + 1 < s.layers && s.layer[l + 1].pre_gate) {
       // Megrez2's pre-gate: layer l+1's router reads this layer's mlp_norm output, so its experts are known now,
       // before this layer's experts and the next attention run.
-      route(l + 1, a.data(), next_ids.data(), next_w.data(), next_count.data());
+      route(l + 1, a, next_ids, next_w, next_count);
       EarlyRouting early;
       early.layer = l + 1;
-      early.count = next_count;
-      early.ids = next_ids;
-      early.weights = next_w;
+      early.count.assign(next_count, next_count + T);
+      early.ids.assign(next_ids, next_ids + size_t(T) * E);
+      early.weights.assign(next_w, next_w + size_t(T) * E);
       std::vector<uint8_t> needed(E, 0);
       for (int t = 0; t < T; ++t)
         for (int j = 0; j < next_count[t]; ++j) needed[next_ids[size_t(t) * E + j]] = 1;
@@ -434,32 +450,34 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
       if (early_hook_) early_hook_(early);
       early_.push_back(std::move(early));
     }
-    group_by_expert(sel_ids.data(), sel_w.data(), sel_count.data(), T, E, E, expert_count.data(), offsets.data(),
-                    rows.data(), row_w.data());
+    group_by_expert(sel_ids, sel_w, sel_count, T, E, E, expert_count, offsets,
+                    rows, row_w);
     for (int e = 0; e < E; ++e) counts_[l][e] += expert_count[e];
     clock.lap(Op::Router);
     if (cache_) {
-      moe_cached(l, a.data(), T, offsets.data(), rows.data(), row_w.data(), h.data(), h.data());
+      moe_cached(l, a, T, offsets, rows, row_w, h, h);
     } else {
       ExpertWeights ew{L.gate_up.data, L.down.data, s.expert_dtype, d, L.intermediate, slot_of_[l].data()};
-      moe_ffn(pool, a.data(), T, ew, E, offsets.data(), rows.data(), row_w.data(), h.data());
+      moe_ffn(pool, a, T, ew, E, offsets, rows, row_w, h, &b.moe);
     }
     clock.lap(Op::Experts);
     if (L.shared_intermediate > 0) {
       const int Is = L.shared_intermediate;
-      std::vector<float> gu(size_t(T) * 2 * Is), hs(size_t(T) * Is), gate(T);
+      float* gu = grow(b.shared_gu, size_t(T) * 2 * Is);  // [T, 2·Is]
+      float* hs = grow(b.shared_h, size_t(T) * Is);       // [T, Is]
+      float* gate = grow(b.shared_gate, size_t(T));
       const float* wsg = static_cast<const float*>(L.shared_gate.data);
       for (int t = 0; t < T; ++t) {  // sigmoid(m·w_sg)
         double z = 0;
         for (int j = 0; j < d; ++j) z += double(a[size_t(t) * d + j]) * wsg[j];
         gate[t] = float(1.0 / (1.0 + std::exp(-z)));
       }
-      linear(pool, a.data(), T, d, L.shared_gate_up.data, s.dtype, 2 * Is, gu.data(), 2 * Is, Epilogue{});
-      swiglu(gu.data(), T, Is, hs.data());
+      linear(pool, a, T, d, L.shared_gate_up.data, s.dtype, 2 * Is, gu, 2 * Is, Epilogue{});
+      swiglu(gu, T, Is, hs);
       Epilogue ep;
-      ep.row_scale = gate.data();
+      ep.row_scale = gate;
       ep.accumulate = true;
-      linear(pool, hs.data(), T, Is, L.shared_down.data, s.dtype, d, h.data(), d, ep);
+      linear(pool, hs, T, Is, L.shared_down.data, s.dtype, d, h, d, ep);
       clock.lap(Op::SharedExpert);
     }
   }
@@ -474,11 +492,11 @@ std::vector<float> Model::forward(KvCache& cache, const std::vector<int32_t>& to
     clock.add_to(op_times_);
     return logits;
   }
-  std::vector<float> hr(size_t(R) * d);  // [R, d]
-  for (int r = 0; r < R; ++r) std::copy_n(h.data() + size_t(output_rows[r]) * d, d, hr.data() + size_t(r) * d);
-  rmsnorm(pool, hr.data(), static_cast<const float*>(s.norm.data), R, d, s.rms_eps, hr.data());
+  float* hr = grow(b.hr, size_t(R) * d);  // [R, d]
+  for (int r = 0; r < R; ++r) std::copy_n(h + size_t(output_rows[r]) * d, d, hr + size_t(r) * d);
+  rmsnorm(pool, hr, static_cast<const float*>(s.norm.data), R, d, s.rms_eps, hr);
   clock.lap(Op::Norm);
-  linear(pool, hr.data(), R, d, s.lm_head.data, s.lm_head.dtype, s.vocab, logits.data(), s.vocab, Epilogue{});
+  linear(pool, hr, R, d, s.lm_head.data, s.lm_head.dtype, s.vocab, logits.data(), s.vocab, Epilogue{});
   clock.lap(Op::LmHead);
   clock.add_to(op_times_);
   return logits;

@@ -164,6 +164,14 @@ class Model {
   std::vector<std::vector<int64_t>> attn_counts_;      // [L][A]
   int64_t tokens_ = 0;
   OpTimes op_times_;                           // summed over forwards when spec_.profile_ops
+  // The forward's activations and scratch, kept from call to call and grown to the largest batch seen (under
+  // mutex_, like every forward): a decode step allocates nothing and takes no page faults on fresh memory.
+  struct ForwardBuffers {
+    std::vector<float> h, a, qkv, q, kv, att, probs, sel_w, row_w, next_w, shared_gu, shared_h, shared_gate, hr;
+    std::vector<int32_t> sel_ids, sel_count, expert_count, offsets, rows, next_ids, next_count;
+    MoeScratch moe;
+  };
+  ForwardBuffers buffers_;
   std::vector<EarlyRouting> early_;            // of the last forward
   EarlyRoutingHook early_hook_;
 };
