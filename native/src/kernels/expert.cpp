@@ -80,7 +80,7 @@ static float* at_least(std::vector<float>& v, size_t n) {
 
 // The whole layer's experts in one pool job per phase (gate+up, then down), however many experts are active: work
 // items are (expert, block of output rows), so a decode step over 32 experts costs as few synchronisations as one
-// over 2, and the threads take items from one shared counter, each item about kMoeItemBytes of weights (balanced by
+// over 2, and the threads take items from one shared counter, each item about kGemvItemBytes of weights (balanced by
 // bytes: a block of down rows, which are I long, has more rows than a block of gate+up rows, which are d long).
 // Every output row is computed by the same kernel call sequence whatever block it falls in, so the result does not
 // depend on the partition (bit for bit: test_moe_partition).
@@ -104,12 +104,12 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
   int active = 0;
   for (int e = 0; e < E; ++e) active += offsets[e + 1] > offsets[e] && w.slot_of_expert[e] >= 0;
   const int threads = pool ? pool->size() : 1;
-  // GEMV experts (≤ 4 rows): pure weight streaming, items of ≈ kMoeItemBytes (a multiple of 4 rows, the GEMV's
+  // GEMV experts (≤ 4 rows): pure weight streaming, items of ≈ kGemvItemBytes (a multiple of 4 rows, the GEMV's
   // tile). A GEMM expert packs its rows once per item, so it is split only as far as needed to give every thread work.
   const int split = std::max(1, (4 * threads + active - 1) / std::max(1, active));
   auto items_for = [&](int N, int K) {
     const size_t row_bytes = std::max<size_t>(1, bytes_of(w.dtype, size_t(K)));
-    const int gemv_rows = int(std::max<size_t>(4, kMoeItemBytes / row_bytes / 4 * 4));
+    const int gemv_rows = int(std::max<size_t>(4, kGemvItemBytes / row_bytes / 4 * 4));
     std::vector<Item> items;
     for (int e = 0; e < E; ++e) {
       int n = offsets[e + 1] - offsets[e];

@@ -41,6 +41,11 @@ struct ScalarOps {
     even = bf16_to_f32(p[0]);
     odd = bf16_to_f32(p[1]);
   }
+  // x[0], x[1] as (even, odd): the input arrangement that matches widen_bf16_split.
+  static inline void deinterleave(const float* x, vec& even, vec& odd) {
+    even = x[0];
+    odd = x[1];
+  }
   static inline vec fmadd(vec a, vec b, vec c) { return a * b + c; }
   static inline vec add(vec a, vec b) { return a + b; }
   static inline vec mul(vec a, vec b) { return a * b; }
@@ -102,6 +107,13 @@ struct Avx2Ops {
     const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
     even = _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16));
     odd = _mm256_castsi256_ps(_mm256_and_si256(raw, _mm256_set1_epi32(int(0xFFFF0000u))));
+  }
+  // x[0..16) as its 8 even-indexed and 8 odd-indexed floats, in order (the arrangement widen_bf16_split needs).
+  DSMOE_AVX2 static inline void deinterleave(const float* x, vec& even, vec& odd) {
+    const __m256 a = _mm256_loadu_ps(x), b = _mm256_loadu_ps(x + 8);
+    // shuffle_ps works per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; the 64-bit permute puts the halves in order.
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
   }
   DSMOE_AVX2 static inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
   DSMOE_AVX2 static inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
@@ -165,6 +177,13 @@ struct Avx512Ops {
     const __m512i raw = _mm512_loadu_si512(p);
     even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
     odd = _mm512_castsi512_ps(_mm512_and_si512(raw, _mm512_set1_epi32(int(0xFFFF0000u))));
+  }
+  // x[0..32) as its 16 even-indexed and 16 odd-indexed floats, in order.
+  DSMOE_AVX512 static inline void deinterleave(const float* x, vec& even, vec& odd) {
+    const __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    even = _mm512_permutex2var_ps(a, e, b);
+    odd = _mm512_permutex2var_ps(a, _mm512_add_epi32(e, _mm512_set1_epi32(1)), b);
   }
   DSMOE_AVX512 static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   DSMOE_AVX512 static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }

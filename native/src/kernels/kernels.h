@@ -38,6 +38,9 @@ void linear_ref(const float* X, int M, int K, const void* W, DType wt, int N, fl
 // Picks GEMV (M ≤ 4: weights streamed once, memory-bound) or the packed GEMM (M > 4: register-blocked micro-kernel).
 void linear(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
             const Epilogue& ep);
+// Bytes of weights per work item of a GEMV (a chunk of linear_gemv's rows, a block of a ≤ 4-row expert's rows in
+// moe_ffn): the unit the threads balance decode by.
+constexpr size_t kGemvItemBytes = size_t(128) << 10;
 // The two paths, callable directly so tests hit both at every M.
 void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep);
@@ -140,8 +143,6 @@ void moe_ffn_ref(const float* x /*[T, d]*/, int T, const ExpertWeights& w, int E
 struct MoeScratch {
   std::vector<float> xs, gu, h, out;  // [R, d] gathered rows, [R, 2I], [R, I], [R, d] weighted outputs
 };
-// Bytes of weights per work item of a GEMV expert (≤ 4 rows): the unit the threads balance the layer's experts by.
-constexpr size_t kMoeItemBytes = size_t(128) << 10;
 void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,
              const int32_t* rows, const float* row_weight, float* y, MoeScratch* scratch = nullptr);
 

@@ -29,7 +29,10 @@ void linear_ref(const float* X, int M, int K, const void* W, DType wt, int N, fl
 void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep) {
   auto gemv = kernel_table().gemv[int(wt)];
-  parallel_for(pool, size_t(N), 16, [&](size_t b, size_t e, int) { gemv(X, M, K, W, int(b), int(e), Y, ldy, ep); });
+  // Chunks of ≈ kGemvItemBytes of weights (at least 16 rows): long enough that a call's fixed costs (arranging the
+  // input, the first misses) are small next to its streaming, and still hundreds of chunks for a large matrix.
+  const size_t rows = std::max<size_t>(16, kGemvItemBytes / std::max<size_t>(1, bytes_of(wt, size_t(K))));
+  parallel_for(pool, size_t(N), rows, [&](size_t b, size_t e, int) { gemv(X, M, K, W, int(b), int(e), Y, ldy, ep); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
