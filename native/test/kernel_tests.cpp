@@ -468,7 +468,7 @@ static void test_moe(ThreadPool* pool, const char* level) {
     }
 }
 
-// The experts' partition into work items (blocks of ≈ kMoeItemBytes of weight rows, any thread) against running
+// The experts' partition into work items (blocks of ≈ kGemvItemBytes of weight rows, any thread) against running
 // each expert whole on one thread (linear per expert, the GEMV path: ≤ 4 tokens per expert): every output row goes
 // through the same kernel calls in the same order, so the results must be equal bit for bit. Also with one scratch
 // reused across calls of different sizes (moe_ffn keeps its buffers; stale contents must not leak into a result),
