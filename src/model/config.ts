@@ -23,10 +23,16 @@ export interface ModelConfig {
    */
   experts_shared_frequency?: number;
   /**
-   * Layers before this index keep their own routed experts (Megrez2 makes them dense MLPs; here they are unshared
-   * MoE layers, docs/design.md §1). Absent = 0.
+   * Layers before this index are dense: one SwiGLU MLP of width `intermediate_size`, no router, no experts and no
+   * shared expert (Megrez2's and DeepSeek's field; docs/design.md §1). Absent = 0: every layer is MoE.
    */
   first_k_dense_replace?: number;
+  /**
+   * Width of a dense layer's MLP (`denseIntermediateSize`). Absent = num_experts × moe_intermediate_size, the width
+   * of the dense MLP equal in size to one MoE layer's experts (what config.json has always written here); written
+   * only with dense layers and when it differs from that.
+   */
+  intermediate_size?: number;
   /** Megrez2's pre-gated routing: layer l's router reads layer l−1's post-attention-norm output (`preGated`). Absent = false. */
   pre_gate?: boolean;
   /**
@@ -63,6 +69,7 @@ const FIELD_RULES: Record<keyof ModelConfig, 'positive integer' | 'non-negative 
   tie_word_embeddings: 'boolean',
   experts_shared_frequency: 'positive integer',
   first_k_dense_replace: 'non-negative integer',
+  intermediate_size: 'positive integer',
   pre_gate: 'boolean',
   attention_experts: 'non-negative integer',
   heads_per_attention_expert: 'positive integer',
@@ -72,6 +79,7 @@ const FIELD_RULES: Record<keyof ModelConfig, 'positive integer' | 'non-negative 
 const OPTIONAL_KEYS: readonly (keyof ModelConfig)[] = [
   'experts_shared_frequency',
   'first_k_dense_replace',
+  'intermediate_size',
   'pre_gate',
   'attention_experts',
   'heads_per_attention_expert',
@@ -89,6 +97,8 @@ export function withoutDefaults(config: ModelConfig): ModelConfig {
   const out = { ...config };
   if (out.experts_shared_frequency === undefined || out.experts_shared_frequency === 1) delete out.experts_shared_frequency;
   if (out.first_k_dense_replace === undefined || out.first_k_dense_replace === 0) delete out.first_k_dense_replace;
+  // intermediate_size only matters with dense layers, and only when it is not the default E·I.
+  if (out.first_k_dense_replace === undefined || out.intermediate_size === out.num_experts * out.moe_intermediate_size) delete out.intermediate_size;
   if (out.pre_gate === undefined || out.pre_gate === false) delete out.pre_gate;
   if (out.attention_experts === undefined || out.attention_experts === 0) delete out.attention_experts;
   if (out.heads_per_attention_expert === undefined) delete out.heads_per_attention_expert;
@@ -112,9 +122,29 @@ export function splitExperts(config: ModelConfig, granularity: number): ModelCon
 }
 
 /**
+ * Whether layer l is a dense MLP layer (Megrez2's and DeepSeek's `first_k_dense_replace`): no router, no experts;
+ * its MLP is `down · (silu(gate·m) ⊙ up·m)` of width `denseIntermediateSize`.
+ */
+export function isDenseLayer(config: ModelConfig, l: number): boolean {
+  return l < (config.first_k_dense_replace ?? 0);
+}
+
+/** W, the width of a dense layer's MLP: `intermediate_size`, by default E·I. */
+export function denseIntermediateSize(config: ModelConfig): number {
+  return config.intermediate_size ?? config.num_experts * config.moe_intermediate_size;
+}
+
+/** The MoE layers (every layer from first_k_dense_replace on), increasing. */
+export function moeLayers(config: ModelConfig): number[] {
+  const out: number[] = [];
+  for (let l = 0; l < config.num_hidden_layers; l++) if (!isDenseLayer(config, l)) out.push(l);
+  return out;
+}
+
+/**
  * The layer whose routed experts layer l uses: the pool's id is the index of its first layer. Megrez2's serving
  * code (vLLM/SGLang `megrez_moe`): `(l − first_k_dense_replace) // f · f + first_k_dense_replace` for
- * l ≥ first_k_dense_replace; layers before it own their experts. f = 1: every layer is its own pool.
+ * l ≥ first_k_dense_replace; a dense layer before it (no routed experts) is its own. f = 1: every layer is its own pool.
  */
 export function expertPoolOf(config: ModelConfig, l: number): number {
   const f = config.experts_shared_frequency ?? 1;
@@ -123,17 +153,16 @@ export function expertPoolOf(config: ModelConfig, l: number): number {
   return Math.floor((l - k) / f) * f + k;
 }
 
-/** The pool ids (first layer of each pool), increasing. */
+/** The pool ids (first layer of each pool of routed experts; dense layers have none), increasing. */
 export function expertPools(config: ModelConfig): number[] {
-  const pools: number[] = [];
-  for (let l = 0; l < config.num_hidden_layers; l++) if (expertPoolOf(config, l) === l) pools.push(l);
-  return pools;
+  return moeLayers(config).filter((l) => expertPoolOf(config, l) === l);
 }
 
 /**
  * Whether layer l's router reads the previous layer's post-attention-norm output instead of its own (Megrez2's
- * pre-gate), so its experts are known one block early. Megrez2 pre-gates layers from first_k_dense_replace on and
- * needs a dense layer before them; layer 0 has no previous block, so it always routes on its own input.
+ * pre-gate), so its experts are known one block early. Megrez2 pre-gates every MoE layer (from
+ * first_k_dense_replace on; the first reads the dense layer before it); layer 0 has no previous block, so it always
+ * routes on its own input.
  */
 export function preGated(config: ModelConfig, l: number): boolean {
   return config.pre_gate === true && l >= Math.max(1, config.first_k_dense_replace ?? 0);
@@ -174,9 +203,9 @@ export function configProblems(config: ModelConfig): string[] {
   if (config.num_experts_per_tok > config.num_experts) {
     problems.push(`num_experts_per_tok (${config.num_experts_per_tok}) must be at most num_experts (${config.num_experts})`);
   }
-  if ((config.first_k_dense_replace ?? 0) >= config.num_hidden_layers && (config.experts_shared_frequency ?? 1) > 1) {
+  if ((config.first_k_dense_replace ?? 0) >= config.num_hidden_layers) {
     problems.push(
-      `first_k_dense_replace (${config.first_k_dense_replace}) must be below num_hidden_layers (${config.num_hidden_layers}) for experts_shared_frequency to share anything`,
+      `first_k_dense_replace (${config.first_k_dense_replace}) must be below num_hidden_layers (${config.num_hidden_layers}): at least one layer must be MoE`,
     );
   }
   problems.push(...attentionExpertProblems(config));
@@ -221,15 +250,20 @@ export function parameterCounts(config: ModelConfig): {
   const embedding = config.vocab_size * d;
   const lmHead = config.tie_word_embeddings ? 0 : config.vocab_size * d;
   const perLayerFixed = attentionPerLayer + sharedPerLayer + routerPerLayer + normsPerLayer;
-  // Routed experts are stored once per pool (Megrez2's sharing); every layer still runs k of them per token.
+  // Dense layers (first_k_dense_replace): attention, norms and one MLP of width W, all of it active.
+  const denseLayers = config.num_hidden_layers - moeLayers(config).length;
+  const denseLayer = attentionPerLayer + normsPerLayer + 3 * d * denseIntermediateSize(config);
+  const moe = config.num_hidden_layers - denseLayers;
+  // Routed experts are stored once per pool (Megrez2's sharing); every MoE layer still runs k of them per token.
   const total =
     embedding +
     lmHead +
     d +
-    config.num_hidden_layers * perLayerFixed +
+    denseLayers * denseLayer +
+    moe * perLayerFixed +
     expertPools(config).length * config.num_experts * expertPerExpert;
   const activePerToken = (k: number) =>
-    config.vocab_size * d + d + config.num_hidden_layers * (perLayerFixed + k * expertPerExpert);
+    config.vocab_size * d + d + denseLayers * denseLayer + moe * (perLayerFixed + k * expertPerExpert);
   return { total, embedding, attentionPerLayer, expertPerExpert, sharedPerLayer, routerPerLayer, activePerToken };
 }
 
@@ -241,7 +275,7 @@ export function toHfConfig(config: ModelConfig, extra: Record<string, unknown> =
     ...withoutDefaults(config),
     head_dim: headDim(config),
     hidden_act: 'silu',
-    intermediate_size: config.num_experts * config.moe_intermediate_size,
+    intermediate_size: denseIntermediateSize(config),
     norm_topk_prob: false,
     decoder_sparse_step: 1,
     mlp_only_layers: [],
@@ -281,6 +315,8 @@ export function fromHfConfig(hf: Record<string, unknown>): ModelConfig {
     tie_word_embeddings: hf.tie_word_embeddings === true,
     ...(hf.experts_shared_frequency !== undefined ? { experts_shared_frequency: hf.experts_shared_frequency as number } : {}),
     ...(hf.first_k_dense_replace !== undefined ? { first_k_dense_replace: hf.first_k_dense_replace as number } : {}),
+    // Qwen2-MoE's config.json always has intermediate_size (E·I when dsmoe wrote it); read only where dense layers use it.
+    ...(hf.intermediate_size !== undefined && (hf.first_k_dense_replace ?? 0) !== 0 ? { intermediate_size: hf.intermediate_size as number } : {}),
     ...(hf.pre_gate !== undefined ? { pre_gate: hf.pre_gate as boolean } : {}),
     ...(hf.attention_experts !== undefined ? { attention_experts: hf.attention_experts as number } : {}),
     ...(hf.heads_per_attention_expert !== undefined ? { heads_per_attention_expert: hf.heads_per_attention_expert as number } : {}),

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { attentionExperts, expertPoolOf, headDim, ModelConfig, preGated } from './config';
+import { attentionExperts, expertPoolOf, headDim, isDenseLayer, ModelConfig, moeLayers, preGated } from './config';
 import { causalSelfAttention, groupedCausalMask } from './attention';
 import { matMulTransposedB, plainMatMul } from './matmul';
-import { expertsMlp, sharedExpert, topKMask } from './moe';
+import { denseMlp, expertsMlp, sharedExpert, topKMask } from './moe';
 import { ParamMap } from './params';
 import { trainingNames } from '../plan/tensor_table';
 import { rmsNorm } from './rms_norm';
@@ -25,9 +25,13 @@ export interface RoutingOptions {
 
 export interface ForwardOutput {
   logits: tf.Tensor2D; // [B·T, V]
-  routerLogits: tf.Tensor2D[]; // per layer [B·T, E]
+  /**
+   * per layer [B·T, E]. A dense MLP layer (first_k_dense_replace) has no router: its entries are what a plan's zero
+   * router computes for it (logits 0, probabilities 1/E), constants that no loss reads (`moeLayers`).
+   */
+  routerLogits: tf.Tensor2D[];
   routerProbs: tf.Tensor2D[]; // per layer [B·T, E], softmax over all experts
-  /** per layer 0/1 selection [B·T, E] in top-k mode; empty in dense mode */
+  /** per layer 0/1 selection [B·T, E] in top-k mode (a dense layer: expert 0, as a plan runs it); empty in dense mode */
   selections: tf.Tensor2D[];
   /** per layer [B·T, A], the attention router's softmax over all A attention experts; empty without MoA */
   attentionRouterProbs: tf.Tensor2D[];
@@ -36,8 +40,8 @@ export interface ForwardOutput {
 export interface LossTerms {
   total: tf.Scalar; // lm + α · aux + α_z · z (+ α_attention · attentionAux with MoA)
   lm: tf.Scalar; // mean next-token cross-entropy, nats
-  aux: tf.Scalar; // MI loss (dense) or switch balance loss (topk), averaged over layers
-  z: tf.Scalar; // router z-loss averaged over layers (0 when its weight is 0: not computed)
+  aux: tf.Scalar; // MI loss (dense) or switch balance loss (topk), averaged over the MoE layers
+  z: tf.Scalar; // router z-loss averaged over the MoE layers (0 when its weight is 0: not computed)
   attentionAux: tf.Scalar | null; // MI loss of the attention routers, averaged over layers; null without MoA
   attentionRouterProbs: tf.Tensor2D[]; // the forward's, for routing statistics
 }
@@ -115,6 +119,16 @@ export class MoEModel {
       ); // [N, d]
       h = tf.add(h, attn) as tf.Tensor2D; // [N, d]
       const m = rmsNorm(h, this.param(trainingNames.mlpNorm(l)), c.rms_norm_eps); // [N, d]
+      if (isDenseLayer(c, l)) {
+        // Megrez2's dense first layers: one SwiGLU MLP, no routing (the next layer's pre-gate may read this m).
+        previousM = m;
+        routerLogits.push(tf.zeros([n, c.num_experts]) as tf.Tensor2D); // [N, E]
+        routerProbs.push(tf.fill([n, c.num_experts], 1 / c.num_experts) as tf.Tensor2D); // [N, E]
+        if (routing?.mode === 'topk') selections.push(oneHotRows(new Int32Array(n), c.num_experts)); // [N, E]
+        const mlp = denseMlp(m, this.param(trainingNames.mlpGate(l)), this.param(trainingNames.mlpUp(l)), this.param(trainingNames.mlpDown(l))); // [N, d]
+        h = tf.add(h, mlp) as tf.Tensor2D; // [N, d]
+        continue;
+      }
       // Megrez2's pre-gate: the router reads the previous layer's mlp_norm output (design.md §1).
       const routerInput = preGated(c, l) ? (previousM as tf.Tensor2D) : m; // [N, d]
       previousM = m;
@@ -169,8 +183,9 @@ export class MoEModel {
   loss(inputs: Int32Array, targets: Int32Array, batch: number, seqLen: number, routing: RoutingOptions): LossTerms {
     const out = this.forward(inputs, batch, seqLen, routing);
     const lm = crossEntropy(out.logits, targets);
-    const perLayer = out.routerProbs.map((probs, l) =>
-      routing.mode === 'topk' ? switchBalanceLoss(probs, out.selections[l]) : mutualInformationLoss(probs),
+    const routed = moeLayers(this.config); // dense MLP layers have no router, so no routing loss
+    const perLayer = routed.map((l) =>
+      routing.mode === 'topk' ? switchBalanceLoss(out.routerProbs[l], out.selections[l]) : mutualInformationLoss(out.routerProbs[l]),
     );
     const aux = tf.div(tf.addN(perLayer), perLayer.length) as tf.Scalar;
     const alpha = routing.mode === 'topk' ? routing.balanceAlpha : routing.miAlpha;
@@ -178,7 +193,7 @@ export class MoEModel {
     const zAlpha = routing.zLossAlpha ?? 0;
     let z = tf.scalar(0);
     if (zAlpha > 0) {
-      z = tf.div(tf.addN(out.routerLogits.map(routerZLoss)), out.routerLogits.length) as tf.Scalar;
+      z = tf.div(tf.addN(routed.map((l) => routerZLoss(out.routerLogits[l]))), routed.length) as tf.Scalar;
       total = tf.add(total, tf.mul(z, zAlpha)) as tf.Scalar;
     }
     let attentionAux: tf.Scalar | null = null;

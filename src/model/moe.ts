@@ -31,6 +31,19 @@ export function expertsMlp(
   return plainMatMul(weighted, down); // [N, d]
 }
 
+/** A dense layer's SwiGLU MLP (first_k_dense_replace): down · (silu(gate·x) ⊙ up·x). */
+export function denseMlp(
+  x: tf.Tensor2D, // [N, d]
+  gateWeight: tf.Tensor2D, // [d, W]
+  upWeight: tf.Tensor2D, // [d, W]
+  down: tf.Tensor2D, // [W, d]
+): tf.Tensor2D {
+  const gate = plainMatMul(x, gateWeight); // [N, W]
+  const up = plainMatMul(x, upWeight); // [N, W]
+  const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up) as tf.Tensor2D; // [N, W]
+  return plainMatMul(hidden, down); // [N, d]
+}
+
 /** The always-on shared expert, scaled by sigmoid(x · w_gate) as in Qwen2-MoE. */
 export function sharedExpert(
   x: tf.Tensor2D, // [N, d]

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { attentionExperts, expertPoolOf, headDim, ModelConfig } from './config';
+import { attentionExperts, denseIntermediateSize, expertPoolOf, headDim, isDenseLayer, ModelConfig } from './config';
 import { trainingNames as n } from '../plan/tensor_table';
 
 /**
@@ -50,6 +50,17 @@ export function paramSpecs(config: ModelConfig): ParamSpec[] {
     );
     // MoA's attention router (docs/design.md §12); the experts' q/o are column/row blocks of qkv and o above.
     if (A > 0) specs.push(matrix(n.attnRouter(l), [d, A]));
+    if (isDenseLayer(config, l)) {
+      // A dense MLP layer (first_k_dense_replace): no router, experts or shared expert.
+      const W = denseIntermediateSize(config);
+      specs.push(
+        vector(n.mlpNorm(l), d, 1),
+        matrix(n.mlpGate(l), [d, W]),
+        matrix(n.mlpUp(l), [d, W]),
+        matrix(n.mlpDown(l), [W, d], residualStd),
+      );
+      continue;
+    }
     specs.push(
       vector(n.mlpNorm(l), d, 1),
       matrix(n.router(l), [d, E]),

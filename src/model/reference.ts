@@ -6,7 +6,7 @@
  * Weights are looked up by their dense (Qwen2-MoE) names, `denseNames` in src/plan/tensor_table.ts.
  */
 import type { ModelConfig } from './config';
-import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert, preGated } from './config';
+import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert, isDenseLayer, preGated } from './config';
 import { denseNames } from '../plan/tensor_table';
 
 export interface ReferenceWeights {
@@ -40,10 +40,11 @@ export interface ReferenceOptions {
 
 export interface ReferenceResult {
   logits: Float32Array; // [T, V]
-  routerProbs?: Float32Array[]; // [L] of [T, E], softmax over all experts
+  /** [L] of [T, E], softmax over all experts; a dense MLP layer's is what a plan's zero router gives (1/E each). */
+  routerProbs?: Float32Array[];
   routerLogits?: Float32Array[]; // [L] of [T, E], before the softmax
   attentionRouterProbs?: Float32Array[]; // [L] of [T, A], MoA models only
-  selected?: number[][][]; // [L][T] expert ids used, in selection order
+  selected?: number[][][]; // [L][T] expert ids used, in selection order (a dense layer: [0], its MLP)
 }
 
 export interface Selection {
@@ -282,6 +283,15 @@ export function referenceForward(weights: ReferenceWeights, tokens: number[], op
 
     // MoE block
     const m = rmsNorm(h, weights.get(denseNames.postAttentionNorm(l)), c.rms_norm_eps); // [T, d]
+    if (isDenseLayer(c, l)) {
+      // A dense MLP layer (first_k_dense_replace): no routing rule applies. The next layer's pre-gate may read m.
+      previousM = m;
+      if (options.collectRouterLogits) routerLogits.push(new Float32Array(T * E)); // [T, E]
+      if (options.collectRouterProbs) routerProbs.push(new Float32Array(T * E).fill(1 / E)); // [T, E]
+      if (options.collectSelected) selected.push(tokens.map(() => [0]));
+      h = addInto(h, expertForward(m, weights.get(denseNames.mlpGate(l)), weights.get(denseNames.mlpUp(l)), weights.get(denseNames.mlpDown(l)), d)); // [T, d]
+      continue;
+    }
     // Megrez2's pre-gate: the router reads the previous layer's m (docs/design.md §1).
     const routerInput = preGated(c, l) ? (previousM as Float32Array) : m; // [T, d]
     previousM = m;

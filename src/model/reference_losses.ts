@@ -6,6 +6,7 @@
  */
 import type { RoutingOptions } from './model';
 import { referenceForward, type ReferenceWeights, type RoutingRule } from './reference';
+import { moeLayers } from './config';
 
 /** DS-MoE's mutual-information loss: −H(mean_x p) + mean_x H(p), rows of p [N, E]. */
 export function mutualInformationLossRef(probs: ArrayLike<number>, E: number): number {
@@ -64,8 +65,8 @@ export function trainingRoutingRule(routing: RoutingOptions): RoutingRule {
 export interface ReferenceLossTerms {
   total: number;
   lm: number; // mean next-token cross-entropy over every position of every sequence, nats
-  aux: number; // MI (dense) or balance (topk) loss, mean over layers
-  z: number; // router z-loss, mean over layers
+  aux: number; // MI (dense) or balance (topk) loss, mean over the MoE layers
+  z: number; // router z-loss, mean over the MoE layers
 }
 
 /**
@@ -109,7 +110,7 @@ export function referenceTrainingLoss(
     });
   }
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
-  const layers = Array.from({ length: L }, (_, l) => l);
+  const layers = moeLayers(c); // dense MLP layers have no router, so no routing loss
   const aux = mean(
     layers.map((l) => (routing.mode === 'topk' ? switchBalanceLossRef(probs[l], selected[l], E) : mutualInformationLossRef(probs[l], E))),
   );

@@ -14,7 +14,7 @@
  * hands the same rows to native code, which takes every name from them.
  */
 import type { ModelConfig } from '../model/config';
-import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert } from '../model/config';
+import { attentionExperts, denseIntermediateSize, expertPoolOf, headDim, headsPerAttentionExpert, isDenseLayer } from '../model/config';
 import { storageOf, tensorDtype, type StorageDtype, type TensorDtype } from './dtype';
 import type { Plan } from './plan_format';
 import { classDtypes, layerOps, moaOffset } from './plan_format';
@@ -53,6 +53,10 @@ export const denseNames = {
   sharedUp: (l: number) => `model.layers.${l}.mlp.shared_expert.up_proj.weight`,
   sharedDown: (l: number) => `model.layers.${l}.mlp.shared_expert.down_proj.weight`,
   sharedExpertGate: (l: number) => `model.layers.${l}.mlp.shared_expert_gate.weight`,
+  // A dense layer's MLP (first_k_dense_replace): Megrez2's and DeepSeek's names, transformers' LlamaMLP.
+  mlpGate: (l: number) => `model.layers.${l}.mlp.gate_proj.weight`,
+  mlpUp: (l: number) => `model.layers.${l}.mlp.up_proj.weight`,
+  mlpDown: (l: number) => `model.layers.${l}.mlp.down_proj.weight`,
 };
 
 /**
@@ -78,6 +82,9 @@ export const trainingNames = {
   sharedUp: (l: number) => `train.layers.${l}.shared.up_proj`, // [d, Is]
   sharedDown: (l: number) => `train.layers.${l}.shared.down_proj`, // [Is, d]
   sharedExpertGate: (l: number) => `train.layers.${l}.shared.expert_gate`, // [d, 1]
+  mlpGate: (l: number) => `train.layers.${l}.mlp.gate_proj`, // [d, W]   dense layers only
+  mlpUp: (l: number) => `train.layers.${l}.mlp.up_proj`, // [d, W]
+  mlpDown: (l: number) => `train.layers.${l}.mlp.down_proj`, // [W, d]
 };
 
 /** Plan tensor names, as `buildPlan` writes them into plan.json; readers take the names from plan.json. */
@@ -151,12 +158,18 @@ export interface DenseLayer {
   attnRouter: DenseTensor | null; // [A, d]   MoA layers only
   attnExperts: DenseAttentionExpert[]; // [A]; empty in a plain layer
   postAttentionNorm: DenseTensor; // [d]
-  router: DenseTensor; // [E, d]
+  /**
+   * A dense MLP layer (`isDenseLayer`, Megrez2's first_k_dense_replace): `experts` is its one MLP (`mlp.{gate,up,
+   * down}_proj`, width W), `router` a zero [E, d] that is in no checkpoint, and there is no shared expert. The plan
+   * runs it as a layer of one always-selected expert (docs/design.md §4).
+   */
+  dense: boolean;
+  router: DenseTensor; // [E, d]; a dense layer's is zero and stored only in plans
   /** The layer whose routed experts this layer uses (`expertPoolOf`: Megrez2's cross-layer sharing); l itself unless shared. */
   pool: number;
   /** Whether the experts below are stored with this layer (it is its pool's first layer). */
   ownsExperts: boolean;
-  experts: DenseExpert[]; // [E], the pool's: names and training pieces of layer `pool`
+  experts: DenseExpert[]; // [E], the pool's: names and training pieces of layer `pool`; a dense layer's [1], its MLP
   shared: { gate: DenseTensor; up: DenseTensor; down: DenseTensor } | null; // [Is, d], [Is, d], [d, Is]; Is > 0
   sharedExpertGate: DenseTensor; // [1, d]: y += sigmoid(m·gate) · shared(m); the zero one when there is no shared expert
 }
@@ -183,8 +196,10 @@ export function denseLayer(config: ModelConfig, l: number, options: DenseOptions
   const expertWidth = headsPerAttentionExpert(config) * hd; // N_h·hd, the q rows / o columns of one attention expert
   const tensor = (name: string, shape: number[], training: TrainingPiece | null): DenseTensor => ({ name, shape, training });
   const moa = A > 0;
+  const dense = isDenseLayer(config, l);
+  const W = denseIntermediateSize(config);
   const shared =
-    Is > 0
+    Is > 0 && !dense
       ? {
           gate: tensor(n.sharedGate(l), [Is, d], piece(t.sharedGate(l), 'columns')),
           up: tensor(n.sharedUp(l), [Is, d], piece(t.sharedUp(l), 'columns')),
@@ -209,14 +224,25 @@ export function denseLayer(config: ModelConfig, l: number, options: DenseOptions
       o: tensor(n.attnExpertO(l, a), [d, expertWidth], piece(t.o(l), 'rows', a * expertWidth)),
     })),
     postAttentionNorm: tensor(n.postAttentionNorm(l), [d], piece(t.mlpNorm(l), 'contiguous')),
-    router: tensor(n.router(l), [config.num_experts, d], piece(t.router(l), 'columns')),
+    dense,
+    router: dense
+      ? { ...tensor(n.router(l), [config.num_experts, d], null), zero: true }
+      : tensor(n.router(l), [config.num_experts, d], piece(t.router(l), 'columns')),
     pool: p,
     ownsExperts: p === l,
-    experts: Array.from({ length: config.num_experts }, (_, e) => ({
-      gate: tensor(n.expertGate(p, e), [I, d], piece(t.expertsGate(p), 'columns', e * I)),
-      up: tensor(n.expertUp(p, e), [I, d], piece(t.expertsUp(p), 'columns', e * I)),
-      down: tensor(n.expertDown(p, e), [d, I], piece(t.expertsDown(p), 'rows', e * I)),
-    })),
+    experts: dense
+      ? [
+          {
+            gate: tensor(n.mlpGate(l), [W, d], piece(t.mlpGate(l), 'columns')),
+            up: tensor(n.mlpUp(l), [W, d], piece(t.mlpUp(l), 'columns')),
+            down: tensor(n.mlpDown(l), [d, W], piece(t.mlpDown(l), 'rows')),
+          },
+        ]
+      : Array.from({ length: config.num_experts }, (_, e) => ({
+          gate: tensor(n.expertGate(p, e), [I, d], piece(t.expertsGate(p), 'columns', e * I)),
+          up: tensor(n.expertUp(p, e), [I, d], piece(t.expertsUp(p), 'columns', e * I)),
+          down: tensor(n.expertDown(p, e), [d, I], piece(t.expertsDown(p), 'rows', e * I)),
+        })),
     shared,
     sharedExpertGate: shared
       ? tensor(n.sharedExpertGate(l), [1, d], piece(t.sharedExpertGate(l), 'contiguous'))
@@ -259,8 +285,15 @@ function attentionTensors(layer: DenseLayer): DenseTensor[] {
   return [q, layer.k, layer.v, qBias, layer.kBias, layer.vBias, ...qkNorm, o];
 }
 
-/** One layer's dense tensors in checkpoint order; a shared pool's experts are listed with its first layer only. */
+/**
+ * One layer's dense tensors in checkpoint order; a shared pool's experts are listed with its first layer only, and a
+ * dense layer has its MLP after the norms (no router, no shared-expert gate).
+ */
 function denseLayerTensors(layer: DenseLayer): DenseTensor[] {
+  if (layer.dense) {
+    const mlp = layer.experts[0];
+    return [layer.inputNorm, ...attentionTensors(layer), layer.postAttentionNorm, mlp.gate, mlp.up, mlp.down];
+  }
   return [
     layer.inputNorm,
     ...attentionTensors(layer),
@@ -323,6 +356,8 @@ export interface PlanTensor {
   usedAt: string; // the plan.json field that names it
   /** The dense tensors whose values, one block after the other, make up this tensor (pruned experts left out). */
   parts: DenseTensor[];
+  /** All zeros, made by the packer (a dense layer's router: no dense tensor holds it); `parts` is then empty. */
+  zero?: true;
 }
 
 /**
@@ -374,7 +409,12 @@ export function planTensors(plan: Plan): PlanTensor[] {
       row('kNorm', ops.attention.k_norm as string, dense.kNorm.shape, f32, 1, 'k_norm', [dense.kNorm]);
     }
     row('mlpNorm', ops.mlpNorm.weight, [d], f32, 3 + m, 'weight', [dense.postAttentionNorm]);
-    row('router', ops.router.weight, [c.num_experts, d], f32, 4 + m, 'weight', [dense.router]);
+    if (dense.dense) {
+      // A dense layer's zero router: softmax over zero logits, then top-1 over kept [0] renormalised, weighs its MLP by exactly 1.
+      push({ role: 'router', layer: l, name: ops.router.weight, shape: [c.num_experts, d], dtype: f32, usedAt: `layers[${l}].ops[${4 + m}].weight`, parts: [], zero: true });
+    } else {
+      row('router', ops.router.weight, [c.num_experts, d], f32, 4 + m, 'weight', [dense.router]);
+    }
     if (dense.ownsExperts) {
       // A shared pool is packed once, with its first layer; the other layers' experts ops name the same tensors.
       row('gateUp', ops.experts.gate_up, [K, 2 * I, d], experts, 6 + m, 'gate_up', kept.flatMap((x) => [x.gate, x.up]));

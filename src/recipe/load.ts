@@ -207,6 +207,9 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
     },
   };
   checkMoA(file, document, values, recipe);
+  if (values.get('first_k_dense_replace') === 0 && isMapping(document.model) && (document.model as Raw).intermediate_size !== undefined) {
+    throw new UserError(`${file}: model.intermediate_size: only meaningful with dense layers, but model.first_k_dense_replace is 0; remove it or set first_k_dense_replace`);
+  }
   checkConsistency(file, recipe);
   return recipe;
 }

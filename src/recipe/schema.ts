@@ -58,6 +58,9 @@ export const SECTIONS: Record<SectionName, Record<string, FieldSpec>> = {
     // on; pre_gate routes layer l on layer l−1's post-attention-norm output.
     experts_shared_frequency: { kind: 'number', check: positiveInt, default: 1 },
     first_k_dense_replace: { kind: 'number', check: nonNegativeInt, default: 0 },
+    // The dense layers' MLP width (layers before first_k_dense_replace); left out of the resolved recipe without
+    // dense layers or at its default, the dense MLP of one MoE layer's size.
+    intermediate_size: { kind: 'number', check: positiveInt, default: 'num_experts * moe_intermediate_size' },
     pre_gate: { kind: 'boolean', default: false },
     // Krajewski et al.'s granularity G: each of num_experts experts of width moe_intermediate_size is split into G
     // experts of width moe_intermediate_size / G, and num_experts_per_tok and routing.top_k are multiplied by G, so

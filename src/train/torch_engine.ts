@@ -64,6 +64,9 @@ export function torchRunSpec(options: TorchRunOptions): Record<string, unknown> 
   if (attentionExperts(config) > 0) {
     throw new UserError(`${recipe.file}: model.attention_experts ${config.attention_experts}: the torch engine does not train attention experts (MoA) yet (use --engine tfjs)`);
   }
+  if ((config.first_k_dense_replace ?? 0) > 0) {
+    throw new UserError(`${recipe.file}: model.first_k_dense_replace ${config.first_k_dense_replace}: the torch engine does not train dense MLP layers yet (use --engine tfjs)`);
+  }
   const decayed = new Map(paramSpecs(config).map((s) => [s.name, s.decay]));
   const files = checkpointConfigFiles(config, prepared.tokenizer.eosId, checkpointConfigExtra(recipe, 0));
   return {

@@ -4,11 +4,11 @@ import { toCheckpointTensors, fromCheckpointTensors } from '../../src/model/chec
 import { plainMatMul } from '../../src/model/matmul';
 import { MoEModel, oneHotRows, type RoutingOptions } from '../../src/model/model';
 import { expertsMlp, topKMask } from '../../src/model/moe';
-import { initParams, paramsFromArrays, paramsToArrays, disposeParams } from '../../src/model/params';
+import { initParams, paramSpecs, paramsFromArrays, paramsToArrays, disposeParams } from '../../src/model/params';
 import { referenceForward } from '../../src/model/reference';
 import { applyRope, ropeTables } from '../../src/model/rope';
 import { mutualInformationLoss, routerZLoss, switchBalanceLoss } from '../../src/model/routing_losses';
-import { referenceTrainingLoss, routerZLossRef, switchBalanceLossRef } from '../../src/model/reference_losses';
+import { mutualInformationLossRef, referenceTrainingLoss, routerZLossRef, switchBalanceLossRef } from '../../src/model/reference_losses';
 import { causalSelfAttention, groupedCausalMask } from '../../src/model/attention';
 import { selectBackend } from '../../src/train/backend';
 
@@ -434,11 +434,16 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       tie_word_embeddings: false,
     };
 
+    // Megrez2-Preview's layout in miniature: layer 0 a dense MLP (width 20), layers 1 and 2 one pool, both pre-gated
+    // (layer 1's router reads the dense layer's mlp_norm output).
+    const megrezDense: ModelConfig = { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, first_k_dense_replace: 1, intermediate_size: 20, pre_gate: true };
+
     test.each([
       ['untied, shared expert', config],
       ['tied, no shared expert', { ...config, tie_word_embeddings: true, shared_expert_intermediate_size: 0 }],
       ['Megrez2: 3 layers, experts shared by 2, pre-gated', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true }],
-      ['Megrez2: 3 layers, first_k_dense_replace 1, f 2', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, first_k_dense_replace: 1 }],
+      ['Megrez2: a dense first layer (width E·I), then one pool of 2 layers', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, first_k_dense_replace: 1 }],
+      ['Megrez2-Preview in miniature: a dense first layer of width 20, one pool of 2 layers, pre-gated', megrezDense],
       ['MoA: 4 attention experts of 1 head (two experts per kv head)', { ...config, attention_experts: 4, heads_per_attention_expert: 1 }],
       ['MoA: 2 attention experts of 2 heads (one kv head each), tied', { ...config, tie_word_embeddings: true, attention_experts: 2, heads_per_attention_expert: 2 }],
       ['MoA: 1 attention expert of 4 heads (spanning both kv heads), Megrez2 sharing', { ...config, num_hidden_layers: 3, experts_shared_frequency: 2, pre_gate: true, attention_experts: 1, heads_per_attention_expert: 4 }],
@@ -473,6 +478,8 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       ['SMoE top-2, softmax before top-k, balance loss', config, { mode: 'topk', miAlpha: 0, topK: 2, balanceAlpha: 0.1 }],
       ['SMoE top-2, softmax after top-k, balance loss and z-loss', config, { mode: 'topk', miAlpha: 0, topK: 2, balanceAlpha: 0.1, softmaxAfterTopK: true, zLossAlpha: 0.01 }],
       ['fine-grained G = 3 (12 experts of width 2), top-6 after softmax', splitExperts(config, 3), { mode: 'topk', miAlpha: 0, topK: 6, balanceAlpha: 0.1, softmaxAfterTopK: true, zLossAlpha: 0.01 }],
+      ['Megrez2 with a dense first layer: DS-MoE, MI loss and z-loss', megrezDense, { mode: 'dense', miAlpha: 0.1, topK: 2, balanceAlpha: 0, zLossAlpha: 0.01 }],
+      ['Megrez2 with a dense first layer: SMoE top-2, balance loss', megrezDense, { mode: 'topk', miAlpha: 0, topK: 2, balanceAlpha: 0.1 }],
     ];
     test.each(lossCases)('training loss equals the plain reference training loss (%s)', (_label, cfg, routing) => {
       const params = initParams(cfg, 6);
@@ -494,6 +501,39 @@ describe.each(['cpu', 'wasm'] as const)('%s backend', (backend) => {
       expect(Math.abs(scalar(terms.total) - reference.total)).toBeLessThan(1e-5 * reference.total);
       if (routing.zLossAlpha) expect(reference.z).toBeGreaterThan(0);
       model.dispose();
+      disposeParams(params);
+    });
+
+    test('a dense first layer: an MLP under Megrez2/DeepSeek names, no router or experts, and no routing loss', () => {
+      const cfg = megrezDense;
+      const layer0 = paramSpecs(cfg).filter((p) => p.name.startsWith('train.layers.0.')).map((p) => `${p.name} [${p.shape.join(', ')}]`);
+      expect(layer0).toEqual([
+        'train.layers.0.attn_norm [16]',
+        'train.layers.0.attn.qkv [16, 32]',
+        'train.layers.0.attn.qkv_bias [32]',
+        'train.layers.0.attn.o [16, 16]',
+        'train.layers.0.mlp_norm [16]',
+        'train.layers.0.mlp.gate_proj [16, 20]',
+        'train.layers.0.mlp.up_proj [16, 20]',
+        'train.layers.0.mlp.down_proj [20, 16]',
+      ]);
+      const params = initParams(cfg, 9);
+      for (const v of params.values()) v.assign(tf.mul(v, v.shape.length > 1 ? 5 : 1));
+      const tensors = new Map(toCheckpointTensors(cfg, paramsToArrays(params)).map((t) => [t.name, t.data]));
+      const mlpNames = [...tensors.keys()].filter((name) => name.startsWith('model.layers.0.mlp.'));
+      expect(mlpNames).toEqual(['model.layers.0.mlp.gate_proj.weight', 'model.layers.0.mlp.up_proj.weight', 'model.layers.0.mlp.down_proj.weight']);
+      // The MI loss averages over the two MoE layers only (a dense layer's constant 1/E would add 0 and dilute it).
+      const batch = [{ inputs: [1, 4, 9, 2, 7], targets: [4, 9, 2, 7, 3] }];
+      const weights = { config: cfg, get: (name: string) => tensors.get(name) as Float32Array };
+      const terms = referenceTrainingLoss(weights, batch, { mode: 'dense', miAlpha: 0.1, topK: 2, balanceAlpha: 0 });
+      const probs = referenceForward(weights, batch[0].inputs, { collectRouterProbs: true }).routerProbs!;
+      const mi = (l: number) => mutualInformationLossRef(probs[l], cfg.num_experts);
+      expect(terms.aux).toBeCloseTo((mi(1) + mi(2)) / 2, 10);
+      expect(Array.from(probs[0])).toEqual(new Array(5 * cfg.num_experts).fill(1 / cfg.num_experts));
+      // The dense MLP is in the function: zeroing its down projection changes the logits.
+      const before = referenceForward(weights, batch[0].inputs).logits;
+      tensors.set('model.layers.0.mlp.down_proj.weight', new Float32Array(16 * 20));
+      expect(nmse(before, referenceForward(weights, batch[0].inputs).logits)).toBeGreaterThan(1e-4);
       disposeParams(params);
     });
 
