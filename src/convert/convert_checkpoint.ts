@@ -14,14 +14,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import type { RoutingRule } from '../model/reference';
-import { attentionExperts, expertPoolOf, type ModelConfig } from '../model/config';
+import { attentionExperts, expertPoolOf, isDenseLayer, type ModelConfig } from '../model/config';
 import { CalibrationRunner, type PassResult } from './calibration_pass';
 import type { AttentionSelectOp, AttentionStrategy, AttentionStrategyName, Plan, PlanChoice, PlanClassDtypes, PlanDtype, SelectOp, StrategyName } from '../plan/plan_format';
 import { layerOps, PLAN_TOKENIZER_FILES } from '../plan/plan_format';
 import { readPlan } from '../plan/read_plan';
-import { allAttentionExperts, buildPlan, WEIGHTS_FILE, type AttentionDecisions } from '../plan/build_plan';
+import { allAttentionExperts, buildPlan, denseLayerSelect, WEIGHTS_FILE, type AttentionDecisions } from '../plan/build_plan';
 import type { DenseCheckpoint } from '../checkpoint/dense';
-import { K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routing_stats';
+import { denseLayerRoutingStats, K_RULE_SLACK, kFromThresholdMean, keptAfterPruning, layerRoutingStats, type LayerRoutingStats } from './routing_stats';
 import { writePackedWeights } from './pack_weights';
 import { writeJsonAtomic } from '../checkpoint/atomic';
 import { costSplit } from '../plan/cost';
@@ -208,7 +208,9 @@ async function decideAndWrite(
     log(`calibrating on ${tokenCount} tokens (${windows.length} windows) under ${strategy === 'topk' ? `top-${k}` : `threshold ε=${epsilon}`}`);
     passA = await pass('pass A', new Array(L).fill(initial));
   }
-  const thresholdStats = passA ? passA.probs.map((p) => layerRoutingStats(p, E, { ...thresholdRule, kMax: strategy === 'topk' ? undefined : k })) : null;
+  // A dense MLP layer (first_k_dense_replace) has no routing to calibrate: its statistics and select are fixed.
+  const withDense = (stats: LayerRoutingStats[]) => stats.map((s, l) => (isDenseLayer(c, l) ? denseLayerRoutingStats(s.tokens, E) : s));
+  const thresholdStats = passA ? withDense(passA.probs.map((p) => layerRoutingStats(p, E, { ...thresholdRule, kMax: strategy === 'topk' ? undefined : k }))) : null;
   for (let l = 0; l < L; l++) {
     if (strategy === 'topk') {
       select.push({ mode: 'topk', k, epsilon, k_max: k, renormalize });
@@ -218,6 +220,7 @@ async function decideAndWrite(
         ? { mode: 'threshold', k: chosen, epsilon, k_max: k, renormalize }
         : { mode: 'topk', k: chosen, epsilon, k_max: chosen, renormalize });
     }
+    if (isDenseLayer(c, l)) select[l] = denseLayerSelect(epsilon);
   }
 
   // Attention threshold-topk: each layer's k from pass A's threshold count, as for the MLP.
@@ -236,7 +239,7 @@ async function decideAndWrite(
     log(`calibrating under the chosen per-layer top-k (${select.map((s) => s.k).join(', ')})`);
     planPass = await pass('pass B', select.map((s) => selectRule(s)));
   }
-  const planStats = planPass ? planPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l]))) : null;
+  const planStats = planPass ? withDense(planPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l])))) : null;
   const attentionStats = attention && planPass
     ? planPass.attentionProbs.map((p, l) => layerRoutingStats(p, A, attentionRule(attention.select[l], attention.kept[l])))
     : null;
@@ -248,7 +251,7 @@ async function decideAndWrite(
 
   // --- pass C: pruning ------------------------------------------------------------------------------------------
   const allExperts = Array.from({ length: E }, (_, e) => e);
-  let kept = Array.from({ length: L }, () => allExperts);
+  let kept = Array.from({ length: L }, (_, l) => (isDenseLayer(c, l) ? [0] : allExperts));
   let prunedStats: LayerRoutingStats[] | null = null;
   let prunedAttentionStats: LayerRoutingStats[] | null = null;
   let prunedLoss: number | null = null;
@@ -260,12 +263,12 @@ async function decideAndWrite(
   if (pruneBelow !== undefined && planStats) {
     const keptPerLayer = planStats.map((s, l) => keptAfterPruning(s.expertLoad, pruneBelow, select[l].mode === 'topk' ? select[l].k : 1));
     // A pool shared by several layers (Megrez2) is stored once: it keeps every expert any of its layers keeps.
-    kept = keptPerLayer.map((_, l) => poolUnion(keptPerLayer, c, l));
+    kept = keptPerLayer.map((_, l) => (isDenseLayer(c, l) ? [0] : poolUnion(keptPerLayer, c, l)));
     kept.forEach((ids, l) => {
       select[l].k_max = Math.min(select[l].k_max, ids.length);
       select[l].k = Math.min(select[l].k, select[l].k_max);
     });
-    const prunedCount = kept.reduce((n, ids) => n + E - ids.length, 0);
+    const prunedCount = kept.reduce((n, ids, l) => n + (isDenseLayer(c, l) ? 0 : E - ids.length), 0);
     const prunedAttention = attention && attentionStats && attentionThresholdLoad
       ? pruneAttentionExperts(attention, attentionName === 'all' ? attentionThresholdLoad : attentionStats.map((st) => st.expertLoad), pruneBelow)
       : 0;
@@ -274,7 +277,7 @@ async function decideAndWrite(
         `${(pruneBelow * 100).toFixed(2)}% of tokens${attention && attentionName === 'all' ? ` (attention experts: A·pa > ${attentionEpsilon})` : ''}; measuring the loss after pruning`,
     );
     const prunedPass = await pass('pass C (pruned)', select.map((s, l) => selectRule(s, kept[l])));
-    prunedStats = prunedPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l], kept[l])));
+    prunedStats = withDense(prunedPass.probs.map((p, l) => layerRoutingStats(p, E, selectRule(select[l], kept[l]))));
     if (attention) prunedAttentionStats = prunedPass.attentionProbs.map((p, l) => layerRoutingStats(p, A, attentionRule(attention.select[l], attention.kept[l])));
     prunedLoss = prunedPass.loss;
   }
@@ -287,7 +290,7 @@ async function decideAndWrite(
   // --- pass D: dense quality --------------------------------------------------------------------------------------
   // A top-k plan with k = E (before pruning) is the dense model: its loss is the dense loss, no pass needed.
   let denseLoss: number | null = null;
-  const planIsDense = select.every((s) => s.mode === 'topk' && s.k === E && !s.renormalize) && attentionName === 'all' &&
+  const planIsDense = select.every((s, l) => isDenseLayer(c, l) || (s.mode === 'topk' && s.k === E && !s.renormalize)) && attentionName === 'all' &&
     (!attention || attention.kept.every((ids) => ids.length === A));
   if (calibrating && planPass) {
     if (planIsDense) {

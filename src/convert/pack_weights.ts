@@ -11,6 +11,7 @@ import { StreamingSafetensorsWriter } from '../checkpoint/streaming_safetensors_
 
 /** One packed tensor (f32) from the dense weights: its parts' values, one block after the other. */
 function packTensor(tensor: PlanTensor, dense: ReferenceWeights): Float32Array {
+  if (tensor.zero) return new Float32Array(tensor.shape.reduce((a, b) => a * b, 1)); // a dense layer's router
   const parts = tensor.parts.map((part) => dense.get(part.name));
   if (parts.length === 1) return parts[0]; // no copy of a large embedding or LM head
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0)); // [shape]

@@ -46,6 +46,23 @@ export function layerRoutingStats(
 }
 
 /**
+ * A dense MLP layer's statistics (first_k_dense_replace): its one expert, the MLP, for every token and carrying the
+ * whole output (the plan's zero router and renormalised top-1; docs/design.md §4), whatever the rule.
+ */
+export function denseLayerRoutingStats(tokens: number, numExperts: number): LayerRoutingStats {
+  const histogram = new Array<number>(numExperts + 1).fill(0);
+  histogram[1] = tokens;
+  return {
+    tokens,
+    meanSelected: 1,
+    massCovered: 1,
+    expertLoad: Array.from({ length: numExperts }, (_, e) => (e === 0 && tokens > 0 ? 1 : 0)),
+    neverSelected: Array.from({ length: numExperts - 1 }, (_, i) => i + 1),
+    selectedHistogram: histogram,
+  };
+}
+
+/**
  * The threshold-topk rule: k for a layer = ceil(mean experts per token under the threshold rule − 0.05), clamped
  * to 1..available. The ceiling makes the fixed top-k run at least as many experts as the threshold does on
  * average; the 0.05 slack stops a handful of calibration tokens from adding an expert for every token (a trained

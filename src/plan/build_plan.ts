@@ -2,7 +2,7 @@
  * Assembles a `Plan` (docs/design.md §4) from its decisions: kept experts and the select rule of every layer.
  * Shared by `dsmoe convert` and by random-init plans so that both write the same graph and tensor names.
  */
-import { attentionExperts, expertPoolOf, headsPerAttentionExpert, preGated, withoutDefaults, type ModelConfig } from '../model/config';
+import { attentionExperts, denseIntermediateSize, expertPoolOf, headsPerAttentionExpert, isDenseLayer, preGated, withoutDefaults, type ModelConfig } from '../model/config';
 import type { AttentionSelectOp, Plan, PlanCalibration, PlanClassDtypes, PlanDtype, PlanLayer, PlanOp, PlanSource, PlanStrategy, SelectOp, PlanChoice } from './plan_format';
 import { classDtypes, layerOps, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
 import { planNames as n } from './tensor_table';
@@ -17,9 +17,10 @@ export interface PlanDecisions {
   dtypes?: PlanClassDtypes;
   source: PlanSource;
   strategy: PlanStrategy;
-  kept: number[][]; // [L][K_l] expert ids kept per layer, increasing; the same for every layer of a shared pool
-  select: Omit<SelectOp, 'op'>[]; // [L]
-  expectedExperts: number[]; // [L] experts per token the cost figures assume
+  /** [L][K_l] expert ids kept per layer, increasing; the same for every layer of a shared pool. Dense layers: ignored. */
+  kept: number[][];
+  select: Omit<SelectOp, 'op'>[]; // [L]; dense layers: ignored (`DENSE_LAYER_SELECT`)
+  expectedExperts: number[]; // [L] experts per token the cost figures assume; dense layers: ignored (1)
   calibration: PlanCalibration | null;
   /** OLMoE imports: attention applies q/k RMSNorm. */
   qkNorm?: boolean;
@@ -63,7 +64,28 @@ export function attentionDecisionsOf(plan: Plan): AttentionDecisions | undefined
   };
 }
 
-export function buildPlan(decisions: PlanDecisions): Plan {
+/**
+ * A dense MLP layer's routing (first_k_dense_replace; docs/design.md §4): its one expert, always, with weight exactly 1
+ * (top-1 of the only kept expert, renormalised), whatever the plan's strategy.
+ */
+export function denseLayerSelect(epsilon: number): Omit<SelectOp, 'op'> {
+  return { mode: 'topk', k: 1, epsilon, k_max: 1, renormalize: true };
+}
+
+/** The decisions with every dense layer's replaced by its fixed one: one expert kept, selected with weight 1. */
+function withDenseLayers(decisions: PlanDecisions): PlanDecisions {
+  const { config } = decisions;
+  const dense = (l: number) => isDenseLayer(config, l);
+  return {
+    ...decisions,
+    kept: decisions.kept.map((k, l) => (dense(l) ? [0] : k)),
+    select: decisions.select.map((s, l) => (dense(l) ? denseLayerSelect(s.epsilon) : s)),
+    expectedExperts: decisions.expectedExperts.map((k, l) => (dense(l) ? 1 : k)),
+  };
+}
+
+export function buildPlan(asGiven: PlanDecisions): Plan {
+  const decisions = withDenseLayers(asGiven);
   const { config, kept, select } = decisions;
   // Written only when a class differs from the plan dtype: plans without mixed precision read as before.
   const given = decisions.dtypes;
@@ -75,6 +97,7 @@ export function buildPlan(decisions: PlanDecisions): Plan {
   const layers: PlanLayer[] = [];
   for (let l = 0; l < config.num_hidden_layers; l++) {
     const pool = expertPoolOf(config, l);
+    const dense = isDenseLayer(config, l);
     if (kept[l].join() !== kept[pool].join()) {
       throw new Error(`buildPlan: layer ${l} keeps experts [${kept[l]}] but its pool (layer ${pool}) keeps [${kept[pool]}]`);
     }
@@ -96,18 +119,24 @@ export function buildPlan(decisions: PlanDecisions): Plan {
       },
       { op: 'residual' },
       { op: 'rms_norm', weight: n.mlpNorm(l) },
-      { op: 'router', weight: n.router(l), num_experts: config.num_experts, ...(preGated(config, l) ? { pre_gate: true as const } : {}) },
+      {
+        op: 'router',
+        weight: n.router(l),
+        num_experts: config.num_experts,
+        ...(preGated(config, l) ? { pre_gate: true as const } : {}),
+        ...(dense ? { dense: true as const } : {}),
+      },
       { op: 'select', ...select[l] },
       {
         op: 'experts',
         kept: kept[l],
         gate_up: n.expertsGateUp(pool),
         down: n.expertsDown(pool),
-        intermediate_size: config.moe_intermediate_size,
+        intermediate_size: dense ? denseIntermediateSize(config) : config.moe_intermediate_size,
         ...(sharing ? { pool } : {}),
       },
     ];
-    if (shared) {
+    if (shared && !dense) {
       ops.push({
         op: 'shared_expert',
         gate_up: n.sharedGateUp(l),

@@ -17,9 +17,11 @@
  *   "dense" uses all E experts of the source model. MoA (docs/design.md §12): an attention expert counts its q rows,
  *   q bias and W_o columns, as many as are expected per token (K for `all`); k/v and the router A·d always count;
  *   "dense" runs all A attention experts. `costSplit` splits the active figures into attention, MLP and the rest.
+ * - dense MLP layers (first_k_dense_replace): their MLP (3·W·d) counts as stored, active and dense alike; the plan's
+ *   zero router of such a layer (docs/design.md §4) is no parameter and is not counted (E·d F32 zeros, read per token).
  */
 import type { ModelConfig } from '../model/config';
-import { attentionExperts, expertPoolOf, headDim, headsPerAttentionExpert } from '../model/config';
+import { attentionExperts, denseIntermediateSize, expertPoolOf, headDim, headsPerAttentionExpert, isDenseLayer } from '../model/config';
 import type { MatrixDtype, PlanClassDtypes, PlanCost, PlanDtype } from './plan_format';
 import { bytesPerWeight } from './dtype';
 
@@ -55,21 +57,21 @@ export function planCost(
   const b = bytesPerWeight(dtype);
   const lmHeadParams = V * d;
   const denseAttention = keptPerLayer.map(() => A);
-  const parts = (experts: number, attentionExpertsRun: number) => layerParts(config, experts, attentionExpertsRun);
+  const parts = (l: number, experts: number, attentionExpertsRun: number) => layerParts(config, l, experts, attentionExpertsRun);
 
   const perToken = (experts: number[], attn: number[]) => {
     const split = emptySplit();
     split.other.params = d + lmHeadParams; // final norm + LM head
     split.other.macs = lmHeadParams;
     split.other.bytes = d * 4 + lmHeadParams * b + d * b; // final norm, LM head, one embedding row
-    experts.forEach((a, l) => addLayer(split, parts(a, attn[l]), classes, b));
+    experts.forEach((a, l) => addLayer(split, parts(l, a, attn[l]), classes, b));
     return split;
   };
   const active = splitTotal(perToken(activePerLayer, attention?.active ?? denseAttention));
   const dense = splitTotal(perToken(keptPerLayer.map(() => E), denseAttention));
   let total = V * d + d + (config.tie_word_embeddings ? 0 : lmHeadParams);
   keptPerLayer.forEach((K, l) => {
-    const p = parts(expertPoolOf(config, l) === l ? K : 0, attention?.kept[l] ?? A);
+    const p = parts(l, expertPoolOf(config, l) === l ? K : 0, attention?.kept[l] ?? A);
     total += p.attnMatrix + p.attnF32 + p.mlpMatrix + p.expertMatrix + p.mlpF32;
   });
   return {
@@ -85,11 +87,12 @@ export function planCost(
 }
 
 /**
- * One layer's weights a token touches when `experts` routed experts and `attentionExpertsRun` attention experts
+ * Layer l's weights a token touches when `experts` routed experts and `attentionExpertsRun` attention experts
  * (MoA; ignored in plain attention, which runs all H heads) run. In a MoA layer the q rows, q bias and o columns
- * count per attention expert; k/v, their biases and the router (A·d) always count.
+ * count per attention expert; k/v, their biases and the router (A·d) always count. A dense layer's MLP counts in
+ * full whatever `experts` says: it has no router and always runs.
  */
-function layerParts(config: ModelConfig, experts: number, attentionExpertsRun: number): LayerParts {
+function layerParts(config: ModelConfig, l: number, experts: number, attentionExpertsRun: number): LayerParts {
   const d = config.hidden_size;
   const E = config.num_experts;
   const Is = config.shared_expert_intermediate_size;
@@ -99,6 +102,10 @@ function layerParts(config: ModelConfig, experts: number, attentionExpertsRun: n
   const qkvRows = (qHeads + 2 * config.num_key_value_heads) * hd;
   const attnMatrix = qkvRows * d + qHeads * hd * d;
   const expertParams = 3 * config.moe_intermediate_size * d;
+  if (isDenseLayer(config, l)) {
+    const mlp = 3 * denseIntermediateSize(config) * d;
+    return { attnMatrix, attnF32: d + qkvRows + A * d, attnMacs: attnMatrix + A * d, mlpMatrix: 0, expertMatrix: mlp, mlpF32: d, mlpMacs: mlp };
+  }
   return {
     attnMatrix,
     attnF32: d + qkvRows + A * d,
@@ -195,7 +202,7 @@ function splitWith(plan: CostView, counts: (l: number) => { experts: number; att
   split.other.bytes = c.hidden_size * 4 + c.vocab_size * c.hidden_size * b + c.hidden_size * b;
   plan.layers.forEach((_, l) => {
     const { experts, attention } = counts(l);
-    addLayer(split, layerParts(c, experts, attention), classes, b);
+    addLayer(split, layerParts(c, l, experts, attention), classes, b);
   });
   return split;
 }

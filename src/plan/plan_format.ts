@@ -99,6 +99,12 @@ export interface RouterOp {
    * the runtime computes its routing one block early. Absent: it reads this layer's own mlp_norm output.
    */
   pre_gate?: true;
+  /**
+   * A dense MLP layer (Megrez2's first_k_dense_replace; present only when true): the weight is zero, so every
+   * expert gets 1/E, and the select op (top-1 over kept [0], renormalised) gives the layer's one expert, its MLP,
+   * weight exactly 1 (docs/design.md §4).
+   */
+  dense?: true;
 }
 export interface SelectOp {
   op: 'select';
@@ -110,10 +116,10 @@ export interface SelectOp {
 }
 export interface ExpertsOp {
   op: 'experts';
-  kept: number[]; // original expert ids, strictly increasing; row block i of gate_up/down is expert kept[i]
+  kept: number[]; // original expert ids, strictly increasing; row block i of gate_up/down is expert kept[i]; a dense layer: [0]
   gate_up: string; // [K, 2·I, d]   rows 0..I−1 gate, I..2I−1 up
   down: string; // [K, d, I]
-  intermediate_size: number; // I
+  intermediate_size: number; // I; a dense layer: W, its MLP's width
   /**
    * The expert pool this layer uses (Megrez2's cross-layer sharing; present when the config shares): the index of
    * the pool's first layer, whose experts op stores `kept`, `gate_up` and `down` — every layer of a pool names the

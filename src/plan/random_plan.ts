@@ -80,7 +80,8 @@ export function writeRandomPlan(dir: string, config: ModelConfig, options: Rando
 }
 
 /** What a random tensor is filled with, from its role. */
-function fillOf(role: PlanTensor['role']): 'ones' | 'zeros' | 'normal' {
+function fillOf({ role, zero }: PlanTensor): 'ones' | 'zeros' | 'normal' {
+  if (zero) return 'zeros'; // a dense layer's router
   if (role === 'attnNorm' || role === 'mlpNorm' || role === 'norm') return 'ones';
   if (role === 'qkvBias') return 'zeros';
   return 'normal';
@@ -102,7 +103,7 @@ function writeRandomWeights(file: string, plan: Plan, seed: number, onProgress?:
     const encoded = { F32: encodeTensor(table, 'F32'), BF16: encodeTensor(table, 'BF16'), F16: encodeTensor(table, 'F16') };
     for (const spec of tensors) {
       const count = spec.shape.reduce((a, b) => a * b, 1);
-      const fill = fillOf(spec.role);
+      const fill = fillOf(spec);
       for (let start = 0; start < count; start += CHUNK_ELEMENTS) {
         // CHUNK_ELEMENTS is a multiple of 64: a quantized tensor's chunks are whole blocks
         const n = Math.min(CHUNK_ELEMENTS, count - start);

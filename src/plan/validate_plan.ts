@@ -3,7 +3,7 @@
  * Problems are collected, not thrown, so that one message can list the first few of them.
  */
 import type { ModelConfig } from '../model/config';
-import { attentionExperts, configProblems, expertPoolOf, headsPerAttentionExpert, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
+import { attentionExperts, configProblems, denseIntermediateSize, expertPoolOf, headsPerAttentionExpert, isDenseLayer, preGated, REQUIRED_MODEL_CONFIG_KEYS } from '../model/config';
 import type { Plan } from './plan_format';
 import { DENSE_MODEL_TYPES } from '../checkpoint/dense';
 import { expectedOpOrder, PLAN_FORMAT, PLAN_VERSION } from './plan_format';
@@ -211,10 +211,12 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
   if (raw.index !== l) check.fail(`${at}.index`, `${l}`, raw.index);
   if (!Array.isArray(raw.ops)) return check.fail(`${at}.ops`, 'an array', raw.ops);
   const A = attentionExperts(config);
-  const order = expectedOpOrder(config.shared_expert_intermediate_size > 0, A > 0);
+  const dense = isDenseLayer(config, l); // a dense MLP layer: one expert, selected with weight 1, no shared expert
+  const hasShared = config.shared_expert_intermediate_size > 0 && !dense;
+  const order = expectedOpOrder(hasShared, A > 0);
   const actual = raw.ops.map((op) => (isObj(op) ? op.op : undefined));
   if (actual.length !== order.length || actual.some((name, i) => name !== order[i])) {
-    const why = `${config.shared_expert_intermediate_size > 0 ? 'with' : 'without'} a shared expert${A > 0 ? `, attention_experts ${A}` : ''}`;
+    const why = `${hasShared ? 'with' : 'without'} a shared expert${dense ? ' (a dense layer: config.first_k_dense_replace)' : ''}${A > 0 ? `, attention_experts ${A}` : ''}`;
     return check.fail(`${at}.ops`, `ops in the order [${order.join(', ')}] (${why})`, `[${actual.join(', ')}]`);
   }
   const ops = raw.ops as Obj[];
@@ -234,6 +236,7 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
     } else {
       keptCount = kept.length;
     }
+    if (dense && JSON.stringify(kept) !== '[0]') check.fail(keptAt, '[0] (a dense layer keeps its one expert, its MLP)', kept);
   }
   ops.forEach((op, i) => {
     const opAt = `${at}.ops[${i}]`;
@@ -282,6 +285,9 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
             op.pre_gate,
           );
         }
+        if (dense ? op.dense !== true : op.dense !== undefined) {
+          check.fail(`${opAt}.dense`, dense ? 'true (a dense layer: config.first_k_dense_replace)' : 'no dense field on this layer (an MoE layer)', op.dense);
+        }
         break;
       case 'select': {
         const mode = check.literal(op, 'mode', opAt, ['topk', 'threshold'] as const);
@@ -292,13 +298,20 @@ function validateLayer(raw: unknown, l: number, config: ModelConfig, check: Fiel
         if (mode === 'threshold' && typeof op.epsilon === 'number' && op.epsilon >= E) {
           check.fail(`${opAt}.epsilon`, `a threshold below E = ${E} (E·p_e ≤ E, so ε ≥ E keeps only the arg-max)`, op.epsilon);
         }
-        check.boolean(op, 'renormalize', opAt);
+        const renormalize = check.boolean(op, 'renormalize', opAt);
+        // A dense layer's MLP must get weight exactly 1: top-1 of its one expert, renormalised (1/E ÷ 1/E).
+        if (dense && (mode !== 'topk' || op.k !== 1 || op.k_max !== 1 || renormalize !== true)) {
+          check.fail(opAt, 'mode topk, k 1, k_max 1, renormalize true (a dense layer runs its MLP with weight 1)', `mode ${String(op.mode)}, k ${String(op.k)}, k_max ${String(op.k_max)}, renormalize ${String(op.renormalize)}`);
+        }
         break;
       }
       case 'experts':
         check.string(op, 'gate_up', opAt);
         check.string(op, 'down', opAt);
-        check.int(op, 'intermediate_size', opAt, config.moe_intermediate_size, config.moe_intermediate_size);
+        {
+          const width = dense ? denseIntermediateSize(config) : config.moe_intermediate_size;
+          check.int(op, 'intermediate_size', opAt, width, width);
+        }
         if ((config.experts_shared_frequency ?? 1) > 1) {
           check.int(op, 'pool', opAt, expertPoolOf(config, l), expertPoolOf(config, l));
         } else if (op.pool !== undefined) {

@@ -2,7 +2,7 @@ import type { ReportJson } from './report_json';
 import type { ThroughputRow } from './throughput';
 import { OPS } from '../runtime/op_times';
 import { fixed, formatBytes, formatCount, markdownTable, percent } from './format';
-import { expertPools, parameterCounts, preGated, withoutDefaults } from '../model/config';
+import { denseIntermediateSize, expertPools, moeLayers, parameterCounts, preGated, withoutDefaults } from '../model/config';
 
 /** The one-line summary the demo prints and report.md opens with. */
 export function headline(report: ReportJson): string {
@@ -302,7 +302,7 @@ export function budgetLine(budget: NonNullable<ReportJson['budget']>): string {
 /**
  * Megrez2's architecture in the cost section: stored parameters with shared expert pools against the same model
  * with one set of experts per layer (active parameters and bytes per token do not change), and which layers are
- * routed one block early. Nothing for models without either.
+ * routed one block early, and the dense first layers. Nothing for models without any of them.
  */
 export function megrezNotes(report: Pick<ReportJson, 'model'>): string[] {
   const c = report.model.config;
@@ -314,9 +314,17 @@ export function megrezNotes(report: Pick<ReportJson, 'model'>): string[] {
     const stored = parameterCounts(c).total;
     notes.push(
       `Expert pools (Megrez2's cross-layer sharing, experts_shared_frequency ${f}, first_k_dense_replace ${c.first_k_dense_replace ?? 0}): ` +
-        `${pools} pool${pools === 1 ? '' : 's'} of routed experts for ${c.num_hidden_layers} layers, so the model stores ${formatCount(stored)} parameters ` +
+        `${pools} pool${pools === 1 ? '' : 's'} of routed experts for ${moeLayers(c).length} ${(c.first_k_dense_replace ?? 0) > 0 ? 'MoE ' : ''}layers, so the model stores ${formatCount(stored)} parameters ` +
         `where one set of experts per layer would store ${formatCount(unshared)} (${percent(stored / unshared - 1)}); ` +
         'each layer still runs its own experts per token, so active parameters and weight bytes per token are those of the unshared model.',
+      '',
+    );
+  }
+  const dense = c.first_k_dense_replace ?? 0;
+  if (dense > 0) {
+    notes.push(
+      `Dense layers (first_k_dense_replace ${dense}): layer${dense === 1 ? '' : 's'} 0${dense > 1 ? `..${dense - 1}` : ''} run${dense === 1 ? 's' : ''} one SwiGLU MLP of width ${denseIntermediateSize(c)} ` +
+        'instead of routed experts; the plan holds it as one always-selected expert behind a zero router, so its expert statistics are trivial.',
       '',
     );
   }
