@@ -263,6 +263,40 @@ describe("Megrez2's shared expert pools and pre-gated routing in the runtime", (
     await plain.dispose();
   });
 
+  test("a dense first layer (Megrez2-Preview's layout) runs as one expert behind a zero router: logits and loss equal the reference forward", async () => {
+    // Layer 0 a dense MLP of width 24, layers 1 and 2 one pool, both pre-gated (layer 1 reads the dense layer's m).
+    const megrezDense: ModelConfig = { ...config, num_hidden_layers: 3, first_k_dense_replace: 1, intermediate_size: 24, experts_shared_frequency: 2, pre_gate: true };
+    const { dir, loaded } = plan('megrez-dense-first', 'f32', 2, megrezDense);
+    const ops = loaded.plan.layers[0].ops;
+    expect(ops.map((op) => op.op)).toEqual(['rms_norm', 'attention', 'residual', 'rms_norm', 'router', 'select', 'experts', 'combine', 'residual']);
+    expect(ops[4]).toMatchObject({ op: 'router', dense: true });
+    expect(ops[5]).toMatchObject({ mode: 'topk', k: 1, k_max: 1, renormalize: true });
+    expect(ops[6]).toMatchObject({ kept: [0], intermediate_size: 24 });
+    expect(loaded.header.tensors.get('layers.0.experts.gate_up')).toMatchObject({ shape: [1, 48, 40] });
+    expect(loaded.header.tensors.get('layers.1.experts.gate_up')).toMatchObject({ shape: [6, 26, 40] });
+    expect(loaded.header.tensors.has('layers.0.shared.gate_up')).toBe(false); // a dense layer has no shared expert
+    const weights = planWeights(loaded);
+    expect(Array.from(weights.get('model.layers.0.mlp.gate_proj.weight').subarray(0, 4)).some((v) => v !== 0)).toBe(true);
+
+    const model = SparseModel.load(dir, { threads: 2 });
+    const want = reference(loaded, ids);
+    const got = await model.logits(ids);
+    expect(relError(got, want)).toBeLessThan(1e-4);
+    const loss = (logits: Float32Array) => {
+      const l = nextTokenLoss(logits, ids, config.vocab_size);
+      return l.sum / l.count;
+    };
+    expect(Math.abs(loss(got) - loss(want))).toBeLessThan(1e-5 * loss(want));
+    expect(model.earlyRouting().map((r) => r.layer)).toEqual([1, 2]);
+    model.setMode('dense'); // every expert of the MoE layers; the dense layer still runs its one MLP with weight 1
+    expect(relError(await model.logits(ids), reference(loaded, ids, { mode: 'dense' }))).toBeLessThan(1e-4);
+    await model.dispose();
+    // The same through a 25 % expert cache (the dense layer's MLP is its one cached expert).
+    const cached = SparseModel.load(dir, { threads: 1, expertCache: { size: '25%' } });
+    expect(relError(await cached.logits(ids), want)).toBeLessThan(1e-4);
+    await cached.dispose();
+  });
+
   test('a spec whose layer names another pool than its first layer is refused by the addon, not run', () => {
     const { loaded } = plan('megrez-bad-spec', 'f32', 2, megrez);
     const spec = nativeSpec(loaded, 1);
