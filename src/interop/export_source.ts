@@ -13,7 +13,7 @@ import { readPlan } from '../plan/read_plan';
 import { planWeights } from '../plan/plan_reference';
 import { readAnyDenseCheckpoint } from './read_any_dense';
 import type { ReferenceWeights } from '../model/reference';
-import { attentionExperts, type ModelConfig } from '../model/config';
+import { attentionExperts, moeLayers, type ModelConfig } from '../model/config';
 import { denseNames } from '../plan/tensor_table';
 
 export interface ExportSource {
@@ -32,8 +32,10 @@ export function readExportSource(dir: string, requestedTopK?: number): ExportSou
     const loaded = readPlan(dir, { qkNorm: true });
     const { plan } = loaded;
     const E = plan.config.num_experts;
-    const selects = plan.layers.map((layer) => layerOps(layer).select);
-    const pruned = plan.layers.map((layer, l) => ({ l, kept: layerOps(layer).experts.kept.length })).filter((x) => x.kept < E);
+    // A dense MLP layer's fixed one-expert routing (first_k_dense_replace) is no routing to export.
+    const moe = moeLayers(plan.config);
+    const selects = moe.map((l) => layerOps(plan.layers[l]).select);
+    const pruned = moe.map((l) => ({ l, kept: layerOps(plan.layers[l]).experts.kept.length })).filter((x) => x.kept < E);
     if (pruned.length) {
       // Qwen2-MoE's router has no bias to keep an expert from being chosen; zero experts would still take top-k slots.
       throw new UserError(

@@ -3,9 +3,9 @@
  * sii-research/InnoMegrez2): routed experts shared by `experts_shared_frequency` consecutive MoE layers from
  * `first_k_dense_replace` on, stored once under the pool's first layer (src/interop/megrez_layout.ts). Imported
  * exactly where dsmoe computes the same thing — softmax top-k (renormalised when `norm_topk_prob`) over one group,
- * no correction bias, scale 1, every layer MoE, no ungated shared experts — and refused, naming the field and value,
- * where it does not: Megrez2-3x7B itself (sigmoid scores with `noaux_tc`, a dense layer 0, 4 shared experts,
- * pre-gate) is refused. Absent routing fields read as vLLM's FusedMoE and DeepSeek's config defaults (softmax, no
+ * no correction bias, scale 1, dense layers only before `first_k_dense_replace`, pre-gating after them, no ungated
+ * shared experts — and refused, naming the field and value, where it does not: Megrez2-3x7B itself (sigmoid scores
+ * with `noaux_tc`, 4 shared experts) is refused. Absent routing fields read as vLLM's FusedMoE and DeepSeek's config defaults (softmax, no
  * bias, scale 1, one group); docs/interop.md lists what was and was not confirmed against a published config.
  */
 import type { ModelConfig } from '../model/config';
@@ -19,6 +19,9 @@ export const megrezArchitecture: HfArchitecture = {
   readConfig(hf: HfConfig): ImportedConfig {
     const problems = [...commonProblems(hf), ...megrezProblems(hf)];
     const f = numberField(hf, 'experts_shared_frequency', 1);
+    const firstDense = numberField(hf, 'first_k_dense_replace', 0);
+    // The dense layers' width: required with dense layers (DeepSeek's default 11008 would be a guess).
+    if (firstDense > 0 && hf.intermediate_size === undefined) problems.push(`first_k_dense_replace ${firstDense} without intermediate_size (the dense layers' MLP width)`);
     const config: ModelConfig = {
       ...decoderShape(hf),
       num_experts: numberField(hf, 'n_routed_experts'),
@@ -30,6 +33,8 @@ export const megrezArchitecture: HfArchitecture = {
       rms_norm_eps: numberField(hf, 'rms_norm_eps', 1e-6),
       tie_word_embeddings: hf.tie_word_embeddings === true,
       ...(f !== 1 ? { experts_shared_frequency: f } : {}),
+      ...(firstDense !== 0 ? { first_k_dense_replace: firstDense, intermediate_size: numberField(hf, 'intermediate_size') } : {}),
+      ...(hf.pre_gate === true ? { pre_gate: true } : {}),
     };
     const notes = hf.tie_word_embeddings === true ? ['tie_word_embeddings true: lm_head.weight, if present, is not read (the embedding is the head, as transformers ties it)'] : [];
     return {
@@ -52,11 +57,10 @@ function megrezProblems(hf: HfConfig): string[] {
   const problems: string[] = [];
   const show = (value: unknown) => JSON.stringify(value);
   const firstDense = hf.first_k_dense_replace ?? 0;
-  if (firstDense !== 0) problems.push(`first_k_dense_replace ${show(firstDense)} (dense MLP layers before it; dsmoe's layers are all MoE)`);
   const freq = hf.moe_layer_freq ?? 1;
-  if (freq !== 1) problems.push(`moe_layer_freq ${show(freq)} (dense MLP layers between MoE layers)`);
-  if (hf.pre_gate === true) {
-    problems.push('pre_gate true (Megrez2 pre-gates from layer first_k_dense_replace on, reading the dense layer before it; dsmoe has no dense layers)');
+  if (freq !== 1) problems.push(`moe_layer_freq ${show(freq)} (dense MLP layers between MoE layers; dsmoe's dense layers come first only)`);
+  if (hf.pre_gate === true && firstDense === 0) {
+    problems.push('pre_gate true with first_k_dense_replace 0 (Megrez2 pre-gates from layer first_k_dense_replace on, reading the block before it; dsmoe routes layer 0 on its own input)');
   }
   const shared = hf.n_shared_experts ?? null;
   if (shared !== null && shared !== 0) problems.push(`n_shared_experts ${show(shared)} (ungated shared experts; dsmoe's shared expert is scaled by a sigmoid gate)`);

@@ -4,13 +4,14 @@
  * serving code gives the tensor names: Llama attention (`self_attn.{q,k,v,o}_proj`, q/k/v biases when `qkv_bias`),
  * router `mlp.gate.weight` [E, d] in every MoE layer, routed experts `mlp.experts.{e}.{gate,up,down}_proj.weight`
  * only in the first layer of each pool (the later layers' `set_experts` reuse that module, so their names never
- * exist), ungated shared experts `mlp.shared_experts.{gate,up,down}_proj.weight` of width
+ * exist), a dense layer's MLP `mlp.{gate,up,down}_proj.weight` (layers before `first_k_dense_replace`, width
+ * `intermediate_size`), ungated shared experts `mlp.shared_experts.{gate,up,down}_proj.weight` of width
  * `n_shared_experts × moe_intermediate_size`, and an untied `lm_head.weight` (its `ParallelLMHead` is never tied).
  * These are dsmoe's dense names (docs/design.md §2) for everything but the shared experts, so the dense tensor table
  * is the source; docs/interop.md says which fields were confirmed where.
  */
 import type { ModelConfig } from '../model/config';
-import { headDim, withoutDefaults } from '../model/config';
+import { denseIntermediateSize, headDim, isDenseLayer, withoutDefaults } from '../model/config';
 import type { DType, TensorToWrite } from '../checkpoint/safetensors';
 import { denseNames, denseTensors } from '../plan/tensor_table';
 
@@ -22,9 +23,9 @@ export const megrezNames = {
   sharedExperts: (l: number, part: 'gate' | 'up' | 'down') => `model.layers.${l}.mlp.shared_experts.${part}_proj.weight`,
 };
 
-/** Whether a model uses Megrez2's ideas, so that only Megrez2's layout can hold it. */
+/** Whether a model uses Megrez2's ideas (shared pools, pre-gate, dense first layers), so that Megrez2's layout holds it. */
 export function isMegrezShaped(config: ModelConfig): boolean {
-  return (config.experts_shared_frequency ?? 1) > 1 || config.pre_gate === true;
+  return (config.experts_shared_frequency ?? 1) > 1 || config.pre_gate === true || (config.first_k_dense_replace ?? 0) > 0;
 }
 
 /**
@@ -34,11 +35,11 @@ export function isMegrezShaped(config: ModelConfig): boolean {
 export function megrezExportProblems(config: ModelConfig): string[] {
   const problems: string[] = [];
   const k = config.first_k_dense_replace ?? 0;
-  if (k > 0) problems.push(`first_k_dense_replace ${k} (Megrez2 makes layers 0..${k - 1} dense MLPs; dsmoe keeps them as MoE layers with their own experts)`);
-  if (config.pre_gate === true) {
+  if (config.pre_gate === true && k === 0) {
     // vLLM/SGLang split a pre-gated layer's input into [previous post-attention-norm output; hidden state] from layer
-    // first_k_dense_replace on: layer 0 has no previous block, so Megrez2 needs a dense layer 0, which dsmoe lacks.
-    problems.push('pre_gate true (Megrez2 pre-gates every layer from first_k_dense_replace on, so it needs a dense layer before them; dsmoe routes layer 0 on its own input and has no dense layers)');
+    // first_k_dense_replace on: with no dense layer before them, layer 0 would need a previous block it does not have
+    // (dsmoe routes layer 0 on its own input). From one dense layer on the two pre-gate the same layers.
+    problems.push('pre_gate true with first_k_dense_replace 0 (Megrez2 pre-gates every layer from first_k_dense_replace on, so it needs a dense layer before them; dsmoe routes layer 0 on its own input)');
   }
   if (config.shared_expert_intermediate_size > 0) {
     problems.push(`shared_expert_intermediate_size ${config.shared_expert_intermediate_size} (dsmoe scales its shared expert by sigmoid(shared_expert_gate · x); Megrez2 adds its shared_experts ungated)`);
@@ -49,9 +50,9 @@ export function megrezExportProblems(config: ModelConfig): string[] {
 /**
  * config.json for Megrez2's serving code. Routing is expressed exactly as dsmoe's softmax top-k: `scoring_func:
  * softmax`, `topk_method: greedy` (no e_score_correction_bias), one group (`n_group` = `topk_group` = 1, so
- * the grouped top-k vLLM always uses keeps every expert eligible), `routed_scaling_factor` 1; no dense layers
- * (`first_k_dense_replace` 0, `moe_layer_freq` 1); `n_shared_experts` 0 (the code dereferences the shared experts
- * whenever the field is not null, so null would fail there).
+ * the grouped top-k vLLM always uses keeps every expert eligible), `routed_scaling_factor` 1; dense layers only
+ * before `first_k_dense_replace` (`moe_layer_freq` 1), of width `intermediate_size`; `n_shared_experts` 0 (the
+ * code dereferences the shared experts whenever the field is not null, so null would fail there).
  */
 export function toMegrezConfig(config: ModelConfig, topK: number, renormalize: boolean, extra: Record<string, unknown>): Record<string, unknown> {
   const kept = withoutDefaults(config);
@@ -73,8 +74,8 @@ export function toMegrezConfig(config: ModelConfig, topK: number, renormalize: b
     // LlamaAttention: q/k/v biases from qkv_bias, the o_proj bias from attention_bias
     qkv_bias: true,
     attention_bias: false,
-    // the width a dense MLP layer would have; no layer is dense here
-    intermediate_size: config.num_experts * config.moe_intermediate_size,
+    // the dense layers' MLP width (layers before first_k_dense_replace; E·I by default, unused without them)
+    intermediate_size: denseIntermediateSize(config),
     moe_intermediate_size: config.moe_intermediate_size,
     n_routed_experts: config.num_experts,
     n_shared_experts: 0,
@@ -96,9 +97,9 @@ export function toMegrezConfig(config: ModelConfig, topK: number, renormalize: b
 
 /**
  * The tensors of the Megrez2 folder, in checkpoint order: the dense table without its zero shared-expert gate (a
- * name Megrez2 does not have), empty shared experts ([0, d], [0, d], [d, 0]: `n_shared_experts` 0 still builds the
- * modules, so a loader that checks every parameter was loaded finds theirs), and `lm_head.weight` written out when
- * dsmoe ties it.
+ * name Megrez2 does not have), empty shared experts in every MoE layer ([0, d], [0, d], [d, 0]: `n_shared_experts` 0
+ * still builds the modules, so a loader that checks every parameter was loaded finds theirs; a dense layer's
+ * `MegrezMoeMLP` has none), and `lm_head.weight` written out when dsmoe ties it.
  */
 export function megrezTensors(config: ModelConfig, get: (name: string) => Float32Array, dtype: DType): TensorToWrite[] {
   const d = config.hidden_size;
@@ -108,6 +109,7 @@ export function megrezTensors(config: ModelConfig, get: (name: string) => Float3
     out.push({ name, dtype, shape, data: get(name) });
   }
   for (let l = 0; l < config.num_hidden_layers; l++) {
+    if (isDenseLayer(config, l)) continue;
     const empty = new Float32Array(0);
     out.push({ name: megrezNames.sharedExperts(l, 'gate'), dtype, shape: [0, d], data: empty });
     out.push({ name: megrezNames.sharedExperts(l, 'up'), dtype, shape: [0, d], data: empty });

@@ -29,7 +29,9 @@ function isForeignLayout(dir: string, hfConfig: Record<string, unknown>): boolea
   const single = path.join(dir, files.model);
   if (!fs.existsSync(single)) return true;
   try {
-    return !readSafetensorsHeader(single).tensors.has(denseNames.expertGate(0, 0));
+    // the first MoE layer's first expert (layers before first_k_dense_replace are dense MLPs without experts)
+    const firstMoe = typeof hfConfig.first_k_dense_replace === 'number' ? hfConfig.first_k_dense_replace : 0;
+    return !readSafetensorsHeader(single).tensors.has(denseNames.expertGate(firstMoe, 0));
   } catch {
     return false; // let the strict reader report what is wrong with the file
   }

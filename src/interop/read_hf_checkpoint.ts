@@ -76,6 +76,12 @@ function importSources(config: ModelConfig, tensors: HfTensors, arch: HfArchitec
     }
     if (layer.qNorm && layer.kNorm) for (const tensor of [layer.qNorm, layer.kNorm]) add(tensor);
     for (const tensor of [attn.o, layer.postAttentionNorm]) add(tensor);
+    if (layer.dense) {
+      // A dense MLP layer (Megrez2's and DeepSeek's first_k_dense_replace): `mlp.{gate,up,down}_proj`, no router.
+      const mlp = layer.experts[0];
+      for (const tensor of [mlp.gate, mlp.up, mlp.down]) add(tensor);
+      continue;
+    }
     add(layer.router, arch.router(l));
     // A shared pool's experts (Megrez2) are stored with its first layer only; the later layers name the same tensors.
     if (layer.ownsExperts) {

@@ -7,15 +7,16 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { readSafetensors } from '../../src/checkpoint/safetensors';
+import { readSafetensors, writeSafetensors } from '../../src/checkpoint/safetensors';
+import { buildTokenizer } from '../../src/data/tokenizer';
 import { convertCheckpoint, DEFAULT_EPSILON } from '../../src/convert/convert_checkpoint';
 import { readAnyDenseCheckpoint } from '../../src/interop/read_any_dense';
 import { exportHf } from '../../src/interop/export_hf';
-import { referenceForward } from '../../src/model/reference';
+import { nextTokenLoss, referenceForward } from '../../src/model/reference';
 import type { ModelConfig } from '../../src/model/config';
-import { denseTensors } from '../../src/plan/tensor_table';
+import { denseLayer, denseTensors } from '../../src/plan/tensor_table';
 import { SparseModel } from '../../src/runtime/model';
-import { randomDenseWeights, removeTempDirs, tempDir, tinyConfig, writeDenseFolder } from '../helpers/dense_fixtures';
+import { randomDenseWeights, removeTempDirs, seededUniform, tempDir, tinyConfig, writeDenseFolder } from '../helpers/dense_fixtures';
 
 afterAll(removeTempDirs);
 
@@ -189,10 +190,143 @@ describe("export of a shared-pool model in Megrez2's layout", () => {
   });
 });
 
+describe("dense first layers (first_k_dense_replace) in Megrez2's layout", () => {
+  // Megrez2-Preview's layout in miniature: layer 0 a dense MLP of width 20, layers 1 and 2 one pool, pre-gated (layer 1
+  // routes on the dense layer's post-attention-norm output, as the serving code does from first_k_dense_replace on).
+  const c: ModelConfig = { ...tinyConfig, num_hidden_layers: 3, first_k_dense_replace: 1, intermediate_size: 20, experts_shared_frequency: 2, pre_gate: true };
+  const d = c.hidden_size;
+  const hd = d / c.num_attention_heads;
+  const I = c.moe_intermediate_size;
+  const W = 20;
+
+  /** Megrez2's tensor names for this shape, spelled out by hand (the megrez_moe module tree). */
+  function megrezShapes(qkvBias: boolean): Map<string, number[]> {
+    const shapes = new Map<string, number[]>([
+      ['model.embed_tokens.weight', [c.vocab_size, d]],
+      ['model.norm.weight', [d]],
+      ['lm_head.weight', [c.vocab_size, d]],
+    ]);
+    for (let l = 0; l < 3; l++) {
+      const p = `model.layers.${l}`;
+      shapes.set(`${p}.input_layernorm.weight`, [d]).set(`${p}.post_attention_layernorm.weight`, [d]);
+      for (const [x, rows] of [['q', c.num_attention_heads * hd], ['k', c.num_key_value_heads * hd], ['v', c.num_key_value_heads * hd]] as const) {
+        shapes.set(`${p}.self_attn.${x}_proj.weight`, [rows, d]);
+        if (qkvBias) shapes.set(`${p}.self_attn.${x}_proj.bias`, [rows]);
+      }
+      shapes.set(`${p}.self_attn.o_proj.weight`, [d, c.num_attention_heads * hd]);
+      if (l === 0) {
+        // MegrezMoeMLP(intermediate_size): no router, no shared experts
+        shapes.set(`${p}.mlp.gate_proj.weight`, [W, d]).set(`${p}.mlp.up_proj.weight`, [W, d]).set(`${p}.mlp.down_proj.weight`, [d, W]);
+        continue;
+      }
+      shapes.set(`${p}.mlp.gate.weight`, [c.num_experts, d]);
+      shapes.set(`${p}.mlp.shared_experts.gate_proj.weight`, [0, d]).set(`${p}.mlp.shared_experts.up_proj.weight`, [0, d]);
+      shapes.set(`${p}.mlp.shared_experts.down_proj.weight`, [d, 0]);
+      if (l === 1) {
+        // the pool's first MoE layer: (1 − 1) // 2 · 2 + 1 = 1; layer 2 reuses it
+        for (let e = 0; e < c.num_experts; e++) {
+          shapes.set(`${p}.mlp.experts.${e}.gate_proj.weight`, [I, d]).set(`${p}.mlp.experts.${e}.up_proj.weight`, [I, d]);
+          shapes.set(`${p}.mlp.experts.${e}.down_proj.weight`, [d, I]);
+        }
+      }
+    }
+    return shapes;
+  }
+
+  test('export writes the dense layer as mlp.{gate,up,down}_proj (no router, no shared experts) and says first_k_dense_replace 1', () => {
+    const out = tempDir('megrez-dense-out');
+    expect(exportHf(denseFolder(c), { outDir: out, topK: 2, dtype: 'f32' }).architecture).toBe('MegrezMoeForCausalLM');
+    const file = readSafetensors(path.join(out, 'model.safetensors'));
+    const expected = megrezShapes(true);
+    expect([...file.header.tensors.keys()].sort()).toEqual([...expected.keys()].sort());
+    for (const [name, shape] of expected) expect(file.header.tensors.get(name)!.shape).toEqual(shape);
+    expect(readConfig(out)).toMatchObject({ first_k_dense_replace: 1, intermediate_size: W, experts_shared_frequency: 2, pre_gate: true, moe_layer_freq: 1 });
+  });
+
+  test('export → import: the same config and tensors, the same logits, and the same loss through the runtime', async () => {
+    const dir = denseFolder(c, 31);
+    const out = tempDir('megrez-dense-roundtrip');
+    exportHf(dir, { outDir: out, topK: 2, dtype: 'f32' });
+    const source = readAnyDenseCheckpoint(dir);
+    const imported = readAnyDenseCheckpoint(out);
+    expect(imported.config).toEqual(c);
+    for (const tensor of denseTensors(c)) {
+      if (tensor.zero) continue;
+      expect(Array.from(imported.get(tensor.name))).toEqual(Array.from(source.get(tensor.name)));
+    }
+    expect(Array.from(topkLogits(out, 2))).toEqual(Array.from(topkLogits(dir, 2)));
+    const [before, after] = [await runtimeLoss(dir, 2), await runtimeLoss(out, 2)];
+    expect(after).toBe(before);
+    // and the runtime's loss is the reference forward's on the dense checkpoint
+    const reference = nextTokenLoss(topkLogits(dir, 2), tokens, c.vocab_size);
+    expect(Math.abs(before - reference.sum / reference.count)).toBeLessThan(1e-5 * before);
+  }, 120_000);
+
+  test('import of a Megrez2 folder written by hand (BF16, no q/k/v biases): a dense layer 0, a pool, pre-gated', async () => {
+    const dir = tempDir('megrez-dense-hand');
+    const rand = seededUniform(77);
+    const values = new Map<string, Float32Array>();
+    const tensors = [...megrezShapes(false)].map(([name, shape]) => {
+      const size = shape.reduce((a, b) => a * b, 1);
+      const norm = name.endsWith('norm.weight');
+      // BF16-exact values (a float32 whose low 16 bits are zero), so the import reads back exactly what was meant
+      const data = Float32Array.from({ length: size }, () => {
+        const v = new Float32Array([norm ? 1 + (rand() - 0.5) * 0.2 : (rand() - 0.5) * 0.8]);
+        new Uint32Array(v.buffer)[0] &= 0xffff0000;
+        return v[0];
+      });
+      values.set(name, data);
+      return { name, dtype: 'BF16' as const, shape, data };
+    });
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        architectures: ['MegrezMoeForCausalLM'],
+        model_type: 'megrez_moe',
+        vocab_size: c.vocab_size,
+        hidden_size: d,
+        num_hidden_layers: 3,
+        num_attention_heads: c.num_attention_heads,
+        num_key_value_heads: c.num_key_value_heads,
+        max_position_embeddings: c.max_position_embeddings,
+        rope_theta: c.rope_theta,
+        rms_norm_eps: c.rms_norm_eps,
+        intermediate_size: W,
+        moe_intermediate_size: I,
+        n_routed_experts: c.num_experts,
+        n_shared_experts: 0,
+        num_experts_per_tok: 2,
+        first_k_dense_replace: 1,
+        moe_layer_freq: 1,
+        experts_shared_frequency: 2,
+        pre_gate: true,
+        topk_method: 'greedy',
+        scoring_func: 'softmax',
+        norm_topk_prob: false,
+      }),
+    );
+    buildTokenizer({ type: 'byte', vocab_size: 257 }, '').save(dir, { modelMaxLength: c.max_position_embeddings });
+    const imported = readAnyDenseCheckpoint(dir);
+    expect(imported.config).toEqual(c);
+    expect(Array.from(imported.get('model.layers.0.mlp.down_proj.weight'))).toEqual(Array.from(values.get('model.layers.0.mlp.down_proj.weight')!));
+    // layer 2 runs the pool stored with layer 1
+    expect(denseLayer(c, 2).experts[3].up.name).toBe('model.layers.1.mlp.experts.3.up_proj.weight');
+    expect(Array.from(imported.get(denseLayer(c, 2).experts[3].up.name))).toEqual(Array.from(values.get('model.layers.1.mlp.experts.3.up_proj.weight')!));
+    expect(Array.from(imported.get('model.layers.1.self_attn.q_proj.bias'))).toEqual(new Array(c.num_attention_heads * hd).fill(0));
+    // The pre-gate is in the function (layer 1 reads the dense layer's output), and the runtime computes it.
+    const logits = topkLogits(dir, 2);
+    const ownInput = referenceForward({ ...imported, config: { ...c, pre_gate: false } }, tokens, { routing: { mode: 'topk', k: 2 } }).logits;
+    expect(Array.from(ownInput)).not.toEqual(Array.from(logits));
+    const reference = nextTokenLoss(logits, tokens, c.vocab_size);
+    const loss = await runtimeLoss(dir, 2);
+    expect(Math.abs(loss - reference.sum / reference.count)).toBeLessThan(1e-5 * loss);
+  }, 120_000);
+});
+
 describe('what cannot cross the boundary exactly is refused, one line naming the field and its value', () => {
   test.each([
-    ['pre-gated', { pre_gate: true }, /cannot express pre_gate true \(Megrez2 pre-gates every layer from first_k_dense_replace on/],
-    ['unshared first layer', { first_k_dense_replace: 1 }, /cannot express first_k_dense_replace 1 \(Megrez2 makes layers 0\.\.0 dense MLPs/],
+    ['pre-gated without a dense layer', { pre_gate: true }, /cannot express pre_gate true with first_k_dense_replace 0 \(Megrez2 pre-gates every layer from first_k_dense_replace on/],
     ['gated shared expert', { shared_expert_intermediate_size: 8 }, /cannot express shared_expert_intermediate_size 8 \(dsmoe scales its shared expert by sigmoid/],
   ])('export: %s', (_label, extra, message) => {
     const dir = denseFolder({ ...sharedConfig, ...extra });
@@ -219,9 +353,9 @@ describe('what cannot cross the boundary exactly is refused, one line naming the
     [{ scoring_func: 'sigmoid' }, /scoring_func "sigmoid"/],
     [{ routed_scaling_factor: 2.5 }, /routed_scaling_factor 2\.5/],
     [{ n_shared_experts: 4 }, /n_shared_experts 4 \(ungated shared experts/],
-    [{ first_k_dense_replace: 1 }, /first_k_dense_replace 1 \(dense MLP layers/],
+    [{ first_k_dense_replace: 1, intermediate_size: undefined }, /first_k_dense_replace 1 without intermediate_size/],
     [{ moe_layer_freq: 2 }, /moe_layer_freq 2/],
-    [{ pre_gate: true }, /pre_gate true/],
+    [{ pre_gate: true }, /pre_gate true with first_k_dense_replace 0/],
     [{ n_group: 8, topk_group: 4 }, /topk_group 4 of n_group 8/],
     [{ attention_bias: true }, /attention_bias true/],
   ])('import: %j', (change, message) => {
