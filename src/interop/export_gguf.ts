@@ -7,13 +7,16 @@
  *
  * Refused (one-line UserError): what readExportSource refuses (threshold routing without --top-k, pruned experts,
  * q/k norms), renormalised top-k (llama.cpp's qwen2moe never renormalises), a tokenizer other than dsmoe's own,
- * and a block-quantized dtype whose rows are not whole blocks of 32.
+ * a block-quantized dtype whose rows are not whole blocks of 32, and Megrez2's pre-gate and dense first layers
+ * (qwen2moe routes every layer on its own input and has no dense layers). Megrez2's shared expert pools, which
+ * qwen2moe cannot reference across layers, are written out in every layer that uses them: the same computation,
+ * at f times the routed experts' storage (the log says how much).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { denseNames } from '../plan/tensor_table';
-import { headDim, type ModelConfig } from '../model/config';
+import { expertPoolOf, expertPools, headDim, type ModelConfig } from '../model/config';
 import type { ReferenceWeights } from '../model/reference';
 import { readExportSource } from './export_source';
 import { encodeGgml, QUANT_BLOCK_VALUES, type GgmlType } from './ggml_types';
@@ -78,6 +81,8 @@ export function exportGguf(sourceDir: string, options: GgufExportOptions): GgufE
     throw new UserError(`${sourceDir}: the model renormalises its top-k weights (norm_topk_prob, Mixtral-style); llama.cpp's qwen2moe never renormalises, so it cannot run this model as trained`);
   }
   const c = source.weights.config;
+  const problems = ggufProblems(c);
+  if (problems.length) throw new UserError(`${sourceDir}: llama.cpp's ${GGUF_ARCHITECTURE} cannot express ${problems.join('; ')}`);
   checkBlocks(c, options.dtype);
   const tokenizer = ggufTokenizer(sourceDir, c.vocab_size);
   const tensors = ggufTensors(source.weights, MATRIX_TYPE[options.dtype]);
@@ -86,6 +91,14 @@ export function exportGguf(sourceDir: string, options: GgufExportOptions): GgufE
     ...modelMetadata(c, source.topK, options.dtype, options.name ?? path.basename(path.resolve(sourceDir))),
     ...tokenizer.metadata,
   ];
+  const copies = c.num_hidden_layers - expertPools(c).length;
+  if (copies > 0) {
+    const bytes = tensors.filter((t) => /^blk\.\d+\.ffn_(gate|up|down)_exps\.weight$/.test(t.spec.name)).reduce((n, t) => n + ggmlBytes(t.spec), 0) / c.num_hidden_layers;
+    log(
+      `shared expert pools (experts_shared_frequency ${c.experts_shared_frequency}): ${GGUF_ARCHITECTURE} has one set of experts per layer, so each pool is written in each of its ` +
+        `layers: ${copies} extra cop${copies === 1 ? 'y' : 'ies'} of ${(bytes / 2 ** 20).toFixed(1)} MiB (${((copies * bytes) / 2 ** 20).toFixed(1)} MiB more than storing each pool once)`,
+    );
+  }
   fs.mkdirSync(path.dirname(path.resolve(options.outFile)), { recursive: true });
   let done = 0;
   const layout = writeGguf(options.outFile, metadata, tensors.map((t) => t.spec), (i, spec) => {
@@ -96,6 +109,26 @@ export function exportGguf(sourceDir: string, options: GgufExportOptions): GgufE
   });
   log(`wrote ${options.outFile}: ${tensors.length} tensors, ${(layout.fileSize / 2 ** 20).toFixed(1)} MiB, ${options.dtype}, top-${source.topK}${zeroShared ? ', zero shared expert' : ''}`);
   return { file: options.outFile, topK: source.topK, tensors: tensors.length, bytes: layout.fileSize, zeroSharedExpert: zeroShared };
+}
+
+/**
+ * Megrez2 features llama.cpp's qwen2moe would compute differently, one `field value (why)` each. Shared pools are
+ * not among them: writing a pool into every layer that uses it is the same computation.
+ */
+export function ggufProblems(c: ModelConfig): string[] {
+  const problems: string[] = [];
+  if ((c.first_k_dense_replace ?? 0) > 0) problems.push(`first_k_dense_replace ${c.first_k_dense_replace} (dense MLP layers; every qwen2moe layer is MoE)`);
+  if (c.pre_gate === true) problems.push("pre_gate true (qwen2moe routes each layer on its own input, not the previous layer's)");
+  return problems;
+}
+
+/** Bytes of one GGUF tensor at its type. */
+function ggmlBytes(spec: GgufTensorSpec): number {
+  const n = spec.dims.reduce((a, b) => a * b, 1);
+  const perBlock: Partial<Record<GgmlType, number>> = { Q8_0: 34, Q4_0: 18 };
+  const block = perBlock[spec.type];
+  if (block !== undefined) return (n / QUANT_BLOCK_VALUES) * block;
+  return n * (spec.type === 'F32' ? 4 : 2);
 }
 
 /** Q8_0 and Q4_0 store rows in blocks of 32 values: every matrix's row length (ne[0]) must be a whole number of blocks. */
@@ -169,6 +202,7 @@ export function ggufTensors(w: ReferenceWeights, matrixType: GgmlType): PlannedT
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const b = `blk.${l}`;
     const experts = Array.from({ length: E }, (_, e) => e);
+    const pool = expertPoolOf(c, l); // a shared pool (Megrez2) is read from its first layer and written in each of its layers
     add(`${b}.attn_norm.weight`, [d], 'F32', dense(denseNames.inputNorm(l)));
     add(`${b}.attn_q.weight`, [d, c.num_attention_heads * hd], matrixType, dense(denseNames.q(l)));
     add(`${b}.attn_q.bias`, [c.num_attention_heads * hd], 'F32', dense(denseNames.qBias(l)));
@@ -179,9 +213,9 @@ export function ggufTensors(w: ReferenceWeights, matrixType: GgmlType): PlannedT
     add(`${b}.attn_output.weight`, [c.num_attention_heads * hd, d], matrixType, dense(denseNames.o(l)));
     add(`${b}.ffn_norm.weight`, [d], 'F32', dense(denseNames.postAttentionNorm(l)));
     add(`${b}.ffn_gate_inp.weight`, [d, E], 'F32', dense(denseNames.router(l)));
-    add(`${b}.ffn_gate_exps.weight`, [d, I, E], matrixType, stacked(experts.map((e) => denseNames.expertGate(l, e))));
-    add(`${b}.ffn_up_exps.weight`, [d, I, E], matrixType, stacked(experts.map((e) => denseNames.expertUp(l, e))));
-    add(`${b}.ffn_down_exps.weight`, [I, d, E], matrixType, stacked(experts.map((e) => denseNames.expertDown(l, e))));
+    add(`${b}.ffn_gate_exps.weight`, [d, I, E], matrixType, stacked(experts.map((e) => denseNames.expertGate(pool, e))));
+    add(`${b}.ffn_up_exps.weight`, [d, I, E], matrixType, stacked(experts.map((e) => denseNames.expertUp(pool, e))));
+    add(`${b}.ffn_down_exps.weight`, [I, d, E], matrixType, stacked(experts.map((e) => denseNames.expertDown(pool, e))));
     const Is = c.shared_expert_intermediate_size;
     if (Is > 0) {
       add(`${b}.ffn_gate_inp_shexp.weight`, [d], 'F32', dense(denseNames.sharedExpertGate(l)));

@@ -274,6 +274,45 @@ describe('export to GGUF (llama.cpp qwen2moe)', () => {
   });
 });
 
+describe("Megrez2's architecture in GGUF", () => {
+  test('shared expert pools are written in every layer that uses them (qwen2moe has one set per layer), and the log states the cost', async () => {
+    const config: ModelConfig = { ...blockConfig, num_hidden_layers: 4, experts_shared_frequency: 2 }; // pools at layers 0 and 2
+    const dir = denseFolder(config);
+    const file = path.join(tempDir('gguf-pools'), 'model.gguf');
+    const lines: string[] = [];
+    exportGguf(dir, { outFile: file, topK: 2, dtype: 'f32', log: (line) => lines.push(line) });
+    const parsed = await readBack(file);
+    const source = readAnyDenseCheckpoint(dir);
+    for (const [l, pool] of [[0, 0], [1, 0], [2, 2], [3, 2]]) {
+      for (const [leaf, part] of [['gate', 'gate_proj'], ['up', 'up_proj'], ['down', 'down_proj']]) {
+        // the pool's experts, stored once in the dense folder under its first layer's names, spelled out here
+        const names = [0, 1, 2, 3].map((e) => `model.layers.${pool}.mlp.experts.${e}.${part}.weight`);
+        const want = new Float32Array(names.flatMap((n) => Array.from(source.get(n))));
+        expect(Array.from(tensorValues(file, parsed, `blk.${l}.ffn_${leaf}_exps.weight`).values)).toEqual(Array.from(want));
+      }
+    }
+    // 2 extra copies of one layer's 4 experts × 3 matrices × 32 × 32 f32 = 48 KiB each
+    expect(lines.join('\n')).toMatch(/shared expert pools \(experts_shared_frequency 2\): .* 2 extra copies of 0\.0 MiB \(0\.1 MiB more than storing each pool once\)/);
+  });
+
+  test.each([
+    ['a dense first layer', { num_hidden_layers: 3, first_k_dense_replace: 1 }, /llama\.cpp's qwen2moe cannot express first_k_dense_replace 1 \(dense MLP layers; every qwen2moe layer is MoE\)$/],
+    ['pre-gated routing', { pre_gate: true }, /llama\.cpp's qwen2moe cannot express pre_gate true \(qwen2moe routes each layer on its own input/],
+  ])('refuses %s in one line naming the field', (_label, extra, message) => {
+    const dir = denseFolder({ ...blockConfig, ...extra }, false);
+    const file = path.join(tempDir('gguf-megrez-refused'), 'x.gguf');
+    let error: Error | undefined;
+    try {
+      exportGguf(dir, { outFile: file, topK: 2, dtype: 'f32' });
+    } catch (e) {
+      error = e as Error;
+    }
+    expect(error?.message).toMatch(message);
+    expect(error?.message).not.toContain('\n');
+    expect(fs.existsSync(file)).toBe(false);
+  });
+});
+
 test('a header larger than the writer’s first 64 KiB buffer (a 32k-token vocabulary) reads back intact', async () => {
   const config = { ...blockConfig, vocab_size: 32000 };
   const dir = denseFolder(config);
