@@ -315,8 +315,11 @@ export function fromHfConfig(hf: Record<string, unknown>): ModelConfig {
     tie_word_embeddings: hf.tie_word_embeddings === true,
     ...(hf.experts_shared_frequency !== undefined ? { experts_shared_frequency: hf.experts_shared_frequency as number } : {}),
     ...(hf.first_k_dense_replace !== undefined ? { first_k_dense_replace: hf.first_k_dense_replace as number } : {}),
-    // Qwen2-MoE's config.json always has intermediate_size (E·I when dsmoe wrote it); read only where dense layers use it.
-    ...(hf.intermediate_size !== undefined && (hf.first_k_dense_replace ?? 0) !== 0 ? { intermediate_size: hf.intermediate_size as number } : {}),
+    // Qwen2-MoE's config.json always has intermediate_size (E·I when dsmoe wrote it); read only where dense layers use
+    // it and it is not that default, as withoutDefaults writes it.
+    ...(typeof hf.intermediate_size === 'number' && (hf.first_k_dense_replace ?? 0) !== 0 && hf.intermediate_size !== num('num_experts') * num('moe_intermediate_size')
+      ? { intermediate_size: hf.intermediate_size }
+      : {}),
     ...(hf.pre_gate !== undefined ? { pre_gate: hf.pre_gate as boolean } : {}),
     ...(hf.attention_experts !== undefined ? { attention_experts: hf.attention_experts as number } : {}),
     ...(hf.heads_per_attention_expert !== undefined ? { heads_per_attention_expert: hf.heads_per_attention_expert as number } : {}),

@@ -1,4 +1,4 @@
-import { configProblems, expertPoolOf, expertPools, fromHfConfig, parameterCounts, preGated, toHfConfig, withoutDefaults, type ModelConfig } from '../../src/model/config';
+import { configProblems, denseIntermediateSize, expertPoolOf, expertPools, fromHfConfig, isDenseLayer, moeLayers, parameterCounts, preGated, toHfConfig, withoutDefaults, type ModelConfig } from '../../src/model/config';
 
 const base: ModelConfig = {
   vocab_size: 257,
@@ -22,7 +22,22 @@ describe('Megrez2 expert pools', () => {
     // vLLM/SGLang megrez_moe: layer i uses the experts of (i − k) // f · f + k for i ≥ k.
     const want = [0, 1, 1, 1, 4, 4, 4, 7, 7, 7, 10, 10, 10, 13, 13, 13, 16, 16, 16, 19, 19, 19, 22, 22, 22, 25, 25, 25, 28, 28, 28];
     expect(Array.from({ length: 31 }, (_, l) => expertPoolOf(config, l))).toEqual(want);
-    expect(expertPools(config)).toEqual([0, 1, 4, 7, 10, 13, 16, 19, 22, 25, 28]);
+    // layer 0 is a dense MLP: no routed experts, so no pool
+    expect(expertPools(config)).toEqual([1, 4, 7, 10, 13, 16, 19, 22, 25, 28]);
+    expect(moeLayers(config)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(isDenseLayer(config, 0) && !isDenseLayer(config, 1)).toBe(true);
+  });
+
+  test('dense layers: an MLP of width intermediate_size (default E·I), all of it active, no router or experts', () => {
+    const L = 4;
+    const d = base.hidden_size;
+    const moe = parameterCounts({ ...base, num_hidden_layers: L });
+    const dense = parameterCounts({ ...base, num_hidden_layers: L, first_k_dense_replace: 1, intermediate_size: 40 });
+    const layerMoe = base.num_experts * d + base.num_experts * 3 * d * base.moe_intermediate_size; // router + experts
+    expect(moe.total - dense.total).toBe(layerMoe - 3 * d * 40);
+    expect(moe.activePerToken(2) - dense.activePerToken(2)).toBe(base.num_experts * d + 2 * 3 * d * base.moe_intermediate_size - 3 * d * 40);
+    expect(denseIntermediateSize(base)).toBe(base.num_experts * base.moe_intermediate_size);
+    expect(configProblems({ ...base, first_k_dense_replace: 31 })[0]).toMatch(/first_k_dense_replace \(31\) must be below num_hidden_layers \(31\): at least one layer must be MoE/);
   });
 
   test('absent fields mean no sharing and no pre-gate', () => {
@@ -52,6 +67,12 @@ describe('Megrez2 expert pools', () => {
     const megrez = { ...base, experts_shared_frequency: 3, first_k_dense_replace: 1, pre_gate: true };
     expect(fromHfConfig(toHfConfig(megrez))).toEqual(megrez);
     expect(fromHfConfig(toHfConfig(base))).toEqual(base);
+    // intermediate_size: written and read only with dense layers and when not E·I
+    const wide = { ...megrez, intermediate_size: 48 };
+    expect(toHfConfig(wide).intermediate_size).toBe(48);
+    expect(fromHfConfig(toHfConfig(wide))).toEqual(wide);
+    expect(withoutDefaults({ ...megrez, intermediate_size: 32 })).toEqual(megrez);
+    expect(withoutDefaults({ ...base, intermediate_size: 48 })).toEqual(base);
   });
 
   test('bad values are named', () => {

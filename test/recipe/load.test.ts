@@ -257,6 +257,28 @@ describe('errors name the file, the field, the value and what was expected', () 
   });
 });
 
+describe("Megrez2's dense first layers (model.first_k_dense_replace, model.intermediate_size)", () => {
+  test('the width is left out of the resolved recipe at its default E·I and without dense layers; another width is kept', () => {
+    const plain = loadRecipe(write('plain.yaml', minimal()));
+    const dense = loadRecipe(write('dense.yaml', minimal({ model: '  first_k_dense_replace: 1' })));
+    const atDefault = loadRecipe(write('dense.yaml', minimal({ model: '  first_k_dense_replace: 1\n  intermediate_size: "num_experts * moe_intermediate_size"' })));
+    expect(plain.model).not.toHaveProperty('intermediate_size');
+    expect(dense.model).toMatchObject({ first_k_dense_replace: 1 });
+    expect(dense.model).not.toHaveProperty('intermediate_size');
+    expect(recipeHash(atDefault)).toBe(recipeHash(dense));
+    const wide = loadRecipe(write('dense-wide.yaml', minimal({ model: '  first_k_dense_replace: 1\n  intermediate_size: 96' })));
+    expect(wide.model.intermediate_size).toBe(96);
+    // the params variable counts the dense layer's MLP: 3·64·96 in place of the router and 4 experts of 3·64·32
+    expect(parameterCounts(plain.model).total - parameterCounts(wide.model).total).toBe(4 * 64 + 4 * 3 * 64 * 32 - 3 * 64 * 96);
+  });
+
+  test('a width without dense layers is refused in one line', () => {
+    expect(() => loadRecipe(write('no-dense.yaml', minimal({ model: '  intermediate_size: 96' })))).toThrow(
+      /model\.intermediate_size: only meaningful with dense layers, but model\.first_k_dense_replace is 0/,
+    );
+  });
+});
+
 describe('attention experts (MoA, docs/design.md §12)', () => {
   test('absent or 0: no MoA field in the resolved recipe, and the hash is the one without them', () => {
     const plain = loadRecipe(write('plain.yaml', minimal()));
