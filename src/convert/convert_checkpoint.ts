@@ -323,7 +323,7 @@ async function decideAndWrite(
           mass_covered: s.massCovered,
           expert_load: s.expertLoad,
           never_selected: s.neverSelected,
-          pruned: allExperts.filter((e) => !kept[l].includes(e)),
+          pruned: isDenseLayer(c, l) ? [] : allExperts.filter((e) => !kept[l].includes(e)), // a dense layer's one expert is all it has
           kept: kept[l],
           ...(prunedStats
             ? { after_pruning: { mass_covered: prunedStats[l].massCovered, expert_load: prunedStats[l].expertLoad, never_selected: prunedStats[l].neverSelected } }

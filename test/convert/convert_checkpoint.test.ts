@@ -47,6 +47,39 @@ async function convert(denseDir: string, options: Partial<ConvertOptions>) {
 
 const withShared: ModelConfig = { ...tinyConfig, shared_expert_intermediate_size: 5, tie_word_embeddings: true };
 
+describe('dense first layers (first_k_dense_replace)', () => {
+  // layer 0 a dense MLP of width 12 with a shared expert configured for the MoE layers only; layers 1 and 2 one pool
+  const config: ModelConfig = { ...withShared, num_hidden_layers: 3, first_k_dense_replace: 1, intermediate_size: 12, experts_shared_frequency: 2 };
+
+  test.each(['threshold', 'threshold-topk'] as const)('calibrated %s with pruning: the dense layer keeps its one expert, selected with weight 1, and the plan weights give the dense folder logits under the plan routing', async (strategy) => {
+    const denseDir = denseFolder(config, 5);
+    const { plan, calibration, outDir } = await convert(denseDir, { strategy, k: 3, pruneBelow: 0.2 });
+    const layer0 = layerOps(plan.layers[0]);
+    expect(layer0.select).toEqual({ op: 'select', mode: 'topk', k: 1, epsilon: 0.48, k_max: 1, renormalize: true });
+    expect(layer0.experts).toMatchObject({ kept: [0], intermediate_size: 12 });
+    expect(layer0.shared).toBeNull();
+    expect(layerOps(plan.layers[1]).shared).not.toBeNull();
+    expect(plan.calibration!.layers[0]).toMatchObject({ k: 1, mass_covered: 1, never_selected: [1, 2, 3] });
+    expect(calibration!.layers[0].pruned).toEqual([]); // a dense layer has nothing to prune
+    // the plan's dense layer is the checkpoint's MLP, packed exactly: under the plan's routing the plan's weights and
+    // the dense folder's give the same logits.
+    const loaded = readPlan(outDir);
+    const ids = windows(1, 12, 9)[0];
+    const dense = readAnyDenseCheckpoint(denseDir);
+    const viaPlan = referenceForward(planWeights(loaded), ids, { routing: planRoutingRules(plan) }).logits;
+    const viaDense = referenceForward(dense, ids, { routing: planRoutingRules(plan) }).logits;
+    expect(Array.from(viaPlan)).toEqual(Array.from(viaDense));
+    // cost: the dense layer's MLP counted once as stored and as active, no router
+    expect(plan.cost.total_params).toBe(parameterCounts(config).total - layer1Pruned(plan, config));
+  });
+});
+
+/** Parameters of the experts a plan pruned from its pools (stored parameters the config counts and the plan does not). */
+function layer1Pruned(plan: { layers: { ops: unknown[] }[] }, config: ModelConfig): number {
+  const kept = layerOps(plan.layers[1] as never).experts.kept.length;
+  return (config.num_experts - kept) * 3 * config.hidden_size * config.moe_intermediate_size;
+}
+
 describe('convert round trip', () => {
   test.each([
     ['no shared expert, untied', tinyConfig],
