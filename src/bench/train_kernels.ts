@@ -2,7 +2,7 @@
  * Training throughput with tfjs's kernels vs the addon's kernels inside tfjs (docs/training-kernels.md), and a
  * PyTorch peer on the same model, batch and thread count.
  *
- *   node dist/bench/train_kernels.js [--recipe tiny|small|FILE ...] [--steps N] [--kernels tfjs,native]
+ *   node dist/bench/train_kernels.js [--recipe tiny|small|FILE ...] [--steps N] [--kernels tfjs,native] [--compute-dtype f32,bf16]
  *                                    [--backend wasm|cpu] [--threads N] [--peer] [--profile] [--json]
  *                                    [--batch B] [--peer-dtypes f32,bf16]
  *
@@ -19,7 +19,7 @@ import { loadRecipe, Recipe } from '../recipe';
 import { loadNative } from '../runtime/native';
 import { AdamW, clipByGlobalNorm } from '../train/adamw';
 import { selectBackend, BackendChoice } from '../train/backend';
-import { KernelTime, KernelTimer, ProductTime, registerNativeKernels, restoreTfjsKernels } from '../train/native_kernels';
+import { bf16Unsupported, ComputeDtype, computeDtypes, KernelTime, KernelTimer, ProductTime, registerNativeKernels, restoreTfjsKernels } from '../train/native_kernels';
 import { runPytorchPeer, PeerResult } from './train_peer';
 
 /** One optimizer step exactly as the trainer takes it (grad_accum 1): loss, gradients, clip, AdamW. */
@@ -87,6 +87,8 @@ export function syntheticBatch(index: number, batch: number, seqLen: number, voc
 export interface ThroughputRow {
   recipe: string;
   kernels: 'tfjs' | 'native' | 'pytorch';
+  /** the native products' arithmetic (native rows) */
+  compute?: ComputeDtype;
   backend: string;
   threads: number;
   params: number;
@@ -139,10 +141,12 @@ interface BenchArgs {
   batch: number | undefined;
   /** PyTorch peer precisions to run */
   peerDtypes: ('f32' | 'bf16')[];
+  /** the native kernels' product arithmetic, one native row each */
+  computeDtypes: ComputeDtype[];
 }
 
 function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { recipes: [], steps: 3, kernels: ['tfjs', 'native'], backend: 'wasm', threads: undefined, peer: false, profile: false, json: false, batch: undefined, peerDtypes: ['f32', 'bf16'] };
+  const args: BenchArgs = { recipes: [], steps: 3, kernels: ['tfjs', 'native'], backend: 'wasm', threads: undefined, peer: false, profile: false, json: false, batch: undefined, peerDtypes: ['f32', 'bf16'], computeDtypes: ['f32'] };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -160,18 +164,20 @@ function parseArgs(argv: string[]): BenchArgs {
     else if (flag === '--json') args.json = true;
     else if (flag === '--batch') args.batch = Number(value());
     else if (flag === '--peer-dtypes') args.peerDtypes = value().split(',') as BenchArgs['peerDtypes'];
+    else if (flag === '--compute-dtype') args.computeDtypes = value().split(',') as ComputeDtype[];
     else throw new Error(`unknown argument ${flag}`);
   }
   if (!args.recipes.length) args.recipes = ['tiny', 'small'];
   if (!(Number.isInteger(args.steps) && args.steps >= 1)) throw new Error('--steps must be a positive integer');
   for (const k of args.kernels) if (k !== 'tfjs' && k !== 'native') throw new Error(`--kernels: unknown ${k}`);
   for (const d of args.peerDtypes) if (d !== 'f32' && d !== 'bf16') throw new Error(`--peer-dtypes: unknown ${d}`);
+  for (const d of args.computeDtypes) if (!computeDtypes.includes(d)) throw new Error(`--compute-dtype: unknown ${d}; expected ${computeDtypes.join(',')}`);
   return args;
 }
 
 function formatRow(r: ThroughputRow): string {
   return (
-    `${r.recipe.padEnd(6)} ${r.kernels.padEnd(8)} ${r.backend.padEnd(18)} threads ${r.threads}  ` +
+    `${r.recipe.padEnd(6)} ${(r.kernels + (r.compute === 'bf16' ? '-bf16' : '')).padEnd(11)} ${r.backend.padEnd(18)} threads ${r.threads}  ` +
     `${r.secondsPerStep.toFixed(2).padStart(7)} s/step  ${r.tokensPerSecond.toFixed(0).padStart(7)} tokens/s  ` +
     `${r.gflops.toFixed(1).padStart(6)} GFLOP/s${r.note ? '  ' + r.note : ''}`
   );
@@ -191,9 +197,16 @@ async function main(): Promise<void> {
     const recipe: Recipe = args.batch ? { ...loaded, train: { ...loaded.train, batch_size: args.batch } } : loaded;
     const params = parameterCounts(recipe.model).total;
     const tokensPerStep = recipe.train.batch_size * recipe.data.seq_len;
-    for (const kernels of args.kernels) {
+    const runs = args.kernels.flatMap((kernels): { kernels: 'tfjs' | 'native'; compute?: ComputeDtype }[] =>
+      kernels === 'native' ? args.computeDtypes.map((compute) => ({ kernels, compute })) : [{ kernels }],
+    );
+    for (const { kernels, compute } of runs) {
       restoreTfjsKernels();
-      if (kernels === 'native') registerNativeKernels(selection.tfjsName, { threads, addon });
+      if (kernels === 'native' && compute === 'bf16' && !addon.cpuInfo().bf16) {
+        say(`${recipe.name.padEnd(6)} native-bf16 skipped: ${bf16Unsupported(addon)}`);
+        continue;
+      }
+      if (kernels === 'native') registerNativeKernels(selection.tfjsName, { threads, addon, compute });
       const timer = args.profile ? new KernelTimer(selection.tfjsName) : null;
       timer?.install();
       const { secondsPerStep } = measureTraining(recipe, args.steps, timer);
@@ -202,6 +215,7 @@ async function main(): Promise<void> {
       const row: ThroughputRow = {
         recipe: recipe.name,
         kernels,
+        ...(compute ? { compute } : {}),
         backend: `tfjs-${selection.tfjsName}`,
         threads: kernels === 'native' ? threads : 1,
         params,

@@ -204,6 +204,7 @@ export function recipeFromDocument(document: unknown, file: string): Recipe {
       eval_every: values.get('eval_every')!,
       eval_tokens: values.get('eval_tokens')!,
       checkpoint_every: values.get('checkpoint_every')!,
+      ...(plain.get('train.compute_dtype') === 'bf16' ? { compute_dtype: 'bf16' as const } : {}),
     },
   };
   checkMoA(file, document, values, recipe);

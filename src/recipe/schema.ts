@@ -114,6 +114,9 @@ export const SECTIONS: Record<SectionName, Record<string, FieldSpec>> = {
     eval_every: { kind: 'number', check: positiveInt, default: 100 },
     eval_tokens: { kind: 'number', check: positiveInt, default: 16384 },
     checkpoint_every: { kind: 'number', check: positiveInt, default: 500 },
+    // The native kernels' matrix products: f32, or bf16 operands with f32 sums and f32 master weights (AVX-512
+    // BF16 only; docs/training-kernels.md). Left out of the resolved recipe at f32, so recipes hash as before.
+    compute_dtype: { kind: 'enum', values: ['f32', 'bf16'], default: 'f32' },
   },
 };
 

@@ -42,5 +42,7 @@ export interface Recipe {
     eval_every: number;
     eval_tokens: number; // held-out tokens per evaluation
     checkpoint_every: number;
+    /** the native kernels' products in bf16 (f32 sums and weights); present only when 'bf16' (default f32) */
+    compute_dtype?: 'bf16';
   };
 }

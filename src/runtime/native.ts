@@ -138,6 +138,8 @@ export interface GemmOptions extends KernelOptions {
   count?: number;
   aIndex?: Int32Array;
   bIndex?: Int32Array;
+  /** 'bf16': operands rounded to bf16 when packed, products summed in f32 (AVX-512 BF16 only: cpuInfo().bf16) */
+  compute?: 'f32' | 'bf16';
 }
 
 export interface SelectRuleSpec {
@@ -196,7 +198,7 @@ export interface NativeAddon {
    * cuda: a CUDA device is usable now; cudaBuilt: the addon links native/cuda (nvcc was found at build time);
    * cudaDevices: devices visible; cudaDevice: the first one's name.
    */
-  cpuInfo(): { simd: Simd; detected: Simd; threads: number; cuda: boolean; cudaBuilt: boolean; cudaDevices: number; cudaDevice?: string };
+  cpuInfo(): { simd: Simd; detected: Simd; threads: number; bf16: boolean; cuda: boolean; cudaBuilt: boolean; cudaDevices: number; cudaDevice?: string };
   setSimd(level: Simd): Simd;
   memoryBandwidthGBs(bytes?: number, threads?: number): number;
   peakGflops(threads?: number): number;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "../common/cpu.h"
+#include "../kernels/gemm_bf16.h"
 #include "../kernels/kernels.h"
 #include "args.h"
 #include "bindings.h"
@@ -34,6 +35,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("simd", simd_name(simd_level()));
   o.Set("detected", simd_name(simd_detected()));
   o.Set("threads", Napi::Number::New(env, hardware_threads()));
+  o.Set("bf16", Napi::Boolean::New(env, bf16_compute_available()));  // kernels.gemm's compute: 'bf16' can run
 #ifdef DSMOE_HAVE_CUDA
   // 0 without a driver or device (static cudart: the addon loads either way); the CPU path is used then
   int devices = dsmoe_cuda_device_count();

@@ -9,6 +9,7 @@
 
 #include "../common/cpu.h"
 #include "../common/threadpool.h"
+#include "../kernels/gemm_bf16.h"
 #include "../kernels/kernels.h"
 #include "../kernels/sampling.h"
 #include "args.h"
@@ -85,7 +86,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   return Y;
 }
 
-// gemm(A, B, M, N, K, transA, transB, { out?, count?, aIndex?, bIndex?, impl, threads }) → C [count, M, N]:
+// gemm(A, B, M, N, K, transA, transB, { out?, count?, aIndex?, bIndex?, compute?, impl, threads }) → C [count, M, N]:
 // entry e of C = op(A entry aIndex[e]) · op(B entry bIndex[e]) (entry e when an index is absent), written into `out`
 // when given (no fresh array, no copy), else into a new array.
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
@@ -94,6 +95,12 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   bool ta = info[5].ToBoolean(), tb = info[6].ToBoolean();
   Options o = options_arg(info, 7);
   Napi::Object opts = info.Length() > 7 && info[7].IsObject() ? info[7].As<Napi::Object>() : Napi::Object::New(env);
+  // compute: 'f32' (default) or 'bf16' (operands rounded to bf16, f32 sums; needs AVX-512 BF16, gemm_bf16.h)
+  std::string compute = present(opts, "compute") ? opts.Get("compute").ToString().Utf8Value() : "f32";
+  if (compute != "f32" && compute != "bf16") throw Napi::TypeError::New(env, "compute must be 'f32' or 'bf16', got '" + compute + "'");
+  if (compute == "bf16" && !is_ref(o) && !bf16_compute_available())
+    throw Napi::Error::New(env, "compute 'bf16' needs a CPU with AVX-512 BF16 and the AVX-512 kernels (this one runs " +
+                                    std::string(simd_name(simd_level())) + ")");
   GemmBatch batch;
   if (present(opts, "count")) {
     double c = opts.Get("count").ToNumber().DoubleValue();
@@ -133,8 +140,14 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   } else {
     C = new_f32(env, cSize);
   }
-  if (is_ref(o)) gemm_ref(A, B, C.Data(), M, N, K, ta, tb, batch);
-  else gemm(pool_for(o.threads), A, B, C.Data(), M, N, K, ta, tb, batch);
+  if (compute == "bf16") {
+    if (is_ref(o)) gemm_bf16_ref(A, B, C.Data(), M, N, K, ta, tb, batch);
+    else gemm_bf16(pool_for(o.threads), A, B, C.Data(), M, N, K, ta, tb, batch);
+  } else if (is_ref(o)) {
+    gemm_ref(A, B, C.Data(), M, N, K, ta, tb, batch);
+  } else {
+    gemm(pool_for(o.threads), A, B, C.Data(), M, N, K, ta, tb, batch);
+  }
   return C;
 }
 

@@ -6,7 +6,7 @@ import { loadRecipe, type Recipe } from '../../recipe';
 import { loadTokenizer, prepareData, readPreparedData, writePreparedData, type PreparedFolder, type Tokenizer } from '../../data';
 import { BackendChoice, backendChoices, describeBackend, selectBackend } from '../../train/backend';
 import { train } from '../../train/trainer';
-import { applyKernelChoice, describeKernels, kernelChoices, KernelChoice } from '../../train/native_kernels';
+import { applyKernelChoice, computeDtypes, describeKernels, kernelChoices, KernelChoice, type ComputeDtype } from '../../train/native_kernels';
 import { describeMemory, torchTrainingMemory } from '../../model/memory_estimate';
 import { checkTorch, DEFAULT_PYTHON, launchTorchEngine, torchrunArgs, validateLaunch } from '../../train/torch_engine';
 
@@ -20,6 +20,7 @@ interface TrainArgs {
   'init-only': boolean;
   backend: BackendChoice;
   kernels: KernelChoice;
+  'compute-dtype'?: ComputeDtype;
   'nproc-per-node': number;
   nnodes: number;
   'node-rank': number;
@@ -66,6 +67,11 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
         default: 'auto',
         describe: "matrix products: native = the addon's multithreaded kernels inside tfjs (wasm/cpu), tfjs = tfjs's own",
       })
+      .option('compute-dtype', {
+        type: 'string',
+        choices: computeDtypes,
+        describe: "native kernels' matrix products: bf16 = bf16 operands, f32 sums and master weights (AVX-512 BF16 CPUs); default the recipe's train.compute_dtype (f32)",
+      })
       .option('nproc-per-node', { type: 'number', default: 1, describe: 'torch: processes on this machine (one per GPU)' })
       .option('nnodes', { type: 'number', default: 1, describe: 'torch: machines in the run' })
       .option('node-rank', { type: 'number', default: 0, describe: 'torch: this machine, 0..nnodes−1' })
@@ -88,6 +94,7 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     // A resumed run keeps the tokenizer it was trained with (a BPE vocabulary is not retrained).
     const savedTokenizer = args.resume && fs.existsSync(path.join(outDir, 'tokenizer.json')) ? loadTokenizer(outDir) : undefined;
     if (args.engine === 'torch') {
+      if (args['compute-dtype']) throw new UserError('--compute-dtype sets the tfjs engine\'s native products; the torch engine takes --precision f32|bf16');
       if (args['init-only']) throw new UserError('--init-only writes tfjs initial weights: use it with --engine tfjs, then --engine torch --resume');
       const code = await trainWithTorch(args, recipe, outDir, savedTokenizer, maxStepsFlag);
       if (code !== 0) process.exit(code);
@@ -100,7 +107,8 @@ export const trainCommand: CommandModule<object, TrainArgs> = {
     const backend = await selectBackend(args.backend);
     process.stderr.write(describeBackend(backend) + '\n');
     // After the backend is set up: importing a backend registers its own kernels over ours.
-    const kernels = applyKernelChoice(args.kernels, backend.tfjsName);
+    const compute = args['compute-dtype'] ?? recipe.train.compute_dtype ?? 'f32';
+    const kernels = applyKernelChoice(args.kernels, backend.tfjsName, undefined, compute);
     process.stderr.write(describeKernels(kernels) + '\n');
     const stopAfterSteps = args['init-only'] ? 0 : undefined;
     if (args['init-only'] && args.resume) throw new UserError('--init-only writes a fresh run\'s step-0 weights; it cannot be combined with --resume');

@@ -7,7 +7,13 @@ import { matMulGeometry } from './matmul_geometry';
 export interface NativeMatMulContext {
   kernels: Pick<NativeKernels, 'gemm'>;
   threads: number;
+  /** 'bf16': operands rounded to bf16 in the GEMM's packers, products summed in f32 (train.compute_dtype) */
+  compute: ComputeDtype;
 }
+
+/** The matrix products' arithmetic: f32, or bf16 operands with f32 sums (AVX-512 BF16). Weights stay f32. */
+export type ComputeDtype = 'f32' | 'bf16';
+export const computeDtypes: ComputeDtype[] = ['f32', 'bf16'];
 
 /**
  * op(a) · op(b) over broadcast batch dimensions into a new float32 tensor of the backend: one addon gemm call for
@@ -42,6 +48,7 @@ export function nativeMatMul(
     threads: ctx.threads,
     out: values,
     count,
+    compute: ctx.compute,
     // Broadcast batch dimensions read one entry of an operand for several outputs; otherwise entry e reads entry e.
     aIndex: identity(g.aBatch) ? undefined : g.aBatch,
     bIndex: identity(g.bBatch) ? undefined : g.bBatch,

@@ -1,17 +1,20 @@
 import * as tf from '@tensorflow/tfjs';
 import { setTransposeFlagProducts } from '../../model/matmul';
+import { UserError } from '../../errors';
 import { loadNative, NativeAddon } from '../../runtime/native';
 import { BackendKind, isSupportedBackend, supportedBackends } from './backend_tensors';
 import { batchMatMulKernel } from './batch_mat_mul';
 import { fusedMatMulKernel } from './fused_mat_mul';
 import { aliasingIdentityKernel } from './identity';
-import { NativeMatMulContext } from './native_matmul';
+import { ComputeDtype, computeDtypes, NativeMatMulContext } from './native_matmul';
 
 export interface NativeKernelOptions {
   /** addon threads per kernel call; default: every hardware thread the addon sees */
   threads?: number;
   /** the addon to use (tests pass a loaded one); default: `loadNative()` */
   addon?: NativeAddon;
+  /** the products' arithmetic (default f32); bf16 needs AVX-512 BF16 (`cpuInfo().bf16`) */
+  compute?: ComputeDtype;
 }
 
 type KernelFactory = (ctx: NativeMatMulContext, kind: BackendKind, fallback: tf.KernelFunc) => tf.KernelFunc;
@@ -40,7 +43,10 @@ export function registerNativeKernels(backendName: string, options: NativeKernel
   const addon = options.addon ?? loadNative();
   const threads = options.threads ?? addon.cpuInfo().threads;
   if (!(Number.isInteger(threads) && threads >= 1)) throw new Error(`native kernel threads must be a positive integer, got ${threads}`);
-  const ctx: NativeMatMulContext = { kernels: addon.kernels, threads };
+  const compute = options.compute ?? 'f32';
+  if (!computeDtypes.includes(compute)) throw new Error(`compute dtype must be one of ${computeDtypes.join(', ')}, got ${compute}`);
+  if (compute === 'bf16' && !addon.cpuInfo().bf16) throw new UserError(bf16Unsupported(addon));
+  const ctx: NativeMatMulContext = { kernels: addon.kernels, threads, compute };
   const registered: string[] = [];
   for (const { kernelName, backends, factory } of nativeKernelFactories) {
     if (!backends.includes(backendName)) continue;
@@ -76,4 +82,11 @@ export function restoreTfjsKernels(): { restored: string[] } {
 /** The kernel names currently served by the addon, per backend (`wasm/BatchMatMul`, …). */
 export function nativeKernelsInUse(): string[] {
   return [...replaced.keys()];
+}
+
+/** Why bf16 compute cannot run here: one line naming what the CPU has and what it needs. */
+export function bf16Unsupported(addon: NativeAddon): string {
+  const info = addon.cpuInfo();
+  const isa = info.simd === info.detected ? info.simd : `${info.simd} (forced by DSMOE_SIMD; the CPU has ${info.detected})`;
+  return `compute dtype bf16: expected a CPU with AVX-512 BF16 and the AVX-512 kernels, this one runs ${isa} without them; use f32`;
 }
