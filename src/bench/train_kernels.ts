@@ -17,7 +17,7 @@ import { MoEModel, RoutingOptions } from '../model/model';
 import { disposeParams, initParams, ParamMap, paramSpecs } from '../model/params';
 import { loadRecipe, Recipe } from '../recipe';
 import { loadNative } from '../runtime/native';
-import { AdamW, clipByGlobalNorm } from '../train/adamw';
+import { AdamW, clipScale } from '../train/adamw';
 import { selectBackend, BackendChoice } from '../train/backend';
 import { bf16Unsupported, ComputeDtype, computeDtypes, KernelTime, KernelTimer, ProductTime, registerNativeKernels, restoreTfjsKernels } from '../train/native_kernels';
 import { runPytorchPeer, PeerResult } from './train_peer';
@@ -53,8 +53,7 @@ export class TrainingStepHarness {
     const loss = value.dataSync()[0];
     value.dispose();
     const byName = new Map(Object.entries(grads).map(([varName, g]) => [names.get(varName) as string, g]));
-    clipByGlobalNorm(byName, grad_clip);
-    this.optimizer.apply(this.params, byName, lr);
+    this.optimizer.apply(this.params, byName, lr, clipScale(byName, grad_clip).scale);
     tf.dispose([...byName.values()]);
     return loss;
   }

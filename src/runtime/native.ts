@@ -133,6 +133,16 @@ export interface KernelOptions {
   threads?: number;
 }
 
+export interface AdamWKernelOptions extends KernelOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay?: number; // 0 (no decay) when absent
+  step: number; // t of the bias corrections 1 − β^t, ≥ 1
+  gradScale?: number; // the global-norm clip's factor; 1 when absent
+}
+
 export interface GemmOptions extends KernelOptions {
   out?: Float32Array;
   count?: number;
@@ -168,6 +178,10 @@ export interface NativeKernels {
    * bIndex[e]) (entry e where an index is absent), written into `out` when given (returned), else a new array.
    */
   gemm(A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, opts?: GemmOptions): Float32Array;
+  /** One AdamW step t = `step` of param, m, v in place (native/src/kernels/adamw.h); grad·gradScale is the gradient. */
+  adamw(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, opts: AdamWKernelOptions): void;
+  /** Σ x², summed in double. */
+  sumSquares(x: Float32Array, opts?: KernelOptions): number;
   embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;
   rmsnorm(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions): Float32Array;
   rope(x: Float32Array, T: number, heads: number, hd: number, pos: Int32Array, theta: number, opts?: KernelOptions): Float32Array;

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ParamMap } from '../model/params';
+import { activeNativeOptimizer } from './native_kernels/fused_optimizer';
 
 export interface AdamWSettings {
   beta1: number;
@@ -31,16 +32,34 @@ export class AdamW {
     }
   }
 
-  /** One update of every parameter from its (already averaged and clipped) gradient. */
-  apply(params: ParamMap, grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * One update of every parameter from its (already averaged) gradient times `gradScale` (the global-norm clip's
+   * factor, `clipScale`). With the native kernels registered the update runs in the addon (one multithreaded pass
+   * per parameter, in place; src/train/native_kernels/fused_optimizer.ts), otherwise as tfjs kernels; both compute
+   * the formula above in f32 in the same order.
+   */
+  apply(params: ParamMap, grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     const { beta1, beta2, eps, weightDecay } = this.settings;
     const t = this.stepsDone + 1;
+    const native = activeNativeOptimizer();
+    if (native) {
+      for (const [name, param] of params) {
+        const grad = grads.get(name);
+        if (!grad) throw new Error(`no gradient for parameter ${name}`);
+        const m = this.expAvg.get(name) as tf.Variable;
+        const v = this.expAvgSq.get(name) as tf.Variable;
+        native.adamw(param, grad, m, v, { lr, beta1, beta2, eps, weightDecay: this.decayed.has(name) ? weightDecay : 0, step: t, gradScale });
+      }
+      this.stepsDone += 1;
+      return;
+    }
     const correction1 = 1 - Math.pow(beta1, t);
     const correction2 = 1 - Math.pow(beta2, t);
     tf.tidy(() => {
       for (const [name, param] of params) {
-        const grad = grads.get(name);
-        if (!grad) throw new Error(`no gradient for parameter ${name}`);
+        const given = grads.get(name);
+        if (!given) throw new Error(`no gradient for parameter ${name}`);
+        const grad = gradScale === 1 ? given : tf.mul(given, gradScale);
         const m = this.expAvg.get(name) as tf.Variable;
         const v = this.expAvgSq.get(name) as tf.Variable;
         const mNew = tf.add(tf.mul(m, beta1), tf.mul(grad, 1 - beta1));
@@ -74,19 +93,21 @@ export class AdamW {
 }
 
 /**
- * Scales gradients in place so that their global L2 norm is at most `maxNorm` (0 = no clipping, as
- * torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+ * The global L2 norm of the gradients and the factor that brings it down to `maxNorm` (1 when it is not above,
+ * or when `maxNorm` is 0), for `AdamW.apply`'s gradScale: the gradients are not rewritten. The sums of squares run
+ * in the addon when the native kernels are registered (double sums), as tfjs kernels otherwise.
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): number {
-  const normTensor = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
-  const norm = normTensor.dataSync()[0];
-  normTensor.dispose();
-  if (maxNorm > 0 && norm > maxNorm) {
-    const scale = maxNorm / (norm + 1e-6);
-    for (const [name, grad] of grads) {
-      grads.set(name, tf.mul(grad, scale));
-      grad.dispose();
-    }
+export function clipScale(grads: Map<string, tf.Tensor>, maxNorm: number): { norm: number; scale: number } {
+  const native = activeNativeOptimizer();
+  let norm: number;
+  if (native) {
+    let sum = 0;
+    for (const g of grads.values()) sum += native.sumSquares(g);
+    norm = Math.sqrt(sum);
+  } else {
+    const normTensor = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+    norm = normTensor.dataSync()[0];
+    normTensor.dispose();
   }
-  return norm;
+  return { norm, scale: maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1 };
 }

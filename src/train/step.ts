@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { MoEModel, RoutingOptions } from '../model/model';
 import { ParamMap } from '../model/params';
-import { AdamW, clipByGlobalNorm } from './adamw';
+import { AdamW, clipScale } from './adamw';
 
 export interface Batch {
   inputs: Int32Array; // [B·T]
@@ -82,8 +82,9 @@ export function trainStep(
     }
   }
   if (Number.isFinite(outcome.loss)) {
-    outcome.gradNorm = clipByGlobalNorm(grads, gradClip);
-    optimizer.apply(params, grads, lr);
+    const { norm, scale } = clipScale(grads, gradClip);
+    outcome.gradNorm = norm;
+    optimizer.apply(params, grads, lr, scale);
   }
   tf.dispose([...grads.values()]);
   return outcome;

@@ -7,6 +7,7 @@ namespace dsmoe {
 class ThreadPool;
 
 Napi::Object kernel_bindings(Napi::Env env);
+void add_training_kernel_bindings(Napi::Object kernels);  // train_bindings.cpp: adamw, sumSquares, fused element-wise kernels
 ThreadPool* shared_pool(int threads);  // cached pool of this size (null for 1 thread)
 
 }  // namespace dsmoe

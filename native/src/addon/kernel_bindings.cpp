@@ -432,6 +432,7 @@ Napi::Object kernel_bindings(Napi::Env env) {
   k.Set("combine", Napi::Function::New(env, Combine));
   k.Set("sample", Napi::Function::New(env, Sample));
   k.Set("quantize", Napi::Function::New(env, Quantize));
+  add_training_kernel_bindings(k);
   return k;
 }
 

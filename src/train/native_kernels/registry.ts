@@ -4,6 +4,7 @@ import { UserError } from '../../errors';
 import { loadNative, NativeAddon } from '../../runtime/native';
 import { BackendKind, isSupportedBackend, supportedBackends } from './backend_tensors';
 import { batchMatMulKernel } from './batch_mat_mul';
+import { installNativeOptimizer, uninstallNativeOptimizer } from './fused_optimizer';
 import { fusedMatMulKernel } from './fused_mat_mul';
 import { aliasingIdentityKernel } from './identity';
 import { ComputeDtype, computeDtypes, NativeMatMulContext } from './native_matmul';
@@ -63,6 +64,8 @@ export function registerNativeKernels(backendName: string, options: NativeKernel
   // The native BatchMatMul reads transposed operands in its packers, so the model's gradients pass flags instead
   // of the explicit transposes written for tfjs-wasm (src/model/matmul.ts).
   if (registered.includes('BatchMatMul')) setTransposeFlagProducts(backendName, true);
+  // Not a tfjs kernel: the optimizer step's element-wise work, which src/train/adamw.ts hands to the addon.
+  installNativeOptimizer(backendName, addon.kernels, threads);
   return { registered };
 }
 
@@ -75,6 +78,7 @@ export function restoreTfjsKernels(): { restored: string[] } {
     restored.push(key);
     if (original.kernelName === 'BatchMatMul') setTransposeFlagProducts(original.backendName, false);
   }
+  for (const kind of supportedBackends) uninstallNativeOptimizer(kind);
   replaced.clear();
   return { restored };
 }
