@@ -6,8 +6,12 @@ import { denseMlp, expertsMlp, sharedExpert, topKMask } from './moe';
 import { ParamMap } from './params';
 import { trainingNames } from '../plan/tensor_table';
 import { rmsNorm } from './rms_norm';
+import { crossEntropyRows } from './fused_ops';
+import { oneHotRows } from './one_hot';
 import { ropeTables, RopeTables } from './rope';
 import { mutualInformationLoss, routerZLoss, switchBalanceLoss } from './routing_losses';
+
+export { oneHotRows }; // where it was before one_hot.ts
 
 /** How the MoE layers route while training: DS-MoE (all experts + MI loss) or the top-k SMoE baseline. */
 export interface RoutingOptions {
@@ -217,35 +221,14 @@ export class MoEModel {
 
 /** Mean next-token cross-entropy in nats; logits [N, V], targets N ids. */
 export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
-  const [, v] = logits.shape;
-  const logProbs = tf.logSoftmax(logits); // [N, V]
-  const targetMask = oneHotRows(targets, v); // [N, V]
-  return tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetMask), 1))) as tf.Scalar;
+  return tf.mean(crossEntropyRows(logits, targets)) as tf.Scalar;
 }
 
 /** Summed next-token cross-entropy in nats per row, for evaluation: logits [N, V] → [N]. */
 export function tokenLosses(logits: tf.Tensor2D, targets: Int32Array): Float32Array {
-  const losses = tf.tidy(() => {
-    const [, v] = logits.shape;
-    const logProbs = tf.logSoftmax(logits); // [N, V]
-    const targetMask = oneHotRows(targets, v); // [N, V]
-    return tf.neg(tf.sum(tf.mul(logProbs, targetMask), 1)); // [N]
-  });
+  const losses = tf.tidy(() => crossEntropyRows(logits, targets)); // [N]
   const values = Float32Array.from(losses.dataSync() as Float32Array);
   losses.dispose();
   return values;
 }
 
-/**
- * Float one-hot rows built in JavaScript: tfjs 4.22's wasm OneHot kernel writes int32 bit patterns even when
- * asked for float32 (ones come out as 1.4e-45), and a cast would add a pass over [N, V].
- */
-export function oneHotRows(ids: Int32Array, depth: number): tf.Tensor2D {
-  const values = new Float32Array(ids.length * depth);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (!(id >= 0 && id < depth)) throw new Error(`token id ${id} is outside the vocabulary (0..${depth - 1})`);
-    values[i * depth + id] = 1;
-  }
-  return tf.tensor2d(values, [ids.length, depth]);
-}

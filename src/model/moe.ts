@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { routedSwiglu } from './fused_ops';
 import { plainMatMul } from './matmul';
 
 /**
@@ -20,14 +21,9 @@ export function expertsMlp(
   numExperts: number,
   intermediate: number,
 ): tf.Tensor2D {
-  const n = x.shape[0];
-  const width = numExperts * intermediate;
   const gate = plainMatMul(x, gateWeight); // [N, E·I]
   const up = plainMatMul(x, upWeight); // [N, E·I]
-  const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up); // [N, E·I]  silu(gate) ⊙ up
-  const weighted = tf
-    .mul(hidden.reshape([n, numExperts, intermediate]), routeWeights.reshape([n, numExperts, 1])) // [N, E, I]
-    .reshape([n, width]) as tf.Tensor2D; // [N, E·I]
+  const weighted = routedSwiglu(gate, up, routeWeights, numExperts, intermediate); // [N, E·I]  silu(gate) ⊙ up · w_e
   return plainMatMul(weighted, down); // [N, d]
 }
 

@@ -182,6 +182,16 @@ export interface NativeKernels {
   adamw(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, opts: AdamWKernelOptions): void;
   /** Σ x², summed in double. */
   sumSquares(x: Float32Array, opts?: KernelOptions): number;
+  /** silu(gate)·up·w[n, e] over E experts side by side (native/src/kernels/train_elementwise.h); gate, up [N, E·I], w [N, E]. */
+  routedSwiglu(gate: Float32Array, up: Float32Array, w: Float32Array, N: number, E: number, I: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
+  routedSwigluBackward(
+    gate: Float32Array, up: Float32Array, w: Float32Array, dy: Float32Array, N: number, E: number, I: number,
+    opts?: KernelOptions & { dgate?: Float32Array; dup?: Float32Array; dw?: Float32Array },
+  ): { dgate: Float32Array; dup: Float32Array; dw: Float32Array };
+  /** Cross-entropy per row, logsumexp(logits[n]) − logits[n, targets[n]]: logits [N, V] → [N]. */
+  softmaxXent(logits: Float32Array, targets: Int32Array, N: number, V: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
+  /** dlogits = dloss[n]·(softmax(logits[n]) − onehot(targets[n])) → [N, V]. */
+  softmaxXentBackward(logits: Float32Array, targets: Int32Array, dloss: Float32Array, N: number, V: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
   embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;
   rmsnorm(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions): Float32Array;
   rope(x: Float32Array, T: number, heads: number, hd: number, pos: Int32Array, theta: number, opts?: KernelOptions): Float32Array;

@@ -1,9 +1,11 @@
-// `kernels.*` for the tfjs trainer's optimizer step (adamw.h): adamw (in place) and sumSquares. Each takes the
-// same { impl: 'ref' | 'fast', threads } options as the other kernels.
+// `kernels.*` for the tfjs trainer: the optimizer step (adamw.h: adamw in place, sumSquares) and the fused
+// element-wise kernels with their gradients (train_elementwise.h: routedSwiglu, softmaxXent). Each takes the same
+// { impl: 'ref' | 'fast', threads } options as the other kernels; outputs go into `out`-style arrays when given.
 #include <cmath>
 #include <string>
 
 #include "../kernels/adamw.h"
+#include "../kernels/train_elementwise.h"
 #include "args.h"
 #include "bindings.h"
 
@@ -87,12 +89,108 @@ Napi::Value SumSquares(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), total);
 }
 
+// A Float32Array of exactly `len` elements from info[i].
+float* f32_exact(const Napi::CallbackInfo& info, size_t i, size_t len, const char* what) {
+  Napi::Float32Array a = f32_array(info, i, what);
+  if (a.ElementLength() != len) throw Napi::RangeError::New(info.Env(), std::string(what) + " must have " + std::to_string(len) + " elements");
+  return a.Data();
+}
+
+// opts[key] when given (a Float32Array of exactly len elements), else a new array.
+Napi::Float32Array out_arg(const Napi::Object& opts, const char* key, size_t len) {
+  Napi::Env env = opts.Env();
+  if (!opts.Has(key) || opts.Get(key).IsUndefined()) return Napi::Float32Array::New(env, len);
+  Napi::Value v = opts.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || v.As<Napi::TypedArray>().ElementLength() != len)
+    throw Napi::TypeError::New(env, std::string(key) + " must be a Float32Array of " + std::to_string(len) + " elements");
+  return v.As<Napi::Float32Array>();
+}
+
+size_t count_of(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!(v >= 1 && v <= 2147483647.0 && v == std::floor(v))) throw Napi::RangeError::New(info.Env(), std::string(what) + " must be an integer ≥ 1");
+  return size_t(v);
+}
+
+// routedSwiglu(gate, up, w, N, E, I, { out?, impl, threads }) → out [N, E·I]
+Napi::Value RoutedSwiglu(const Napi::CallbackInfo& info) {
+  const size_t N = count_of(info, 3, "N"), E = count_of(info, 4, "E"), I = count_of(info, 5, "I");
+  const float* gate = f32_exact(info, 0, N * E * I, "gate");
+  const float* up = f32_exact(info, 1, N * E * I, "up");
+  const float* w = f32_exact(info, 2, N * E, "w");
+  Opts o = opts_arg(info, 6);
+  Napi::Float32Array out = out_arg(o.o, "out", N * E * I);
+  if (o.ref) routed_swiglu_ref(gate, up, w, int(N), int(E), int(I), out.Data());
+  else routed_swiglu(shared_pool(o.threads), gate, up, w, int(N), int(E), int(I), out.Data());
+  return out;
+}
+
+// routedSwigluBackward(gate, up, w, dy, N, E, I, { dgate?, dup?, dw?, impl, threads }) → { dgate, dup, dw }
+Napi::Value RoutedSwigluBackward(const Napi::CallbackInfo& info) {
+  const size_t N = count_of(info, 4, "N"), E = count_of(info, 5, "E"), I = count_of(info, 6, "I");
+  const float* gate = f32_exact(info, 0, N * E * I, "gate");
+  const float* up = f32_exact(info, 1, N * E * I, "up");
+  const float* w = f32_exact(info, 2, N * E, "w");
+  const float* dy = f32_exact(info, 3, N * E * I, "dy");
+  Opts o = opts_arg(info, 7);
+  Napi::Float32Array dgate = out_arg(o.o, "dgate", N * E * I), dup = out_arg(o.o, "dup", N * E * I), dw = out_arg(o.o, "dw", N * E);
+  if (o.ref) routed_swiglu_backward_ref(gate, up, w, dy, int(N), int(E), int(I), dgate.Data(), dup.Data(), dw.Data());
+  else routed_swiglu_backward(shared_pool(o.threads), gate, up, w, dy, int(N), int(E), int(I), dgate.Data(), dup.Data(), dw.Data());
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("dgate", dgate);
+  r.Set("dup", dup);
+  r.Set("dw", dw);
+  return r;
+}
+
+// Targets: an Int32Array of N ids in [0, V) (checked here: the kernels index rows with them).
+const int32_t* targets_arg(const Napi::CallbackInfo& info, size_t i, size_t N, size_t V) {
+  if (i >= info.Length() || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[i].As<Napi::TypedArray>().ElementLength() != N)
+    throw Napi::TypeError::New(info.Env(), "targets must be an Int32Array of N ids");
+  Napi::Int32Array t = info[i].As<Napi::Int32Array>();
+  for (size_t n = 0; n < N; ++n)
+    if (t[n] < 0 || size_t(t[n]) >= V)
+      throw Napi::RangeError::New(info.Env(), "targets[" + std::to_string(n) + "] = " + std::to_string(t[n]) + " is outside [0, V)");
+  return t.Data();
+}
+
+// softmaxXent(logits, targets, N, V, { out?, impl, threads }) → loss [N]
+Napi::Value SoftmaxXent(const Napi::CallbackInfo& info) {
+  const size_t N = count_of(info, 2, "N"), V = count_of(info, 3, "V");
+  const float* logits = f32_exact(info, 0, N * V, "logits");
+  const int32_t* targets = targets_arg(info, 1, N, V);
+  Opts o = opts_arg(info, 4);
+  Napi::Float32Array loss = out_arg(o.o, "out", N);
+  if (o.ref) softmax_xent_ref(logits, targets, int(N), int(V), loss.Data());
+  else softmax_xent(shared_pool(o.threads), logits, targets, int(N), int(V), loss.Data());
+  return loss;
+}
+
+// softmaxXentBackward(logits, targets, dloss, N, V, { out?, impl, threads }) → dlogits [N, V]
+Napi::Value SoftmaxXentBackward(const Napi::CallbackInfo& info) {
+  const size_t N = count_of(info, 3, "N"), V = count_of(info, 4, "V");
+  const float* logits = f32_exact(info, 0, N * V, "logits");
+  const int32_t* targets = targets_arg(info, 1, N, V);
+  const float* dloss = f32_exact(info, 2, N, "dloss");
+  Opts o = opts_arg(info, 5);
+  Napi::Float32Array dlogits = out_arg(o.o, "out", N * V);
+  if (o.ref) softmax_xent_backward_ref(logits, targets, dloss, int(N), int(V), dlogits.Data());
+  else softmax_xent_backward(shared_pool(o.threads), logits, targets, dloss, int(N), int(V), dlogits.Data());
+  return dlogits;
+}
+
 }  // namespace
 
 void add_training_kernel_bindings(Napi::Object kernels) {
   Napi::Env env = kernels.Env();
   kernels.Set("adamw", Napi::Function::New(env, AdamW));
   kernels.Set("sumSquares", Napi::Function::New(env, SumSquares));
+  kernels.Set("routedSwiglu", Napi::Function::New(env, RoutedSwiglu));
+  kernels.Set("routedSwigluBackward", Napi::Function::New(env, RoutedSwigluBackward));
+  kernels.Set("softmaxXent", Napi::Function::New(env, SoftmaxXent));
+  kernels.Set("softmaxXentBackward", Napi::Function::New(env, SoftmaxXentBackward));
 }
 
 }  // namespace dsmoe

@@ -50,7 +50,7 @@ export function applyKernelChoice(choice: KernelChoice, tfjsBackendName: string,
 export function describeKernels(selection: KernelSelection): string {
   if (selection.kernels === 'native') {
     const products = selection.compute === 'bf16' ? '; products in bf16, f32 sums and weights' : '';
-    return `kernels: native (${selection.registered.join(', ')} and the AdamW update from the addon${products})`;
+    return `kernels: native (${selection.registered.join(', ')}, fused SwiGLU and cross-entropy, and the AdamW update from the addon${products})`;
   }
   return `kernels: tfjs${selection.reason ? ` (${selection.reason})` : ''}`;
 }

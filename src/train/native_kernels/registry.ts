@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
+import { setFusedOps } from '../../model/fused_ops';
 import { setTransposeFlagProducts } from '../../model/matmul';
 import { UserError } from '../../errors';
 import { loadNative, NativeAddon } from '../../runtime/native';
 import { BackendKind, isSupportedBackend, supportedBackends } from './backend_tensors';
 import { batchMatMulKernel } from './batch_mat_mul';
+import { fusedKernelConfigs } from './fused_ops';
 import { installNativeOptimizer, uninstallNativeOptimizer } from './fused_optimizer';
 import { fusedMatMulKernel } from './fused_mat_mul';
 import { aliasingIdentityKernel } from './identity';
@@ -30,6 +32,8 @@ const nativeKernelFactories: { kernelName: string; backends: BackendKind[]; fact
 
 /** The backend's own kernels that a native one replaced, to restore (`--kernels tfjs`). */
 const replaced = new Map<string, tf.KernelConfig>(); // key `${backend}/${kernel}`
+/** Kernels the backend did not have (the fused ones), to remove on restore. */
+const added = new Set<string>(); // `${backend}/${kernel}`
 
 /**
  * Replaces tfjs's matrix-product kernels of `backendName` ('wasm' or 'cpu') with the addon's multithreaded ones
@@ -64,6 +68,13 @@ export function registerNativeKernels(backendName: string, options: NativeKernel
   // The native BatchMatMul reads transposed operands in its packers, so the model's gradients pass flags instead
   // of the explicit transposes written for tfjs-wasm (src/model/matmul.ts).
   if (registered.includes('BatchMatMul')) setTransposeFlagProducts(backendName, true);
+  // New kernels (not replacements) that the model calls by name where the backend has them (src/model/fused_ops.ts).
+  for (const { kernelName, kernelFunc } of fusedKernelConfigs(addon.kernels, backendName, threads)) {
+    if (tf.getKernel(kernelName, backendName)) tf.unregisterKernel(kernelName, backendName);
+    tf.registerKernel({ kernelName, backendName, kernelFunc });
+    added.add(`${backendName}/${kernelName}`);
+  }
+  setFusedOps(backendName, true);
   // Not a tfjs kernel: the optimizer step's element-wise work, which src/train/adamw.ts hands to the addon.
   installNativeOptimizer(backendName, addon.kernels, threads);
   return { registered };
@@ -78,7 +89,15 @@ export function restoreTfjsKernels(): { restored: string[] } {
     restored.push(key);
     if (original.kernelName === 'BatchMatMul') setTransposeFlagProducts(original.backendName, false);
   }
-  for (const kind of supportedBackends) uninstallNativeOptimizer(kind);
+  for (const key of added) {
+    const [backendName, kernelName] = key.split('/');
+    if (tf.getKernel(kernelName, backendName)) tf.unregisterKernel(kernelName, backendName);
+  }
+  added.clear();
+  for (const kind of supportedBackends) {
+    uninstallNativeOptimizer(kind);
+    setFusedOps(kind, false);
+  }
   replaced.clear();
   return { restored };
 }

@@ -1,0 +1,141 @@
+// Fused element-wise training kernels (train_elementwise.h). Each row is independent: the pool's threads take
+// rows in turn; within a row the loops are plain f32 (the compiler vectorizes what the baseline ISA allows, exp
+// aside). One pass over the operands replaces tfjs's chain of single-threaded kernels and their temporaries.
+#include "train_elementwise.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../common/threadpool.h"
+
+namespace dsmoe {
+
+namespace {
+inline float sigmoidf(float g) { return 1.f / (1.f + std::exp(-g)); }
+inline double sigmoidd(double g) { return 1.0 / (1.0 + std::exp(-g)); }
+// Rows per pool job: about 16K elements.
+size_t row_grain(size_t width) { return std::max<size_t>(1, (size_t(1) << 14) / std::max<size_t>(1, width)); }
+}  // namespace
+
+void routed_swiglu_ref(const float* gate, const float* up, const float* w, int N, int E, int I, float* out) {
+  const size_t width = size_t(E) * I;
+  for (int n = 0; n < N; ++n)
+    for (size_t j = 0; j < width; ++j) {
+      const double g = gate[n * width + j];
+      out[n * width + j] = float(g * sigmoidd(g) * up[n * width + j] * w[size_t(n) * E + j / I]);
+    }
+}
+
+void routed_swiglu(ThreadPool* pool, const float* gate, const float* up, const float* w, int N, int E, int I, float* out) {
+  const size_t width = size_t(E) * I;
+  parallel_for(pool, size_t(N), row_grain(width), [&](size_t n0, size_t n1, int) {
+    for (size_t n = n0; n < n1; ++n)
+      for (int e = 0; e < E; ++e) {
+        const size_t base = n * width + size_t(e) * I;
+        const float we = w[n * E + e];
+        for (int i = 0; i < I; ++i) {
+          const float g = gate[base + i];
+          out[base + i] = g * sigmoidf(g) * up[base + i] * we;
+        }
+      }
+  });
+}
+
+void routed_swiglu_backward_ref(const float* gate, const float* up, const float* w, const float* dy, int N, int E, int I,
+                         float* dgate, float* dup, float* dw) {
+  const size_t width = size_t(E) * I;
+  for (int n = 0; n < N; ++n)
+    for (int e = 0; e < E; ++e) {
+      double dwe = 0;
+      const double we = w[size_t(n) * E + e];
+      for (int i = 0; i < I; ++i) {
+        const size_t j = n * width + size_t(e) * I + i;
+        const double g = gate[j], u = up[j], d = dy[j], s = sigmoidd(g), silu = g * s;
+        dgate[j] = float(d * we * u * s * (1 + g * (1 - s)));
+        dup[j] = float(d * we * silu);
+        dwe += d * silu * u;
+      }
+      dw[size_t(n) * E + e] = float(dwe);
+    }
+}
+
+void routed_swiglu_backward(ThreadPool* pool, const float* gate, const float* up, const float* w, const float* dy, int N, int E,
+                     int I, float* dgate, float* dup, float* dw) {
+  const size_t width = size_t(E) * I;
+  parallel_for(pool, size_t(N), row_grain(width), [&](size_t n0, size_t n1, int) {
+    for (size_t n = n0; n < n1; ++n)
+      for (int e = 0; e < E; ++e) {
+        const size_t base = n * width + size_t(e) * I;
+        const float we = w[n * E + e];
+        float dwe = 0.f;
+        for (int i = 0; i < I; ++i) {
+          const float g = gate[base + i], u = up[base + i], d = dy[base + i], s = sigmoidf(g), silu = g * s;
+          dgate[base + i] = d * we * u * (s * (1.f + g * (1.f - s)));
+          dup[base + i] = d * we * silu;
+          dwe += d * silu * u;
+        }
+        dw[n * E + e] = dwe;
+      }
+  });
+}
+
+void softmax_xent_ref(const float* logits, const int32_t* targets, int N, int V, float* loss) {
+  for (int n = 0; n < N; ++n) {
+    const float* row = logits + size_t(n) * V;
+    double most = row[0], sum = 0;
+    for (int v = 1; v < V; ++v) most = std::max(most, double(row[v]));
+    for (int v = 0; v < V; ++v) sum += std::exp(double(row[v]) - most);
+    loss[n] = float(most + std::log(sum) - row[targets[n]]);
+  }
+}
+
+namespace {
+// max and log Σ exp(x − max) of one row, the sum in double (V terms of at most 1).
+void row_logsumexp(const float* row, int V, float& most, float& logSum) {
+  float m = row[0];
+  for (int v = 1; v < V; ++v) m = std::max(m, row[v]);
+  double sum = 0;
+  for (int v = 0; v < V; ++v) sum += std::exp(row[v] - m);
+  most = m;
+  logSum = float(std::log(sum));
+}
+}  // namespace
+
+void softmax_xent(ThreadPool* pool, const float* logits, const int32_t* targets, int N, int V, float* loss) {
+  parallel_for(pool, size_t(N), row_grain(size_t(V)), [&](size_t n0, size_t n1, int) {
+    for (size_t n = n0; n < n1; ++n) {
+      const float* row = logits + n * V;
+      float most, logSum;
+      row_logsumexp(row, V, most, logSum);
+      loss[n] = (most + logSum) - row[targets[n]];
+    }
+  });
+}
+
+void softmax_xent_backward_ref(const float* logits, const int32_t* targets, const float* dloss, int N, int V, float* dlogits) {
+  for (int n = 0; n < N; ++n) {
+    const float* row = logits + size_t(n) * V;
+    double most = row[0], sum = 0;
+    for (int v = 1; v < V; ++v) most = std::max(most, double(row[v]));
+    for (int v = 0; v < V; ++v) sum += std::exp(double(row[v]) - most);
+    for (int v = 0; v < V; ++v)
+      dlogits[size_t(n) * V + v] = float(dloss[n] * (std::exp(double(row[v]) - most) / sum - (v == targets[n] ? 1 : 0)));
+  }
+}
+
+void softmax_xent_backward(ThreadPool* pool, const float* logits, const int32_t* targets, const float* dloss, int N, int V,
+                           float* dlogits) {
+  parallel_for(pool, size_t(N), row_grain(size_t(V)), [&](size_t n0, size_t n1, int) {
+    for (size_t n = n0; n < n1; ++n) {
+      const float* row = logits + n * V;
+      float* out = dlogits + n * V;
+      float most, logSum;
+      row_logsumexp(row, V, most, logSum);
+      const float shift = most + logSum, d = dloss[n];
+      for (int v = 0; v < V; ++v) out[v] = d * std::exp(row[v] - shift);
+      out[targets[n]] -= d;
+    }
+  });
+}
+
+}  // namespace dsmoe

@@ -1,0 +1,72 @@
+import * as tf from '@tensorflow/tfjs';
+import { oneHotRows } from './one_hot';
+
+/**
+ * Element-wise chains of the model as single tfjs kernels where the backend has them (the addon's fused kernels,
+ * registered by src/train/native_kernels for wasm and cpu), and as tfjs compositions elsewhere. Each op's
+ * gradient is one kernel too (registered below with tf.registerGradient); the compositions are the reference
+ * (test/train/native_kernels/fused_ops.test.ts compares values and gradients).
+ */
+export const fusedKernelNames = {
+  routedSwiglu: 'DsmoeRoutedSwiGLU', // inputs gate, up, w; attrs experts, width → [N, E·I]
+  routedSwigluGrad: 'DsmoeRoutedSwiGLUGrad', // inputs gate, up, w, dy → dgate, dup, dw
+  softmaxXent: 'DsmoeSoftmaxXent', // input logits; attr targets → [N]
+  softmaxXentGrad: 'DsmoeSoftmaxXentGrad', // inputs logits, dy; attr targets → dlogits
+} as const;
+
+/** Backends on which the fused kernels are registered; the native kernels' registry keeps it. */
+const fusedBackends = new Set<string>();
+
+export function setFusedOps(backendName: string, on: boolean): void {
+  if (on) fusedBackends.add(backendName);
+  else fusedBackends.delete(backendName);
+}
+
+/** Whether the active backend runs the fused kernels. */
+export function fusedOps(): boolean {
+  return fusedBackends.size > 0 && fusedBackends.has(tf.getBackend());
+}
+
+tf.registerGradient({
+  kernelName: fusedKernelNames.routedSwiglu,
+  inputsToSave: ['gate', 'up', 'w'],
+  gradFunc: (dy, saved, attrs) => {
+    const [gate, up, w] = saved;
+    const [dgate, dup, dw] = tf.engine().runKernel(fusedKernelNames.routedSwigluGrad, { gate, up, w, dy: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return { gate: () => dgate, up: () => dup, w: () => dw };
+  },
+});
+
+tf.registerGradient({
+  kernelName: fusedKernelNames.softmaxXent,
+  inputsToSave: ['logits'],
+  gradFunc: (dy, saved, attrs) => {
+    const [logits] = saved;
+    return { logits: () => tf.engine().runKernel(fusedKernelNames.softmaxXentGrad, { logits, dy: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor };
+  },
+});
+
+/**
+ * silu(gate) ⊙ up with expert e's I hidden units scaled by its routing weight w[:, e]: gate, up [N, E·I]
+ * (experts side by side), w [N, E] → [N, E·I].
+ */
+export function routedSwiglu(gate: tf.Tensor2D, up: tf.Tensor2D, w: tf.Tensor2D, experts: number, width: number): tf.Tensor2D {
+  if (fusedOps()) {
+    return tf.engine().runKernel(fusedKernelNames.routedSwiglu, { gate, up, w }, { experts, width }) as tf.Tensor2D;
+  }
+  const n = gate.shape[0];
+  const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up); // [N, E·I]  silu(gate) ⊙ up
+  return tf
+    .mul(hidden.reshape([n, experts, width]), w.reshape([n, experts, 1])) // [N, E, I]
+    .reshape([n, experts * width]) as tf.Tensor2D; // [N, E·I]
+}
+
+/** Next-token cross-entropy per row in nats, −log softmax(logits[n])[targets[n]]: logits [N, V] → [N]. */
+export function crossEntropyRows(logits: tf.Tensor2D, targets: Int32Array): tf.Tensor1D {
+  if (fusedOps()) {
+    return tf.engine().runKernel(fusedKernelNames.softmaxXent, { logits }, { targets } as unknown as tf.NamedAttrMap) as tf.Tensor1D;
+  }
+  const logProbs = tf.logSoftmax(logits); // [N, V]
+  const targetMask = oneHotRows(targets, logits.shape[1]); // [N, V]
+  return tf.neg(tf.sum(tf.mul(logProbs, targetMask), 1)) as tf.Tensor1D; // [N]
+}

@@ -1,0 +1,71 @@
+import * as tf from '@tensorflow/tfjs';
+import { fusedKernelNames } from '../../model/fused_ops';
+import type { NativeKernels } from '../../runtime/native';
+import { BackendKind, float32Output, float32View } from './backend_tensors';
+
+/**
+ * The model's fused element-wise kernels (src/model/fused_ops.ts) on the addon (native/src/kernels/
+ * train_elementwise.h): new tfjs kernels, not replacements — the model calls them by name where the backend has
+ * them. Inputs are read in place from the backend's storage and outputs written in place into tensors the backend
+ * allocates (views taken after the last allocation of each call: the wasm heap may grow).
+ */
+export type FusedKernels = Pick<NativeKernels, 'routedSwiglu' | 'routedSwigluBackward' | 'softmaxXent' | 'softmaxXentBackward'>;
+
+export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, threads: number): { kernelName: string; kernelFunc: tf.KernelFunc }[] {
+  const view = (backend: tf.KernelBackend, t: tf.TensorInfo) => float32View(kind, backend, t);
+  return [
+    {
+      kernelName: fusedKernelNames.routedSwiglu,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { gate, up, w } = inputs as { gate: tf.TensorInfo; up: tf.TensorInfo; w: tf.TensorInfo };
+        const { experts, width } = attrs as unknown as { experts: number; width: number };
+        const b = backend as tf.KernelBackend;
+        const out = float32Output(kind, b, gate.shape);
+        kernels.routedSwiglu(view(b, gate), view(b, up), view(b, w), gate.shape[0], experts, width, { out: view(b, out.info), threads });
+        return out.info;
+      },
+    },
+    {
+      kernelName: fusedKernelNames.routedSwigluGrad,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { gate, up, w, dy } = inputs as { gate: tf.TensorInfo; up: tf.TensorInfo; w: tf.TensorInfo; dy: tf.TensorInfo };
+        const { experts, width } = attrs as unknown as { experts: number; width: number };
+        const b = backend as tf.KernelBackend;
+        const dgate = float32Output(kind, b, gate.shape).info;
+        const dup = float32Output(kind, b, up.shape).info;
+        const dw = float32Output(kind, b, w.shape).info;
+        kernels.routedSwigluBackward(view(b, gate), view(b, up), view(b, w), view(b, dy), gate.shape[0], experts, width, {
+          dgate: view(b, dgate),
+          dup: view(b, dup),
+          dw: view(b, dw),
+          threads,
+        });
+        return [dgate, dup, dw];
+      },
+    },
+    {
+      kernelName: fusedKernelNames.softmaxXent,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { logits } = inputs as { logits: tf.TensorInfo };
+        const { targets } = attrs as unknown as { targets: Int32Array };
+        const b = backend as tf.KernelBackend;
+        const [n, v] = logits.shape;
+        const out = float32Output(kind, b, [n]);
+        kernels.softmaxXent(view(b, logits), targets, n, v, { out: view(b, out.info), threads });
+        return out.info;
+      },
+    },
+    {
+      kernelName: fusedKernelNames.softmaxXentGrad,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { logits, dy } = inputs as { logits: tf.TensorInfo; dy: tf.TensorInfo };
+        const { targets } = attrs as unknown as { targets: Int32Array };
+        const b = backend as tf.KernelBackend;
+        const [n, v] = logits.shape;
+        const out = float32Output(kind, b, logits.shape);
+        kernels.softmaxXentBackward(view(b, logits), targets, view(b, dy), n, v, { out: view(b, out.info), threads });
+        return out.info;
+      },
+    },
+  ];
+}
