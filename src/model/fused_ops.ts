@@ -12,6 +12,8 @@ export const fusedKernelNames = {
   routedSwigluGrad: 'DsmoeRoutedSwiGLUGrad', // inputs gate, up, w, dy → dgate, dup, dw
   softmaxXent: 'DsmoeSoftmaxXent', // input logits; attr targets → [N]
   softmaxXentGrad: 'DsmoeSoftmaxXentGrad', // inputs logits, dy; attr targets → dlogits
+  rmsNorm: 'DsmoeRmsNorm', // inputs x, weight; attr eps → [N, d]
+  rmsNormGrad: 'DsmoeRmsNormGrad', // inputs x, weight, dy; attr eps → dx, dweight
 } as const;
 
 /** Backends on which the fused kernels are registered; the native kernels' registry keeps it. */
@@ -45,6 +47,23 @@ tf.registerGradient({
     return { logits: () => tf.engine().runKernel(fusedKernelNames.softmaxXentGrad, { logits, dy: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor };
   },
 });
+
+tf.registerGradient({
+  kernelName: fusedKernelNames.rmsNorm,
+  inputsToSave: ['x', 'weight'],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, weight] = saved;
+    const [dx, dweight] = tf.engine().runKernel(fusedKernelNames.rmsNormGrad, { x, weight, dy: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+    return { x: () => dx, weight: () => dweight };
+  },
+});
+
+/** `x / sqrt(mean(x²) + eps) ⊙ weight` over the last axis (docs/design.md §1): x [N, d], weight [d]. */
+export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {
+  if (fusedOps()) return tf.engine().runKernel(fusedKernelNames.rmsNorm, { x, weight }, { eps }) as tf.Tensor2D;
+  const meanSquare = tf.mean(tf.square(x), -1, true); // [N, 1]
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))), weight) as tf.Tensor2D; // [N, d]
+}
 
 /**
  * silu(gate) ⊙ up with expert e's I hidden units scaled by its routing weight w[:, e]: gate, up [N, E·I]

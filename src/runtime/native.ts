@@ -190,6 +190,10 @@ export interface NativeKernels {
   ): { dgate: Float32Array; dup: Float32Array; dw: Float32Array };
   /** Cross-entropy per row, logsumexp(logits[n]) − logits[n, targets[n]]: logits [N, V] → [N]. */
   softmaxXent(logits: Float32Array, targets: Int32Array, N: number, V: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
+  /** The runtime's rmsnorm writing into `out` (training). */
+  rmsnormTrain(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
+  /** RMSNorm's gradient: dx [T, d] and dw [d] (summed over rows). */
+  rmsnormBackward(x: Float32Array, w: Float32Array, dy: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions & { dx?: Float32Array; dw?: Float32Array }): { dx: Float32Array; dw: Float32Array };
   /** dlogits = dloss[n]·(softmax(logits[n]) − onehot(targets[n])) → [N, V]. */
   softmaxXentBackward(logits: Float32Array, targets: Int32Array, dloss: Float32Array, N: number, V: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
   embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;

@@ -1,10 +1,11 @@
 // `kernels.*` for the tfjs trainer: the optimizer step (adamw.h: adamw in place, sumSquares) and the fused
-// element-wise kernels with their gradients (train_elementwise.h: routedSwiglu, softmaxXent). Each takes the same
+// element-wise kernels with their gradients (train_elementwise.h: routedSwiglu, softmaxXent, rmsnormTrain / rmsnormBackward). Each takes the same
 // { impl: 'ref' | 'fast', threads } options as the other kernels; outputs go into `out`-style arrays when given.
 #include <cmath>
 #include <string>
 
 #include "../kernels/adamw.h"
+#include "../kernels/kernels.h"
 #include "../kernels/train_elementwise.h"
 #include "args.h"
 #include "bindings.h"
@@ -181,6 +182,44 @@ Napi::Value SoftmaxXentBackward(const Napi::CallbackInfo& info) {
   return dlogits;
 }
 
+float eps_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "eps must be a number");
+  double eps = info[i].As<Napi::Number>().DoubleValue();
+  if (!(eps > 0 && std::isfinite(eps))) throw Napi::RangeError::New(info.Env(), "eps must be a positive finite number");
+  return float(eps);
+}
+
+// rmsnormTrain(x, w, T, d, eps, { out?, impl, threads }) → y [T, d]: the runtime's rmsnorm (kernels.h) writing
+// into `out`, for the trainer (kernels.rmsnorm always allocates).
+Napi::Value RmsNormTrain(const Napi::CallbackInfo& info) {
+  const size_t T = count_of(info, 2, "T"), d = count_of(info, 3, "d");
+  const float* x = f32_exact(info, 0, T * d, "x");
+  const float* w = f32_exact(info, 1, d, "w");
+  const float eps = eps_arg(info, 4);
+  Opts o = opts_arg(info, 5);
+  Napi::Float32Array out = out_arg(o.o, "out", T * d);
+  if (o.ref) rmsnorm_ref(x, w, int(T), int(d), eps, out.Data());
+  else rmsnorm(shared_pool(o.threads), x, w, int(T), int(d), eps, out.Data());
+  return out;
+}
+
+// rmsnormBackward(x, w, dy, T, d, eps, { dx?, dw?, impl, threads }) → { dx, dw }
+Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
+  const size_t T = count_of(info, 3, "T"), d = count_of(info, 4, "d");
+  const float* x = f32_exact(info, 0, T * d, "x");
+  const float* w = f32_exact(info, 1, d, "w");
+  const float* dy = f32_exact(info, 2, T * d, "dy");
+  const float eps = eps_arg(info, 5);
+  Opts o = opts_arg(info, 6);
+  Napi::Float32Array dx = out_arg(o.o, "dx", T * d), dw = out_arg(o.o, "dw", d);
+  if (o.ref) rmsnorm_backward_ref(x, w, dy, int(T), int(d), eps, dx.Data(), dw.Data());
+  else rmsnorm_backward(shared_pool(o.threads), x, w, dy, int(T), int(d), eps, dx.Data(), dw.Data());
+  Napi::Object r = Napi::Object::New(info.Env());
+  r.Set("dx", dx);
+  r.Set("dw", dw);
+  return r;
+}
+
 }  // namespace
 
 void add_training_kernel_bindings(Napi::Object kernels) {
@@ -190,6 +229,8 @@ void add_training_kernel_bindings(Napi::Object kernels) {
   kernels.Set("routedSwiglu", Napi::Function::New(env, RoutedSwiglu));
   kernels.Set("routedSwigluBackward", Napi::Function::New(env, RoutedSwigluBackward));
   kernels.Set("softmaxXent", Napi::Function::New(env, SoftmaxXent));
+  kernels.Set("rmsnormTrain", Napi::Function::New(env, RmsNormTrain));
+  kernels.Set("rmsnormBackward", Napi::Function::New(env, RmsNormBackward));
   kernels.Set("softmaxXentBackward", Napi::Function::New(env, SoftmaxXentBackward));
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "../common/threadpool.h"
 
@@ -136,6 +137,56 @@ void softmax_xent_backward(ThreadPool* pool, const float* logits, const int32_t*
       out[targets[n]] -= d;
     }
   });
+}
+
+void rmsnorm_backward_ref(const float* x, const float* w, const float* dy, int T, int d, float eps, float* dx, float* dw) {
+  std::vector<double> dwSum(d, 0.0);
+  for (int t = 0; t < T; ++t) {
+    const float* xr = x + size_t(t) * d;
+    const float* g = dy + size_t(t) * d;
+    double ss = 0, dot = 0;
+    for (int j = 0; j < d; ++j) ss += double(xr[j]) * xr[j];
+    const double r = 1.0 / std::sqrt(ss / d + eps);
+    for (int j = 0; j < d; ++j) dot += double(g[j]) * w[j] * xr[j];
+    for (int j = 0; j < d; ++j) {
+      dx[size_t(t) * d + j] = float(r * g[j] * w[j] - xr[j] * r * r * r * dot / d);
+      dwSum[j] += double(g[j]) * xr[j] * r;
+    }
+  }
+  for (int j = 0; j < d; ++j) dw[j] = float(dwSum[j]);
+}
+
+void rmsnorm_backward(ThreadPool* pool, const float* x, const float* w, const float* dy, int T, int d, float eps, float* dx,
+                      float* dw) {
+  constexpr int kBlockRows = 32;  // rows per partial dw
+  const size_t blocks = (size_t(T) + kBlockRows - 1) / kBlockRows;
+  std::vector<float> partial(blocks * size_t(d));
+  parallel_for(pool, blocks, 1, [&](size_t b0, size_t b1, int) {
+    for (size_t b = b0; b < b1; ++b) {
+      float* pw = partial.data() + b * d;
+      std::fill(pw, pw + d, 0.f);
+      const size_t t1 = std::min(size_t(T), (b + 1) * kBlockRows);
+      for (size_t t = b * kBlockRows; t < t1; ++t) {
+        const float* xr = x + t * d;
+        const float* g = dy + t * d;
+        float* out = dx + t * d;
+        float ss = 0.f, dot = 0.f;
+        for (int j = 0; j < d; ++j) ss += xr[j] * xr[j];
+        const float r = 1.f / std::sqrt(ss / float(d) + eps);
+        for (int j = 0; j < d; ++j) dot += g[j] * w[j] * xr[j];
+        const float c = r * r * r * dot / float(d);
+        for (int j = 0; j < d; ++j) {
+          out[j] = r * g[j] * w[j] - xr[j] * c;
+          pw[j] += g[j] * xr[j] * r;
+        }
+      }
+    }
+  });
+  for (int j = 0; j < d; ++j) {
+    float acc = 0.f;
+    for (size_t b = 0; b < blocks; ++b) acc += partial[b * d + j];
+    dw[j] = acc;
+  }
 }
 
 }  // namespace dsmoe

@@ -1,5 +1,6 @@
 // Fused element-wise training kernels with their backward passes, for the tfjs trainer (registered as tfjs
-// kernels by src/train/native_kernels/fused_ops.ts): SwiGLU with the routing weights, and softmax cross-entropy.
+// kernels by src/train/native_kernels/fused_ops.ts): SwiGLU with the routing weights, softmax cross-entropy, and
+// RMSNorm's backward (its forward is the runtime's rmsnorm in kernels.h).
 // Each has a plain reference twin (double arithmetic); the fast paths are f32, multithreaded over rows.
 #pragma once
 #include <cstddef>
@@ -28,5 +29,12 @@ void softmax_xent(ThreadPool* pool, const float* logits, const int32_t* targets,
 void softmax_xent_backward_ref(const float* logits, const int32_t* targets, const float* dloss, int N, int V, float* dlogits);
 void softmax_xent_backward(ThreadPool* pool, const float* logits, const int32_t* targets, const float* dloss, int N, int V,
                            float* dlogits);
+
+// RMSNorm's gradient (forward y = x·r ⊙ w, r = 1/√(mean(x²) + eps), over rows of d): dx = r·(dy ⊙ w) − x·r³·
+// Σ_j(dy ⊙ w ⊙ x)_j / d, dw = Σ_n dy ⊙ x·r; x, dy, dx [T, d], w, dw [d]. dw is summed over fixed blocks of rows
+// in a fixed order, so it does not depend on the threads.
+void rmsnorm_backward_ref(const float* x, const float* w, const float* dy, int T, int d, float eps, float* dx, float* dw);
+void rmsnorm_backward(ThreadPool* pool, const float* x, const float* w, const float* dy, int T, int d, float eps, float* dx,
+                      float* dw);
 
 }  // namespace dsmoe

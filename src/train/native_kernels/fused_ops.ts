@@ -9,7 +9,7 @@ import { BackendKind, float32Output, float32View } from './backend_tensors';
  * them. Inputs are read in place from the backend's storage and outputs written in place into tensors the backend
  * allocates (views taken after the last allocation of each call: the wasm heap may grow).
  */
-export type FusedKernels = Pick<NativeKernels, 'routedSwiglu' | 'routedSwigluBackward' | 'softmaxXent' | 'softmaxXentBackward'>;
+export type FusedKernels = Pick<NativeKernels, 'routedSwiglu' | 'routedSwigluBackward' | 'softmaxXent' | 'softmaxXentBackward' | 'rmsnormTrain' | 'rmsnormBackward'>;
 
 export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, threads: number): { kernelName: string; kernelFunc: tf.KernelFunc }[] {
   const view = (backend: tf.KernelBackend, t: tf.TensorInfo) => float32View(kind, backend, t);
@@ -65,6 +65,31 @@ export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, thr
         const out = float32Output(kind, b, logits.shape);
         kernels.softmaxXentBackward(view(b, logits), targets, view(b, dy), n, v, { out: view(b, out.info), threads });
         return out.info;
+      },
+    },
+    {
+      kernelName: fusedKernelNames.rmsNorm,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { x, weight } = inputs as { x: tf.TensorInfo; weight: tf.TensorInfo };
+        const { eps } = attrs as unknown as { eps: number };
+        const b = backend as tf.KernelBackend;
+        const [n, d] = x.shape;
+        const out = float32Output(kind, b, x.shape);
+        kernels.rmsnormTrain(view(b, x), view(b, weight), n, d, eps, { out: view(b, out.info), threads });
+        return out.info;
+      },
+    },
+    {
+      kernelName: fusedKernelNames.rmsNormGrad,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { x, weight, dy } = inputs as { x: tf.TensorInfo; weight: tf.TensorInfo; dy: tf.TensorInfo };
+        const { eps } = attrs as unknown as { eps: number };
+        const b = backend as tf.KernelBackend;
+        const [n, d] = x.shape;
+        const dx = float32Output(kind, b, x.shape).info;
+        const dweight = float32Output(kind, b, weight.shape).info;
+        kernels.rmsnormBackward(view(b, x), view(b, weight), view(b, dy), n, d, eps, { dx: view(b, dx), dw: view(b, dweight), threads });
+        return [dx, dweight];
       },
     },
   ];

@@ -1,5 +1,6 @@
 /**
- * The fused element-wise kernels (native/src/kernels/train_elementwise.h, src/model/fused_ops.ts): each fast path
+ * The fused element-wise kernels (native/src/kernels/train_elementwise.h, src/model/fused_ops.ts: SwiGLU with the
+ * routing weights, softmax cross-entropy, RMSNorm): each fast path
  * against its double-precision twin, and each op's value and gradient with the addon's kernels (wasm and cpu
  * backends) against the tfjs composition the model used before (tf.grads through tfjs's cpu kernels).
  *
@@ -10,7 +11,7 @@
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { crossEntropy } from '../../../src/model/model';
-import { fusedOps, routedSwiglu } from '../../../src/model/fused_ops';
+import { fusedOps, rmsNorm, routedSwiglu } from '../../../src/model/fused_ops';
 import { ADDON_PATH, loadNative } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
@@ -72,7 +73,18 @@ describeWithAddon('fused kernels against their twins', () => {
     );
   });
 
+  test('rmsnormBackward against its twin (dw summed over 70 rows, across the 32-row blocks)', () => {
+    const T = 70, d = 48;
+    const x = randomValues(T * d, 7, 3), wn = randomValues(d, 8), g = randomValues(T * d, 9);
+    const fast = kernels.rmsnormBackward(x, wn, g, T, d, 1e-6, { threads: 2 });
+    const ref = kernels.rmsnormBackward(x, wn, g, T, d, 1e-6, { impl: 'ref' });
+    expectClose(fast.dx, ref.dx, 1e-5, 1e-6, 'dx');
+    expectClose(fast.dw, ref.dw, 1e-5, 1e-5, 'dw');
+    expectClose(kernels.rmsnormTrain(x, wn, T, d, 1e-6, { threads: 2 }), kernels.rmsnormTrain(x, wn, T, d, 1e-6, { impl: 'ref' }), 1e-5, 1e-6, 'forward');
+  });
+
   test('bad input is refused with one line naming it', () => {
+    expect(() => kernels.rmsnormBackward(gate, new Float32Array(E * I), dy, N, E * I, 0)).toThrow('eps must be a positive finite number');
     const logits = new Float32Array(2 * 3);
     expect(() => kernels.softmaxXent(logits, Int32Array.from([0, 3]), 2, 3)).toThrow('targets[1] = 3 is outside [0, V)');
     expect(() => kernels.softmaxXent(logits, Int32Array.from([0, -1]), 2, 3)).toThrow('targets[1] = -1 is outside [0, V)');
@@ -127,6 +139,16 @@ describeWithAddon('fused ops against the tfjs composition: values and gradients'
         { values: randomValues(N * E, 3), shape: [N, E] },
       ],
     );
+    R.dispose();
+  });
+
+  test('rmsNorm: Σ R ⊙ rmsNorm(x, weight), gradients for x and weight', async () => {
+    const d = 24;
+    const R = tf.tensor(randomValues(N * d, 19), [N, d]);
+    await compare('rmsNorm', ([x, weight]) => tf.sum(tf.mul(rmsNorm(x as tf.Tensor2D, weight as tf.Tensor1D, 1e-6), R)), [
+      { values: randomValues(N * d, 11, 2), shape: [N, d] },
+      { values: randomValues(d, 12), shape: [d] },
+    ]);
     R.dispose();
   });
 
