@@ -1,5 +1,7 @@
 // Machine limits and kernel throughput without Node: STREAM-like triad (GB/s), FMA peak (GFLOP/s), then per ISA
-// level the decode GEMV (bf16 and the quantized types: GB/s of weight bytes streamed, and the time against bf16's)
+// level the decode GEMV (bf16 and the quantized types: GB/s of weight bytes streamed, and the time against bf16's;
+// quantized: the int8 GEMV with and without VNNI, and the f32-activation GEMV), int8 GEMV against the alternatives
+// by batch size,
 // and the GEMM at expert/prefill batch sizes
 // (GFLOP/s and % of peak). `--quick` runs small sizes (ctest); `--repeat N` takes the best of N timed runs.
 #include <algorithm>
@@ -64,12 +66,46 @@ int main(int argc, char** argv) {
             for (int k = 0; k < K; ++k) std::memcpy(dst + 2 * k, &h, 2);
           }
         }
-        double sec = best_seconds(repeat, [&] { linear(&pool, x.data(), 1, K, W.data(), t, N, y.data(), N, Epilogue{}); });
-        if (t == DType::BF16) bf16_seconds = sec;
-        double gbs = double(W.size()) / sec / 1e9;
-        std::printf("%-6s %-4s GEMV [%d,%d]: %.2f GB/s (%.0f%% of triad), %.2f× bf16's speed\n", simd_name(level),
-                    dtype_name(t), N, K, gbs, 100 * gbs / bw, bf16_seconds / sec);
-        ok = ok && std::fabs(y[0] - 0.5f * 0.25f * K) <= 1e-3f * K;
+        // Quantized weights: the int8 GEMV (with and without VNNI where the CPU has it), then the f32 GEMV it
+        // replaces (activations in f32, weights dequantized in registers).
+        struct Path { const char* name; int int8_rows; bool vnni; };
+        std::vector<Path> paths = {{"", kGemvMaxRows, vnni_detected()}};
+        if (is_quantized(t)) {
+          if (level == Simd::Avx512 && vnni_detected()) paths.push_back({" no-vnni", kGemvMaxRows, false});
+          paths.push_back({" f32-act", 0, vnni_detected()});
+        }
+        for (const Path& path : paths) {
+          set_int8_gemv_rows(path.int8_rows);
+          set_vnni(path.vnni);
+          double sec = best_seconds(repeat, [&] { linear(&pool, x.data(), 1, K, W.data(), t, N, y.data(), N, Epilogue{}); });
+          if (t == DType::BF16) bf16_seconds = sec;
+          double gbs = double(W.size()) / sec / 1e9;
+          std::printf("%-6s %-4s%-8s GEMV [%d,%d]: %.2f GB/s (%.0f%% of triad), %.2f× bf16's speed\n", simd_name(level),
+                      dtype_name(t), path.name, N, K, gbs, 100 * gbs / bw, bf16_seconds / sec);
+          ok = ok && std::fabs(y[0] - 0.5f * 0.25f * K) <= 1e-3f * K;
+        }
+        set_int8_gemv_rows(kGemvMaxRows);
+        set_vnni(vnni_detected());
+      }
+    }
+    // Which batch sizes should take the int8 GEMV: Q4_0 weights [N, K] at M tokens, the int8 GEMV (callable at any M:
+    // tokens in groups of four) against what linear() would otherwise run (the f32 GEMV for M ≤ 4, the GEMM above).
+    if (level != Simd::Scalar) {
+      const int N = quick ? 256 : 2048, K = 2048;
+      std::vector<uint8_t> W(bytes_of(DType::Q4_0, size_t(N) * K));
+      const std::vector<float> row(K, 0.25f);
+      for (int n = 0; n < N; ++n) quantize_row(row.data(), K, DType::Q4_0, W.data() + bytes_of(DType::Q4_0, size_t(n) * K));
+      for (int M : {1, 2, 4, 8, 16}) {
+        std::vector<float> X(size_t(M) * K, 0.5f), Y(size_t(M) * N);
+        Q8Rows q8;
+        double t8 = best_seconds(repeat, [&] {
+          linear_gemv_q8(&pool, q8.quantize(X.data(), M, K), M, W.data(), DType::Q4_0, N, Y.data(), N, Epilogue{});
+        });
+        set_int8_gemv_rows(0);
+        double tf = best_seconds(repeat, [&] { linear(&pool, X.data(), M, K, W.data(), DType::Q4_0, N, Y.data(), N, Epilogue{}); });
+        set_int8_gemv_rows(kGemvMaxRows);
+        std::printf("%-6s Q4_0 M=%-2d [%d,%d]: int8 GEMV %.3f ms, %s %.3f ms (int8 %.2f× faster)\n", simd_name(level), M, N,
+                    K, 1e3 * t8, M <= kGemvMaxRows ? "f32 GEMV" : "GEMM", 1e3 * tf, tf / t8);
       }
     }
     for (int M : {16, 64, 512}) {

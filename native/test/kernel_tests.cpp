@@ -92,6 +92,52 @@ static void check(const std::string& name, const float* ref, const float* got, s
 
 static const char* dn(DType t) { return dtype_name(t); }
 
+// The AVX-512 level runs twice where the CPU has VNNI: with it, and with the AVX2 integer path it falls back to.
+static std::vector<bool> vnni_modes(Simd level) {
+  if (level == Simd::Avx512 && vnni_detected()) return {true, false};
+  return {false};
+}
+static std::string path_name(Simd level) {
+  return std::string(simd_name(level)) + (kernel_table().vnni ? "+vnni" : "");
+}
+
+// What the int8 GEMV is held to, per output of Y = X·Wᵀ (epilogue-free): `mag` = Σ_j |w_j · x̂_j| over the dequantized
+// weights and the Q8 activations x̂ = d·q — the scale of the f32 rounding in a sum of exact integer block dots —
+// and `shift` = Σ_j |w_j| · d_j / 2, the most that rounding each activation to its Q8 code (|x − x̂| ≤ d / 2) can
+// move the output away from linear_ref's f32-activation product.
+struct Int8Bounds {
+  std::vector<double> mag, shift;
+};
+static Int8Bounds int8_bounds(const Q8Act& X, int M, const void* W, DType t, int N) {
+  const int K = X.K;
+  Int8Bounds b{std::vector<double>(size_t(M) * N), std::vector<double>(size_t(M) * N)};
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      double mag = 0, shift = 0;
+      for (int k = 0; k < K; ++k) {
+        const double w = std::fabs(load_f32(W, t, size_t(n) * K + k)), d = X.d[size_t(m) * (K / 32) + k / 32];
+        mag += w * d * std::abs(int(X.q[size_t(m) * K + k]));
+        shift += w * d / 2;
+      }
+      b.mag[size_t(m) * N + n] = mag, b.shift[size_t(m) * N + n] = shift;
+    }
+  return b;
+}
+// |got − want| ≤ rel · scale + abs for every output, no NaN.
+static void check_each(const std::string& name, const float* want, const float* got, const std::vector<double>& scale,
+                       double rel, double abs, bool guards = true) {
+  ++g_checks;
+  double worst = 0;  // the largest |got − want| / (rel · scale + abs)
+  for (size_t i = 0; i < scale.size(); ++i) {
+    if (std::isnan(got[i])) worst = INFINITY;
+    else worst = std::max(worst, std::fabs(double(got[i]) - want[i]) / (rel * scale[i] + abs));
+  }
+  if (!(worst <= 1.0) || !guards) {
+    std::printf("FAIL %s: error %.3g of the bound%s\n", name.c_str(), worst, guards ? "" : " guard values changed");
+    ++g_failures;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 
 // The GEMM/GEMV sweep: every blocking boundary of linear() — K around the panel depth (kGemmKc = 256) and past two
@@ -133,25 +179,103 @@ static void test_linear_sweep(const std::vector<Simd>& levels, ThreadPool* pool3
         }
         std::vector<float> ref = init;
         linear_ref(X.data(), M, K, W.data(), t, N, ref.data(), N, ep);
-        for (Simd level : levels) {
-          set_simd(level);
-          for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), pool3}) {
-            Guarded gv(size_t(M) * N), gm(size_t(M) * N);
-            std::copy(init.begin(), init.end(), gv.data());
-            std::copy(init.begin(), init.end(), gm.data());
-            linear_gemv(pool, X.data(), M, K, W.data(), t, N, gv.data(), N, ep);
-            linear_gemm(pool, X.data(), M, K, W.data(), t, N, gm.data(), N, ep);
-            char name[160];
-            std::snprintf(name, sizeof name, "linear gemv %s/%dt %s M=%d K=%d N=%d ep=%d", simd_name(level),
-                          pool ? 3 : 1, dn(t), M, K, N, variant);
-            check(name, ref.data(), gv.data(), ref.size(), 1e-7, gv.guards_intact());
-            std::snprintf(name, sizeof name, "linear gemm %s/%dt %s M=%d K=%d N=%d ep=%d", simd_name(level),
-                          pool ? 3 : 1, dn(t), M, K, N, variant);
-            check(name, ref.data(), gm.data(), ref.size(), 1e-7, gm.guards_intact());
-          }
+        // The int8 GEMV (quantized weights, M ≤ 4): its twin, the same integer dots summed in double.
+        const bool int8 = is_quantized(t) && M <= int8_gemv_rows();
+        Q8Rows q8;
+        std::vector<float> ref8 = init;
+        Int8Bounds bounds;
+        if (int8) {
+          const Q8Act xq = q8.quantize(X.data(), M, K);
+          linear_q8_ref(xq, M, W.data(), t, N, ref8.data(), N, ep);
+          if (variant == 0) bounds = int8_bounds(xq, M, W.data(), t, N);
         }
+        for (Simd level : levels)
+          for (bool vnni : vnni_modes(level)) {
+            set_simd(level);
+            set_vnni(vnni);
+            for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), pool3}) {
+              Guarded gv(size_t(M) * N), gm(size_t(M) * N);
+              std::copy(init.begin(), init.end(), gv.data());
+              std::copy(init.begin(), init.end(), gm.data());
+              linear_gemv(pool, X.data(), M, K, W.data(), t, N, gv.data(), N, ep);
+              linear_gemm(pool, X.data(), M, K, W.data(), t, N, gm.data(), N, ep);
+              char name[160];
+              std::snprintf(name, sizeof name, "linear gemv %s/%dt %s M=%d K=%d N=%d ep=%d", path_name(level).c_str(),
+                            pool ? 3 : 1, dn(t), M, K, N, variant);
+              if (!int8) {
+                check(name, ref.data(), gv.data(), ref.size(), 1e-7, gv.guards_intact());
+              } else if (variant == 0) {
+                // Exact integer block dots; only f32 rounding of their scaled sum (≤ K/32 terms per lane) differs.
+                check_each(std::string(name) + " vs int8 twin", ref8.data(), gv.data(), bounds.mag, 1e-6, 1e-30,
+                           gv.guards_intact());
+                // Against f32 activations: at most the activation rounding's shift, plus f32 rounding.
+                check_each(std::string(name) + " vs f32 activations", ref.data(), gv.data(), bounds.shift, 1.0,
+                           1e-5 * (*std::max_element(bounds.mag.begin(), bounds.mag.end())));
+              } else {
+                check(std::string(name) + " vs int8 twin", ref8.data(), gv.data(), ref8.size(), 1e-12, gv.guards_intact());
+              }
+              std::snprintf(name, sizeof name, "linear gemm %s/%dt %s M=%d K=%d N=%d ep=%d", path_name(level).c_str(),
+                            pool ? 3 : 1, dn(t), M, K, N, variant);
+              check(name, ref.data(), gm.data(), ref.size(), 1e-7, gm.guards_intact());
+            }
+          }
       }
     }
+}
+
+// The activation quantizer: codes in [−127, 127], each within half a step of its value (|x − d·q| ≤ d/2, up to
+// one rounding of x / d), the block's largest |x| coded ±127, the sum the codes' sum, and an all-zero block coded
+// as scale 0 and codes 0 (no division by zero).
+static void test_quant_act() {
+  const int K = 32 * 40;
+  std::vector<float> x = randn(K, 3.f);
+  for (int j = 64; j < 96; ++j) x[j] = 0.f;      // block 2 all zero
+  for (int j = 96; j < 128; ++j) x[j] *= 1e-30f;  // block 3 tiny (subnormal-range products)
+  std::vector<int8_t> q(K);
+  std::vector<float> d(K / 32);
+  std::vector<int32_t> sum(K / 32);
+  quantize_act_row(x.data(), K, q.data(), d.data(), sum.data());
+  bool ok = d[2] == 0.f && sum[2] == 0;
+  for (int b = 0; b < K / 32; ++b) {
+    int32_t s = 0, qmax = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int v = q[size_t(b) * 32 + j];
+      s += v, qmax = std::max(qmax, std::abs(v));
+      ok &= v >= -127 && v <= 127;
+      ok &= std::fabs(double(x[size_t(b) * 32 + j]) - double(d[b]) * v) <= double(d[b]) * (0.5 + 1e-6);
+    }
+    ok &= s == sum[b] && (b == 2 ? qmax == 0 : qmax == 127);
+  }
+  ++g_checks;
+  if (!ok) {
+    std::printf("FAIL quantize_act_row: codes out of range, off by more than half a step, or sums wrong\n");
+    ++g_failures;
+  }
+}
+
+// What quantizing the activations costs, on Gaussian activations and weights: a block's step is max|x| / 127 ≈
+// 2.1σ/127 for 32 Gaussian values, so each activation moves by a uniform error of variance step²/12 ≈ 2.3e-5·σ², and
+// an output of independent weights by the same nMSE ≈ 2.3e-5 (llama.cpp's Q8 activations cost the same). Bound
+// 1e-4 for every format, every ISA, batches 1–4: the int8 GEMV against linear_ref on the same dequantized weights.
+static void test_int8_error(const std::vector<Simd>& levels) {
+  const int K = 640, N = 70;
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q3_A, DType::Q2_A})
+    for (int M : {1, 4}) {
+      Weights W = make_weights(size_t(N) * K, t, 0.5f);
+      std::vector<float> X = randn(size_t(M) * K), ref(size_t(M) * N);
+      linear_ref(X.data(), M, K, W.data(), t, N, ref.data(), N, Epilogue{});
+      for (Simd level : levels)
+        for (bool vnni : vnni_modes(level)) {
+          set_simd(level);
+          set_vnni(vnni);
+          Guarded got(size_t(M) * N);
+          linear(nullptr, X.data(), M, K, W.data(), t, N, got.data(), N, Epilogue{});
+          char name[120];
+          std::snprintf(name, sizeof name, "int8 GEMV %s %s M=%d vs f32 activations", path_name(level).c_str(), dn(t), M);
+          check(name, ref.data(), got.data(), ref.size(), 1e-4, got.guards_intact());
+        }
+    }
+  set_vnni(vnni_detected());
 }
 
 // The block layouts are GGUF's, byte for byte: hand-made blocks dequantize to the values llama.cpp gives them.
@@ -250,6 +374,7 @@ static void test_affine_layout(const std::vector<Simd>& levels) {
 // 4e-2 and 0.15, and each format must add more error than the next wider one.
 static void test_quant_error(const std::vector<Simd>& levels) {
   const int M = 3, K = 640, N = 70;
+  set_int8_gemv_rows(0);  // the weights' error alone: activations in f32 (test_int8_error has theirs)
   Weights W32 = make_weights(size_t(N) * K, DType::F32, 0.5f);
   std::vector<float> X = randn(size_t(M) * K), ref(size_t(M) * N);
   linear_ref(X.data(), M, K, W32.data(), DType::F32, N, ref.data(), N, Epilogue{});
@@ -276,6 +401,7 @@ static void test_quant_error(const std::vector<Simd>& levels) {
       wider = num / den;
     }
   }
+  set_int8_gemv_rows(kGemvMaxRows);
 }
 
 // What narrowing the weights costs (the bounds kernels.h states): the fast product over bf16/f16 weights against
@@ -464,7 +590,10 @@ static void test_moe(ThreadPool* pool, const char* level) {
       moe_ffn(pool, x.data(), T, ew, E, offsets.data(), rows.data(), roww.data(), got.data());
       char name[120];
       std::snprintf(name, sizeof name, "moe_ffn %s %s T=%d", level, dn(t), T);
-      check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
+      // Quantized experts with ≤ 4 rows take the int8 GEMV, as the twin does; but the twin's SwiGLU input comes from
+      // double sums, so now and then one of h's Q8 codes rounds the other way and moves the outputs by one step of
+      // its block (|w|·max|h|/127): measured nMSE up to 1.3e-6, against ~2e-5 for quantizing the activations at all.
+      check(name, ref.data(), got.data(), ref.n(), is_quantized(t) ? 1e-5 : 1e-7, got.guards_intact());
     }
 }
 
@@ -610,17 +739,23 @@ int main() {
   if (simd_detected() >= Simd::Avx2 && simd_detected() != Simd::Neon) levels.push_back(Simd::Avx2);
   if (simd_detected() == Simd::Avx512) levels.push_back(Simd::Avx512);
   ThreadPool pool3(3);
-  for (Simd level : levels) {
-    set_simd(level);
-    for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool3}) {
-      std::string tag = std::string(simd_name(level)) + (pool ? "/3t" : "/1t");
-      test_gemm(pool, tag.c_str());
-      test_small_kernels(pool, tag.c_str());
-      test_moe(pool, tag.c_str());
-      test_moe_partition(pool, tag.c_str());
+  for (Simd level : levels)
+    for (bool vnni : vnni_modes(level)) {
+      set_simd(level);
+      set_vnni(vnni);
+      for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &pool3}) {
+        std::string tag = path_name(level) + (pool ? "/3t" : "/1t");
+        if (!vnni) test_gemm(pool, tag.c_str());  // VNNI changes only the int8 GEMV
+        if (!vnni) test_small_kernels(pool, tag.c_str());
+        test_moe(pool, tag.c_str());
+        test_moe_partition(pool, tag.c_str());
+      }
     }
-  }
+  set_vnni(vnni_detected());
   test_linear_sweep(levels, &pool3);
+  set_vnni(vnni_detected());
+  test_quant_act();
+  test_int8_error(levels);
   test_quant_layout();
   test_affine_layout(levels);
   test_quant_error(levels);
@@ -629,6 +764,6 @@ int main() {
   test_select();
   std::printf("%d checks, %d failures (levels:", g_checks, g_failures);
   for (Simd l : levels) std::printf(" %s", simd_name(l));
-  std::printf(")\n");
+  std::printf("%s)\n", vnni_detected() ? ", avx512 with and without vnni" : "");
   return g_failures ? 1 : 0;
 }

@@ -226,8 +226,24 @@ export interface NativeAddon {
    * cuda: a CUDA device is usable now; cudaBuilt: the addon links native/cuda (nvcc was found at build time);
    * cudaDevices: devices visible; cudaDevice: the first one's name.
    */
-  cpuInfo(): { simd: Simd; detected: Simd; threads: number; bf16: boolean; cuda: boolean; cudaBuilt: boolean; cudaDevices: number; cudaDevice?: string };
+  cpuInfo(): {
+    simd: Simd;
+    detected: Simd;
+    threads: number;
+    /** AVX-512 BF16 products available to the training GEMM (compute: 'bf16'). */
+    bf16: boolean;
+    /** AVX-512 VNNI in use by the int8 GEMV (off with DSMOE_VNNI=0). */
+    vnni: boolean;
+    /** Batch sizes 1..int8GemvRows take the int8 GEMV over quantized weights (activations quantized to Q8 blocks). */
+    int8GemvRows: number;
+    cuda: boolean;
+    cudaBuilt: boolean;
+    cudaDevices: number;
+    cudaDevice?: string;
+  };
   setSimd(level: Simd): Simd;
+  /** For tests and measurements: batch sizes 1..rows (0–4) take the int8 GEMV; 0 keeps activations in f32. */
+  setInt8GemvRows(rows: number): number;
   memoryBandwidthGBs(bytes?: number, threads?: number): number;
   peakGflops(threads?: number): number;
   /** posix_fadvise(DONTNEED) on a file: its clean cached pages are dropped (a cold start for benchmarks). */

@@ -36,6 +36,8 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("detected", simd_name(simd_detected()));
   o.Set("threads", Napi::Number::New(env, hardware_threads()));
   o.Set("bf16", Napi::Boolean::New(env, bf16_compute_available()));  // kernels.gemm's compute: 'bf16' can run
+  o.Set("vnni", Napi::Boolean::New(env, vnni_enabled()));
+  o.Set("int8GemvRows", Napi::Number::New(env, int8_gemv_rows()));
 #ifdef DSMOE_HAVE_CUDA
   // 0 without a driver or device (static cudart: the addon loads either way); the CPU path is used then
   int devices = dsmoe_cuda_device_count();
@@ -59,6 +61,14 @@ Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   std::string s = info[0].ToString().Utf8Value();
   set_simd(s == "avx512" ? Simd::Avx512 : s == "avx2" ? Simd::Avx2 : s == "neon" ? Simd::Neon : Simd::Scalar);
   return Napi::String::New(info.Env(), simd_name(simd_level()));
+}
+
+// setInt8GemvRows(n) → the batch sizes 1..n that take the int8 GEMV over quantized weights (0: none; clamped to
+// 0..4). For tests and measurements: the runtime's results differ between the two by the activation quantization.
+Napi::Value SetInt8GemvRows(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "setInt8GemvRows needs a number");
+  set_int8_gemv_rows(info[0].As<Napi::Number>().Int32Value());
+  return Napi::Number::New(info.Env(), int8_gemv_rows());
 }
 
 // memoryBandwidthGBs(bytesPerArray?, threads?)
@@ -92,6 +102,7 @@ Napi::Value DropPageCache(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New(env, CpuInfo));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd));
+  exports.Set("setInt8GemvRows", Napi::Function::New(env, SetInt8GemvRows));
   exports.Set("memoryBandwidthGBs", Napi::Function::New(env, Bandwidth));
   exports.Set("peakGflops", Napi::Function::New(env, Peak));
   exports.Set("dropPageCache", Napi::Function::New(env, DropPageCache));

@@ -46,6 +46,28 @@ Simd simd_level() {
 
 void set_simd(Simd level) { g_level.store(int(clamp(level))); }
 
+bool vnni_detected() {
+#if DSMOE_X86
+  __builtin_cpu_init();
+  return simd_detected() == Simd::Avx512 && __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+static std::atomic<int> g_vnni{-1};
+
+bool vnni_enabled() {
+  int v = g_vnni.load(std::memory_order_relaxed);
+  if (v >= 0) return v != 0;
+  const char* env = std::getenv("DSMOE_VNNI");
+  bool on = vnni_detected() && !(env && !std::strcmp(env, "0"));
+  g_vnni.store(on ? 1 : 0);
+  return on;
+}
+
+void set_vnni(bool on) { g_vnni.store(on && vnni_detected() ? 1 : 0); }
+
 const char* simd_name(Simd level) {
   switch (level) {
     case Simd::Avx512: return "avx512";

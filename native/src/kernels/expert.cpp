@@ -1,7 +1,8 @@
 // The routed experts of one layer over the grouped rows (moe_align.cpp):
 //   gather x rows → [R, d];  fused gate+up (one [2I, d] weight per expert) → [R, 2I];  SwiGLU → [R, I];
 //   down [d, I] with the routing weight applied in the epilogue → [R, d];  combine: scatter-add into each token.
-// linear() takes the GEMV path for an expert with ≤ 4 tokens and the packed GEMM otherwise.
+// linear() takes the GEMV path for an expert with ≤ 4 tokens and the packed GEMM otherwise; over quantized weights
+// the GEMV experts' rows are quantized to Q8 blocks once per layer (kernels.h, Q8Act) for the int8 GEMV.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -40,15 +41,20 @@ void moe_ffn_ref(const float* x, int T, const ExpertWeights& w, int E, const int
     if (offsets[e + 1] == offsets[e] || slot < 0) continue;
     const char* Wgu = static_cast<const char*>(w.gate_up) + bytes_of(w.dtype, size_t(slot) * 2 * I * d);
     const char* Wd = static_cast<const char*>(w.down) + bytes_of(w.dtype, size_t(slot) * d * I);
+    // As moe_ffn: an expert of ≤ int8_gemv_rows() rows over quantized weights computes from Q8 activations.
+    const bool int8 = is_quantized(w.dtype) && offsets[e + 1] - offsets[e] <= int8_gemv_rows();
+    Q8Rows q8;
     for (int r = offsets[e]; r < offsets[e + 1]; ++r) {
       const float* xr = x + size_t(rows[r]) * d;
-      linear_ref(xr, 1, d, Wgu, w.dtype, 2 * I, gu.data(), 2 * I, Epilogue{});
+      if (int8) linear_q8_ref(q8.quantize(xr, 1, d), 1, Wgu, w.dtype, 2 * I, gu.data(), 2 * I, Epilogue{});
+      else linear_ref(xr, 1, d, Wgu, w.dtype, 2 * I, gu.data(), 2 * I, Epilogue{});
       swiglu_ref(gu.data(), 1, I, h.data());
       Epilogue ep;
       ep.row_scale = row_weight + r;
       ep.scatter = rows + r;
       ep.accumulate = true;
-      linear_ref(h.data(), 1, I, Wd, w.dtype, d, y, d, ep);
+      if (int8) linear_q8_ref(q8.quantize(h.data(), 1, I), 1, Wd, w.dtype, d, y, d, ep);
+      else linear_ref(h.data(), 1, I, Wd, w.dtype, d, y, d, ep);
     }
   }
 }
@@ -120,6 +126,23 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
     }
     return items;
   };
+  // Over quantized weights the GEMV experts take the int8 path (linear.cpp); their rows are quantized once here for
+  // all their items rather than once per item.
+  bool int8 = false;
+  if (is_quantized(w.dtype))
+    for (int e = 0; e < E; ++e) {
+      const int n = offsets[e + 1] - offsets[e];
+      int8 |= n > 0 && n <= int8_gemv_rows() && w.slot_of_expert[e] >= 0;
+    }
+  Q8Rows q8;
+  Q8Act xq{};
+  if (int8) xq = q8.quantize(xs, R, d);
+  // Y rows [off, off + n) of one item: the int8 GEMV from the quantized rows, else linear() from the f32 rows.
+  auto run = [&](const float* X, const Q8Act& Xq, int off, int n, int K, const void* W, int N, float* Y, int ldy,
+                 const Epilogue& ep) {
+    if (int8 && n <= int8_gemv_rows()) linear_gemv_q8(nullptr, Xq.row(off), n, W, w.dtype, N, Y, ldy, ep);
+    else linear(nullptr, X + size_t(off) * K, n, K, W, w.dtype, N, Y, ldy, ep);
+  };
   // gate+up: [n_e, d] · [2I, d]ᵀ, one block of weight rows per item.
   std::vector<Item> items = items_for(2 * I, d);
   parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
@@ -127,12 +150,13 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
       const Item& it = items[i];
       int off = offsets[it.expert], n = offsets[it.expert + 1] - off;
       const char* W = static_cast<const char*>(w.gate_up) + bytes_of(w.dtype, (size_t(w.slot_of_expert[it.expert]) * 2 * I + it.n0) * d);
-      linear(nullptr, xs + size_t(off) * d, n, d, W, w.dtype, it.n1 - it.n0, gu + size_t(off) * 2 * I + it.n0, 2 * I,
-             Epilogue{});
+      run(xs, xq, off, n, d, W, it.n1 - it.n0, gu + size_t(off) * 2 * I + it.n0, 2 * I, Epilogue{});
     }
   });
   parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) { swiglu(gu + b * 2 * I, int(e - b), I, h + b * I); });
   // down with the routing weight in the epilogue: [n_e, I] · [d, I]ᵀ · w.
+  Q8Act hq{};
+  if (int8) hq = q8.quantize(h, R, I);  // xq is done with: the same buffers
   items = items_for(d, I);
   parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {
@@ -141,7 +165,7 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
       const char* W = static_cast<const char*>(w.down) + bytes_of(w.dtype, (size_t(w.slot_of_expert[it.expert]) * d + it.n0) * I);
       Epilogue ep;
       ep.row_scale = row_weight + off;
-      linear(nullptr, h + size_t(off) * I, n, I, W, w.dtype, it.n1 - it.n0, out + size_t(off) * d + it.n0, d, ep);
+      run(h, hq, off, n, I, W, it.n1 - it.n0, out + size_t(off) * d + it.n0, d, ep);
     }
   });
   for (int e = 0; e < E; ++e)  // rows routed to a pruned expert contribute nothing

@@ -19,9 +19,13 @@ constexpr int kGemmKc = 256;    // GEMM columns of K per packed panel (panel = k
 
 struct KernelTable {
   Simd isa;
+  bool vnni;  // gemv_q8 uses AVX-512 VNNI (the AVX-512 table; cpu.h's vnni_enabled())
   // Y[m, n] for m < M ≤ 4 (decode), weight rows n0 ≤ n < n1: each weight vector is loaded once for all M tokens.
   void (*gemv[kDTypeCount])(const float* X, int M, int K, const void* W, int n0, int n1, float* Y, int ldy,
                             const Epilogue& ep);
+  // The int8 GEMV over quantized weights (null for f32/bf16/f16): the same Y from X quantized to Q8 blocks.
+  void (*gemv_q8[kDTypeCount])(const Q8Act& X, int M, const void* W, int n0, int n1, float* Y, int ldy,
+                               const Epilogue& ep);
   // Packs weight rows [n0, n0 + nr) × columns [k0, k0 + kc) widened into panel[k · nr + j]; rows past N are zero.
   void (*pack[kDTypeCount])(const void* W, int K, int k0, int kc, int N, int n0, float* panel);
   // C[mr, nr] (+)= Ap[kc, mr] · panel[kc, nr]; C is 64-byte aligned.
@@ -34,12 +38,14 @@ struct KernelTable {
 };
 
 // The table of one ISA, from the names every kernel_table_<isa>.cpp defines in its own namespace: the shared
-// bodies (gemv, gemv_bf16, rmsnorm_row, widen_row, dot, axpy), its pack and microkernel, and MR × NR.
-#define DSMOE_KERNEL_TABLE(ISA)                                                                                  \
+// bodies (gemv, gemv_bf16, gemv_q8, rmsnorm_row, widen_row, dot, axpy), its pack and microkernel, and MR × NR.
+#define DSMOE_KERNEL_TABLE(ISA, VNNI)                                                                                 \
   KernelTable {                                                                                                  \
-    ISA,                                                                                                         \
+    ISA, VNNI,                                                                                                   \
         {gemv<DType::F32>, gemv_bf16, gemv<DType::F16>, gemv<DType::Q8_0>, gemv<DType::Q4_0>,            \
          gemv<DType::Q3_A>, gemv<DType::Q2_A>},                                                                   \
+        {nullptr, nullptr, nullptr, gemv_q8<DType::Q8_0>, gemv_q8<DType::Q4_0>, gemv_q8<DType::Q3_A>,           \
+         gemv_q8<DType::Q2_A>},                                                                                   \
         {pack<DType::F32>, pack<DType::BF16>, pack<DType::F16>, pack<DType::Q8_0>, pack<DType::Q4_0>,            \
          pack<DType::Q3_A>, pack<DType::Q2_A>},                                                                   \
         microkernel, MR, NR, rmsnorm_row,                                                                        \
@@ -48,7 +54,7 @@ struct KernelTable {
         dot, axpy                                                                                                \
   }
 
-// The table for simd_level(); a reference stays valid (tables are static) until the next set_simd.
+// The table for simd_level() (and vnni_enabled()); a reference stays valid (tables are static) until the next set_simd.
 const KernelTable& kernel_table();
 const KernelTable& kernel_table_for(Simd isa);  // clamped to what this build and CPU have
 
@@ -56,7 +62,7 @@ const KernelTable& kernel_table_for(Simd isa);  // clamped to what this build an
 const KernelTable& scalar_kernel_table();
 #if DSMOE_X86
 const KernelTable& avx2_kernel_table();
-const KernelTable& avx512_kernel_table();
+const KernelTable& avx512_kernel_table(bool vnni);  // without VNNI, gemv_q8 is the AVX2 table's
 #endif
 
 // Panel packing one element at a time (any ISA's edge blocks, where rows past N are zero, and the scalar table).

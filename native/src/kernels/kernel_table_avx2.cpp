@@ -1,10 +1,11 @@
-// The AVX2 + FMA + F16C kernel table: the shared bodies over 8-lane vectors, and the hand-scheduled 6 × 16 GEMM
+// The AVX2 + FMA + F16C kernel table: the shared bodies over 8-lane vectors (the int8 GEMV's with maddubs), and the hand-scheduled 6 × 16 GEMM
 // micro-kernel with its transposing panel packer.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "isa.h"
+#include "isa_int8.h"
 #include "kernel_table.h"
 
 #if DSMOE_X86
@@ -13,8 +14,10 @@ namespace avx2_kernels {
 
 #define DSMOE_TARGET DSMOE_AVX2
 using Ops = Avx2Ops;
+using I8 = Avx2Int8;
 #include "gemv_isa.inc"
 #include "gemv_bf16_isa.inc"
+#include "gemv_q8_isa.inc"
 #include "rows_isa.inc"
 #undef DSMOE_TARGET
 
@@ -90,7 +93,7 @@ DSMOE_AVX2 static void microkernel(int kc, const float* Ap, const float* panel, 
 
 const KernelTable& avx2_kernel_table() {
   using namespace avx2_kernels;
-  static const KernelTable table = DSMOE_KERNEL_TABLE(Simd::Avx2);
+  static const KernelTable table = DSMOE_KERNEL_TABLE(Simd::Avx2, false);
   return table;
 }
 

@@ -1,10 +1,11 @@
-// The AVX-512 (F, BW, VL) kernel table: the shared bodies over 16-lane vectors, and the hand-scheduled 8 × 32 GEMM
-// micro-kernel with its panel packer.
+// The AVX-512 (F, BW, VL) kernel table: the shared bodies over 16-lane vectors, the int8 GEMV with VNNI (on 256-bit
+// registers), and the hand-scheduled 8 × 32 GEMM micro-kernel with its panel packer.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "isa.h"
+#include "isa_int8.h"
 #include "kernel_table.h"
 
 #if DSMOE_X86
@@ -16,6 +17,10 @@ using Ops = Avx512Ops;
 #include "gemv_isa.inc"
 #include "gemv_bf16_isa.inc"
 #include "rows_isa.inc"
+#undef DSMOE_TARGET
+#define DSMOE_TARGET DSMOE_AVX512VNNI
+using I8 = VnniInt8;
+#include "gemv_q8_isa.inc"
 #undef DSMOE_TARGET
 
 constexpr int MR = 8, NR = 32;
@@ -67,10 +72,17 @@ DSMOE_AVX512 static void microkernel(int kc, const float* Ap, const float* panel
 
 }  // namespace avx512_kernels
 
-const KernelTable& avx512_kernel_table() {
+// Two tables: with VNNI, and without (an AVX-512 CPU before VNNI, or DSMOE_VNNI=0), whose int8 GEMV is AVX2's.
+const KernelTable& avx512_kernel_table(bool vnni) {
   using namespace avx512_kernels;
-  static const KernelTable table = DSMOE_KERNEL_TABLE(Simd::Avx512);
-  return table;
+  static const KernelTable with_vnni = DSMOE_KERNEL_TABLE(Simd::Avx512, true);
+  static const KernelTable without = [] {
+    KernelTable t = with_vnni;
+    t.vnni = false;
+    for (int i = 0; i < kDTypeCount; ++i) t.gemv_q8[i] = avx2_kernel_table().gemv_q8[i];
+    return t;
+  }();
+  return vnni ? with_vnni : without;
 }
 
 }  // namespace dsmoe

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "isa.h"
+#include "isa_int8.h"
 #include "kernel_table.h"
 
 namespace dsmoe {
@@ -12,8 +13,10 @@ namespace scalar_kernels {
 
 #define DSMOE_TARGET
 using Ops = ScalarOps;
+using I8 = ScalarInt8;
 #include "gemv_isa.inc"
 #include "gemv_bf16_isa.inc"
+#include "gemv_q8_isa.inc"
 #include "rows_isa.inc"
 #undef DSMOE_TARGET
 
@@ -39,7 +42,7 @@ static void microkernel(int kc, const float* Ap, const float* panel, float* C, b
 
 const KernelTable& scalar_kernel_table() {
   using namespace scalar_kernels;
-  static const KernelTable table = DSMOE_KERNEL_TABLE(Simd::Scalar);
+  static const KernelTable table = DSMOE_KERNEL_TABLE(Simd::Scalar, false);
   return table;
 }
 

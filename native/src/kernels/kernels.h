@@ -10,7 +10,10 @@
 // bounds 1e-5 (bf16) and 2e-7 (f16). Quantized weights (Q8_0 / Q4_0 GGUF blocks, the affine Q3_A / Q2_A; dtype.h)
 // dequantize to the same f32 values on every path, so their twins ("dequantize to f32, then linear_ref") are held to
 // the same 1e-7; what quantizing costs is checked against the f32 product (kernel_tests.cpp, bounds 1e-4 for Q8_0,
-// 3e-2 for Q4_0, 4e-2 for Q3_A, 0.15 for Q2_A, and each above the wider format's error).
+// 3e-2 for Q4_0, 4e-2 for Q3_A, 0.15 for Q2_A, and each above the wider format's error). The int8 GEMV (batches
+// ≤ 4 over quantized weights, activations quantized to Q8 blocks; Q8Act below) has its own twin, linear_q8_ref: the
+// same exact integer block dots, so every path matches it to 1e-6 of Σ|w·x̂|, and linear_ref to within the
+// activation rounding's bound Σ|w|·d/2 per output (nMSE ≈ 2e-5 on Gaussian activations, bound 1e-4).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -33,9 +36,46 @@ struct Epilogue {
   bool accumulate = false;           // Y += v instead of Y = v
 };
 
+// Activations quantized for the integer GEMV over quantized weights (llama.cpp's vec_dot_q4_0_q8_0 and kin): each
+// row in Q8 blocks of 32 — an f32 scale d = max|x| / 127, int8 codes q = round(x / d), and the integer sum of the
+// codes (the activations' side of Q4_0's −8 and of Q3_A / Q2_A's offset m: Σ (d_w·c + m)·d·q = d_w·d·Σ c·q + m·d·Σ q).
+// Each code is off by at most half a step, |x − d·q| ≤ d / 2, so an output moves by at most Σ_j |w_j|·d_j / 2
+// (d_j the scale of x_j's block): for Gaussian activations about 2⁻⁸·|w|·|x|-sized, nMSE ≈ 3e-5 (design.md §5).
+struct Q8Act {
+  const int8_t* q;     // [M, K]
+  const float* d;      // [M, K / 32]
+  const int32_t* sum;  // [M, K / 32]
+  int K;               // a multiple of 32
+  Q8Act row(int m) const { return {q + size_t(m) * K, d + size_t(m) * (K / 32), sum + size_t(m) * (K / 32), K}; }
+};
+// Owns the buffers of a quantized X [M, K] (K a multiple of 32); quantize reuses them.
+struct Q8Rows {
+  int8_t* q = nullptr;
+  float* d = nullptr;
+  int32_t* sum = nullptr;
+  size_t capacity = 0;  // codes
+  Q8Rows() = default;
+  Q8Rows(const Q8Rows&) = delete;
+  Q8Rows& operator=(const Q8Rows&) = delete;
+  ~Q8Rows();
+  Q8Act quantize(const float* X, int M, int K);
+};
+// One row of K activations (K a multiple of 32) to Q8 blocks; the only activation quantizer (every path uses it).
+void quantize_act_row(const float* x, int K, int8_t* q, float* d, int32_t* sum);
+
+// The GEMV path takes M ≤ kGemvMaxRows; over quantized weights it quantizes X and runs the int8 GEMV for
+// M ≤ int8_gemv_rows() (default all of the GEMV path: design.md §5 has the measurements), and the f32 GEMV that
+// dequantizes the weights in registers otherwise. Larger batches take the packed GEMM, which dequantizes weights to
+// f32 panels and keeps X in f32. set_int8_gemv_rows(0) or DSMOE_INT8_GEMV_ROWS=0 turns the int8 path off (tests
+// compare the two end to end; benchmarks measure both in one build).
+constexpr int kGemvMaxRows = 4;
+int int8_gemv_rows();
+void set_int8_gemv_rows(int rows);  // clamped to [0, kGemvMaxRows]
+
 // X [M, K], W [N, K], Y rows of stride ldy.
 void linear_ref(const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy, const Epilogue& ep);
-// Picks GEMV (M ≤ 4: weights streamed once, memory-bound) or the packed GEMM (M > 4: register-blocked micro-kernel).
+// Picks GEMV (M ≤ 4: weights streamed once, memory-bound; over quantized weights with X quantized to Q8 blocks and
+// integer dot products) or the packed GEMM (M > 4: register-blocked micro-kernel, f32).
 void linear(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
             const Epilogue& ep);
 // Bytes of weights per work item of a GEMV (a chunk of linear_gemv's rows, a block of a ≤ 4-row expert's rows in
@@ -46,6 +86,13 @@ void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, 
                  const Epilogue& ep);
 void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep);
+// The int8 GEMV over quantized weights (wt quantized) from pre-quantized activations (linear_gemv quantizes X and
+// calls it; moe_ffn quantizes each layer's rows once for all its experts), and its twin: the same integer block
+// dots, accumulated in double (the SIMD paths match it to 1e-6; against linear_ref it differs by the activation
+// quantization above).
+void linear_gemv_q8(ThreadPool* pool, const Q8Act& X, int M, const void* W, DType wt, int N, float* Y, int ldy,
+                    const Epilogue& ep);
+void linear_q8_ref(const Q8Act& X, int M, const void* W, DType wt, int N, float* Y, int ldy, const Epilogue& ep);
 
 // ---------------------------------------------------------------------------------------------------------------
 // gemm.cpp: generic f32 C[M,N] = op(A)·op(B), op = transpose when the flag is set (A is [K,M] when transA,

@@ -1,7 +1,10 @@
-// Y = X·Wᵀ over f32/bf16/f16 weights: the GEMV path for decode (weights streamed once per call, memory-bound),
+// Y = X·Wᵀ over f32/bf16/f16 and quantized weights: the GEMV path for decode (weights streamed once per call,
+// memory-bound; over quantized weights, int8 dot products with X quantized to Q8 blocks),
 // the packed GEMM path for prefill and busy experts (compute-bound, register-blocked micro-kernel). The drivers
 // here own threading and blocking; the ISA-specific bodies come from the kernel table (kernel_table.h).
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 
@@ -24,10 +27,101 @@ void linear_ref(const float* X, int M, int K, const void* W, DType wt, int N, fl
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// GEMV: split by output rows, each thread streams its own slice of the weights.
+// Activation quantization (kernels.h): ggml's quantize_row_q8_0 with an f32 scale and the code sum kept.
+
+void quantize_act_row(const float* x, int K, int8_t* q, float* d, int32_t* sum) {
+  for (int b = 0; b < K / 32; ++b) {
+    const float* xb = x + size_t(b) * 32;
+    float amax = 0.f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float scale = amax / 127.f, inv = scale > 0.f ? 1.f / scale : 0.f;
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) {  // |x·inv| ≤ 127 up to rounding; the clamp keeps a code in int8 regardless
+      const int v = std::min(127, std::max(-127, int(std::lrint(xb[j] * inv))));
+      q[size_t(b) * 32 + j] = int8_t(v);
+      s += v;
+    }
+    d[b] = scale;
+    sum[b] = s;
+  }
+}
+
+Q8Rows::~Q8Rows() { std::free(q); std::free(d); std::free(sum); }
+
+Q8Act Q8Rows::quantize(const float* X, int M, int K) {
+  const size_t n = size_t(M) * K;
+  if (n > capacity) {
+    std::free(q), std::free(d), std::free(sum);
+    q = static_cast<int8_t*>(std::malloc(n));
+    d = static_cast<float*>(std::malloc(n / 32 * sizeof(float)));
+    sum = static_cast<int32_t*>(std::malloc(n / 32 * sizeof(int32_t)));
+    if (!q || !d || !sum) throw std::bad_alloc();
+    capacity = n;
+  }
+  for (int m = 0; m < M; ++m)
+    quantize_act_row(X + size_t(m) * K, K, q + size_t(m) * K, d + size_t(m) * (K / 32), sum + size_t(m) * (K / 32));
+  return Q8Act{q, d, sum, K};
+}
+
+// The int8 path's twin: the integer dot of each 32-weight sub-block with its Q8 block (exact), scaled and summed in
+// double, the affine offset term m · d_x · Σ q_x beside it.
+void linear_q8_ref(const Q8Act& X, int M, const void* W, DType wt, int N, float* Y, int ldy, const Epilogue& ep) {
+  const int K = X.K, bv = block_values(wt);
+  for (int m = 0; m < M; ++m) {
+    const Q8Act x = X.row(m);
+    for (int n = 0; n < N; ++n) {
+      const uint8_t* row = static_cast<const uint8_t*>(W) + bytes_of(wt, size_t(n) * K);
+      double acc = 0;
+      for (int xb = 0; xb < K / 32; ++xb) {
+        const uint8_t* blk = row + size_t(xb * 32 / bv) * block_bytes(wt);
+        const double dw = f16_to_f32(block_scale_bits(blk));
+        int64_t dot = 0;
+        for (int j = 0; j < 32; ++j) {
+          const int i = (xb * 32 + j) % bv;  // weight index within its block
+          int code;
+          if (wt == DType::Q8_0) code = int8_t(blk[2 + i]);
+          else if (wt == DType::Q4_0) code = int((i < 16 ? blk[2 + i] : blk[2 + i - 16] >> 4) & 15) - 8;
+          else code = affine_code(blk, wt, i);
+          dot += int64_t(code) * x.q[xb * 32 + j];
+        }
+        acc += dw * double(x.d[xb]) * double(dot);
+        if (is_affine(wt)) acc += double(f16_to_f32(block_offset_bits(blk))) * double(x.d[xb]) * double(x.sum[xb]);
+      }
+      store_out(float(acc), m, n, Y, ldy, ep);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// GEMV: split by output rows, each thread streams its own slice of the weights. Over quantized weights X is
+// quantized once per call (on the calling thread) and every slice takes the integer path.
+
+void linear_gemv_q8(ThreadPool* pool, const Q8Act& X, int M, const void* W, DType wt, int N, float* Y, int ldy,
+                    const Epilogue& ep) {
+  auto gemv = kernel_table().gemv_q8[int(wt)];
+  parallel_for(pool, size_t(N), 16, [&](size_t b, size_t e, int) { gemv(X, M, W, int(b), int(e), Y, ldy, ep); });
+}
+
+// −1 until first use, then DSMOE_INT8_GEMV_ROWS (0–4; measurements compare the paths in one build) or all of the
+// GEMV path.
+static std::atomic<int> g_int8_rows{-1};
+int int8_gemv_rows() {
+  int v = g_int8_rows.load(std::memory_order_relaxed);
+  if (v >= 0) return v;
+  const char* env = std::getenv("DSMOE_INT8_GEMV_ROWS");
+  v = env && *env >= '0' && *env <= '9' ? std::min(kGemvMaxRows, std::atoi(env)) : kGemvMaxRows;
+  g_int8_rows.store(v);
+  return v;
+}
+void set_int8_gemv_rows(int rows) { g_int8_rows.store(std::min(kGemvMaxRows, std::max(0, rows))); }
 
 void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep) {
+  if (is_quantized(wt) && K > 0 && M <= int8_gemv_rows()) {
+    thread_local Q8Rows xq;
+    linear_gemv_q8(pool, xq.quantize(X, M, K), M, W, wt, N, Y, ldy, ep);
+    return;
+  }
   auto gemv = kernel_table().gemv[int(wt)];
   // Chunks of ≈ kGemvItemBytes of weights (at least 16 rows): long enough that a call's fixed costs (arranging the
   // input, the first misses) are small next to its streaming, and still hundreds of chunks for a large matrix.
@@ -119,7 +213,7 @@ void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, 
 void linear(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
             const Epilogue& ep) {
   if (M <= 0 || N <= 0) return;
-  if (M <= 4) linear_gemv(pool, X, M, K, W, wt, N, Y, ldy, ep);
+  if (M <= kGemvMaxRows) linear_gemv(pool, X, M, K, W, wt, N, Y, ldy, ep);
   else linear_gemm(pool, X, M, K, W, wt, N, Y, ldy, ep);
 }
 
