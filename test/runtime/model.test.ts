@@ -309,6 +309,10 @@ describe("Megrez2's shared expert pools and pre-gated routing in the runtime", (
 });
 
 describe('quantized plans (GGUF Q8_0 / Q4_0 experts and attention)', () => {
+  // Against the reference forward on the dequantized weights: activations in f32 throughout (the int8 GEMV that
+  // batches ≤ 4 take by default is held to the f32-activation path in its own describe block).
+  beforeAll(() => loadNative().setInt8GemvRows(0));
+  afterAll(() => loadNative().setInt8GemvRows(4));
   // Quantized rows are whole blocks of 32 weights: hidden 64 (qkv, o, gate_up rows) and I = 32 (down rows).
   const qConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 32, shared_expert_intermediate_size: 24 };
   const ids = tokens(23, 4);
@@ -380,7 +384,40 @@ describe('quantized plans (GGUF Q8_0 / Q4_0 experts and attention)', () => {
   });
 });
 
+describe('the int8 GEMV end to end (batches ≤ 4 over quantized weights quantize their activations)', () => {
+  // Windows of 4 tokens: every matrix product of every forward is a GEMV of ≤ 4 rows (attention, shared and routed
+  // experts), so with the int8 path on every quantized product computes from Q8 activations.
+  const qConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 64, shared_expert_intermediate_size: 24 };
+  const windows = Array.from({ length: 12 }, (_, i) => tokens(4, 100 + i));
+  afterEach(() => loadNative().setInt8GemvRows(4));
+
+  test('a q4 plan (experts and attention): loss within 2e-3 relative of the f32-activation path, logits within 2e-2', async () => {
+    const q4 = plan('int8-q4', 'f32', 2, qConfig, { dtypes: { experts: 'q4_0', attention: 'q4_0' } });
+    const model = SparseModel.load(q4.dir, { threads: 2 });
+    const addon = loadNative();
+    expect(addon.setInt8GemvRows(0)).toBe(0);
+    const f32act = await model.scoreSequences(windows);
+    const f32logits = await model.logits(windows[0]);
+    expect(addon.setInt8GemvRows(4)).toBe(4);
+    const int8 = await model.scoreSequences(windows);
+    const int8logits = await model.logits(windows[0]);
+    // Rounding each activation to its Q8 code moves a product by nMSE ≈ 2e-5 (kernel_tests.cpp, test_int8_error),
+    // ~0.5% rms of an output; through two layers the logits move by a few 1e-3 of their scale, the loss far less.
+    const drift = relError(int8logits, f32logits);
+    expect(drift).toBeGreaterThan(0); // the int8 path did run
+    expect(drift).toBeLessThan(2e-2);
+    expect(Math.abs(int8.loss - f32act.loss) / f32act.loss).toBeLessThan(2e-3);
+    // and the f32-activation path is still the reference forward on the dequantized weights
+    expect(relError(f32logits, reference(q4.loaded, windows[0]).subarray(0, f32logits.length))).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+});
+
 describe('affine Q3_A / Q2_A plans (3- and 2-bit experts and attention)', () => {
+  // Against the reference forward on the dequantized weights: activations in f32 throughout (the int8 GEMV that
+  // batches ≤ 4 take by default is held to the f32-activation path in its own describe block).
+  beforeAll(() => loadNative().setInt8GemvRows(0));
+  afterAll(() => loadNative().setInt8GemvRows(4));
   // Q3_A / Q2_A rows are whole blocks of 64 weights: hidden 64 (qkv, o, gate_up rows) and I = 64 (down rows).
   const aConfig: ModelConfig = { ...config, hidden_size: 64, moe_intermediate_size: 64, shared_expert_intermediate_size: 24 };
   const ids = tokens(23, 4);

@@ -134,9 +134,18 @@ describe.each(levels)('kernels at SIMD level %s', (level) => {
         const X = randn(M * K);
         const bias = randn(N);
         const want = linearRef(X, M, K, W.f32, N, bias);
+        addon.setInt8GemvRows(0); // activations in f32: only the summation order differs
         for (const impl of ['ref', 'fast', 'gemv', 'gemm'] as const) {
           expect(nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want)).toBeLessThan(1e-10);
         }
+        addon.setInt8GemvRows(4);
+        // The int8 GEMV (batches ≤ 4, the default): activations rounded to Q8 blocks cost nMSE ≈ 2e-5 (design.md §5).
+        if (M <= 4)
+          for (const impl of ['fast', 'gemv'] as const) {
+            const got = nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want);
+            expect(got).toBeGreaterThan(1e-10);
+            expect(got).toBeLessThan(1e-4);
+          }
       }
   });
 
@@ -147,9 +156,18 @@ describe.each(levels)('kernels at SIMD level %s', (level) => {
         const X = randn(M * K);
         const bias = randn(N);
         const want = linearRef(X, M, K, W.f32, N, bias);
+        addon.setInt8GemvRows(0); // activations in f32: only the summation order differs
         for (const impl of ['ref', 'fast', 'gemv', 'gemm'] as const) {
           expect(nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want)).toBeLessThan(1e-10);
         }
+        addon.setInt8GemvRows(4);
+        // The int8 GEMV (batches ≤ 4, the default): activations rounded to Q8 blocks cost nMSE ≈ 2e-5 (design.md §5).
+        if (M <= 4)
+          for (const impl of ['fast', 'gemv'] as const) {
+            const got = nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want);
+            expect(got).toBeGreaterThan(1e-10);
+            expect(got).toBeLessThan(1e-4);
+          }
       }
   });
 
