@@ -139,13 +139,10 @@ describe.each(levels)('kernels at SIMD level %s', (level) => {
           expect(nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want)).toBeLessThan(1e-10);
         }
         addon.setInt8GemvRows(4);
-        // The int8 GEMV (batches ≤ 4, the default): activations rounded to Q8 blocks cost nMSE ≈ 2e-5 (design.md §5).
-        if (M <= 4)
-          for (const impl of ['fast', 'gemv'] as const) {
-            const got = nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want);
-            expect(got).toBeGreaterThan(1e-10);
-            expect(got).toBeLessThan(1e-4);
-          }
+        // The int8 GEMV serves quantized weights only: f32 / bf16 / f16 keep f32 activations at every batch.
+        for (const impl of ['fast', 'gemv'] as const) {
+          expect(nmse(k.linear(X, M, K, W.raw, dtype, N, { impl, threads, bias }), want)).toBeLessThan(1e-10);
+        }
       }
   });
 
