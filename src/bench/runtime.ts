@@ -34,7 +34,7 @@ import { writeRandomPlan } from '../plan/random_plan';
 import type { ModelConfig } from '../model/config';
 import { loadNative, type NativeContext, type RoutingOverride } from '../runtime/native';
 import type { RawOpTimes } from '../runtime/op_times';
-import { DEFAULT_RESIDENCY, parseResidency, type Residency } from '../runtime/residency';
+import { defaultResidency, parseResidency, type Residency } from '../runtime/residency';
 import { nativeSpec } from '../runtime/spec';
 import { pageFaultsDuring } from '../runtime/page_faults';
 import { formatOpShares, opBreakdown, OPS, type OpBreakdown, type OpProbe } from '../runtime/op_times';
@@ -74,7 +74,7 @@ interface Args {
   writeOnly: boolean;
   shape?: string;
   modes: ('sparse' | 'dense')[];
-  residency: Residency;
+  residency: Residency | undefined; // absent: defaultResidency for the plan's size
 }
 
 function parseArgs(argv: string[]): Args {
@@ -107,7 +107,7 @@ function parseArgs(argv: string[]): Args {
     json: value('--json'),
     shape,
     modes: (value('--modes') ?? 'sparse,dense').split(',') as Args['modes'],
-    residency: parseResidency(value('--residency') ?? DEFAULT_RESIDENCY),
+    residency: value('--residency') === undefined ? undefined : parseResidency(value('--residency')),
   };
   if (!args.modes.length || !args.modes.every((m) => m === 'sparse' || m === 'dense')) throw new Error('--modes must list sparse and/or dense');
   if (!args.batches.every((b) => Number.isInteger(b) && b >= 1)) throw new Error('--batches must be positive integers');
@@ -227,6 +227,7 @@ async function main(): Promise<void> {
   const cost = loaded.plan.cost;
   const weightBytes = fs.statSync(loaded.weightsPath).size;
   const threads = args.threads || addon.cpuInfo().threads;
+  const residency = args.residency ?? defaultResidency('cpu', false, weightBytes);
 
   const bw0 = await withCpuShare(threads, () => addon.memoryBandwidthGBs(256 << 20, threads));
   const peak0 = await withCpuShare(threads, () => addon.peakGflops(threads));
@@ -235,7 +236,7 @@ async function main(): Promise<void> {
   const peakShares = [peak0.share];
   const bandwidthShares = [bw0.share];
   const load0 = now();
-  const model = new addon.NativeModel({ ...nativeSpec(loaded, threads), profileOps: true, residency: args.residency });
+  const model = new addon.NativeModel({ ...nativeSpec(loaded, threads), profileOps: true, residency });
   const loadS = now() - load0;
   if (model.info().residencyWarning) process.stderr.write(`warning: ${model.info().residencyWarning}\n`);
   const probe: OpProbe = {
@@ -248,7 +249,7 @@ async function main(): Promise<void> {
   const info = addon.cpuInfo();
   process.stderr.write(
     `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}, attention ${args.attnDtype}), ${threads} threads, ${info.simd}${info.vnni ? '+vnni' : ''}, int8 GEMV for batches ≤ ${info.int8GemvRows}; ` +
-      `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s; weights ${args.residency}, loaded in ${loadS.toFixed(2)} s\n`,
+      `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s; weights ${residency}, loaded in ${loadS.toFixed(2)} s\n`,
   );
   // Touch every weight once (page faults of the fresh mapping are not part of any figure).
   const warm0 = now();
@@ -334,7 +335,7 @@ async function main(): Promise<void> {
     expert_dtype: args.expertDtype,
     attn_dtype: args.attnDtype,
     active_weight_bytes_per_token: cost.active_weight_bytes_per_token,
-    residency: args.residency,
+    residency,
     load_s: loadS, // NativeModel construction: mapping (and populating, locking or reading) the weights
     first_pass_s: warmupS, // the first dense prefill + decode, which faults in whatever the load did not
     first_pass_minor_faults: warmup.faults.minor,

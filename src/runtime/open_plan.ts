@@ -47,7 +47,8 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
   }
   const asked = options.residency === undefined ? undefined : parseResidency(options.residency);
   const backend = selectBackend(options.device); // a UserError for --device cuda without a GPU, before any mapping
-  const residency = asked ?? defaultResidency(backend.name, options.expertCache !== undefined);
+  const fileBytes = fs.statSync(loaded.weightsPath).size;
+  const residency = asked ?? defaultResidency(backend.name, options.expertCache !== undefined, fileBytes);
   if (backend.name === 'cuda' && options.expertCache?.directIo) {
     // on CUDA the cache's slow tier is pinned host memory (docs/cuda.md "The device expert cache"), not the file
     throw new UserError(`the expert cache's direct I/O reads the plan file on the CPU runtime; on ${backend.describe} experts come from pinned host memory: drop it or use --device cpu`);
@@ -60,7 +61,6 @@ export function openPlan(dir: string, options: OpenPlanOptions): OpenedPlan {
     ...(options.profileOps ? { profileOps: true } : {}),
     residency,
   };
-  const fileBytes = fs.statSync(loaded.weightsPath).size;
   // With an expert cache on the CPU only the resident tensors and the cache's slots take memory: a plan may exceed
   // the machine. On CUDA the cache saves device memory; the host holds every expert (pinned) besides the mapping.
   const weightBytes = spec.expertCache && backend.name === 'cpu' ? residentWeightBytes(loaded.plan, fileBytes, spec.expertCache.slots) : fileBytes;

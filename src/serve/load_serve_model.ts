@@ -24,7 +24,7 @@ export interface LoadServeModelOptions {
   device?: Device;
   /** Keep only part of the routed experts in memory (src/runtime/expert_cache.ts); absent: all resident. */
   expertCache?: ExpertCacheOptions;
-  /** How the weights are held in memory (src/runtime/residency.ts); default DEFAULT_RESIDENCY. */
+  /** How the weights are held in memory (src/runtime/residency.ts); default defaultResidency for the plan's size. */
   residency?: Residency;
 }
 

@@ -4,6 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
 
 #if defined(_WIN32)
 #error "dsmoe's native runtime maps weights with POSIX mmap; Windows is not supported"
@@ -107,18 +110,34 @@ void MappedFile::read_into_anonymous(int fd) {
   ::madvise(base, size_t(size_), MADV_HUGEPAGE);  // a hint: THP "never" or no THP leaves 4 KiB pages
 #endif
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  constexpr size_t kChunk = size_t(64) << 20;
-  for (uint64_t at = 0; at < size_;) {
-    ssize_t got = ::pread(fd, base + at, size_t(std::min<uint64_t>(kChunk, size_ - at)), off_t(at));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) {
-      int err = got < 0 ? errno : 0;
-      ::munmap(region_, region_bytes_);
-      region_ = nullptr;
-      throw std::runtime_error("cannot read weights file " + path_ + " at byte " + std::to_string(at) + ": " +
-                               (got < 0 ? std::strerror(err) : "the file ended early"));
-    }
-    at += uint64_t(got);
+  // One reader per hardware thread over 2 MiB-aligned slices: on a virtual machine the first touch of fresh guest
+  // memory is a host page fault, and one thread faulting 3.5 GB took 5-10 s where two took 2-3.5 s.
+  const unsigned readers = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  const uint64_t slice = (size_ / readers + kHuge - 1) / kHuge * kHuge;
+  std::vector<std::string> errors(readers);
+  std::vector<std::thread> threads;
+  for (unsigned r = 0; r < readers; ++r) {
+    threads.emplace_back([&, r] {
+      constexpr size_t kChunk = size_t(64) << 20;
+      const uint64_t end = std::min<uint64_t>(size_, uint64_t(r + 1) * slice);
+      for (uint64_t at = uint64_t(r) * slice; at < end;) {
+        ssize_t got = ::pread(fd, base + at, size_t(std::min<uint64_t>(kChunk, end - at)), off_t(at));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          errors[r] = "cannot read weights file " + path_ + " at byte " + std::to_string(at) + ": " +
+                      (got < 0 ? std::strerror(errno) : "the file ended early");
+          return;
+        }
+        at += uint64_t(got);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& error : errors) {
+    if (error.empty()) continue;
+    ::munmap(region_, region_bytes_);
+    region_ = nullptr;
+    throw std::runtime_error(error);
   }
   ::mprotect(base, size_t(size_), PROT_READ);  // the weights are read-only, as in the mapping
   data_ = base;
