@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { plainMatMul } from './matmul';
 import { applyRope, RopeTables } from './rope';
+import { causalSoftmax } from './fused_ops';
 
 /** Shape of one attention block: H query heads sharing KV key/value heads, each of width hd. */
 export interface AttentionShape {
@@ -64,8 +65,7 @@ export function causalSelfAttention(
   const kTransposed = kRot.transpose([0, 2, 3, 1]).reshape([B * KV, hd, T]) as tf.Tensor3D; // [B·KV, hd, T]
   const vGrouped = v.transpose([0, 2, 1, 3]).reshape([B * KV, T, hd]) as tf.Tensor3D; // [B·KV, T, hd]
 
-  const scores = tf.add(tf.mul(tf.matMul(qGrouped, kTransposed), 1 / Math.sqrt(hd)), mask); // [B·KV, group·T, T]
-  const weights = tf.softmax(scores) as tf.Tensor3D; // [B·KV, group·T, T]
+  const weights = causalSoftmax(tf.matMul(qGrouped, kTransposed), 1 / Math.sqrt(hd), T, mask); // [B·KV, group·T, T]
   const heads = tf.matMul(weights, vGrouped) // [B·KV, group·T, hd]
     .reshape([B, KV, group, T, hd])
     .transpose([0, 3, 1, 2, 4]) // [B, T, KV, group, hd]  head index = kv·group + g

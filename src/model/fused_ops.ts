@@ -14,6 +14,8 @@ export const fusedKernelNames = {
   softmaxXentGrad: 'DsmoeSoftmaxXentGrad', // inputs logits, dy; attr targets → dlogits
   rmsNorm: 'DsmoeRmsNorm', // inputs x, weight; attr eps → [N, d]
   rmsNormGrad: 'DsmoeRmsNormGrad', // inputs x, weight, dy; attr eps → dx, dweight
+  causalSoftmax: 'DsmoeCausalSoftmax', // input x [..., C]; attrs scale, period → y
+  causalSoftmaxGrad: 'DsmoeCausalSoftmaxGrad', // inputs y, dy; attr scale → dx
 } as const;
 
 /** Backends on which the fused kernels are registered; the native kernels' registry keeps it. */
@@ -57,6 +59,26 @@ tf.registerGradient({
     return { x: () => dx, weight: () => dweight };
   },
 });
+
+tf.registerGradient({
+  kernelName: fusedKernelNames.causalSoftmax,
+  outputsToSave: [true],
+  gradFunc: (dy, saved, attrs) => {
+    const [y] = saved;
+    return { x: () => tf.engine().runKernel(fusedKernelNames.causalSoftmaxGrad, { y, dy: dy as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor };
+  },
+});
+
+/**
+ * Attention weights from raw scores: softmax over the last axis of `scale`·scores + mask, where `mask` is
+ * groupedCausalMask's (row r at position r mod `period` keeps columns ≤ that position): scores [B', R', C] with
+ * R' a multiple of `period` → [B', R', C]. The fused kernel folds the scale and the mask in (masked weights are
+ * exactly 0, as exp(−1e9) is in f32).
+ */
+export function causalSoftmax(scores: tf.Tensor3D, scale: number, period: number, mask: tf.Tensor2D): tf.Tensor3D {
+  if (fusedOps()) return tf.engine().runKernel(fusedKernelNames.causalSoftmax, { x: scores }, { scale, period }) as tf.Tensor3D;
+  return tf.softmax(tf.add(tf.mul(scores, scale), mask)) as tf.Tensor3D;
+}
 
 /** `x / sqrt(mean(x²) + eps) ⊙ weight` over the last axis (docs/design.md §1): x [N, d], weight [d]. */
 export function rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D, eps: number): tf.Tensor2D {

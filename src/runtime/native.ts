@@ -196,6 +196,13 @@ export interface NativeKernels {
   rmsnormBackward(x: Float32Array, w: Float32Array, dy: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions & { dx?: Float32Array; dw?: Float32Array }): { dx: Float32Array; dw: Float32Array };
   /** dlogits = dloss[n]·(softmax(logits[n]) − onehot(targets[n])) → [N, V]. */
   softmaxXentBackward(logits: Float32Array, targets: Int32Array, dloss: Float32Array, N: number, V: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
+  /**
+   * Attention's softmax with the scale and causal mask folded in: row r at position r mod `period` (0: no mask)
+   * keeps columns ≤ its position, y = softmax(scale·x) over them and 0 beyond → [R, C].
+   */
+  causalSoftmax(x: Float32Array, R: number, C: number, scale: number, period: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
+  /** Its gradient from the output: dx = scale·y ⊙ (dy − Σ dy ⊙ y) per row → [R, C]. */
+  causalSoftmaxBackward(y: Float32Array, dy: Float32Array, R: number, C: number, scale: number, opts?: KernelOptions & { out?: Float32Array }): Float32Array;
   embedding(table: KernelWeights, dtype: WeightDtype, V: number, d: number, ids: Int32Array, opts?: KernelOptions): Float32Array;
   rmsnorm(x: Float32Array, w: Float32Array, T: number, d: number, eps: number, opts?: KernelOptions): Float32Array;
   rope(x: Float32Array, T: number, heads: number, hd: number, pos: Int32Array, theta: number, opts?: KernelOptions): Float32Array;

@@ -220,6 +220,47 @@ Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
   return r;
 }
 
+int period_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "period must be a number");
+  const double period = info[i].As<Napi::Number>().DoubleValue();
+  if (!(period >= 0 && period <= 2147483647.0 && period == std::floor(period)))
+    throw Napi::RangeError::New(info.Env(), "period must be a non-negative integer (0: no mask)");
+  return int(period);
+}
+
+float scale_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "scale must be a number");
+  const double scale = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(scale)) throw Napi::RangeError::New(info.Env(), "scale must be finite");
+  return float(scale);
+}
+
+// causalSoftmax(x, R, C, scale, period, { out?, impl, threads }) → y [R, C]
+Napi::Value CausalSoftmax(const Napi::CallbackInfo& info) {
+  const size_t R = count_of(info, 1, "R"), C = count_of(info, 2, "C");
+  const float* x = f32_exact(info, 0, R * C, "x");
+  const float scale = scale_arg(info, 3);
+  const int period = period_arg(info, 4);
+  Opts o = opts_arg(info, 5);
+  Napi::Float32Array y = out_arg(o.o, "out", R * C);
+  if (o.ref) causal_softmax_ref(x, int(R), int(C), scale, period, y.Data());
+  else causal_softmax(shared_pool(o.threads), x, int(R), int(C), scale, period, y.Data());
+  return y;
+}
+
+// causalSoftmaxBackward(y, dy, R, C, scale, { out?, impl, threads }) → dx [R, C]
+Napi::Value CausalSoftmaxBackward(const Napi::CallbackInfo& info) {
+  const size_t R = count_of(info, 2, "R"), C = count_of(info, 3, "C");
+  const float* y = f32_exact(info, 0, R * C, "y");
+  const float* dy = f32_exact(info, 1, R * C, "dy");
+  const float scale = scale_arg(info, 4);
+  Opts o = opts_arg(info, 5);
+  Napi::Float32Array dx = out_arg(o.o, "out", R * C);
+  if (o.ref) causal_softmax_backward_ref(y, dy, int(R), int(C), scale, dx.Data());
+  else causal_softmax_backward(shared_pool(o.threads), y, dy, int(R), int(C), scale, dx.Data());
+  return dx;
+}
+
 }  // namespace
 
 void add_training_kernel_bindings(Napi::Object kernels) {
@@ -232,6 +273,8 @@ void add_training_kernel_bindings(Napi::Object kernels) {
   kernels.Set("rmsnormTrain", Napi::Function::New(env, RmsNormTrain));
   kernels.Set("rmsnormBackward", Napi::Function::New(env, RmsNormBackward));
   kernels.Set("softmaxXentBackward", Napi::Function::New(env, SoftmaxXentBackward));
+  kernels.Set("causalSoftmax", Napi::Function::New(env, CausalSoftmax));
+  kernels.Set("causalSoftmaxBackward", Napi::Function::New(env, CausalSoftmaxBackward));
 }
 
 }  // namespace dsmoe

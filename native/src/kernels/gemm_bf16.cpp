@@ -95,14 +95,19 @@ uint32_t* scratch(size_t words) {
   return buf.p;
 }
 
-// dst[i] = bf16 of src[i], 16 at a time with vcvtneps2bf16.
+// dst[i] = bf16 of src[i], 16 at a time with vcvtneps2bf16, the last < 16 under a mask (a transposed A packs
+// 12-value rows, all of them tail: converting those one by one made such products 2.4x slower than in f32).
 DSMOE_AVX512_BF16 void to_bf16(const float* src, int n, uint16_t* dst) {
   int i = 0;
   for (; i + 16 <= n; i += 16) {
     __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), reinterpret_cast<__m256i&>(h));
   }
-  for (; i < n; ++i) dst[i] = bf16_bits(src[i]);
+  if (i < n) {
+    const __mmask16 tail = __mmask16((1u << (n - i)) - 1);
+    __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(tail, src + i));
+    _mm256_mask_storeu_epi16(dst + i, tail, reinterpret_cast<__m256i&>(h));
+  }
 }
 
 // K runs along each row of src (row r at src + r·ld, r < count ≤ width): dst[p · width + r] = the pair (k = 2p,

@@ -189,4 +189,58 @@ void rmsnorm_backward(ThreadPool* pool, const float* x, const float* w, const fl
   }
 }
 
+void causal_softmax_ref(const float* x, int R, int C, float scale, int period, float* y) {
+  for (int r = 0; r < R; ++r) {
+    const float* row = x + size_t(r) * C;
+    float* out = y + size_t(r) * C;
+    const int kept = period > 0 ? std::min(C, r % period + 1) : C;
+    double most = double(scale) * row[0], sum = 0;
+    for (int j = 1; j < kept; ++j) most = std::max(most, double(scale) * row[j]);
+    for (int j = 0; j < kept; ++j) sum += std::exp(double(scale) * row[j] - most);
+    for (int j = 0; j < C; ++j) out[j] = j < kept ? float(std::exp(double(scale) * row[j] - most) / sum) : 0.f;
+  }
+}
+
+void causal_softmax(ThreadPool* pool, const float* x, int R, int C, float scale, int period, float* y) {
+  parallel_for(pool, size_t(R), row_grain(size_t(C)), [&](size_t r0, size_t r1, int) {
+    for (size_t r = r0; r < r1; ++r) {
+      const float* row = x + r * C;
+      float* out = y + r * C;
+      const int kept = period > 0 ? std::min(C, int(r % size_t(period)) + 1) : C;
+      float most = row[0] * scale;
+      for (int j = 1; j < kept; ++j) most = std::max(most, row[j] * scale);
+      float sum = 0;  // kept ≤ a few thousand terms of at most 1: f32 is exact enough (tfjs sums in f32 too)
+      for (int j = 0; j < kept; ++j) {
+        out[j] = std::exp(row[j] * scale - most);
+        sum += out[j];
+      }
+      const float inv = 1.f / sum;
+      for (int j = 0; j < kept; ++j) out[j] *= inv;
+      for (int j = kept; j < C; ++j) out[j] = 0.f;
+    }
+  });
+}
+
+void causal_softmax_backward_ref(const float* y, const float* dy, int R, int C, float scale, float* dx) {
+  for (int r = 0; r < R; ++r) {
+    const size_t base = size_t(r) * C;
+    double dot = 0;
+    for (int j = 0; j < C; ++j) dot += double(dy[base + j]) * y[base + j];
+    for (int j = 0; j < C; ++j) dx[base + j] = float(double(scale) * y[base + j] * (dy[base + j] - dot));
+  }
+}
+
+void causal_softmax_backward(ThreadPool* pool, const float* y, const float* dy, int R, int C, float scale, float* dx) {
+  parallel_for(pool, size_t(R), row_grain(size_t(C)), [&](size_t r0, size_t r1, int) {
+    for (size_t r = r0; r < r1; ++r) {
+      const float* yr = y + r * C;
+      const float* g = dy + r * C;
+      float* out = dx + r * C;
+      float dot = 0;
+      for (int j = 0; j < C; ++j) dot += g[j] * yr[j];
+      for (int j = 0; j < C; ++j) out[j] = scale * yr[j] * (g[j] - dot);
+    }
+  });
+}
+
 }  // namespace dsmoe

@@ -37,4 +37,13 @@ void rmsnorm_backward_ref(const float* x, const float* w, const float* dy, int T
 void rmsnorm_backward(ThreadPool* pool, const float* x, const float* w, const float* dy, int T, int d, float eps, float* dx,
                       float* dw);
 
+// Attention's softmax over rows of C scores with the scale and the causal mask folded in: row r sits at position
+// p = r mod period (period 0: no mask), y[r, j] = exp(scale·x[r, j] − m) / Σ_{j' ≤ p} exp(scale·x[r, j'] − m) for
+// j ≤ p and 0 beyond, m the row's largest kept scaled score; x, y [R, C].
+void causal_softmax_ref(const float* x, int R, int C, float scale, int period, float* y);
+void causal_softmax(ThreadPool* pool, const float* x, int R, int C, float scale, int period, float* y);
+// Its gradient from y and dy: dx = scale · y ⊙ (dy − Σ_j dy_j·y_j) (0 where y is masked).
+void causal_softmax_backward_ref(const float* y, const float* dy, int R, int C, float scale, float* dx);
+void causal_softmax_backward(ThreadPool* pool, const float* y, const float* dy, int R, int C, float scale, float* dx);
+
 }  // namespace dsmoe

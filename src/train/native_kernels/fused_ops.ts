@@ -9,7 +9,7 @@ import { BackendKind, float32Output, float32View } from './backend_tensors';
  * them. Inputs are read in place from the backend's storage and outputs written in place into tensors the backend
  * allocates (views taken after the last allocation of each call: the wasm heap may grow).
  */
-export type FusedKernels = Pick<NativeKernels, 'routedSwiglu' | 'routedSwigluBackward' | 'softmaxXent' | 'softmaxXentBackward' | 'rmsnormTrain' | 'rmsnormBackward'>;
+export type FusedKernels = Pick<NativeKernels, 'routedSwiglu' | 'routedSwigluBackward' | 'softmaxXent' | 'softmaxXentBackward' | 'rmsnormTrain' | 'rmsnormBackward' | 'causalSoftmax' | 'causalSoftmaxBackward'>;
 
 export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, threads: number): { kernelName: string; kernelFunc: tf.KernelFunc }[] {
   const view = (backend: tf.KernelBackend, t: tf.TensorInfo) => float32View(kind, backend, t);
@@ -90,6 +90,32 @@ export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, thr
         const dweight = float32Output(kind, b, weight.shape).info;
         kernels.rmsnormBackward(view(b, x), view(b, weight), view(b, dy), n, d, eps, { dx: view(b, dx), dw: view(b, dweight), threads });
         return [dx, dweight];
+      },
+    },
+      {
+      kernelName: fusedKernelNames.causalSoftmax,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { x } = inputs as { x: tf.TensorInfo };
+        const { scale, period } = attrs as unknown as { scale: number; period: number };
+        const b = backend as tf.KernelBackend;
+        const C = x.shape[x.shape.length - 1];
+        const R = x.shape.reduce((a, v) => a * v, 1) / C;
+        const out = float32Output(kind, b, x.shape);
+        kernels.causalSoftmax(view(b, x), R, C, scale, period, { out: view(b, out.info), threads });
+        return out.info;
+      },
+    },
+    {
+      kernelName: fusedKernelNames.causalSoftmaxGrad,
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { y, dy } = inputs as { y: tf.TensorInfo; dy: tf.TensorInfo };
+        const { scale } = attrs as unknown as { scale: number };
+        const b = backend as tf.KernelBackend;
+        const C = y.shape[y.shape.length - 1];
+        const R = y.shape.reduce((a, v) => a * v, 1) / C;
+        const out = float32Output(kind, b, y.shape);
+        kernels.causalSoftmaxBackward(view(b, y), view(b, dy), R, C, scale, { out: view(b, out.info), threads });
+        return out.info;
       },
     },
   ];

@@ -9,6 +9,7 @@ import { fusedKernelConfigs } from './fused_ops';
 import { installNativeOptimizer, uninstallNativeOptimizer } from './fused_optimizer';
 import { fusedMatMulKernel } from './fused_mat_mul';
 import { aliasingIdentityKernel } from './identity';
+import { viewSliceKernel } from './slice';
 import { ComputeDtype, computeDtypes, NativeMatMulContext } from './native_matmul';
 
 export interface NativeKernelOptions {
@@ -28,6 +29,8 @@ const nativeKernelFactories: { kernelName: string; backends: BackendKind[]; fact
   { kernelName: '_FusedMatMul', backends: ['wasm', 'cpu'], factory: fusedMatMulKernel },
   // The cpu backend's Identity already shares storage.
   { kernelName: 'Identity', backends: ['wasm'], factory: (_ctx, _kind, fallback) => aliasingIdentityKernel(fallback) },
+  // The wasm backend's Slice copies its whole input out of the heap first.
+  { kernelName: 'Slice', backends: ['wasm'], factory: (_ctx, kind, fallback) => viewSliceKernel(kind, fallback) },
 ];
 
 /** The backend's own kernels that a native one replaced, to restore (`--kernels tfjs`). */

@@ -1,6 +1,6 @@
 /**
  * The fused element-wise kernels (native/src/kernels/train_elementwise.h, src/model/fused_ops.ts: SwiGLU with the
- * routing weights, softmax cross-entropy, RMSNorm): each fast path
+ * routing weights, softmax cross-entropy, RMSNorm, attention's causal softmax): each fast path
  * against its double-precision twin, and each op's value and gradient with the addon's kernels (wasm and cpu
  * backends) against the tfjs composition the model used before (tf.grads through tfjs's cpu kernels).
  *
@@ -11,7 +11,8 @@
 import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { crossEntropy } from '../../../src/model/model';
-import { fusedOps, rmsNorm, routedSwiglu } from '../../../src/model/fused_ops';
+import { groupedCausalMask } from '../../../src/model/attention';
+import { causalSoftmax, fusedOps, rmsNorm, routedSwiglu } from '../../../src/model/fused_ops';
 import { ADDON_PATH, loadNative } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
@@ -81,6 +82,33 @@ describeWithAddon('fused kernels against their twins', () => {
     expectClose(fast.dx, ref.dx, 1e-5, 1e-6, 'dx');
     expectClose(fast.dw, ref.dw, 1e-5, 1e-5, 'dw');
     expectClose(kernels.rmsnormTrain(x, wn, T, d, 1e-6, { threads: 2 }), kernels.rmsnormTrain(x, wn, T, d, 1e-6, { impl: 'ref' }), 1e-5, 1e-6, 'forward');
+  });
+
+  test('causalSoftmax and its backward: masked from each row\'s position on, and unmasked (period 0)', () => {
+    const R = 3 * 2 * 17, C = 17; // 3 entries × a group of 2 heads × 17 positions
+    const x = randomValues(R * C, 21, 20), g = randomValues(R * C, 22);
+    for (const period of [C, 0]) {
+      const fast = kernels.causalSoftmax(x, R, C, 0.25, period, { threads: 2 });
+      const ref = kernels.causalSoftmax(x, R, C, 0.25, period, { impl: 'ref' });
+      expectClose(fast, ref, 1e-5, 1e-6, `forward, period ${period}`);
+      for (let r = 0; r < R; r++) {
+        let sum = 0;
+        for (let j = 0; j < C; j++) {
+          sum += fast[r * C + j];
+          if (period && j > r % period) expect(fast[r * C + j]).toBe(0); // masked: exactly 0
+        }
+        expect(Math.abs(sum - 1)).toBeLessThan(1e-5);
+      }
+      expectClose(
+        kernels.causalSoftmaxBackward(fast, g, R, C, 0.25, { threads: 2 }),
+        kernels.causalSoftmaxBackward(fast, g, R, C, 0.25, { impl: 'ref' }),
+        1e-5,
+        1e-6,
+        `backward, period ${period}`,
+      );
+    }
+    expect(() => kernels.causalSoftmax(x, R, C, 0.25, -1)).toThrow('period must be a non-negative integer (0: no mask)');
+    expect(() => kernels.causalSoftmax(x, R, C, Infinity, 0)).toThrow('scale must be finite');
   });
 
   test('bad input is refused with one line naming it', () => {
@@ -155,5 +183,15 @@ describeWithAddon('fused ops against the tfjs composition: values and gradients'
   test('crossEntropy (mean over rows), gradient for the logits', async () => {
     const targets = Int32Array.from({ length: N }, (_, n) => (n * 31) % V);
     await compare('crossEntropy', ([logits]) => crossEntropy(logits as tf.Tensor2D, targets), [{ values: randomValues(N * V, 5, 8), shape: [N, V] }]);
+  });
+
+  test('causalSoftmax: Σ R ⊙ softmax(scale·scores + groupedCausalMask), gradient for the scores', async () => {
+    const T = 9, group = 2, entries = 3;
+    const R = tf.tensor(randomValues(entries * group * T * T, 23), [entries, group * T, T]);
+    const mask = groupedCausalMask(group, T);
+    await compare('causalSoftmax', ([scores]) => tf.sum(tf.mul(causalSoftmax(scores as tf.Tensor3D, 0.3, T, mask), R)), [
+      { values: randomValues(entries * group * T * T, 24, 10), shape: [entries, group * T, T] },
+    ]);
+    tf.dispose([R, mask]);
   });
 });

@@ -121,11 +121,11 @@ describeWithAddon('native training kernels', () => {
   test('register and restore', async () => {
     await tf.setBackend('wasm');
     const { registered } = registerNativeKernels('wasm');
-    expect(registered).toEqual(['BatchMatMul', '_FusedMatMul', 'Identity']);
+    expect(registered).toEqual(['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice']);
     expect(registerNativeKernels('wasm').registered).toEqual(registered); // idempotent
-    expect(nativeKernelsInUse()).toEqual(['wasm/BatchMatMul', 'wasm/_FusedMatMul', 'wasm/Identity']);
+    expect(nativeKernelsInUse()).toEqual(['wasm/BatchMatMul', 'wasm/_FusedMatMul', 'wasm/Identity', 'wasm/Slice']);
     const original = restoreTfjsKernels();
-    expect(original.restored).toHaveLength(3);
+    expect(original.restored).toHaveLength(4);
     await tf.setBackend('cpu');
     expect(registerNativeKernels('cpu').registered).toEqual(['BatchMatMul', '_FusedMatMul']); // cpu's Identity shares already
     restoreTfjsKernels();
@@ -259,6 +259,42 @@ describeWithAddon('native training kernels', () => {
       x.assign(tf.tensor1d([7, 8]));
       expect(Array.from(x.dataSync())).toEqual([7, 8]);
       x.dispose();
+    } finally {
+      restoreTfjsKernels();
+    }
+  });
+
+  test('Slice reads its input in place on wasm: every rank 1-5, begin/size forms, and the fallback dtypes', async () => {
+    await tf.setBackend('wasm');
+    const cases: { shape: number[]; begin: number[]; size: number[] }[] = [
+      { shape: [10], begin: [3], size: [5] },
+      { shape: [6, 10], begin: [0, 4], size: [6, 3] }, // a column block, as q/k/v from the fused projection
+      { shape: [6, 10], begin: [2, 0], size: [3, -1] }, // contiguous rows, size −1 to the end
+      { shape: [4, 5, 6], begin: [1, 2, 3], size: [2, 3, 2] },
+      { shape: [3, 4, 5, 6], begin: [1, 0, 2, 1], size: [2, 4, 2, 5] },
+      { shape: [2, 3, 2, 3, 4], begin: [0, 1, 0, 1, 1], size: [2, 2, 2, 2, 3] },
+    ];
+    const run = () =>
+      cases.map(({ shape, begin, size }) =>
+        tf.tidy(() => {
+          const x = tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i * 0.5 - 7), shape);
+          const y = tf.slice(x, begin, size);
+          return { shape: y.shape, values: Array.from(y.dataSync()) };
+        }),
+      );
+    const want = run();
+    registerNativeKernels('wasm');
+    try {
+      expect(run()).toEqual(want);
+      // int32 goes to the backend's own kernel
+      expect(Array.from(tf.tidy(() => tf.slice(tf.tensor2d([[1, 2, 3], [4, 5, 6]], [2, 3], 'int32'), [0, 1], [2, 1]).dataSync()))).toEqual([2, 5]);
+      // the slice outlives a source freed right after it, and a later allocation does not disturb it
+      const source = tf.tensor2d(Float32Array.from({ length: 64 * 64 }, (_, i) => i), [64, 64]);
+      const part = tf.slice(source, [1, 2], [2, 3]);
+      source.dispose();
+      const other = tf.fill([256, 256], 3);
+      expect(Array.from(part.dataSync())).toEqual([66, 67, 68, 130, 131, 132]);
+      tf.dispose([part, other]);
     } finally {
       restoreTfjsKernels();
     }
