@@ -734,6 +734,44 @@ static void test_router_twins() {
     }
 }
 
+// linear()'s three paths at the batch sizes that pick them (M ≤ 4 GEMV, ≤ gemv_chunk_rows() the GEMV over chunks of
+// 4 rows, beyond it the GEMM), with every epilogue field at once — bias, per-row scale, scattered rows, accumulate —
+// so a chunk that took its rows' scale or scatter entries from the wrong offset fails; and with the chunked path
+// switched off (set_gemv_chunk_rows(4)) the same M goes to the GEMM and must agree as well.
+static void test_gemv_chunks(const std::vector<Simd>& levels, ThreadPool* pool) {
+  const int K = 96, N = 37;
+  for (DType t : {DType::F32, DType::BF16, DType::Q4_0})
+    for (int M : {3, 5, 11, 16, 17}) {
+      Weights W = make_weights(size_t(N) * K, t, 0.5f);
+      std::vector<float> X = randn(size_t(M) * K), bias = randn(N), scale = randn(M);
+      std::vector<int32_t> scatter(M);
+      for (int m = 0; m < M; ++m) scatter[m] = (m * 7 + 3) % (M + 2);  // distinct rows of a [M + 2, N] Y
+      Epilogue ep;
+      ep.bias = bias.data();
+      ep.row_scale = scale.data();
+      ep.scatter = scatter.data();
+      ep.accumulate = true;
+      const std::vector<float> start = randn(size_t(M + 2) * N);
+      std::vector<float> ref = start;
+      set_int8_gemv_rows(0);  // f32 activations everywhere, so that the twin is linear_ref
+      linear_ref(X.data(), M, K, W.data(), t, N, ref.data(), N, ep);
+      for (Simd level : levels)
+        for (int chunkRows : {kGemvMaxRows, kGemvChunkMaxRows, 16}) {
+          set_simd(level);
+          set_gemv_chunk_rows(chunkRows);
+          Guarded got(start.size());
+          std::copy(start.begin(), start.end(), got.data());
+          linear(pool, X.data(), M, K, W.data(), t, N, got.data(), N, ep);
+          char name[120];
+          std::snprintf(name, sizeof name, "linear %s %s M=%d, chunked GEMV up to %d rows, full epilogue", path_name(level).c_str(), dn(t), M,
+                        chunkRows);
+          check(name, ref.data(), got.data(), ref.size(), 1e-7, got.guards_intact());
+        }
+    }
+  set_gemv_chunk_rows(kGemvChunkMaxRows);
+  set_int8_gemv_rows(kGemvMaxRows);
+}
+
 int main() {
   std::vector<Simd> levels = {Simd::Scalar};
   if (simd_detected() >= Simd::Avx2 && simd_detected() != Simd::Neon) levels.push_back(Simd::Avx2);
@@ -756,6 +794,7 @@ int main() {
   set_vnni(vnni_detected());
   test_quant_act();
   test_int8_error(levels);
+  test_gemv_chunks(levels, &pool3);
   test_quant_layout();
   test_affine_layout(levels);
   test_quant_error(levels);

@@ -248,7 +248,7 @@ async function main(): Promise<void> {
   const V = config.vocab_size;
   const info = addon.cpuInfo();
   process.stderr.write(
-    `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}, attention ${args.attnDtype}), ${threads} threads, ${info.simd}${info.vnni ? '+vnni' : ''}, int8 GEMV for batches ≤ ${info.int8GemvRows}; ` +
+    `bench: ${(weightBytes / 1e9).toFixed(2)} GB of weights (bf16, experts ${args.expertDtype}, attention ${args.attnDtype}), ${threads} threads, ${info.simd}${info.vnni ? '+vnni' : ''}, int8 GEMV for batches ≤ ${info.int8GemvRows}, GEMV over 4-row chunks up to ${info.gemvChunkRows}; ` +
       `triad ${bandwidth[0].toFixed(1)} GB/s, FMA peak ${peak[0].toFixed(1)} GFLOP/s; weights ${residency}, loaded in ${loadS.toFixed(2)} s\n`,
   );
   // Touch every weight once (page faults of the fresh mapping are not part of any figure).

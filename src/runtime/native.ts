@@ -243,6 +243,8 @@ export interface NativeAddon {
     vnni: boolean;
     /** Batch sizes 1..int8GemvRows take the int8 GEMV over quantized weights (activations quantized to Q8 blocks). */
     int8GemvRows: number;
+    /** Batch sizes up to gemvChunkRows stream the weights once per 4 rows (the GEMV) instead of packing them (GEMM). */
+    gemvChunkRows: number;
     cuda: boolean;
     cudaBuilt: boolean;
     cudaDevices: number;

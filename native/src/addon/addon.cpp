@@ -38,6 +38,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("bf16", Napi::Boolean::New(env, bf16_compute_available()));  // kernels.gemm's compute: 'bf16' can run
   o.Set("vnni", Napi::Boolean::New(env, vnni_enabled()));
   o.Set("int8GemvRows", Napi::Number::New(env, int8_gemv_rows()));
+  o.Set("gemvChunkRows", Napi::Number::New(env, gemv_chunk_rows()));  // batches ≤ this stream the weights per 4 rows
 #ifdef DSMOE_HAVE_CUDA
   // 0 without a driver or device (static cudart: the addon loads either way); the CPU path is used then
   int devices = dsmoe_cuda_device_count();

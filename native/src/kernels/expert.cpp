@@ -134,9 +134,8 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
       const int n = offsets[e + 1] - offsets[e];
       int8 |= n > 0 && n <= int8_gemv_rows() && w.slot_of_expert[e] >= 0;
     }
-  Q8Rows q8;
   Q8Act xq{};
-  if (int8) xq = q8.quantize(xs, R, d);
+  if (int8) xq = s.q8.quantize(xs, R, d);
   // Y rows [off, off + n) of one item: the int8 GEMV from the quantized rows, else linear() from the f32 rows.
   auto run = [&](const float* X, const Q8Act& Xq, int off, int n, int K, const void* W, int N, float* Y, int ldy,
                  const Epilogue& ep) {
@@ -156,7 +155,7 @@ void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, in
   parallel_for(pool, size_t(R), 16, [&](size_t b, size_t e, int) { swiglu(gu + b * 2 * I, int(e - b), I, h + b * I); });
   // down with the routing weight in the epilogue: [n_e, I] · [d, I]ᵀ · w.
   Q8Act hq{};
-  if (int8) hq = q8.quantize(h, R, I);  // xq is done with: the same buffers
+  if (int8) hq = s.q8.quantize(h, R, I);  // xq is done with: the same buffers
   items = items_for(d, I);
   parallel_for(pool, items.size(), 1, [&](size_t b, size_t e, int) {
     for (size_t i = b; i < e; ++i) {

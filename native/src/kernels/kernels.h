@@ -71,11 +71,20 @@ void quantize_act_row(const float* x, int K, int8_t* q, float* d, int32_t* sum);
 constexpr int kGemvMaxRows = 4;
 int int8_gemv_rows();
 void set_int8_gemv_rows(int rows);  // clamped to [0, kGemvMaxRows]
+// Up to gemv_chunk_rows() rows (default kGemvChunkMaxRows) linear() runs the GEMV over chunks of kGemvMaxRows
+// rows, streaming the weights once per chunk, instead of the GEMM, whose per-call widening of every weight into
+// packed panels costs more than a few extra passes at small M (design.md §5 "Small batches" has the measurements).
+// The chunks keep f32 activations (the int8 GEMV stays what M ≤ int8_gemv_rows() takes). DSMOE_GEMV_CHUNK_ROWS
+// (4: never; at most 64) or set_gemv_chunk_rows moves the switch, for benchmarks and tests.
+constexpr int kGemvChunkMaxRows = 8;
+int gemv_chunk_rows();
+void set_gemv_chunk_rows(int rows);  // clamped to [kGemvMaxRows, 64]
 
 // X [M, K], W [N, K], Y rows of stride ldy.
 void linear_ref(const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy, const Epilogue& ep);
 // Picks GEMV (M ≤ 4: weights streamed once, memory-bound; over quantized weights with X quantized to Q8 blocks and
-// integer dot products) or the packed GEMM (M > 4: register-blocked micro-kernel, f32).
+// integer dot products), the GEMV over chunks of 4 rows (M ≤ gemv_chunk_rows()), or the packed GEMM (larger M:
+// register-blocked micro-kernel, f32).
 void linear(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
             const Epilogue& ep);
 // Bytes of weights per work item of a GEMV (a chunk of linear_gemv's rows, a block of a ≤ 4-row expert's rows in
@@ -189,6 +198,7 @@ void moe_ffn_ref(const float* x /*[T, d]*/, int T, const ExpertWeights& w, int E
 // step then allocates nothing and takes no page faults on fresh memory. Null: moe_ffn allocates its own.
 struct MoeScratch {
   std::vector<float> xs, gu, h, out;  // [R, d] gathered rows, [R, 2I], [R, I], [R, d] weighted outputs
+  Q8Rows q8;                          // the rows quantized for the int8 GEMV (quantized weights)
 };
 void moe_ffn(ThreadPool* pool, const float* x, int T, const ExpertWeights& w, int E, const int32_t* offsets,
              const int32_t* rows, const float* row_weight, float* y, MoeScratch* scratch = nullptr);

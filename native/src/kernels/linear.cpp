@@ -115,6 +115,20 @@ int int8_gemv_rows() {
 }
 void set_int8_gemv_rows(int rows) { g_int8_rows.store(std::min(kGemvMaxRows, std::max(0, rows))); }
 
+static std::atomic<int> g_chunk_rows{-1};
+int gemv_chunk_rows() {
+  int v = g_chunk_rows.load(std::memory_order_relaxed);
+  if (v >= 0) return v;
+  const char* env = std::getenv("DSMOE_GEMV_CHUNK_ROWS");
+  v = env && *env >= '0' && *env <= '9' ? std::min(64, std::max(kGemvMaxRows, std::atoi(env))) : kGemvChunkMaxRows;
+  g_chunk_rows.store(v);
+  return v;
+}
+void set_gemv_chunk_rows(int rows) { g_chunk_rows.store(std::min(64, std::max(kGemvMaxRows, rows))); }
+
+static void linear_gemv_f32(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y,
+                            int ldy, const Epilogue& ep);
+
 void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep) {
   if (is_quantized(wt) && K > 0 && M <= int8_gemv_rows()) {
@@ -122,6 +136,12 @@ void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, 
     linear_gemv_q8(pool, xq.quantize(X, M, K), M, W, wt, N, Y, ldy, ep);
     return;
   }
+  linear_gemv_f32(pool, X, M, K, W, wt, N, Y, ldy, ep);
+}
+
+// The GEMV with f32 activations (weights widened or dequantized in registers).
+static void linear_gemv_f32(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y,
+                            int ldy, const Epilogue& ep) {
   auto gemv = kernel_table().gemv[int(wt)];
   // Chunks of ≈ kGemvItemBytes of weights (at least 16 rows): long enough that a call's fixed costs (arranging the
   // input, the first misses) are small next to its streaming, and still hundreds of chunks for a large matrix.
@@ -213,8 +233,20 @@ void linear_gemm(ThreadPool* pool, const float* X, int M, int K, const void* W, 
 void linear(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
             const Epilogue& ep) {
   if (M <= 0 || N <= 0) return;
-  if (M <= kGemvMaxRows) linear_gemv(pool, X, M, K, W, wt, N, Y, ldy, ep);
-  else linear_gemm(pool, X, M, K, W, wt, N, Y, ldy, ep);
+  if (M <= kGemvMaxRows) {
+    linear_gemv(pool, X, M, K, W, wt, N, Y, ldy, ep);
+  } else if (M <= gemv_chunk_rows()) {
+    for (int m0 = 0; m0 < M; m0 += kGemvMaxRows) {
+      Epilogue chunk = ep;  // the epilogue's per-row arrays, from the chunk's first row
+      if (chunk.row_scale) chunk.row_scale += m0;
+      if (chunk.scatter) chunk.scatter += m0;  // scattered rows name their own Y rows
+      float* Yc = ep.scatter ? Y : Y + size_t(m0) * ldy;
+      // f32 activations, as the GEMM keeps them: the int8 path stays what batches ≤ int8_gemv_rows() take
+      linear_gemv_f32(pool, X + size_t(m0) * K, std::min(kGemvMaxRows, M - m0), K, W, wt, N, Yc, ldy, chunk);
+    }
+  } else {
+    linear_gemm(pool, X, M, K, W, wt, N, Y, ldy, ep);
+  }
 }
 
 }  // namespace dsmoe
