@@ -12,28 +12,34 @@ export const DEFAULT_MAX_LOSS_INCREASE = 0.005;
 
 const SIMPLICITY: Record<PlanChoicePoint['strategy'], number> = { topk: 0, 'threshold-topk': 1, threshold: 2 };
 
-export function choosePlan(
-  points: readonly Omit<PlanChoicePoint, 'within_bound'>[],
-  denseLoss: number,
-  maxLossIncrease: number,
-  tokens: number,
-): PlanChoice {
+/**
+ * The bound on the calibration loss: a share of the dense loss (`--max-loss-increase`; a bare number means this), or
+ * a share of the dense perplexity (`--max-perplexity-increase`: loss ≤ dense + ln(1 + share)), for a user whose
+ * target is stated in perplexity, as the demo's is.
+ */
+export type LossBound = number | { perplexity: number };
+
+export function choosePlan(points: readonly Omit<PlanChoicePoint, 'within_bound'>[], denseLoss: number, bound: LossBound, tokens: number): PlanChoice {
   if (points.length === 0) throw new Error('choosePlan: no sweep points');
-  if (!(maxLossIncrease >= 0)) throw new Error(`choosePlan: max loss increase must be ≥ 0, got ${maxLossIncrease}`);
-  const bound = denseLoss * (1 + maxLossIncrease);
-  const sweep: PlanChoicePoint[] = points.map((p) => ({ ...p, within_bound: p.loss <= bound }));
+  const share = typeof bound === 'number' ? bound : bound.perplexity;
+  if (!(share >= 0)) throw new Error(`choosePlan: max ${typeof bound === 'number' ? 'loss' : 'perplexity'} increase must be ≥ 0, got ${share}`);
+  const lossBound = typeof bound === 'number' ? denseLoss * (1 + share) : denseLoss + Math.log1p(share);
+  const sweep: PlanChoicePoint[] = points.map((p) => ({ ...p, within_bound: p.loss <= lossBound }));
   const eligible = sweep.filter((p) => p.within_bound);
   const byCost = (a: PlanChoicePoint, b: PlanChoicePoint) =>
     a.active_params - b.active_params || a.loss - b.loss || SIMPLICITY[a.strategy] - SIMPLICITY[b.strategy];
   const chosen = eligible.length ? [...eligible].sort(byCost)[0] : [...sweep].sort((a, b) => a.loss - b.loss)[0];
+  const boundText = typeof bound === 'number' ? `dense × (1 + ${share})` : `dense + ln(1 + ${share}) (perplexity × ${1 + share})`;
   return {
     rule: eligible.length
-      ? `fewest active parameters per token with calibration loss ≤ dense × (1 + ${maxLossIncrease})`
-      : `no routing met dense × (1 + ${maxLossIncrease}); the lowest loss was chosen`,
-    max_loss_increase: maxLossIncrease,
+      ? `fewest active parameters per token with calibration loss ≤ ${boundText}`
+      : `no routing met ${boundText}; the lowest loss was chosen`,
+    // the bound as a share of the dense loss either way; the perplexity share as given, when that was the bound
+    max_loss_increase: typeof bound === 'number' ? share : denseLoss > 0 ? Math.log1p(share) / denseLoss : 0,
+    ...(typeof bound === 'number' ? {} : { max_perplexity_increase: share }),
     tokens,
     dense_loss: denseLoss,
-    loss_bound: bound,
+    loss_bound: lossBound,
     chosen,
     sweep,
   };

@@ -15,6 +15,8 @@ import { sweepPlanChoices } from './plan_sweep';
 export interface ChoosingOptions extends Omit<ConvertOptions, 'strategy' | 'k' | 'epsilon' | 'layerK' | 'choice'> {
   /** Relative bound on the calibration loss: chosen loss ≤ dense × (1 + maxLossIncrease). */
   maxLossIncrease: number;
+  /** Instead, a relative bound on the calibration perplexity: chosen loss ≤ dense + ln(1 + maxPerplexityIncrease). */
+  maxPerplexityIncrease?: number;
   /** ε values of the threshold and threshold-topk points. */
   epsilons: readonly number[];
 }
@@ -29,11 +31,15 @@ export async function convertChoosingPlan(dense: DenseCheckpoint, options: Choos
   if (!(options.maxLossIncrease >= 0) || !Number.isFinite(options.maxLossIncrease)) {
     throw new UserError(`--max-loss-increase must be a finite share ≥ 0 (0.005 = 0.5%), got ${options.maxLossIncrease}`);
   }
+  const perplexity = options.maxPerplexityIncrease;
+  if (perplexity !== undefined && !(perplexity >= 0 && Number.isFinite(perplexity))) {
+    throw new UserError(`--max-perplexity-increase must be a finite share ≥ 0 (0.005 = 0.5%), got ${perplexity}`);
+  }
   const E = dense.config.num_experts;
   log(`choosing the plan: every expert written first, then the quality–cost sweep on ${windows.length} calibration windows`);
   await convertCheckpoint(dense, { ...options, strategy: 'topk', k: E, epsilon: DEFAULT_EPSILON, calibWindows: [], pruneBelow: undefined, log: () => undefined });
   const sweep = await sweepPlanChoices(options.outDir, windows, { epsilons: options.epsilons, threads: options.threads, log });
-  const choice = choosePlan(sweep.points, sweep.denseLoss, options.maxLossIncrease, sweep.tokens);
+  const choice = choosePlan(sweep.points, sweep.denseLoss, perplexity === undefined ? options.maxLossIncrease : { perplexity }, sweep.tokens);
   const c = choice.chosen;
   const name = c.strategy === 'topk' ? `top-${c.k}` : `${c.strategy} ε=${c.epsilon}${c.layer_k ? ` (k ${c.layer_k.join(',')})` : ''}`;
   log(

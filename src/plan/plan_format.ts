@@ -203,6 +203,7 @@ export interface PlanChoicePoint {
 export interface PlanChoice {
   rule: string;
   max_loss_increase: number; // relative: the bound is dense_loss × (1 + max_loss_increase)
+  max_perplexity_increase?: number; // when the bound was asked in perplexity: dense_loss + ln(1 + this)
   tokens: number; // predicted calibration tokens each point was scored on
   dense_loss: number;
   loss_bound: number;

@@ -47,6 +47,18 @@ describe('choosePlan', () => {
     expect(choosePlan(sweep, 2.0, 0, 1).chosen).toMatchObject({ strategy: 'topk', k: 8 });
   });
 
+  test('a bound in perplexity: loss ≤ dense + ln(1 + share), recorded with its loss-share equivalent', () => {
+    const tight = choosePlan(sweep, 2.0, { perplexity: 0.005 }, 1);
+    expect(tight.loss_bound).toBeCloseTo(2.0 + Math.log(1.005), 12); // 2.00499: tighter than 2.0 × 1.005 at this loss
+    expect(tight.chosen).toMatchObject({ strategy: 'topk', k: 8 });
+    expect(tight.max_perplexity_increase).toBe(0.005);
+    expect(tight.max_loss_increase).toBeCloseTo(Math.log(1.005) / 2.0, 12);
+    expect(tight.rule).toMatch(/dense \+ ln\(1 \+ 0\.005\)/);
+    expect(choosePlan(sweep, 2.0, { perplexity: 0.02 }, 1).chosen).toMatchObject({ strategy: 'threshold', epsilon: 0.2, mean_active_experts: 3.1 });
+    expect(choosePlan(sweep, 2.0, 0.005, 1).max_perplexity_increase).toBeUndefined();
+    expect(() => choosePlan(sweep, 2.0, { perplexity: -0.1 }, 1)).toThrow('max perplexity increase must be ≥ 0');
+  });
+
   test('ties in cost go to the lower loss, then to the simpler rule', () => {
     const tied = [point('threshold', 3, 2.001), point('threshold-topk', 3, 2.001), point('topk', 3, 2.002)];
     expect(choosePlan(tied, 2.0, 0.005, 1).chosen.strategy).toBe('threshold-topk');

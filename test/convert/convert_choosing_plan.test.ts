@@ -89,4 +89,20 @@ describe('convert chooses the plan', () => {
     expect(chosenAt.get(0.005)).toMatchObject({ strategy: 'topk', k: 1 });
     expect(chosenAt.get(0.005)!.active_params).toBeLessThan(chosenAt.get(0)!.active_params);
   });
+
+  test('--max-perplexity-increase replaces the loss bound (dense + ln(1 + share)); a bad one fails before any work', async () => {
+    const dense = readAnyDenseCheckpoint(denseDir);
+    const base = { dtype: 'f32' as const, calibWindows: calib, calibSource: 'random bytes', renormalize: false, threads: 1, maxLossIncrease: 0.5, epsilons: [0.3, 1.0] };
+    const outDir = tempDir('sparse');
+    const { choice } = await convertChoosingPlan(dense, { ...base, outDir, maxPerplexityIncrease: 0.005 });
+    expect(choice.max_perplexity_increase).toBe(0.005);
+    expect(choice.loss_bound).toBeCloseTo(choice.dense_loss + Math.log(1.005), 12); // not dense × 1.5
+    expect(choice.chosen.loss).toBeLessThanOrEqual(choice.loss_bound);
+    expect(readPlan(outDir).plan.choice!.max_perplexity_increase).toBe(0.005);
+    const untouched = tempDir('never-written');
+    await expect(convertChoosingPlan(dense, { ...base, outDir: untouched, maxPerplexityIncrease: Number.NaN })).rejects.toThrow(
+      '--max-perplexity-increase must be a finite share ≥ 0 (0.005 = 0.5%), got NaN',
+    );
+    expect(fs.readdirSync(untouched)).toEqual([]);
+  });
 });

@@ -19,6 +19,7 @@ interface ConvertArgs {
   k?: number;
   epsilon?: number;
   'max-loss-increase': number;
+  'max-perplexity-increase'?: number;
   epsilons: string;
   dtype: PlanDtype;
   'expert-dtype'?: ClassDtypeFlag;
@@ -56,6 +57,10 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         type: 'number',
         default: DEFAULT_MAX_LOSS_INCREASE,
         describe: 'without --strategy/--k/--epsilon: pick the fewest experts per token whose calibration loss (nats) is within this share of dense (0.005 = 0.5%), from top-k for every k, threshold and threshold-topk at each of --epsilons',
+      })
+      .option('max-perplexity-increase', {
+        type: 'number',
+        describe: 'instead of --max-loss-increase: the bound as a share of the dense calibration perplexity (0.005 = 0.5%: loss ≤ dense + ln 1.005)',
       })
       .option('epsilons', { type: 'string', default: DEFAULT_EPSILONS.join(','), describe: 'ε values the plan choice scores' })
       .option('dtype', {
@@ -160,6 +165,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       : await convertChoosingPlan(dense, {
           ...common,
           maxLossIncrease: args['max-loss-increase'],
+          maxPerplexityIncrease: args['max-perplexity-increase'],
           epsilons: parseNumberList('--epsilons', args.epsilons),
         });
     process.stdout.write(result.table + '\n');
