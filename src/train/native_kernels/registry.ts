@@ -10,6 +10,7 @@ import { installNativeOptimizer, uninstallNativeOptimizer } from './fused_optimi
 import { fusedMatMulKernel } from './fused_mat_mul';
 import { aliasingIdentityKernel } from './identity';
 import { viewSliceKernel } from './slice';
+import { leadingAxesSumKernel } from './sum';
 import { ComputeDtype, computeDtypes, NativeMatMulContext } from './native_matmul';
 
 export interface NativeKernelOptions {
@@ -31,6 +32,8 @@ const nativeKernelFactories: { kernelName: string; backends: BackendKind[]; fact
   { kernelName: 'Identity', backends: ['wasm'], factory: (_ctx, _kind, fallback) => aliasingIdentityKernel(fallback) },
   // The wasm backend's Slice copies its whole input out of the heap first.
   { kernelName: 'Slice', backends: ['wasm'], factory: (_ctx, kind, fallback) => viewSliceKernel(kind, fallback) },
+  // Both backends sum leading axes by transposing them to the end first (bias gradients).
+  { kernelName: 'Sum', backends: ['wasm', 'cpu'], factory: (_ctx, kind, fallback) => leadingAxesSumKernel(kind, fallback) },
 ];
 
 /** The backend's own kernels that a native one replaced, to restore (`--kernels tfjs`). */

@@ -121,13 +121,13 @@ describeWithAddon('native training kernels', () => {
   test('register and restore', async () => {
     await tf.setBackend('wasm');
     const { registered } = registerNativeKernels('wasm');
-    expect(registered).toEqual(['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice']);
+    expect(registered).toEqual(['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice', 'Sum']);
     expect(registerNativeKernels('wasm').registered).toEqual(registered); // idempotent
-    expect(nativeKernelsInUse()).toEqual(['wasm/BatchMatMul', 'wasm/_FusedMatMul', 'wasm/Identity', 'wasm/Slice']);
+    expect(nativeKernelsInUse()).toEqual(['wasm/BatchMatMul', 'wasm/_FusedMatMul', 'wasm/Identity', 'wasm/Slice', 'wasm/Sum']);
     const original = restoreTfjsKernels();
-    expect(original.restored).toHaveLength(4);
+    expect(original.restored).toHaveLength(5);
     await tf.setBackend('cpu');
-    expect(registerNativeKernels('cpu').registered).toEqual(['BatchMatMul', '_FusedMatMul']); // cpu's Identity shares already
+    expect(registerNativeKernels('cpu').registered).toEqual(['BatchMatMul', '_FusedMatMul', 'Sum']); // cpu's Identity shares already
     restoreTfjsKernels();
     expect(nativeKernelsInUse()).toEqual([]);
     expect(() => registerNativeKernels('webgl')).toThrow(/wasm and cpu/);
@@ -297,6 +297,44 @@ describeWithAddon('native training kernels', () => {
       tf.dispose([part, other]);
     } finally {
       restoreTfjsKernels();
+    }
+  });
+
+  test('Sum over leading axes (f64 column sums, in place) agrees with the backend; other reductions go to it', async () => {
+    const cases: { shape: number[]; axis: number | number[] | null; keepDims: boolean }[] = [
+      { shape: [37, 21], axis: 0, keepDims: false }, // a bias gradient
+      { shape: [37, 21], axis: [0], keepDims: true },
+      { shape: [4, 6, 5], axis: [1, 0], keepDims: false }, // two leading axes, given out of order
+      { shape: [4, 6, 5], axis: -3, keepDims: true },
+      { shape: [4, 6, 5], axis: [0, 2], keepDims: false }, // not leading: the backend's kernel
+      { shape: [4, 6, 5], axis: 2, keepDims: false },
+      { shape: [4, 6, 5], axis: null, keepDims: false }, // every axis
+      { shape: [3, 0], axis: 0, keepDims: false }, // empty columns
+    ];
+    for (const backend of ['wasm', 'cpu']) {
+      await tf.setBackend(backend);
+      const run = () =>
+        cases.map(({ shape, axis, keepDims }) =>
+          tf.tidy(() => {
+            const size = shape.reduce((a, b) => a * b, 1);
+            const x = tf.tensor(Float32Array.from({ length: size }, (_, i) => Math.sin(i) * 3 + 0.25), shape);
+            const y = tf.sum(x, axis ?? undefined, keepDims);
+            return { shape: y.shape, values: Array.from(y.dataSync()) };
+          }),
+        );
+      const want = run();
+      registerNativeKernels(backend);
+      try {
+        const got = run();
+        got.forEach((g, i) => {
+          expect(g.shape).toEqual(want[i].shape);
+          g.values.forEach((v, j) => expect(Math.abs(v - want[i].values[j])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i].values[j]))));
+        });
+        // int32 goes to the backend's own kernel
+        expect(Array.from(tf.tidy(() => tf.sum(tf.tensor2d([[1, 2], [3, 4]], [2, 2], 'int32'), 0).dataSync()))).toEqual([4, 6]);
+      } finally {
+        restoreTfjsKernels();
+      }
     }
   });
 
