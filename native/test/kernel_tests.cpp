@@ -510,6 +510,22 @@ static void test_small_kernels(ThreadPool* pool, const char* level) {
     std::snprintf(name, sizeof name, "attention %s hd=%d", level, hd);
     check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
   }
+  for (int hd : {13, 64}) {  // prefill runs (≥ 16 tokens of one slot) take the GEMM path; short runs and decode the items
+    int H = 6, KV = 2, S = 3, C = 96;
+    std::vector<int32_t> slot, pos;
+    for (int p = 0; p < 40; ++p) slot.push_back(0), pos.push_back(p);       // a prompt from position 0
+    for (int p = 0; p < 5; ++p) slot.push_back(1), pos.push_back(60 + p);  // a short run: per item
+    for (int p = 0; p < 23; ++p) slot.push_back(2), pos.push_back(70 + p); // a continued prompt, positions 70..92
+    slot.push_back(0), pos.push_back(40);                                   // a decode token
+    const int T = int(slot.size());
+    std::vector<float> q = randn(size_t(T) * H * hd), kc = randn(size_t(S) * C * KV * hd), vc = randn(size_t(S) * C * KV * hd);
+    AttentionShape s{H, KV, hd, size_t(C) * KV * hd};
+    Guarded ref(size_t(T) * H * hd), got(size_t(T) * H * hd);
+    attention_ref(q.data(), kc.data(), vc.data(), slot.data(), pos.data(), T, s, ref.data());
+    attention(pool, q.data(), kc.data(), vc.data(), slot.data(), pos.data(), T, s, got.data());
+    std::snprintf(name, sizeof name, "attention prefill runs %s hd=%d", level, hd);
+    check(name, ref.data(), got.data(), ref.n(), 1e-7, got.guards_intact());
+  }
   {  // attention with a head mask (MoA): marked (token, head) pairs equal the unmasked result, the others untouched
     int H = 4, KV = 2, S = 2, C = 40, T = 5, hd = 13;
     std::vector<float> q = randn(size_t(T) * H * hd), kc = randn(size_t(S) * C * KV * hd), vc = randn(size_t(S) * C * KV * hd);
