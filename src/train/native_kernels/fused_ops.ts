@@ -98,8 +98,7 @@ export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, thr
         const { x } = inputs as { x: tf.TensorInfo };
         const { scale, period } = attrs as unknown as { scale: number; period: number };
         const b = backend as tf.KernelBackend;
-        const C = x.shape[x.shape.length - 1];
-        const R = x.shape.reduce((a, v) => a * v, 1) / C;
+        const [R, C] = rowsOfLastAxis(x.shape);
         const out = float32Output(kind, b, x.shape);
         kernels.causalSoftmax(view(b, x), R, C, scale, period, { out: view(b, out.info), threads });
         return out.info;
@@ -111,12 +110,17 @@ export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, thr
         const { y, dy } = inputs as { y: tf.TensorInfo; dy: tf.TensorInfo };
         const { scale } = attrs as unknown as { scale: number };
         const b = backend as tf.KernelBackend;
-        const C = y.shape[y.shape.length - 1];
-        const R = y.shape.reduce((a, v) => a * v, 1) / C;
+        const [R, C] = rowsOfLastAxis(y.shape);
         const out = float32Output(kind, b, y.shape);
         kernels.causalSoftmaxBackward(view(b, y), view(b, dy), R, C, scale, { out: view(b, out.info), threads });
         return out.info;
       },
     },
   ];
+}
+
+/** A tensor as rows of its last axis: [rows, width]. */
+function rowsOfLastAxis(shape: number[]): [number, number] {
+  const width = shape[shape.length - 1];
+  return [shape.reduce((a, v) => a * v, 1) / width, width];
 }
