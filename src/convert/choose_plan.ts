@@ -21,22 +21,23 @@ export type LossBound = number | { perplexity: number };
 
 export function choosePlan(points: readonly Omit<PlanChoicePoint, 'within_bound'>[], denseLoss: number, bound: LossBound, tokens: number): PlanChoice {
   if (points.length === 0) throw new Error('choosePlan: no sweep points');
-  const share = typeof bound === 'number' ? bound : bound.perplexity;
-  if (!(share >= 0)) throw new Error(`choosePlan: max ${typeof bound === 'number' ? 'loss' : 'perplexity'} increase must be ≥ 0, got ${share}`);
-  const lossBound = typeof bound === 'number' ? denseLoss * (1 + share) : denseLoss + Math.log1p(share);
+  const inPerplexity = typeof bound !== 'number';
+  const share = inPerplexity ? bound.perplexity : bound;
+  if (!(share >= 0)) throw new Error(`choosePlan: max ${inPerplexity ? 'perplexity' : 'loss'} increase must be ≥ 0, got ${share}`);
+  const lossBound = inPerplexity ? denseLoss + Math.log1p(share) : denseLoss * (1 + share);
   const sweep: PlanChoicePoint[] = points.map((p) => ({ ...p, within_bound: p.loss <= lossBound }));
   const eligible = sweep.filter((p) => p.within_bound);
   const byCost = (a: PlanChoicePoint, b: PlanChoicePoint) =>
     a.active_params - b.active_params || a.loss - b.loss || SIMPLICITY[a.strategy] - SIMPLICITY[b.strategy];
   const chosen = eligible.length ? [...eligible].sort(byCost)[0] : [...sweep].sort((a, b) => a.loss - b.loss)[0];
-  const boundText = typeof bound === 'number' ? `dense × (1 + ${share})` : `dense + ln(1 + ${share}) (perplexity × ${1 + share})`;
+  const boundText = inPerplexity ? `dense + ln(1 + ${share}) (perplexity × ${1 + share})` : `dense × (1 + ${share})`;
   return {
     rule: eligible.length
       ? `fewest active parameters per token with calibration loss ≤ ${boundText}`
       : `no routing met ${boundText}; the lowest loss was chosen`,
     // the bound as a share of the dense loss either way; the perplexity share as given, when that was the bound
-    max_loss_increase: typeof bound === 'number' ? share : denseLoss > 0 ? Math.log1p(share) / denseLoss : 0,
-    ...(typeof bound === 'number' ? {} : { max_perplexity_increase: share }),
+    max_loss_increase: inPerplexity ? (denseLoss > 0 ? Math.log1p(share) / denseLoss : 0) : share,
+    ...(inPerplexity ? { max_perplexity_increase: share } : {}),
     tokens,
     dense_loss: denseLoss,
     loss_bound: lossBound,

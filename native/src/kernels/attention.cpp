@@ -72,20 +72,11 @@ void attention_items(ThreadPool* pool, const float* q, const float* kcache, cons
       const float* V = vcache + size_t(slot[t]) * s.slot_stride + size_t(h / group) * s.hd;
       int n = pos[t] + 1;
       score.resize(n);
-      float mx = -INFINITY;
-      for (int p = 0; p < n; ++p) {
-        float d = kt.dot(qv, K + p * row, s.hd);
-        score[p] = d * scale;
-        mx = std::max(mx, score[p]);
-      }
-      float sum = 0;
-      for (int p = 0; p < n; ++p) sum += (score[p] = std::exp(score[p] - mx));
+      for (int p = 0; p < n; ++p) score[p] = kt.dot(qv, K + p * row, s.hd);
+      softmax_row(score.data(), score.data(), n, n, scale);
       float* o = out + item * s.hd;
       std::fill(o, o + s.hd, 0.f);
-      float inv = 1.f / sum;
-      for (int p = 0; p < n; ++p) {
-        kt.axpy(score[p] * inv, V + p * row, o, s.hd);
-      }
+      for (int p = 0; p < n; ++p) kt.axpy(score[p], V + p * row, o, s.hd);
     }
   });
 }
@@ -122,17 +113,7 @@ void attention_gemm_run(ThreadPool* pool, const float* q, const float* kcache, c
       gemm(pool, Qc.data(), Kc.data(), S.data(), rows, n, hd, false, true);  // scores [rows, n]
       float* scores = S.data();  // the pool's threads must not name the thread_local S (each has its own)
       parallel_for(pool, size_t(rows), 16, [&](size_t r0, size_t r1, int) {
-        for (size_t r = r0; r < r1; ++r) {
-          float* sr = scores + r * n;
-          const int kept = pos[b0 + int(r) / group] + 1;
-          float mx = -INFINITY;
-          for (int p = 0; p < kept; ++p) mx = std::max(mx, sr[p] * scale);
-          float sum = 0;
-          for (int p = 0; p < kept; ++p) sum += (sr[p] = std::exp(sr[p] * scale - mx));
-          const float inv = 1.f / sum;
-          for (int p = 0; p < kept; ++p) sr[p] *= inv;
-          std::fill(sr + kept, sr + n, 0.f);
-        }
+        for (size_t r = r0; r < r1; ++r) softmax_row(scores + r * n, scores + r * n, pos[b0 + int(r) / group] + 1, n, scale);
       });
       gemm(pool, S.data(), Vc.data(), Oc.data(), rows, hd, n, false, false);  // [rows, hd]
       for (int t = b0; t < b1; ++t)

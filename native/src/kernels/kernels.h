@@ -160,6 +160,10 @@ struct SelectRule {
   const uint8_t* allowed = nullptr; // [E] 0 = pruned (never selected); null = all allowed
 };
 void softmax_rows(float* x, int T, int E);  // in place, [T, E]
+// One row's softmax over its first `kept` of `width` values, scaled: y[j] = exp(scale·x[j] − m) / Σ for j < kept (m
+// the largest scaled value, the sum in double), 0 for kept ≤ j < width; y may be x. The router's rows (kept = width,
+// scale 1), attention's prefill scores and the trainer's causal softmax all take it.
+void softmax_row(const float* x, float* y, int kept, int width, float scale);
 void softmax_rows_ref(float* x, int T, int E);
 // p [T, E] → for each token up to `cap` selected experts, ordered by probability (ties: lower index first):
 // ids/weights [T, cap], count [T]. Returns the total number of selections.

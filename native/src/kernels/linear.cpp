@@ -126,8 +126,15 @@ int gemv_chunk_rows() {
 }
 void set_gemv_chunk_rows(int rows) { g_chunk_rows.store(std::min(64, std::max(kGemvMaxRows, rows))); }
 
+// The GEMV with f32 activations (weights widened or dequantized in registers).
 static void linear_gemv_f32(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y,
-                            int ldy, const Epilogue& ep);
+                            int ldy, const Epilogue& ep) {
+  auto gemv = kernel_table().gemv[int(wt)];
+  // Chunks of ≈ kGemvItemBytes of weights (at least 16 rows): long enough that a call's fixed costs (arranging the
+  // input, the first misses) are small next to its streaming, and still hundreds of chunks for a large matrix.
+  const size_t rows = std::max<size_t>(16, kGemvItemBytes / std::max<size_t>(1, bytes_of(wt, size_t(K))));
+  parallel_for(pool, size_t(N), rows, [&](size_t b, size_t e, int) { gemv(X, M, K, W, int(b), int(e), Y, ldy, ep); });
+}
 
 void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y, int ldy,
                  const Epilogue& ep) {
@@ -137,16 +144,6 @@ void linear_gemv(ThreadPool* pool, const float* X, int M, int K, const void* W, 
     return;
   }
   linear_gemv_f32(pool, X, M, K, W, wt, N, Y, ldy, ep);
-}
-
-// The GEMV with f32 activations (weights widened or dequantized in registers).
-static void linear_gemv_f32(ThreadPool* pool, const float* X, int M, int K, const void* W, DType wt, int N, float* Y,
-                            int ldy, const Epilogue& ep) {
-  auto gemv = kernel_table().gemv[int(wt)];
-  // Chunks of ≈ kGemvItemBytes of weights (at least 16 rows): long enough that a call's fixed costs (arranging the
-  // input, the first misses) are small next to its streaming, and still hundreds of chunks for a large matrix.
-  const size_t rows = std::max<size_t>(16, kGemvItemBytes / std::max<size_t>(1, bytes_of(wt, size_t(K))));
-  parallel_for(pool, size_t(N), rows, [&](size_t b, size_t e, int) { gemv(X, M, K, W, int(b), int(e), Y, ldy, ep); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -20,15 +20,18 @@ void softmax_rows_ref(float* x, int T, int E) {
   }
 }
 
+void softmax_row(const float* x, float* y, int kept, int width, float scale) {
+  float mx = -INFINITY;
+  for (int j = 0; j < kept; ++j) mx = std::max(mx, x[j] * scale);
+  double sum = 0;
+  for (int j = 0; j < kept; ++j) sum += (y[j] = std::exp(x[j] * scale - mx));
+  const float inv = float(1.0 / sum);
+  for (int j = 0; j < kept; ++j) y[j] *= inv;
+  std::fill(y + kept, y + width, 0.f);
+}
+
 void softmax_rows(float* x, int T, int E) {
-  for (int t = 0; t < T; ++t) {
-    float* r = x + size_t(t) * E;
-    float mx = *std::max_element(r, r + E);
-    double sum = 0;
-    for (int e = 0; e < E; ++e) sum += (r[e] = std::exp(r[e] - mx));
-    float inv = float(1.0 / sum);
-    for (int e = 0; e < E; ++e) r[e] *= inv;
-  }
+  for (int t = 0; t < T; ++t) softmax_row(x + size_t(t) * E, x + size_t(t) * E, E, E, 1.f);
 }
 
 // Writes the first n experts of `order` (already ranked) for token t.

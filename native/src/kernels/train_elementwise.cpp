@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../common/threadpool.h"
+#include "kernels.h"
 
 namespace dsmoe {
 
@@ -203,21 +204,8 @@ void causal_softmax_ref(const float* x, int R, int C, float scale, int period, f
 
 void causal_softmax(ThreadPool* pool, const float* x, int R, int C, float scale, int period, float* y) {
   parallel_for(pool, size_t(R), row_grain(size_t(C)), [&](size_t r0, size_t r1, int) {
-    for (size_t r = r0; r < r1; ++r) {
-      const float* row = x + r * C;
-      float* out = y + r * C;
-      const int kept = period > 0 ? std::min(C, int(r % size_t(period)) + 1) : C;
-      float most = row[0] * scale;
-      for (int j = 1; j < kept; ++j) most = std::max(most, row[j] * scale);
-      float sum = 0;  // kept ≤ a few thousand terms of at most 1: f32 is exact enough (tfjs sums in f32 too)
-      for (int j = 0; j < kept; ++j) {
-        out[j] = std::exp(row[j] * scale - most);
-        sum += out[j];
-      }
-      const float inv = 1.f / sum;
-      for (int j = 0; j < kept; ++j) out[j] *= inv;
-      for (int j = kept; j < C; ++j) out[j] = 0.f;
-    }
+    for (size_t r = r0; r < r1; ++r)
+      softmax_row(x + r * C, y + r * C, period > 0 ? std::min(C, int(r % size_t(period)) + 1) : C, C, scale);
   });
 }
 

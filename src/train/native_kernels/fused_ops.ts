@@ -92,7 +92,7 @@ export function fusedKernelConfigs(kernels: FusedKernels, kind: BackendKind, thr
         return [dx, dweight];
       },
     },
-      {
+    {
       kernelName: fusedKernelNames.causalSoftmax,
       kernelFunc: ({ inputs, attrs, backend }) => {
         const { x } = inputs as { x: tf.TensorInfo };

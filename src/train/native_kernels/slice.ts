@@ -16,9 +16,8 @@ export function viewSliceKernel(kind: BackendKind, fallback: tf.KernelFunc): tf.
     const [begin_, size_] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
     if (size_.some((s) => s === 0) || begin_.length !== rank) return fallback(args);
     const backend = args.backend as tf.KernelBackend;
-    const out = float32Output(kind, backend, size_);
+    const { info, values: target } = float32Output(kind, backend, size_); // nothing allocates after it: the view holds
     const source = float32View(kind, backend, x); // taken after the output's allocation: the heap may have grown
-    const target = kind === 'wasm' ? float32View(kind, backend, out.info) : out.values;
     const strides = tf.util.computeStrides(x.shape); // rank − 1 strides; the last axis is contiguous
     const run = size_[rank - 1];
     const outer = size_.slice(0, rank - 1);
@@ -33,6 +32,6 @@ export function viewSliceKernel(kind: BackendKind, fallback: tf.KernelFunc): tf.
         index[a] = 0;
       }
     }
-    return out.info;
+    return info;
   };
 }

@@ -20,11 +20,11 @@ export function leadingAxesSumKernel(kind: BackendKind, fallback: tf.KernelFunc)
     const kept = x.shape.slice(axes.length);
     const cols = kept.reduce((a, b) => a * b, 1);
     const backend = args.backend as tf.KernelBackend;
-    const out = float32Output(kind, backend, keepDims ? [...axes.map(() => 1), ...kept] : kept);
-    const source = float32View(kind, backend, x); // after the output's allocation: the wasm heap may have grown
     const sums = new Float64Array(cols);
+    const source = float32View(kind, backend, x);
     for (let r = 0, at = 0; r < rows; r++, at += cols) for (let c = 0; c < cols; c++) sums[c] += source[at + c];
-    (kind === 'wasm' ? float32View(kind, backend, out.info) : out.values).set(sums);
+    const out = float32Output(kind, backend, keepDims ? [...axes.map(() => 1), ...kept] : kept);
+    out.values.set(sums); // the output's view, taken at its allocation, is still valid: nothing allocated since
     return out.info;
   };
 }

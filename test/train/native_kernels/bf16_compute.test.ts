@@ -21,30 +21,16 @@ import { loadRecipe, Recipe } from '../../../src/recipe';
 import { ADDON_PATH, loadNative } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { applyKernelChoice, registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
+import { describeWithAddonFor, randomValues } from '../../helpers/native_kernels';
 
 const addonBuilt = fs.existsSync(ADDON_PATH);
-if (!addonBuilt) {
-  // eslint-disable-next-line no-console
-  console.warn(`bf16 compute tests skipped: the addon is not built (${ADDON_PATH}); run \`npm run build:native\``);
-}
 const hasBf16 = addonBuilt && loadNative().cpuInfo().bf16;
 if (addonBuilt && !hasBf16) {
   // eslint-disable-next-line no-console
   console.warn('bf16 compute: this CPU has no AVX-512 BF16; only the refusal is tested');
 }
-const describeWithAddon = addonBuilt ? describe : describe.skip;
+const describeWithAddon = describeWithAddonFor('bf16 compute tests');
 const describeWithBf16 = hasBf16 ? describe : describe.skip;
-
-/** Deterministic values in [-1, 1). */
-function randomValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 const abs = (x: Float32Array) => x.map(Math.abs);
 

@@ -8,31 +8,17 @@
  * float exp); fused vs tfjs composition 1e-4·|ref| + 1e-5 (both f32; the composition rounds after each of its
  * kernels, and sums rows in another order).
  */
-import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
 import { crossEntropy } from '../../../src/model/model';
 import { groupedCausalMask } from '../../../src/model/attention';
 import { causalSoftmax, fusedOps, rmsNorm, routedSwiglu } from '../../../src/model/fused_ops';
-import { ADDON_PATH, loadNative } from '../../../src/runtime/native';
+import { loadNative } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
+import { describeWithAddonFor, randomValues } from '../../helpers/native_kernels';
 
-const addonBuilt = fs.existsSync(ADDON_PATH);
-if (!addonBuilt) {
-  // eslint-disable-next-line no-console
-  console.warn(`fused ops tests skipped: the addon is not built (${ADDON_PATH}); run \`npm run build:native\``);
-}
-const describeWithAddon = addonBuilt ? describe : describe.skip;
+const describeWithAddon = describeWithAddonFor('fused ops tests');
 
-function randomValues(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 31 - 1) * scale;
-  }
-  return out;
-}
 
 function expectClose(actual: Float32Array, expected: Float32Array, rtol: number, atol: number, what: string): void {
   expect(actual.length).toBe(expected.length);

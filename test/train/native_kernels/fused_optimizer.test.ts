@@ -9,29 +9,15 @@
  * f32 in tfjs's order against double (the twin), and native against tfjs's kernels (same clip factor given to
  * both). The global norm against a double sum: native 1e-6, tfjs's f32 sums of 150 000 squares 1e-4.
  */
-import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
-import { ADDON_PATH, loadNative } from '../../../src/runtime/native';
+import { loadNative } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { AdamW, clipScale } from '../../../src/train/adamw';
 import { registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
+import { describeWithAddonFor, randomValues } from '../../helpers/native_kernels';
 
-const addonBuilt = fs.existsSync(ADDON_PATH);
-if (!addonBuilt) {
-  // eslint-disable-next-line no-console
-  console.warn(`fused optimizer tests skipped: the addon is not built (${ADDON_PATH}); run \`npm run build:native\``);
-}
-const describeWithAddon = addonBuilt ? describe : describe.skip;
+const describeWithAddon = describeWithAddonFor('fused optimizer tests');
 
-function randomValues(n: number, seed: number, scale = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 2 ** 31 - 1) * scale;
-  }
-  return out;
-}
 
 function expectClose(actual: Float32Array, expected: Float32Array, atol: number, what: string): void {
   expect(actual.length).toBe(expected.length);

@@ -5,32 +5,15 @@
  * Tolerance: |native − reference| ≤ 1e-4 + 1e-4·|reference| elementwise (f32 sums of ≤ 13·5 terms of O(1) values,
  * summed in a different order).
  */
-import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs';
-import { ADDON_PATH } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { nativeKernelsInUse, registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
+import { describeWithAddonFor, randomValues } from '../../helpers/native_kernels';
 
-const addonBuilt = fs.existsSync(ADDON_PATH);
-if (!addonBuilt) {
-  // eslint-disable-next-line no-console
-  console.warn(`native-kernels tests skipped: the addon is not built (${ADDON_PATH}); run \`npm run build:native\``);
-}
-const describeWithAddon = addonBuilt ? describe : describe.skip;
+const describeWithAddon = describeWithAddonFor('native-kernels tests');
 
 const ATOL = 1e-4;
 const RTOL = 1e-4;
-
-/** Deterministic values in [-1, 1). */
-function randomValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 function expectClose(actual: Float32Array, expected: Float32Array, what: string): void {
   expect(actual.length).toBe(expected.length);

@@ -4,21 +4,15 @@
  * difference is the summation order inside matrix products (f32), which AdamW's normalised updates carry forward.
  * Tolerance: |loss_native − loss_tfjs| ≤ 1e-4 · loss_tfjs at every step.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { syntheticBatch, TrainingStepHarness } from '../../../src/bench/train_kernels';
 import { loadRecipe, Recipe } from '../../../src/recipe';
-import { ADDON_PATH } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
+import { describeWithAddonFor } from '../../helpers/native_kernels';
 
-const addonBuilt = fs.existsSync(ADDON_PATH);
-if (!addonBuilt) {
-  // eslint-disable-next-line no-console
-  console.warn(`native-kernels training test skipped: the addon is not built (${ADDON_PATH}); run \`npm run build:native\``);
-}
-const describeWithAddon = addonBuilt ? describe : describe.skip;
+const describeWithAddon = describeWithAddonFor('native-kernels training test');
 
 const STEPS = 8;
 const RELATIVE_TOLERANCE = 1e-4;

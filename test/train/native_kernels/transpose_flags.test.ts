@@ -11,34 +11,17 @@
  *   5.1e-7 here, 1.1e-6 on the full tiny recipe), loss within 1e-5 relative. The Transpose kernel then runs only for attention's layout changes
  *   (4 per layer forward, 4 backward), against those plus 2 per product gradient with tfjs's kernels.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import { matMulTransposedB, plainMatMul, transposeFlagProducts } from '../../../src/model/matmul';
 import { MoEModel } from '../../../src/model/model';
 import { disposeParams, initParams } from '../../../src/model/params';
 import { loadRecipe, Recipe } from '../../../src/recipe';
-import { ADDON_PATH } from '../../../src/runtime/native';
 import { selectBackend } from '../../../src/train/backend';
 import { KernelTimer, registerNativeKernels, restoreTfjsKernels } from '../../../src/train/native_kernels';
+import { describeWithAddonFor, randomValues } from '../../helpers/native_kernels';
 
-const addonBuilt = fs.existsSync(ADDON_PATH);
-if (!addonBuilt) {
-  // eslint-disable-next-line no-console
-  console.warn(`transpose-flag tests skipped: the addon is not built (${ADDON_PATH}); run \`npm run build:native\``);
-}
-const describeWithAddon = addonBuilt ? describe : describe.skip;
-
-/** Deterministic values in [-1, 1). */
-function randomValues(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+const describeWithAddon = describeWithAddonFor('transpose-flag tests');
 
 function expectElementwiseClose(actual: Float32Array, expected: Float32Array, what: string): void {
   expect(actual.length).toBe(expected.length);
